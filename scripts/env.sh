@@ -1,0 +1,25 @@
+# Shared settings for the local service scripts. Sourced, not executed.
+# Everything the scripts create lives under SIPAS_HOME (project-owned, git-ignored);
+# installed tools are cached under SIPAS_TOOLS_DIR so fresh clones reuse them.
+SIPAS_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export SIPAS_ROOT
+export SIPAS_HOME="${SIPAS_HOME:-$SIPAS_ROOT/.local}"
+export SIPAS_TOOLS_DIR="${SIPAS_TOOLS_DIR:-$HOME/.cache/sipas-stream/tools}"
+export TANSU_VERSION="0.6.0"
+export SIPAS_CH_HTTP_PORT="${SIPAS_CH_HTTP_PORT:-18123}"
+export SIPAS_CH_TCP_PORT="${SIPAS_CH_TCP_PORT:-19000}"
+export SIPAS_KAFKA_PORT="${SIPAS_KAFKA_PORT:-19092}"
+export SIPAS_METRICS_PORT="${SIPAS_METRICS_PORT:-19100}"
+# The pipeline reads these (see config/default.toml for every key).
+export SIPAS__KAFKA__BROKERS="${SIPAS__KAFKA__BROKERS:-127.0.0.1:$SIPAS_KAFKA_PORT}"
+export SIPAS__CLICKHOUSE__URL="${SIPAS__CLICKHOUSE__URL:-http://127.0.0.1:$SIPAS_CH_HTTP_PORT}"
+export SIPAS__METRICS__LISTEN="${SIPAS__METRICS__LISTEN:-127.0.0.1:$SIPAS_METRICS_PORT}"
+
+say() { printf '[sipas] %s\n' "$*" >&2; }
+die() { printf '[sipas] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# port_in_use PORT: true when something listens on 127.0.0.1:PORT.
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# pid_alive FILE: true when FILE holds the pid of a running process.
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Local ClickHouse + Kafka-compatible broker (tansu) on loopback.
+#   scripts/services.sh up       install if missing, start if not running (idempotent)
+#   scripts/services.sh down     stop what `up` started (idempotent)
+#   scripts/services.sh status   show what runs
+# `up` prints the names of the services it started itself on stdout, one per line,
+# so callers can stop exactly those (and nothing they did not start).
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+
+CH_DIR="$SIPAS_HOME/clickhouse"
+TANSU_DIR="$SIPAS_HOME/tansu"
+TANSU_BIN="$SIPAS_TOOLS_DIR/bin/tansu"
+STARTUP_TIMEOUT="${SIPAS_STARTUP_TIMEOUT:-60}"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+install_clickhouse() {
+  command -v clickhouse-server >/dev/null 2>&1 && return 0
+  [ -x /usr/sbin/clickhouse-server ] && return 0
+  say "installing clickhouse-server (Debian package)…"
+  if ! { as_root apt-get update -qq && DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq clickhouse-server clickhouse-client; } >"$SIPAS_HOME/clickhouse-install.log" 2>&1; then
+    die "installing clickhouse-server failed; see $SIPAS_HOME/clickhouse-install.log"
+  fi
+}
+
+install_tansu() {
+  if [ -x "$TANSU_BIN" ] && "$TANSU_BIN" --version 2>/dev/null | grep -q "$TANSU_VERSION"; then return 0; fi
+  say "installing tansu $TANSU_VERSION from crates.io into $SIPAS_TOOLS_DIR (about 12 minutes, once)…"
+  mkdir -p "$SIPAS_TOOLS_DIR"
+  if ! CARGO_TARGET_DIR="$SIPAS_TOOLS_DIR/build" cargo install tansu --version "$TANSU_VERSION" --locked \
+        --features dynostore,libsql --root "$SIPAS_TOOLS_DIR" >"$SIPAS_HOME/tansu-install.log" 2>&1; then
+    die "installing tansu failed; see $SIPAS_HOME/tansu-install.log"
+  fi
+  rm -rf "$SIPAS_TOOLS_DIR/build"
+}
+
+clickhouse_ready() { curl -fsS "http://127.0.0.1:$SIPAS_CH_HTTP_PORT/?query=SELECT%201" >/dev/null 2>&1; }
+
+write_clickhouse_config() {
+  mkdir -p "$CH_DIR/data" "$CH_DIR/tmp" "$CH_DIR/log"
+  sed -e 's#<path>.*</path>##' /etc/clickhouse-server/users.xml > "$CH_DIR/users.xml"
+  cat > "$CH_DIR/config.xml" <<XML
+<?xml version="1.0"?>
+<yandex>
+  <logger>
+    <level>warning</level>
+    <log>$CH_DIR/log/clickhouse-server.log</log>
+    <errorlog>$CH_DIR/log/clickhouse-server.err.log</errorlog>
+    <size>100M</size>
+    <count>2</count>
+  </logger>
+  <http_port>$SIPAS_CH_HTTP_PORT</http_port>
+  <tcp_port>$SIPAS_CH_TCP_PORT</tcp_port>
+  <listen_host>127.0.0.1</listen_host>
+  <path>$CH_DIR/data/</path>
+  <tmp_path>$CH_DIR/tmp/</tmp_path>
+  <users_config>$CH_DIR/users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <mark_cache_size>268435456</mark_cache_size>
+</yandex>
+XML
+}
+
+start_clickhouse() {
+  local pidfile="$CH_DIR/pid"
+  if pid_alive "$pidfile" && clickhouse_ready; then return 1; fi
+  if port_in_use "$SIPAS_CH_HTTP_PORT"; then
+    if clickhouse_ready && ! pid_alive "$pidfile"; then
+      say "a ClickHouse not started by these scripts answers on port $SIPAS_CH_HTTP_PORT; using it"
+      return 1
+    fi
+    pid_alive "$pidfile" || die "port $SIPAS_CH_HTTP_PORT is taken by another process (set SIPAS_CH_HTTP_PORT)"
+  fi
+  port_in_use "$SIPAS_CH_TCP_PORT" && ! pid_alive "$pidfile" && die "port $SIPAS_CH_TCP_PORT is taken by another process (set SIPAS_CH_TCP_PORT)"
+  if ! pid_alive "$pidfile"; then
+    # A previous server may still hold the data directory's lock while it shuts down.
+    wait_for_exit "$CH_DIR/pid.stopping" 30
+    write_clickhouse_config
+    local server=clickhouse-server; command -v clickhouse-server >/dev/null 2>&1 || server=/usr/sbin/clickhouse-server
+    ( cd "$CH_DIR" && exec setsid "$server" --config-file="$CH_DIR/config.xml" >"$CH_DIR/log/stdout.log" 2>&1 ) &
+    echo $! > "$pidfile"
+  fi
+  local waited=0
+  until clickhouse_ready; do
+    pid_alive "$pidfile" || die "clickhouse-server exited during start-up; see $CH_DIR/log/clickhouse-server.err.log and $CH_DIR/log/stdout.log"
+    [ "$waited" -ge "$STARTUP_TIMEOUT" ] && die "clickhouse-server did not answer on 127.0.0.1:$SIPAS_CH_HTTP_PORT within ${STARTUP_TIMEOUT}s; see $CH_DIR/log/"
+    sleep 1; waited=$((waited + 1))
+  done
+  return 0
+}
+
+kafka_ready() { port_in_use "$SIPAS_KAFKA_PORT"; }
+
+start_tansu() {
+  local pidfile="$TANSU_DIR/pid"
+  if pid_alive "$pidfile" && kafka_ready; then return 1; fi
+  if kafka_ready && ! pid_alive "$pidfile"; then
+    die "port $SIPAS_KAFKA_PORT is taken by another process (set SIPAS_KAFKA_PORT)"
+  fi
+  mkdir -p "$TANSU_DIR"
+  if ! pid_alive "$pidfile"; then
+    # sqlite storage keeps topics and committed offsets across broker restarts.
+    # The path is relative: tansu resolves it against its working directory.
+    ( cd "$TANSU_DIR" && exec setsid env STORAGE_ENGINE="sqlite://tansu.db" RUST_LOG="${TANSU_LOG:-warn}" \
+        "$TANSU_BIN" broker \
+        --listener-url "tcp://127.0.0.1:$SIPAS_KAFKA_PORT" \
+        --advertised-listener-url "tcp://127.0.0.1:$SIPAS_KAFKA_PORT" >"$TANSU_DIR/broker.log" 2>&1 ) &
+    echo $! > "$pidfile"
+  fi
+  local waited=0
+  until kafka_ready; do
+    pid_alive "$pidfile" || die "tansu exited during start-up; see $TANSU_DIR/broker.log"
+    [ "$waited" -ge "$STARTUP_TIMEOUT" ] && die "tansu did not listen on 127.0.0.1:$SIPAS_KAFKA_PORT within ${STARTUP_TIMEOUT}s; see $TANSU_DIR/broker.log"
+    sleep 1; waited=$((waited + 1))
+  done
+  return 0
+}
+
+wait_for_exit() { # PIDFILE SECONDS
+  local waited=0
+  while pid_alive "$1"; do
+    [ "$waited" -ge "$2" ] && return 1
+    sleep 1; waited=$((waited + 1))
+  done
+  rm -f "$1"
+}
+
+stop_one() { # NAME PIDFILE
+  local pidfile="$2"
+  if ! pid_alive "$pidfile"; then rm -f "$pidfile"; return 0; fi
+  local pid; pid="$(cat "$pidfile")"
+  kill -TERM "$pid" 2>/dev/null || true
+  mv "$pidfile" "$pidfile.stopping"
+  if ! wait_for_exit "$pidfile.stopping" 30; then
+    say "$1 did not stop within 30s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+    wait_for_exit "$pidfile.stopping" 10 || die "could not stop $1 (pid $pid)"
+  fi
+  say "stopped $1"
+}
+
+cmd="${1:-status}"; shift || true
+mkdir -p "$SIPAS_HOME"
+case "$cmd" in
+  up)
+    only="${1:-all}"
+    if [ "$only" = all ] || [ "$only" = clickhouse ]; then
+      install_clickhouse
+      if start_clickhouse; then say "ClickHouse up on http://127.0.0.1:$SIPAS_CH_HTTP_PORT (data: $CH_DIR)"; echo clickhouse; fi
+    fi
+    if [ "$only" = all ] || [ "$only" = kafka ]; then
+      install_tansu
+      if start_tansu; then say "tansu broker up on 127.0.0.1:$SIPAS_KAFKA_PORT (data: $TANSU_DIR)"; echo kafka; fi
+    fi
+    ;;
+  down)
+    only="${1:-all}"
+    { [ "$only" = all ] || [ "$only" = kafka ]; } && stop_one tansu "$TANSU_DIR/pid"
+    { [ "$only" = all ] || [ "$only" = clickhouse ]; } && stop_one clickhouse "$CH_DIR/pid"
+    true
+    ;;
+  status)
+    pid_alive "$CH_DIR/pid" && echo "clickhouse: running (pid $(cat "$CH_DIR/pid"))" || echo "clickhouse: stopped"
+    pid_alive "$TANSU_DIR/pid" && echo "kafka (tansu): running (pid $(cat "$TANSU_DIR/pid"))" || echo "kafka (tansu): stopped"
+    ;;
+  *) die "usage: $0 up [clickhouse|kafka] | down [clickhouse|kafka] | status" ;;
+esac

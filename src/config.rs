@@ -1,0 +1,330 @@
+//! Configuration: a TOML file (optional) overlaid with `SIPAS__SECTION__KEY` environment
+//! variables, deserialised into structs that reject unknown keys. Every default is written
+//! next to its field and repeated in `config/default.toml`.
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {name}: {message}")]
+    Env { name: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+pub const ENV_PREFIX: &str = "SIPAS__";
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub kafka: KafkaConfig,
+    pub clickhouse: ClickHouseConfig,
+    pub pipeline: PipelineConfig,
+    pub contract: ContractConfig,
+    pub pii: PiiConfig,
+    pub metrics: MetricsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaConfig {
+    /// Bootstrap servers. Default `127.0.0.1:9092`.
+    pub brokers: String,
+    /// Consumer group of `sipas run`. Default `sipas-ingest`.
+    pub group_id: String,
+    /// Default `sipas.surveys`.
+    pub surveys_topic: String,
+    /// Default `sipas.hotline`.
+    pub hotline_topic: String,
+    /// Dead letters of both input topics. Default `sipas.dlq`.
+    pub dlq_topic: String,
+    /// Partitions for topics created by `sipas topics`. Default 4.
+    pub partitions: i32,
+    /// Replication factor for topics created by `sipas topics`. Default 1.
+    pub replication_factor: i32,
+    /// Optional Confluent Schema Registry base URL for Avro ids not in the local catalog.
+    pub schema_registry_url: Option<String>,
+    /// Extra librdkafka properties for every client (e.g. `security.protocol`).
+    pub properties: BTreeMap<String, String>,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            group_id: "sipas-ingest".into(),
+            surveys_topic: "sipas.surveys".into(),
+            hotline_topic: "sipas.hotline".into(),
+            dlq_topic: "sipas.dlq".into(),
+            partitions: 4,
+            replication_factor: 1,
+            schema_registry_url: None,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClickHouseConfig {
+    /// HTTP interface. Default `http://127.0.0.1:8123`.
+    pub url: String,
+    /// Default `sipas`.
+    pub database: String,
+    /// Default `default`.
+    pub user: String,
+    /// Default empty.
+    pub password: String,
+}
+
+impl Default for ClickHouseConfig {
+    fn default() -> Self {
+        Self { url: "http://127.0.0.1:8123".into(), database: "sipas".into(), user: "default".into(), password: String::new() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// A batch is written when it holds this many messages. Default 20000.
+    pub batch_max_messages: usize,
+    /// ...or when its first message is this old. Default 500 ms.
+    pub batch_max_wait_ms: u64,
+    /// Messages larger than this go to the DLQ as `oversize`. Default 65536 (64 KiB).
+    pub max_message_bytes: usize,
+    /// First retry delay after a failed ClickHouse insert or DLQ write. Default 200 ms.
+    pub retry_initial_ms: u64,
+    /// Cap of the exponential retry delay. Default 10000 ms.
+    pub retry_max_ms: u64,
+    /// How often stored offsets are committed to Kafka. Default 1000 ms.
+    pub commit_interval_ms: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            batch_max_messages: 20_000,
+            batch_max_wait_ms: 500,
+            max_message_bytes: 64 * 1024,
+            retry_initial_ms: 200,
+            retry_max_ms: 10_000,
+            commit_interval_ms: 1_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContractConfig {
+    /// Directory of framework files (`*.toml`). Default `config/frameworks`.
+    pub frameworks_dir: PathBuf,
+    /// Directory with `catalog.toml` and the Avro schemas. Default `schemas`.
+    pub schemas_dir: PathBuf,
+}
+
+impl Default for ContractConfig {
+    fn default() -> Self {
+        Self { frameworks_dir: "config/frameworks".into(), schemas_dir: "schemas".into() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PiiConfig {
+    /// Secret key of the HMAC that replaces reporters' phone numbers and emails.
+    /// Required by `sipas run`; no default. Prefer `SIPAS__PII__HMAC_SECRET` or `hmac_secret_file`.
+    pub hmac_secret: Option<String>,
+    /// A file holding the secret (first line), e.g. a mounted Kubernetes/Docker secret.
+    pub hmac_secret_file: Option<PathBuf>,
+}
+
+impl PiiConfig {
+    pub fn secret(&self) -> Result<Vec<u8>, ConfigError> {
+        let secret = match (&self.hmac_secret, &self.hmac_secret_file) {
+            (Some(s), _) => s.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|source| ConfigError::Read { path: path.clone(), source })?
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            (None, None) => String::new(),
+        };
+        if secret.len() < 16 {
+            return Err(ConfigError::Invalid(
+                "pii.hmac_secret (or pii.hmac_secret_file) must be set to at least 16 characters".into(),
+            ));
+        }
+        Ok(secret.into_bytes())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address of the Prometheus `/metrics` endpoint. Default `127.0.0.1:9100`.
+    pub listen: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { listen: "127.0.0.1:9100".into() }
+    }
+}
+
+impl Config {
+    /// Reads `path` (if given) and applies `SIPAS__…` overrides from the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with_env(path, std::env::vars())
+    }
+
+    pub fn load_with_env(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+                text.parse::<toml::Table>().map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?
+            }
+            None => toml::Table::new(),
+        };
+        let mut overrides: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+        overrides.sort();
+        for (name, value) in overrides {
+            apply_override(&mut table, &name, &value)?;
+        }
+        let config: Config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
+            path: path.map(Path::to_owned).unwrap_or_else(|| PathBuf::from("<environment>")),
+            message: e.to_string(),
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let p = &self.pipeline;
+        if p.batch_max_messages == 0 || p.max_message_bytes == 0 || p.retry_initial_ms == 0 {
+            return Err(ConfigError::Invalid("pipeline sizes and delays must be positive".into()));
+        }
+        if p.retry_max_ms < p.retry_initial_ms {
+            return Err(ConfigError::Invalid("pipeline.retry_max_ms must be >= pipeline.retry_initial_ms".into()));
+        }
+        let k = &self.kafka;
+        if [&k.surveys_topic, &k.hotline_topic, &k.dlq_topic].iter().any(|t| t.is_empty()) {
+            return Err(ConfigError::Invalid("kafka topic names must not be empty".into()));
+        }
+        if k.dlq_topic == k.surveys_topic || k.dlq_topic == k.hotline_topic || k.surveys_topic == k.hotline_topic {
+            return Err(ConfigError::Invalid("kafka.surveys_topic, kafka.hotline_topic and kafka.dlq_topic must differ".into()));
+        }
+        if !self.clickhouse.database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || self.clickhouse.database.is_empty() {
+            return Err(ConfigError::Invalid("clickhouse.database must be a plain identifier ([A-Za-z0-9_]+)".into()));
+        }
+        Ok(())
+    }
+}
+
+/// `SIPAS__KAFKA__BROKERS=x` sets `kafka.brokers`; `SIPAS__KAFKA__PROPERTIES__SASL_MECHANISM`
+/// style keys are not needed: properties use their dotted names under `properties`,
+/// e.g. `SIPAS__KAFKA__PROPERTIES__security.protocol=SASL_SSL`.
+fn apply_override(table: &mut toml::Table, name: &str, value: &str) -> Result<(), ConfigError> {
+    let path: Vec<String> = name[ENV_PREFIX.len()..]
+        .split("__")
+        .enumerate()
+        // Section and field names are lower-case; property names under `properties` keep their case.
+        .map(|(i, part)| if i < 2 { part.to_lowercase() } else { part.to_owned() })
+        .collect();
+    if path.iter().any(String::is_empty) {
+        return Err(ConfigError::Env { name: name.into(), message: "empty key segment".into() });
+    }
+    let (last, parents) = path.split_last().expect("non-empty");
+    let mut current = table;
+    for part in parents {
+        let entry = current.entry(part.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry
+            .as_table_mut()
+            .ok_or_else(|| ConfigError::Env { name: name.into(), message: format!("`{part}` is not a section") })?;
+    }
+    current.insert(last.clone(), env_value(value, parents.last().map(String::as_str) == Some("properties")));
+    Ok(())
+}
+
+/// Numbers and booleans are typed so that `SIPAS__PIPELINE__BATCH_MAX_MESSAGES=100` works;
+/// librdkafka properties are always strings.
+fn env_value(value: &str, always_string: bool) -> toml::Value {
+    if !always_string {
+        if let Ok(i) = value.parse::<i64>() {
+            return toml::Value::Integer(i);
+        }
+        if let Ok(b) = value.parse::<bool>() {
+            return toml::Value::Boolean(b);
+        }
+    }
+    toml::Value::String(value.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_without_file_or_env() {
+        let config = Config::load_with_env(None, env(&[])).unwrap();
+        assert_eq!(config.kafka.surveys_topic, "sipas.surveys");
+        assert_eq!(config.kafka.hotline_topic, "sipas.hotline");
+        assert_eq!(config.kafka.dlq_topic, "sipas.dlq");
+        assert_eq!(config.pipeline.max_message_bytes, 65536);
+        assert_eq!(config.clickhouse.database, "sipas");
+    }
+
+    #[test]
+    fn environment_overrides_file_and_types_values() {
+        let dir = std::env::temp_dir().join(format!("sipas-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(&file, "[kafka]\nbrokers = \"file:9092\"\n[pipeline]\nbatch_max_messages = 5\n").unwrap();
+        let config = Config::load_with_env(
+            Some(&file),
+            env(&[
+                ("SIPAS__KAFKA__BROKERS", "env:9092"),
+                ("SIPAS__PIPELINE__BATCH_MAX_WAIT_MS", "42"),
+                ("SIPAS__KAFKA__PROPERTIES__security.protocol", "SASL_SSL"),
+                ("OTHER", "ignored"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.kafka.brokers, "env:9092");
+        assert_eq!(config.pipeline.batch_max_messages, 5);
+        assert_eq!(config.pipeline.batch_max_wait_ms, 42);
+        assert_eq!(config.kafka.properties.get("security.protocol").map(String::as_str), Some("SASL_SSL"));
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_from_file_and_env() {
+        let err = Config::load_with_env(None, env(&[("SIPAS__KAFKA__BROKER", "x")])).unwrap_err();
+        assert!(err.to_string().contains("broker"), "{err}");
+        assert!(Config::load_with_env(None, env(&[("SIPAS__NOPE__X", "1")])).is_err());
+    }
+
+    #[test]
+    fn shipped_config_files_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for name in ["config/default.toml", "config/local.toml"] {
+            Config::load_with_env(Some(&root.join(name)), env(&[])).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+
+    #[test]
+    fn secret_is_required_and_not_short() {
+        assert!(PiiConfig::default().secret().is_err());
+        let ok = PiiConfig { hmac_secret: Some("0123456789abcdef".into()), hmac_secret_file: None };
+        assert_eq!(ok.secret().unwrap().len(), 16);
+    }
+}

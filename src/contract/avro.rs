@@ -1,0 +1,307 @@
+//! Avro in the Confluent wire format: magic byte 0, 4-byte big-endian schema id, then the
+//! Avro binary datum. Writer schemas are looked up by id in a catalog (the files listed in
+//! `schemas/catalog.toml`, plus any fetched from a Schema Registry); the datum is resolved
+//! against the reader schema this build was written for, so producers may add optional
+//! fields (with defaults) without breaking this reader and vice versa.
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use apache_avro::types::Value;
+use apache_avro::Schema;
+use serde::Deserialize;
+
+use crate::contract::decode::EventKind;
+use crate::contract::raw::{RawAnswer, RawHotline, RawSurvey};
+use crate::contract::reject::{Reject, RejectReason};
+
+pub const MAGIC_BYTE: u8 = 0;
+pub const SURVEY_SCHEMA_V1: &str = include_str!("../../schemas/survey_submission.v1.avsc");
+pub const HOTLINE_SCHEMA_V1: &str = include_str!("../../schemas/hotline_event.v1.avsc");
+/// Ids of the shipped schemas in `schemas/catalog.toml`.
+pub const SURVEY_SCHEMA_ID: u32 = 1;
+pub const HOTLINE_SCHEMA_ID: u32 = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is invalid: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogFile {
+    schema: Vec<CatalogEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CatalogEntry {
+    id: u32,
+    file: String,
+}
+
+/// Writer schemas by id. Shared between decoding threads; grows when a registry answers.
+#[derive(Debug, Default)]
+pub struct SchemaCatalog {
+    by_id: RwLock<HashMap<u32, Arc<Schema>>>,
+}
+
+impl SchemaCatalog {
+    /// The schemas compiled into this build, under their catalog ids.
+    pub fn builtin() -> Self {
+        let catalog = Self::default();
+        catalog.insert(SURVEY_SCHEMA_ID, Schema::parse_str(SURVEY_SCHEMA_V1).expect("valid survey schema"));
+        catalog.insert(HOTLINE_SCHEMA_ID, Schema::parse_str(HOTLINE_SCHEMA_V1).expect("valid hotline schema"));
+        catalog
+    }
+
+    /// Loads `catalog.toml` from `dir` (on top of the built-in schemas).
+    pub fn load_dir(dir: &Path) -> Result<Self, CatalogError> {
+        let catalog = Self::builtin();
+        let path = dir.join("catalog.toml");
+        let text = std::fs::read_to_string(&path).map_err(|source| CatalogError::Read { path: path.clone(), source })?;
+        let file: CatalogFile =
+            toml::from_str(&text).map_err(|e| CatalogError::Invalid { path: path.clone(), message: e.to_string() })?;
+        for entry in file.schema {
+            let schema_path = dir.join(&entry.file);
+            let text = std::fs::read_to_string(&schema_path)
+                .map_err(|source| CatalogError::Read { path: schema_path.clone(), source })?;
+            let schema = Schema::parse_str(&text)
+                .map_err(|e| CatalogError::Invalid { path: schema_path.clone(), message: e.to_string() })?;
+            catalog.insert(entry.id, schema);
+        }
+        Ok(catalog)
+    }
+
+    pub fn insert(&self, id: u32, schema: Schema) {
+        self.by_id.write().expect("schema catalog lock").insert(id, Arc::new(schema));
+    }
+
+    pub fn get(&self, id: u32) -> Option<Arc<Schema>> {
+        self.by_id.read().expect("schema catalog lock").get(&id).cloned()
+    }
+}
+
+/// The schema id of a Confluent-framed message, or `None` if the bytes are not framed.
+pub fn framed_schema_id(bytes: &[u8]) -> Option<u32> {
+    match bytes {
+        [MAGIC_BYTE, a, b, c, d, ..] => Some(u32::from_be_bytes([*a, *b, *c, *d])),
+        _ => None,
+    }
+}
+
+/// Frames an Avro datum in the Confluent wire format.
+pub fn frame(schema_id: u32, datum: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5 + datum.len());
+    out.push(MAGIC_BYTE);
+    out.extend_from_slice(&schema_id.to_be_bytes());
+    out.extend_from_slice(datum);
+    out
+}
+
+/// The reader schemas of this build.
+#[derive(Debug, Clone)]
+pub struct ReaderSchemas {
+    pub survey: Arc<Schema>,
+    pub hotline: Arc<Schema>,
+}
+
+impl Default for ReaderSchemas {
+    fn default() -> Self {
+        Self {
+            survey: Arc::new(Schema::parse_str(SURVEY_SCHEMA_V1).expect("valid survey schema")),
+            hotline: Arc::new(Schema::parse_str(HOTLINE_SCHEMA_V1).expect("valid hotline schema")),
+        }
+    }
+}
+
+static SHIPPED: std::sync::LazyLock<ReaderSchemas> = std::sync::LazyLock::new(ReaderSchemas::default);
+
+/// Decodes the Avro datum after the 5-byte header with `writer`, resolved to `reader`.
+pub fn decode_datum(writer: &Schema, reader: &Schema, datum: &[u8]) -> Result<Value, Reject> {
+    let mut cursor = datum;
+    let value = apache_avro::from_avro_datum(writer, &mut cursor, Some(reader))
+        .map_err(|e| Reject::new(RejectReason::Undecodable, format!("invalid Avro datum: {}", short(&e.to_string()))))?;
+    if !cursor.is_empty() {
+        return Err(Reject::new(RejectReason::Undecodable, format!("{} bytes left after the Avro datum", cursor.len())));
+    }
+    Ok(value)
+}
+
+/// Avro errors may quote the offending value; keep the message short and generic.
+fn short(message: &str) -> String {
+    message.chars().take(200).collect()
+}
+
+pub fn to_raw_survey(value: Value) -> Result<RawSurvey, Reject> {
+    let mut raw = RawSurvey::default();
+    for (name, field) in record_fields(value, EventKind::Survey)? {
+        match name.as_str() {
+            "submission_id" => raw.submission_id = string(field),
+            "framework" => raw.framework = string(field),
+            "submitted_at" => raw.submitted_at = string(field),
+            "province_code" => raw.province_code = string(field),
+            "province_code_system" => raw.province_code_system = string(field),
+            "agency_id" => raw.agency_id = string(field),
+            "agency_level" => raw.agency_level = string(field),
+            "procedure_code" => raw.procedure_code = string(field),
+            "channel" => raw.channel = string(field),
+            "respondent_type" => raw.respondent_type = string(field),
+            "answers" => raw.answers = answers(field),
+            "expectations" => raw.expectations = strings(field),
+            _ => {}
+        }
+    }
+    Ok(raw)
+}
+
+pub fn to_raw_hotline(value: Value) -> Result<RawHotline, Reject> {
+    let mut raw = RawHotline::default();
+    for (name, field) in record_fields(value, EventKind::Hotline)? {
+        let slot = match name.as_str() {
+            "event_id" => &mut raw.event_id,
+            "ticket_id" => &mut raw.ticket_id,
+            "type" => &mut raw.event_type,
+            "occurred_at" => &mut raw.occurred_at,
+            "province_code" => &mut raw.province_code,
+            "province_code_system" => &mut raw.province_code_system,
+            "channel" => &mut raw.channel,
+            "category" => &mut raw.category,
+            "agency_id" => &mut raw.agency_id,
+            "due_at" => &mut raw.due_at,
+            "rating" => &mut raw.rating,
+            "reason" => &mut raw.reason,
+            "reporter_phone" => &mut raw.reporter_phone,
+            "reporter_email" => &mut raw.reporter_email,
+            _ => continue,
+        };
+        *slot = string(field);
+    }
+    Ok(raw)
+}
+
+fn record_fields(value: Value, kind: EventKind) -> Result<Vec<(String, Value)>, Reject> {
+    match value {
+        Value::Record(fields) => Ok(fields),
+        _ => Err(Reject::new(RejectReason::Undecodable, format!("Avro datum is not a {} record", kind.as_str()))),
+    }
+}
+
+fn unwrap_union(value: Value) -> Value {
+    match value {
+        Value::Union(_, inner) => *inner,
+        other => other,
+    }
+}
+
+fn string(value: Value) -> Option<String> {
+    match unwrap_union(value) {
+        Value::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+fn strings(value: Value) -> Option<Vec<String>> {
+    match unwrap_union(value) {
+        Value::Array(items) => Some(items.into_iter().filter_map(string).collect()),
+        _ => None,
+    }
+}
+
+fn answers(value: Value) -> Option<Vec<(String, RawAnswer)>> {
+    match unwrap_union(value) {
+        Value::Map(map) => {
+            let mut answers: Vec<(String, RawAnswer)> = map
+                .into_iter()
+                .map(|(criterion, answer)| {
+                    let answer = match unwrap_union(answer) {
+                        Value::Null => RawAnswer::NoAnswer,
+                        Value::Int(i) => RawAnswer::Integer(i64::from(i)),
+                        Value::Long(i) => RawAnswer::Integer(i),
+                        other => RawAnswer::NotAnInteger(format!("{other:?}").chars().take(40).collect()),
+                    };
+                    (criterion, answer)
+                })
+                .collect();
+            // Avro maps have no order; sort for deterministic error messages.
+            answers.sort_by(|a, b| a.0.cmp(&b.0));
+            Some(answers)
+        }
+        _ => None,
+    }
+}
+
+fn opt_string(value: &Option<String>) -> Value {
+    match value {
+        Some(s) => Value::Union(1, Box::new(Value::String(s.clone()))),
+        None => Value::Union(0, Box::new(Value::Null)),
+    }
+}
+
+fn req_string(value: &Option<String>) -> Value {
+    Value::String(value.clone().unwrap_or_default())
+}
+
+/// Encodes a survey with the shipped v1 schema (Confluent-framed). Used by the simulator,
+/// the import path and tests; missing required strings are written as empty strings.
+pub fn encode_survey(raw: &RawSurvey) -> Vec<u8> {
+    let answers = raw
+        .answers
+        .iter()
+        .flatten()
+        .map(|(criterion, answer)| {
+            let value = match answer {
+                RawAnswer::Integer(i) => Value::Union(1, Box::new(Value::Int(i32::try_from(*i).unwrap_or(i32::MAX)))),
+                _ => Value::Union(0, Box::new(Value::Null)),
+            };
+            (criterion.clone(), value)
+        })
+        .collect();
+    let record = Value::Record(vec![
+        ("submission_id".into(), req_string(&raw.submission_id)),
+        ("framework".into(), req_string(&raw.framework)),
+        ("submitted_at".into(), req_string(&raw.submitted_at)),
+        ("province_code".into(), req_string(&raw.province_code)),
+        ("province_code_system".into(), opt_string(&raw.province_code_system)),
+        ("agency_id".into(), req_string(&raw.agency_id)),
+        ("agency_level".into(), req_string(&raw.agency_level)),
+        ("procedure_code".into(), opt_string(&raw.procedure_code)),
+        ("channel".into(), req_string(&raw.channel)),
+        ("respondent_type".into(), req_string(&raw.respondent_type)),
+        ("answers".into(), Value::Map(answers)),
+        (
+            "expectations".into(),
+            match &raw.expectations {
+                Some(items) => {
+                    Value::Union(1, Box::new(Value::Array(items.iter().map(|s| Value::String(s.clone())).collect())))
+                }
+                None => Value::Union(0, Box::new(Value::Null)),
+            },
+        ),
+    ]);
+    frame(SURVEY_SCHEMA_ID, &apache_avro::to_avro_datum(&SHIPPED.survey, record).expect("record matches the v1 schema"))
+}
+
+/// Encodes a hotline event with the shipped v1 schema (Confluent-framed).
+pub fn encode_hotline(raw: &RawHotline) -> Vec<u8> {
+    let record = Value::Record(vec![
+        ("event_id".into(), req_string(&raw.event_id)),
+        ("ticket_id".into(), req_string(&raw.ticket_id)),
+        ("type".into(), req_string(&raw.event_type)),
+        ("occurred_at".into(), req_string(&raw.occurred_at)),
+        ("province_code".into(), req_string(&raw.province_code)),
+        ("province_code_system".into(), opt_string(&raw.province_code_system)),
+        ("channel".into(), opt_string(&raw.channel)),
+        ("category".into(), opt_string(&raw.category)),
+        ("agency_id".into(), opt_string(&raw.agency_id)),
+        ("due_at".into(), opt_string(&raw.due_at)),
+        ("rating".into(), opt_string(&raw.rating)),
+        ("reason".into(), opt_string(&raw.reason)),
+        ("reporter_phone".into(), opt_string(&raw.reporter_phone)),
+        ("reporter_email".into(), opt_string(&raw.reporter_email)),
+    ]);
+    frame(HOTLINE_SCHEMA_ID, &apache_avro::to_avro_datum(&SHIPPED.hotline, record).expect("record matches the v1 schema"))
+}

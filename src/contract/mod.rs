@@ -1,0 +1,13 @@
+//! The event contract: decoding (JSON and Confluent-framed Avro), validation into domain
+//! events, and the stable rejection reasons that go to the dead-letter topic.
+//! Pure code: no network, no clocks. Shared by the pipeline, the simulator and tests.
+pub mod avro;
+pub mod decode;
+pub mod json;
+pub mod pii;
+pub mod raw;
+pub mod reject;
+pub mod validate;
+
+pub use decode::{Decoded, Decoder, Encoding, EventKind};
+pub use reject::{Reject, RejectReason};

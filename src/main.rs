@@ -1,0 +1,238 @@
+//! `sipas`: the command-line edge. Errors become `anyhow` here and nowhere else.
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+
+use sipas_stream::config::Config;
+use sipas_stream::contract::avro::SchemaCatalog;
+use sipas_stream::contract::pii::PiiHasher;
+use sipas_stream::contract::validate::Validator;
+use sipas_stream::contract::Decoder;
+use sipas_stream::domain::{FrameworkCatalog, ProvinceRegistry};
+use sipas_stream::kafka::{admin, consumer, dlq::DeadLetterProducer, producer};
+use sipas_stream::metrics::{self, Metrics};
+use sipas_stream::pipeline::IngestPipeline;
+use sipas_stream::registry::SchemaRegistry;
+use sipas_stream::simulate::{sink as sim_sink, SimSettings, Simulator};
+use sipas_stream::sink::{self, migrations, RawEventWriter};
+use sipas_stream::shutdown;
+
+mod bench;
+
+#[derive(Parser)]
+#[command(name = "sipas", version, about = "Event-sourced pipeline for SIPAS satisfaction surveys and 1022 hotline events")]
+struct Cli {
+    /// Configuration file (TOML). Every key can also be set as SIPAS__SECTION__KEY.
+    #[arg(long, short, env = "SIPAS_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Consume the survey and hotline topics into ClickHouse until SIGTERM/SIGINT.
+    Run {
+        /// Apply ClickHouse migrations and create missing topics before consuming.
+        #[arg(long)]
+        setup: bool,
+    },
+    /// Apply ClickHouse migrations (idempotent).
+    Migrate,
+    /// Create the input and dead-letter topics if they do not exist.
+    Topics,
+    /// Generate realistic survey and hotline traffic.
+    Simulate(SimulateArgs),
+    /// Print row counts of the ClickHouse tables.
+    Status,
+    /// Measure the ingest path (events/s, CPU) on this machine.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(clap::Args)]
+struct SimulateArgs {
+    /// Number of messages to write (including duplicates and invalid ones).
+    #[arg(long, default_value_t = 10_000)]
+    count: u64,
+    /// Messages per second (0 = as fast as possible).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Spread event times over this many days ending now (default: events are "now").
+    #[arg(long)]
+    days: Option<f64>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Share of Avro-encoded messages (the rest is JSON).
+    #[arg(long, default_value_t = 0.3)]
+    avro_share: f64,
+    #[arg(long, default_value_t = 0.01)]
+    invalid_share: f64,
+    #[arg(long, default_value_t = 0.01)]
+    duplicate_share: f64,
+    #[arg(long, default_value_t = 0.005)]
+    late_share: f64,
+    #[arg(long, default_value_t = 0.02)]
+    out_of_order_share: f64,
+    /// Share of events carrying a 2004-system province code.
+    #[arg(long, default_value_t = 0.05)]
+    old_code_share: f64,
+    #[arg(long, default_value_t = 0.35)]
+    hotline_share: f64,
+    /// Write NDJSON files into this directory instead of producing to Kafka.
+    #[arg(long)]
+    to_dir: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rdkafka=warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let config = Config::load(cli.config.as_deref()).context("loading configuration")?;
+    match cli.command {
+        Command::Run { setup } => run(config, setup).await,
+        Command::Migrate => migrate(&config).await,
+        Command::Topics => create_topics(&config).await,
+        Command::Simulate(args) => simulate(&config, args).await,
+        Command::Status => status(&config).await,
+        Command::Bench(args) => bench::run(&config, args).await,
+    }
+}
+
+async fn migrate(config: &Config) -> Result<()> {
+    let applied = migrations::migrate(&config.clickhouse)
+        .await
+        .with_context(|| format!("migrating ClickHouse at {} (database {})", config.clickhouse.url, config.clickhouse.database))?;
+    if applied.is_empty() {
+        println!("ClickHouse database {} is up to date", config.clickhouse.database);
+    } else {
+        println!("applied migrations {applied:?} to database {}", config.clickhouse.database);
+    }
+    Ok(())
+}
+
+async fn create_topics(config: &Config) -> Result<()> {
+    let k = &config.kafka;
+    let created = admin::ensure_topics(k, &[&k.surveys_topic, &k.hotline_topic, &k.dlq_topic])
+        .await
+        .with_context(|| format!("creating topics on {}", k.brokers))?;
+    println!("topics ready ({} created): {}, {}, {}", created.len(), k.surveys_topic, k.hotline_topic, k.dlq_topic);
+    Ok(())
+}
+
+/// Everything needed to validate messages, from configuration.
+pub fn build_decoder(config: &Config) -> Result<Decoder> {
+    let frameworks = FrameworkCatalog::load_dir(&config.contract.frameworks_dir).context("loading frameworks")?;
+    let catalog = SchemaCatalog::load_dir(&config.contract.schemas_dir).context("loading the Avro schema catalog")?;
+    let secret = config.pii.secret()?;
+    let validator = Validator { provinces: ProvinceRegistry::builtin(), frameworks, pii: PiiHasher::new(&secret) };
+    Ok(Decoder::new(validator, Arc::new(catalog), config.pipeline.max_message_bytes))
+}
+
+async fn run(config: Config, setup: bool) -> Result<()> {
+    if setup {
+        migrate(&config).await?;
+        create_topics(&config).await?;
+    }
+    let decoder = Arc::new(build_decoder(&config)?);
+    let metrics = Metrics::new();
+    let (trigger, stop) = shutdown::channel();
+    shutdown::on_signals(trigger);
+
+    let listener = tokio::net::TcpListener::bind(&config.metrics.listen)
+        .await
+        .with_context(|| format!("binding the metrics endpoint to {}", config.metrics.listen))?;
+    tracing::info!("metrics on http://{}/metrics", config.metrics.listen);
+    let mut metrics_stop = stop.clone();
+    let metrics_server = tokio::spawn(metrics::serve(metrics.clone(), listener, async move { metrics_stop.wait().await }));
+
+    let p = &config.pipeline;
+    let retry = (Duration::from_millis(p.retry_initial_ms), Duration::from_millis(p.retry_max_ms));
+    let consumer = consumer::ingest_consumer(&config.kafka, p, metrics.clone()).context("creating the Kafka consumer")?;
+    let dlq_producer = producer::idempotent_producer(&config.kafka).context("creating the DLQ producer")?;
+    let dlq = DeadLetterProducer::new(dlq_producer, config.kafka.dlq_topic.clone(), metrics.clone(), retry.0, retry.1, stop.clone());
+    let writer = RawEventWriter::new(sink::connect(&config.clickhouse), metrics.clone(), retry.0, retry.1, stop.clone());
+    let registry = config.kafka.schema_registry_url.as_deref().map(SchemaRegistry::new);
+    let pipeline = IngestPipeline::new(&config, consumer, decoder, writer, dlq, metrics, registry, stop);
+    let summary = pipeline.run().await?;
+    let _ = metrics_server.await;
+    if summary.abandoned_batches > 0 {
+        tracing::warn!(abandoned = summary.abandoned_batches, "stopped with unacknowledged batches; they will be re-consumed on restart");
+    }
+    Ok(())
+}
+
+async fn simulate(config: &Config, args: SimulateArgs) -> Result<()> {
+    let frameworks = FrameworkCatalog::load_dir(&config.contract.frameworks_dir)?;
+    let framework = frameworks.get("BNV-2640-2017").or_else(|| frameworks.ids().first().and_then(|id| frameworks.get(id))).context("no framework configured")?.clone();
+    let now = sipas_stream::pipeline::ingest::unix_now();
+    let (start_unix, step_seconds) = match args.days {
+        Some(days) => (now - (days * 86_400.0) as i64, days * 86_400.0 / args.count.max(1) as f64),
+        None => (now, if args.rate > 0.0 { 1.0 / args.rate } else { 0.0 }),
+    };
+    for (name, share) in [("avro", args.avro_share), ("invalid", args.invalid_share), ("duplicate", args.duplicate_share), ("late", args.late_share), ("out-of-order", args.out_of_order_share), ("old-code", args.old_code_share), ("hotline", args.hotline_share)] {
+        if !(0.0..=1.0).contains(&share) {
+            bail!("--{name}-share must be between 0 and 1");
+        }
+    }
+    let settings = SimSettings {
+        seed: args.seed,
+        start_unix,
+        step_seconds,
+        hotline_share: args.hotline_share,
+        avro_share: args.avro_share,
+        invalid_share: args.invalid_share,
+        duplicate_share: args.duplicate_share,
+        late_share: args.late_share,
+        out_of_order_share: args.out_of_order_share,
+        old_code_share: args.old_code_share,
+        ..Default::default()
+    };
+    let mut simulator = Simulator::new(settings, &ProvinceRegistry::builtin(), framework);
+    let bar = indicatif::ProgressBar::new(args.count);
+    bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events {per_sec} eta {eta}").expect("valid template"));
+    let tally = match &args.to_dir {
+        Some(dir) => sim_sink::to_files(&mut simulator, dir, args.count, |t| bar.set_position(t.total()))?,
+        None => {
+            let producer = producer::idempotent_producer(&config.kafka)?;
+            let k = &config.kafka;
+            sim_sink::to_kafka(&mut simulator, &producer, &k.surveys_topic, &k.hotline_topic, args.count, args.rate, |t| bar.set_position(t.total()), || false).await?
+        }
+    };
+    bar.finish();
+    println!(
+        "wrote {} messages ({} surveys, {} hotline): {} valid, {} duplicates, {} invalid {:?}",
+        tally.total(),
+        tally.surveys,
+        tally.hotline,
+        tally.valid,
+        tally.duplicates,
+        tally.invalid.values().sum::<u64>(),
+        tally.invalid
+    );
+    Ok(())
+}
+
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct Count {
+    n: u64,
+}
+
+async fn status(config: &Config) -> Result<()> {
+    let client = sink::connect(&config.clickhouse);
+    println!("ClickHouse {} database {}:", config.clickhouse.url, config.clickhouse.database);
+    for table in ["survey_submissions", "survey_submissions_dedup", "survey_answers", "hotline_events", "hotline_events_dedup"] {
+        let count = client
+            .query(&format!("SELECT count() AS n FROM {table}"))
+            .fetch_one::<Count>()
+            .await
+            .with_context(|| format!("counting {table}"))?;
+        println!("  {table:<26} {:>10} rows", count.n);
+    }
+    Ok(())
+}

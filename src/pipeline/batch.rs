@@ -1,0 +1,90 @@
+//! Turns a batch of input messages into raw rows, dead letters and the per-partition
+//! offsets that become safe to commit once all of them are acknowledged.
+use std::collections::BTreeMap;
+
+use crate::contract::decode::{Decoded, Decoder, EventKind};
+use crate::contract::reject::RejectReason;
+use crate::kafka::dlq::DeadLetter;
+use crate::sink::rows::{HotlineRow, KafkaCoordinates, SurveyRow};
+
+/// A consumed message, detached from the consumer.
+#[derive(Debug, Clone)]
+pub struct InputMessage {
+    pub kind: EventKind,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub payload: Option<Vec<u8>>,
+}
+
+#[derive(Debug, Default)]
+pub struct BatchOutput {
+    pub surveys: Vec<SurveyRow>,
+    /// For each survey row, the index of its message in the batch.
+    pub survey_sources: Vec<usize>,
+    pub hotline: Vec<HotlineRow>,
+    pub hotline_sources: Vec<usize>,
+    pub dead_letters: Vec<DeadLetter>,
+    /// (topic, partition) -> next offset to consume, once this batch is acknowledged.
+    pub next_offsets: BTreeMap<(String, i32), i64>,
+    /// Newest event time among the valid events.
+    pub newest_event_time: Option<i64>,
+    pub valid_by_kind: BTreeMap<(&'static str, &'static str), u64>,
+}
+
+impl BatchOutput {
+    /// Decodes and validates every message. Deterministic: no clock except `ingested_at`.
+    pub fn build(decoder: &Decoder, messages: &[InputMessage], ingested_at: i64) -> Self {
+        let mut out = BatchOutput::default();
+        for (index, message) in messages.iter().enumerate() {
+            let next = out.next_offsets.entry((message.topic.clone(), message.partition)).or_insert(0);
+            *next = (*next).max(message.offset + 1);
+            let at = KafkaCoordinates { topic: message.topic.clone(), partition: message.partition, offset: message.offset, ingested_at };
+            let Some(payload) = message.payload.as_deref() else {
+                out.dead_letters.push(dead_letter(message, Vec::new(), RejectReason::Undecodable, "message has no payload".into(), false));
+                continue;
+            };
+            match decoder.decode(message.kind, payload) {
+                Ok((decoded, encoding)) => {
+                    *out.valid_by_kind.entry((message.kind.as_str(), encoding.as_str())).or_default() += 1;
+                    match decoded {
+                        Decoded::Survey(survey) => {
+                            out.newest_event_time = out.newest_event_time.max(Some(survey.submitted_at));
+                            out.surveys.push(SurveyRow::new(survey, encoding.as_str(), &at));
+                            out.survey_sources.push(index);
+                        }
+                        Decoded::Hotline(event) => {
+                            out.newest_event_time = out.newest_event_time.max(Some(event.occurred_at));
+                            out.hotline.push(HotlineRow::new(event, encoding.as_str(), &at));
+                            out.hotline_sources.push(index);
+                        }
+                    }
+                }
+                Err(rejected) => {
+                    let redacted = rejected.dlq_payload.is_some();
+                    let payload = rejected.dlq_payload.unwrap_or_else(|| payload.to_vec());
+                    out.dead_letters.push(dead_letter(message, payload, rejected.reject.reason, rejected.reject.detail, redacted));
+                }
+            }
+        }
+        out
+    }
+
+    pub fn message_count(&self) -> usize {
+        self.surveys.len() + self.hotline.len() + self.dead_letters.len()
+    }
+}
+
+pub fn dead_letter(message: &InputMessage, payload: Vec<u8>, reason: RejectReason, detail: String, redacted: bool) -> DeadLetter {
+    DeadLetter {
+        payload,
+        key: message.key.clone(),
+        reason: reason.code(),
+        detail,
+        source_topic: message.topic.clone(),
+        source_partition: message.partition,
+        source_offset: message.offset,
+        redacted,
+    }
+}

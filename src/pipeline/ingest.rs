@@ -1,0 +1,234 @@
+//! The ingest loop. Invariant: an offset is stored for commit only after every row derived
+//! from the messages before it was acknowledged by ClickHouse and every dead letter by the
+//! broker. A crash at any point therefore re-delivers unacknowledged messages, and the
+//! ReplacingMergeTree tables collapse whatever was written twice.
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::config::Config;
+use crate::contract::decode::{Decoder, EventKind};
+use crate::contract::reject::RejectReason;
+use crate::kafka::consumer::IngestConsumer;
+use crate::kafka::dlq::DeadLetterProducer;
+use crate::metrics::Metrics;
+use crate::pipeline::batch::{dead_letter, BatchOutput, InputMessage};
+use crate::registry::SchemaRegistry;
+use crate::shutdown::Shutdown;
+use crate::sink::writer::{Abandoned, RawEventWriter};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error("Kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+/// Totals of one `run`, for logs and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    pub messages: u64,
+    pub batches: u64,
+    pub abandoned_batches: u64,
+}
+
+pub struct IngestPipeline {
+    pub consumer: IngestConsumer,
+    pub decoder: Arc<Decoder>,
+    pub writer: RawEventWriter,
+    pub dlq: DeadLetterProducer,
+    pub metrics: Metrics,
+    pub registry: Option<SchemaRegistry>,
+    pub shutdown: Shutdown,
+    surveys_topic: String,
+    hotline_topic: String,
+    batch_max_messages: usize,
+    batch_max_wait: Duration,
+    /// Offsets stored so far, committed explicitly on shutdown.
+    stored: BTreeMap<(String, i32), i64>,
+}
+
+impl IngestPipeline {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: &Config,
+        consumer: IngestConsumer,
+        decoder: Arc<Decoder>,
+        writer: RawEventWriter,
+        dlq: DeadLetterProducer,
+        metrics: Metrics,
+        registry: Option<SchemaRegistry>,
+        shutdown: Shutdown,
+    ) -> Self {
+        Self {
+            consumer,
+            decoder,
+            writer,
+            dlq,
+            metrics,
+            registry,
+            shutdown,
+            surveys_topic: config.kafka.surveys_topic.clone(),
+            hotline_topic: config.kafka.hotline_topic.clone(),
+            batch_max_messages: config.pipeline.batch_max_messages,
+            batch_max_wait: Duration::from_millis(config.pipeline.batch_max_wait_ms),
+            stored: BTreeMap::new(),
+        }
+    }
+
+    pub async fn run(mut self) -> Result<RunSummary, PipelineError> {
+        self.consumer.subscribe(&[&self.surveys_topic, &self.hotline_topic])?;
+        tracing::info!(surveys = %self.surveys_topic, hotline = %self.hotline_topic, "consuming");
+        let mut summary = RunSummary::default();
+        loop {
+            let batch = self.next_batch().await?;
+            if !batch.is_empty() {
+                summary.messages += batch.len() as u64;
+                summary.batches += 1;
+                if self.process(&batch).await.is_err() {
+                    summary.abandoned_batches += 1;
+                    tracing::warn!(messages = batch.len(), "in-flight batch abandoned at shutdown; it will be re-consumed");
+                }
+            }
+            if self.shutdown.is_triggered() {
+                break;
+            }
+        }
+        self.commit_stored();
+        tracing::info!(?summary, "ingest stopped");
+        Ok(summary)
+    }
+
+    /// Collects up to `batch_max_messages`, waiting at most `batch_max_wait` after the first.
+    async fn next_batch(&mut self) -> Result<Vec<InputMessage>, PipelineError> {
+        let mut batch = Vec::new();
+        let mut shutdown = self.shutdown.clone();
+        let deadline = tokio::time::sleep(Duration::from_secs(3600));
+        tokio::pin!(deadline);
+        while batch.len() < self.batch_max_messages {
+            tokio::select! {
+                biased;
+                _ = shutdown.wait() => break,
+                _ = &mut deadline, if !batch.is_empty() => break,
+                received = self.consumer.recv() => {
+                    let message = match received {
+                        Ok(message) => message,
+                        Err(error) => {
+                            tracing::warn!(%error, "Kafka consumer error");
+                            continue;
+                        }
+                    };
+                    let topic = message.topic();
+                    let kind = if topic == self.surveys_topic { EventKind::Survey } else if topic == self.hotline_topic { EventKind::Hotline } else { continue };
+                    self.metrics.consumed.with_label_values(&[topic]).inc();
+                    if batch.is_empty() {
+                        deadline.as_mut().reset(tokio::time::Instant::now() + self.batch_max_wait);
+                    }
+                    batch.push(InputMessage {
+                        kind,
+                        topic: topic.to_owned(),
+                        partition: message.partition(),
+                        offset: message.offset(),
+                        key: message.key().map(<[u8]>::to_vec),
+                        payload: message.payload().map(<[u8]>::to_vec),
+                    });
+                }
+            }
+        }
+        Ok(batch)
+    }
+
+    async fn process(&mut self, batch: &[InputMessage]) -> Result<(), Abandoned> {
+        self.fetch_missing_schemas(batch).await;
+        let now = unix_now();
+        let decoder = Arc::clone(&self.decoder);
+        let owned = batch.to_vec();
+        // Decoding is CPU work; keep it off the I/O threads.
+        let mut output = tokio::task::spawn_blocking(move || BatchOutput::build(&decoder, &owned, now))
+            .await
+            .expect("decoding does not panic");
+        self.metrics.batch_messages.observe(batch.len() as f64);
+        for ((kind, encoding), count) in &output.valid_by_kind {
+            self.metrics.valid.with_label_values(&[kind, encoding]).inc_by(*count);
+        }
+
+        let (survey_failures, hotline_failures) = tokio::join!(
+            self.writer.insert("survey_submissions", &output.surveys),
+            self.writer.insert("hotline_events", &output.hotline),
+        );
+        for (failures, sources) in [(survey_failures?, &output.survey_sources), (hotline_failures?, &output.hotline_sources)] {
+            for failure in failures {
+                let message = &batch[sources[failure.index]];
+                let (payload, redacted) = self.decoder.dlq_safe_payload(message.kind, message.payload.as_deref().unwrap_or_default());
+                output.dead_letters.push(dead_letter(message, payload, RejectReason::ClickhouseRejected, failure.message, redacted));
+            }
+        }
+        self.dlq.send_all(&output.dead_letters).await?;
+        self.metrics.paused.set(0);
+        if let Some(newest) = output.newest_event_time {
+            self.metrics.observe_event_time(newest);
+        }
+        self.store_offsets(&output.next_offsets);
+        for ((topic, partition), next_offset) in &output.next_offsets {
+            tracing::debug_span!("partition", %topic, partition).in_scope(|| tracing::debug!(next_offset, "acknowledged"));
+        }
+        Ok(())
+    }
+
+    async fn fetch_missing_schemas(&self, batch: &[InputMessage]) {
+        let Some(registry) = &self.registry else { return };
+        let mut missing: Vec<u32> = batch.iter().filter_map(|m| m.payload.as_deref().and_then(|p| self.decoder.missing_schema(p))).collect();
+        missing.sort_unstable();
+        missing.dedup();
+        for id in missing {
+            registry.fetch_into(id, &self.decoder.catalog).await;
+        }
+    }
+
+    fn store_offsets(&mut self, next_offsets: &BTreeMap<(String, i32), i64>) {
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in next_offsets {
+            if tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)).is_err() {
+                continue;
+            }
+            self.metrics.committed_offset.with_label_values(&[topic, &partition.to_string()]).set(*offset);
+            self.stored.insert((topic.clone(), *partition), *offset);
+        }
+        if let Err(error) = self.consumer.store_offsets(&tpl) {
+            // Typically a partition revoked mid-batch: its new owner re-reads from the last
+            // commit and the duplicates collapse in ClickHouse.
+            tracing::warn!(%error, "could not store offsets");
+        }
+    }
+
+    /// Synchronously commits everything stored for partitions we still own.
+    fn commit_stored(&self) {
+        let assignment = match self.consumer.assignment() {
+            Ok(assignment) => assignment,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read assignment at shutdown");
+                return;
+            }
+        };
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in &self.stored {
+            if assignment.find_partition(topic, *partition).is_some() {
+                let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+            }
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        match self.consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => tracing::info!(partitions = tpl.count(), "offsets committed at shutdown"),
+            Err(error) => tracing::warn!(%error, "final offset commit failed; the last acknowledged batch may be re-consumed"),
+        }
+    }
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}

@@ -1,0 +1,101 @@
+//! Versioned, idempotent schema migrations. Each file's statements use `IF NOT EXISTS`,
+//! so a migration interrupted half-way is safe to run again; `schema_migrations` records
+//! the versions that completed. `{db}` in a file is replaced by the configured database.
+use crate::sink::client::{client_without_database, ClickHouseError};
+use crate::config::ClickHouseConfig;
+
+pub struct Migration {
+    pub version: u32,
+    pub name: &'static str,
+    pub sql: &'static str,
+}
+
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "raw_events",
+    sql: include_str!("migrations/0001_raw_events.sql"),
+}];
+
+/// Splits a migration file into statements (`;` at line end), dropping `--` comments.
+pub fn statements(sql: &str, database: &str) -> Vec<String> {
+    let without_comments: String = sql
+        .lines()
+        .map(|line| match line.find("--") {
+            Some(i) => &line[..i],
+            None => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    without_comments
+        .split(";\n")
+        .map(|s| s.trim().trim_end_matches(';').trim().replace("{db}", database))
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+#[derive(clickhouse::Row, serde::Deserialize)]
+struct AppliedVersion {
+    version: u32,
+}
+
+#[derive(clickhouse::Row, serde::Serialize)]
+struct MigrationRecord<'a> {
+    version: u32,
+    name: &'a str,
+    applied_at: u32,
+}
+
+/// Applies every migration not yet recorded. Returns the versions applied now.
+pub async fn migrate(config: &ClickHouseConfig) -> Result<Vec<u32>, ClickHouseError> {
+    let client = client_without_database(config);
+    let db = &config.database;
+    client.query(&format!("CREATE DATABASE IF NOT EXISTS {db}")).execute().await?;
+    client
+        .query(&format!(
+            "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (version UInt32, name String, applied_at DateTime('UTC')) \
+             ENGINE = ReplacingMergeTree() ORDER BY version"
+        ))
+        .execute()
+        .await?;
+    let applied: Vec<u32> = client
+        .query(&format!("SELECT DISTINCT version FROM {db}.schema_migrations"))
+        .fetch_all::<AppliedVersion>()
+        .await?
+        .into_iter()
+        .map(|r| r.version)
+        .collect();
+    let mut now_applied = Vec::new();
+    for migration in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
+        for statement in statements(migration.sql, db) {
+            client.query(&statement).execute().await.map_err(|source| ClickHouseError::Migration {
+                version: migration.version,
+                name: migration.name.to_owned(),
+                source,
+            })?;
+        }
+        let mut insert = client.clone().with_database(db).insert::<MigrationRecord>("schema_migrations").await?;
+        let applied_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(0);
+        insert.write(&MigrationRecord { version: migration.version, name: migration.name, applied_at }).await?;
+        insert.end().await?;
+        now_applied.push(migration.version);
+    }
+    Ok(now_applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_statements_and_substitutes_database() {
+        let statements = statements(MIGRATIONS[0].sql, "analytics");
+        assert!(statements.len() >= 5);
+        assert!(statements.iter().all(|s| !s.contains("{db}") && !s.ends_with(';')));
+        assert!(statements[0].starts_with("CREATE TABLE IF NOT EXISTS analytics.survey_submissions"));
+    }
+
+    #[test]
+    fn versions_are_increasing() {
+        assert!(MIGRATIONS.windows(2).all(|w| w[0].version < w[1].version));
+    }
+}

@@ -1,0 +1,104 @@
+//! Writes raw event rows to ClickHouse. Availability problems are retried with capped
+//! exponential backoff for as long as it takes; rows that ClickHouse refuses as data are
+//! isolated by bisection and handed back so the caller can dead-letter them.
+use std::time::{Duration, Instant};
+
+use clickhouse::{Client, RowOwned, RowWrite};
+
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+use crate::sink::client::is_data_error;
+
+/// A row ClickHouse refused as data: its index in the slice passed in, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InsertFailure {
+    pub index: usize,
+    pub message: String,
+}
+
+/// Shutdown was requested while ClickHouse was failing; the batch was not (fully) written.
+#[derive(Debug, thiserror::Error)]
+#[error("shutdown requested while a ClickHouse write was being retried")]
+pub struct Abandoned;
+
+pub struct RawEventWriter {
+    client: Client,
+    metrics: Metrics,
+    retry_initial: Duration,
+    retry_max: Duration,
+    shutdown: Shutdown,
+}
+
+const INSERT_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl RawEventWriter {
+    pub fn new(client: Client, metrics: Metrics, retry_initial: Duration, retry_max: Duration, shutdown: Shutdown) -> Self {
+        Self { client, metrics, retry_initial, retry_max, shutdown }
+    }
+
+    /// Inserts all rows, returning those refused as data. Returns `Err(Abandoned)` only
+    /// when shutdown is requested while ClickHouse is unavailable.
+    pub async fn insert<T>(&self, table: &str, rows: &[T]) -> Result<Vec<InsertFailure>, Abandoned>
+    where
+        T: RowOwned + RowWrite,
+    {
+        let mut failures = Vec::new();
+        if !rows.is_empty() {
+            self.insert_range(table, rows, 0, &mut failures).await?;
+        }
+        Ok(failures)
+    }
+
+    async fn insert_range<T>(&self, table: &str, rows: &[T], base: usize, failures: &mut Vec<InsertFailure>) -> Result<(), Abandoned>
+    where
+        T: RowOwned + RowWrite,
+    {
+        let mut delay = self.retry_initial;
+        loop {
+            let started = Instant::now();
+            let result = self.insert_once(table, rows).await;
+            self.metrics.insert_seconds.with_label_values(&[table]).observe(started.elapsed().as_secs_f64());
+            match result {
+                Ok(()) => {
+                    self.metrics.inserted_rows.with_label_values(&[table]).inc_by(rows.len() as u64);
+                    return Ok(());
+                }
+                Err(error) if is_data_error(&error) => {
+                    if rows.len() == 1 {
+                        tracing::warn!(table, %error, "ClickHouse refused a row as data; dead-lettering it");
+                        failures.push(InsertFailure { index: base, message: error.to_string() });
+                        return Ok(());
+                    }
+                    let middle = rows.len() / 2;
+                    Box::pin(self.insert_range(table, &rows[..middle], base, failures)).await?;
+                    return Box::pin(self.insert_range(table, &rows[middle..], base + middle, failures)).await;
+                }
+                Err(error) => {
+                    if self.shutdown.is_triggered() {
+                        return Err(Abandoned);
+                    }
+                    self.metrics.insert_retries.inc();
+                    self.metrics.paused.set(1);
+                    tracing::warn!(table, rows = rows.len(), %error, retry_in_ms = delay.as_millis() as u64, "ClickHouse insert failed; retrying");
+                    let mut shutdown = self.shutdown.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.wait() => return Err(Abandoned),
+                    }
+                    delay = (delay * 2).min(self.retry_max);
+                }
+            }
+        }
+    }
+
+    async fn insert_once<T>(&self, table: &str, rows: &[T]) -> clickhouse::error::Result<()>
+    where
+        T: RowOwned + RowWrite,
+    {
+        let mut insert = self.client.insert::<T>(table).await?.with_timeouts(Some(INSERT_TIMEOUT), Some(INSERT_TIMEOUT));
+        for row in rows {
+            insert.write(row).await?;
+        }
+        insert.end().await
+    }
+}
