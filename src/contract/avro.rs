@@ -118,8 +118,6 @@ impl Default for ReaderSchemas {
     }
 }
 
-static SHIPPED: std::sync::LazyLock<ReaderSchemas> = std::sync::LazyLock::new(ReaderSchemas::default);
-
 /// Decodes the Avro datum after the 5-byte header with `writer`, resolved to `reader`.
 pub fn decode_datum(writer: &Schema, reader: &Schema, datum: &[u8]) -> Result<Value, Reject> {
     let mut cursor = datum;
@@ -234,74 +232,177 @@ fn answers(value: Value) -> Option<Vec<(String, RawAnswer)>> {
     }
 }
 
-fn opt_string(value: &Option<String>) -> Value {
-    match value {
-        Some(s) => Value::Union(1, Box::new(Value::String(s.clone()))),
-        None => Value::Union(0, Box::new(Value::Null)),
+/// Avro binary encoding of the shipped v1 records, written by hand so that map entries keep
+/// their given order (apache-avro's `Value::Map` is a HashMap, which would make the same
+/// event encode to different bytes from run to run).
+#[derive(Default)]
+struct DatumWriter {
+    out: Vec<u8>,
+}
+
+impl DatumWriter {
+    fn long(&mut self, value: i64) {
+        let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
+        loop {
+            let byte = (zigzag & 0x7f) as u8;
+            zigzag >>= 7;
+            if zigzag == 0 {
+                self.out.push(byte);
+                return;
+            }
+            self.out.push(byte | 0x80);
+        }
+    }
+
+    fn string(&mut self, value: &str) {
+        self.long(value.len() as i64);
+        self.out.extend_from_slice(value.as_bytes());
+    }
+
+    fn required(&mut self, value: &Option<String>) {
+        self.string(value.as_deref().unwrap_or_default());
+    }
+
+    /// `["null", "string"]`
+    fn optional(&mut self, value: &Option<String>) {
+        match value {
+            Some(v) => {
+                self.long(1);
+                self.string(v);
+            }
+            None => self.long(0),
+        }
     }
 }
 
-fn req_string(value: &Option<String>) -> Value {
-    Value::String(value.clone().unwrap_or_default())
-}
-
-/// Encodes a survey with the shipped v1 schema (Confluent-framed). Used by the simulator,
-/// the import path and tests; missing required strings are written as empty strings.
+/// Encodes a survey with the shipped v1 schema (Confluent-framed). Used by the simulator
+/// and tests; missing required strings are written as empty strings.
 pub fn encode_survey(raw: &RawSurvey) -> Vec<u8> {
-    let answers = raw
-        .answers
-        .iter()
-        .flatten()
-        .map(|(criterion, answer)| {
-            let value = match answer {
-                RawAnswer::Integer(i) => Value::Union(1, Box::new(Value::Int(i32::try_from(*i).unwrap_or(i32::MAX)))),
-                _ => Value::Union(0, Box::new(Value::Null)),
-            };
-            (criterion.clone(), value)
-        })
-        .collect();
-    let record = Value::Record(vec![
-        ("submission_id".into(), req_string(&raw.submission_id)),
-        ("framework".into(), req_string(&raw.framework)),
-        ("submitted_at".into(), req_string(&raw.submitted_at)),
-        ("province_code".into(), req_string(&raw.province_code)),
-        ("province_code_system".into(), opt_string(&raw.province_code_system)),
-        ("agency_id".into(), req_string(&raw.agency_id)),
-        ("agency_level".into(), req_string(&raw.agency_level)),
-        ("procedure_code".into(), opt_string(&raw.procedure_code)),
-        ("channel".into(), req_string(&raw.channel)),
-        ("respondent_type".into(), req_string(&raw.respondent_type)),
-        ("answers".into(), Value::Map(answers)),
-        (
-            "expectations".into(),
-            match &raw.expectations {
-                Some(items) => {
-                    Value::Union(1, Box::new(Value::Array(items.iter().map(|s| Value::String(s.clone())).collect())))
+    let mut w = DatumWriter { out: frame(SURVEY_SCHEMA_ID, &[]) };
+    w.required(&raw.submission_id);
+    w.required(&raw.framework);
+    w.required(&raw.submitted_at);
+    w.required(&raw.province_code);
+    w.optional(&raw.province_code_system);
+    w.required(&raw.agency_id);
+    w.required(&raw.agency_level);
+    w.optional(&raw.procedure_code);
+    w.required(&raw.channel);
+    w.required(&raw.respondent_type);
+    let answers = raw.answers.as_deref().unwrap_or_default();
+    if !answers.is_empty() {
+        w.long(answers.len() as i64);
+        for (criterion, answer) in answers {
+            w.string(criterion);
+            match answer {
+                RawAnswer::Integer(i) => {
+                    w.long(1);
+                    w.long(i64::from(i32::try_from(*i).unwrap_or(i32::MAX)));
                 }
-                None => Value::Union(0, Box::new(Value::Null)),
-            },
-        ),
-    ]);
-    frame(SURVEY_SCHEMA_ID, &apache_avro::to_avro_datum(&SHIPPED.survey, record).expect("record matches the v1 schema"))
+                _ => w.long(0),
+            }
+        }
+    }
+    w.long(0);
+    match &raw.expectations {
+        Some(items) => {
+            w.long(1);
+            if !items.is_empty() {
+                w.long(items.len() as i64);
+                items.iter().for_each(|item| w.string(item));
+            }
+            w.long(0);
+        }
+        None => w.long(0),
+    }
+    w.out
 }
 
 /// Encodes a hotline event with the shipped v1 schema (Confluent-framed).
 pub fn encode_hotline(raw: &RawHotline) -> Vec<u8> {
-    let record = Value::Record(vec![
-        ("event_id".into(), req_string(&raw.event_id)),
-        ("ticket_id".into(), req_string(&raw.ticket_id)),
-        ("type".into(), req_string(&raw.event_type)),
-        ("occurred_at".into(), req_string(&raw.occurred_at)),
-        ("province_code".into(), req_string(&raw.province_code)),
-        ("province_code_system".into(), opt_string(&raw.province_code_system)),
-        ("channel".into(), opt_string(&raw.channel)),
-        ("category".into(), opt_string(&raw.category)),
-        ("agency_id".into(), opt_string(&raw.agency_id)),
-        ("due_at".into(), opt_string(&raw.due_at)),
-        ("rating".into(), opt_string(&raw.rating)),
-        ("reason".into(), opt_string(&raw.reason)),
-        ("reporter_phone".into(), opt_string(&raw.reporter_phone)),
-        ("reporter_email".into(), opt_string(&raw.reporter_email)),
-    ]);
-    frame(HOTLINE_SCHEMA_ID, &apache_avro::to_avro_datum(&SHIPPED.hotline, record).expect("record matches the v1 schema"))
+    let mut w = DatumWriter { out: frame(HOTLINE_SCHEMA_ID, &[]) };
+    w.required(&raw.event_id);
+    w.required(&raw.ticket_id);
+    w.required(&raw.event_type);
+    w.required(&raw.occurred_at);
+    w.required(&raw.province_code);
+    for optional in [
+        &raw.province_code_system,
+        &raw.channel,
+        &raw.category,
+        &raw.agency_id,
+        &raw.due_at,
+        &raw.rating,
+        &raw.reason,
+        &raw.reporter_phone,
+        &raw.reporter_email,
+    ] {
+        w.optional(optional);
+    }
+    w.out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn survey() -> RawSurvey {
+        RawSurvey {
+            submission_id: Some("s-1".into()),
+            framework: Some("BNV-2640-2017".into()),
+            submitted_at: Some("2026-11-21T08:00:00+07:00".into()),
+            province_code: Some("79".into()),
+            province_code_system: None,
+            agency_id: Some("79-commune-001".into()),
+            agency_level: Some("commune".into()),
+            procedure_code: Some("1.000123".into()),
+            channel: Some("one_stop".into()),
+            respondent_type: Some("citizen".into()),
+            answers: Some(vec![("access.1".into(), RawAnswer::Integer(5)), ("staff.2".into(), RawAnswer::NoAnswer)]),
+            expectations: Some(vec!["expect.shorter_time".into()]),
+        }
+    }
+
+    #[test]
+    fn hand_encoding_matches_the_schema_and_round_trips() {
+        let bytes = encode_survey(&survey());
+        assert_eq!(framed_schema_id(&bytes), Some(SURVEY_SCHEMA_ID));
+        let readers = ReaderSchemas::default();
+        let value = decode_datum(&readers.survey, &readers.survey, &bytes[5..]).unwrap();
+        let raw = to_raw_survey(value).unwrap();
+        let mut expected = survey();
+        expected.answers.as_mut().unwrap().sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(raw, expected);
+        assert_eq!(encode_survey(&survey()), bytes, "deterministic");
+
+        let hotline = RawHotline {
+            event_id: Some("e".into()),
+            ticket_id: Some("t".into()),
+            event_type: Some("rated".into()),
+            occurred_at: Some("2026-11-21T08:00:00+07:00".into()),
+            province_code: Some("01".into()),
+            rating: Some("satisfied".into()),
+            reporter_phone: Some("0901234567".into()),
+            ..Default::default()
+        };
+        let bytes = encode_hotline(&hotline);
+        let value = decode_datum(&readers.hotline, &readers.hotline, &bytes[5..]).unwrap();
+        assert_eq!(to_raw_hotline(value).unwrap(), hotline);
+    }
+
+    #[test]
+    fn truncated_or_garbage_datums_are_rejected() {
+        let readers = ReaderSchemas::default();
+        let bytes = encode_survey(&survey());
+        // apache-avro tolerates a missing block terminator at the very end, so not every cut
+        // fails; none may panic, and cuts inside the leading string fields must fail.
+        let failures = (5..bytes.len()).filter(|cut| decode_datum(&readers.survey, &readers.survey, &bytes[5..*cut]).is_err()).count();
+        assert!(failures >= bytes.len() - 10, "{failures} of {} cuts rejected", bytes.len() - 5);
+        for cut in 5..40 {
+            assert!(decode_datum(&readers.survey, &readers.survey, &bytes[5..cut]).is_err(), "cut at {cut}");
+        }
+        let mut trailing = bytes[5..].to_vec();
+        trailing.push(0);
+        assert!(decode_datum(&readers.survey, &readers.survey, &trailing).is_err());
+    }
 }
