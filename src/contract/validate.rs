@@ -186,3 +186,131 @@ impl Validator {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::json;
+    use std::path::Path;
+
+    fn validator() -> Validator {
+        Validator {
+            provinces: ProvinceRegistry::builtin(),
+            frameworks: FrameworkCatalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/frameworks")).unwrap(),
+            pii: PiiHasher::new(b"unit-test-secret-123"),
+        }
+    }
+
+    fn survey_json(patch: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) -> Result<SurveySubmission, Reject> {
+        let mut value = serde_json::json!({
+            "submission_id": "s-1",
+            "framework": "BNV-2640-2017",
+            "submitted_at": "2026-11-21T09:30:00+07:00",
+            "province_code": "79",
+            "agency_id": "79-commune-001",
+            "agency_level": "commune",
+            "channel": "one_stop",
+            "respondent_type": "citizen",
+            "answers": {"access.1": 5, "staff.2": null, "result.3": 1},
+            "expectations": ["expect.shorter_time", "expect.shorter_time"]
+        });
+        patch(value.as_object_mut().unwrap());
+        validator().survey(json::decode_survey(&serde_json::to_vec(&value).unwrap())?)
+    }
+
+    fn reason(result: Result<SurveySubmission, Reject>) -> RejectReason {
+        result.expect_err("should be rejected").reason
+    }
+
+    #[test]
+    fn valid_survey_fills_every_criterion_in_framework_order() {
+        let survey = survey_json(|_| {}).unwrap();
+        assert_eq!(survey.answers.len(), 22);
+        assert_eq!(survey.answers[0], ("access.1".to_string(), Some(5)));
+        let staff2 = survey.answers.iter().find(|(c, _)| c == "staff.2").unwrap();
+        assert_eq!(staff2.1, None);
+        let unsent = survey.answers.iter().find(|(c, _)| c == "feedback.4").unwrap();
+        assert_eq!(unsent.1, None, "criteria not sent count as unanswered");
+        assert_eq!(survey.expectations, vec!["expect.shorter_time".to_string()]);
+        assert_eq!(survey.province_code_system, CodeSystem::Y2025);
+    }
+
+    #[test]
+    fn each_defect_has_its_reason() {
+        assert_eq!(reason(survey_json(|o| { o.remove("submission_id"); })), RejectReason::MissingField);
+        assert_eq!(reason(survey_json(|o| { o.insert("agency_id".into(), "  ".into()); })), RejectReason::MissingField);
+        assert_eq!(reason(survey_json(|o| { o.remove("answers"); })), RejectReason::MissingField);
+        assert_eq!(reason(survey_json(|o| { o.insert("submitted_at".into(), "2026-11-21 09:30".into()); })), RejectReason::BadTimestamp);
+        assert_eq!(reason(survey_json(|o| { o.insert("submitted_at".into(), "1969-12-31T00:00:00Z".into()); })), RejectReason::BadTimestamp);
+        assert_eq!(reason(survey_json(|o| { o.insert("province_code".into(), "99".into()); })), RejectReason::UnknownProvince);
+        assert_eq!(reason(survey_json(|o| { o.insert("framework".into(), "X".into()); })), RejectReason::UnknownFramework);
+        assert_eq!(reason(survey_json(|o| { o["answers"]["access.9"] = 3.into(); })), RejectReason::UnknownCriterion);
+        assert_eq!(reason(survey_json(|o| { o["answers"]["access.1"] = 0.into(); })), RejectReason::AnswerOutOfRange);
+        assert_eq!(reason(survey_json(|o| { o["answers"]["access.1"] = 6.into(); })), RejectReason::AnswerOutOfRange);
+        assert_eq!(reason(survey_json(|o| { o["answers"]["access.1"] = "5".into(); })), RejectReason::AnswerOutOfRange);
+        assert_eq!(reason(survey_json(|o| { o["answers"]["access.1"] = 4.5.into(); })), RejectReason::AnswerOutOfRange);
+        assert_eq!(reason(survey_json(|o| { o.insert("channel".into(), "fax".into()); })), RejectReason::UnknownEnumValue);
+        assert_eq!(reason(survey_json(|o| { o.insert("agency_level".into(), "village".into()); })), RejectReason::UnknownEnumValue);
+        assert_eq!(reason(survey_json(|o| { o.insert("province_code_system".into(), "1999".into()); })), RejectReason::UnknownEnumValue);
+        assert_eq!(reason(survey_json(|o| { o.insert("expectations".into(), serde_json::json!(["expect.free_tea"])); })), RejectReason::UnknownExpectation);
+    }
+
+    #[test]
+    fn province_codes_are_normalised_by_system_and_date() {
+        // Before the merger a code is read in the 2004 system: 64 (Gia Lai, 2004) -> 52.
+        let old = survey_json(|o| {
+            o.insert("submitted_at".into(), "2025-06-30T23:59:59+07:00".into());
+            o.insert("province_code".into(), "64".into());
+        })
+        .unwrap();
+        assert_eq!((old.province_code.as_str(), old.province_code_original.as_str(), old.province_code_system), ("52", "64", CodeSystem::Y2004));
+        // The same instant one second later is in the 2025 system, where 64 does not exist.
+        let after = survey_json(|o| {
+            o.insert("submitted_at".into(), "2025-07-01T00:00:00+07:00".into());
+            o.insert("province_code".into(), "64".into());
+        });
+        assert_eq!(reason(after), RejectReason::UnknownProvince);
+        // An explicit system wins over the date: 52 in 2004 was Bình Định, now part of Gia Lai (52).
+        let explicit = survey_json(|o| {
+            o.insert("province_code".into(), "52".into());
+            o.insert("province_code_system".into(), 2004.into());
+        })
+        .unwrap();
+        assert_eq!(explicit.province_code, "52");
+        let hcm = survey_json(|o| {
+            o.insert("province_code".into(), "74".into());
+            o.insert("province_code_system".into(), "2004".into());
+        })
+        .unwrap();
+        assert_eq!(hcm.province_code, "79", "Bình Dương (74) merged into TP.HCM (79)");
+    }
+
+    fn hotline(value: serde_json::Value) -> Result<HotlineEvent, Reject> {
+        validator().hotline(json::decode_hotline(&serde_json::to_vec(&value).unwrap())?)
+    }
+
+    #[test]
+    fn hotline_type_specific_fields_and_pii_hashing() {
+        let base = serde_json::json!({"event_id": "e1", "ticket_id": "t1", "occurred_at": "2026-11-21T09:00:00+07:00", "province_code": "01"});
+        let with = |extra: serde_json::Value| {
+            let mut v = base.clone();
+            v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            v
+        };
+        let received = hotline(with(serde_json::json!({"type": "received", "channel": "zalo", "category": "traffic", "due_at": "2026-11-26T09:00:00+07:00", "reporter_phone": "+84 912 345 678", "reporter_email": "a@b.vn"}))).unwrap();
+        let phone_hash = received.reporter_phone_hash.clone().unwrap();
+        assert_eq!(phone_hash.len(), 64);
+        assert!(!format!("{received:?}").contains("912"), "no clear phone anywhere in the event");
+        assert!(!format!("{received:?}").contains("a@b.vn"));
+        let missing = |extra: serde_json::Value| hotline(with(extra)).unwrap_err().reason;
+        assert_eq!(missing(serde_json::json!({"type": "received", "channel": "zalo", "due_at": "2026-11-26T09:00:00+07:00"})), RejectReason::MissingTypeField);
+        assert_eq!(missing(serde_json::json!({"type": "forwarded", "due_at": "2026-11-26T09:00:00+07:00"})), RejectReason::MissingTypeField);
+        assert_eq!(missing(serde_json::json!({"type": "rated"})), RejectReason::MissingTypeField);
+        assert_eq!(missing(serde_json::json!({"type": "rejected"})), RejectReason::MissingTypeField);
+        assert_eq!(missing(serde_json::json!({"type": "rated", "rating": "meh"})), RejectReason::UnknownEnumValue);
+        assert_eq!(missing(serde_json::json!({"type": "escalated"})), RejectReason::UnknownEnumValue);
+        assert_eq!(missing(serde_json::json!({"type": "received", "channel": "zalo", "category": "traffic", "due_at": "soon"})), RejectReason::BadTimestamp);
+        assert!(hotline(with(serde_json::json!({"type": "closed"}))).is_ok());
+        assert!(hotline(with(serde_json::json!({"type": "rated", "rating": "not_satisfied"}))).is_ok());
+    }
+}

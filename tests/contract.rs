@@ -1,0 +1,198 @@
+//! The event contract end to end in memory: both encodings, schema evolution, dead-letter
+//! payloads without personal data, and a property test that no input makes a decoder panic.
+use std::path::Path;
+use std::sync::Arc;
+
+use apache_avro::types::Value;
+use apache_avro::Schema;
+use proptest::prelude::*;
+
+use sipas_stream::contract::avro::{self, SchemaCatalog};
+use sipas_stream::contract::pii::PiiHasher;
+use sipas_stream::contract::raw::{RawAnswer, RawHotline, RawSurvey};
+use sipas_stream::contract::validate::Validator;
+use sipas_stream::contract::{Decoded, Decoder, Encoding, EventKind, RejectReason};
+use sipas_stream::domain::{FrameworkCatalog, ProvinceRegistry};
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn decoder_with(catalog: SchemaCatalog) -> Decoder {
+    let validator = Validator {
+        provinces: ProvinceRegistry::builtin(),
+        frameworks: FrameworkCatalog::load_dir(&root().join("config/frameworks")).unwrap(),
+        pii: PiiHasher::new(b"contract-test-secret"),
+    };
+    Decoder::new(validator, Arc::new(catalog), 64 * 1024)
+}
+
+fn decoder() -> &'static Decoder {
+    static DECODER: std::sync::LazyLock<Decoder> =
+        std::sync::LazyLock::new(|| decoder_with(SchemaCatalog::load_dir(&root().join("schemas")).unwrap()));
+    &DECODER
+}
+
+fn survey() -> RawSurvey {
+    RawSurvey {
+        submission_id: Some("s-42".into()),
+        framework: Some("BNV-2640-2017".into()),
+        submitted_at: Some("2026-11-21T09:30:00+07:00".into()),
+        province_code: Some("79".into()),
+        province_code_system: None,
+        agency_id: Some("79-province-000".into()),
+        agency_level: Some("province".into()),
+        procedure_code: None,
+        channel: Some("online".into()),
+        respondent_type: Some("organization".into()),
+        answers: Some(vec![("access.1".into(), RawAnswer::Integer(4)), ("feedback.4".into(), RawAnswer::NoAnswer)]),
+        expectations: None,
+    }
+}
+
+#[test]
+fn json_and_avro_decode_to_the_same_event() {
+    let decoder = decoder();
+    let json = sipas_stream::simulate::generator::survey_json(&survey());
+    let avro = avro::encode_survey(&survey());
+    let (from_json, e1) = decoder.decode(EventKind::Survey, &json).unwrap();
+    let (from_avro, e2) = decoder.decode(EventKind::Survey, &avro).unwrap();
+    assert_eq!((e1, e2), (Encoding::Json, Encoding::Avro));
+    assert_eq!(from_json, from_avro);
+    let Decoded::Survey(s) = from_json else { panic!("a survey") };
+    assert_eq!(s.answers.iter().filter(|(_, a)| a.is_some()).count(), 1);
+}
+
+fn v2_schema() -> Schema {
+    Schema::parse_str(&std::fs::read_to_string(root().join("tests/fixtures/survey_submission.v2.avsc")).unwrap()).unwrap()
+}
+
+fn v2_record(device: Option<&str>) -> Value {
+    let raw = survey();
+    let s = |v: &Option<String>| Value::String(v.clone().unwrap_or_default());
+    let opt = |v: Option<&str>| match v {
+        Some(v) => Value::Union(1, Box::new(Value::String(v.into()))),
+        None => Value::Union(0, Box::new(Value::Null)),
+    };
+    let answers = [("access.1".to_string(), Value::Union(1, Box::new(Value::Int(5))))].into_iter().collect();
+    Value::Record(vec![
+        ("submission_id".into(), s(&raw.submission_id)),
+        ("framework".into(), s(&raw.framework)),
+        ("submitted_at".into(), s(&raw.submitted_at)),
+        ("province_code".into(), s(&raw.province_code)),
+        ("province_code_system".into(), opt(None)),
+        ("agency_id".into(), s(&raw.agency_id)),
+        ("agency_level".into(), s(&raw.agency_level)),
+        ("procedure_code".into(), opt(Some("1.000001"))),
+        ("channel".into(), s(&raw.channel)),
+        ("respondent_type".into(), s(&raw.respondent_type)),
+        ("answers".into(), Value::Map(answers)),
+        ("expectations".into(), Value::Union(0, Box::new(Value::Null))),
+        ("device".into(), opt(device)),
+    ])
+}
+
+#[test]
+fn a_newer_writer_with_an_added_optional_field_is_read_by_this_reader() {
+    let catalog = SchemaCatalog::builtin();
+    catalog.insert(3, v2_schema());
+    let decoder = decoder_with(catalog);
+    let datum = apache_avro::to_avro_datum(&v2_schema(), v2_record(Some("kiosk-7"))).unwrap();
+    let (event, encoding) = decoder.decode(EventKind::Survey, &avro::frame(3, &datum)).unwrap();
+    assert_eq!(encoding, Encoding::Avro);
+    let Decoded::Survey(s) = event else { panic!("a survey") };
+    assert_eq!(s.submission_id, "s-42");
+    assert_eq!(s.procedure_code.as_deref(), Some("1.000001"));
+}
+
+#[test]
+fn an_older_writer_is_read_by_a_newer_reader_with_the_default() {
+    let v1_bytes = avro::encode_survey(&survey());
+    let v1 = Schema::parse_str(avro::SURVEY_SCHEMA_V1).unwrap();
+    let value = avro::decode_datum(&v1, &v2_schema(), &v1_bytes[5..]).unwrap();
+    let Value::Record(fields) = value else { panic!("a record") };
+    let device = fields.iter().find(|(name, _)| name == "device").map(|(_, v)| v.clone());
+    assert_eq!(device, Some(Value::Union(0, Box::new(Value::Null))));
+}
+
+#[test]
+fn unknown_schema_id_is_undecodable() {
+    let datum = apache_avro::to_avro_datum(&v2_schema(), v2_record(None)).unwrap();
+    let rejected = decoder().decode(EventKind::Survey, &avro::frame(99, &datum)).unwrap_err();
+    assert_eq!(rejected.reject.reason, RejectReason::Undecodable);
+    assert!(rejected.reject.detail.contains("99"));
+}
+
+#[test]
+fn oversize_is_checked_before_decoding() {
+    let mut value = serde_json::to_value(RawHotline { event_id: Some("e".into()), ..Default::default() }).unwrap();
+    value["padding"] = "x".repeat(65 * 1024).into();
+    let rejected = decoder().decode(EventKind::Hotline, &serde_json::to_vec(&value).unwrap()).unwrap_err();
+    assert_eq!(rejected.reject.reason, RejectReason::Oversize);
+}
+
+#[test]
+fn hotline_dead_letters_never_carry_clear_personal_data() {
+    let decoder = decoder();
+    let phone = "0912345678";
+    let email = "nguyen.van.a@example.vn";
+    let invalid = RawHotline {
+        event_id: Some("e-1".into()),
+        ticket_id: Some("t-1".into()),
+        event_type: Some("received".into()),
+        occurred_at: Some("2026-11-21T09:00:00+07:00".into()),
+        province_code: Some("01".into()),
+        // missing channel/category/due_at -> missing_type_field
+        reporter_phone: Some(phone.into()),
+        reporter_email: Some(email.into()),
+        ..Default::default()
+    };
+    let payloads = [
+        serde_json::to_vec(&invalid).unwrap(),
+        avro::encode_hotline(&invalid),
+        format!(r#"{{"event_id": "e-2", "reporter_phone": "{phone}", "reporter_email": "{email}", "#).into_bytes(),
+    ];
+    for payload in payloads {
+        let rejected = decoder.decode(EventKind::Hotline, &payload).unwrap_err();
+        let letter = rejected.dlq_payload.expect("hotline letters are redacted");
+        let text = String::from_utf8_lossy(&letter);
+        assert!(!text.contains(phone) && !text.contains("912345678"), "{text}");
+        assert!(!text.contains(email), "{text}");
+        assert!(!rejected.reject.detail.contains(phone) && !rejected.reject.detail.contains(email));
+    }
+}
+
+#[test]
+fn survey_dead_letters_keep_the_original_bytes() {
+    let rejected = decoder().decode(EventKind::Survey, b"not json").unwrap_err();
+    assert_eq!(rejected.reject.reason, RejectReason::Undecodable);
+    assert_eq!(rejected.dlq_payload, None);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn no_bytes_make_the_decoder_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512), hotline in any::<bool>()) {
+        let kind = if hotline { EventKind::Hotline } else { EventKind::Survey };
+        let _ = decoder().decode(kind, &bytes);
+        let mut framed = avro::frame(if hotline { 2 } else { 1 }, &[]);
+        framed.extend_from_slice(&bytes);
+        let _ = decoder().decode(kind, &framed);
+    }
+
+    #[test]
+    fn mutated_valid_messages_never_panic_and_rejections_have_reasons(
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+        avro_encoded in any::<bool>(),
+    ) {
+        let mut bytes = if avro_encoded { avro::encode_survey(&survey()) } else { sipas_stream::simulate::generator::survey_json(&survey()) };
+        for (index, byte) in flips {
+            let i = index.index(bytes.len());
+            bytes[i] = byte;
+        }
+        if let Err(rejected) = decoder().decode(EventKind::Survey, &bytes) {
+            prop_assert!(!rejected.reject.detail.is_empty());
+        }
+    }
+}
