@@ -1,0 +1,253 @@
+//! Shared harness for the integration tests. They run against the real broker and the real
+//! ClickHouse started by `scripts/test.sh` (addresses come from SIPAS__KAFKA__BROKERS and
+//! SIPAS__CLICKHOUSE__URL). Every test gets its own topics, consumer group and database.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Headers;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::Message;
+
+use sipas_stream::config::Config;
+
+pub const HMAC_SECRET: &str = "integration-test-secret-0123456789";
+/// Upper bound for waiting on the pipeline; a guard against hanging, not a speed assertion.
+pub const PATIENCE: Duration = Duration::from_secs(300);
+
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn required_env(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: run the integration tests with ./scripts/test.sh, which starts the broker and ClickHouse")
+    })
+}
+
+pub struct TestEnv {
+    pub name: String,
+    pub config: Config,
+}
+
+impl TestEnv {
+    /// Fresh topics, group and database named after the test.
+    pub async fn new(name: &str) -> Self {
+        Self::with_clickhouse(name, &required_env("SIPAS__CLICKHOUSE__URL")).await
+    }
+
+    pub async fn with_clickhouse(name: &str, clickhouse_url: &str) -> Self {
+        let unique = format!("{}_{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis());
+        let mut config = Config::load_with_env(None, Vec::new()).unwrap();
+        config.kafka.brokers = required_env("SIPAS__KAFKA__BROKERS");
+        config.kafka.surveys_topic = format!("it.{name}.{unique}.surveys");
+        config.kafka.hotline_topic = format!("it.{name}.{unique}.hotline");
+        config.kafka.dlq_topic = format!("it.{name}.{unique}.dlq");
+        config.kafka.group_id = format!("it-{name}-{unique}");
+        config.kafka.partitions = 4;
+        config.clickhouse.url = clickhouse_url.to_owned();
+        config.clickhouse.database = format!("it_{name}_{unique}");
+        config.pii.hmac_secret = Some(HMAC_SECRET.into());
+        config.contract.frameworks_dir = root().join("config/frameworks");
+        config.contract.schemas_dir = root().join("schemas");
+        config.pipeline.batch_max_messages = 5_000;
+        config.pipeline.batch_max_wait_ms = 200;
+        config.pipeline.retry_max_ms = 2_000;
+        let env = Self { name: name.to_owned(), config };
+        sipas_stream::sink::migrations::migrate(&env.config.clickhouse).await.expect("migrations apply");
+        let k = &env.config.kafka;
+        sipas_stream::kafka::admin::ensure_topics(k, &[&k.surveys_topic, &k.hotline_topic, &k.dlq_topic]).await.expect("topics are created");
+        env
+    }
+
+    /// Environment for a `sipas` child process with this test's configuration.
+    pub fn child_env(&self, metrics_port: u16) -> Vec<(String, String)> {
+        let c = &self.config;
+        vec![
+            ("SIPAS__KAFKA__BROKERS".into(), c.kafka.brokers.clone()),
+            ("SIPAS__KAFKA__SURVEYS_TOPIC".into(), c.kafka.surveys_topic.clone()),
+            ("SIPAS__KAFKA__HOTLINE_TOPIC".into(), c.kafka.hotline_topic.clone()),
+            ("SIPAS__KAFKA__DLQ_TOPIC".into(), c.kafka.dlq_topic.clone()),
+            ("SIPAS__KAFKA__GROUP_ID".into(), c.kafka.group_id.clone()),
+            ("SIPAS__CLICKHOUSE__URL".into(), c.clickhouse.url.clone()),
+            ("SIPAS__CLICKHOUSE__DATABASE".into(), c.clickhouse.database.clone()),
+            ("SIPAS__PII__HMAC_SECRET".into(), HMAC_SECRET.into()),
+            ("SIPAS__PIPELINE__BATCH_MAX_MESSAGES".into(), c.pipeline.batch_max_messages.to_string()),
+            ("SIPAS__PIPELINE__BATCH_MAX_WAIT_MS".into(), c.pipeline.batch_max_wait_ms.to_string()),
+            ("SIPAS__PIPELINE__RETRY_MAX_MS".into(), c.pipeline.retry_max_ms.to_string()),
+            ("SIPAS__METRICS__LISTEN".into(), format!("127.0.0.1:{metrics_port}")),
+        ]
+    }
+
+    pub fn clickhouse(&self) -> clickhouse::Client {
+        sipas_stream::sink::connect(&self.config.clickhouse)
+    }
+
+    pub async fn count(&self, sql: &str) -> u64 {
+        #[derive(clickhouse::Row, serde::Deserialize)]
+        struct N {
+            n: u64,
+        }
+        self.clickhouse().query(sql).fetch_one::<N>().await.unwrap_or_else(|e| panic!("{sql}: {e}")).n
+    }
+
+    /// Like `count`, but `None` while ClickHouse is unreachable.
+    pub async fn try_count(&self, sql: &str) -> Option<u64> {
+        #[derive(clickhouse::Row, serde::Deserialize)]
+        struct N {
+            n: u64,
+        }
+        self.clickhouse().query(sql).fetch_one::<N>().await.ok().map(|r| r.n)
+    }
+
+    pub fn producer(&self) -> FutureProducer {
+        sipas_stream::kafka::producer::idempotent_producer(&self.config.kafka).expect("producer")
+    }
+
+    pub async fn produce(&self, producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) {
+        producer
+            .send(FutureRecord::to(topic).key(key).payload(payload), Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|(e, _)| panic!("produce to {topic}: {e}"));
+    }
+
+    /// Reads the DLQ from the beginning until `expected` distinct source messages were seen
+    /// (or patience runs out). Returns letters per reason, counted once per source offset,
+    /// and every payload.
+    pub async fn dead_letters(&self, expected: usize) -> DeadLetters {
+        let consumer: StreamConsumer = sipas_stream::kafka::client_config(&self.config.kafka)
+            .set("group.id", format!("{}-dlq-reader-{}", self.config.kafka.group_id, std::process::id()))
+            .set("auto.offset.reset", "earliest")
+            .set("enable.auto.commit", "false")
+            .create()
+            .expect("DLQ consumer");
+        consumer.subscribe(&[&self.config.kafka.dlq_topic]).unwrap();
+        let mut letters = DeadLetters::default();
+        let started = Instant::now();
+        while letters.by_source.len() < expected && started.elapsed() < PATIENCE {
+            let Ok(Ok(message)) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await else { continue };
+            let mut headers = BTreeMap::new();
+            if let Some(h) = message.headers() {
+                for header in h.iter() {
+                    headers.insert(header.key.to_owned(), String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned());
+                }
+            }
+            let source = (headers.get("source_topic").cloned().unwrap_or_default(), headers.get("source_partition").cloned().unwrap_or_default(), headers.get("source_offset").cloned().unwrap_or_default());
+            letters.payloads.push(message.payload().unwrap_or_default().to_vec());
+            letters.total += 1;
+            letters.by_source.insert(source, headers);
+        }
+        letters
+    }
+}
+
+#[derive(Default, Debug)]
+pub struct DeadLetters {
+    pub total: usize,
+    /// (source topic, partition, offset) -> headers of its letter.
+    pub by_source: BTreeMap<(String, String, String), BTreeMap<String, String>>,
+    pub payloads: Vec<Vec<u8>>,
+}
+
+impl DeadLetters {
+    pub fn reasons(&self) -> BTreeMap<String, usize> {
+        let mut reasons = BTreeMap::new();
+        for headers in self.by_source.values() {
+            *reasons.entry(headers.get("reason").cloned().unwrap_or_default()).or_default() += 1;
+        }
+        reasons
+    }
+}
+
+/// A free loopback port (bound and released; good enough for tests).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A `sipas run` child process, killed when dropped.
+pub struct Pipeline {
+    pub child: Child,
+    pub metrics_port: u16,
+}
+
+impl Pipeline {
+    pub fn start(env: &TestEnv) -> Self {
+        let metrics_port = free_port();
+        let log = std::fs::File::create(log_path(&format!("{}-{}.log", env.name, metrics_port))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_sipas"))
+            .arg("run")
+            .current_dir(root())
+            .env_clear()
+            .envs(env.child_env(metrics_port))
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info,rdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("sipas starts");
+        Self { child, metrics_port }
+    }
+
+    pub fn kill9(&mut self) {
+        // Child::kill sends SIGKILL on Unix.
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id() as i32;
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "sipas did not stop within 60 s of SIGTERM");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub async fn metrics(&self) -> String {
+        let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
+        let output = tokio::process::Command::new("curl").args(["-fsS", &url]).output().await.expect("curl runs");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where child logs go: target/test-logs/.
+pub fn log_path(name: &str) -> PathBuf {
+    let dir = root().join("target/test-logs");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join(name)
+}
+
+/// Polls `probe` until it returns true; panics with `what` after `PATIENCE`.
+pub async fn wait_for<F, Fut>(what: &str, mut probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !probe().await {
+        assert!(started.elapsed() < PATIENCE, "gave up waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Value of a Prometheus sample line `name{labels} value`, summed over matching lines.
+pub fn metric_sum(text: &str, prefix: &str) -> f64 {
+    text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+}
