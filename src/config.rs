@@ -29,6 +29,34 @@ pub struct Config {
     pub contract: ContractConfig,
     pub pii: PiiConfig,
     pub metrics: MetricsConfig,
+    pub index: IndexConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IndexConfig {
+    /// Run the index processor inside `sipas run`. Default true.
+    pub enabled: bool,
+    /// Consumer group of the index processor. Default `sipas-index`.
+    pub group_id: String,
+    /// Watermark = newest event time − this; a day closes when the watermark passes its end. Default 48.
+    pub allowed_lateness_hours: u32,
+    /// How often new daily rows and changed latest values are written. Default 1000 ms.
+    pub flush_interval_ms: u64,
+    /// How often partition state is checkpointed to ClickHouse with its offset. Default 30000 ms.
+    pub checkpoint_interval_ms: u64,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        Self { enabled: true, group_id: "sipas-index".into(), allowed_lateness_hours: 48, flush_interval_ms: 1_000, checkpoint_interval_ms: 30_000 }
+    }
+}
+
+impl IndexConfig {
+    pub fn lateness_seconds(&self) -> i64 {
+        i64::from(self.allowed_lateness_hours) * 3600
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -4,6 +4,7 @@
 pub mod config;
 pub mod contract;
 pub mod domain;
+pub mod index;
 pub mod kafka;
 pub mod metrics;
 pub mod pipeline;

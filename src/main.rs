@@ -12,6 +12,7 @@ use sipas_stream::contract::pii::PiiHasher;
 use sipas_stream::contract::validate::Validator;
 use sipas_stream::contract::Decoder;
 use sipas_stream::domain::{FrameworkCatalog, ProvinceRegistry};
+use sipas_stream::index::processor::{IndexProcessor, Mode};
 use sipas_stream::kafka::{admin, consumer, dlq::DeadLetterProducer, producer};
 use sipas_stream::metrics::{self, Metrics};
 use sipas_stream::pipeline::IngestPipeline;
@@ -48,6 +49,8 @@ enum Command {
     Simulate(SimulateArgs),
     /// Print row counts of the ClickHouse tables.
     Status,
+    /// Recompute every index output from the beginning of the topics (e.g. after a weight change).
+    Rebuild,
     /// Measure the ingest path (events/s, CPU) on this machine.
     Bench(bench::BenchArgs),
 }
@@ -101,6 +104,7 @@ async fn main() -> Result<()> {
         Command::Topics => create_topics(&config).await,
         Command::Simulate(args) => simulate(&config, args).await,
         Command::Status => status(&config).await,
+        Command::Rebuild => rebuild(&config).await,
         Command::Bench(args) => bench::run(&config, args).await,
     }
 }
@@ -159,12 +163,57 @@ async fn run(config: Config, setup: bool) -> Result<()> {
     let dlq = DeadLetterProducer::new(dlq_producer, config.kafka.dlq_topic.clone(), metrics.clone(), retry.0, retry.1, stop.clone());
     let writer = RawEventWriter::new(sink::connect(&config.clickhouse), metrics.clone(), retry.0, retry.1, stop.clone());
     let registry = config.kafka.schema_registry_url.as_deref().map(SchemaRegistry::new);
+    let index = if config.index.enabled {
+        let processor = IndexProcessor::new(&config, Arc::clone(&decoder), metrics.clone(), stop.clone(), Mode::Live)?;
+        Some(tokio::spawn(processor.run()))
+    } else {
+        None
+    };
     let pipeline = IngestPipeline::new(&config, consumer, decoder, writer, dlq, metrics, registry, stop);
     let summary = pipeline.run().await?;
+    if let Some(index) = index {
+        index.await.context("index processor task")??;
+    }
     let _ = metrics_server.await;
     if summary.abandoned_batches > 0 {
         tracing::warn!(abandoned = summary.abandoned_batches, "stopped with unacknowledged batches; they will be re-consumed on restart");
     }
+    Ok(())
+}
+
+/// End offsets of every partition of the input topics, for `rebuild`.
+fn end_offsets(config: &Config) -> Result<std::collections::HashMap<(String, i32), i64>> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = sipas_stream::kafka::client_config(&config.kafka).set("group.id", "sipas-rebuild-probe").create()?;
+    let mut ends = std::collections::HashMap::new();
+    for topic in [&config.kafka.surveys_topic, &config.kafka.hotline_topic] {
+        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(30)).with_context(|| format!("metadata of {topic}"))?;
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                let (_, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(30))?;
+                ends.insert((topic.clone(), p.id()), high);
+            }
+        }
+    }
+    Ok(ends)
+}
+
+async fn rebuild(config: &Config) -> Result<()> {
+    let config_for_probe = config.clone();
+    let ends = tokio::task::spawn_blocking(move || end_offsets(&config_for_probe)).await??;
+    let total: i64 = ends.values().sum();
+    println!("rebuilding indices from {} partitions, {} messages", ends.len(), total);
+    let decoder = Arc::new(build_decoder(config)?);
+    let (trigger, stop) = shutdown::channel();
+    shutdown::on_signals(trigger);
+    let mut processor = IndexProcessor::new(config, decoder, Metrics::new(), stop, Mode::Rebuild { end_offsets: ends })?;
+    let bar = indicatif::ProgressBar::new(total.max(0) as u64);
+    bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events {per_sec} eta {eta}").expect("valid template"));
+    processor.progress = Some(bar.clone());
+    let started = std::time::Instant::now();
+    processor.run().await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    println!("rebuilt in {elapsed:.1} s ({:.0} events/s)", bar.position() as f64 / elapsed.max(1e-9));
     Ok(())
 }
 

@@ -18,6 +18,7 @@ pub struct Metrics {
     pub committed_offset: IntGaugeVec,
     pub paused: IntGauge,
     pub freshness_seconds: IntGauge,
+    pub late_events: IntCounter,
     /// Newest event time (Unix seconds) written to ClickHouse; freshness derives from it.
     newest_event_time: Arc<AtomicI64>,
 }
@@ -69,7 +70,10 @@ impl Metrics {
         let freshness_seconds =
             IntGauge::new("freshness_seconds", "Now minus the newest event time written to ClickHouse.").expect("valid metric");
         registry.register(Box::new(freshness_seconds.clone())).expect("unique metric");
+        let late_events = IntCounter::new("late_events_total", "Events whose day was already closed (beyond the allowed lateness) when they arrived; they update latest values only.").expect("valid metric");
+        registry.register(Box::new(late_events.clone())).expect("unique metric");
         Self {
+            late_events,
             registry,
             consumed,
             valid,

@@ -10,11 +10,26 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "raw_events",
-    sql: include_str!("migrations/0001_raw_events.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration { version: 1, name: "raw_events", sql: include_str!("migrations/0001_raw_events.sql") },
+    Migration { version: 2, name: "indices", sql: include_str!("migrations/0002_indices.sql") },
+];
+
+fn quote(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// Fills the placeholders of a migration: the database and the 2025 province table.
+fn render(sql: &str, database: &str) -> String {
+    let provinces = crate::domain::ProvinceRegistry::builtin().provinces_2025();
+    let codes: Vec<String> = provinces.iter().map(|p| quote(&p.code)).collect();
+    let names: Vec<String> = provinces.iter().map(|p| quote(&p.name)).collect();
+    let values: Vec<String> = provinces.iter().map(|p| format!("({}, {})", quote(&p.code), quote(&p.name))).collect();
+    sql.replace("{db}", database)
+        .replace("{province_codes}", &format!("[{}]", codes.join(", ")))
+        .replace("{province_names}", &format!("[{}]", names.join(", ")))
+        .replace("{province_values}", &values.join(", "))
+}
 
 /// Splits a migration file into statements (`;` at line end), dropping `--` comments.
 pub fn statements(sql: &str, database: &str) -> Vec<String> {
@@ -28,7 +43,7 @@ pub fn statements(sql: &str, database: &str) -> Vec<String> {
         .join("\n");
     without_comments
         .split(";\n")
-        .map(|s| s.trim().trim_end_matches(';').trim().replace("{db}", database))
+        .map(|s| render(s.trim().trim_end_matches(';').trim(), database))
         .filter(|s| !s.is_empty())
         .collect()
 }
@@ -91,6 +106,9 @@ mod tests {
         let statements = statements(MIGRATIONS[0].sql, "analytics");
         assert!(statements.len() >= 5);
         assert!(statements.iter().all(|s| !s.contains("{db}") && !s.ends_with(';')));
+        let indices = super::statements(MIGRATIONS[1].sql, "analytics");
+        assert!(indices.iter().all(|s| !s.contains("{province")));
+        assert!(indices.iter().any(|s| s.contains("'79', 'Thành phố Hồ Chí Minh'")));
         assert!(statements[0].starts_with("CREATE TABLE IF NOT EXISTS analytics.survey_submissions"));
     }
 

@@ -1,0 +1,450 @@
+//! The state of one input partition: a fold over its events, in log order. Deterministic:
+//! the same partition log gives the same state and the same output rows, however the
+//! processing is cut by restarts (the state is checkpointed with the offset it belongs to).
+//!
+//! Days close on event time only: the watermark is the newest event time seen minus the
+//! allowed lateness; a day is closed once the watermark passes its end. Closing a day
+//! emits the final daily rows of every unit that had data in a window ending on that day.
+//! Events for a closed day ("beyond lateness") still update the unit's counts, so they
+//! are in the latest rolling values, but rows already emitted are never rewritten.
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::framework::{Framework, FrameworkCatalog};
+use crate::domain::time::vietnam_day;
+use crate::domain::{HotlineEvent, SurveySubmission};
+use crate::index::hotline::{day_end, kpi, HotlineCounts, HotlineKpi, PendingHotline, Ticket};
+use crate::index::survey::{compute, SurveyCounts, SurveyIndex};
+use crate::index::window::{Window, MAX_WINDOW_DAYS, WINDOWS};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum UnitType {
+    Province,
+    Agency,
+    /// A hotline category within a province (`unit_id` = `province/category`).
+    Category,
+}
+
+impl UnitType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UnitType::Province => "province",
+            UnitType::Agency => "agency",
+            UnitType::Category => "category",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct UnitKey {
+    pub unit_type: UnitType,
+    pub unit_id: String,
+    pub province_code: String,
+}
+
+/// Counts that add up across days.
+pub trait Counts: Clone + Default {
+    fn add(&mut self, other: &Self, sign: i64);
+    fn is_empty(&self) -> bool;
+}
+
+impl Counts for SurveyCounts {
+    fn add(&mut self, other: &Self, sign: i64) {
+        if self.valid.len() < other.valid.len() {
+            self.valid.resize(other.valid.len(), 0);
+            self.satisfied.resize(other.satisfied.len(), 0);
+            self.missing.resize(other.missing.len(), 0);
+        }
+        if self.expectations.len() < other.expectations.len() {
+            self.expectations.resize(other.expectations.len(), 0);
+        }
+        let apply = |a: &mut u32, b: u32| *a = (i64::from(*a) + sign * i64::from(b)).max(0) as u32;
+        apply(&mut self.respondents, other.respondents);
+        for (mine, theirs) in [
+            (&mut self.valid, &other.valid),
+            (&mut self.satisfied, &other.satisfied),
+            (&mut self.missing, &other.missing),
+            (&mut self.expectations, &other.expectations),
+        ] {
+            for (a, b) in mine.iter_mut().zip(theirs) {
+                apply(a, *b);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.respondents == 0
+    }
+}
+
+impl Counts for HotlineCounts {
+    fn add(&mut self, other: &Self, sign: i64) {
+        self.merge(other, sign);
+    }
+
+    fn is_empty(&self) -> bool {
+        HotlineCounts::is_empty(self)
+    }
+}
+
+/// One unit's daily counts and its running window sums as of the last closed day.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Series<C> {
+    buckets: BTreeMap<i64, C>,
+    /// Indexed like `WINDOWS`.
+    running: Vec<C>,
+}
+
+impl<C: Counts> Series<C> {
+    fn running(&mut self) -> &mut Vec<C> {
+        if self.running.len() != WINDOWS.len() {
+            self.running = vec![C::default(); WINDOWS.len()];
+        }
+        &mut self.running
+    }
+
+    /// Adds counts to `day`. A day already closed also updates the running sums it is in.
+    fn add(&mut self, day: i64, counts: &C, last_closed: i64) {
+        self.buckets.entry(day).or_default().add(counts, 1);
+        if day <= last_closed {
+            for (w, window) in WINDOWS.iter().enumerate() {
+                if window.start(last_closed) <= day {
+                    self.running()[w].add(counts, 1);
+                }
+            }
+        }
+    }
+
+    /// Moves the running sums from `day - 1` to `day`.
+    fn close(&mut self, day: i64) {
+        let bucket = self.buckets.get(&day).cloned();
+        let previous = day - 1;
+        for (w, window) in WINDOWS.iter().enumerate() {
+            match window {
+                Window::Rolling(n) => {
+                    if let Some(expired) = self.buckets.get(&(day - i64::from(*n))).cloned() {
+                        self.running()[w].add(&expired, -1);
+                    }
+                }
+                _ if window.start(day) != window.start(previous) => self.running()[w] = C::default(),
+                _ => {}
+            }
+            if let Some(bucket) = &bucket {
+                self.running()[w].add(bucket, 1);
+            }
+        }
+        self.buckets.retain(|d, _| *d > day - MAX_WINDOW_DAYS);
+    }
+
+    /// Window sums ending on `as_of` ≥ `last_closed`, from the running sums and open days.
+    fn sums_at(&self, as_of: i64, last_closed: i64, extra: Option<&BTreeMap<i64, C>>) -> Vec<C> {
+        let bucket_sum = |from: i64, to: i64| {
+            let mut sum = C::default();
+            for (_, c) in self.buckets.range(from..=to) {
+                sum.add(c, 1);
+            }
+            if let Some(extra) = extra {
+                for (_, c) in extra.range(from..=to) {
+                    sum.add(c, 1);
+                }
+            }
+            sum
+        };
+        WINDOWS
+            .iter()
+            .enumerate()
+            .map(|(w, window)| {
+                let running = self.running.get(w).cloned().unwrap_or_default();
+                let start = window.start(as_of);
+                match window {
+                    Window::Rolling(n) => {
+                        let mut sum = running;
+                        sum.add(&bucket_sum(last_closed + 1, as_of), 1);
+                        sum.add(&bucket_sum(last_closed - i64::from(*n) + 1, start - 1), -1);
+                        sum
+                    }
+                    _ if start == window.start(last_closed) && as_of > last_closed => {
+                        let mut sum = running;
+                        sum.add(&bucket_sum(last_closed + 1, as_of), 1);
+                        sum
+                    }
+                    _ if as_of == last_closed => running,
+                    _ => bucket_sum(start, as_of),
+                }
+            })
+            .collect()
+    }
+
+    fn is_idle(&self) -> bool {
+        self.buckets.is_empty() && self.running.iter().all(Counts::is_empty)
+    }
+}
+
+/// A window value of one unit, ready to become a row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SatisfactionValue {
+    pub framework: String,
+    pub unit: UnitKey,
+    pub window: Window,
+    pub as_of: i64,
+    pub counts: SurveyCounts,
+    pub index: SurveyIndex,
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct HotlineValue {
+    pub unit: UnitKey,
+    pub window: Window,
+    pub as_of: i64,
+    pub kpi: HotlineKpi,
+    pub version: u64,
+}
+
+/// Rows produced by applying events.
+#[derive(Debug, Default)]
+pub struct Emitted {
+    pub satisfaction_daily: Vec<SatisfactionValue>,
+    pub hotline_daily: Vec<HotlineValue>,
+    /// Events whose day was already closed when they arrived.
+    pub beyond_lateness: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PartitionState {
+    /// The next offset to apply; every offset below it is folded in.
+    pub next_offset: i64,
+    newest_event_time: Option<i64>,
+    last_closed: Option<i64>,
+    surveys: BTreeMap<(String, UnitKey), Series<SurveyCounts>>,
+    hotline: BTreeMap<UnitKey, Series<HotlineCounts>>,
+    tickets: HashMap<String, Ticket>,
+    /// Hotline events waiting for their day to close, by day.
+    pending: BTreeMap<i64, Vec<PendingHotline>>,
+    /// Units changed since the last `latest` computation.
+    dirty_surveys: BTreeSet<(String, UnitKey)>,
+    dirty_hotline: BTreeSet<UnitKey>,
+}
+
+/// Tickets resolved this long before the watermark are forgotten.
+const TICKET_RETENTION_SECONDS: i64 = 60 * 86_400;
+
+impl PartitionState {
+    pub fn new(next_offset: i64) -> Self {
+        Self { next_offset, ..Default::default() }
+    }
+
+    pub fn watermark(&self, lateness_seconds: i64) -> Option<i64> {
+        self.newest_event_time.map(|t| t - lateness_seconds)
+    }
+
+    /// The day the latest values are computed for: the newest event's day.
+    pub fn latest_day(&self) -> Option<i64> {
+        self.newest_event_time.map(vietnam_day)
+    }
+
+    fn last_closed_or_init(&mut self, day: i64, lateness_seconds: i64) -> i64 {
+        // Before anything closed, pretend the days before the first event minus the
+        // lateness are closed (they are empty), so out-of-order days still get rows.
+        *self.last_closed.get_or_insert(day - lateness_seconds.div_euclid(86_400) - 2)
+    }
+
+    pub fn apply_survey(&mut self, survey: &SurveySubmission, offset: i64, frameworks: &FrameworkCatalog, lateness_seconds: i64) -> Emitted {
+        let mut emitted = Emitted::default();
+        let day = vietnam_day(survey.submitted_at);
+        let last_closed = self.last_closed_or_init(day, lateness_seconds);
+        if let Some(framework) = frameworks.get(&survey.framework) {
+            let mut one = SurveyCounts::new(framework);
+            one.add(survey, framework);
+            for unit in [
+                UnitKey { unit_type: UnitType::Province, unit_id: survey.province_code.clone(), province_code: survey.province_code.clone() },
+                UnitKey { unit_type: UnitType::Agency, unit_id: survey.agency_id.clone(), province_code: survey.province_code.clone() },
+            ] {
+                let key = (survey.framework.clone(), unit);
+                self.surveys.entry(key.clone()).or_default().add(day, &one, last_closed);
+                self.dirty_surveys.insert(key);
+            }
+        }
+        if day <= last_closed {
+            emitted.beyond_lateness += 1;
+        }
+        self.advance(survey.submitted_at, offset, frameworks, lateness_seconds, &mut emitted);
+        emitted
+    }
+
+    pub fn apply_hotline(&mut self, event: &HotlineEvent, offset: i64, frameworks: &FrameworkCatalog, lateness_seconds: i64) -> Emitted {
+        let mut emitted = Emitted::default();
+        let day = vietnam_day(event.occurred_at);
+        let last_closed = self.last_closed_or_init(day, lateness_seconds);
+        let ticket = self.tickets.entry(event.ticket_id.clone()).or_default();
+        let duplicate_response = event.event_type == crate::domain::HotlineEventType::Responded && ticket.first_response == Some(event.occurred_at);
+        ticket.fold(event);
+        let pending = PendingHotline {
+            ticket_id: event.ticket_id.clone(),
+            event_type: event.event_type,
+            occurred_at: event.occurred_at,
+            rating: event.rating,
+            first_of_its_kind: !duplicate_response,
+        };
+        for unit in ticket_units(ticket) {
+            self.dirty_hotline.insert(unit);
+        }
+        if day <= last_closed {
+            // Beyond lateness: attribute now, with what the ticket knows now.
+            emitted.beyond_lateness += 1;
+            let ticket = &self.tickets[&event.ticket_id];
+            let contribution = ticket.contribution(&pending);
+            for unit in ticket_units(ticket) {
+                self.hotline.entry(unit).or_default().add(day, &contribution, last_closed);
+            }
+        } else {
+            self.pending.entry(day).or_default().push(pending);
+        }
+        self.advance(event.occurred_at, offset, frameworks, lateness_seconds, &mut emitted);
+        emitted
+    }
+
+    /// Records that `offset` was consumed without an event for the index (e.g. invalid).
+    pub fn skip(&mut self, offset: i64) {
+        self.next_offset = self.next_offset.max(offset + 1);
+    }
+
+    fn advance(&mut self, event_time: i64, offset: i64, frameworks: &FrameworkCatalog, lateness_seconds: i64, emitted: &mut Emitted) {
+        self.next_offset = self.next_offset.max(offset + 1);
+        self.newest_event_time = Some(self.newest_event_time.map_or(event_time, |t| t.max(event_time)));
+        let watermark = self.newest_event_time.expect("just set") - lateness_seconds;
+        // Day d is closed once the watermark reaches its end.
+        while let Some(last) = self.last_closed {
+            let next = last + 1;
+            if day_end(next) > watermark {
+                break;
+            }
+            self.close_day(next, frameworks, emitted);
+        }
+    }
+
+    fn close_day(&mut self, day: i64, frameworks: &FrameworkCatalog, emitted: &mut Emitted) {
+        let version = self.next_offset as u64;
+        // Hotline events of the day are attributed now that the day is complete.
+        for event in self.pending.remove(&day).unwrap_or_default() {
+            let Some(ticket) = self.tickets.get(&event.ticket_id) else { continue };
+            let contribution = ticket.contribution(&event);
+            for unit in ticket_units(ticket) {
+                self.hotline.entry(unit).or_default().add(day, &contribution, day - 1);
+            }
+        }
+        for ((framework_id, unit), series) in self.surveys.iter_mut() {
+            series.close(day);
+            let Some(framework) = frameworks.get(framework_id) else { continue };
+            for (w, window) in WINDOWS.iter().enumerate() {
+                let counts = &series.running()[w];
+                if !counts.is_empty() {
+                    emitted.satisfaction_daily.push(satisfaction_value(framework, unit, *window, day, counts, version));
+                }
+            }
+        }
+        let past_due = self.open_past_due(day_end(day));
+        for (unit, series) in self.hotline.iter_mut() {
+            series.close(day);
+            let open = past_due.get(unit).copied().unwrap_or(0);
+            for (w, window) in WINDOWS.iter().enumerate() {
+                let counts = &series.running()[w];
+                if !counts.is_empty() || open > 0 {
+                    emitted.hotline_daily.push(HotlineValue { unit: unit.clone(), window: *window, as_of: day, kpi: kpi(counts, open), version });
+                }
+            }
+        }
+        self.surveys.retain(|_, s| !s.is_idle());
+        self.hotline.retain(|_, s| !s.is_idle());
+        let forget_before = day_end(day) - TICKET_RETENTION_SECONDS;
+        let pending_tickets: BTreeSet<&String> = self.pending.values().flatten().map(|p| &p.ticket_id).collect();
+        let forget: Vec<String> = self
+            .tickets
+            .iter()
+            .filter(|(id, t)| t.resolved_at.is_some() && t.last_event_at < forget_before && !pending_tickets.contains(id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in forget {
+            self.tickets.remove(&id);
+        }
+        self.last_closed = Some(day);
+    }
+
+    fn open_past_due(&self, at: i64) -> HashMap<UnitKey, u32> {
+        let mut counts = HashMap::new();
+        for ticket in self.tickets.values().filter(|t| t.open_past_due(at)) {
+            for unit in ticket_units(ticket) {
+                *counts.entry(unit).or_default() += 1;
+            }
+        }
+        counts
+    }
+
+    /// Latest values (window ending on the newest event's day, open days included) of
+    /// every unit changed since the last call.
+    pub fn take_latest(&mut self, frameworks: &FrameworkCatalog, lateness_seconds: i64) -> (Vec<SatisfactionValue>, Vec<HotlineValue>) {
+        let (Some(as_of), Some(last_closed)) = (self.latest_day(), self.last_closed) else { return (Vec::new(), Vec::new()) };
+        let as_of = as_of.max(last_closed);
+        let version = self.next_offset as u64;
+        let mut satisfaction = Vec::new();
+        for key in std::mem::take(&mut self.dirty_surveys) {
+            let (Some(series), Some(framework)) = (self.surveys.get(&key), frameworks.get(&key.0)) else { continue };
+            for (window, counts) in WINDOWS.iter().zip(series.sums_at(as_of, last_closed, None)) {
+                if !counts.is_empty() {
+                    satisfaction.push(satisfaction_value(framework, &key.1, *window, as_of, &counts, version));
+                }
+            }
+        }
+        // Open days' hotline events, attributed provisionally with what tickets know now.
+        let mut provisional: HashMap<UnitKey, BTreeMap<i64, HotlineCounts>> = HashMap::new();
+        for (day, events) in self.pending.range(last_closed + 1..) {
+            for event in events {
+                let Some(ticket) = self.tickets.get(&event.ticket_id) else { continue };
+                let contribution = ticket.contribution(event);
+                for unit in ticket_units(ticket) {
+                    provisional.entry(unit).or_default().entry(*day).or_default().add(&contribution, 1);
+                }
+            }
+        }
+        let watermark = self.watermark(lateness_seconds).unwrap_or(0);
+        let past_due = self.open_past_due(watermark);
+        let mut hotline = Vec::new();
+        for unit in std::mem::take(&mut self.dirty_hotline) {
+            let empty = Series::default();
+            let series = self.hotline.get(&unit).unwrap_or(&empty);
+            let open = past_due.get(&unit).copied().unwrap_or(0);
+            for (window, counts) in WINDOWS.iter().zip(series.sums_at(as_of, last_closed, provisional.get(&unit))) {
+                if !counts.is_empty() || open > 0 {
+                    hotline.push(HotlineValue { unit: unit.clone(), window: *window, as_of, kpi: kpi(&counts, open), version });
+                }
+            }
+        }
+        let _ = lateness_seconds;
+        (satisfaction, hotline)
+    }
+}
+
+fn ticket_units(ticket: &Ticket) -> Vec<UnitKey> {
+    let province = ticket.province.clone();
+    let mut units = vec![UnitKey { unit_type: UnitType::Province, unit_id: province.clone(), province_code: province.clone() }];
+    if let Some((_, agency)) = &ticket.agency {
+        units.push(UnitKey { unit_type: UnitType::Agency, unit_id: agency.clone(), province_code: province.clone() });
+    }
+    if let Some(category) = &ticket.category {
+        units.push(UnitKey { unit_type: UnitType::Category, unit_id: format!("{province}/{category}"), province_code: province });
+    }
+    units
+}
+
+fn satisfaction_value(framework: &Framework, unit: &UnitKey, window: Window, as_of: i64, counts: &SurveyCounts, version: u64) -> SatisfactionValue {
+    SatisfactionValue {
+        framework: framework.id.clone(),
+        unit: unit.clone(),
+        window,
+        as_of,
+        counts: counts.clone(),
+        index: compute(counts, framework),
+        version,
+    }
+}

@@ -1,0 +1,127 @@
+//! Rows of the index tables (`satisfaction_*`, `hotline_kpi_*`, `index_checkpoints`).
+use serde::{Deserialize, Serialize};
+
+use crate::domain::framework::Framework;
+use crate::domain::time::clickhouse_date;
+use crate::index::state::{HotlineValue, SatisfactionValue};
+
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, Serialize, Deserialize)]
+pub struct SatisfactionRow {
+    pub framework: String,
+    pub unit_type: String,
+    pub unit_id: String,
+    pub province_code: String,
+    pub window: String,
+    pub period: String,
+    pub as_of: u16,
+    pub window_start: u16,
+    pub respondents: u32,
+    pub sipas: Option<f64>,
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
+    pub ranked: u8,
+    pub min_sample: u32,
+    pub factor_ids: Vec<String>,
+    pub factor_values: Vec<Option<f64>>,
+    pub criterion_ids: Vec<String>,
+    pub criterion_values: Vec<Option<f64>>,
+    pub criterion_valid: Vec<u32>,
+    pub criterion_satisfied: Vec<u32>,
+    pub criterion_missing: Vec<u32>,
+    pub expectation_ids: Vec<String>,
+    pub expectation_shares: Vec<f64>,
+    pub version: u64,
+}
+
+impl SatisfactionRow {
+    pub fn new(value: &SatisfactionValue, framework: &Framework) -> Self {
+        let index = &value.index;
+        Self {
+            framework: value.framework.clone(),
+            unit_type: value.unit.unit_type.as_str().to_owned(),
+            unit_id: value.unit.unit_id.clone(),
+            province_code: value.unit.province_code.clone(),
+            window: value.window.label(),
+            period: value.window.period(value.as_of),
+            as_of: clickhouse_date(value.as_of),
+            window_start: clickhouse_date(value.window.start(value.as_of)),
+            respondents: index.respondents,
+            sipas: index.sipas,
+            ci_low: index.ci_low,
+            ci_high: index.ci_high,
+            ranked: u8::from(index.ranked),
+            min_sample: framework.min_sample,
+            factor_ids: framework.factors.iter().map(|f| f.id.clone()).collect(),
+            factor_values: index.factor.clone(),
+            criterion_ids: framework.criterion_ids().map(str::to_owned).collect(),
+            criterion_values: index.criterion.clone(),
+            criterion_valid: value.counts.valid.clone(),
+            criterion_satisfied: value.counts.satisfied.clone(),
+            criterion_missing: value.counts.missing.clone(),
+            expectation_ids: framework.expectations.iter().map(|e| e.id.clone()).collect(),
+            expectation_shares: index.expectation_share.clone(),
+            version: value.version,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, clickhouse::Row, Serialize, Deserialize)]
+pub struct HotlineKpiRow {
+    pub unit_type: String,
+    pub unit_id: String,
+    pub province_code: String,
+    pub window: String,
+    pub period: String,
+    pub as_of: u16,
+    pub window_start: u16,
+    pub received: u32,
+    pub responded: u32,
+    pub responded_on_time: u32,
+    pub on_time_rate: Option<f64>,
+    pub median_response_hours: Option<f64>,
+    pub rated: u32,
+    pub satisfaction_rate: Option<f64>,
+    pub reopened: u32,
+    pub reopen_rate: Option<f64>,
+    pub rejected: u32,
+    pub open_past_due: u32,
+    pub version: u64,
+}
+
+impl HotlineKpiRow {
+    pub fn new(value: &HotlineValue) -> Self {
+        let k = &value.kpi;
+        Self {
+            unit_type: value.unit.unit_type.as_str().to_owned(),
+            unit_id: value.unit.unit_id.clone(),
+            province_code: value.unit.province_code.clone(),
+            window: value.window.label(),
+            period: value.window.period(value.as_of),
+            as_of: clickhouse_date(value.as_of),
+            window_start: clickhouse_date(value.window.start(value.as_of)),
+            received: k.received,
+            responded: k.responded,
+            responded_on_time: k.responded_on_time,
+            on_time_rate: k.on_time_rate,
+            median_response_hours: k.median_response_hours,
+            rated: k.rated,
+            satisfaction_rate: k.satisfaction_rate,
+            reopened: k.reopened,
+            reopen_rate: k.reopen_rate,
+            rejected: k.rejected,
+            open_past_due: k.open_past_due,
+            version: value.version,
+        }
+    }
+}
+
+#[derive(Debug, Clone, clickhouse::Row, Serialize, Deserialize)]
+pub struct CheckpointRow {
+    pub consumer_group: String,
+    pub topic: String,
+    pub partition: u32,
+    pub next_offset: i64,
+    #[serde(with = "serde_bytes")]
+    pub state: Vec<u8>,
+    pub written_at: u32,
+}
