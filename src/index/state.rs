@@ -448,3 +448,151 @@ fn satisfaction_value(framework: &Framework, unit: &UnitKey, window: Window, as_
         version,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::time::parse_rfc3339;
+    use crate::domain::{AgencyLevel, Channel, CodeSystem, RespondentType};
+    use std::path::Path;
+
+    const LATENESS: i64 = 2 * 86_400;
+
+    fn frameworks() -> FrameworkCatalog {
+        FrameworkCatalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/frameworks")).unwrap()
+    }
+
+    /// A submission whose every criterion has `score` (None = all unanswered).
+    fn survey(id: &str, at: &str, province: &str, score: Option<u8>) -> SurveySubmission {
+        let framework = frameworks().get("BNV-2640-2017").unwrap().clone();
+        SurveySubmission {
+            submission_id: id.into(),
+            framework: framework.id.clone(),
+            submitted_at: parse_rfc3339(at).unwrap(),
+            province_code: province.into(),
+            province_code_original: province.into(),
+            province_code_system: CodeSystem::Y2025,
+            agency_id: format!("{province}-a"),
+            agency_level: AgencyLevel::Commune,
+            procedure_code: None,
+            channel: Channel::OneStop,
+            respondent_type: RespondentType::Citizen,
+            answers: framework.criterion_ids().map(|c| (c.to_owned(), score)).collect(),
+            expectations: vec!["expect.shorter_time".into()],
+        }
+    }
+
+    fn day(date: &str) -> i64 {
+        vietnam_day(parse_rfc3339(&format!("{date}T12:00:00+07:00")).unwrap())
+    }
+
+    fn find<'a>(rows: &'a [SatisfactionValue], unit: &str, window: Window, as_of: &str) -> Option<&'a SatisfactionValue> {
+        rows.iter().find(|r| r.unit.unit_type == UnitType::Province && r.unit.unit_id == unit && r.window == window && r.as_of == day(as_of))
+    }
+
+    #[test]
+    fn days_close_on_the_watermark_and_windows_sum_their_days() {
+        let f = frameworks();
+        let mut state = PartitionState::new(0);
+        let mut rows = Vec::new();
+        let events = [
+            survey("a", "2026-10-31T10:00:00+07:00", "01", Some(5)),
+            survey("b", "2026-11-01T00:30:00+07:00", "01", Some(2)),
+            survey("c", "2026-11-01T23:59:59+07:00", "01", Some(4)),
+            // Out of order, within lateness: still lands on 2026-10-31.
+            survey("d", "2026-10-31T23:00:00+07:00", "01", Some(1)),
+        ];
+        for (offset, e) in events.iter().enumerate() {
+            rows.extend(state.apply_survey(e, offset as i64, &f, LATENESS).satisfaction_daily);
+        }
+        assert!(find(&rows, "01", Window::Rolling(30), "2026-10-31").is_none(), "not closed yet: watermark is 2026-10-30 ~00:00");
+        // An event on 2026-11-03 00:00:01 moves the watermark past the end of 2026-10-31.
+        rows.extend(state.apply_survey(&survey("e", "2026-11-03T00:00:01+07:00", "79", Some(5)), 4, &f, LATENESS).satisfaction_daily);
+        let oct31 = find(&rows, "01", Window::Rolling(30), "2026-10-31").expect("2026-10-31 closed");
+        assert_eq!(oct31.index.respondents, 2);
+        assert_eq!(oct31.index.sipas, Some(50.0), "one all-5, one all-1");
+        assert!(find(&rows, "01", Window::Rolling(30), "2026-11-01").is_none(), "2026-11-01 still open");
+        rows.extend(state.apply_survey(&survey("f", "2026-11-04T00:00:00+07:00", "79", Some(5)), 5, &f, LATENESS).satisfaction_daily);
+        let nov1 = find(&rows, "01", Window::Rolling(30), "2026-11-01").expect("2026-11-01 closed");
+        assert_eq!(nov1.index.respondents, 4);
+        assert_eq!(nov1.index.sipas, Some(50.0), "5,2,4,1 -> satisfied 2 of 4");
+        let month = find(&rows, "01", Window::Month, "2026-11-01").unwrap();
+        assert_eq!(month.index.respondents, 2, "the month window restarts on 11-01");
+        assert_eq!(month.index.sipas, Some(50.0));
+        assert_eq!(month.index.expectation_share, vec![0.0, 100.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        assert!(!month.index.ranked);
+        let agency = rows.iter().find(|r| r.unit.unit_type == UnitType::Agency && r.unit.unit_id == "01-a" && r.window == Window::Rolling(30) && r.as_of == day("2026-11-01"));
+        assert_eq!(agency.unwrap().index.respondents, 4);
+        // 30 days later the early days leave the 30-day window, but not the 90-day one.
+        rows.clear();
+        rows.extend(state.apply_survey(&survey("g", "2026-12-04T00:00:00+07:00", "79", Some(5)), 6, &f, LATENESS).satisfaction_daily);
+        assert_eq!(find(&rows, "01", Window::Rolling(30), "2026-11-29").unwrap().index.respondents, 4, "[10-31, 11-29] still has 10-31");
+        assert_eq!(find(&rows, "01", Window::Rolling(30), "2026-11-30").unwrap().index.respondents, 2, "[11-01, 11-30] lost 10-31");
+        assert!(find(&rows, "01", Window::Rolling(30), "2026-12-01").is_none(), "no data left in the 30-day window");
+        assert_eq!(find(&rows, "01", Window::Rolling(90), "2026-12-01").unwrap().index.respondents, 4);
+        assert!(find(&rows, "01", Window::Month, "2026-12-01").is_none());
+        assert_eq!(find(&rows, "01", Window::Quarter, "2026-12-01").unwrap().index.respondents, 4);
+    }
+
+    #[test]
+    fn late_events_beyond_lateness_update_latest_but_not_emitted_days() {
+        let f = frameworks();
+        let mut state = PartitionState::new(0);
+        let mut rows = Vec::new();
+        rows.extend(state.apply_survey(&survey("a", "2026-11-01T10:00:00+07:00", "01", Some(5)), 0, &f, LATENESS).satisfaction_daily);
+        rows.extend(state.apply_survey(&survey("b", "2026-11-05T10:00:00+07:00", "01", Some(5)), 1, &f, LATENESS).satisfaction_daily);
+        let before = find(&rows, "01", Window::Rolling(30), "2026-11-02").unwrap().clone();
+        assert_eq!(before.index.respondents, 1);
+        let late = state.apply_survey(&survey("late", "2026-11-01T11:00:00+07:00", "01", Some(1)), 2, &f, LATENESS);
+        assert_eq!(late.beyond_lateness, 1);
+        assert!(late.satisfaction_daily.is_empty());
+        let (latest, _) = state.take_latest(&f, LATENESS);
+        let latest_30 = latest.iter().find(|r| r.unit.unit_id == "01" && r.window == Window::Rolling(30)).unwrap();
+        assert_eq!(latest_30.as_of, day("2026-11-05"));
+        assert_eq!(latest_30.index.respondents, 3, "a, b and the late one");
+        // Days closed afterwards include the late event.
+        let next = state.apply_survey(&survey("c", "2026-11-06T10:00:00+07:00", "79", Some(5)), 3, &f, LATENESS).satisfaction_daily;
+        assert_eq!(find(&next, "01", Window::Rolling(30), "2026-11-03").unwrap().index.respondents, 2);
+    }
+
+    #[test]
+    fn a_checkpoint_round_trip_changes_nothing() {
+        let f = frameworks();
+        let mut sim = crate::simulate::Simulator::new(
+            crate::simulate::SimSettings { seed: 3, start_unix: 1_790_000_000, step_seconds: 40.0, ..Default::default() },
+            &crate::domain::ProvinceRegistry::builtin(),
+            f.get("BNV-2640-2017").unwrap().clone(),
+        );
+        let decoder = crate::contract::Decoder::new(
+            crate::contract::validate::Validator { provinces: crate::domain::ProvinceRegistry::builtin(), frameworks: f.clone(), pii: crate::contract::pii::PiiHasher::new(b"state-test-secret-1") },
+            std::sync::Arc::new(crate::contract::avro::SchemaCatalog::builtin()),
+            65536,
+        );
+        let events: Vec<_> = (0..6000).map(|_| sim.next_event()).collect();
+        let run = |cut: Option<usize>| {
+            let mut state = PartitionState::new(0);
+            let mut out: Vec<(String, String, i64, Option<f64>, u32, u64)> = Vec::new();
+            let mut hot: Vec<(String, String, i64, u32, u32, u32)> = Vec::new();
+            for (offset, e) in events.iter().enumerate() {
+                if Some(offset) == cut {
+                    let bytes = bincode::serialize(&state).unwrap();
+                    state = bincode::deserialize(&bytes).unwrap();
+                }
+                let emitted = match decoder.decode(e.kind, &e.payload) {
+                    Ok((crate::contract::Decoded::Survey(s), _)) => state.apply_survey(&s, offset as i64, &f, LATENESS),
+                    Ok((crate::contract::Decoded::Hotline(h), _)) => state.apply_hotline(&h, offset as i64, &f, LATENESS),
+                    Err(_) => {
+                        state.skip(offset as i64);
+                        Emitted::default()
+                    }
+                };
+                out.extend(emitted.satisfaction_daily.iter().map(|r| (r.unit.unit_id.clone(), r.window.label(), r.as_of, r.index.sipas, r.index.respondents, r.version)));
+                hot.extend(emitted.hotline_daily.iter().map(|r| (r.unit.unit_id.clone(), r.window.label(), r.as_of, r.kpi.received, r.kpi.responded, r.kpi.open_past_due)));
+            }
+            (out, hot)
+        };
+        let whole = run(None);
+        assert!(whole.0.len() > 1000 && whole.1.len() > 100, "{} / {} rows", whole.0.len(), whole.1.len());
+        assert!(run(Some(2500)) == whole, "same rows with a checkpoint round trip at offset 2500");
+    }
+}
