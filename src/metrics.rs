@@ -19,6 +19,7 @@ pub struct Metrics {
     pub paused: IntGauge,
     pub freshness_seconds: IntGauge,
     pub late_events: IntCounter,
+    pub index_position: IntGaugeVec,
     /// Newest event time (Unix seconds) written to ClickHouse; freshness derives from it.
     newest_event_time: Arc<AtomicI64>,
 }
@@ -72,8 +73,10 @@ impl Metrics {
         registry.register(Box::new(freshness_seconds.clone())).expect("unique metric");
         let late_events = IntCounter::new("late_events_total", "Events whose day was already closed (beyond the allowed lateness) when they arrived; they update latest values only.").expect("valid metric");
         registry.register(Box::new(late_events.clone())).expect("unique metric");
+        let index_position = gauge_vec(&registry, "index_position", "Next offset of each input partition whose derived index rows are all written.", &["topic", "partition"]);
         Self {
             late_events,
+            index_position,
             registry,
             consumed,
             valid,

@@ -307,6 +307,9 @@ impl IndexProcessor {
                 tracing::error!(message = %failure.message, "ClickHouse refused an index row");
             }
         }
+        for ((topic, partition), slot) in &self.slots {
+            self.metrics.index_position.with_label_values(&[topic, &partition.to_string()]).set(slot.state.next_offset);
+        }
         if checkpoint && !self.slots.is_empty() {
             let now = crate::pipeline::ingest::unix_now() as u32;
             let rows: Vec<CheckpointRow> = self

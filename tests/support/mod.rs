@@ -64,6 +64,17 @@ impl TestEnv {
         env
     }
 
+    /// Same topics, another database and other consumer groups: a second, independent
+    /// pipeline over the same log.
+    pub async fn sibling(&self, suffix: &str) -> TestEnv {
+        let mut config = self.config.clone();
+        config.clickhouse.database = format!("{}_{suffix}", self.config.clickhouse.database);
+        config.kafka.group_id = format!("{}-{suffix}", self.config.kafka.group_id);
+        config.kafka.dlq_topic = format!("{}.{suffix}", self.config.kafka.dlq_topic);
+        sipas_stream::sink::migrations::migrate(&config.clickhouse).await.expect("migrations apply");
+        TestEnv { name: format!("{}-{suffix}", self.name), config }
+    }
+
     /// Environment for a `sipas` child process with this test's configuration.
     pub fn child_env(&self, metrics_port: u16) -> Vec<(String, String)> {
         let c = &self.config;
@@ -80,6 +91,9 @@ impl TestEnv {
             ("SIPAS__PIPELINE__BATCH_MAX_WAIT_MS".into(), c.pipeline.batch_max_wait_ms.to_string()),
             ("SIPAS__PIPELINE__RETRY_MAX_MS".into(), c.pipeline.retry_max_ms.to_string()),
             ("SIPAS__METRICS__LISTEN".into(), format!("127.0.0.1:{metrics_port}")),
+            ("SIPAS__INDEX__GROUP_ID".into(), format!("{}-index", c.kafka.group_id)),
+            ("SIPAS__INDEX__CHECKPOINT_INTERVAL_MS".into(), "500".into()),
+            ("SIPAS__INDEX__FLUSH_INTERVAL_MS".into(), "300".into()),
         ]
     }
 
@@ -176,10 +190,15 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn start(env: &TestEnv) -> Self {
+        Self::start_command(env, &["run"])
+    }
+
+    /// Runs `sipas <args>` with the test's configuration.
+    pub fn start_command(env: &TestEnv, args: &[&str]) -> Self {
         let metrics_port = free_port();
         let log = std::fs::File::create(log_path(&format!("{}-{}.log", env.name, metrics_port))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_sipas"))
-            .arg("run")
+            .args(args)
             .current_dir(root())
             .env_clear()
             .envs(env.child_env(metrics_port))
@@ -211,6 +230,11 @@ impl Pipeline {
             assert!(started.elapsed() < Duration::from_secs(60), "sipas did not stop within 60 s of SIGTERM");
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Sum of the index processor's written positions (= messages folded, for fresh topics).
+    pub async fn index_position(&self) -> f64 {
+        metric_sum(&self.metrics().await, "sipas_index_position")
     }
 
     pub async fn metrics(&self) -> String {
