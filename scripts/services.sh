@@ -101,9 +101,9 @@ start_tansu() {
   fi
   mkdir -p "$TANSU_DIR"
   if ! pid_alive "$pidfile"; then
-    # sqlite storage keeps topics and committed offsets across broker restarts.
-    # The path is relative: tansu resolves it against its working directory.
-    ( cd "$TANSU_DIR" && exec setsid env STORAGE_ENGINE="sqlite://tansu.db" RUST_LOG="${TANSU_LOG:-warn}" \
+    # sqlite storage (the default) keeps topics and committed offsets across broker
+    # restarts. The path is relative: tansu resolves it against its working directory.
+    ( cd "$TANSU_DIR" && exec setsid env STORAGE_ENGINE="${SIPAS_KAFKA_STORAGE:-sqlite://tansu.db}" RUST_LOG="${TANSU_LOG:-warn}" \
         "$TANSU_BIN" broker \
         --listener-url "tcp://127.0.0.1:$SIPAS_KAFKA_PORT" \
         --advertised-listener-url "tcp://127.0.0.1:$SIPAS_KAFKA_PORT" >"$TANSU_DIR/broker.log" 2>&1 ) &

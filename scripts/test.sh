@@ -4,13 +4,15 @@
 # services this script started. Extra arguments go to `cargo test`.
 set -euo pipefail
 # Tests get their own services (own data directory and ports), so they can run beside
-# `scripts/run-local.sh`, and start from an empty broker log each time: tansu's sqlite
-# storage slows down as it grows, and test topics are never reused.
+# `scripts/run-local.sh`, and start from an empty broker log each time. The test broker
+# keeps its log in memory: tansu's sqlite storage slows down as it grows, no test
+# restarts the broker, and test topics are never reused.
 export SIPAS_HOME="${SIPAS_TEST_HOME:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.local/test}"
 export SIPAS_CH_HTTP_PORT="${SIPAS_TEST_CH_HTTP_PORT:-28123}"
 export SIPAS_CH_TCP_PORT="${SIPAS_TEST_CH_TCP_PORT:-29000}"
 export SIPAS_KAFKA_PORT="${SIPAS_TEST_KAFKA_PORT:-29092}"
 export SIPAS_METRICS_PORT="${SIPAS_TEST_METRICS_PORT:-29100}"
+export SIPAS_KAFKA_STORAGE="${SIPAS_TEST_KAFKA_STORAGE:-memory://tansu/}"
 unset SIPAS__KAFKA__BROKERS SIPAS__CLICKHOUSE__URL SIPAS__METRICS__LISTEN
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$SIPAS_ROOT"

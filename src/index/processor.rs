@@ -36,9 +36,11 @@ pub enum IndexError {
     ClickHouse(#[from] clickhouse::error::Error),
 }
 
-/// Remembers revoked partitions so the processing loop drops their state.
+/// Remembers revoked and assigned partitions for the processing loop: revoked ones lose
+/// their state, assigned ones get theirs restored before anything is emitted for them.
 pub struct IndexContext {
     revoked: Arc<Mutex<Vec<(String, i32)>>>,
+    assigned: Arc<Mutex<Vec<(String, i32)>>>,
 }
 
 impl ClientContext for IndexContext {}
@@ -51,6 +53,16 @@ impl ConsumerContext for IndexContext {
                 revoked.push((e.topic().to_owned(), e.partition()));
             }
             tracing::info!(partitions = tpl.count(), "index partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(tpl) = rebalance {
+            let mut assigned = self.assigned.lock().expect("assigned lock");
+            for e in tpl.elements() {
+                assigned.push((e.topic().to_owned(), e.partition()));
+            }
+            tracing::info!(partitions = tpl.count(), "index partitions assigned");
         }
     }
 }
@@ -77,6 +89,7 @@ struct Slot {
 pub struct IndexProcessor {
     consumer: StreamConsumer<IndexContext>,
     revoked: Arc<Mutex<Vec<(String, i32)>>>,
+    assigned: Arc<Mutex<Vec<(String, i32)>>>,
     decoder: Arc<Decoder>,
     frameworks: FrameworkCatalog,
     client: clickhouse::Client,
@@ -97,6 +110,7 @@ pub struct IndexProcessor {
 impl IndexProcessor {
     pub fn new(config: &Config, decoder: Arc<Decoder>, metrics: Metrics, shutdown: Shutdown, mode: Mode) -> Result<Self, IndexError> {
         let revoked = Arc::new(Mutex::new(Vec::new()));
+        let assigned = Arc::new(Mutex::new(Vec::new()));
         let group_id = match &mode {
             Mode::Live => config.index.group_id.clone(),
             Mode::Rebuild { .. } => format!("{}-rebuild-{}", config.index.group_id, crate::pipeline::ingest::unix_now()),
@@ -108,7 +122,7 @@ impl IndexProcessor {
             .set("enable.partition.eof", "false")
             .set("queued.max.messages.kbytes", "32768")
             .set("max.poll.interval.ms", "600000")
-            .create_with_context(IndexContext { revoked: Arc::clone(&revoked) })?;
+            .create_with_context(IndexContext { revoked: Arc::clone(&revoked), assigned: Arc::clone(&assigned) })?;
         let p = &config.pipeline;
         let writer = RawEventWriter::new(
             crate::sink::connect(&config.clickhouse),
@@ -120,6 +134,7 @@ impl IndexProcessor {
         Ok(Self {
             consumer,
             revoked,
+            assigned,
             frameworks: decoder.validator.frameworks.clone(),
             decoder,
             client: crate::sink::connect(&config.clickhouse),
@@ -147,6 +162,7 @@ impl IndexProcessor {
         let mut shutdown = self.shutdown.clone();
         loop {
             self.drop_revoked();
+            self.restore_assigned().await;
             if self.rebuild_done() {
                 break;
             }
@@ -198,15 +214,30 @@ impl IndexProcessor {
         }
     }
 
+    /// Restores the state of newly assigned partitions (checkpoint or empty).
+    async fn restore_assigned(&mut self) {
+        let assigned: Vec<(String, i32)> = std::mem::take(&mut *self.assigned.lock().expect("assigned lock"));
+        for (topic, partition) in assigned {
+            self.ensure_slot(&topic, partition).await;
+        }
+    }
+
+    async fn ensure_slot(&mut self, topic: &str, partition: i32) {
+        let key = (topic.to_owned(), partition);
+        if self.slots.contains_key(&key) {
+            return;
+        }
+        let state = match self.mode {
+            Mode::Live => self.restore(topic, partition).await,
+            Mode::Rebuild { .. } => PartitionState::new(0),
+        };
+        self.metrics.index_position.with_label_values(&[topic, &partition.to_string()]).set(state.next_offset);
+        self.slots.insert(key, Slot { state, verify_position: true, seeked: false, daily_satisfaction: Vec::new(), daily_hotline: Vec::new() });
+    }
+
     async fn handle(&mut self, topic: String, partition: i32, offset: i64, payload: Option<Vec<u8>>) -> Result<(), IndexError> {
         let key = (topic.clone(), partition);
-        if !self.slots.contains_key(&key) {
-            let state = match self.mode {
-                Mode::Live => self.restore(&topic, partition).await,
-                Mode::Rebuild { .. } => PartitionState::new(0),
-            };
-            self.slots.insert(key.clone(), Slot { state, verify_position: true, seeked: false, daily_satisfaction: Vec::new(), daily_hotline: Vec::new() });
-        }
+        self.ensure_slot(&topic, partition).await;
         let slot = self.slots.get_mut(&key).expect("inserted above");
         if slot.verify_position {
             if offset != slot.state.next_offset && !slot.seeked {

@@ -225,6 +225,8 @@ pub struct PartitionState {
     /// Units changed since the last `latest` computation.
     dirty_surveys: BTreeSet<(String, UnitKey)>,
     dirty_hotline: BTreeSet<UnitKey>,
+    /// The day of the last latest values written; when it moves, every unit's windows move.
+    latest_written_day: Option<i64>,
 }
 
 /// Tickets resolved this long before the watermark are forgotten.
@@ -386,6 +388,11 @@ impl PartitionState {
     pub fn take_latest(&mut self, frameworks: &FrameworkCatalog, lateness_seconds: i64) -> (Vec<SatisfactionValue>, Vec<HotlineValue>) {
         let (Some(as_of), Some(last_closed)) = (self.latest_day(), self.last_closed) else { return (Vec::new(), Vec::new()) };
         let as_of = as_of.max(last_closed);
+        if self.latest_written_day != Some(as_of) {
+            self.dirty_surveys.extend(self.surveys.keys().cloned());
+            self.dirty_hotline.extend(self.hotline.keys().cloned());
+            self.latest_written_day = Some(as_of);
+        }
         let version = self.next_offset as u64;
         let mut satisfaction = Vec::new();
         for key in std::mem::take(&mut self.dirty_surveys) {

@@ -72,6 +72,7 @@ impl TestEnv {
         config.kafka.group_id = format!("{}-{suffix}", self.config.kafka.group_id);
         config.kafka.dlq_topic = format!("{}.{suffix}", self.config.kafka.dlq_topic);
         sipas_stream::sink::migrations::migrate(&config.clickhouse).await.expect("migrations apply");
+        sipas_stream::kafka::admin::ensure_topics(&config.kafka, &[&config.kafka.dlq_topic]).await.expect("DLQ topic is created");
         TestEnv { name: format!("{}-{suffix}", self.name), config }
     }
 
@@ -94,6 +95,9 @@ impl TestEnv {
             ("SIPAS__INDEX__GROUP_ID".into(), format!("{}-index", c.kafka.group_id)),
             ("SIPAS__INDEX__CHECKPOINT_INTERVAL_MS".into(), "500".into()),
             ("SIPAS__INDEX__FLUSH_INTERVAL_MS".into(), "300".into()),
+            // A SIGKILLed member is noticed after 6 s instead of librdkafka's default 45 s.
+            ("SIPAS__KAFKA__PROPERTIES__session.timeout.ms".into(), "6000".into()),
+            ("SIPAS__KAFKA__PROPERTIES__heartbeat.interval.ms".into(), "1000".into()),
         ]
     }
 
