@@ -80,6 +80,8 @@ pub struct KafkaConfig {
     pub schema_registry_url: Option<String>,
     /// Extra librdkafka properties for every client (e.g. `security.protocol`).
     pub properties: BTreeMap<String, String>,
+    /// Extra librdkafka properties for producers only (DLQ, simulator).
+    pub producer_properties: BTreeMap<String, String>,
 }
 
 impl Default for KafkaConfig {
@@ -94,6 +96,7 @@ impl Default for KafkaConfig {
             replication_factor: 1,
             schema_registry_url: None,
             properties: BTreeMap::new(),
+            producer_properties: BTreeMap::new(),
         }
     }
 }
@@ -276,7 +279,8 @@ fn apply_override(table: &mut toml::Table, name: &str, value: &str) -> Result<()
             .as_table_mut()
             .ok_or_else(|| ConfigError::Env { name: name.into(), message: format!("`{part}` is not a section") })?;
     }
-    current.insert(last.clone(), env_value(value, parents.last().map(String::as_str) == Some("properties")));
+    let is_property = matches!(parents.last().map(String::as_str), Some("properties" | "producer_properties"));
+    current.insert(last.clone(), env_value(value, is_property));
     Ok(())
 }
 

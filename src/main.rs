@@ -147,7 +147,7 @@ async fn run(config: Config, setup: bool) -> Result<()> {
     let decoder = Arc::new(build_decoder(&config)?);
     let metrics = Metrics::new();
     let (trigger, stop) = shutdown::channel();
-    shutdown::on_signals(trigger);
+    let trigger_local = shutdown::on_signals_keep(trigger);
 
     let listener = tokio::net::TcpListener::bind(&config.metrics.listen)
         .await
@@ -163,17 +163,37 @@ async fn run(config: Config, setup: bool) -> Result<()> {
     let dlq = DeadLetterProducer::new(dlq_producer, config.kafka.dlq_topic.clone(), metrics.clone(), retry.0, retry.1, stop.clone());
     let writer = RawEventWriter::new(sink::connect(&config.clickhouse), metrics.clone(), retry.0, retry.1, stop.clone());
     let registry = config.kafka.schema_registry_url.as_deref().map(SchemaRegistry::new);
-    let index = if config.index.enabled {
-        let processor = IndexProcessor::new(&config, Arc::clone(&decoder), metrics.clone(), stop.clone(), Mode::Live)?;
-        Some(tokio::spawn(processor.run()))
-    } else {
-        None
+    let index = match config.index.enabled {
+        true => Some(IndexProcessor::new(&config, Arc::clone(&decoder), metrics.clone(), stop.clone(), Mode::Live)?),
+        false => None,
     };
     let pipeline = IngestPipeline::new(&config, consumer, decoder, writer, dlq, metrics, registry, stop);
-    let summary = pipeline.run().await?;
-    if let Some(index) = index {
-        index.await.context("index processor task")??;
-    }
+    let mut ingest = tokio::spawn(pipeline.run());
+    let summary = match index {
+        None => ingest.await.context("ingest task")??,
+        Some(index) => {
+            let mut index = tokio::spawn(index.run());
+            tokio::select! {
+                summary = &mut ingest => {
+                    let summary = summary.context("ingest task")??;
+                    index.await.context("index processor task")??;
+                    summary
+                }
+                finished = &mut index => {
+                    // The index processor only ends early on a fatal error: stop everything so
+                    // that a supervisor restarts the process (state resumes from checkpoints).
+                    let reason = match finished {
+                        Ok(Ok(())) => "stopped".to_string(),
+                        Ok(Err(error)) => error.to_string(),
+                        Err(panic) => format!("panicked: {panic}"),
+                    };
+                    trigger_local.trigger();
+                    let _ = ingest.await;
+                    anyhow::bail!("index processor {reason}");
+                }
+            }
+        }
+    };
     let _ = metrics_server.await;
     if summary.abandoned_batches > 0 {
         tracing::warn!(abandoned = summary.abandoned_batches, "stopped with unacknowledged batches; they will be re-consumed on restart");

@@ -6,13 +6,14 @@ pub struct Shutdown {
     receiver: watch::Receiver<bool>,
 }
 
+#[derive(Clone)]
 pub struct ShutdownTrigger {
-    sender: watch::Sender<bool>,
+    sender: std::sync::Arc<watch::Sender<bool>>,
 }
 
 pub fn channel() -> (ShutdownTrigger, Shutdown) {
     let (sender, receiver) = watch::channel(false);
-    (ShutdownTrigger { sender }, Shutdown { receiver })
+    (ShutdownTrigger { sender: std::sync::Arc::new(sender) }, Shutdown { receiver })
 }
 
 impl ShutdownTrigger {
@@ -42,4 +43,10 @@ pub fn on_signals(trigger: ShutdownTrigger) {
         }
         trigger.trigger();
     });
+}
+
+/// Like `on_signals`, and returns a trigger the caller can also pull.
+pub fn on_signals_keep(trigger: ShutdownTrigger) -> ShutdownTrigger {
+    on_signals(trigger.clone());
+    trigger
 }

@@ -40,6 +40,14 @@ async fn latest(env: &TestEnv) -> (Vec<SatisfactionRow>, Vec<HotlineKpiRow>) {
     (satisfaction, hotline)
 }
 
+/// Equal, or a panic that shows the first differing row.
+fn assert_same<T: PartialEq + std::fmt::Debug>(what: &str, got: &[T], want: &[T]) {
+    if let Some((g, w)) = got.iter().zip(want).find(|(g, w)| g != w) {
+        panic!("{what}: first difference\n got: {g:?}\nwant: {w:?}");
+    }
+    assert_eq!(got.len(), want.len(), "{what}: row counts");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_and_rebuild_give_the_same_rows_as_an_uninterrupted_run() {
     let live = TestEnv::new("equiv").await;
@@ -79,15 +87,21 @@ async fn crash_and_rebuild_give_the_same_rows_as_an_uninterrupted_run() {
     assert!(restored_from_checkpoint, "a restarted process resumed from a checkpoint");
     let after_crash = daily(&crashed).await;
     assert_eq!(after_crash.0.len(), reference.0.len());
-    assert!(after_crash.0 == reference.0, "satisfaction_daily differs after SIGKILLs");
-    assert!(after_crash.1 == reference.1, "hotline_kpi_daily differs after SIGKILLs");
-    assert!(latest(&crashed).await == latest(&live).await, "latest values converge");
+    assert_same("satisfaction_daily after SIGKILLs", &after_crash.0, &reference.0);
+    assert_same("hotline_kpi_daily after SIGKILLs", &after_crash.1, &reference.1);
+    let (reference_latest, crashed_latest) = (latest(&live).await, latest(&crashed).await);
+    assert_same("satisfaction_latest after SIGKILLs", &crashed_latest.0, &reference_latest.0);
+    assert_same("hotline_kpi_latest after SIGKILLs", &crashed_latest.1, &reference_latest.1);
 
     // (c) sipas rebuild from the beginning of the topics
     let rebuilt = live.sibling("rebuild").await;
     let mut c = Pipeline::start_command(&rebuilt, &["rebuild"]);
     let status = c.child.wait().expect("rebuild exits");
     assert!(status.success(), "sipas rebuild succeeded");
-    assert!(daily(&rebuilt).await == reference, "rebuild equals live");
-    assert!(latest(&rebuilt).await == latest(&live).await, "rebuilt latest values equal live");
+    let rebuilt_daily = daily(&rebuilt).await;
+    assert_same("satisfaction_daily after rebuild", &rebuilt_daily.0, &reference.0);
+    assert_same("hotline_kpi_daily after rebuild", &rebuilt_daily.1, &reference.1);
+    let rebuilt_latest = latest(&rebuilt).await;
+    assert_same("satisfaction_latest after rebuild", &rebuilt_latest.0, &reference_latest.0);
+    assert_same("hotline_kpi_latest after rebuild", &rebuilt_latest.1, &reference_latest.1);
 }

@@ -239,8 +239,11 @@ impl IndexProcessor {
         let key = (topic.clone(), partition);
         self.ensure_slot(&topic, partition).await;
         let slot = self.slots.get_mut(&key).expect("inserted above");
-        if slot.verify_position {
-            if offset != slot.state.next_offset && !slot.seeked {
+        if slot.verify_position && offset != slot.state.next_offset {
+            if offset < slot.state.next_offset {
+                return Ok(()); // already folded into the restored state
+            }
+            if !slot.seeked {
                 slot.seeked = true;
                 let target = Offset::Offset(slot.state.next_offset);
                 tracing::info!(%topic, partition, from = offset, to = slot.state.next_offset, "index partition positioned at its state");
@@ -250,8 +253,20 @@ impl IndexProcessor {
                 }
                 return Ok(());
             }
-            slot.verify_position = false;
+            // Messages fetched before the seek may still arrive: drop them, unless the log
+            // no longer has `next_offset` (retention), in which case the gap is accepted.
+            let next = slot.state.next_offset;
+            tracing::debug!(%topic, partition, offset, next_offset = next, "dropping a message fetched before the seek");
+            let low = tokio::task::block_in_place(|| self.consumer.fetch_watermarks(&topic, partition, Duration::from_secs(10))).map(|(low, _)| low);
+            match low {
+                Ok(low) if low > next => {
+                    tracing::warn!(%topic, partition, next_offset = next, log_start = low, "the log no longer holds the state's next offset; continuing from the log start");
+                }
+                _ => return Ok(()),
+            }
         }
+        let slot = self.slots.get_mut(&key).expect("present");
+        slot.verify_position = false;
         if offset < slot.state.next_offset {
             return Ok(());
         }
@@ -363,6 +378,7 @@ impl IndexProcessor {
     fn commit_positions(&self) {
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), slot) in &self.slots {
+            tracing::debug!(%topic, partition, next_offset = slot.state.next_offset, "committing index position");
             let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(slot.state.next_offset));
         }
         if let Err(error) = self.consumer.commit(&tpl, CommitMode::Async) {

@@ -357,6 +357,12 @@ impl PartitionState {
                 }
             }
         }
+        // Units that fall idle get one last (empty) latest value, so that the latest
+        // tables end up the same whenever they were flushed.
+        let idle_surveys: Vec<_> = self.surveys.iter().filter(|(_, s)| s.is_idle()).map(|(k, _)| k.clone()).collect();
+        let idle_hotline: Vec<_> = self.hotline.iter().filter(|(_, s)| s.is_idle()).map(|(k, _)| k.clone()).collect();
+        self.dirty_surveys.extend(idle_surveys);
+        self.dirty_hotline.extend(idle_hotline);
         self.surveys.retain(|_, s| !s.is_idle());
         self.hotline.retain(|_, s| !s.is_idle());
         let forget_before = day_end(day) - TICKET_RETENTION_SECONDS;
@@ -395,12 +401,14 @@ impl PartitionState {
         }
         let version = self.next_offset as u64;
         let mut satisfaction = Vec::new();
+        // Every window of a changed unit is written, empty ones too: an emptied window must
+        // replace the value written while it had data.
+        let empty_survey_series = Series::default();
         for key in std::mem::take(&mut self.dirty_surveys) {
-            let (Some(series), Some(framework)) = (self.surveys.get(&key), frameworks.get(&key.0)) else { continue };
+            let Some(framework) = frameworks.get(&key.0) else { continue };
+            let series = self.surveys.get(&key).unwrap_or(&empty_survey_series);
             for (window, counts) in WINDOWS.iter().zip(series.sums_at(as_of, last_closed, None)) {
-                if !counts.is_empty() {
-                    satisfaction.push(satisfaction_value(framework, &key.1, *window, as_of, &counts, version));
-                }
+                satisfaction.push(satisfaction_value(framework, &key.1, *window, as_of, &counts, version));
             }
         }
         // Open days' hotline events, attributed provisionally with what tickets know now.
@@ -422,9 +430,7 @@ impl PartitionState {
             let series = self.hotline.get(&unit).unwrap_or(&empty);
             let open = past_due.get(&unit).copied().unwrap_or(0);
             for (window, counts) in WINDOWS.iter().zip(series.sums_at(as_of, last_closed, provisional.get(&unit))) {
-                if !counts.is_empty() || open > 0 {
-                    hotline.push(HotlineValue { unit: unit.clone(), window: *window, as_of, kpi: kpi(&counts, open), version });
-                }
+                hotline.push(HotlineValue { unit: unit.clone(), window: *window, as_of, kpi: kpi(&counts, open), version });
             }
         }
         let _ = lateness_seconds;
@@ -445,6 +451,10 @@ fn ticket_units(ticket: &Ticket) -> Vec<UnitKey> {
 }
 
 fn satisfaction_value(framework: &Framework, unit: &UnitKey, window: Window, as_of: i64, counts: &SurveyCounts, version: u64) -> SatisfactionValue {
+    // Empty sums have no per-criterion slots yet; give them the framework's shape.
+    let mut sized = SurveyCounts::new(framework);
+    Counts::add(&mut sized, counts, 1);
+    let counts = &sized;
     SatisfactionValue {
         framework: framework.id.clone(),
         unit: unit.clone(),

@@ -49,6 +49,8 @@ impl TestEnv {
         config.kafka.dlq_topic = format!("it.{name}.{unique}.dlq");
         config.kafka.group_id = format!("it-{name}-{unique}");
         config.kafka.partitions = 4;
+        // See config/local.toml: tansu skips the rest of a batch when a fetch starts inside it.
+        config.kafka.producer_properties.insert("batch.num.messages".into(), "1".into());
         config.clickhouse.url = clickhouse_url.to_owned();
         config.clickhouse.database = format!("it_{name}_{unique}");
         config.pii.hmac_secret = Some(HMAC_SECRET.into());
@@ -95,6 +97,7 @@ impl TestEnv {
             ("SIPAS__INDEX__GROUP_ID".into(), format!("{}-index", c.kafka.group_id)),
             ("SIPAS__INDEX__CHECKPOINT_INTERVAL_MS".into(), "500".into()),
             ("SIPAS__INDEX__FLUSH_INTERVAL_MS".into(), "300".into()),
+            ("SIPAS__KAFKA__PRODUCER_PROPERTIES__batch.num.messages".into(), "1".into()),
             // A SIGKILLed member is noticed after 6 s instead of librdkafka's default 45 s.
             ("SIPAS__KAFKA__PROPERTIES__session.timeout.ms".into(), "6000".into()),
             ("SIPAS__KAFKA__PROPERTIES__heartbeat.interval.ms".into(), "1000".into()),
@@ -207,7 +210,7 @@ impl Pipeline {
             .env_clear()
             .envs(env.child_env(metrics_port))
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", "info,rdkafka=warn")
+            .env("RUST_LOG", std::env::var("SIPAS_TEST_CHILD_LOG").unwrap_or_else(|_| "info,rdkafka=warn".into()))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

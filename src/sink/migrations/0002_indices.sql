@@ -170,7 +170,7 @@ FROM
         groupArray(ifNull(factor_values[indexOf(factor_ids, 'feedback')], -1)) AS f_feedback,
         arrayFilter((s, f) -> f = 1 AND s >= 0, scores, flags) AS ranked_scores
     FROM {db}.satisfaction_latest FINAL
-    WHERE unit_type = 'province'
+    WHERE unit_type = 'province' AND respondents > 0
     GROUP BY framework, window
 )
 ARRAY JOIN
