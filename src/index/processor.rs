@@ -338,7 +338,7 @@ impl IndexProcessor {
         for slot in self.slots.values_mut() {
             daily_satisfaction.append(&mut slot.daily_satisfaction);
             daily_hotline.append(&mut slot.daily_hotline);
-            let (satisfaction, hotline) = slot.state.take_latest(&self.frameworks, self.lateness);
+            let (satisfaction, hotline) = slot.state.take_latest(&self.frameworks);
             latest_satisfaction.extend(satisfaction.iter().filter_map(|v| self.frameworks.get(&v.framework).map(|f| SatisfactionRow::new(v, f))));
             latest_hotline.extend(hotline.iter().map(HotlineKpiRow::new));
         }

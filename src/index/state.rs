@@ -225,8 +225,9 @@ pub struct PartitionState {
     /// Units changed since the last `latest` computation.
     dirty_surveys: BTreeSet<(String, UnitKey)>,
     dirty_hotline: BTreeSet<UnitKey>,
-    /// The day of the last latest values written; when it moves, every unit's windows move.
-    latest_written_day: Option<i64>,
+    /// (as_of, last closed day) of the last latest values written; when either moves,
+    /// every unit's windows (or its open-past-due count) move with it.
+    latest_written_at: Option<(i64, i64)>,
 }
 
 /// Tickets resolved this long before the watermark are forgotten.
@@ -391,13 +392,13 @@ impl PartitionState {
 
     /// Latest values (window ending on the newest event's day, open days included) of
     /// every unit changed since the last call.
-    pub fn take_latest(&mut self, frameworks: &FrameworkCatalog, lateness_seconds: i64) -> (Vec<SatisfactionValue>, Vec<HotlineValue>) {
+    pub fn take_latest(&mut self, frameworks: &FrameworkCatalog) -> (Vec<SatisfactionValue>, Vec<HotlineValue>) {
         let (Some(as_of), Some(last_closed)) = (self.latest_day(), self.last_closed) else { return (Vec::new(), Vec::new()) };
         let as_of = as_of.max(last_closed);
-        if self.latest_written_day != Some(as_of) {
+        if self.latest_written_at != Some((as_of, last_closed)) {
             self.dirty_surveys.extend(self.surveys.keys().cloned());
             self.dirty_hotline.extend(self.hotline.keys().cloned());
-            self.latest_written_day = Some(as_of);
+            self.latest_written_at = Some((as_of, last_closed));
         }
         let version = self.next_offset as u64;
         let mut satisfaction = Vec::new();
@@ -422,8 +423,9 @@ impl PartitionState {
                 }
             }
         }
-        let watermark = self.watermark(lateness_seconds).unwrap_or(0);
-        let past_due = self.open_past_due(watermark);
+        // Open tickets past due as of the end of the last closed day (the watermark, to
+        // the day), so the count is the same whenever it is written.
+        let past_due = self.open_past_due(day_end(last_closed));
         let mut hotline = Vec::new();
         for unit in std::mem::take(&mut self.dirty_hotline) {
             let empty = Series::default();
@@ -433,7 +435,6 @@ impl PartitionState {
                 hotline.push(HotlineValue { unit: unit.clone(), window: *window, as_of, kpi: kpi(&counts, open), version });
             }
         }
-        let _ = lateness_seconds;
         (satisfaction, hotline)
     }
 }
@@ -563,7 +564,7 @@ mod tests {
         let late = state.apply_survey(&survey("late", "2026-11-01T11:00:00+07:00", "01", Some(1)), 2, &f, LATENESS);
         assert_eq!(late.beyond_lateness, 1);
         assert!(late.satisfaction_daily.is_empty());
-        let (latest, _) = state.take_latest(&f, LATENESS);
+        let (latest, _) = state.take_latest(&f);
         let latest_30 = latest.iter().find(|r| r.unit.unit_id == "01" && r.window == Window::Rolling(30)).unwrap();
         assert_eq!(latest_30.as_of, day("2026-11-05"));
         assert_eq!(latest_30.index.respondents, 3, "a, b and the late one");
