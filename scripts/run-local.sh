@@ -53,11 +53,33 @@ until [ "$(acknowledged)" -ge "$events" ]; do
   sleep 1; waited=$((waited + 1))
 done
 
+# The index processor folds the same log; wait until its position stops moving.
+index_position() { curl -fsS "$metrics_url" 2>/dev/null | awk '/^sipas_index_position/ {s+=$2} END {print s+0}'; }
+previous=-1; steady=0; waited=0
+while [ "$steady" -lt 3 ]; do
+  current="$(index_position)"
+  if [ "$current" = "$previous" ] && [ "$current" != 0 ]; then steady=$((steady + 1)); else steady=0; fi
+  previous="$current"
+  [ "$waited" -ge 300 ] && die "the index processor did not catch up within 300s; see $SIPAS_HOME/pipeline.log"
+  sleep 1; waited=$((waited + 1))
+done
+
 echo
 "$SIPAS" status
 echo
 echo "Dead letters by reason (topic sipas.dlq):"
-curl -fsS "$metrics_url" | awk -F'[{}"]' '/^sipas_dlq_messages_total/ {printf "  %-22s %s\n", $3, $5}' | sed 's/} //'
+curl -fsS "$metrics_url" | sed -nE 's/^sipas_dlq_messages_total\{reason="([^"]+)"\} (.*)/  \1 \2/p'
+echo
+echo "Province ranking, 30-day window (sipas.province_ranking_latest):"
+curl -fsS "$SIPAS__CLICKHOUSE__URL" --data-binary "
+  SELECT rank, province_code AS code, province_name AS province, round(sipas, 2) AS sipas,
+         round(access, 1) AS access, round(procedure, 1) AS procedure, round(staff, 1) AS staff,
+         round(result, 1) AS result, round(feedback, 1) AS feedback, respondents,
+         concat(toString(round(ci_low, 1)), '..', toString(round(ci_high, 1))) AS ci95, as_of
+  FROM sipas.province_ranking_latest
+  WHERE window = '30d' AND framework = 'BNV-2640-2017'
+  ORDER BY isNull(rank), rank, province_code
+  FORMAT PrettyCompactMonoBlock"
 echo
 echo "Metrics:        $metrics_url"
 echo "ClickHouse:     $SIPAS__CLICKHOUSE__URL  (database sipas; try: echo 'SELECT province_code, count() FROM sipas.survey_submissions_dedup GROUP BY province_code' | curl -s $SIPAS__CLICKHOUSE__URL --data-binary @-)"

@@ -296,7 +296,17 @@ struct Count {
 async fn status(config: &Config) -> Result<()> {
     let client = sink::connect(&config.clickhouse);
     println!("ClickHouse {} database {}:", config.clickhouse.url, config.clickhouse.database);
-    for table in ["survey_submissions", "survey_submissions_dedup", "survey_answers", "hotline_events", "hotline_events_dedup"] {
+    for table in [
+        "survey_submissions",
+        "survey_submissions_dedup",
+        "survey_answers",
+        "hotline_events",
+        "hotline_events_dedup",
+        "satisfaction_daily",
+        "satisfaction_latest",
+        "hotline_kpi_daily",
+        "hotline_kpi_latest",
+    ] {
         let count = client
             .query(&format!("SELECT count() AS n FROM {table}"))
             .fetch_one::<Count>()
