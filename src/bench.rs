@@ -25,6 +25,10 @@ pub struct BenchArgs {
     /// Events in the generated log.
     #[arg(long, default_value_t = 200_000)]
     events: u64,
+    /// Only measure the index fold and checkpoint restore in memory, over this many events
+    /// of history in one partition (no broker, no ClickHouse).
+    #[arg(long)]
+    index_only: Option<u64>,
     /// Keep the bench database afterwards (it is dropped by default).
     #[arg(long)]
     keep: bool,
@@ -57,7 +61,54 @@ fn simulator(config: &Config, events: u64) -> Result<Simulator> {
     Ok(Simulator::new(settings, &ProvinceRegistry::builtin(), framework))
 }
 
+/// Folds `events` simulated events (one year of history) into one partition state, then
+/// checkpoints and restores it: the in-memory part of a restart.
+fn index_fold(config: &Config, events: u64) -> Result<()> {
+    use sipas_stream::contract::Decoded;
+    use sipas_stream::index::state::PartitionState;
+    let decoder = crate::build_decoder(config)?;
+    let frameworks = decoder.validator.frameworks.clone();
+    let framework = frameworks.get("BNV-2640-2017").context("framework BNV-2640-2017 missing")?.clone();
+    let settings = SimSettings { seed: 8, start_unix: 1_760_000_000, step_seconds: 365.0 * 86_400.0 / events as f64, ..Default::default() };
+    let mut sim = Simulator::new(settings, &ProvinceRegistry::builtin(), framework);
+    let decoded: Vec<_> = (0..events).map(|_| sim.next_event()).map(|e| decoder.decode(e.kind, &e.payload).ok().map(|d| d.0)).collect();
+    let lateness = config.index.lateness_seconds();
+    let mut state = PartitionState::new(0);
+    let (mut daily, started, cpu) = (0usize, Instant::now(), cpu_seconds());
+    for (offset, event) in decoded.iter().enumerate() {
+        let emitted = match event {
+            Some(Decoded::Survey(s)) => state.apply_survey(s, offset as i64, &frameworks, lateness),
+            Some(Decoded::Hotline(h)) => state.apply_hotline(h, offset as i64, &frameworks, lateness),
+            None => {
+                state.skip(offset as i64);
+                Default::default()
+            }
+        };
+        daily += emitted.satisfaction_daily.len() + emitted.hotline_daily.len();
+    }
+    let (fold_wall, fold_cpu) = (started.elapsed(), cpu_seconds() - cpu);
+    let started = Instant::now();
+    let bytes = bincode::serialize(&state)?;
+    let serialise = started.elapsed();
+    let started = Instant::now();
+    let restored: PartitionState = bincode::deserialize(&bytes)?;
+    let restore = started.elapsed();
+    assert_eq!(restored.next_offset, state.next_offset);
+    println!("sipas bench --index-only: {events} events, one year of event time, one partition");
+    println!("| figure | value |");
+    println!("|---|---|");
+    println!("| index fold (decoded events -> state + daily rows), 1 core | {:.0} events/s ({:.2} s CPU, {daily} daily rows) |", events as f64 / fold_cpu.max(1e-9), fold_cpu);
+    println!("| fold wall time | {:.2} s |", fold_wall.as_secs_f64());
+    println!("| checkpoint size | {:.1} MiB |", bytes.len() as f64 / 1_048_576.0);
+    println!("| checkpoint serialise / restore | {:.3} s / {:.3} s |", serialise.as_secs_f64(), restore.as_secs_f64());
+    println!("| peak RSS of this process | {:.0} MiB |", peak_rss_mib());
+    Ok(())
+}
+
 pub async fn run(base: &Config, args: BenchArgs) -> Result<()> {
+    if let Some(events) = args.index_only {
+        return index_fold(base, events);
+    }
     let stamp = sipas_stream::pipeline::ingest::unix_now();
     let mut config = base.clone();
     config.kafka.surveys_topic = format!("sipas.bench.{stamp}.surveys");

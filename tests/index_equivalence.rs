@@ -105,3 +105,43 @@ async fn crash_and_rebuild_give_the_same_rows_as_an_uninterrupted_run() {
     assert_same("satisfaction_latest after rebuild", &rebuilt_latest.0, &reference_latest.0);
     assert_same("hotline_kpi_latest after rebuild", &rebuilt_latest.1, &reference_latest.1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_with_one_stopped_midway_equal_a_single_instance() {
+    const EVENTS: u64 = 20_000;
+    let single = TestEnv::new("scale").await;
+    let frameworks = FrameworkCatalog::load_dir(&root().join("config/frameworks")).unwrap();
+    let settings = SimSettings { seed: 34, start_unix: 1_790_000_000, step_seconds: 60.0, ..Default::default() };
+    let mut sim = Simulator::new(settings, &ProvinceRegistry::builtin(), frameworks.get("BNV-2640-2017").unwrap().clone());
+    let producer = single.producer();
+    for _ in 0..EVENTS {
+        let event = sim.next_event();
+        let topic = if event.kind == EventKind::Survey { &single.config.kafka.surveys_topic } else { &single.config.kafka.hotline_topic };
+        producer.send_result(rdkafka::producer::FutureRecord::to(topic).key(&event.key).payload(&event.payload)).map_err(|(e, _)| e).expect("queued");
+    }
+    rdkafka::producer::Producer::flush(&producer, std::time::Duration::from_secs(120)).expect("produced");
+
+    let mut reference_run = Pipeline::start(&single);
+    wait_for("the single instance", || async { reference_run.index_position().await == EVENTS as f64 }).await;
+    assert!(reference_run.terminate().success());
+    let reference = daily(&single).await;
+
+    // Two instances in one group share the partitions; the first stops midway.
+    let pair = single.sibling("pair").await;
+    let mut first = Pipeline::start(&pair);
+    let mut second = Pipeline::start(&pair);
+    wait_for("both instances to make progress", || async {
+        let (a, b) = (first.index_position().await, second.index_position().await);
+        a > 0.0 && b > 0.0 && a + b >= 0.4 * EVENTS as f64
+    })
+    .await;
+    assert!(first.terminate().success(), "the first instance stops cleanly");
+    wait_for("the remaining instance to take over every partition", || async { second.index_position().await == EVENTS as f64 }).await;
+    assert!(second.terminate().success());
+    let shared = daily(&pair).await;
+    assert_same("satisfaction_daily with two instances", &shared.0, &reference.0);
+    assert_same("hotline_kpi_daily with two instances", &shared.1, &reference.1);
+    let (a, b) = (latest(&pair).await, latest(&single).await);
+    assert_same("satisfaction_latest with two instances", &a.0, &b.0);
+    assert_same("hotline_kpi_latest with two instances", &a.1, &b.1);
+}
