@@ -395,7 +395,8 @@ impl PartitionState {
     pub fn take_latest(&mut self, frameworks: &FrameworkCatalog) -> (Vec<SatisfactionValue>, Vec<HotlineValue>) {
         let (Some(as_of), Some(last_closed)) = (self.latest_day(), self.last_closed) else { return (Vec::new(), Vec::new()) };
         let as_of = as_of.max(last_closed);
-        if self.latest_written_at != Some((as_of, last_closed)) {
+        let moved = self.latest_written_at != Some((as_of, last_closed));
+        if moved {
             self.dirty_surveys.extend(self.surveys.keys().cloned());
             self.dirty_hotline.extend(self.hotline.keys().cloned());
             self.latest_written_at = Some((as_of, last_closed));
@@ -422,6 +423,10 @@ impl PartitionState {
                     provisional.entry(unit).or_default().entry(*day).or_default().add(&contribution, 1);
                 }
             }
+        }
+        if moved {
+            // Units known only from open days' events have no series yet; they move too.
+            self.dirty_hotline.extend(provisional.keys().cloned());
         }
         // Open tickets past due as of the end of the last closed day (the watermark, to
         // the day), so the count is the same whenever it is written.
