@@ -51,26 +51,7 @@ pub trait Counts: Clone + Default {
 
 impl Counts for SurveyCounts {
     fn add(&mut self, other: &Self, sign: i64) {
-        if self.valid.len() < other.valid.len() {
-            self.valid.resize(other.valid.len(), 0);
-            self.satisfied.resize(other.satisfied.len(), 0);
-            self.missing.resize(other.missing.len(), 0);
-        }
-        if self.expectations.len() < other.expectations.len() {
-            self.expectations.resize(other.expectations.len(), 0);
-        }
-        let apply = |a: &mut u32, b: u32| *a = (i64::from(*a) + sign * i64::from(b)).max(0) as u32;
-        apply(&mut self.respondents, other.respondents);
-        for (mine, theirs) in [
-            (&mut self.valid, &other.valid),
-            (&mut self.satisfied, &other.satisfied),
-            (&mut self.missing, &other.missing),
-            (&mut self.expectations, &other.expectations),
-        ] {
-            for (a, b) in mine.iter_mut().zip(theirs) {
-                apply(a, *b);
-            }
-        }
+        self.add_scaled(other, sign);
     }
 
     fn is_empty(&self) -> bool {

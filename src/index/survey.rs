@@ -58,8 +58,18 @@ impl SurveyCounts {
         }
     }
 
-    pub fn merge(&mut self, other: &SurveyCounts) {
-        self.respondents += other.respondents;
+    /// Adds (`sign` = 1) or removes (`sign` = -1) another count, growing to its shape.
+    pub fn add_scaled(&mut self, other: &SurveyCounts, sign: i64) {
+        if self.valid.len() < other.valid.len() {
+            self.valid.resize(other.valid.len(), 0);
+            self.satisfied.resize(other.satisfied.len(), 0);
+            self.missing.resize(other.missing.len(), 0);
+        }
+        if self.expectations.len() < other.expectations.len() {
+            self.expectations.resize(other.expectations.len(), 0);
+        }
+        let apply = |a: &mut u32, b: u32| *a = (i64::from(*a) + sign * i64::from(b)).max(0) as u32;
+        apply(&mut self.respondents, other.respondents);
         for (mine, theirs) in [
             (&mut self.valid, &other.valid),
             (&mut self.satisfied, &other.satisfied),
@@ -67,9 +77,13 @@ impl SurveyCounts {
             (&mut self.expectations, &other.expectations),
         ] {
             for (a, b) in mine.iter_mut().zip(theirs) {
-                *a += b;
+                apply(a, *b);
             }
         }
+    }
+
+    pub fn merge(&mut self, other: &SurveyCounts) {
+        self.add_scaled(other, 1);
     }
 }
 
