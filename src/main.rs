@@ -167,6 +167,7 @@ async fn run(config: Config, setup: bool) -> Result<()> {
         true => Some(IndexProcessor::new(&config, Arc::clone(&decoder), metrics.clone(), stop.clone(), Mode::Live)?),
         false => None,
     };
+    let stopping = stop.clone();
     let pipeline = IngestPipeline::new(&config, consumer, decoder, writer, dlq, metrics, registry, stop);
     let mut ingest = tokio::spawn(pipeline.run());
     let summary = match index {
@@ -182,8 +183,14 @@ async fn run(config: Config, setup: bool) -> Result<()> {
                 finished = &mut index => {
                     // The index processor only ends early on a fatal error: stop everything so
                     // that a supervisor restarts the process (state resumes from checkpoints).
+                    if matches!(finished, Ok(Ok(()))) && stopping.is_triggered() {
+                        // A normal shutdown that the index processor noticed first.
+                        let summary = ingest.await.context("ingest task")??;
+                        tracing::info!(?summary, "stopped");
+                        return Ok(());
+                    }
                     let reason = match finished {
-                        Ok(Ok(())) => "stopped".to_string(),
+                        Ok(Ok(())) => "stopped unexpectedly".to_string(),
                         Ok(Err(error)) => error.to_string(),
                         Err(panic) => format!("panicked: {panic}"),
                     };
