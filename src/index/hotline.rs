@@ -2,6 +2,8 @@
 //! each event is attributed to the Vietnam day it happened on, to the ticket's province,
 //! agency (from the latest `forwarded`) and category (from `received`), once that day is
 //! closed (so out-of-order events within the allowed lateness are attributed correctly).
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::domain::time::{vietnam_day, VIETNAM_OFFSET_SECONDS};
@@ -23,7 +25,7 @@ fn bin_midpoint_hours(bin: usize) -> f64 {
 }
 
 /// Summable KPI counts for one unit over some days.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct HotlineCounts {
     pub received: u32,
     /// First responses.
@@ -33,13 +35,8 @@ pub struct HotlineCounts {
     pub satisfied: u32,
     pub reopened: u32,
     pub rejected: u32,
-    pub response_minutes: Vec<u32>,
-}
-
-impl Default for HotlineCounts {
-    fn default() -> Self {
-        Self { received: 0, responded: 0, responded_on_time: 0, rated: 0, satisfied: 0, reopened: 0, rejected: 0, response_minutes: vec![0; RESPONSE_BINS] }
-    }
+    /// Response-time histogram, bin -> responses; sparse because most unit-days have few.
+    pub response_minutes: BTreeMap<u8, u32>,
 }
 
 impl HotlineCounts {
@@ -52,8 +49,12 @@ impl HotlineCounts {
         add(&mut self.satisfied, other.satisfied);
         add(&mut self.reopened, other.reopened);
         add(&mut self.rejected, other.rejected);
-        for (a, b) in self.response_minutes.iter_mut().zip(&other.response_minutes) {
-            add(a, *b);
+        for (bin, count) in &other.response_minutes {
+            let slot = self.response_minutes.entry(*bin).or_default();
+            add(slot, *count);
+            if *slot == 0 {
+                self.response_minutes.remove(bin);
+            }
         }
     }
 
@@ -82,15 +83,15 @@ fn rate(part: u32, whole: u32) -> Option<f64> {
 }
 
 pub fn kpi(counts: &HotlineCounts, open_past_due: u32) -> HotlineKpi {
-    let total: u32 = counts.response_minutes.iter().sum();
+    let total: u32 = counts.response_minutes.values().sum();
     let median_response_hours = (total > 0).then(|| {
         let half = total.div_ceil(2);
         let mut seen = 0;
-        let bin = counts.response_minutes.iter().position(|c| {
-            seen += c;
+        let bin = counts.response_minutes.iter().find(|(_, c)| {
+            seen += **c;
             seen >= half
         });
-        bin_midpoint_hours(bin.unwrap_or(0))
+        bin_midpoint_hours(bin.map_or(0, |(b, _)| usize::from(*b)))
     });
     HotlineKpi {
         received: counts.received,
@@ -175,7 +176,7 @@ impl Ticket {
                     c.responded_on_time = 1;
                 }
                 if let Some(received) = self.received_at {
-                    c.response_minutes[response_bin((event.occurred_at - received) as f64 / 60.0)] = 1;
+                    c.response_minutes.insert(response_bin((event.occurred_at - received) as f64 / 60.0) as u8, 1);
                 }
             }
             HotlineEventType::Rated => {
@@ -277,7 +278,7 @@ mod tests {
     fn kpi_rates_and_median() {
         let mut c = HotlineCounts { received: 10, responded: 4, responded_on_time: 3, rated: 2, satisfied: 1, reopened: 1, rejected: 0, ..Default::default() };
         for minutes in [60.0, 120.0, 24.0 * 60.0, 48.0 * 60.0, 49.0 * 60.0] {
-            c.response_minutes[response_bin(minutes)] += 1;
+            *c.response_minutes.entry(response_bin(minutes) as u8).or_default() += 1;
         }
         let k = kpi(&c, 2);
         assert_eq!(k.on_time_rate, Some(75.0));

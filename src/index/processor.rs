@@ -26,7 +26,7 @@ use crate::sink::writer::{Abandoned, RawEventWriter};
 
 /// Bumped whenever `PartitionState`'s layout changes; older checkpoints are ignored
 /// (the partition is then rebuilt from the log).
-const STATE_FORMAT: u8 = 1;
+const STATE_FORMAT: u8 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
