@@ -9,7 +9,7 @@ use sipas_stream::domain::{FrameworkCatalog, ProvinceRegistry};
 use sipas_stream::simulate::generator::{Expected, SimSettings, Simulator};
 use support::*;
 
-pub fn simulator(seed: u64) -> Simulator {
+fn simulator(seed: u64) -> Simulator {
     let frameworks = FrameworkCatalog::load_dir(&root().join("config/frameworks")).unwrap();
     let settings = SimSettings { seed, start_unix: 1_790_000_000, step_seconds: 5.0, invalid_share: 0.01, duplicate_share: 0.02, ..Default::default() };
     Simulator::new(settings, &ProvinceRegistry::builtin(), frameworks.get("BNV-2640-2017").unwrap().clone())
@@ -71,6 +71,4 @@ async fn sigkill_mid_stream_loses_nothing_and_counts_nothing_twice() {
     assert_eq!(env.count("SELECT uniqExact(event_id) AS n FROM hotline_events").await, hotline.len() as u64);
     // Dead letters are at-least-once across a crash; one per source message once deduplicated by source offset.
     assert_eq!(letters.by_source.len(), invalid);
-    let stored: u64 = env.count("SELECT count() AS n FROM survey_submissions_dedup WHERE submission_id IN (SELECT submission_id FROM survey_submissions_dedup LIMIT 1000)").await;
-    assert_eq!(stored, 1000);
 }

@@ -32,8 +32,6 @@ const STATE_FORMAT: u8 = 2;
 pub enum IndexError {
     #[error("Kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
-    #[error("ClickHouse: {0}")]
-    ClickHouse(#[from] clickhouse::error::Error),
 }
 
 /// Remembers revoked and assigned partitions for the processing loop: revoked ones lose

@@ -219,10 +219,6 @@ impl PartitionState {
         Self { next_offset, ..Default::default() }
     }
 
-    pub fn watermark(&self, lateness_seconds: i64) -> Option<i64> {
-        self.newest_event_time.map(|t| t - lateness_seconds)
-    }
-
     /// The day the latest values are computed for: the newest event's day.
     pub fn latest_day(&self) -> Option<i64> {
         self.newest_event_time.map(vietnam_day)

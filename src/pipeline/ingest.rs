@@ -84,11 +84,11 @@ impl IngestPipeline {
         tracing::info!(surveys = %self.surveys_topic, hotline = %self.hotline_topic, "consuming");
         let mut summary = RunSummary::default();
         loop {
-            let batch = self.next_batch().await?;
+            let batch = Arc::new(self.next_batch().await?);
             if !batch.is_empty() {
                 summary.messages += batch.len() as u64;
                 summary.batches += 1;
-                if self.process(&batch).await.is_err() {
+                if self.process(Arc::clone(&batch)).await.is_err() {
                     summary.abandoned_batches += 1;
                     tracing::warn!(messages = batch.len(), "in-flight batch abandoned at shutdown; it will be re-consumed");
                 }
@@ -141,13 +141,13 @@ impl IngestPipeline {
         Ok(batch)
     }
 
-    async fn process(&mut self, batch: &[InputMessage]) -> Result<(), Abandoned> {
-        self.fetch_missing_schemas(batch).await;
+    async fn process(&mut self, batch: Arc<Vec<InputMessage>>) -> Result<(), Abandoned> {
+        self.fetch_missing_schemas(&batch).await;
         let now = unix_now();
         let decoder = Arc::clone(&self.decoder);
-        let owned = batch.to_vec();
-        // Decoding is CPU work; keep it off the I/O threads.
-        let mut output = tokio::task::spawn_blocking(move || BatchOutput::build(&decoder, &owned, now))
+        let shared = Arc::clone(&batch);
+        // Decoding is CPU work; keep it off the I/O threads (the batch is shared, not copied).
+        let mut output = tokio::task::spawn_blocking(move || BatchOutput::build(&decoder, &shared, now))
             .await
             .expect("decoding does not panic");
         self.metrics.batch_messages.observe(batch.len() as f64);
