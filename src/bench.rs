@@ -16,9 +16,9 @@ use sipas_stream::domain::{FrameworkCatalog, ProvinceRegistry};
 use sipas_stream::kafka::{admin, consumer, dlq::DeadLetterProducer, producer};
 use sipas_stream::metrics::Metrics;
 use sipas_stream::pipeline::{BatchOutput, IngestPipeline, InputMessage};
+use sipas_stream::shutdown;
 use sipas_stream::simulate::{sink as sim_sink, SimSettings, Simulator};
 use sipas_stream::sink::{self, migrations, RawEventWriter};
-use sipas_stream::shutdown;
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -29,6 +29,22 @@ pub struct BenchArgs {
     /// of history in one partition (no broker, no ClickHouse).
     #[arg(long)]
     index_only: Option<u64>,
+    /// Measure the index processor's restart to caught-up over this many events of history
+    /// (through the broker and ClickHouse), then `rebuild` over the same log.
+    #[arg(long)]
+    restart: Option<u64>,
+    /// Events produced after the last checkpoint, before the restart (--restart).
+    #[arg(long, default_value_t = 30_000)]
+    tail: u64,
+    /// Agencies per province in the generated log.
+    #[arg(long, default_value_t = 500)]
+    agencies: usize,
+    /// Frameworks the generated surveys are spread over (copies of BNV-2640-2017).
+    #[arg(long, default_value_t = 3)]
+    frameworks: usize,
+    /// Days of event time the --index-only log spans.
+    #[arg(long, default_value_t = 365)]
+    days: u32,
     /// Keep the bench database afterwards (it is dropped by default).
     #[arg(long)]
     keep: bool,
@@ -48,66 +64,385 @@ fn cpu_seconds() -> f64 {
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
         .map(|kib| kib / 1024.0)
         .unwrap_or(0.0)
 }
 
 fn simulator(config: &Config, events: u64) -> Result<Simulator> {
     let frameworks = FrameworkCatalog::load_dir(&config.contract.frameworks_dir)?;
-    let framework = frameworks.get("BNV-2640-2017").context("framework BNV-2640-2017 missing")?.clone();
+    let framework = frameworks
+        .get("BNV-2640-2017")
+        .context("framework BNV-2640-2017 missing")?
+        .clone();
     let now = sipas_stream::pipeline::ingest::unix_now();
-    let settings = SimSettings { seed: 7, start_unix: now - 30 * 86_400, step_seconds: 30.0 * 86_400.0 / events as f64, ..Default::default() };
-    Ok(Simulator::new(settings, &ProvinceRegistry::builtin(), framework))
+    let settings = SimSettings {
+        seed: 7,
+        start_unix: now - 30 * 86_400,
+        step_seconds: 30.0 * 86_400.0 / events as f64,
+        ..Default::default()
+    };
+    Ok(Simulator::new(
+        settings,
+        &ProvinceRegistry::builtin(),
+        framework,
+    ))
 }
 
-/// Folds `events` simulated events (one year of history) into one partition state, then
-/// checkpoints and restores it: the in-memory part of a restart.
-fn index_fold(config: &Config, events: u64) -> Result<()> {
+/// Frameworks for state-size benchmarks: the configured BNV-2640-2017 plus copies under
+/// other ids, so that each unit carries one series per framework.
+fn bench_frameworks(
+    decoder: &mut sipas_stream::contract::Decoder,
+    count: usize,
+) -> Result<Vec<sipas_stream::domain::Framework>> {
+    let base = decoder
+        .validator
+        .frameworks
+        .get("BNV-2640-2017")
+        .context("framework BNV-2640-2017 missing")?
+        .clone();
+    let mut frameworks = vec![base.clone()];
+    for i in 2..=count {
+        let mut copy = base.clone();
+        copy.id = format!("BENCH-COPY-{i}");
+        decoder.validator.frameworks.add(copy.clone());
+        frameworks.push(copy);
+    }
+    Ok(frameworks)
+}
+
+fn current_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Folds `events` simulated events spread over `days` of event time into one partition
+/// state, then checkpoints and restores it: the in-memory part of a restart, and the
+/// memory the state of `agencies` × 34 provinces × `frameworks` takes. Events are
+/// generated and decoded in chunks so that the process holds little besides the state.
+fn index_fold(config: &Config, args: &BenchArgs, events: u64) -> Result<()> {
     use sipas_stream::contract::Decoded;
     use sipas_stream::index::state::PartitionState;
-    let decoder = crate::build_decoder(config)?;
+    let mut decoder = crate::build_decoder(config)?;
+    let framework_list = bench_frameworks(&mut decoder, args.frameworks)?;
     let frameworks = decoder.validator.frameworks.clone();
-    let framework = frameworks.get("BNV-2640-2017").context("framework BNV-2640-2017 missing")?.clone();
-    let settings = SimSettings { seed: 8, start_unix: 1_760_000_000, step_seconds: 365.0 * 86_400.0 / events as f64, ..Default::default() };
-    let mut sim = Simulator::new(settings, &ProvinceRegistry::builtin(), framework);
-    let decoded: Vec<_> = (0..events).map(|_| sim.next_event()).map(|e| decoder.decode(e.kind, &e.payload).ok().map(|d| d.0)).collect();
+    let settings = SimSettings {
+        seed: 8,
+        start_unix: 1_760_000_000,
+        step_seconds: f64::from(args.days) * 86_400.0 / events as f64,
+        agencies_per_province: args.agencies,
+        ..Default::default()
+    };
+    let mut sim = Simulator::new(
+        settings,
+        &ProvinceRegistry::builtin(),
+        framework_list[0].clone(),
+    )
+    .with_frameworks(framework_list);
     let lateness = config.index.lateness_seconds();
     let mut state = PartitionState::new(0);
-    let (mut daily, started, cpu) = (0usize, Instant::now(), cpu_seconds());
-    for (offset, event) in decoded.iter().enumerate() {
-        let emitted = match event {
-            Some(Decoded::Survey(s)) => state.apply_survey(s, offset as i64, &frameworks, lateness),
-            Some(Decoded::Hotline(h)) => state.apply_hotline(h, offset as i64, &frameworks, lateness),
-            None => {
-                state.skip(offset as i64);
-                Default::default()
-            }
-        };
-        daily += emitted.satisfaction_daily.len() + emitted.hotline_daily.len();
+    let rss_before = current_rss_mib();
+    let (mut daily, mut fold_cpu, mut decode_cpu, started) = (0usize, 0.0, 0.0, Instant::now());
+    let bar = indicatif::ProgressBar::new(events);
+    let mut offset = 0i64;
+    while (offset as u64) < events {
+        let chunk = (events - offset as u64).min(20_000);
+        let cpu = cpu_seconds();
+        let decoded: Vec<_> = (0..chunk)
+            .map(|_| sim.next_event())
+            .map(|e| decoder.decode(e.kind, &e.payload).ok().map(|d| d.0))
+            .collect();
+        decode_cpu += cpu_seconds() - cpu;
+        let cpu = cpu_seconds();
+        for event in &decoded {
+            let emitted = match event {
+                Some(Decoded::Survey(s)) => state.apply_survey(s, offset, &frameworks, lateness),
+                Some(Decoded::Hotline(h)) => state.apply_hotline(h, offset, &frameworks, lateness),
+                None => {
+                    state.skip(offset);
+                    Default::default()
+                }
+            };
+            daily += emitted.satisfaction_daily.len() + emitted.hotline_daily.len();
+            offset += 1;
+        }
+        fold_cpu += cpu_seconds() - cpu;
+        bar.inc(chunk);
     }
-    let (fold_wall, fold_cpu) = (started.elapsed(), cpu_seconds() - cpu);
+    bar.finish_and_clear();
+    let fold_wall = started.elapsed();
+    let rss_state = current_rss_mib() - rss_before;
     let started = Instant::now();
     let bytes = bincode::serialize(&state)?;
     let serialise = started.elapsed();
     let started = Instant::now();
     let restored: PartitionState = bincode::deserialize(&bytes)?;
     let restore = started.elapsed();
-    assert_eq!(restored.next_offset, state.next_offset);
-    println!("sipas bench --index-only: {events} events, one year of event time, one partition");
+    anyhow::ensure!(
+        restored.next_offset == state.next_offset,
+        "restored state is at a different offset"
+    );
+    let stats = state.stats();
+    println!(
+        "sipas bench --index-only: {events} events over {} days of event time, one partition, 34 provinces × {} agencies × {} frameworks",
+        args.days, args.agencies, args.frameworks
+    );
     println!("| figure | value |");
     println!("|---|---|");
-    println!("| index fold (decoded events -> state + daily rows), 1 core | {:.0} events/s ({:.2} s CPU, {daily} daily rows) |", events as f64 / fold_cpu.max(1e-9), fold_cpu);
-    println!("| fold wall time | {:.2} s |", fold_wall.as_secs_f64());
-    println!("| checkpoint size | {:.1} MiB |", bytes.len() as f64 / 1_048_576.0);
-    println!("| checkpoint serialise / restore | {:.3} s / {:.3} s |", serialise.as_secs_f64(), restore.as_secs_f64());
+    println!("| index fold (decoded events -> state + daily rows), 1 core | {:.0} events/s ({fold_cpu:.2} s CPU, {daily} daily rows) |", events as f64 / fold_cpu.max(1e-9));
+    println!(
+        "| decode + validate (not part of the fold), 1 core | {:.0} events/s |",
+        events as f64 / decode_cpu.max(1e-9)
+    );
+    println!(
+        "| generate + decode + fold wall time | {:.2} s |",
+        fold_wall.as_secs_f64()
+    );
+    println!(
+        "| state: series / day buckets / tickets | {} / {} / {} |",
+        stats.series, stats.buckets, stats.tickets
+    );
+    println!("| resident memory grown by the state | {rss_state:.0} MiB |");
+    println!(
+        "| checkpoint size | {:.1} MiB |",
+        bytes.len() as f64 / 1_048_576.0
+    );
+    println!(
+        "| checkpoint serialise / restore | {:.3} s / {:.3} s |",
+        serialise.as_secs_f64(),
+        restore.as_secs_f64()
+    );
+    println!(
+        "| peak RSS of this process (includes one serialised and one restored copy) | {:.0} MiB |",
+        peak_rss_mib()
+    );
+    Ok(())
+}
+
+/// A copy of the configuration on fresh topics, groups and database.
+fn bench_config(base: &Config) -> Config {
+    let stamp = sipas_stream::pipeline::ingest::unix_now();
+    let mut config = base.clone();
+    config.kafka.surveys_topic = format!("sipas.bench.{stamp}.surveys");
+    config.kafka.hotline_topic = format!("sipas.bench.{stamp}.hotline");
+    config.kafka.dlq_topic = format!("sipas.bench.{stamp}.dlq");
+    config.kafka.group_id = format!("sipas-bench-{stamp}");
+    config.index.group_id = format!("sipas-bench-index-{stamp}");
+    config.clickhouse.database = format!("sipas_bench_{stamp}");
+    config
+}
+
+async fn drop_bench_database(config: &Config) -> Result<()> {
+    let client = sink::client::client_without_database(&config.clickhouse);
+    client
+        .query(&format!(
+            "DROP DATABASE IF EXISTS {}",
+            config.clickhouse.database
+        ))
+        .execute()
+        .await?;
+    Ok(())
+}
+
+/// Runs a live index processor until every partition's derived rows are written up to
+/// `ends`; returns the time that took. The processor is then stopped (final checkpoint).
+async fn index_until_caught_up(
+    config: &Config,
+    decoder: &Arc<sipas_stream::contract::Decoder>,
+    ends: &std::collections::HashMap<(String, i32), i64>,
+    label: &str,
+) -> Result<Duration> {
+    use sipas_stream::index::processor::{IndexProcessor, Mode};
+    let metrics = Metrics::new();
+    let (trigger, stop) = shutdown::channel();
+    let processor = IndexProcessor::new(
+        config,
+        Arc::clone(decoder),
+        metrics.clone(),
+        stop,
+        Mode::Live,
+    )?;
+    let total: i64 = ends.values().sum();
+    let bar = indicatif::ProgressBar::new(total.max(0) as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{label} {{bar:30}} {{pos}}/{{len}} events {{per_sec}}"
+        ))
+        .expect("valid template"),
+    );
+    let started = Instant::now();
+    let task = tokio::spawn(processor.run());
+    loop {
+        let done: i64 = ends
+            .iter()
+            .map(|((t, p), end)| {
+                metrics
+                    .index_position
+                    .with_label_values(&[t, &p.to_string()])
+                    .get()
+                    .min(*end)
+            })
+            .sum();
+        bar.set_position(done.max(0) as u64);
+        if done >= total {
+            break;
+        }
+        anyhow::ensure!(
+            !task.is_finished(),
+            "the index processor stopped before catching up"
+        );
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(3600),
+            "the index processor did not catch up within an hour"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed();
+    bar.finish_and_clear();
+    trigger.trigger();
+    task.await??;
+    Ok(elapsed)
+}
+
+/// Restart to caught-up: folds `events` of history (one year of event time) through the
+/// broker into ClickHouse, stops with a checkpoint, produces `--tail` more events (what a
+/// crash just before the next checkpoint leaves to replay), and times a fresh processor
+/// from start until its outputs cover the whole log. Then `rebuild` over the same log.
+async fn restart(base: &Config, args: &BenchArgs, events: u64) -> Result<()> {
+    use sipas_stream::index::processor::{IndexProcessor, Mode};
+    let config = bench_config(base);
+    let mut decoder = crate::build_decoder(&config)?;
+    let framework_list = bench_frameworks(&mut decoder, args.frameworks)?;
+    let decoder = Arc::new(decoder);
+    migrations::migrate(&config.clickhouse).await?;
+    let k = &config.kafka;
+    admin::ensure_topics(k, &[&k.surveys_topic, &k.hotline_topic, &k.dlq_topic]).await?;
+    let now = sipas_stream::pipeline::ingest::unix_now();
+    let year = 365.0 * 86_400.0;
+    let settings = SimSettings {
+        seed: 9,
+        start_unix: now - year as i64,
+        step_seconds: year / events as f64,
+        agencies_per_province: args.agencies,
+        ..Default::default()
+    };
+    let mut sim = Simulator::new(
+        settings,
+        &ProvinceRegistry::builtin(),
+        framework_list[0].clone(),
+    )
+    .with_frameworks(framework_list);
+    let producer = producer::idempotent_producer(k)?;
+    let bar = indicatif::ProgressBar::new(events + args.tail);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("produce {bar:30} {pos}/{len} events {per_sec}")
+            .expect("valid template"),
+    );
+    sim_sink::to_kafka(
+        &mut sim,
+        &producer,
+        &k.surveys_topic,
+        &k.hotline_topic,
+        events,
+        0.0,
+        |t| bar.set_position(t.total()),
+        || false,
+    )
+    .await?;
+    let probe = config.clone();
+    let history_ends = tokio::task::spawn_blocking(move || crate::end_offsets(&probe)).await??;
+    let history = index_until_caught_up(&config, &decoder, &history_ends, "history").await?;
+
+    sim_sink::to_kafka(
+        &mut sim,
+        &producer,
+        &k.surveys_topic,
+        &k.hotline_topic,
+        args.tail,
+        0.0,
+        |t| bar.set_position(events + t.total()),
+        || false,
+    )
+    .await?;
+    bar.finish_and_clear();
+    let probe = config.clone();
+    let ends = tokio::task::spawn_blocking(move || crate::end_offsets(&probe)).await??;
+    let restart = index_until_caught_up(&config, &decoder, &ends, "restart").await?;
+
+    let checkpoint_bytes: u64 = sink::connect(&config.clickhouse)
+        .query("SELECT toUInt64(sum(length(state))) FROM (SELECT topic, partition, argMax(state, next_offset) AS state FROM index_checkpoints GROUP BY topic, partition)")
+        .fetch_one()
+        .await?;
+
+    let total: i64 = ends.values().sum();
+    // Rebuild mode stops by itself at the end offsets; the trigger only has to outlive it.
+    let (_trigger, stop) = shutdown::channel();
+    let processor = IndexProcessor::new(
+        &config,
+        Arc::clone(&decoder),
+        Metrics::new(),
+        stop,
+        Mode::Rebuild {
+            end_offsets: ends.clone(),
+        },
+    )?;
+    let cpu = cpu_seconds();
+    let started = Instant::now();
+    processor.run().await?;
+    let rebuild = started.elapsed();
+    let rebuild_cpu = cpu_seconds() - cpu;
+    if !args.keep {
+        drop_bench_database(&config).await?;
+    }
+    println!(
+        "sipas bench --restart: {events} events of history (one year of event time) + {} after the last checkpoint, {} partitions, 34 provinces × {} agencies × {} frameworks",
+        args.tail,
+        ends.len(),
+        args.agencies,
+        args.frameworks
+    );
+    println!("| figure | value |");
+    println!("|---|---|");
+    println!(
+        "| history folded through the broker into ClickHouse | {:.1} s ({:.0} events/s) |",
+        history.as_secs_f64(),
+        events as f64 / history.as_secs_f64().max(1e-9)
+    );
+    println!(
+        "| checkpoint size (all partitions) | {:.1} MiB |",
+        checkpoint_bytes as f64 / 1_048_576.0
+    );
+    println!(
+        "| restart to caught-up (restore checkpoints, replay the tail, write its rows) | {:.2} s |",
+        restart.as_secs_f64()
+    );
+    println!(
+        "| rebuild from offset 0 | {:.1} s, {:.0} events/s ({:.1} s CPU) |",
+        rebuild.as_secs_f64(),
+        total as f64 / rebuild.as_secs_f64().max(1e-9),
+        rebuild_cpu
+    );
     println!("| peak RSS of this process | {:.0} MiB |", peak_rss_mib());
     Ok(())
 }
 
 pub async fn run(base: &Config, args: BenchArgs) -> Result<()> {
     if let Some(events) = args.index_only {
-        return index_fold(base, events);
+        return index_fold(base, &args, events);
+    }
+    if let Some(events) = args.restart {
+        return restart(base, &args, events).await;
     }
     let stamp = sipas_stream::pipeline::ingest::unix_now();
     let mut config = base.clone();
@@ -123,7 +458,14 @@ pub async fn run(base: &Config, args: BenchArgs) -> Result<()> {
     let messages: Vec<InputMessage> = (0..args.events)
         .map(|i| {
             let e = sim.next_event();
-            InputMessage { kind: e.kind, topic: "mem".into(), partition: 0, offset: i as i64, key: Some(e.key.into_bytes()), payload: Some(e.payload) }
+            InputMessage {
+                kind: e.kind,
+                topic: "mem".into(),
+                partition: 0,
+                offset: i as i64,
+                key: Some(e.key.into_bytes()),
+                payload: Some(e.payload),
+            }
         })
         .collect();
     let started = Instant::now();
@@ -144,7 +486,17 @@ pub async fn run(base: &Config, args: BenchArgs) -> Result<()> {
     let mut sim = simulator(&config, args.events)?;
     let producer = producer::idempotent_producer(k)?;
     let produce_started = Instant::now();
-    let tally = sim_sink::to_kafka(&mut sim, &producer, &k.surveys_topic, &k.hotline_topic, args.events, 0.0, |_| {}, || false).await?;
+    let tally = sim_sink::to_kafka(
+        &mut sim,
+        &producer,
+        &k.surveys_topic,
+        &k.hotline_topic,
+        args.events,
+        0.0,
+        |_| {},
+        || false,
+    )
+    .await?;
     let produce_elapsed = produce_started.elapsed();
 
     // 3. Ceiling: a bare consumer that only counts.
@@ -157,7 +509,9 @@ pub async fn run(base: &Config, args: BenchArgs) -> Result<()> {
     let mut seen = 0u64;
     let mut first: Option<Instant> = None;
     while seen < tally.total() {
-        let message = tokio::time::timeout(Duration::from_secs(60), ceiling_consumer.recv()).await.context("ceiling consumer stalled")??;
+        let message = tokio::time::timeout(Duration::from_secs(60), ceiling_consumer.recv())
+            .await
+            .context("ceiling consumer stalled")??;
         first.get_or_insert_with(Instant::now);
         seen += u64::from(message.payload().is_some());
     }
@@ -169,21 +523,53 @@ pub async fn run(base: &Config, args: BenchArgs) -> Result<()> {
     let (trigger, stop) = shutdown::channel();
     let retry = (Duration::from_millis(200), Duration::from_millis(5_000));
     let ingest_consumer = consumer::ingest_consumer(k, &config.pipeline, metrics.clone())?;
-    let dlq = DeadLetterProducer::new(producer::idempotent_producer(k)?, k.dlq_topic.clone(), metrics.clone(), retry.0, retry.1, stop.clone());
-    let writer = RawEventWriter::new(sink::connect(&config.clickhouse), metrics.clone(), retry.0, retry.1, stop.clone());
-    let pipeline = IngestPipeline::new(&config, ingest_consumer, decoder, writer, dlq, metrics.clone(), None, stop);
+    let dlq = DeadLetterProducer::new(
+        producer::idempotent_producer(k)?,
+        k.dlq_topic.clone(),
+        metrics.clone(),
+        retry.0,
+        retry.1,
+        stop.clone(),
+    );
+    let writer = RawEventWriter::new(
+        sink::connect(&config.clickhouse),
+        metrics.clone(),
+        retry.0,
+        retry.1,
+        stop.clone(),
+    );
+    let pipeline = IngestPipeline::new(
+        &config,
+        ingest_consumer,
+        decoder,
+        writer,
+        dlq,
+        metrics.clone(),
+        None,
+        stop,
+    );
     let cpu_before = cpu_seconds();
     let started = Instant::now();
     let task = tokio::spawn(pipeline.run());
     let acknowledged = || {
-        let rows: u64 = ["survey_submissions", "hotline_events"].iter().map(|t| metrics.inserted_rows.with_label_values(&[t]).get()).sum();
-        let letters: u64 = sipas_stream::contract::RejectReason::ALL.iter().map(|r| metrics.dlq.with_label_values(&[r.code()]).get()).sum();
+        let rows: u64 = ["survey_submissions", "hotline_events"]
+            .iter()
+            .map(|t| metrics.inserted_rows.with_label_values(&[t]).get())
+            .sum();
+        let letters: u64 = sipas_stream::contract::RejectReason::ALL
+            .iter()
+            .map(|r| metrics.dlq.with_label_values(&[r.code()]).get())
+            .sum();
         rows + letters
     };
     while acknowledged() < tally.total() {
         tokio::time::sleep(Duration::from_millis(20)).await;
         if started.elapsed() > Duration::from_secs(1800) {
-            anyhow::bail!("pipeline did not finish within 30 minutes ({} of {} acknowledged)", acknowledged(), tally.total());
+            anyhow::bail!(
+                "pipeline did not finish within 30 minutes ({} of {} acknowledged)",
+                acknowledged(),
+                tally.total()
+            );
         }
     }
     let ingest_elapsed = started.elapsed();
@@ -193,21 +579,44 @@ pub async fn run(base: &Config, args: BenchArgs) -> Result<()> {
 
     if !args.keep {
         let client = sink::client::client_without_database(&config.clickhouse);
-        client.query(&format!("DROP DATABASE IF EXISTS {}", config.clickhouse.database)).execute().await?;
+        client
+            .query(&format!(
+                "DROP DATABASE IF EXISTS {}",
+                config.clickhouse.database
+            ))
+            .execute()
+            .await?;
     }
 
     let n = tally.total() as f64;
     let ceiling_rate = n / ceiling_elapsed.as_secs_f64().max(1e-9);
     let ingest_rate = n / ingest_elapsed.as_secs_f64().max(1e-9);
-    println!("sipas bench: {} events ({} surveys, {} hotline; {} invalid, {} duplicates), batch {} msgs", tally.total(), tally.surveys, tally.hotline, tally.invalid.values().sum::<u64>(), tally.duplicates, config.pipeline.batch_max_messages);
+    println!(
+        "sipas bench: {} events ({} surveys, {} hotline; {} invalid, {} duplicates), batch {} msgs",
+        tally.total(),
+        tally.surveys,
+        tally.hotline,
+        tally.invalid.values().sum::<u64>(),
+        tally.duplicates,
+        config.pipeline.batch_max_messages
+    );
     println!("| figure | value |");
     println!("|---|---|");
     println!("| processing cost, no broker (decode+validate+rows, 1 core) | {processing_rate:.0} events/s ({:.2} s wall) |", processing_wall.as_secs_f64());
-    println!("| produce (idempotent, acks=all) | {:.0} events/s |", n / produce_elapsed.as_secs_f64().max(1e-9));
+    println!(
+        "| produce (idempotent, acks=all) | {:.0} events/s |",
+        n / produce_elapsed.as_secs_f64().max(1e-9)
+    );
     println!("| ceiling: bare consumer, no work | {ceiling_rate:.0} events/s |");
     println!("| ingest: Kafka -> ClickHouse + DLQ, offsets stored | {ingest_rate:.0} events/s ({:.2} s) |", ingest_elapsed.as_secs_f64());
     println!("| ingest / ceiling | {:.2} |", ingest_rate / ceiling_rate);
-    println!("| ingest CPU of this process | {:.2} s per million events |", ingest_cpu / n * 1e6);
-    println!("| peak RSS of this process (includes the in-memory log of step 1) | {:.0} MiB |", peak_rss_mib());
+    println!(
+        "| ingest CPU of this process | {:.2} s per million events |",
+        ingest_cpu / n * 1e6
+    );
+    println!(
+        "| peak RSS of this process (includes the in-memory log of step 1) | {:.0} MiB |",
+        peak_rss_mib()
+    );
     Ok(())
 }

@@ -17,14 +17,18 @@ use sipas_stream::kafka::{admin, consumer, dlq::DeadLetterProducer, producer};
 use sipas_stream::metrics::{self, Metrics};
 use sipas_stream::pipeline::IngestPipeline;
 use sipas_stream::registry::SchemaRegistry;
+use sipas_stream::shutdown;
 use sipas_stream::simulate::{sink as sim_sink, SimSettings, Simulator};
 use sipas_stream::sink::{self, migrations, RawEventWriter};
-use sipas_stream::shutdown;
 
 mod bench;
 
 #[derive(Parser)]
-#[command(name = "sipas", version, about = "Event-sourced pipeline for SIPAS satisfaction surveys and 1022 hotline events")]
+#[command(
+    name = "sipas",
+    version,
+    about = "Event-sourced pipeline for SIPAS satisfaction surveys and 1022 hotline events"
+)]
 struct Cli {
     /// Configuration file (TOML). Every key can also be set as SIPAS__SECTION__KEY.
     #[arg(long, short, env = "SIPAS_CONFIG", global = true)]
@@ -92,7 +96,10 @@ struct SimulateArgs {
 #[tokio::main]
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rdkafka=warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
@@ -112,11 +119,22 @@ async fn main() -> Result<()> {
 async fn migrate(config: &Config) -> Result<()> {
     let applied = migrations::migrate(&config.clickhouse)
         .await
-        .with_context(|| format!("migrating ClickHouse at {} (database {})", config.clickhouse.url, config.clickhouse.database))?;
+        .with_context(|| {
+            format!(
+                "migrating ClickHouse at {} (database {})",
+                config.clickhouse.url, config.clickhouse.database
+            )
+        })?;
     if applied.is_empty() {
-        println!("ClickHouse database {} is up to date", config.clickhouse.database);
+        println!(
+            "ClickHouse database {} is up to date",
+            config.clickhouse.database
+        );
     } else {
-        println!("applied migrations {applied:?} to database {}", config.clickhouse.database);
+        println!(
+            "applied migrations {applied:?} to database {}",
+            config.clickhouse.database
+        );
     }
     Ok(())
 }
@@ -126,17 +144,33 @@ async fn create_topics(config: &Config) -> Result<()> {
     let created = admin::ensure_topics(k, &[&k.surveys_topic, &k.hotline_topic, &k.dlq_topic])
         .await
         .with_context(|| format!("creating topics on {}", k.brokers))?;
-    println!("topics ready ({} created): {}, {}, {}", created.len(), k.surveys_topic, k.hotline_topic, k.dlq_topic);
+    println!(
+        "topics ready ({} created): {}, {}, {}",
+        created.len(),
+        k.surveys_topic,
+        k.hotline_topic,
+        k.dlq_topic
+    );
     Ok(())
 }
 
 /// Everything needed to validate messages, from configuration.
 pub fn build_decoder(config: &Config) -> Result<Decoder> {
-    let frameworks = FrameworkCatalog::load_dir(&config.contract.frameworks_dir).context("loading frameworks")?;
-    let catalog = SchemaCatalog::load_dir(&config.contract.schemas_dir).context("loading the Avro schema catalog")?;
+    let frameworks = FrameworkCatalog::load_dir(&config.contract.frameworks_dir)
+        .context("loading frameworks")?;
+    let catalog = SchemaCatalog::load_dir(&config.contract.schemas_dir)
+        .context("loading the Avro schema catalog")?;
     let secret = config.pii.secret()?;
-    let validator = Validator { provinces: ProvinceRegistry::builtin(), frameworks, pii: PiiHasher::new(&secret) };
-    Ok(Decoder::new(validator, Arc::new(catalog), config.pipeline.max_message_bytes))
+    let validator = Validator {
+        provinces: ProvinceRegistry::builtin(),
+        frameworks,
+        pii: PiiHasher::new(&secret),
+    };
+    Ok(Decoder::new(
+        validator,
+        Arc::new(catalog),
+        config.pipeline.max_message_bytes,
+    ))
 }
 
 async fn run(config: Config, setup: bool) -> Result<()> {
@@ -154,21 +188,53 @@ async fn run(config: Config, setup: bool) -> Result<()> {
         .with_context(|| format!("binding the metrics endpoint to {}", config.metrics.listen))?;
     tracing::info!("metrics on http://{}/metrics", config.metrics.listen);
     let mut metrics_stop = stop.clone();
-    let metrics_server = tokio::spawn(metrics::serve(metrics.clone(), listener, async move { metrics_stop.wait().await }));
+    let metrics_server = tokio::spawn(metrics::serve(metrics.clone(), listener, async move {
+        metrics_stop.wait().await
+    }));
 
     let p = &config.pipeline;
-    let retry = (Duration::from_millis(p.retry_initial_ms), Duration::from_millis(p.retry_max_ms));
-    let consumer = consumer::ingest_consumer(&config.kafka, p, metrics.clone()).context("creating the Kafka consumer")?;
-    let dlq_producer = producer::idempotent_producer(&config.kafka).context("creating the DLQ producer")?;
-    let dlq = DeadLetterProducer::new(dlq_producer, config.kafka.dlq_topic.clone(), metrics.clone(), retry.0, retry.1, stop.clone());
-    let writer = RawEventWriter::new(sink::connect(&config.clickhouse), metrics.clone(), retry.0, retry.1, stop.clone());
-    let registry = config.kafka.schema_registry_url.as_deref().map(SchemaRegistry::new);
+    let retry = (
+        Duration::from_millis(p.retry_initial_ms),
+        Duration::from_millis(p.retry_max_ms),
+    );
+    let consumer = consumer::ingest_consumer(&config.kafka, p, metrics.clone())
+        .context("creating the Kafka consumer")?;
+    let dlq_producer =
+        producer::idempotent_producer(&config.kafka).context("creating the DLQ producer")?;
+    let dlq = DeadLetterProducer::new(
+        dlq_producer,
+        config.kafka.dlq_topic.clone(),
+        metrics.clone(),
+        retry.0,
+        retry.1,
+        stop.clone(),
+    );
+    let writer = RawEventWriter::new(
+        sink::connect(&config.clickhouse),
+        metrics.clone(),
+        retry.0,
+        retry.1,
+        stop.clone(),
+    );
+    let registry = config
+        .kafka
+        .schema_registry_url
+        .as_deref()
+        .map(SchemaRegistry::new);
     let index = match config.index.enabled {
-        true => Some(IndexProcessor::new(&config, Arc::clone(&decoder), metrics.clone(), stop.clone(), Mode::Live)?),
+        true => Some(IndexProcessor::new(
+            &config,
+            Arc::clone(&decoder),
+            metrics.clone(),
+            stop.clone(),
+            Mode::Live,
+        )?),
         false => None,
     };
     let stopping = stop.clone();
-    let pipeline = IngestPipeline::new(&config, consumer, decoder, writer, dlq, metrics, registry, stop);
+    let pipeline = IngestPipeline::new(
+        &config, consumer, decoder, writer, dlq, metrics, registry, stop,
+    );
     let mut ingest = tokio::spawn(pipeline.run());
     let summary = match index {
         None => ingest.await.context("ingest task")??,
@@ -203,7 +269,10 @@ async fn run(config: Config, setup: bool) -> Result<()> {
     };
     let _ = metrics_server.await;
     if summary.abandoned_batches > 0 {
-        tracing::warn!(abandoned = summary.abandoned_batches, "stopped with unacknowledged batches; they will be re-consumed on restart");
+        tracing::warn!(
+            abandoned = summary.abandoned_batches,
+            "stopped with unacknowledged batches; they will be re-consumed on restart"
+        );
     }
     Ok(())
 }
@@ -211,13 +280,18 @@ async fn run(config: Config, setup: bool) -> Result<()> {
 /// End offsets of every partition of the input topics, for `rebuild`.
 fn end_offsets(config: &Config) -> Result<std::collections::HashMap<(String, i32), i64>> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
-    let consumer: BaseConsumer = sipas_stream::kafka::client_config(&config.kafka).set("group.id", "sipas-rebuild-probe").create()?;
+    let consumer: BaseConsumer = sipas_stream::kafka::client_config(&config.kafka)
+        .set("group.id", "sipas-rebuild-probe")
+        .create()?;
     let mut ends = std::collections::HashMap::new();
     for topic in [&config.kafka.surveys_topic, &config.kafka.hotline_topic] {
-        let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(30)).with_context(|| format!("metadata of {topic}"))?;
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(30))
+            .with_context(|| format!("metadata of {topic}"))?;
         for t in metadata.topics() {
             for p in t.partitions() {
-                let (_, high) = consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(30))?;
+                let (_, high) =
+                    consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(30))?;
                 ends.insert((topic.clone(), p.id()), high);
             }
         }
@@ -229,30 +303,68 @@ async fn rebuild(config: &Config) -> Result<()> {
     let config_for_probe = config.clone();
     let ends = tokio::task::spawn_blocking(move || end_offsets(&config_for_probe)).await??;
     let total: i64 = ends.values().sum();
-    println!("rebuilding indices from {} partitions, {} messages", ends.len(), total);
+    println!(
+        "rebuilding indices from {} partitions, {} messages",
+        ends.len(),
+        total
+    );
     let decoder = Arc::new(build_decoder(config)?);
     let (trigger, stop) = shutdown::channel();
     shutdown::on_signals(trigger);
-    let mut processor = IndexProcessor::new(config, decoder, Metrics::new(), stop, Mode::Rebuild { end_offsets: ends })?;
+    let mut processor = IndexProcessor::new(
+        config,
+        decoder,
+        Metrics::new(),
+        stop,
+        Mode::Rebuild { end_offsets: ends },
+    )?;
     let bar = indicatif::ProgressBar::new(total.max(0) as u64);
-    bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events {per_sec} eta {eta}").expect("valid template"));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events {per_sec} eta {eta}")
+            .expect("valid template"),
+    );
     processor.progress = Some(bar.clone());
     let started = std::time::Instant::now();
     processor.run().await?;
     let elapsed = started.elapsed().as_secs_f64();
-    println!("rebuilt in {elapsed:.1} s ({:.0} events/s)", bar.position() as f64 / elapsed.max(1e-9));
+    println!(
+        "rebuilt in {elapsed:.1} s ({:.0} events/s)",
+        bar.position() as f64 / elapsed.max(1e-9)
+    );
     Ok(())
 }
 
 async fn simulate(config: &Config, args: SimulateArgs) -> Result<()> {
     let frameworks = FrameworkCatalog::load_dir(&config.contract.frameworks_dir)?;
-    let framework = frameworks.get("BNV-2640-2017").or_else(|| frameworks.ids().first().and_then(|id| frameworks.get(id))).context("no framework configured")?.clone();
+    let framework = frameworks
+        .get("BNV-2640-2017")
+        .or_else(|| frameworks.ids().first().and_then(|id| frameworks.get(id)))
+        .context("no framework configured")?
+        .clone();
     let now = sipas_stream::pipeline::ingest::unix_now();
     let (start_unix, step_seconds) = match args.days {
-        Some(days) => (now - (days * 86_400.0) as i64, days * 86_400.0 / args.count.max(1) as f64),
-        None => (now, if args.rate > 0.0 { 1.0 / args.rate } else { 0.0 }),
+        Some(days) => (
+            now - (days * 86_400.0) as i64,
+            days * 86_400.0 / args.count.max(1) as f64,
+        ),
+        None => (
+            now,
+            if args.rate > 0.0 {
+                1.0 / args.rate
+            } else {
+                0.0
+            },
+        ),
     };
-    for (name, share) in [("avro", args.avro_share), ("invalid", args.invalid_share), ("duplicate", args.duplicate_share), ("late", args.late_share), ("out-of-order", args.out_of_order_share), ("old-code", args.old_code_share), ("hotline", args.hotline_share)] {
+    for (name, share) in [
+        ("avro", args.avro_share),
+        ("invalid", args.invalid_share),
+        ("duplicate", args.duplicate_share),
+        ("late", args.late_share),
+        ("out-of-order", args.out_of_order_share),
+        ("old-code", args.old_code_share),
+        ("hotline", args.hotline_share),
+    ] {
         if !(0.0..=1.0).contains(&share) {
             bail!("--{name}-share must be between 0 and 1");
         }
@@ -272,13 +384,28 @@ async fn simulate(config: &Config, args: SimulateArgs) -> Result<()> {
     };
     let mut simulator = Simulator::new(settings, &ProvinceRegistry::builtin(), framework);
     let bar = indicatif::ProgressBar::new(args.count);
-    bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events {per_sec} eta {eta}").expect("valid template"));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events {per_sec} eta {eta}")
+            .expect("valid template"),
+    );
     let tally = match &args.to_dir {
-        Some(dir) => sim_sink::to_files(&mut simulator, dir, args.count, |t| bar.set_position(t.total()))?,
+        Some(dir) => sim_sink::to_files(&mut simulator, dir, args.count, |t| {
+            bar.set_position(t.total())
+        })?,
         None => {
             let producer = producer::idempotent_producer(&config.kafka)?;
             let k = &config.kafka;
-            sim_sink::to_kafka(&mut simulator, &producer, &k.surveys_topic, &k.hotline_topic, args.count, args.rate, |t| bar.set_position(t.total()), || false).await?
+            sim_sink::to_kafka(
+                &mut simulator,
+                &producer,
+                &k.surveys_topic,
+                &k.hotline_topic,
+                args.count,
+                args.rate,
+                |t| bar.set_position(t.total()),
+                || false,
+            )
+            .await?
         }
     };
     bar.finish();
@@ -302,7 +429,10 @@ struct Count {
 
 async fn status(config: &Config) -> Result<()> {
     let client = sink::connect(&config.clickhouse);
-    println!("ClickHouse {} database {}:", config.clickhouse.url, config.clickhouse.database);
+    println!(
+        "ClickHouse {} database {}:",
+        config.clickhouse.url, config.clickhouse.database
+    );
     for table in [
         "survey_submissions",
         "survey_submissions_dedup",

@@ -37,7 +37,13 @@ impl SchemaRegistry {
     /// Fetches schema `id` and adds it to `catalog`. Failures are logged; the message then
     /// goes to the DLQ as `undecodable` (unknown schema id).
     pub async fn fetch_into(&self, id: u32, catalog: &SchemaCatalog) {
-        if self.misses.lock().expect("lock").get(&id).is_some_and(|at| at.elapsed() < MISS_TTL) {
+        if self
+            .misses
+            .lock()
+            .expect("lock")
+            .get(&id)
+            .is_some_and(|at| at.elapsed() < MISS_TTL)
+        {
             return;
         }
         match self.fetch(id).await {
@@ -53,17 +59,26 @@ impl SchemaRegistry {
     }
 
     async fn fetch(&self, id: u32) -> Result<apache_avro::Schema, String> {
-        let uri: hyper::Uri = format!("{}/schemas/ids/{id}", self.base_url).parse().map_err(|e| format!("bad registry URL: {e}"))?;
+        let uri: hyper::Uri = format!("{}/schemas/ids/{id}", self.base_url)
+            .parse()
+            .map_err(|e| format!("bad registry URL: {e}"))?;
         let response = tokio::time::timeout(Duration::from_secs(10), self.client.get(uri))
             .await
             .map_err(|_| "registry did not answer within 10 s".to_string())?
             .map_err(|e| e.to_string())?;
         let status = response.status();
-        let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
         if !status.is_success() {
             return Err(format!("registry answered {status}"));
         }
-        let parsed: SchemaResponse = serde_json::from_slice(&body).map_err(|e| format!("unexpected registry answer: {e}"))?;
-        apache_avro::Schema::parse_str(&parsed.schema).map_err(|e| format!("registry schema is invalid: {e}"))
+        let parsed: SchemaResponse = serde_json::from_slice(&body)
+            .map_err(|e| format!("unexpected registry answer: {e}"))?;
+        apache_avro::Schema::parse_str(&parsed.schema)
+            .map_err(|e| format!("registry schema is invalid: {e}"))
     }
 }

@@ -13,7 +13,12 @@ pub struct ShutdownTrigger {
 
 pub fn channel() -> (ShutdownTrigger, Shutdown) {
     let (sender, receiver) = watch::channel(false);
-    (ShutdownTrigger { sender: std::sync::Arc::new(sender) }, Shutdown { receiver })
+    (
+        ShutdownTrigger {
+            sender: std::sync::Arc::new(sender),
+        },
+        Shutdown { receiver },
+    )
 }
 
 impl ShutdownTrigger {
@@ -36,7 +41,8 @@ impl Shutdown {
 /// Triggers `trigger` on the first SIGTERM or SIGINT.
 pub fn on_signals(trigger: ShutdownTrigger) {
     tokio::spawn(async move {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
             _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received, shutting down"),

@@ -28,8 +28,9 @@ fn decoder_with(catalog: SchemaCatalog) -> Decoder {
 }
 
 fn decoder() -> &'static Decoder {
-    static DECODER: std::sync::LazyLock<Decoder> =
-        std::sync::LazyLock::new(|| decoder_with(SchemaCatalog::load_dir(&root().join("schemas")).unwrap()));
+    static DECODER: std::sync::LazyLock<Decoder> = std::sync::LazyLock::new(|| {
+        decoder_with(SchemaCatalog::load_dir(&root().join("schemas")).unwrap())
+    });
     &DECODER
 }
 
@@ -45,7 +46,10 @@ fn survey() -> RawSurvey {
         procedure_code: None,
         channel: Some("online".into()),
         respondent_type: Some("organization".into()),
-        answers: Some(vec![("access.1".into(), RawAnswer::Integer(4)), ("feedback.4".into(), RawAnswer::NoAnswer)]),
+        answers: Some(vec![
+            ("access.1".into(), RawAnswer::Integer(4)),
+            ("feedback.4".into(), RawAnswer::NoAnswer),
+        ]),
         expectations: None,
     }
 }
@@ -59,12 +63,17 @@ fn json_and_avro_decode_to_the_same_event() {
     let (from_avro, e2) = decoder.decode(EventKind::Survey, &avro).unwrap();
     assert_eq!((e1, e2), (Encoding::Json, Encoding::Avro));
     assert_eq!(from_json, from_avro);
-    let Decoded::Survey(s) = from_json else { panic!("a survey") };
+    let Decoded::Survey(s) = from_json else {
+        panic!("a survey")
+    };
     assert_eq!(s.answers.iter().filter(|(_, a)| a.is_some()).count(), 1);
 }
 
 fn v2_schema() -> Schema {
-    Schema::parse_str(&std::fs::read_to_string(root().join("tests/fixtures/survey_submission.v2.avsc")).unwrap()).unwrap()
+    Schema::parse_str(
+        &std::fs::read_to_string(root().join("tests/fixtures/survey_submission.v2.avsc")).unwrap(),
+    )
+    .unwrap()
 }
 
 fn v2_record(device: Option<&str>) -> Value {
@@ -74,7 +83,12 @@ fn v2_record(device: Option<&str>) -> Value {
         Some(v) => Value::Union(1, Box::new(Value::String(v.into()))),
         None => Value::Union(0, Box::new(Value::Null)),
     };
-    let answers = [("access.1".to_string(), Value::Union(1, Box::new(Value::Int(5))))].into_iter().collect();
+    let answers = [(
+        "access.1".to_string(),
+        Value::Union(1, Box::new(Value::Int(5))),
+    )]
+    .into_iter()
+    .collect();
     Value::Record(vec![
         ("submission_id".into(), s(&raw.submission_id)),
         ("framework".into(), s(&raw.framework)),
@@ -87,7 +101,10 @@ fn v2_record(device: Option<&str>) -> Value {
         ("channel".into(), s(&raw.channel)),
         ("respondent_type".into(), s(&raw.respondent_type)),
         ("answers".into(), Value::Map(answers)),
-        ("expectations".into(), Value::Union(0, Box::new(Value::Null))),
+        (
+            "expectations".into(),
+            Value::Union(0, Box::new(Value::Null)),
+        ),
         ("device".into(), opt(device)),
     ])
 }
@@ -98,9 +115,13 @@ fn a_newer_writer_with_an_added_optional_field_is_read_by_this_reader() {
     catalog.insert(3, v2_schema());
     let decoder = decoder_with(catalog);
     let datum = apache_avro::to_avro_datum(&v2_schema(), v2_record(Some("kiosk-7"))).unwrap();
-    let (event, encoding) = decoder.decode(EventKind::Survey, &avro::frame(3, &datum)).unwrap();
+    let (event, encoding) = decoder
+        .decode(EventKind::Survey, &avro::frame(3, &datum))
+        .unwrap();
     assert_eq!(encoding, Encoding::Avro);
-    let Decoded::Survey(s) = event else { panic!("a survey") };
+    let Decoded::Survey(s) = event else {
+        panic!("a survey")
+    };
     assert_eq!(s.submission_id, "s-42");
     assert_eq!(s.procedure_code.as_deref(), Some("1.000001"));
 }
@@ -110,24 +131,37 @@ fn an_older_writer_is_read_by_a_newer_reader_with_the_default() {
     let v1_bytes = avro::encode_survey(&survey());
     let v1 = Schema::parse_str(avro::SURVEY_SCHEMA_V1).unwrap();
     let value = avro::decode_datum(&v1, &v2_schema(), &v1_bytes[5..]).unwrap();
-    let Value::Record(fields) = value else { panic!("a record") };
-    let device = fields.iter().find(|(name, _)| name == "device").map(|(_, v)| v.clone());
+    let Value::Record(fields) = value else {
+        panic!("a record")
+    };
+    let device = fields
+        .iter()
+        .find(|(name, _)| name == "device")
+        .map(|(_, v)| v.clone());
     assert_eq!(device, Some(Value::Union(0, Box::new(Value::Null))));
 }
 
 #[test]
 fn unknown_schema_id_is_undecodable() {
     let datum = apache_avro::to_avro_datum(&v2_schema(), v2_record(None)).unwrap();
-    let rejected = decoder().decode(EventKind::Survey, &avro::frame(99, &datum)).unwrap_err();
+    let rejected = decoder()
+        .decode(EventKind::Survey, &avro::frame(99, &datum))
+        .unwrap_err();
     assert_eq!(rejected.reject.reason, RejectReason::Undecodable);
     assert!(rejected.reject.detail.contains("99"));
 }
 
 #[test]
 fn oversize_is_checked_before_decoding() {
-    let mut value = serde_json::to_value(RawHotline { event_id: Some("e".into()), ..Default::default() }).unwrap();
+    let mut value = serde_json::to_value(RawHotline {
+        event_id: Some("e".into()),
+        ..Default::default()
+    })
+    .unwrap();
     value["padding"] = "x".repeat(65 * 1024).into();
-    let rejected = decoder().decode(EventKind::Hotline, &serde_json::to_vec(&value).unwrap()).unwrap_err();
+    let rejected = decoder()
+        .decode(EventKind::Hotline, &serde_json::to_vec(&value).unwrap())
+        .unwrap_err();
     assert_eq!(rejected.reject.reason, RejectReason::Oversize);
 }
 
@@ -150,13 +184,19 @@ fn hotline_dead_letters_never_carry_clear_personal_data() {
     let payloads = [
         serde_json::to_vec(&invalid).unwrap(),
         avro::encode_hotline(&invalid),
-        format!(r#"{{"event_id": "e-2", "reporter_phone": "{phone}", "reporter_email": "{email}", "#).into_bytes(),
+        format!(
+            r#"{{"event_id": "e-2", "reporter_phone": "{phone}", "reporter_email": "{email}", "#
+        )
+        .into_bytes(),
     ];
     for payload in payloads {
         let rejected = decoder.decode(EventKind::Hotline, &payload).unwrap_err();
         let letter = rejected.dlq_payload.expect("hotline letters are redacted");
         let text = String::from_utf8_lossy(&letter);
-        assert!(!text.contains(phone) && !text.contains("912345678"), "{text}");
+        assert!(
+            !text.contains(phone) && !text.contains("912345678"),
+            "{text}"
+        );
         assert!(!text.contains(email), "{text}");
         assert!(!rejected.reject.detail.contains(phone) && !rejected.reject.detail.contains(email));
     }
@@ -164,7 +204,9 @@ fn hotline_dead_letters_never_carry_clear_personal_data() {
 
 #[test]
 fn survey_dead_letters_keep_the_original_bytes() {
-    let rejected = decoder().decode(EventKind::Survey, b"not json").unwrap_err();
+    let rejected = decoder()
+        .decode(EventKind::Survey, b"not json")
+        .unwrap_err();
     assert_eq!(rejected.reject.reason, RejectReason::Undecodable);
     assert_eq!(rejected.dlq_payload, None);
 }

@@ -10,12 +10,21 @@ use sipas_stream::simulate::generator::survey_json;
 use support::*;
 
 /// BNV-2640-2017, written out independently of the framework file: criteria per factor.
-const FACTORS: [(&str, usize); 5] = [("access", 4), ("procedure", 5), ("staff", 6), ("result", 3), ("feedback", 4)];
+const FACTORS: [(&str, usize); 5] = [
+    ("access", 4),
+    ("procedure", 5),
+    ("staff", 6),
+    ("result", 3),
+    ("feedback", 4),
+];
 const PROVINCES: [&str; 5] = ["01", "79", "48", "31", "92"];
 const DAYS: i64 = 10;
 
 fn criterion_ids() -> Vec<String> {
-    FACTORS.iter().flat_map(|(f, n)| (1..=*n).map(move |i| format!("{f}.{i}"))).collect()
+    FACTORS
+        .iter()
+        .flat_map(|(f, n)| (1..=*n).map(move |i| format!("{f}.{i}")))
+        .collect()
 }
 
 /// Answer of respondent `n` of province `p` on day `d` to criterion `k` (None = no answer).
@@ -35,7 +44,11 @@ fn answer(p: usize, d: i64, n: usize, k: usize) -> Option<i64> {
 }
 
 fn respondents(p: usize, d: i64) -> usize {
-    if PROVINCES[p] == "92" { 2 } else { 3 + (p + d as usize) % 4 }
+    if PROVINCES[p] == "92" {
+        2
+    } else {
+        3 + (p + d as usize) % 4
+    }
 }
 
 #[derive(Default, Clone)]
@@ -65,7 +78,10 @@ impl Expected {
         FACTORS
             .iter()
             .map(|(_, n)| {
-                let values: Vec<f64> = (k..k + n).filter(|i| self.valid[*i] > 0).map(|i| 100.0 * self.satisfied[i] as f64 / self.valid[i] as f64).collect();
+                let values: Vec<f64> = (k..k + n)
+                    .filter(|i| self.valid[*i] > 0)
+                    .map(|i| 100.0 * self.satisfied[i] as f64 / self.valid[i] as f64)
+                    .collect();
                 k += n;
                 (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
             })
@@ -90,7 +106,11 @@ async fn daily_values_and_the_ranking_match_an_independent_computation() {
     let criteria = criterion_ids();
     // Day 0 = 2026-10-01 (Vietnam time).
     let day0 = sipas_stream::index::window::from_date(time::macros::date!(2026 - 10 - 01));
-    let at = |d: i64, minute: usize| sipas_stream::domain::time::format_vietnam((day0 + d) * 86_400 - 7 * 3600 + 8 * 3600 + minute as i64 * 60);
+    let at = |d: i64, minute: usize| {
+        sipas_stream::domain::time::format_vietnam(
+            (day0 + d) * 86_400 - 7 * 3600 + 8 * 3600 + minute as i64 * 60,
+        )
+    };
 
     let mut by_day: BTreeMap<(usize, i64), Vec<Vec<Option<i64>>>> = BTreeMap::new();
     let mut messages = 0u64;
@@ -106,7 +126,17 @@ async fn daily_values_and_the_ranking_match_an_independent_computation() {
             procedure_code: None,
             channel: Some("one_stop".into()),
             respondent_type: Some("citizen".into()),
-            answers: Some(criteria.iter().cloned().zip(answers.iter().map(|a| a.map_or(RawAnswer::NoAnswer, RawAnswer::Integer))).collect()),
+            answers: Some(
+                criteria
+                    .iter()
+                    .cloned()
+                    .zip(
+                        answers
+                            .iter()
+                            .map(|a| a.map_or(RawAnswer::NoAnswer, RawAnswer::Integer)),
+                    )
+                    .collect(),
+            ),
             expectations: None,
         };
         by_day.entry((p, d)).or_default().push(answers);
@@ -132,7 +162,10 @@ async fn daily_values_and_the_ranking_match_an_independent_computation() {
     }
 
     let pipeline = Pipeline::start(&env);
-    wait_for("the index processor to fold every message", || async { pipeline.index_position().await == messages as f64 }).await;
+    wait_for("the index processor to fold every message", || async {
+        pipeline.index_position().await == messages as f64
+    })
+    .await;
 
     // --- satisfaction_daily, province units, 30-day window: days 0..=10 are closed.
     #[derive(clickhouse::Row, serde::Deserialize, Debug)]
@@ -165,19 +198,35 @@ async fn daily_values_and_the_ranking_match_an_independent_computation() {
         }
     }
     expected_rows.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-    assert_eq!(rows.len(), expected_rows.len(), "one row per province and closed day with data");
+    assert_eq!(
+        rows.len(),
+        expected_rows.len(),
+        "one row per province and closed day with data"
+    );
     for (row, (province, as_of, e)) in rows.iter().zip(&expected_rows) {
         assert_eq!((&row.province_code, row.as_of), (province, *as_of));
         assert_eq!(row.respondents, e.respondents, "{province} day {as_of}");
-        assert!(close(row.sipas.unwrap(), e.sipas()), "{province} day {as_of}: {:?} vs {}", row.sipas, e.sipas());
+        assert!(
+            close(row.sipas.unwrap(), e.sipas()),
+            "{province} day {as_of}: {:?} vs {}",
+            row.sipas,
+            e.sipas()
+        );
         for (got, want) in row.factor_values.iter().zip(e.factors()) {
             assert!(close(got.unwrap(), want.unwrap()));
         }
         // 95 % Wilson interval of p = sipas/100 with n = respondents.
-        let (p, n, z) = (e.sipas() / 100.0, e.respondents as f64, 1.959_963_984_540_054_f64);
+        let (p, n, z) = (
+            e.sipas() / 100.0,
+            e.respondents as f64,
+            1.959_963_984_540_054_f64,
+        );
         let centre = (p + z * z / (2.0 * n)) / (1.0 + z * z / n);
         let margin = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / (1.0 + z * z / n);
-        assert!(close(row.ci_low.unwrap(), 100.0 * (centre - margin)) && close(row.ci_high.unwrap(), 100.0 * (centre + margin)));
+        assert!(
+            close(row.ci_low.unwrap(), 100.0 * (centre - margin))
+                && close(row.ci_high.unwrap(), 100.0 * (centre + margin))
+        );
         assert_eq!(row.ranked, u8::from(e.respondents >= 30));
     }
 
@@ -200,7 +249,9 @@ async fn daily_values_and_the_ranking_match_an_independent_computation() {
         .unwrap();
     let mut latest: BTreeMap<&str, Expected> = BTreeMap::new();
     for ((p, _), submissions) in &by_day {
-        submissions.iter().for_each(|s| latest.entry(PROVINCES[*p]).or_default().add(s));
+        submissions
+            .iter()
+            .for_each(|s| latest.entry(PROVINCES[*p]).or_default().add(s));
     }
     assert_eq!(ranking.len(), PROVINCES.len());
     for row in &ranking {
@@ -209,11 +260,31 @@ async fn daily_values_and_the_ranking_match_an_independent_computation() {
         assert_eq!(row.respondents, e.respondents);
         assert!(close(row.sipas.unwrap(), e.sipas()));
         assert!(close(row.access.unwrap(), e.factors()[0].unwrap()));
-        let expected_rank = (e.respondents >= 30).then(|| 1 + latest.values().filter(|o| o.respondents >= 30 && o.sipas() > e.sipas()).count() as u32);
+        let expected_rank = (e.respondents >= 30).then(|| {
+            1 + latest
+                .values()
+                .filter(|o| o.respondents >= 30 && o.sipas() > e.sipas())
+                .count() as u32
+        });
         assert_eq!(row.rank, expected_rank, "{}", row.province_code);
     }
-    assert_eq!(ranking.iter().find(|r| r.province_code == "92").unwrap().rank, None, "22 respondents < 30: not ranked");
-    assert_eq!(ranking.iter().find(|r| r.province_code == "79").unwrap().province_name, "Thành phố Hồ Chí Minh");
+    assert_eq!(
+        ranking
+            .iter()
+            .find(|r| r.province_code == "92")
+            .unwrap()
+            .rank,
+        None,
+        "22 respondents < 30: not ranked"
+    );
+    assert_eq!(
+        ranking
+            .iter()
+            .find(|r| r.province_code == "79")
+            .unwrap()
+            .province_name,
+        "Thành phố Hồ Chí Minh"
+    );
     assert!(ranking.iter().filter(|r| r.rank.is_some()).count() == 4);
 
     // The nation: plain mean of provincial values.
@@ -221,8 +292,17 @@ async fn daily_values_and_the_ranking_match_an_independent_computation() {
     struct Nation {
         sipas_mean_of_provinces: Option<f64>,
     }
-    let nation: Nation = env.clickhouse().query("SELECT sipas_mean_of_provinces FROM nation_latest WHERE window = '30d'").fetch_one().await.unwrap();
+    let nation: Nation = env
+        .clickhouse()
+        .query("SELECT sipas_mean_of_provinces FROM nation_latest WHERE window = '30d'")
+        .fetch_one()
+        .await
+        .unwrap();
     let mean = latest.values().map(Expected::sipas).sum::<f64>() / latest.len() as f64;
-    assert!(close(nation.sipas_mean_of_provinces.unwrap(), mean), "{:?} vs {mean}", nation.sipas_mean_of_provinces);
+    assert!(
+        close(nation.sipas_mean_of_provinces.unwrap(), mean),
+        "{:?} vs {mean}",
+        nation.sipas_mean_of_provinces
+    );
     drop(pipeline);
 }

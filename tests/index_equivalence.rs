@@ -34,7 +34,11 @@ async fn latest(env: &TestEnv) -> (Vec<SatisfactionRow>, Vec<HotlineKpiRow>) {
         .fetch_all::<SatisfactionRow>()
         .await
         .unwrap();
-    let mut hotline = client.query("SELECT ?fields FROM hotline_kpi_latest FINAL ORDER BY unit_type, unit_id, window").fetch_all::<HotlineKpiRow>().await.unwrap();
+    let mut hotline = client
+        .query("SELECT ?fields FROM hotline_kpi_latest FINAL ORDER BY unit_type, unit_id, window")
+        .fetch_all::<HotlineKpiRow>()
+        .await
+        .unwrap();
     satisfaction.iter_mut().for_each(|r| r.version = 0);
     hotline.iter_mut().for_each(|r| r.version = 0);
     (satisfaction, hotline)
@@ -53,52 +57,112 @@ async fn crash_and_rebuild_give_the_same_rows_as_an_uninterrupted_run() {
     let live = TestEnv::new("equiv").await;
     let frameworks = FrameworkCatalog::load_dir(&root().join("config/frameworks")).unwrap();
     // 30,000 events over ~14 days of event time, with late, out-of-order, duplicate and invalid ones.
-    let settings = SimSettings { seed: 21, start_unix: 1_790_000_000, step_seconds: 40.0, late_share: 0.01, ..Default::default() };
-    let mut sim = Simulator::new(settings, &ProvinceRegistry::builtin(), frameworks.get("BNV-2640-2017").unwrap().clone());
+    let settings = SimSettings {
+        seed: 21,
+        start_unix: 1_790_000_000,
+        step_seconds: 40.0,
+        late_share: 0.01,
+        ..Default::default()
+    };
+    let mut sim = Simulator::new(
+        settings,
+        &ProvinceRegistry::builtin(),
+        frameworks.get("BNV-2640-2017").unwrap().clone(),
+    );
     let producer = live.producer();
     for _ in 0..EVENTS {
         let event = sim.next_event();
-        let topic = if event.kind == EventKind::Survey { &live.config.kafka.surveys_topic } else { &live.config.kafka.hotline_topic };
-        producer.send_result(rdkafka::producer::FutureRecord::to(topic).key(&event.key).payload(&event.payload)).map_err(|(e, _)| e).expect("queued");
+        let topic = if event.kind == EventKind::Survey {
+            &live.config.kafka.surveys_topic
+        } else {
+            &live.config.kafka.hotline_topic
+        };
+        producer
+            .send_result(
+                rdkafka::producer::FutureRecord::to(topic)
+                    .key(&event.key)
+                    .payload(&event.payload),
+            )
+            .map_err(|(e, _)| e)
+            .expect("queued");
     }
-    rdkafka::producer::Producer::flush(&producer, std::time::Duration::from_secs(120)).expect("produced");
+    rdkafka::producer::Producer::flush(&producer, std::time::Duration::from_secs(120))
+        .expect("produced");
 
     // (a) uninterrupted
     let mut a = Pipeline::start(&live);
-    wait_for("the uninterrupted run", || async { a.index_position().await == EVENTS as f64 }).await;
+    wait_for("the uninterrupted run", || async {
+        a.index_position().await == EVENTS as f64
+    })
+    .await;
     assert!(a.terminate().success());
     let reference = daily(&live).await;
-    assert!(reference.0.len() > 10_000 && reference.1.len() > 10_000, "{} / {} daily rows", reference.0.len(), reference.1.len());
+    assert!(
+        reference.0.len() > 10_000 && reference.1.len() > 10_000,
+        "{} / {} daily rows",
+        reference.0.len(),
+        reference.1.len()
+    );
 
     // (b) killed twice while processing
     let crashed = live.sibling("crash").await;
     let mut b = Pipeline::start(&crashed);
     for fraction in [0.3, 0.6] {
-        wait_for("progress before a kill", || async { b.index_position().await >= fraction * EVENTS as f64 }).await;
+        wait_for("progress before a kill", || async {
+            b.index_position().await >= fraction * EVENTS as f64
+        })
+        .await;
         b.kill9();
         b = Pipeline::start(&crashed);
     }
-    wait_for("the crashed run to catch up", || async { b.index_position().await == EVENTS as f64 }).await;
+    wait_for("the crashed run to catch up", || async {
+        b.index_position().await == EVENTS as f64
+    })
+    .await;
     assert!(b.terminate().success());
     // The restarted processes resumed from a checkpoint at a non-zero offset, not from the log start.
     let crash_logs: Vec<String> = std::fs::read_dir(root().join("target/test-logs"))
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(&format!("{}-", crashed.name)))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("{}-", crashed.name))
+        })
         .filter_map(|e| std::fs::read_to_string(e.path()).ok())
         .collect();
-    let resumed = crash_logs
-        .iter()
-        .flat_map(|log| log.lines())
-        .any(|line| line.contains("index state restored from checkpoint") && line.contains(&crashed.config.kafka.surveys_topic) && !line.ends_with("next_offset=0"));
-    assert!(resumed, "a restarted process resumed a survey partition from a checkpoint");
+    let resumed = crash_logs.iter().flat_map(|log| log.lines()).any(|line| {
+        line.contains("index state restored from checkpoint")
+            && line.contains(&crashed.config.kafka.surveys_topic)
+            && !line.ends_with("next_offset=0")
+    });
+    assert!(
+        resumed,
+        "a restarted process resumed a survey partition from a checkpoint"
+    );
     let after_crash = daily(&crashed).await;
     assert_eq!(after_crash.0.len(), reference.0.len());
-    assert_same("satisfaction_daily after SIGKILLs", &after_crash.0, &reference.0);
-    assert_same("hotline_kpi_daily after SIGKILLs", &after_crash.1, &reference.1);
+    assert_same(
+        "satisfaction_daily after SIGKILLs",
+        &after_crash.0,
+        &reference.0,
+    );
+    assert_same(
+        "hotline_kpi_daily after SIGKILLs",
+        &after_crash.1,
+        &reference.1,
+    );
     let (reference_latest, crashed_latest) = (latest(&live).await, latest(&crashed).await);
-    assert_same("satisfaction_latest after SIGKILLs", &crashed_latest.0, &reference_latest.0);
-    assert_same("hotline_kpi_latest after SIGKILLs", &crashed_latest.1, &reference_latest.1);
+    assert_same(
+        "satisfaction_latest after SIGKILLs",
+        &crashed_latest.0,
+        &reference_latest.0,
+    );
+    assert_same(
+        "hotline_kpi_latest after SIGKILLs",
+        &crashed_latest.1,
+        &reference_latest.1,
+    );
 
     // (c) sipas rebuild from the beginning of the topics
     let rebuilt = live.sibling("rebuild").await;
@@ -106,11 +170,27 @@ async fn crash_and_rebuild_give_the_same_rows_as_an_uninterrupted_run() {
     let status = c.child.wait().expect("rebuild exits");
     assert!(status.success(), "sipas rebuild succeeded");
     let rebuilt_daily = daily(&rebuilt).await;
-    assert_same("satisfaction_daily after rebuild", &rebuilt_daily.0, &reference.0);
-    assert_same("hotline_kpi_daily after rebuild", &rebuilt_daily.1, &reference.1);
+    assert_same(
+        "satisfaction_daily after rebuild",
+        &rebuilt_daily.0,
+        &reference.0,
+    );
+    assert_same(
+        "hotline_kpi_daily after rebuild",
+        &rebuilt_daily.1,
+        &reference.1,
+    );
     let rebuilt_latest = latest(&rebuilt).await;
-    assert_same("satisfaction_latest after rebuild", &rebuilt_latest.0, &reference_latest.0);
-    assert_same("hotline_kpi_latest after rebuild", &rebuilt_latest.1, &reference_latest.1);
+    assert_same(
+        "satisfaction_latest after rebuild",
+        &rebuilt_latest.0,
+        &reference_latest.0,
+    );
+    assert_same(
+        "hotline_kpi_latest after rebuild",
+        &rebuilt_latest.1,
+        &reference_latest.1,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -118,18 +198,42 @@ async fn two_instances_with_one_stopped_midway_equal_a_single_instance() {
     const EVENTS: u64 = 20_000;
     let single = TestEnv::new("scale").await;
     let frameworks = FrameworkCatalog::load_dir(&root().join("config/frameworks")).unwrap();
-    let settings = SimSettings { seed: 34, start_unix: 1_790_000_000, step_seconds: 60.0, ..Default::default() };
-    let mut sim = Simulator::new(settings, &ProvinceRegistry::builtin(), frameworks.get("BNV-2640-2017").unwrap().clone());
+    let settings = SimSettings {
+        seed: 34,
+        start_unix: 1_790_000_000,
+        step_seconds: 60.0,
+        ..Default::default()
+    };
+    let mut sim = Simulator::new(
+        settings,
+        &ProvinceRegistry::builtin(),
+        frameworks.get("BNV-2640-2017").unwrap().clone(),
+    );
     let producer = single.producer();
     for _ in 0..EVENTS {
         let event = sim.next_event();
-        let topic = if event.kind == EventKind::Survey { &single.config.kafka.surveys_topic } else { &single.config.kafka.hotline_topic };
-        producer.send_result(rdkafka::producer::FutureRecord::to(topic).key(&event.key).payload(&event.payload)).map_err(|(e, _)| e).expect("queued");
+        let topic = if event.kind == EventKind::Survey {
+            &single.config.kafka.surveys_topic
+        } else {
+            &single.config.kafka.hotline_topic
+        };
+        producer
+            .send_result(
+                rdkafka::producer::FutureRecord::to(topic)
+                    .key(&event.key)
+                    .payload(&event.payload),
+            )
+            .map_err(|(e, _)| e)
+            .expect("queued");
     }
-    rdkafka::producer::Producer::flush(&producer, std::time::Duration::from_secs(120)).expect("produced");
+    rdkafka::producer::Producer::flush(&producer, std::time::Duration::from_secs(120))
+        .expect("produced");
 
     let mut reference_run = Pipeline::start(&single);
-    wait_for("the single instance", || async { reference_run.index_position().await == EVENTS as f64 }).await;
+    wait_for("the single instance", || async {
+        reference_run.index_position().await == EVENTS as f64
+    })
+    .await;
     assert!(reference_run.terminate().success());
     let reference = daily(&single).await;
 
@@ -142,12 +246,27 @@ async fn two_instances_with_one_stopped_midway_equal_a_single_instance() {
         a > 0.0 && b > 0.0 && a + b >= 0.4 * EVENTS as f64
     })
     .await;
-    assert!(first.terminate().success(), "the first instance stops cleanly");
-    wait_for("the remaining instance to take over every partition", || async { second.index_position().await == EVENTS as f64 }).await;
+    assert!(
+        first.terminate().success(),
+        "the first instance stops cleanly"
+    );
+    wait_for(
+        "the remaining instance to take over every partition",
+        || async { second.index_position().await == EVENTS as f64 },
+    )
+    .await;
     assert!(second.terminate().success());
     let shared = daily(&pair).await;
-    assert_same("satisfaction_daily with two instances", &shared.0, &reference.0);
-    assert_same("hotline_kpi_daily with two instances", &shared.1, &reference.1);
+    assert_same(
+        "satisfaction_daily with two instances",
+        &shared.0,
+        &reference.0,
+    );
+    assert_same(
+        "hotline_kpi_daily with two instances",
+        &shared.1,
+        &reference.1,
+    );
     let (a, b) = (latest(&pair).await, latest(&single).await);
     assert_same("satisfaction_latest with two instances", &a.0, &b.0);
     assert_same("hotline_kpi_latest with two instances", &a.1, &b.1);

@@ -54,8 +54,18 @@ async fn clickhouse_outage_mid_stream_loses_nothing() {
     clickhouse.services("up");
     let env = TestEnv::with_clickhouse("outage", &clickhouse.url()).await;
     let frameworks = FrameworkCatalog::load_dir(&root().join("config/frameworks")).unwrap();
-    let settings = SimSettings { seed: 5, start_unix: 1_790_000_000, invalid_share: 0.0, duplicate_share: 0.01, ..Default::default() };
-    let mut sim = Simulator::new(settings, &ProvinceRegistry::builtin(), frameworks.get("BNV-2640-2017").unwrap().clone());
+    let settings = SimSettings {
+        seed: 5,
+        start_unix: 1_790_000_000,
+        invalid_share: 0.0,
+        duplicate_share: 0.01,
+        ..Default::default()
+    };
+    let mut sim = Simulator::new(
+        settings,
+        &ProvinceRegistry::builtin(),
+        frameworks.get("BNV-2640-2017").unwrap().clone(),
+    );
     let (mut surveys, mut hotline) = (HashSet::new(), HashSet::new());
     let producer = env.producer();
     let mut produce = |n: u64| {
@@ -66,15 +76,32 @@ async fn clickhouse_outage_mid_stream_loses_nothing() {
                 (Expected::Valid(id), EventKind::Hotline) => hotline.insert(id.clone()),
                 _ => false,
             };
-            let topic = if event.kind == EventKind::Survey { &env.config.kafka.surveys_topic } else { &env.config.kafka.hotline_topic };
-            producer.send_result(rdkafka::producer::FutureRecord::to(topic).key(&event.key).payload(&event.payload)).map_err(|(e, _)| e).expect("queued");
+            let topic = if event.kind == EventKind::Survey {
+                &env.config.kafka.surveys_topic
+            } else {
+                &env.config.kafka.hotline_topic
+            };
+            producer
+                .send_result(
+                    rdkafka::producer::FutureRecord::to(topic)
+                        .key(&event.key)
+                        .payload(&event.payload),
+                )
+                .map_err(|(e, _)| e)
+                .expect("queued");
         }
         rdkafka::producer::Producer::flush(&producer, Duration::from_secs(120)).expect("produced");
     };
 
     let pipeline = Pipeline::start(&env);
     produce(EVENTS / 3);
-    wait_for("first rows", || async { env.try_count("SELECT count() AS n FROM survey_submissions").await.unwrap_or(0) > 0 }).await;
+    wait_for("first rows", || async {
+        env.try_count("SELECT count() AS n FROM survey_submissions")
+            .await
+            .unwrap_or(0)
+            > 0
+    })
+    .await;
 
     clickhouse.services("down");
     produce(EVENTS / 3);
@@ -82,17 +109,34 @@ async fn clickhouse_outage_mid_stream_loses_nothing() {
         metric_sum(&pipeline.metrics().await, "sipas_insert_retries_total") >= 2.0
     })
     .await;
-    assert_eq!(metric_sum(&pipeline.metrics().await, "sipas_consumption_paused"), 1.0, "paused while ClickHouse is down");
+    assert_eq!(
+        metric_sum(&pipeline.metrics().await, "sipas_consumption_paused"),
+        1.0,
+        "paused while ClickHouse is down"
+    );
     produce(EVENTS - 2 * (EVENTS / 3));
     clickhouse.services("up");
 
     wait_for("every valid event after ClickHouse came back", || async {
-        env.try_count("SELECT count() AS n FROM survey_submissions_dedup").await == Some(surveys.len() as u64)
-            && env.try_count("SELECT count() AS n FROM hotline_events_dedup").await == Some(hotline.len() as u64)
+        env.try_count("SELECT count() AS n FROM survey_submissions_dedup")
+            .await
+            == Some(surveys.len() as u64)
+            && env
+                .try_count("SELECT count() AS n FROM hotline_events_dedup")
+                .await
+                == Some(hotline.len() as u64)
     })
     .await;
     let mut pipeline = pipeline;
     assert!(pipeline.terminate().success());
-    assert_eq!(env.count("SELECT count() AS n FROM survey_submissions_dedup").await, surveys.len() as u64);
-    assert_eq!(env.count("SELECT count() AS n FROM hotline_events_dedup").await, hotline.len() as u64);
+    assert_eq!(
+        env.count("SELECT count() AS n FROM survey_submissions_dedup")
+            .await,
+        surveys.len() as u64
+    );
+    assert_eq!(
+        env.count("SELECT count() AS n FROM hotline_events_dedup")
+            .await,
+        hotline.len() as u64
+    );
 }

@@ -11,8 +11,19 @@ use support::*;
 
 fn simulator(seed: u64) -> Simulator {
     let frameworks = FrameworkCatalog::load_dir(&root().join("config/frameworks")).unwrap();
-    let settings = SimSettings { seed, start_unix: 1_790_000_000, step_seconds: 5.0, invalid_share: 0.01, duplicate_share: 0.02, ..Default::default() };
-    Simulator::new(settings, &ProvinceRegistry::builtin(), frameworks.get("BNV-2640-2017").unwrap().clone())
+    let settings = SimSettings {
+        seed,
+        start_unix: 1_790_000_000,
+        step_seconds: 5.0,
+        invalid_share: 0.01,
+        duplicate_share: 0.02,
+        ..Default::default()
+    };
+    Simulator::new(
+        settings,
+        &ProvinceRegistry::builtin(),
+        frameworks.get("BNV-2640-2017").unwrap().clone(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,38 +48,82 @@ async fn sigkill_mid_stream_loses_nothing_and_counts_nothing_twice() {
             EventKind::Hotline => &env.config.kafka.hotline_topic,
         };
         producer
-            .send_result(rdkafka::producer::FutureRecord::to(topic).key(&event.key).payload(&event.payload))
+            .send_result(
+                rdkafka::producer::FutureRecord::to(topic)
+                    .key(&event.key)
+                    .payload(&event.payload),
+            )
             .map_err(|(e, _)| e)
             .expect("queued");
         // Kill once the pipeline is demonstrably mid-stream: rows written, more to come.
-        if !killed && i % 5_000 == 0 && i >= 40_000 && env.count("SELECT count() AS n FROM survey_submissions").await > 5_000 {
+        if !killed
+            && i % 5_000 == 0
+            && i >= 40_000
+            && env
+                .count("SELECT count() AS n FROM survey_submissions")
+                .await
+                > 5_000
+        {
             pipeline.kill9();
             killed = true;
             pipeline = Pipeline::start(&env);
         }
     }
-    rdkafka::producer::Producer::flush(&producer, std::time::Duration::from_secs(120)).expect("all produced");
+    rdkafka::producer::Producer::flush(&producer, std::time::Duration::from_secs(120))
+        .expect("all produced");
     if !killed {
         // The pipeline was slower than the producer: kill it now, while it catches up.
-        wait_for("some rows before the kill", || async { env.count("SELECT count() AS n FROM survey_submissions").await > 5_000 }).await;
+        wait_for("some rows before the kill", || async {
+            env.count("SELECT count() AS n FROM survey_submissions")
+                .await
+                > 5_000
+        })
+        .await;
         pipeline.kill9();
         pipeline = Pipeline::start(&env);
     }
-    let mid = env.count("SELECT count() AS n FROM survey_submissions_dedup").await;
-    assert!(mid < surveys.len() as u64, "the kill happened before the end of the stream ({mid} of {})", surveys.len());
+    let mid = env
+        .count("SELECT count() AS n FROM survey_submissions_dedup")
+        .await;
+    assert!(
+        mid < surveys.len() as u64,
+        "the kill happened before the end of the stream ({mid} of {})",
+        surveys.len()
+    );
 
     wait_for("every valid event after the restart", || async {
-        env.count("SELECT count() AS n FROM survey_submissions_dedup").await == surveys.len() as u64
-            && env.count("SELECT count() AS n FROM hotline_events_dedup").await == hotline.len() as u64
+        env.count("SELECT count() AS n FROM survey_submissions_dedup")
+            .await
+            == surveys.len() as u64
+            && env
+                .count("SELECT count() AS n FROM hotline_events_dedup")
+                .await
+                == hotline.len() as u64
     })
     .await;
     let letters = env.dead_letters(invalid).await;
     assert!(pipeline.terminate().success());
 
-    assert_eq!(env.count("SELECT count() AS n FROM survey_submissions_dedup").await, surveys.len() as u64);
-    assert_eq!(env.count("SELECT uniqExact(submission_id) AS n FROM survey_submissions").await, surveys.len() as u64);
-    assert_eq!(env.count("SELECT count() AS n FROM hotline_events_dedup").await, hotline.len() as u64);
-    assert_eq!(env.count("SELECT uniqExact(event_id) AS n FROM hotline_events").await, hotline.len() as u64);
+    assert_eq!(
+        env.count("SELECT count() AS n FROM survey_submissions_dedup")
+            .await,
+        surveys.len() as u64
+    );
+    assert_eq!(
+        env.count("SELECT uniqExact(submission_id) AS n FROM survey_submissions")
+            .await,
+        surveys.len() as u64
+    );
+    assert_eq!(
+        env.count("SELECT count() AS n FROM hotline_events_dedup")
+            .await,
+        hotline.len() as u64
+    );
+    assert_eq!(
+        env.count("SELECT uniqExact(event_id) AS n FROM hotline_events")
+            .await,
+        hotline.len() as u64
+    );
     // Dead letters are at-least-once across a crash; one per source message once deduplicated by source offset.
     assert_eq!(letters.by_source.len(), invalid);
 }

@@ -25,7 +25,10 @@ pub const HOTLINE_SCHEMA_ID: u32 = 2;
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is invalid: {message}")]
     Invalid { path: PathBuf, message: String },
 }
@@ -53,8 +56,14 @@ impl SchemaCatalog {
     /// The schemas compiled into this build, under their catalog ids.
     pub fn builtin() -> Self {
         let catalog = Self::default();
-        catalog.insert(SURVEY_SCHEMA_ID, Schema::parse_str(SURVEY_SCHEMA_V1).expect("valid survey schema"));
-        catalog.insert(HOTLINE_SCHEMA_ID, Schema::parse_str(HOTLINE_SCHEMA_V1).expect("valid hotline schema"));
+        catalog.insert(
+            SURVEY_SCHEMA_ID,
+            Schema::parse_str(SURVEY_SCHEMA_V1).expect("valid survey schema"),
+        );
+        catalog.insert(
+            HOTLINE_SCHEMA_ID,
+            Schema::parse_str(HOTLINE_SCHEMA_V1).expect("valid hotline schema"),
+        );
         catalog
     }
 
@@ -62,26 +71,43 @@ impl SchemaCatalog {
     pub fn load_dir(dir: &Path) -> Result<Self, CatalogError> {
         let catalog = Self::builtin();
         let path = dir.join("catalog.toml");
-        let text = std::fs::read_to_string(&path).map_err(|source| CatalogError::Read { path: path.clone(), source })?;
-        let file: CatalogFile =
-            toml::from_str(&text).map_err(|e| CatalogError::Invalid { path: path.clone(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(&path).map_err(|source| CatalogError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        let file: CatalogFile = toml::from_str(&text).map_err(|e| CatalogError::Invalid {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
         for entry in file.schema {
             let schema_path = dir.join(&entry.file);
-            let text = std::fs::read_to_string(&schema_path)
-                .map_err(|source| CatalogError::Read { path: schema_path.clone(), source })?;
-            let schema = Schema::parse_str(&text)
-                .map_err(|e| CatalogError::Invalid { path: schema_path.clone(), message: e.to_string() })?;
+            let text =
+                std::fs::read_to_string(&schema_path).map_err(|source| CatalogError::Read {
+                    path: schema_path.clone(),
+                    source,
+                })?;
+            let schema = Schema::parse_str(&text).map_err(|e| CatalogError::Invalid {
+                path: schema_path.clone(),
+                message: e.to_string(),
+            })?;
             catalog.insert(entry.id, schema);
         }
         Ok(catalog)
     }
 
     pub fn insert(&self, id: u32, schema: Schema) {
-        self.by_id.write().expect("schema catalog lock").insert(id, Arc::new(schema));
+        self.by_id
+            .write()
+            .expect("schema catalog lock")
+            .insert(id, Arc::new(schema));
     }
 
     pub fn get(&self, id: u32) -> Option<Arc<Schema>> {
-        self.by_id.read().expect("schema catalog lock").get(&id).cloned()
+        self.by_id
+            .read()
+            .expect("schema catalog lock")
+            .get(&id)
+            .cloned()
     }
 }
 
@@ -121,10 +147,17 @@ impl Default for ReaderSchemas {
 /// Decodes the Avro datum after the 5-byte header with `writer`, resolved to `reader`.
 pub fn decode_datum(writer: &Schema, reader: &Schema, datum: &[u8]) -> Result<Value, Reject> {
     let mut cursor = datum;
-    let value = apache_avro::from_avro_datum(writer, &mut cursor, Some(reader))
-        .map_err(|e| Reject::new(RejectReason::Undecodable, format!("invalid Avro datum: {}", short(&e.to_string()))))?;
+    let value = apache_avro::from_avro_datum(writer, &mut cursor, Some(reader)).map_err(|e| {
+        Reject::new(
+            RejectReason::Undecodable,
+            format!("invalid Avro datum: {}", short(&e.to_string())),
+        )
+    })?;
     if !cursor.is_empty() {
-        return Err(Reject::new(RejectReason::Undecodable, format!("{} bytes left after the Avro datum", cursor.len())));
+        return Err(Reject::new(
+            RejectReason::Undecodable,
+            format!("{} bytes left after the Avro datum", cursor.len()),
+        ));
     }
     Ok(value)
 }
@@ -184,7 +217,10 @@ pub fn to_raw_hotline(value: Value) -> Result<RawHotline, Reject> {
 fn record_fields(value: Value, kind: EventKind) -> Result<Vec<(String, Value)>, Reject> {
     match value {
         Value::Record(fields) => Ok(fields),
-        _ => Err(Reject::new(RejectReason::Undecodable, format!("Avro datum is not a {} record", kind.as_str()))),
+        _ => Err(Reject::new(
+            RejectReason::Undecodable,
+            format!("Avro datum is not a {} record", kind.as_str()),
+        )),
     }
 }
 
@@ -219,7 +255,9 @@ fn answers(value: Value) -> Option<Vec<(String, RawAnswer)>> {
                         Value::Null => RawAnswer::NoAnswer,
                         Value::Int(i) => RawAnswer::Integer(i64::from(i)),
                         Value::Long(i) => RawAnswer::Integer(i),
-                        other => RawAnswer::NotAnInteger(format!("{other:?}").chars().take(40).collect()),
+                        other => {
+                            RawAnswer::NotAnInteger(format!("{other:?}").chars().take(40).collect())
+                        }
                     };
                     (criterion, answer)
                 })
@@ -278,7 +316,9 @@ impl DatumWriter {
 /// Encodes a survey with the shipped v1 schema (Confluent-framed). Used by the simulator
 /// and tests; missing required strings are written as empty strings.
 pub fn encode_survey(raw: &RawSurvey) -> Vec<u8> {
-    let mut w = DatumWriter { out: frame(SURVEY_SCHEMA_ID, &[]) };
+    let mut w = DatumWriter {
+        out: frame(SURVEY_SCHEMA_ID, &[]),
+    };
     w.required(&raw.submission_id);
     w.required(&raw.framework);
     w.required(&raw.submitted_at);
@@ -320,7 +360,9 @@ pub fn encode_survey(raw: &RawSurvey) -> Vec<u8> {
 
 /// Encodes a hotline event with the shipped v1 schema (Confluent-framed).
 pub fn encode_hotline(raw: &RawHotline) -> Vec<u8> {
-    let mut w = DatumWriter { out: frame(HOTLINE_SCHEMA_ID, &[]) };
+    let mut w = DatumWriter {
+        out: frame(HOTLINE_SCHEMA_ID, &[]),
+    };
     w.required(&raw.event_id);
     w.required(&raw.ticket_id);
     w.required(&raw.event_type);
@@ -358,7 +400,10 @@ mod tests {
             procedure_code: Some("1.000123".into()),
             channel: Some("one_stop".into()),
             respondent_type: Some("citizen".into()),
-            answers: Some(vec![("access.1".into(), RawAnswer::Integer(5)), ("staff.2".into(), RawAnswer::NoAnswer)]),
+            answers: Some(vec![
+                ("access.1".into(), RawAnswer::Integer(5)),
+                ("staff.2".into(), RawAnswer::NoAnswer),
+            ]),
             expectations: Some(vec!["expect.shorter_time".into()]),
         }
     }
@@ -371,7 +416,11 @@ mod tests {
         let value = decode_datum(&readers.survey, &readers.survey, &bytes[5..]).unwrap();
         let raw = to_raw_survey(value).unwrap();
         let mut expected = survey();
-        expected.answers.as_mut().unwrap().sort_by(|a, b| a.0.cmp(&b.0));
+        expected
+            .answers
+            .as_mut()
+            .unwrap()
+            .sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(raw, expected);
         assert_eq!(encode_survey(&survey()), bytes, "deterministic");
 
@@ -396,10 +445,19 @@ mod tests {
         let bytes = encode_survey(&survey());
         // apache-avro tolerates a missing block terminator at the very end, so not every cut
         // fails; none may panic, and cuts inside the leading string fields must fail.
-        let failures = (5..bytes.len()).filter(|cut| decode_datum(&readers.survey, &readers.survey, &bytes[5..*cut]).is_err()).count();
-        assert!(failures >= bytes.len() - 10, "{failures} of {} cuts rejected", bytes.len() - 5);
+        let failures = (5..bytes.len())
+            .filter(|cut| decode_datum(&readers.survey, &readers.survey, &bytes[5..*cut]).is_err())
+            .count();
+        assert!(
+            failures >= bytes.len() - 10,
+            "{failures} of {} cuts rejected",
+            bytes.len() - 5
+        );
         for cut in 5..40 {
-            assert!(decode_datum(&readers.survey, &readers.survey, &bytes[5..cut]).is_err(), "cut at {cut}");
+            assert!(
+                decode_datum(&readers.survey, &readers.survey, &bytes[5..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
         let mut trailing = bytes[5..].to_vec();
         trailing.push(0);

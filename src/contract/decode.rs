@@ -56,7 +56,10 @@ pub struct Rejected {
 
 impl From<Reject> for Rejected {
     fn from(reject: Reject) -> Self {
-        Self { reject, dlq_payload: None }
+        Self {
+            reject,
+            dlq_payload: None,
+        }
     }
 }
 
@@ -69,10 +72,19 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    pub fn new(validator: Validator, catalog: Arc<SchemaCatalog>, max_message_bytes: usize) -> Self {
+    pub fn new(
+        validator: Validator,
+        catalog: Arc<SchemaCatalog>,
+        max_message_bytes: usize,
+    ) -> Self {
         // No Avro length prefix inside a message can be honestly larger than the message.
         apache_avro::util::max_allocation_bytes(max_message_bytes.max(1024));
-        Self { validator, catalog, readers: ReaderSchemas::default(), max_message_bytes }
+        Self {
+            validator,
+            catalog,
+            readers: ReaderSchemas::default(),
+            max_message_bytes,
+        }
     }
 
     /// An Avro schema id this message needs that the catalog does not have yet.
@@ -81,7 +93,11 @@ impl Decoder {
     }
 
     pub fn decode(&self, kind: EventKind, bytes: &[u8]) -> Result<(Decoded, Encoding), Rejected> {
-        let encoding = if avro::framed_schema_id(bytes).is_some() { Encoding::Avro } else { Encoding::Json };
+        let encoding = if avro::framed_schema_id(bytes).is_some() {
+            Encoding::Avro
+        } else {
+            Encoding::Json
+        };
         let scrub = |reject: Reject| Rejected {
             reject,
             dlq_payload: (kind == EventKind::Hotline).then(|| scrub_unparsed(bytes)),
@@ -89,14 +105,20 @@ impl Decoder {
         if bytes.len() > self.max_message_bytes {
             return Err(scrub(Reject::new(
                 RejectReason::Oversize,
-                format!("message is {} bytes, the limit is {}", bytes.len(), self.max_message_bytes),
+                format!(
+                    "message is {} bytes, the limit is {}",
+                    bytes.len(),
+                    self.max_message_bytes
+                ),
             )));
         }
         match kind {
             EventKind::Survey => {
                 let raw = match encoding {
                     Encoding::Json => json::decode_survey(bytes)?,
-                    Encoding::Avro => avro::to_raw_survey(self.avro_value(bytes, &self.readers.survey)?)?,
+                    Encoding::Avro => {
+                        avro::to_raw_survey(self.avro_value(bytes, &self.readers.survey)?)?
+                    }
                 };
                 let survey = self.validator.survey(raw)?;
                 Ok((Decoded::Survey(survey), encoding))
@@ -104,7 +126,9 @@ impl Decoder {
             EventKind::Hotline => {
                 let raw = match encoding {
                     Encoding::Json => json::decode_hotline(bytes),
-                    Encoding::Avro => self.avro_value(bytes, &self.readers.hotline).and_then(avro::to_raw_hotline),
+                    Encoding::Avro => self
+                        .avro_value(bytes, &self.readers.hotline)
+                        .and_then(avro::to_raw_hotline),
                 }
                 .map_err(scrub)?;
                 let redacted = raw.has_personal_data().then(|| self.redacted_json(&raw));
@@ -117,10 +141,17 @@ impl Decoder {
         }
     }
 
-    fn avro_value(&self, bytes: &[u8], reader: &apache_avro::Schema) -> Result<apache_avro::types::Value, Reject> {
+    fn avro_value(
+        &self,
+        bytes: &[u8],
+        reader: &apache_avro::Schema,
+    ) -> Result<apache_avro::types::Value, Reject> {
         let id = avro::framed_schema_id(bytes).expect("caller checked the frame");
         let writer = self.catalog.get(id).ok_or_else(|| {
-            Reject::new(RejectReason::Undecodable, format!("unknown Avro schema id {id} (not in the catalog or the registry)"))
+            Reject::new(
+                RejectReason::Undecodable,
+                format!("unknown Avro schema id {id} (not in the catalog or the registry)"),
+            )
         })?;
         avro::decode_datum(&writer, reader, &bytes[5..])
     }
@@ -132,7 +163,9 @@ impl Decoder {
             return (bytes.to_vec(), false);
         }
         let raw = match avro::framed_schema_id(bytes) {
-            Some(_) => self.avro_value(bytes, &self.readers.hotline).and_then(avro::to_raw_hotline),
+            Some(_) => self
+                .avro_value(bytes, &self.readers.hotline)
+                .and_then(avro::to_raw_hotline),
             None => json::decode_hotline(bytes),
         };
         match raw {

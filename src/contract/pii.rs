@@ -17,7 +17,9 @@ impl std::fmt::Debug for PiiHasher {
 
 impl PiiHasher {
     pub fn new(secret: &[u8]) -> Self {
-        Self { key: secret.to_vec() }
+        Self {
+            key: secret.to_vec(),
+        }
     }
 
     /// HMAC-SHA256 of the normalised phone number, hex.
@@ -31,7 +33,8 @@ impl PiiHasher {
     }
 
     fn hash(&self, domain: &str, value: &str) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC accepts keys of any length");
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC accepts keys of any length");
         mac.update(domain.as_bytes());
         mac.update(b":");
         mac.update(value.as_bytes());
@@ -120,7 +123,11 @@ mod tests {
         assert_eq!(a.phone("+84 90-123 4567"), a.phone("0901234567"));
         assert_ne!(a.phone("0901234567"), b.phone("0901234567"));
         assert_eq!(a.email(" Lan@Example.VN "), a.email("lan@example.vn"));
-        assert_ne!(a.phone("0901234567"), a.email("0901234567"), "phone and email hashes are domain-separated");
+        assert_ne!(
+            a.phone("0901234567"),
+            a.email("0901234567"),
+            "phone and email hashes are domain-separated"
+        );
         assert_eq!(a.phone("0901234567").len(), 64);
         assert!(!a.phone("0901234567").contains("0901234567"));
     }

@@ -44,7 +44,11 @@ pub struct RawHotline {
     pub occurred_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub province_code: Option<String>,
-    #[serde(default, deserialize_with = "string_or_number", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "string_or_number",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub province_code_system: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub channel: Option<String>,
@@ -68,8 +72,14 @@ impl RawHotline {
     /// A copy fit for the dead-letter topic: personal fields replaced by their keyed hashes.
     pub fn redacted(&self, hasher: &crate::contract::pii::PiiHasher) -> RawHotline {
         let mut copy = self.clone();
-        copy.reporter_phone = self.reporter_phone.as_deref().map(|p| format!("hmac:{}", hasher.phone(p)));
-        copy.reporter_email = self.reporter_email.as_deref().map(|e| format!("hmac:{}", hasher.email(e)));
+        copy.reporter_phone = self
+            .reporter_phone
+            .as_deref()
+            .map(|p| format!("hmac:{}", hasher.phone(p)));
+        copy.reporter_email = self
+            .reporter_email
+            .as_deref()
+            .map(|e| format!("hmac:{}", hasher.email(e)));
         copy
     }
 
@@ -79,7 +89,9 @@ impl RawHotline {
 }
 
 /// Accepts `"2004"` as well as `2004`.
-fn string_or_number<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+fn string_or_number<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
     struct V;
     impl<'de> Visitor<'de> for V {
         type Value = Option<String>;
@@ -129,7 +141,9 @@ impl<'de> Deserialize<'de> for RawAnswer {
                 Ok(RawAnswer::Integer(v))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawAnswer, E> {
-                Ok(i64::try_from(v).map(RawAnswer::Integer).unwrap_or(RawAnswer::NotAnInteger(v.to_string())))
+                Ok(i64::try_from(v)
+                    .map(RawAnswer::Integer)
+                    .unwrap_or(RawAnswer::NotAnInteger(v.to_string())))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawAnswer, E> {
                 Ok(RawAnswer::NotAnInteger(v.to_string()))
@@ -145,7 +159,10 @@ impl<'de> Deserialize<'de> for RawAnswer {
                 Ok(RawAnswer::NotAnInteger("a list".into()))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawAnswer, A::Error> {
-                while map.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
+                while map
+                    .next_entry::<de::IgnoredAny, de::IgnoredAny>()?
+                    .is_some()
+                {}
                 Ok(RawAnswer::NotAnInteger("an object".into()))
             }
         }
@@ -154,7 +171,9 @@ impl<'de> Deserialize<'de> for RawAnswer {
 }
 
 /// A JSON object `{criterion: answer}` kept in arrival order.
-fn answers_map<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Vec<(String, RawAnswer)>>, D::Error> {
+fn answers_map<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Vec<(String, RawAnswer)>>, D::Error> {
     struct V;
     impl<'de> Visitor<'de> for V {
         type Value = Option<Vec<(String, RawAnswer)>>;

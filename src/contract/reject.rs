@@ -76,7 +76,10 @@ pub struct Reject {
 
 impl Reject {
     pub fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
-        Self { reason, detail: detail.into() }
+        Self {
+            reason,
+            detail: detail.into(),
+        }
     }
 }
 

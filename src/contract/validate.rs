@@ -5,8 +5,8 @@ use crate::contract::reject::{Reject, RejectReason};
 use crate::domain::event::HOTLINE_CATEGORIES;
 use crate::domain::time::{in_storable_range, parse_rfc3339};
 use crate::domain::{
-    AgencyLevel, Channel, CodeSystem, FrameworkCatalog, HotlineChannel, HotlineEvent, HotlineEventType,
-    ProvinceRegistry, Rating, RespondentType, SurveySubmission,
+    AgencyLevel, Channel, CodeSystem, FrameworkCatalog, HotlineChannel, HotlineEvent,
+    HotlineEventType, ProvinceRegistry, Rating, RespondentType, SurveySubmission,
 };
 
 #[derive(Debug, Clone)]
@@ -17,7 +17,10 @@ pub struct Validator {
 }
 
 fn missing(field: &str) -> Reject {
-    Reject::new(RejectReason::MissingField, format!("required field `{field}` is missing or empty"))
+    Reject::new(
+        RejectReason::MissingField,
+        format!("required field `{field}` is missing or empty"),
+    )
 }
 
 /// A required, non-blank string field.
@@ -29,19 +32,36 @@ fn required(value: Option<String>, field: &str) -> Result<String, Reject> {
 }
 
 fn timestamp(text: &str, field: &str) -> Result<i64, Reject> {
-    let unix = parse_rfc3339(text).map_err(|e| Reject::new(RejectReason::BadTimestamp, format!("`{field}`: {e}")))?;
+    let unix = parse_rfc3339(text)
+        .map_err(|e| Reject::new(RejectReason::BadTimestamp, format!("`{field}`: {e}")))?;
     if !in_storable_range(unix) {
-        return Err(Reject::new(RejectReason::BadTimestamp, format!("`{field}` {text:?} is outside 1970..2106")));
+        return Err(Reject::new(
+            RejectReason::BadTimestamp,
+            format!("`{field}` {text:?} is outside 1970..2106"),
+        ));
     }
     Ok(unix)
 }
 
-fn enum_value<T>(text: Option<String>, field: &str, parse: fn(&str) -> Option<T>) -> Result<T, Reject> {
+fn enum_value<T>(
+    text: Option<String>,
+    field: &str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<T, Reject> {
     let text = required(text, field)?;
-    parse(&text).ok_or_else(|| Reject::new(RejectReason::UnknownEnumValue, format!("`{field}` has unknown value {text:?}")))
+    parse(&text).ok_or_else(|| {
+        Reject::new(
+            RejectReason::UnknownEnumValue,
+            format!("`{field}` has unknown value {text:?}"),
+        )
+    })
 }
 
-fn optional_enum<T>(text: Option<String>, field: &str, parse: fn(&str) -> Option<T>) -> Result<Option<T>, Reject> {
+fn optional_enum<T>(
+    text: Option<String>,
+    field: &str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<Option<T>, Reject> {
     match text {
         None => Ok(None),
         Some(t) if t.trim().is_empty() => Ok(None),
@@ -55,16 +75,32 @@ fn non_blank(value: Option<String>) -> Option<String> {
 
 impl Validator {
     /// Resolves a province code to the 2025 system. Returns (2025 code, original, system).
-    fn province(&self, code: Option<String>, system: Option<String>, event_time: i64) -> Result<(String, String, CodeSystem), Reject> {
+    fn province(
+        &self,
+        code: Option<String>,
+        system: Option<String>,
+        event_time: i64,
+    ) -> Result<(String, String, CodeSystem), Reject> {
         let code = required(code, "province_code")?;
         let system = match non_blank(system) {
             None => CodeSystem::implied_by(event_time),
             Some(text) => CodeSystem::parse(&text).ok_or_else(|| {
-                Reject::new(RejectReason::UnknownEnumValue, format!("`province_code_system` has unknown value {text:?} (expected 2004 or 2025)"))
+                Reject::new(
+                    RejectReason::UnknownEnumValue,
+                    format!(
+                        "`province_code_system` has unknown value {text:?} (expected 2004 or 2025)"
+                    ),
+                )
             })?,
         };
         let code_2025 = self.provinces.to_2025(&code, system).ok_or_else(|| {
-            Reject::new(RejectReason::UnknownProvince, format!("province code {code:?} does not exist in the {} system", system.year()))
+            Reject::new(
+                RejectReason::UnknownProvince,
+                format!(
+                    "province code {code:?} does not exist in the {} system",
+                    system.year()
+                ),
+            )
         })?;
         Ok((code_2025.to_owned(), code, system))
     }
@@ -78,26 +114,51 @@ impl Validator {
         let agency_id = required(raw.agency_id, "agency_id")?;
         let agency_level = enum_value(raw.agency_level, "agency_level", AgencyLevel::parse)?;
         let channel = enum_value(raw.channel, "channel", Channel::parse)?;
-        let respondent_type = enum_value(raw.respondent_type, "respondent_type", RespondentType::parse)?;
+        let respondent_type = enum_value(
+            raw.respondent_type,
+            "respondent_type",
+            RespondentType::parse,
+        )?;
         let framework = self.frameworks.get(&framework_id).ok_or_else(|| {
-            Reject::new(RejectReason::UnknownFramework, format!("framework {framework_id:?} is not configured (known: {})", self.frameworks.ids().join(", ")))
+            Reject::new(
+                RejectReason::UnknownFramework,
+                format!(
+                    "framework {framework_id:?} is not configured (known: {})",
+                    self.frameworks.ids().join(", ")
+                ),
+            )
         })?;
         let raw_answers = raw.answers.ok_or_else(|| missing("answers"))?;
 
         // Every criterion of the framework gets a slot; criteria not sent are unanswered.
-        let mut answers: Vec<(String, Option<u8>)> = framework.criterion_ids().map(|id| (id.to_owned(), None)).collect();
+        let mut answers: Vec<(String, Option<u8>)> = framework
+            .criterion_ids()
+            .map(|id| (id.to_owned(), None))
+            .collect();
         for (criterion, answer) in raw_answers {
-            let position = self.frameworks.criterion_position(&framework_id, &criterion).ok_or_else(|| {
-                Reject::new(RejectReason::UnknownCriterion, format!("criterion {criterion:?} is not in framework {framework_id}"))
-            })?;
+            let position = self
+                .frameworks
+                .criterion_position(&framework_id, &criterion)
+                .ok_or_else(|| {
+                    Reject::new(
+                        RejectReason::UnknownCriterion,
+                        format!("criterion {criterion:?} is not in framework {framework_id}"),
+                    )
+                })?;
             answers[position].1 = match answer {
                 RawAnswer::NoAnswer => None,
                 RawAnswer::Integer(score @ 1..=5) => Some(score as u8),
                 RawAnswer::Integer(other) => {
-                    return Err(Reject::new(RejectReason::AnswerOutOfRange, format!("criterion {criterion}: {other} is outside 1..5")))
+                    return Err(Reject::new(
+                        RejectReason::AnswerOutOfRange,
+                        format!("criterion {criterion}: {other} is outside 1..5"),
+                    ))
                 }
                 RawAnswer::NotAnInteger(what) => {
-                    return Err(Reject::new(RejectReason::AnswerOutOfRange, format!("criterion {criterion}: {what} is not an integer 1..5")))
+                    return Err(Reject::new(
+                        RejectReason::AnswerOutOfRange,
+                        format!("criterion {criterion}: {what} is not an integer 1..5"),
+                    ))
                 }
             };
         }
@@ -105,7 +166,10 @@ impl Validator {
         let mut expectations = raw.expectations.unwrap_or_default();
         for item in &expectations {
             if !self.frameworks.has_expectation(&framework_id, item) {
-                return Err(Reject::new(RejectReason::UnknownExpectation, format!("expectation item {item:?} is not in framework {framework_id}")));
+                return Err(Reject::new(
+                    RejectReason::UnknownExpectation,
+                    format!("expectation item {item:?} is not in framework {framework_id}"),
+                ));
             }
         }
         expectations.sort();
@@ -136,7 +200,12 @@ impl Validator {
         let (province_code, province_code_original, province_code_system) =
             self.province(raw.province_code, raw.province_code_system, occurred_at)?;
         let channel = optional_enum(raw.channel, "channel", HotlineChannel::parse)?;
-        let category = optional_enum(raw.category, "category", |c| HOTLINE_CATEGORIES.iter().find(|k| **k == c).map(|k| (*k).to_owned()))?;
+        let category = optional_enum(raw.category, "category", |c| {
+            HOTLINE_CATEGORIES
+                .iter()
+                .find(|k| **k == c)
+                .map(|k| (*k).to_owned())
+        })?;
         let rating = optional_enum(raw.rating, "rating", Rating::parse)?;
         let due_at = match non_blank(raw.due_at) {
             Some(text) => Some(timestamp(&text, "due_at")?),
@@ -149,7 +218,10 @@ impl Validator {
             if present {
                 Ok(())
             } else {
-                Err(Reject::new(RejectReason::MissingTypeField, format!("a `{}` event needs `{field}`", event_type.as_str())))
+                Err(Reject::new(
+                    RejectReason::MissingTypeField,
+                    format!("a `{}` event needs `{field}`", event_type.as_str()),
+                ))
             }
         };
         match event_type {
@@ -164,7 +236,8 @@ impl Validator {
             }
             HotlineEventType::Rated => needs(rating.is_some(), "rating")?,
             HotlineEventType::Rejected => needs(reason.is_some(), "reason")?,
-            HotlineEventType::Responded | HotlineEventType::Reopened | HotlineEventType::Closed => {}
+            HotlineEventType::Responded | HotlineEventType::Reopened | HotlineEventType::Closed => {
+            }
         }
 
         Ok(HotlineEvent {
@@ -196,12 +269,17 @@ mod tests {
     fn validator() -> Validator {
         Validator {
             provinces: ProvinceRegistry::builtin(),
-            frameworks: FrameworkCatalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/frameworks")).unwrap(),
+            frameworks: FrameworkCatalog::load_dir(
+                &Path::new(env!("CARGO_MANIFEST_DIR")).join("config/frameworks"),
+            )
+            .unwrap(),
             pii: PiiHasher::new(b"unit-test-secret-123"),
         }
     }
 
-    fn survey_json(patch: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) -> Result<SurveySubmission, Reject> {
+    fn survey_json(
+        patch: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+    ) -> Result<SurveySubmission, Reject> {
         let mut value = serde_json::json!({
             "submission_id": "s-1",
             "framework": "BNV-2640-2017",
@@ -229,7 +307,11 @@ mod tests {
         assert_eq!(survey.answers[0], ("access.1".to_string(), Some(5)));
         let staff2 = survey.answers.iter().find(|(c, _)| c == "staff.2").unwrap();
         assert_eq!(staff2.1, None);
-        let unsent = survey.answers.iter().find(|(c, _)| c == "feedback.4").unwrap();
+        let unsent = survey
+            .answers
+            .iter()
+            .find(|(c, _)| c == "feedback.4")
+            .unwrap();
         assert_eq!(unsent.1, None, "criteria not sent count as unanswered");
         assert_eq!(survey.expectations, vec!["expect.shorter_time".to_string()]);
         assert_eq!(survey.province_code_system, CodeSystem::Y2025);
@@ -237,22 +319,105 @@ mod tests {
 
     #[test]
     fn each_defect_has_its_reason() {
-        assert_eq!(reason(survey_json(|o| { o.remove("submission_id"); })), RejectReason::MissingField);
-        assert_eq!(reason(survey_json(|o| { o.insert("agency_id".into(), "  ".into()); })), RejectReason::MissingField);
-        assert_eq!(reason(survey_json(|o| { o.remove("answers"); })), RejectReason::MissingField);
-        assert_eq!(reason(survey_json(|o| { o.insert("submitted_at".into(), "2026-11-21 09:30".into()); })), RejectReason::BadTimestamp);
-        assert_eq!(reason(survey_json(|o| { o.insert("submitted_at".into(), "1969-12-31T00:00:00Z".into()); })), RejectReason::BadTimestamp);
-        assert_eq!(reason(survey_json(|o| { o.insert("province_code".into(), "99".into()); })), RejectReason::UnknownProvince);
-        assert_eq!(reason(survey_json(|o| { o.insert("framework".into(), "X".into()); })), RejectReason::UnknownFramework);
-        assert_eq!(reason(survey_json(|o| { o["answers"]["access.9"] = 3.into(); })), RejectReason::UnknownCriterion);
-        assert_eq!(reason(survey_json(|o| { o["answers"]["access.1"] = 0.into(); })), RejectReason::AnswerOutOfRange);
-        assert_eq!(reason(survey_json(|o| { o["answers"]["access.1"] = 6.into(); })), RejectReason::AnswerOutOfRange);
-        assert_eq!(reason(survey_json(|o| { o["answers"]["access.1"] = "5".into(); })), RejectReason::AnswerOutOfRange);
-        assert_eq!(reason(survey_json(|o| { o["answers"]["access.1"] = 4.5.into(); })), RejectReason::AnswerOutOfRange);
-        assert_eq!(reason(survey_json(|o| { o.insert("channel".into(), "fax".into()); })), RejectReason::UnknownEnumValue);
-        assert_eq!(reason(survey_json(|o| { o.insert("agency_level".into(), "village".into()); })), RejectReason::UnknownEnumValue);
-        assert_eq!(reason(survey_json(|o| { o.insert("province_code_system".into(), "1999".into()); })), RejectReason::UnknownEnumValue);
-        assert_eq!(reason(survey_json(|o| { o.insert("expectations".into(), serde_json::json!(["expect.free_tea"])); })), RejectReason::UnknownExpectation);
+        assert_eq!(
+            reason(survey_json(|o| {
+                o.remove("submission_id");
+            })),
+            RejectReason::MissingField
+        );
+        assert_eq!(
+            reason(survey_json(|o| {
+                o.insert("agency_id".into(), "  ".into());
+            })),
+            RejectReason::MissingField
+        );
+        assert_eq!(
+            reason(survey_json(|o| {
+                o.remove("answers");
+            })),
+            RejectReason::MissingField
+        );
+        assert_eq!(
+            reason(survey_json(|o| {
+                o.insert("submitted_at".into(), "2026-11-21 09:30".into());
+            })),
+            RejectReason::BadTimestamp
+        );
+        assert_eq!(
+            reason(survey_json(|o| {
+                o.insert("submitted_at".into(), "1969-12-31T00:00:00Z".into());
+            })),
+            RejectReason::BadTimestamp
+        );
+        assert_eq!(
+            reason(survey_json(|o| {
+                o.insert("province_code".into(), "99".into());
+            })),
+            RejectReason::UnknownProvince
+        );
+        assert_eq!(
+            reason(survey_json(|o| {
+                o.insert("framework".into(), "X".into());
+            })),
+            RejectReason::UnknownFramework
+        );
+        assert_eq!(
+            reason(survey_json(|o| {
+                o["answers"]["access.9"] = 3.into();
+            })),
+            RejectReason::UnknownCriterion
+        );
+        assert_eq!(
+            reason(survey_json(|o| {
+                o["answers"]["access.1"] = 0.into();
+            })),
+            RejectReason::AnswerOutOfRange
+        );
+        assert_eq!(
+            reason(survey_json(|o| {
+                o["answers"]["access.1"] = 6.into();
+            })),
+            RejectReason::AnswerOutOfRange
+        );
+        assert_eq!(
+            reason(survey_json(|o| {
+                o["answers"]["access.1"] = "5".into();
+            })),
+            RejectReason::AnswerOutOfRange
+        );
+        assert_eq!(
+            reason(survey_json(|o| {
+                o["answers"]["access.1"] = 4.5.into();
+            })),
+            RejectReason::AnswerOutOfRange
+        );
+        assert_eq!(
+            reason(survey_json(|o| {
+                o.insert("channel".into(), "fax".into());
+            })),
+            RejectReason::UnknownEnumValue
+        );
+        assert_eq!(
+            reason(survey_json(|o| {
+                o.insert("agency_level".into(), "village".into());
+            })),
+            RejectReason::UnknownEnumValue
+        );
+        assert_eq!(
+            reason(survey_json(|o| {
+                o.insert("province_code_system".into(), "1999".into());
+            })),
+            RejectReason::UnknownEnumValue
+        );
+        assert_eq!(
+            reason(survey_json(|o| {
+                o.insert(
+                    "expectations".into(),
+                    serde_json::json!(["expect.free_tea"]),
+                );
+            })),
+            RejectReason::UnknownExpectation
+        );
     }
 
     #[test]
@@ -263,7 +428,14 @@ mod tests {
             o.insert("province_code".into(), "64".into());
         })
         .unwrap();
-        assert_eq!((old.province_code.as_str(), old.province_code_original.as_str(), old.province_code_system), ("52", "64", CodeSystem::Y2004));
+        assert_eq!(
+            (
+                old.province_code.as_str(),
+                old.province_code_original.as_str(),
+                old.province_code_system
+            ),
+            ("52", "64", CodeSystem::Y2004)
+        );
         // The same instant one second later is in the 2025 system, where 64 does not exist.
         let after = survey_json(|o| {
             o.insert("submitted_at".into(), "2025-07-01T00:00:00+07:00".into());
@@ -282,7 +454,10 @@ mod tests {
             o.insert("province_code_system".into(), "2004".into());
         })
         .unwrap();
-        assert_eq!(hcm.province_code, "79", "Bình Dương (74) merged into TP.HCM (79)");
+        assert_eq!(
+            hcm.province_code, "79",
+            "Bình Dương (74) merged into TP.HCM (79)"
+        );
     }
 
     fn hotline(value: serde_json::Value) -> Result<HotlineEvent, Reject> {
@@ -294,23 +469,58 @@ mod tests {
         let base = serde_json::json!({"event_id": "e1", "ticket_id": "t1", "occurred_at": "2026-11-21T09:00:00+07:00", "province_code": "01"});
         let with = |extra: serde_json::Value| {
             let mut v = base.clone();
-            v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            v.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
             v
         };
         let received = hotline(with(serde_json::json!({"type": "received", "channel": "zalo", "category": "traffic", "due_at": "2026-11-26T09:00:00+07:00", "reporter_phone": "+84 912 345 678", "reporter_email": "a@b.vn"}))).unwrap();
         let phone_hash = received.reporter_phone_hash.clone().unwrap();
         assert_eq!(phone_hash.len(), 64);
-        assert!(!format!("{received:?}").contains("912"), "no clear phone anywhere in the event");
+        assert!(
+            !format!("{received:?}").contains("912"),
+            "no clear phone anywhere in the event"
+        );
         assert!(!format!("{received:?}").contains("a@b.vn"));
         let missing = |extra: serde_json::Value| hotline(with(extra)).unwrap_err().reason;
-        assert_eq!(missing(serde_json::json!({"type": "received", "channel": "zalo", "due_at": "2026-11-26T09:00:00+07:00"})), RejectReason::MissingTypeField);
-        assert_eq!(missing(serde_json::json!({"type": "forwarded", "due_at": "2026-11-26T09:00:00+07:00"})), RejectReason::MissingTypeField);
-        assert_eq!(missing(serde_json::json!({"type": "rated"})), RejectReason::MissingTypeField);
-        assert_eq!(missing(serde_json::json!({"type": "rejected"})), RejectReason::MissingTypeField);
-        assert_eq!(missing(serde_json::json!({"type": "rated", "rating": "meh"})), RejectReason::UnknownEnumValue);
-        assert_eq!(missing(serde_json::json!({"type": "escalated"})), RejectReason::UnknownEnumValue);
-        assert_eq!(missing(serde_json::json!({"type": "received", "channel": "zalo", "category": "traffic", "due_at": "soon"})), RejectReason::BadTimestamp);
+        assert_eq!(
+            missing(
+                serde_json::json!({"type": "received", "channel": "zalo", "due_at": "2026-11-26T09:00:00+07:00"})
+            ),
+            RejectReason::MissingTypeField
+        );
+        assert_eq!(
+            missing(
+                serde_json::json!({"type": "forwarded", "due_at": "2026-11-26T09:00:00+07:00"})
+            ),
+            RejectReason::MissingTypeField
+        );
+        assert_eq!(
+            missing(serde_json::json!({"type": "rated"})),
+            RejectReason::MissingTypeField
+        );
+        assert_eq!(
+            missing(serde_json::json!({"type": "rejected"})),
+            RejectReason::MissingTypeField
+        );
+        assert_eq!(
+            missing(serde_json::json!({"type": "rated", "rating": "meh"})),
+            RejectReason::UnknownEnumValue
+        );
+        assert_eq!(
+            missing(serde_json::json!({"type": "escalated"})),
+            RejectReason::UnknownEnumValue
+        );
+        assert_eq!(
+            missing(
+                serde_json::json!({"type": "received", "channel": "zalo", "category": "traffic", "due_at": "soon"})
+            ),
+            RejectReason::BadTimestamp
+        );
         assert!(hotline(with(serde_json::json!({"type": "closed"}))).is_ok());
-        assert!(hotline(with(serde_json::json!({"type": "rated", "rating": "not_satisfied"}))).is_ok());
+        assert!(hotline(with(
+            serde_json::json!({"type": "rated", "rating": "not_satisfied"})
+        ))
+        .is_ok());
     }
 }

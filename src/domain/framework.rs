@@ -7,9 +7,15 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum FrameworkError {
     #[error("cannot read framework directory {path}: {source}")]
-    ReadDir { path: PathBuf, source: std::io::Error },
+    ReadDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot read framework file {path}: {source}")]
-    ReadFile { path: PathBuf, source: std::io::Error },
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("framework file {path} is invalid: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error("no framework files (*.toml) in {0}")]
@@ -27,6 +33,27 @@ pub struct Framework {
     pub factors: Vec<Factor>,
     #[serde(default)]
     pub expectations: Vec<ExpectationItem>,
+    /// Built on first use; see `columns`.
+    #[serde(skip)]
+    pub(crate) columns: std::sync::OnceLock<FrameworkColumns>,
+}
+
+/// The id lists every index row of a framework repeats, built once and shared by the rows.
+#[derive(Debug, Clone, Default)]
+pub struct FrameworkColumns {
+    pub factor_ids: std::sync::Arc<[String]>,
+    pub criterion_ids: std::sync::Arc<[String]>,
+    pub expectation_ids: std::sync::Arc<[String]>,
+}
+
+impl Framework {
+    pub fn columns(&self) -> &FrameworkColumns {
+        self.columns.get_or_init(|| FrameworkColumns {
+            factor_ids: self.factors.iter().map(|f| f.id.clone()).collect(),
+            criterion_ids: self.criterion_ids().map(str::to_owned).collect(),
+            expectation_ids: self.expectations.iter().map(|e| e.id.clone()).collect(),
+        })
+    }
 }
 
 fn default_min_sample() -> u32 {
@@ -63,9 +90,16 @@ pub struct ExpectationItem {
 
 impl Framework {
     pub fn parse(text: &str, path: &Path) -> Result<Self, FrameworkError> {
-        let framework: Framework =
-            toml::from_str(text).map_err(|e| FrameworkError::Invalid { path: path.to_owned(), message: e.to_string() })?;
-        framework.check().map_err(|message| FrameworkError::Invalid { path: path.to_owned(), message })?;
+        let framework: Framework = toml::from_str(text).map_err(|e| FrameworkError::Invalid {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        framework
+            .check()
+            .map_err(|message| FrameworkError::Invalid {
+                path: path.to_owned(),
+                message,
+            })?;
         Ok(framework)
     }
 
@@ -76,7 +110,10 @@ impl Framework {
         let mut seen = std::collections::HashSet::new();
         for factor in &self.factors {
             if !(factor.weight.is_finite() && factor.weight > 0.0) {
-                return Err(format!("factor {} has weight {}, expected a positive number", factor.id, factor.weight));
+                return Err(format!(
+                    "factor {} has weight {}, expected a positive number",
+                    factor.id, factor.weight
+                ));
             }
             if factor.criteria.is_empty() {
                 return Err(format!("factor {} has no criteria", factor.id));
@@ -92,7 +129,9 @@ impl Framework {
 
     /// All criterion ids in framework order.
     pub fn criterion_ids(&self) -> impl Iterator<Item = &str> {
-        self.factors.iter().flat_map(|f| f.criteria.iter().map(|c| c.id.as_str()))
+        self.factors
+            .iter()
+            .flat_map(|f| f.criteria.iter().map(|c| c.id.as_str()))
     }
 }
 
@@ -113,7 +152,10 @@ struct IndexedFramework {
 impl FrameworkCatalog {
     /// Loads every `*.toml` file in `dir`.
     pub fn load_dir(dir: &Path) -> Result<Self, FrameworkError> {
-        let entries = std::fs::read_dir(dir).map_err(|source| FrameworkError::ReadDir { path: dir.to_owned(), source })?;
+        let entries = std::fs::read_dir(dir).map_err(|source| FrameworkError::ReadDir {
+            path: dir.to_owned(),
+            source,
+        })?;
         let mut paths: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|ext| ext == "toml"))
@@ -124,17 +166,35 @@ impl FrameworkCatalog {
         }
         let mut catalog = Self::default();
         for path in paths {
-            let text = std::fs::read_to_string(&path).map_err(|source| FrameworkError::ReadFile { path: path.clone(), source })?;
+            let text =
+                std::fs::read_to_string(&path).map_err(|source| FrameworkError::ReadFile {
+                    path: path.clone(),
+                    source,
+                })?;
             catalog.add(Framework::parse(&text, &path)?);
         }
         Ok(catalog)
     }
 
     pub fn add(&mut self, framework: Framework) {
-        let criterion_position = framework.criterion_ids().enumerate().map(|(i, id)| (id.to_owned(), i)).collect();
-        let expectation_ids = framework.expectations.iter().map(|e| e.id.clone()).collect();
-        self.frameworks
-            .insert(framework.id.clone(), IndexedFramework { framework, criterion_position, expectation_ids });
+        let criterion_position = framework
+            .criterion_ids()
+            .enumerate()
+            .map(|(i, id)| (id.to_owned(), i))
+            .collect();
+        let expectation_ids = framework
+            .expectations
+            .iter()
+            .map(|e| e.id.clone())
+            .collect();
+        self.frameworks.insert(
+            framework.id.clone(),
+            IndexedFramework {
+                framework,
+                criterion_position,
+                expectation_ids,
+            },
+        );
     }
 
     pub fn get(&self, id: &str) -> Option<&Framework> {
@@ -143,11 +203,17 @@ impl FrameworkCatalog {
 
     /// Position of a criterion in its framework's order, if the framework has it.
     pub fn criterion_position(&self, framework: &str, criterion: &str) -> Option<usize> {
-        self.frameworks.get(framework)?.criterion_position.get(criterion).copied()
+        self.frameworks
+            .get(framework)?
+            .criterion_position
+            .get(criterion)
+            .copied()
     }
 
     pub fn has_expectation(&self, framework: &str, item: &str) -> bool {
-        self.frameworks.get(framework).is_some_and(|f| f.expectation_ids.contains(item))
+        self.frameworks
+            .get(framework)
+            .is_some_and(|f| f.expectation_ids.contains(item))
     }
 
     pub fn ids(&self) -> Vec<&str> {
@@ -162,7 +228,8 @@ mod tests {
     use super::*;
 
     fn shipped() -> FrameworkCatalog {
-        FrameworkCatalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/frameworks")).unwrap()
+        FrameworkCatalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/frameworks"))
+            .unwrap()
     }
 
     #[test]
@@ -173,9 +240,18 @@ mod tests {
         assert_eq!(framework.criterion_ids().count(), 22);
         assert_eq!(framework.min_sample, 30);
         assert!(framework.factors.iter().all(|f| f.weight == 1.0));
-        assert_eq!(catalog.criterion_position("BNV-2640-2017", "access.1"), Some(0));
-        assert_eq!(catalog.criterion_position("BNV-2640-2017", "feedback.4"), Some(21));
-        assert_eq!(catalog.criterion_position("BNV-2640-2017", "feedback.5"), None);
+        assert_eq!(
+            catalog.criterion_position("BNV-2640-2017", "access.1"),
+            Some(0)
+        );
+        assert_eq!(
+            catalog.criterion_position("BNV-2640-2017", "feedback.4"),
+            Some(21)
+        );
+        assert_eq!(
+            catalog.criterion_position("BNV-2640-2017", "feedback.5"),
+            None
+        );
         assert!(catalog.has_expectation("BNV-2640-2017", "expect.shorter_time"));
     }
 
@@ -189,7 +265,12 @@ name = "a"
 criteria = [{ id = "a.1", text = "" }, { id = "a.1", text = "" }]
 "#;
         assert!(Framework::parse(dup, Path::new("x.toml")).is_err());
-        let bad_weight = dup.replace("name = \"a\"", "name = \"a\"\nweight = -1.0").replace(r#"{ id = "a.1", text = "" }]"#, r#"{ id = "a.2", text = "" }]"#);
+        let bad_weight = dup
+            .replace("name = \"a\"", "name = \"a\"\nweight = -1.0")
+            .replace(
+                r#"{ id = "a.1", text = "" }]"#,
+                r#"{ id = "a.2", text = "" }]"#,
+            );
         assert!(Framework::parse(&bad_weight, Path::new("x.toml")).is_err());
         let unknown_key = "id = \"x\"\nname = \"x\"\ncolour = 1\n";
         assert!(Framework::parse(unknown_key, Path::new("x.toml")).is_err());

@@ -4,6 +4,9 @@ pub mod framework;
 pub mod province;
 pub mod time;
 
-pub use event::{AgencyLevel, Channel, CodeSystem, HotlineChannel, HotlineEvent, HotlineEventType, Rating, RespondentType, SurveySubmission};
+pub use event::{
+    AgencyLevel, Channel, CodeSystem, HotlineChannel, HotlineEvent, HotlineEventType, Rating,
+    RespondentType, SurveySubmission,
+};
 pub use framework::{Framework, FrameworkCatalog, FrameworkError};
 pub use province::{Province, ProvinceRegistry};

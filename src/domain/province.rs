@@ -33,7 +33,11 @@ impl ProvinceRegistry {
 
     /// Parses `code_2004,name_2004,code_2025,name_2025` lines (with a header line).
     pub fn parse(csv: &str) -> Result<Self, String> {
-        let mut registry = Self { from_2004: HashMap::new(), names_2004: HashMap::new(), names_2025: HashMap::new() };
+        let mut registry = Self {
+            from_2004: HashMap::new(),
+            names_2004: HashMap::new(),
+            names_2025: HashMap::new(),
+        };
         for (line_no, line) in csv.lines().enumerate().skip(1) {
             let line = line.trim();
             if line.is_empty() {
@@ -41,11 +45,21 @@ impl ProvinceRegistry {
             }
             let fields: Vec<&str> = line.split(',').map(str::trim).collect();
             let [code_2004, name_2004, code_2025, name_2025] = fields[..] else {
-                return Err(format!("line {}: expected 4 fields, got {}", line_no + 1, fields.len()));
+                return Err(format!(
+                    "line {}: expected 4 fields, got {}",
+                    line_no + 1,
+                    fields.len()
+                ));
             };
-            registry.from_2004.insert(code_2004.to_owned(), code_2025.to_owned());
-            registry.names_2004.insert(code_2004.to_owned(), name_2004.to_owned());
-            registry.names_2025.insert(code_2025.to_owned(), name_2025.to_owned());
+            registry
+                .from_2004
+                .insert(code_2004.to_owned(), code_2025.to_owned());
+            registry
+                .names_2004
+                .insert(code_2004.to_owned(), name_2004.to_owned());
+            registry
+                .names_2025
+                .insert(code_2025.to_owned(), name_2025.to_owned());
         }
         Ok(registry)
     }
@@ -70,8 +84,14 @@ impl ProvinceRegistry {
 
     /// All 2025 provinces, sorted by code.
     pub fn provinces_2025(&self) -> Vec<Province> {
-        let mut all: Vec<Province> =
-            self.names_2025.iter().map(|(code, name)| Province { code: code.clone(), name: name.clone() }).collect();
+        let mut all: Vec<Province> = self
+            .names_2025
+            .iter()
+            .map(|(code, name)| Province {
+                code: code.clone(),
+                name: name.clone(),
+            })
+            .collect();
         all.sort_by(|a, b| a.code.cmp(&b.code));
         all
     }

@@ -13,13 +13,15 @@ pub const PROVINCE_MERGER_UNIX: i64 = 1_751_302_800;
 /// Parses an RFC 3339 timestamp that carries an explicit offset; returns Unix seconds.
 /// Sub-second precision is dropped (ClickHouse 18.16 stores seconds).
 pub fn parse_rfc3339(text: &str) -> Result<i64, String> {
-    let parsed = OffsetDateTime::parse(text, &Rfc3339).map_err(|e| format!("{text:?} is not RFC 3339: {e}"))?;
+    let parsed = OffsetDateTime::parse(text, &Rfc3339)
+        .map_err(|e| format!("{text:?} is not RFC 3339: {e}"))?;
     Ok(parsed.unix_timestamp())
 }
 
 /// Formats Unix seconds as RFC 3339 in Vietnam time, e.g. `2026-11-21T08:30:00+07:00`.
 pub fn format_vietnam(unix: i64) -> String {
-    let offset = time::UtcOffset::from_whole_seconds(VIETNAM_OFFSET_SECONDS as i32).expect("valid offset");
+    let offset =
+        time::UtcOffset::from_whole_seconds(VIETNAM_OFFSET_SECONDS as i32).expect("valid offset");
     OffsetDateTime::from_unix_timestamp(unix)
         .map(|t| t.to_offset(offset).format(&Rfc3339).unwrap_or_default())
         .unwrap_or_default()
@@ -52,10 +54,19 @@ mod tests {
 
     #[test]
     fn parses_offsets() {
-        assert_eq!(parse_rfc3339("2025-07-01T00:00:00+07:00").unwrap(), PROVINCE_MERGER_UNIX);
-        assert_eq!(parse_rfc3339("2025-06-30T17:00:00Z").unwrap(), PROVINCE_MERGER_UNIX);
+        assert_eq!(
+            parse_rfc3339("2025-07-01T00:00:00+07:00").unwrap(),
+            PROVINCE_MERGER_UNIX
+        );
+        assert_eq!(
+            parse_rfc3339("2025-06-30T17:00:00Z").unwrap(),
+            PROVINCE_MERGER_UNIX
+        );
         assert!(parse_rfc3339("2025-06-30 17:00:00").is_err());
-        assert!(parse_rfc3339("2025-06-30T17:00:00").is_err(), "offset is required");
+        assert!(
+            parse_rfc3339("2025-06-30T17:00:00").is_err(),
+            "offset is required"
+        );
         assert!(parse_rfc3339("").is_err());
     }
 
@@ -73,6 +84,9 @@ mod tests {
 
     #[test]
     fn formats_in_vietnam_time() {
-        assert_eq!(format_vietnam(PROVINCE_MERGER_UNIX), "2025-07-01T00:00:00+07:00");
+        assert_eq!(
+            format_vietnam(PROVINCE_MERGER_UNIX),
+            "2025-07-01T00:00:00+07:00"
+        );
     }
 }

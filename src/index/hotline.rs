@@ -2,7 +2,6 @@
 //! each event is attributed to the Vietnam day it happened on, to the ticket's province,
 //! agency (from the latest `forwarded`) and category (from `received`), once that day is
 //! closed (so out-of-order events within the allowed lateness are attributed correctly).
-use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -14,7 +13,9 @@ use crate::domain::{HotlineEvent, HotlineEventType, Rating};
 pub const RESPONSE_BINS: usize = 96;
 
 fn response_bin(minutes: f64) -> usize {
-    ((minutes.max(0.0) + 1.0).ln() * 8.0).floor().clamp(0.0, (RESPONSE_BINS - 1) as f64) as usize
+    ((minutes.max(0.0) + 1.0).ln() * 8.0)
+        .floor()
+        .clamp(0.0, (RESPONSE_BINS - 1) as f64) as usize
 }
 
 fn bin_midpoint_hours(bin: usize) -> f64 {
@@ -35,8 +36,39 @@ pub struct HotlineCounts {
     pub satisfied: u32,
     pub reopened: u32,
     pub rejected: u32,
-    /// Response-time histogram, bin -> responses; sparse because most unit-days have few.
-    pub response_minutes: BTreeMap<u8, u32>,
+    /// Response-time histogram; sparse because most unit-days have few responses.
+    pub response_minutes: SparseHistogram,
+}
+
+/// `(bin, count)` pairs sorted by bin, zero counts removed. A sorted vector: a unit-day
+/// usually holds one or two bins, where a map node would cost ten times the memory.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SparseHistogram(Vec<(u8, u32)>);
+
+impl SparseHistogram {
+    /// Adds `sign × count` to `bin` (never below zero).
+    pub fn add(&mut self, bin: u8, count: u32, sign: i64) {
+        match self.0.binary_search_by_key(&bin, |(b, _)| *b) {
+            Ok(i) => {
+                let value = (i64::from(self.0[i].1) + sign * i64::from(count)).max(0) as u32;
+                if value == 0 {
+                    self.0.remove(i);
+                } else {
+                    self.0[i].1 = value;
+                }
+            }
+            Err(i) if sign > 0 && count > 0 => self.0.insert(i, (bin, count)),
+            Err(_) => {}
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u8, u32)> + '_ {
+        self.0.iter().copied()
+    }
+
+    pub fn total(&self) -> u32 {
+        self.0.iter().map(|(_, c)| c).sum()
+    }
 }
 
 impl HotlineCounts {
@@ -49,12 +81,8 @@ impl HotlineCounts {
         add(&mut self.satisfied, other.satisfied);
         add(&mut self.reopened, other.reopened);
         add(&mut self.rejected, other.rejected);
-        for (bin, count) in &other.response_minutes {
-            let slot = self.response_minutes.entry(*bin).or_default();
-            add(slot, *count);
-            if *slot == 0 {
-                self.response_minutes.remove(bin);
-            }
+        for (bin, count) in other.response_minutes.iter() {
+            self.response_minutes.add(bin, count, sign);
         }
     }
 
@@ -83,15 +111,15 @@ fn rate(part: u32, whole: u32) -> Option<f64> {
 }
 
 pub fn kpi(counts: &HotlineCounts, open_past_due: u32) -> HotlineKpi {
-    let total: u32 = counts.response_minutes.values().sum();
+    let total = counts.response_minutes.total();
     let median_response_hours = (total > 0).then(|| {
         let half = total.div_ceil(2);
         let mut seen = 0;
         let bin = counts.response_minutes.iter().find(|(_, c)| {
-            seen += **c;
+            seen += *c;
             seen >= half
         });
-        bin_midpoint_hours(bin.map_or(0, |(b, _)| usize::from(*b)))
+        bin_midpoint_hours(bin.map_or(0, |(b, _)| usize::from(b)))
     });
     HotlineKpi {
         received: counts.received,
@@ -146,8 +174,12 @@ impl Ticket {
                     }
                 }
             }
-            HotlineEventType::Responded => self.first_response = Some(self.first_response.map_or(at, |r| r.min(at))),
-            HotlineEventType::Rejected | HotlineEventType::Closed => self.resolved_at = Some(self.resolved_at.map_or(at, |r| r.min(at))),
+            HotlineEventType::Responded => {
+                self.first_response = Some(self.first_response.map_or(at, |r| r.min(at)))
+            }
+            HotlineEventType::Rejected | HotlineEventType::Closed => {
+                self.resolved_at = Some(self.resolved_at.map_or(at, |r| r.min(at)))
+            }
             HotlineEventType::Rated | HotlineEventType::Reopened => {}
         }
         if let Some(due) = event.due_at {
@@ -170,13 +202,19 @@ impl Ticket {
         let mut c = HotlineCounts::default();
         match event.event_type {
             HotlineEventType::Received => c.received = 1,
-            HotlineEventType::Responded if self.first_response == Some(event.occurred_at) && event.first_of_its_kind => {
+            HotlineEventType::Responded
+                if self.first_response == Some(event.occurred_at) && event.first_of_its_kind =>
+            {
                 c.responded = 1;
                 if self.due.is_some_and(|(_, due)| event.occurred_at <= due) {
                     c.responded_on_time = 1;
                 }
                 if let Some(received) = self.received_at {
-                    c.response_minutes.insert(response_bin((event.occurred_at - received) as f64 / 60.0) as u8, 1);
+                    c.response_minutes.add(
+                        response_bin((event.occurred_at - received) as f64 / 60.0) as u8,
+                        1,
+                        1,
+                    );
                 }
             }
             HotlineEventType::Rated => {
@@ -228,7 +266,11 @@ mod tests {
             channel: None,
             category: (kind == HotlineEventType::Received).then(|| "traffic".into()),
             agency_id: (kind == HotlineEventType::Forwarded).then(|| format!("agency-{at}")),
-            due_at: matches!(kind, HotlineEventType::Received | HotlineEventType::Forwarded).then_some(at + 5 * 86_400),
+            due_at: matches!(
+                kind,
+                HotlineEventType::Received | HotlineEventType::Forwarded
+            )
+            .then_some(at + 5 * 86_400),
             rating: (kind == HotlineEventType::Rated).then_some(Rating::Satisfied),
             reason: None,
             reporter_phone_hash: None,
@@ -252,7 +294,10 @@ mod tests {
         let mut reversed = Ticket::default();
         events.iter().rev().for_each(|e| reversed.fold(e));
         assert_eq!(in_order, reversed);
-        assert_eq!(in_order.agency, Some((t0 + 1200, format!("agency-{}", t0 + 1200))));
+        assert_eq!(
+            in_order.agency,
+            Some((t0 + 1200, format!("agency-{}", t0 + 1200)))
+        );
         assert_eq!(in_order.first_response, Some(t0 + 86_400));
         assert_eq!(in_order.due, Some((t0 + 1200, t0 + 1200 + 5 * 86_400)));
         assert!(!in_order.open_past_due(t0 + 10 * 86_400));
@@ -267,25 +312,49 @@ mod tests {
         assert!(ticket.open_past_due(t0 + 5 * 86_400 + 1));
         let late = event(HotlineEventType::Responded, t0 + 6 * 86_400);
         ticket.fold(&late);
-        let pending = PendingHotline { ticket_id: "t".into(), event_type: late.event_type, occurred_at: late.occurred_at, rating: None, first_of_its_kind: true };
+        let pending = PendingHotline {
+            ticket_id: "t".into(),
+            event_type: late.event_type,
+            occurred_at: late.occurred_at,
+            rating: None,
+            first_of_its_kind: true,
+        };
         let c = ticket.contribution(&pending);
         assert_eq!((c.responded, c.responded_on_time), (1, 0));
         assert!(!ticket.open_past_due(t0 + 7 * 86_400));
-        assert!(ticket.open_past_due(t0 + 6 * 86_400 - 1), "it was open and past due before the answer");
+        assert!(
+            ticket.open_past_due(t0 + 6 * 86_400 - 1),
+            "it was open and past due before the answer"
+        );
     }
 
     #[test]
     fn kpi_rates_and_median() {
-        let mut c = HotlineCounts { received: 10, responded: 4, responded_on_time: 3, rated: 2, satisfied: 1, reopened: 1, rejected: 0, ..Default::default() };
+        let mut c = HotlineCounts {
+            received: 10,
+            responded: 4,
+            responded_on_time: 3,
+            rated: 2,
+            satisfied: 1,
+            reopened: 1,
+            rejected: 0,
+            ..Default::default()
+        };
         for minutes in [60.0, 120.0, 24.0 * 60.0, 48.0 * 60.0, 49.0 * 60.0] {
-            *c.response_minutes.entry(response_bin(minutes) as u8).or_default() += 1;
+            c.response_minutes.add(response_bin(minutes) as u8, 1, 1);
         }
         let k = kpi(&c, 2);
         assert_eq!(k.on_time_rate, Some(75.0));
         assert_eq!(k.satisfaction_rate, Some(50.0));
         assert_eq!(k.reopen_rate, Some(25.0));
         let median = k.median_response_hours.unwrap();
-        assert!((median - 24.0).abs() / 24.0 < 0.15, "median {median} within one bin of 24 h");
-        assert_eq!(kpi(&HotlineCounts::default(), 0).median_response_hours, None);
+        assert!(
+            (median - 24.0).abs() / 24.0 < 0.15,
+            "median {median} within one bin of 24 h"
+        );
+        assert_eq!(
+            kpi(&HotlineCounts::default(), 0).median_response_hours,
+            None
+        );
     }
 }

@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
 use rdkafka::message::Message;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -26,7 +28,7 @@ use crate::sink::writer::{Abandoned, RawEventWriter};
 
 /// Bumped whenever `PartitionState`'s layout changes; older checkpoints are ignored
 /// (the partition is then rebuilt from the log).
-const STATE_FORMAT: u8 = 2;
+const STATE_FORMAT: u8 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -72,7 +74,9 @@ pub enum Mode {
     Live,
     /// Recompute from offset 0 of every partition up to the given end offsets, then stop.
     /// Ignores checkpoints.
-    Rebuild { end_offsets: HashMap<(String, i32), i64> },
+    Rebuild {
+        end_offsets: HashMap<(String, i32), i64>,
+    },
 }
 
 struct Slot {
@@ -106,12 +110,22 @@ pub struct IndexProcessor {
 }
 
 impl IndexProcessor {
-    pub fn new(config: &Config, decoder: Arc<Decoder>, metrics: Metrics, shutdown: Shutdown, mode: Mode) -> Result<Self, IndexError> {
+    pub fn new(
+        config: &Config,
+        decoder: Arc<Decoder>,
+        metrics: Metrics,
+        shutdown: Shutdown,
+        mode: Mode,
+    ) -> Result<Self, IndexError> {
         let revoked = Arc::new(Mutex::new(Vec::new()));
         let assigned = Arc::new(Mutex::new(Vec::new()));
         let group_id = match &mode {
             Mode::Live => config.index.group_id.clone(),
-            Mode::Rebuild { .. } => format!("{}-rebuild-{}", config.index.group_id, crate::pipeline::ingest::unix_now()),
+            Mode::Rebuild { .. } => format!(
+                "{}-rebuild-{}",
+                config.index.group_id,
+                crate::pipeline::ingest::unix_now()
+            ),
         };
         let consumer: StreamConsumer<IndexContext> = crate::kafka::client_config(&config.kafka)
             .set("group.id", &group_id)
@@ -120,7 +134,10 @@ impl IndexProcessor {
             .set("enable.partition.eof", "false")
             .set("queued.max.messages.kbytes", "32768")
             .set("max.poll.interval.ms", "600000")
-            .create_with_context(IndexContext { revoked: Arc::clone(&revoked), assigned: Arc::clone(&assigned) })?;
+            .create_with_context(IndexContext {
+                revoked: Arc::clone(&revoked),
+                assigned: Arc::clone(&assigned),
+            })?;
         let p = &config.pipeline;
         let writer = RawEventWriter::new(
             crate::sink::connect(&config.clickhouse),
@@ -152,7 +169,8 @@ impl IndexProcessor {
     }
 
     pub async fn run(mut self) -> Result<(), IndexError> {
-        self.consumer.subscribe(&[&self.surveys_topic, &self.hotline_topic])?;
+        self.consumer
+            .subscribe(&[&self.surveys_topic, &self.hotline_topic])?;
         tracing::info!(group = %self.group_id, mode = ?std::mem::discriminant(&self.mode), "index processor consuming");
         let mut flush = tokio::time::interval(self.flush_interval);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -190,7 +208,10 @@ impl IndexProcessor {
         // Final flush and checkpoint; abandoned if ClickHouse is down at shutdown.
         let checkpoint = matches!(self.mode, Mode::Live);
         if self.flush(checkpoint).await.is_ok() {
-            tracing::info!(partitions = self.slots.len(), "index processor stopped after a final flush");
+            tracing::info!(
+                partitions = self.slots.len(),
+                "index processor stopped after a final flush"
+            );
         }
         if let Some(bar) = &self.progress {
             bar.finish();
@@ -199,12 +220,21 @@ impl IndexProcessor {
     }
 
     fn rebuild_done(&self) -> bool {
-        let Mode::Rebuild { end_offsets } = &self.mode else { return false };
-        end_offsets.iter().all(|(key, end)| *end <= 0 || self.slots.get(key).is_some_and(|s| s.state.next_offset >= *end))
+        let Mode::Rebuild { end_offsets } = &self.mode else {
+            return false;
+        };
+        end_offsets.iter().all(|(key, end)| {
+            *end <= 0
+                || self
+                    .slots
+                    .get(key)
+                    .is_some_and(|s| s.state.next_offset >= *end)
+        })
     }
 
     fn drop_revoked(&mut self) {
-        let revoked: Vec<(String, i32)> = std::mem::take(&mut *self.revoked.lock().expect("revoked lock"));
+        let revoked: Vec<(String, i32)> =
+            std::mem::take(&mut *self.revoked.lock().expect("revoked lock"));
         for key in revoked {
             if self.slots.remove(&key).is_some() {
                 tracing::info!(topic = %key.0, partition = key.1, "index state dropped for a revoked partition");
@@ -214,7 +244,8 @@ impl IndexProcessor {
 
     /// Restores the state of newly assigned partitions (checkpoint or empty).
     async fn restore_assigned(&mut self) {
-        let assigned: Vec<(String, i32)> = std::mem::take(&mut *self.assigned.lock().expect("assigned lock"));
+        let assigned: Vec<(String, i32)> =
+            std::mem::take(&mut *self.assigned.lock().expect("assigned lock"));
         for (topic, partition) in assigned {
             self.ensure_slot(&topic, partition).await;
         }
@@ -229,11 +260,29 @@ impl IndexProcessor {
             Mode::Live => self.restore(topic, partition).await,
             Mode::Rebuild { .. } => PartitionState::new(0),
         };
-        self.metrics.index_position.with_label_values(&[topic, &partition.to_string()]).set(state.next_offset);
-        self.slots.insert(key, Slot { state, verify_position: true, seeked: false, daily_satisfaction: Vec::new(), daily_hotline: Vec::new() });
+        self.metrics
+            .index_position
+            .with_label_values(&[topic, &partition.to_string()])
+            .set(state.next_offset);
+        self.slots.insert(
+            key,
+            Slot {
+                state,
+                verify_position: true,
+                seeked: false,
+                daily_satisfaction: Vec::new(),
+                daily_hotline: Vec::new(),
+            },
+        );
     }
 
-    async fn handle(&mut self, topic: String, partition: i32, offset: i64, payload: Option<Vec<u8>>) -> Result<(), IndexError> {
+    async fn handle(
+        &mut self,
+        topic: String,
+        partition: i32,
+        offset: i64,
+        payload: Option<Vec<u8>>,
+    ) -> Result<(), IndexError> {
         let key = (topic.clone(), partition);
         self.ensure_slot(&topic, partition).await;
         let slot = self.slots.get_mut(&key).expect("inserted above");
@@ -245,7 +294,10 @@ impl IndexProcessor {
                 slot.seeked = true;
                 let target = Offset::Offset(slot.state.next_offset);
                 tracing::info!(%topic, partition, from = offset, to = slot.state.next_offset, "index partition positioned at its state");
-                if let Err(error) = self.consumer.seek(&topic, partition, target, Duration::from_secs(10)) {
+                if let Err(error) =
+                    self.consumer
+                        .seek(&topic, partition, target, Duration::from_secs(10))
+                {
                     tracing::warn!(%error, %topic, partition, "seek failed; dropping the partition state to retry");
                     self.slots.remove(&key);
                 }
@@ -255,7 +307,11 @@ impl IndexProcessor {
             // no longer has `next_offset` (retention), in which case the gap is accepted.
             let next = slot.state.next_offset;
             tracing::debug!(%topic, partition, offset, next_offset = next, "dropping a message fetched before the seek");
-            let low = tokio::task::block_in_place(|| self.consumer.fetch_watermarks(&topic, partition, Duration::from_secs(10))).map(|(low, _)| low);
+            let low = tokio::task::block_in_place(|| {
+                self.consumer
+                    .fetch_watermarks(&topic, partition, Duration::from_secs(10))
+            })
+            .map(|(low, _)| low);
             match low {
                 Ok(low) if low > next => {
                     tracing::warn!(%topic, partition, next_offset = next, log_start = low, "the log no longer holds the state's next offset; continuing from the log start");
@@ -269,10 +325,20 @@ impl IndexProcessor {
             return Ok(());
         }
         let _span = tracing::debug_span!("index_partition", %topic, partition).entered();
-        let kind = if topic == self.surveys_topic { EventKind::Survey } else { EventKind::Hotline };
+        let kind = if topic == self.surveys_topic {
+            EventKind::Survey
+        } else {
+            EventKind::Hotline
+        };
         let emitted = match payload.as_deref().map(|p| self.decoder.decode(kind, p)) {
-            Some(Ok((Decoded::Survey(survey), _))) => slot.state.apply_survey(&survey, offset, &self.frameworks, self.lateness),
-            Some(Ok((Decoded::Hotline(event), _))) => slot.state.apply_hotline(&event, offset, &self.frameworks, self.lateness),
+            Some(Ok((Decoded::Survey(survey), _))) => {
+                slot.state
+                    .apply_survey(&survey, offset, &self.frameworks, self.lateness)
+            }
+            Some(Ok((Decoded::Hotline(event), _))) => {
+                slot.state
+                    .apply_hotline(&event, offset, &self.frameworks, self.lateness)
+            }
             // Invalid input is the ingest pipeline's to dead-letter; here it is skipped.
             _ => {
                 slot.state.skip(offset);
@@ -284,10 +350,12 @@ impl IndexProcessor {
         }
         for value in &emitted.satisfaction_daily {
             if let Some(framework) = self.frameworks.get(&value.framework) {
-                slot.daily_satisfaction.push(SatisfactionRow::new(value, framework));
+                slot.daily_satisfaction
+                    .push(SatisfactionRow::new(value, framework));
             }
         }
-        slot.daily_hotline.extend(emitted.hotline_daily.iter().map(HotlineKpiRow::new));
+        slot.daily_hotline
+            .extend(emitted.hotline_daily.iter().map(HotlineKpiRow::new));
         if let Some(bar) = &self.progress {
             bar.inc(1);
         }
@@ -317,11 +385,20 @@ impl IndexProcessor {
         };
         match restored {
             Some(state) => {
-                tracing::info!(topic, partition, next_offset = state.next_offset, "index state restored from checkpoint");
+                tracing::info!(
+                    topic,
+                    partition,
+                    next_offset = state.next_offset,
+                    "index state restored from checkpoint"
+                );
                 state
             }
             None => {
-                tracing::info!(topic, partition, "no usable checkpoint; folding the partition from the beginning");
+                tracing::info!(
+                    topic,
+                    partition,
+                    "no usable checkpoint; folding the partition from the beginning"
+                );
                 PartitionState::new(0)
             }
         }
@@ -337,13 +414,19 @@ impl IndexProcessor {
             daily_satisfaction.append(&mut slot.daily_satisfaction);
             daily_hotline.append(&mut slot.daily_hotline);
             let (satisfaction, hotline) = slot.state.take_latest(&self.frameworks);
-            latest_satisfaction.extend(satisfaction.iter().filter_map(|v| self.frameworks.get(&v.framework).map(|f| SatisfactionRow::new(v, f))));
+            latest_satisfaction.extend(satisfaction.iter().filter_map(|v| {
+                self.frameworks
+                    .get(&v.framework)
+                    .map(|f| SatisfactionRow::new(v, f))
+            }));
             latest_hotline.extend(hotline.iter().map(HotlineKpiRow::new));
         }
         let (a, b, c, d) = tokio::join!(
-            self.writer.insert("satisfaction_daily", &daily_satisfaction),
+            self.writer
+                .insert("satisfaction_daily", &daily_satisfaction),
             self.writer.insert("hotline_kpi_daily", &daily_hotline),
-            self.writer.insert("satisfaction_latest", &latest_satisfaction),
+            self.writer
+                .insert("satisfaction_latest", &latest_satisfaction),
             self.writer.insert("hotline_kpi_latest", &latest_hotline),
         );
         for failures in [a?, b?, c?, d?] {
@@ -352,7 +435,10 @@ impl IndexProcessor {
             }
         }
         for ((topic, partition), slot) in &self.slots {
-            self.metrics.index_position.with_label_values(&[topic, &partition.to_string()]).set(slot.state.next_offset);
+            self.metrics
+                .index_position
+                .with_label_values(&[topic, &partition.to_string()])
+                .set(slot.state.next_offset);
         }
         if checkpoint && !self.slots.is_empty() {
             let now = crate::pipeline::ingest::unix_now() as u32;
@@ -362,7 +448,14 @@ impl IndexProcessor {
                 .map(|((topic, partition), slot)| {
                     let mut state = vec![STATE_FORMAT];
                     state.extend(bincode::serialize(&slot.state).expect("state serialises"));
-                    CheckpointRow { consumer_group: self.group_id.clone(), topic: topic.clone(), partition: *partition as u32, next_offset: slot.state.next_offset, state, written_at: now }
+                    CheckpointRow {
+                        consumer_group: self.group_id.clone(),
+                        topic: topic.clone(),
+                        partition: *partition as u32,
+                        next_offset: slot.state.next_offset,
+                        state,
+                        written_at: now,
+                    }
                 })
                 .collect();
             self.writer.insert("index_checkpoints", &rows).await?;
@@ -377,7 +470,8 @@ impl IndexProcessor {
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), slot) in &self.slots {
             tracing::debug!(%topic, partition, next_offset = slot.state.next_offset, "committing index position");
-            let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(slot.state.next_offset));
+            let _ =
+                tpl.add_partition_offset(topic, *partition, Offset::Offset(slot.state.next_offset));
         }
         if let Err(error) = self.consumer.commit(&tpl, CommitMode::Async) {
             tracing::debug!(%error, "index offset commit failed");

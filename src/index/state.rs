@@ -108,7 +108,9 @@ impl<C: Counts> Series<C> {
                         self.running()[w].add(&expired, -1);
                     }
                 }
-                _ if window.start(day) != window.start(previous) => self.running()[w] = C::default(),
+                _ if window.start(day) != window.start(previous) => {
+                    self.running()[w] = C::default()
+                }
                 _ => {}
             }
             if let Some(bucket) = &bucket {
@@ -214,9 +216,37 @@ pub struct PartitionState {
 /// Tickets resolved this long before the watermark are forgotten.
 const TICKET_RETENTION_SECONDS: i64 = 60 * 86_400;
 
+/// Sizes of a partition state, for benchmarks and logs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StateStats {
+    pub series: usize,
+    pub buckets: usize,
+    pub tickets: usize,
+}
+
 impl PartitionState {
     pub fn new(next_offset: i64) -> Self {
-        Self { next_offset, ..Default::default() }
+        Self {
+            next_offset,
+            ..Default::default()
+        }
+    }
+
+    pub fn stats(&self) -> StateStats {
+        StateStats {
+            series: self.surveys.len() + self.hotline.len(),
+            buckets: self
+                .surveys
+                .values()
+                .map(|s| s.buckets.len())
+                .sum::<usize>()
+                + self
+                    .hotline
+                    .values()
+                    .map(|s| s.buckets.len())
+                    .sum::<usize>(),
+            tickets: self.tickets.len(),
+        }
     }
 
     /// The day the latest values are computed for: the newest event's day.
@@ -227,10 +257,18 @@ impl PartitionState {
     fn last_closed_or_init(&mut self, day: i64, lateness_seconds: i64) -> i64 {
         // Before anything closed, pretend the days before the first event minus the
         // lateness are closed (they are empty), so out-of-order days still get rows.
-        *self.last_closed.get_or_insert(day - lateness_seconds.div_euclid(86_400) - 2)
+        *self
+            .last_closed
+            .get_or_insert(day - lateness_seconds.div_euclid(86_400) - 2)
     }
 
-    pub fn apply_survey(&mut self, survey: &SurveySubmission, offset: i64, frameworks: &FrameworkCatalog, lateness_seconds: i64) -> Emitted {
+    pub fn apply_survey(
+        &mut self,
+        survey: &SurveySubmission,
+        offset: i64,
+        frameworks: &FrameworkCatalog,
+        lateness_seconds: i64,
+    ) -> Emitted {
         let mut emitted = Emitted::default();
         let day = vietnam_day(survey.submitted_at);
         let last_closed = self.last_closed_or_init(day, lateness_seconds);
@@ -238,27 +276,51 @@ impl PartitionState {
             let mut one = SurveyCounts::new(framework);
             one.add(survey, framework);
             for unit in [
-                UnitKey { unit_type: UnitType::Province, unit_id: survey.province_code.clone(), province_code: survey.province_code.clone() },
-                UnitKey { unit_type: UnitType::Agency, unit_id: survey.agency_id.clone(), province_code: survey.province_code.clone() },
+                UnitKey {
+                    unit_type: UnitType::Province,
+                    unit_id: survey.province_code.clone(),
+                    province_code: survey.province_code.clone(),
+                },
+                UnitKey {
+                    unit_type: UnitType::Agency,
+                    unit_id: survey.agency_id.clone(),
+                    province_code: survey.province_code.clone(),
+                },
             ] {
                 let key = (survey.framework.clone(), unit);
-                self.surveys.entry(key.clone()).or_default().add(day, &one, last_closed);
+                self.surveys
+                    .entry(key.clone())
+                    .or_default()
+                    .add(day, &one, last_closed);
                 self.dirty_surveys.insert(key);
             }
         }
         if day <= last_closed {
             emitted.beyond_lateness += 1;
         }
-        self.advance(survey.submitted_at, offset, frameworks, lateness_seconds, &mut emitted);
+        self.advance(
+            survey.submitted_at,
+            offset,
+            frameworks,
+            lateness_seconds,
+            &mut emitted,
+        );
         emitted
     }
 
-    pub fn apply_hotline(&mut self, event: &HotlineEvent, offset: i64, frameworks: &FrameworkCatalog, lateness_seconds: i64) -> Emitted {
+    pub fn apply_hotline(
+        &mut self,
+        event: &HotlineEvent,
+        offset: i64,
+        frameworks: &FrameworkCatalog,
+        lateness_seconds: i64,
+    ) -> Emitted {
         let mut emitted = Emitted::default();
         let day = vietnam_day(event.occurred_at);
         let last_closed = self.last_closed_or_init(day, lateness_seconds);
         let ticket = self.tickets.entry(event.ticket_id.clone()).or_default();
-        let duplicate_response = event.event_type == crate::domain::HotlineEventType::Responded && ticket.first_response == Some(event.occurred_at);
+        let duplicate_response = event.event_type == crate::domain::HotlineEventType::Responded
+            && ticket.first_response == Some(event.occurred_at);
         ticket.fold(event);
         let pending = PendingHotline {
             ticket_id: event.ticket_id.clone(),
@@ -276,12 +338,21 @@ impl PartitionState {
             let ticket = &self.tickets[&event.ticket_id];
             let contribution = ticket.contribution(&pending);
             for unit in ticket_units(ticket) {
-                self.hotline.entry(unit).or_default().add(day, &contribution, last_closed);
+                self.hotline
+                    .entry(unit)
+                    .or_default()
+                    .add(day, &contribution, last_closed);
             }
         } else {
             self.pending.entry(day).or_default().push(pending);
         }
-        self.advance(event.occurred_at, offset, frameworks, lateness_seconds, &mut emitted);
+        self.advance(
+            event.occurred_at,
+            offset,
+            frameworks,
+            lateness_seconds,
+            &mut emitted,
+        );
         emitted
     }
 
@@ -290,9 +361,19 @@ impl PartitionState {
         self.next_offset = self.next_offset.max(offset + 1);
     }
 
-    fn advance(&mut self, event_time: i64, offset: i64, frameworks: &FrameworkCatalog, lateness_seconds: i64, emitted: &mut Emitted) {
+    fn advance(
+        &mut self,
+        event_time: i64,
+        offset: i64,
+        frameworks: &FrameworkCatalog,
+        lateness_seconds: i64,
+        emitted: &mut Emitted,
+    ) {
         self.next_offset = self.next_offset.max(offset + 1);
-        self.newest_event_time = Some(self.newest_event_time.map_or(event_time, |t| t.max(event_time)));
+        self.newest_event_time = Some(
+            self.newest_event_time
+                .map_or(event_time, |t| t.max(event_time)),
+        );
         let watermark = self.newest_event_time.expect("just set") - lateness_seconds;
         // Day d is closed once the watermark reaches its end.
         while let Some(last) = self.last_closed {
@@ -308,19 +389,28 @@ impl PartitionState {
         let version = self.next_offset as u64;
         // Hotline events of the day are attributed now that the day is complete.
         for event in self.pending.remove(&day).unwrap_or_default() {
-            let Some(ticket) = self.tickets.get(&event.ticket_id) else { continue };
+            let Some(ticket) = self.tickets.get(&event.ticket_id) else {
+                continue;
+            };
             let contribution = ticket.contribution(&event);
             for unit in ticket_units(ticket) {
-                self.hotline.entry(unit).or_default().add(day, &contribution, day - 1);
+                self.hotline
+                    .entry(unit)
+                    .or_default()
+                    .add(day, &contribution, day - 1);
             }
         }
         for ((framework_id, unit), series) in self.surveys.iter_mut() {
             series.close(day);
-            let Some(framework) = frameworks.get(framework_id) else { continue };
+            let Some(framework) = frameworks.get(framework_id) else {
+                continue;
+            };
             for (w, window) in WINDOWS.iter().enumerate() {
                 let counts = &series.running()[w];
                 if !counts.is_empty() {
-                    emitted.satisfaction_daily.push(satisfaction_value(framework, unit, *window, day, counts, version));
+                    emitted.satisfaction_daily.push(satisfaction_value(
+                        framework, unit, *window, day, counts, version,
+                    ));
                 }
             }
         }
@@ -331,24 +421,49 @@ impl PartitionState {
             for (w, window) in WINDOWS.iter().enumerate() {
                 let counts = &series.running()[w];
                 if !counts.is_empty() || open > 0 {
-                    emitted.hotline_daily.push(HotlineValue { unit: unit.clone(), window: *window, as_of: day, kpi: kpi(counts, open), version });
+                    emitted.hotline_daily.push(HotlineValue {
+                        unit: unit.clone(),
+                        window: *window,
+                        as_of: day,
+                        kpi: kpi(counts, open),
+                        version,
+                    });
                 }
             }
         }
         // Units that fall idle get one last (empty) latest value, so that the latest
         // tables end up the same whenever they were flushed.
-        let idle_surveys: Vec<_> = self.surveys.iter().filter(|(_, s)| s.is_idle()).map(|(k, _)| k.clone()).collect();
-        let idle_hotline: Vec<_> = self.hotline.iter().filter(|(_, s)| s.is_idle()).map(|(k, _)| k.clone()).collect();
+        let idle_surveys: Vec<_> = self
+            .surveys
+            .iter()
+            .filter(|(_, s)| s.is_idle())
+            .map(|(k, _)| k.clone())
+            .collect();
+        let idle_hotline: Vec<_> = self
+            .hotline
+            .iter()
+            .filter(|(_, s)| s.is_idle())
+            .map(|(k, _)| k.clone())
+            .collect();
         self.dirty_surveys.extend(idle_surveys);
         self.dirty_hotline.extend(idle_hotline);
         self.surveys.retain(|_, s| !s.is_idle());
         self.hotline.retain(|_, s| !s.is_idle());
         let forget_before = day_end(day) - TICKET_RETENTION_SECONDS;
-        let pending_tickets: BTreeSet<&String> = self.pending.values().flatten().map(|p| &p.ticket_id).collect();
+        let pending_tickets: BTreeSet<&String> = self
+            .pending
+            .values()
+            .flatten()
+            .map(|p| &p.ticket_id)
+            .collect();
         let forget: Vec<String> = self
             .tickets
             .iter()
-            .filter(|(id, t)| t.resolved_at.is_some() && t.last_event_at < forget_before && !pending_tickets.contains(id))
+            .filter(|(id, t)| {
+                t.resolved_at.is_some()
+                    && t.last_event_at < forget_before
+                    && !pending_tickets.contains(id)
+            })
             .map(|(id, _)| id.clone())
             .collect();
         for id in forget {
@@ -369,8 +484,13 @@ impl PartitionState {
 
     /// Latest values (window ending on the newest event's day, open days included) of
     /// every unit changed since the last call.
-    pub fn take_latest(&mut self, frameworks: &FrameworkCatalog) -> (Vec<SatisfactionValue>, Vec<HotlineValue>) {
-        let (Some(as_of), Some(last_closed)) = (self.latest_day(), self.last_closed) else { return (Vec::new(), Vec::new()) };
+    pub fn take_latest(
+        &mut self,
+        frameworks: &FrameworkCatalog,
+    ) -> (Vec<SatisfactionValue>, Vec<HotlineValue>) {
+        let (Some(as_of), Some(last_closed)) = (self.latest_day(), self.last_closed) else {
+            return (Vec::new(), Vec::new());
+        };
         let as_of = as_of.max(last_closed);
         let moved = self.latest_written_at != Some((as_of, last_closed));
         if moved {
@@ -384,20 +504,31 @@ impl PartitionState {
         // replace the value written while it had data.
         let empty_survey_series = Series::default();
         for key in std::mem::take(&mut self.dirty_surveys) {
-            let Some(framework) = frameworks.get(&key.0) else { continue };
+            let Some(framework) = frameworks.get(&key.0) else {
+                continue;
+            };
             let series = self.surveys.get(&key).unwrap_or(&empty_survey_series);
             for (window, counts) in WINDOWS.iter().zip(series.sums_at(as_of, last_closed, None)) {
-                satisfaction.push(satisfaction_value(framework, &key.1, *window, as_of, &counts, version));
+                satisfaction.push(satisfaction_value(
+                    framework, &key.1, *window, as_of, &counts, version,
+                ));
             }
         }
         // Open days' hotline events, attributed provisionally with what tickets know now.
         let mut provisional: HashMap<UnitKey, BTreeMap<i64, HotlineCounts>> = HashMap::new();
         for (day, events) in self.pending.range(last_closed + 1..) {
             for event in events {
-                let Some(ticket) = self.tickets.get(&event.ticket_id) else { continue };
+                let Some(ticket) = self.tickets.get(&event.ticket_id) else {
+                    continue;
+                };
                 let contribution = ticket.contribution(event);
                 for unit in ticket_units(ticket) {
-                    provisional.entry(unit).or_default().entry(*day).or_default().add(&contribution, 1);
+                    provisional
+                        .entry(unit)
+                        .or_default()
+                        .entry(*day)
+                        .or_default()
+                        .add(&contribution, 1);
                 }
             }
         }
@@ -413,8 +544,18 @@ impl PartitionState {
             let empty = Series::default();
             let series = self.hotline.get(&unit).unwrap_or(&empty);
             let open = past_due.get(&unit).copied().unwrap_or(0);
-            for (window, counts) in WINDOWS.iter().zip(series.sums_at(as_of, last_closed, provisional.get(&unit))) {
-                hotline.push(HotlineValue { unit: unit.clone(), window: *window, as_of, kpi: kpi(&counts, open), version });
+            for (window, counts) in
+                WINDOWS
+                    .iter()
+                    .zip(series.sums_at(as_of, last_closed, provisional.get(&unit)))
+            {
+                hotline.push(HotlineValue {
+                    unit: unit.clone(),
+                    window: *window,
+                    as_of,
+                    kpi: kpi(&counts, open),
+                    version,
+                });
             }
         }
         (satisfaction, hotline)
@@ -423,28 +564,52 @@ impl PartitionState {
 
 fn ticket_units(ticket: &Ticket) -> Vec<UnitKey> {
     let province = ticket.province.clone();
-    let mut units = vec![UnitKey { unit_type: UnitType::Province, unit_id: province.clone(), province_code: province.clone() }];
+    let mut units = vec![UnitKey {
+        unit_type: UnitType::Province,
+        unit_id: province.clone(),
+        province_code: province.clone(),
+    }];
     if let Some((_, agency)) = &ticket.agency {
-        units.push(UnitKey { unit_type: UnitType::Agency, unit_id: agency.clone(), province_code: province.clone() });
+        units.push(UnitKey {
+            unit_type: UnitType::Agency,
+            unit_id: agency.clone(),
+            province_code: province.clone(),
+        });
     }
     if let Some(category) = &ticket.category {
-        units.push(UnitKey { unit_type: UnitType::Category, unit_id: format!("{province}/{category}"), province_code: province });
+        units.push(UnitKey {
+            unit_type: UnitType::Category,
+            unit_id: format!("{province}/{category}"),
+            province_code: province,
+        });
     }
     units
 }
 
-fn satisfaction_value(framework: &Framework, unit: &UnitKey, window: Window, as_of: i64, counts: &SurveyCounts, version: u64) -> SatisfactionValue {
+fn satisfaction_value(
+    framework: &Framework,
+    unit: &UnitKey,
+    window: Window,
+    as_of: i64,
+    counts: &SurveyCounts,
+    version: u64,
+) -> SatisfactionValue {
     // Empty sums have no per-criterion slots yet; give them the framework's shape.
     let mut sized = SurveyCounts::new(framework);
-    Counts::add(&mut sized, counts, 1);
-    let counts = &sized;
+    if counts.criteria() == sized.criteria()
+        && counts.expectation_items() == sized.expectation_items()
+    {
+        sized = counts.clone();
+    } else {
+        Counts::add(&mut sized, counts, 1);
+    }
     SatisfactionValue {
         framework: framework.id.clone(),
         unit: unit.clone(),
         window,
         as_of,
-        counts: counts.clone(),
-        index: compute(counts, framework),
+        index: compute(&sized, framework),
+        counts: sized,
         version,
     }
 }
@@ -459,7 +624,8 @@ mod tests {
     const LATENESS: i64 = 2 * 86_400;
 
     fn frameworks() -> FrameworkCatalog {
-        FrameworkCatalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/frameworks")).unwrap()
+        FrameworkCatalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/frameworks"))
+            .unwrap()
     }
 
     /// A submission whose every criterion has `score` (None = all unanswered).
@@ -477,7 +643,10 @@ mod tests {
             procedure_code: None,
             channel: Channel::OneStop,
             respondent_type: RespondentType::Citizen,
-            answers: framework.criterion_ids().map(|c| (c.to_owned(), score)).collect(),
+            answers: framework
+                .criterion_ids()
+                .map(|c| (c.to_owned(), score))
+                .collect(),
             expectations: vec!["expect.shorter_time".into()],
         }
     }
@@ -486,8 +655,18 @@ mod tests {
         vietnam_day(parse_rfc3339(&format!("{date}T12:00:00+07:00")).unwrap())
     }
 
-    fn find<'a>(rows: &'a [SatisfactionValue], unit: &str, window: Window, as_of: &str) -> Option<&'a SatisfactionValue> {
-        rows.iter().find(|r| r.unit.unit_type == UnitType::Province && r.unit.unit_id == unit && r.window == window && r.as_of == day(as_of))
+    fn find<'a>(
+        rows: &'a [SatisfactionValue],
+        unit: &str,
+        window: Window,
+        as_of: &str,
+    ) -> Option<&'a SatisfactionValue> {
+        rows.iter().find(|r| {
+            r.unit.unit_type == UnitType::Province
+                && r.unit.unit_id == unit
+                && r.window == window
+                && r.as_of == day(as_of)
+        })
     }
 
     #[test]
@@ -503,35 +682,113 @@ mod tests {
             survey("d", "2026-10-31T23:00:00+07:00", "01", Some(1)),
         ];
         for (offset, e) in events.iter().enumerate() {
-            rows.extend(state.apply_survey(e, offset as i64, &f, LATENESS).satisfaction_daily);
+            rows.extend(
+                state
+                    .apply_survey(e, offset as i64, &f, LATENESS)
+                    .satisfaction_daily,
+            );
         }
-        assert!(find(&rows, "01", Window::Rolling(30), "2026-10-31").is_none(), "not closed yet: watermark is 2026-10-30 ~00:00");
+        assert!(
+            find(&rows, "01", Window::Rolling(30), "2026-10-31").is_none(),
+            "not closed yet: watermark is 2026-10-30 ~00:00"
+        );
         // An event on 2026-11-03 00:00:01 moves the watermark past the end of 2026-10-31.
-        rows.extend(state.apply_survey(&survey("e", "2026-11-03T00:00:01+07:00", "79", Some(5)), 4, &f, LATENESS).satisfaction_daily);
-        let oct31 = find(&rows, "01", Window::Rolling(30), "2026-10-31").expect("2026-10-31 closed");
+        rows.extend(
+            state
+                .apply_survey(
+                    &survey("e", "2026-11-03T00:00:01+07:00", "79", Some(5)),
+                    4,
+                    &f,
+                    LATENESS,
+                )
+                .satisfaction_daily,
+        );
+        let oct31 =
+            find(&rows, "01", Window::Rolling(30), "2026-10-31").expect("2026-10-31 closed");
         assert_eq!(oct31.index.respondents, 2);
         assert_eq!(oct31.index.sipas, Some(50.0), "one all-5, one all-1");
-        assert!(find(&rows, "01", Window::Rolling(30), "2026-11-01").is_none(), "2026-11-01 still open");
-        rows.extend(state.apply_survey(&survey("f", "2026-11-04T00:00:00+07:00", "79", Some(5)), 5, &f, LATENESS).satisfaction_daily);
+        assert!(
+            find(&rows, "01", Window::Rolling(30), "2026-11-01").is_none(),
+            "2026-11-01 still open"
+        );
+        rows.extend(
+            state
+                .apply_survey(
+                    &survey("f", "2026-11-04T00:00:00+07:00", "79", Some(5)),
+                    5,
+                    &f,
+                    LATENESS,
+                )
+                .satisfaction_daily,
+        );
         let nov1 = find(&rows, "01", Window::Rolling(30), "2026-11-01").expect("2026-11-01 closed");
         assert_eq!(nov1.index.respondents, 4);
         assert_eq!(nov1.index.sipas, Some(50.0), "5,2,4,1 -> satisfied 2 of 4");
         let month = find(&rows, "01", Window::Month, "2026-11-01").unwrap();
-        assert_eq!(month.index.respondents, 2, "the month window restarts on 11-01");
+        assert_eq!(
+            month.index.respondents, 2,
+            "the month window restarts on 11-01"
+        );
         assert_eq!(month.index.sipas, Some(50.0));
-        assert_eq!(month.index.expectation_share, vec![0.0, 100.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        assert_eq!(
+            month.index.expectation_share,
+            vec![0.0, 100.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+        );
         assert!(!month.index.ranked);
-        let agency = rows.iter().find(|r| r.unit.unit_type == UnitType::Agency && r.unit.unit_id == "01-a" && r.window == Window::Rolling(30) && r.as_of == day("2026-11-01"));
+        let agency = rows.iter().find(|r| {
+            r.unit.unit_type == UnitType::Agency
+                && r.unit.unit_id == "01-a"
+                && r.window == Window::Rolling(30)
+                && r.as_of == day("2026-11-01")
+        });
         assert_eq!(agency.unwrap().index.respondents, 4);
         // 30 days later the early days leave the 30-day window, but not the 90-day one.
         rows.clear();
-        rows.extend(state.apply_survey(&survey("g", "2026-12-04T00:00:00+07:00", "79", Some(5)), 6, &f, LATENESS).satisfaction_daily);
-        assert_eq!(find(&rows, "01", Window::Rolling(30), "2026-11-29").unwrap().index.respondents, 4, "[10-31, 11-29] still has 10-31");
-        assert_eq!(find(&rows, "01", Window::Rolling(30), "2026-11-30").unwrap().index.respondents, 2, "[11-01, 11-30] lost 10-31");
-        assert!(find(&rows, "01", Window::Rolling(30), "2026-12-01").is_none(), "no data left in the 30-day window");
-        assert_eq!(find(&rows, "01", Window::Rolling(90), "2026-12-01").unwrap().index.respondents, 4);
+        rows.extend(
+            state
+                .apply_survey(
+                    &survey("g", "2026-12-04T00:00:00+07:00", "79", Some(5)),
+                    6,
+                    &f,
+                    LATENESS,
+                )
+                .satisfaction_daily,
+        );
+        assert_eq!(
+            find(&rows, "01", Window::Rolling(30), "2026-11-29")
+                .unwrap()
+                .index
+                .respondents,
+            4,
+            "[10-31, 11-29] still has 10-31"
+        );
+        assert_eq!(
+            find(&rows, "01", Window::Rolling(30), "2026-11-30")
+                .unwrap()
+                .index
+                .respondents,
+            2,
+            "[11-01, 11-30] lost 10-31"
+        );
+        assert!(
+            find(&rows, "01", Window::Rolling(30), "2026-12-01").is_none(),
+            "no data left in the 30-day window"
+        );
+        assert_eq!(
+            find(&rows, "01", Window::Rolling(90), "2026-12-01")
+                .unwrap()
+                .index
+                .respondents,
+            4
+        );
         assert!(find(&rows, "01", Window::Month, "2026-12-01").is_none());
-        assert_eq!(find(&rows, "01", Window::Quarter, "2026-12-01").unwrap().index.respondents, 4);
+        assert_eq!(
+            find(&rows, "01", Window::Quarter, "2026-12-01")
+                .unwrap()
+                .index
+                .respondents,
+            4
+        );
     }
 
     #[test]
@@ -539,32 +796,82 @@ mod tests {
         let f = frameworks();
         let mut state = PartitionState::new(0);
         let mut rows = Vec::new();
-        rows.extend(state.apply_survey(&survey("a", "2026-11-01T10:00:00+07:00", "01", Some(5)), 0, &f, LATENESS).satisfaction_daily);
-        rows.extend(state.apply_survey(&survey("b", "2026-11-05T10:00:00+07:00", "01", Some(5)), 1, &f, LATENESS).satisfaction_daily);
-        let before = find(&rows, "01", Window::Rolling(30), "2026-11-02").unwrap().clone();
+        rows.extend(
+            state
+                .apply_survey(
+                    &survey("a", "2026-11-01T10:00:00+07:00", "01", Some(5)),
+                    0,
+                    &f,
+                    LATENESS,
+                )
+                .satisfaction_daily,
+        );
+        rows.extend(
+            state
+                .apply_survey(
+                    &survey("b", "2026-11-05T10:00:00+07:00", "01", Some(5)),
+                    1,
+                    &f,
+                    LATENESS,
+                )
+                .satisfaction_daily,
+        );
+        let before = find(&rows, "01", Window::Rolling(30), "2026-11-02")
+            .unwrap()
+            .clone();
         assert_eq!(before.index.respondents, 1);
-        let late = state.apply_survey(&survey("late", "2026-11-01T11:00:00+07:00", "01", Some(1)), 2, &f, LATENESS);
+        let late = state.apply_survey(
+            &survey("late", "2026-11-01T11:00:00+07:00", "01", Some(1)),
+            2,
+            &f,
+            LATENESS,
+        );
         assert_eq!(late.beyond_lateness, 1);
         assert!(late.satisfaction_daily.is_empty());
         let (latest, _) = state.take_latest(&f);
-        let latest_30 = latest.iter().find(|r| r.unit.unit_id == "01" && r.window == Window::Rolling(30)).unwrap();
+        let latest_30 = latest
+            .iter()
+            .find(|r| r.unit.unit_id == "01" && r.window == Window::Rolling(30))
+            .unwrap();
         assert_eq!(latest_30.as_of, day("2026-11-05"));
         assert_eq!(latest_30.index.respondents, 3, "a, b and the late one");
         // Days closed afterwards include the late event.
-        let next = state.apply_survey(&survey("c", "2026-11-06T10:00:00+07:00", "79", Some(5)), 3, &f, LATENESS).satisfaction_daily;
-        assert_eq!(find(&next, "01", Window::Rolling(30), "2026-11-03").unwrap().index.respondents, 2);
+        let next = state
+            .apply_survey(
+                &survey("c", "2026-11-06T10:00:00+07:00", "79", Some(5)),
+                3,
+                &f,
+                LATENESS,
+            )
+            .satisfaction_daily;
+        assert_eq!(
+            find(&next, "01", Window::Rolling(30), "2026-11-03")
+                .unwrap()
+                .index
+                .respondents,
+            2
+        );
     }
 
     #[test]
     fn a_checkpoint_round_trip_changes_nothing() {
         let f = frameworks();
         let mut sim = crate::simulate::Simulator::new(
-            crate::simulate::SimSettings { seed: 3, start_unix: 1_790_000_000, step_seconds: 40.0, ..Default::default() },
+            crate::simulate::SimSettings {
+                seed: 3,
+                start_unix: 1_790_000_000,
+                step_seconds: 40.0,
+                ..Default::default()
+            },
             &crate::domain::ProvinceRegistry::builtin(),
             f.get("BNV-2640-2017").unwrap().clone(),
         );
         let decoder = crate::contract::Decoder::new(
-            crate::contract::validate::Validator { provinces: crate::domain::ProvinceRegistry::builtin(), frameworks: f.clone(), pii: crate::contract::pii::PiiHasher::new(b"state-test-secret-1") },
+            crate::contract::validate::Validator {
+                provinces: crate::domain::ProvinceRegistry::builtin(),
+                frameworks: f.clone(),
+                pii: crate::contract::pii::PiiHasher::new(b"state-test-secret-1"),
+            },
             std::sync::Arc::new(crate::contract::avro::SchemaCatalog::builtin()),
             65536,
         );
@@ -579,20 +886,50 @@ mod tests {
                     state = bincode::deserialize(&bytes).unwrap();
                 }
                 let emitted = match decoder.decode(e.kind, &e.payload) {
-                    Ok((crate::contract::Decoded::Survey(s), _)) => state.apply_survey(&s, offset as i64, &f, LATENESS),
-                    Ok((crate::contract::Decoded::Hotline(h), _)) => state.apply_hotline(&h, offset as i64, &f, LATENESS),
+                    Ok((crate::contract::Decoded::Survey(s), _)) => {
+                        state.apply_survey(&s, offset as i64, &f, LATENESS)
+                    }
+                    Ok((crate::contract::Decoded::Hotline(h), _)) => {
+                        state.apply_hotline(&h, offset as i64, &f, LATENESS)
+                    }
                     Err(_) => {
                         state.skip(offset as i64);
                         Emitted::default()
                     }
                 };
-                out.extend(emitted.satisfaction_daily.iter().map(|r| (r.unit.unit_id.clone(), r.window.label(), r.as_of, r.index.sipas, r.index.respondents, r.version)));
-                hot.extend(emitted.hotline_daily.iter().map(|r| (r.unit.unit_id.clone(), r.window.label(), r.as_of, r.kpi.received, r.kpi.responded, r.kpi.open_past_due)));
+                out.extend(emitted.satisfaction_daily.iter().map(|r| {
+                    (
+                        r.unit.unit_id.clone(),
+                        r.window.label(),
+                        r.as_of,
+                        r.index.sipas,
+                        r.index.respondents,
+                        r.version,
+                    )
+                }));
+                hot.extend(emitted.hotline_daily.iter().map(|r| {
+                    (
+                        r.unit.unit_id.clone(),
+                        r.window.label(),
+                        r.as_of,
+                        r.kpi.received,
+                        r.kpi.responded,
+                        r.kpi.open_past_due,
+                    )
+                }));
             }
             (out, hot)
         };
         let whole = run(None);
-        assert!(whole.0.len() > 1000 && whole.1.len() > 100, "{} / {} rows", whole.0.len(), whole.1.len());
-        assert!(run(Some(2500)) == whole, "same rows with a checkpoint round trip at offset 2500");
+        assert!(
+            whole.0.len() > 1000 && whole.1.len() > 100,
+            "{} / {} rows",
+            whole.0.len(),
+            whole.1.len()
+        );
+        assert!(
+            run(Some(2500)) == whole,
+            "same rows with a checkpoint round trip at offset 2500"
+        );
     }
 }

@@ -13,72 +13,246 @@
 use crate::domain::framework::Framework;
 use crate::domain::SurveySubmission;
 
-/// Summable counts for one unit over some days.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+/// Counters stored at the narrowest width that holds them. Most unit-days of an agency
+/// hold a handful of respondents, so their counts fit in bytes; a year of state for
+/// thousands of agencies then takes a quarter of the memory (and checkpoint) of `u32`s.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+enum Counters {
+    U8(Box<[u8]>),
+    U16(Box<[u16]>),
+    U32(Box<[u32]>),
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters::U8(Box::default())
+    }
+}
+
+impl Counters {
+    fn zeros(len: usize) -> Self {
+        Counters::U8(vec![0; len].into_boxed_slice())
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Counters::U8(v) => v.len(),
+            Counters::U16(v) => v.len(),
+            Counters::U32(v) => v.len(),
+        }
+    }
+
+    fn get(&self, i: usize) -> u32 {
+        match self {
+            Counters::U8(v) => u32::from(v[i]),
+            Counters::U16(v) => u32::from(v[i]),
+            Counters::U32(v) => v[i],
+        }
+    }
+
+    fn to_vec(&self) -> Vec<u32> {
+        (0..self.len()).map(|i| self.get(i)).collect()
+    }
+
+    fn set(&mut self, i: usize, value: u32) {
+        match self {
+            Counters::U8(v) if value <= u32::from(u8::MAX) => v[i] = value as u8,
+            Counters::U16(v) if value <= u32::from(u16::MAX) => v[i] = value as u16,
+            Counters::U32(v) => v[i] = value,
+            _ => {
+                // Widen once, then store.
+                let values = self.to_vec();
+                *self = if value <= u32::from(u16::MAX) {
+                    Counters::U16(values.iter().map(|&x| x as u16).collect())
+                } else {
+                    Counters::U32(values.into_boxed_slice())
+                };
+                self.set(i, value);
+            }
+        }
+    }
+
+    fn is_zero(&self) -> bool {
+        (0..self.len()).all(|i| self.get(i) == 0)
+    }
+}
+
+/// Summable counts for one unit over some days. Per criterion (framework order): valid
+/// answers, satisfied answers (4 or 5), missing answers; per expectation item: ticks.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct SurveyCounts {
     pub respondents: u32,
-    /// Per criterion, in framework order.
-    pub valid: Vec<u32>,
-    pub satisfied: Vec<u32>,
-    pub missing: Vec<u32>,
-    /// Per expectation item, in framework order.
-    pub expectations: Vec<u32>,
+    criteria: u16,
+    /// `[valid × criteria, satisfied × criteria, missing × criteria, expectations…]`.
+    counters: Counters,
 }
+
+impl PartialEq for SurveyCounts {
+    fn eq(&self, other: &Self) -> bool {
+        self.respondents == other.respondents
+            && self.criteria == other.criteria
+            && self.counters.len() == other.counters.len()
+            && (0..self.counters.len()).all(|i| self.counters.get(i) == other.counters.get(i))
+    }
+}
+
+impl Eq for SurveyCounts {}
 
 impl SurveyCounts {
     pub fn new(framework: &Framework) -> Self {
-        let criteria = framework.criterion_ids().count();
+        Self::with_shape(
+            framework.criterion_ids().count(),
+            framework.expectations.len(),
+        )
+    }
+
+    fn with_shape(criteria: usize, expectations: usize) -> Self {
         Self {
             respondents: 0,
-            valid: vec![0; criteria],
-            satisfied: vec![0; criteria],
-            missing: vec![0; criteria],
-            expectations: vec![0; framework.expectations.len()],
+            criteria: criteria as u16,
+            counters: Counters::zeros(3 * criteria + expectations),
         }
+    }
+
+    /// Counts given as separate lists (tests, conversions).
+    pub fn from_parts(
+        respondents: u32,
+        valid: &[u32],
+        satisfied: &[u32],
+        missing: &[u32],
+        expectations: &[u32],
+    ) -> Self {
+        let mut counts = Self::with_shape(valid.len(), expectations.len());
+        counts.respondents = respondents;
+        for (i, value) in valid
+            .iter()
+            .chain(satisfied)
+            .chain(missing)
+            .chain(expectations)
+            .enumerate()
+        {
+            counts.counters.set(i, *value);
+        }
+        counts
+    }
+
+    pub fn criteria(&self) -> usize {
+        usize::from(self.criteria)
+    }
+
+    pub fn expectation_items(&self) -> usize {
+        self.counters.len() - 3 * self.criteria()
+    }
+
+    pub fn valid(&self, criterion: usize) -> u32 {
+        self.counters.get(criterion)
+    }
+
+    pub fn satisfied(&self, criterion: usize) -> u32 {
+        self.counters.get(self.criteria() + criterion)
+    }
+
+    pub fn missing(&self, criterion: usize) -> u32 {
+        self.counters.get(2 * self.criteria() + criterion)
+    }
+
+    pub fn expectation(&self, item: usize) -> u32 {
+        self.counters.get(3 * self.criteria() + item)
+    }
+
+    pub fn valid_counts(&self) -> Vec<u32> {
+        (0..self.criteria()).map(|c| self.valid(c)).collect()
+    }
+
+    pub fn satisfied_counts(&self) -> Vec<u32> {
+        (0..self.criteria()).map(|c| self.satisfied(c)).collect()
+    }
+
+    pub fn missing_counts(&self) -> Vec<u32> {
+        (0..self.criteria()).map(|c| self.missing(c)).collect()
+    }
+
+    pub fn expectation_counts(&self) -> Vec<u32> {
+        (0..self.expectation_items())
+            .map(|e| self.expectation(e))
+            .collect()
+    }
+
+    pub fn is_zero(&self) -> bool {
+        self.respondents == 0 && self.counters.is_zero()
+    }
+
+    fn bump(&mut self, i: usize) {
+        let value = self.counters.get(i) + 1;
+        self.counters.set(i, value);
     }
 
     /// Adds one submission. Its answers are in framework order (the validator guarantees it).
     pub fn add(&mut self, survey: &SurveySubmission, framework: &Framework) {
         self.respondents += 1;
-        for (i, (_, score)) in survey.answers.iter().enumerate().take(self.valid.len()) {
+        let criteria = self.criteria();
+        for (i, (_, score)) in survey.answers.iter().enumerate().take(criteria) {
             match score {
                 Some(s) => {
-                    self.valid[i] += 1;
+                    self.bump(i);
                     if *s >= 4 {
-                        self.satisfied[i] += 1;
+                        self.bump(criteria + i);
                     }
                 }
-                None => self.missing[i] += 1,
+                None => self.bump(2 * criteria + i),
             }
         }
         for item in &survey.expectations {
             if let Some(i) = framework.expectations.iter().position(|e| &e.id == item) {
-                self.expectations[i] += 1;
+                if i < self.expectation_items() {
+                    self.bump(3 * criteria + i);
+                }
             }
         }
     }
 
+    /// Grows to at least the other's shape, keeping the counts.
+    fn grow_to(&mut self, criteria: usize, expectations: usize) {
+        if self.criteria() >= criteria && self.expectation_items() >= expectations {
+            return;
+        }
+        let (c, e) = (
+            self.criteria().max(criteria),
+            self.expectation_items().max(expectations),
+        );
+        let mut grown = Self::with_shape(c, e);
+        grown.respondents = self.respondents;
+        for k in 0..self.criteria() {
+            grown.counters.set(k, self.valid(k));
+            grown.counters.set(c + k, self.satisfied(k));
+            grown.counters.set(2 * c + k, self.missing(k));
+        }
+        for k in 0..self.expectation_items() {
+            grown.counters.set(3 * c + k, self.expectation(k));
+        }
+        *self = grown;
+    }
+
     /// Adds (`sign` = 1) or removes (`sign` = -1) another count, growing to its shape.
     pub fn add_scaled(&mut self, other: &SurveyCounts, sign: i64) {
-        if self.valid.len() < other.valid.len() {
-            self.valid.resize(other.valid.len(), 0);
-            self.satisfied.resize(other.satisfied.len(), 0);
-            self.missing.resize(other.missing.len(), 0);
-        }
-        if self.expectations.len() < other.expectations.len() {
-            self.expectations.resize(other.expectations.len(), 0);
-        }
-        let apply = |a: &mut u32, b: u32| *a = (i64::from(*a) + sign * i64::from(b)).max(0) as u32;
-        apply(&mut self.respondents, other.respondents);
-        for (mine, theirs) in [
-            (&mut self.valid, &other.valid),
-            (&mut self.satisfied, &other.satisfied),
-            (&mut self.missing, &other.missing),
-            (&mut self.expectations, &other.expectations),
-        ] {
-            for (a, b) in mine.iter_mut().zip(theirs) {
-                apply(a, *b);
+        self.grow_to(other.criteria(), other.expectation_items());
+        let apply = |a: u32, b: u32| (i64::from(a) + sign * i64::from(b)).max(0) as u32;
+        self.respondents = apply(self.respondents, other.respondents);
+        let (mine, theirs) = (self.criteria(), other.criteria());
+        for section in 0..3 {
+            for k in 0..theirs {
+                let i = section * mine + k;
+                let value = apply(
+                    self.counters.get(i),
+                    other.counters.get(section * theirs + k),
+                );
+                self.counters.set(i, value);
             }
+        }
+        for k in 0..other.expectation_items() {
+            let i = 3 * mine + k;
+            let value = apply(self.counters.get(i), other.expectation(k));
+            self.counters.set(i, value);
         }
     }
 
@@ -110,20 +284,27 @@ pub fn wilson(p: f64, n: f64) -> Option<(f64, f64)> {
     let centre = p + z2 / (2.0 * n);
     let margin = Z * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
     let denominator = 1.0 + z2 / n;
-    Some((100.0 * (centre - margin) / denominator, 100.0 * (centre + margin) / denominator))
+    Some((
+        100.0 * (centre - margin) / denominator,
+        100.0 * (centre + margin) / denominator,
+    ))
 }
 
 pub fn compute(counts: &SurveyCounts, framework: &Framework) -> SurveyIndex {
-    let criterion: Vec<Option<f64>> = counts
-        .valid
-        .iter()
-        .zip(&counts.satisfied)
-        .map(|(valid, satisfied)| (*valid > 0).then(|| 100.0 * f64::from(*satisfied) / f64::from(*valid)))
+    let criterion: Vec<Option<f64>> = (0..counts.criteria())
+        .map(|c| {
+            (counts.valid(c) > 0)
+                .then(|| 100.0 * f64::from(counts.satisfied(c)) / f64::from(counts.valid(c)))
+        })
         .collect();
     let mut factor = Vec::with_capacity(framework.factors.len());
     let mut position = 0;
     for f in &framework.factors {
-        let values: Vec<f64> = criterion[position..position + f.criteria.len()].iter().flatten().copied().collect();
+        let values: Vec<f64> = criterion[position..position + f.criteria.len()]
+            .iter()
+            .flatten()
+            .copied()
+            .collect();
         position += f.criteria.len();
         factor.push((!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64));
     }
@@ -141,10 +322,14 @@ pub fn compute(counts: &SurveyCounts, framework: &Framework) -> SurveyIndex {
         criterion,
         factor,
         sipas,
-        expectation_share: counts
-            .expectations
-            .iter()
-            .map(|c| if counts.respondents > 0 { 100.0 * f64::from(*c) / n } else { 0.0 })
+        expectation_share: (0..counts.expectation_items())
+            .map(|e| {
+                if counts.respondents > 0 {
+                    100.0 * f64::from(counts.expectation(e)) / n
+                } else {
+                    0.0
+                }
+            })
             .collect(),
         ci_low: interval.map(|i| i.0),
         ci_high: interval.map(|i| i.1),
@@ -157,7 +342,12 @@ pub fn competition_rank(scores: &[(Option<f64>, bool)]) -> Vec<Option<u32>> {
     scores
         .iter()
         .map(|(score, ranked)| match (score, ranked) {
-            (Some(s), true) => Some(1 + scores.iter().filter(|(o, r)| *r && o.is_some_and(|o| o > *s)).count() as u32),
+            (Some(s), true) => Some(
+                1 + scores
+                    .iter()
+                    .filter(|(o, r)| *r && o.is_some_and(|o| o > *s))
+                    .count() as u32,
+            ),
             _ => None,
         })
         .collect()
@@ -169,21 +359,43 @@ mod tests {
     use crate::domain::framework::{Criterion, Factor};
 
     fn framework(weights: [f64; 2]) -> Framework {
-        let criterion = |id: &str| Criterion { id: id.into(), text: String::new() };
+        let criterion = |id: &str| Criterion {
+            id: id.into(),
+            text: String::new(),
+        };
         Framework {
             id: "T".into(),
             name: "test".into(),
             min_sample: 3,
             factors: vec![
-                Factor { id: "a".into(), name: "A".into(), weight: weights[0], criteria: vec![criterion("a.1"), criterion("a.2")] },
-                Factor { id: "b".into(), name: "B".into(), weight: weights[1], criteria: vec![criterion("b.1")] },
+                Factor {
+                    id: "a".into(),
+                    name: "A".into(),
+                    weight: weights[0],
+                    criteria: vec![criterion("a.1"), criterion("a.2")],
+                },
+                Factor {
+                    id: "b".into(),
+                    name: "B".into(),
+                    weight: weights[1],
+                    criteria: vec![criterion("b.1")],
+                },
             ],
-            expectations: vec![crate::domain::framework::ExpectationItem { id: "e.1".into(), text: String::new() }],
+            expectations: vec![crate::domain::framework::ExpectationItem {
+                id: "e.1".into(),
+                text: String::new(),
+            }],
+            columns: Default::default(),
         }
     }
 
-    fn counts(respondents: u32, valid: [u32; 3], satisfied: [u32; 3], missing: [u32; 3]) -> SurveyCounts {
-        SurveyCounts { respondents, valid: valid.to_vec(), satisfied: satisfied.to_vec(), missing: missing.to_vec(), expectations: vec![1] }
+    fn counts(
+        respondents: u32,
+        valid: [u32; 3],
+        satisfied: [u32; 3],
+        missing: [u32; 3],
+    ) -> SurveyCounts {
+        SurveyCounts::from_parts(respondents, &valid, &satisfied, &missing, &[1])
     }
 
     #[test]
@@ -206,9 +418,16 @@ mod tests {
         let index = compute(&c, &framework([1.0, 1.0]));
         assert_eq!(index.criterion, vec![Some(50.0), None, None]);
         assert_eq!(index.factor, vec![Some(50.0), None]);
-        assert_eq!(index.sipas, Some(50.0), "not dragged down by a 0 for factor b");
+        assert_eq!(
+            index.sipas,
+            Some(50.0),
+            "not dragged down by a 0 for factor b"
+        );
         assert!(!index.ranked, "2 respondents < min_sample 3");
-        let empty = compute(&counts(1, [0, 0, 0], [0, 0, 0], [1, 1, 1]), &framework([1.0, 1.0]));
+        let empty = compute(
+            &counts(1, [0, 0, 0], [0, 0, 0], [1, 1, 1]),
+            &framework([1.0, 1.0]),
+        );
         assert_eq!(empty.sipas, None);
         assert_eq!((empty.ci_low, empty.ci_high), (None, None));
     }
@@ -221,7 +440,10 @@ mod tests {
         assert!((high - 86.66).abs() < 0.01, "{high}");
         // p = 1, n = 10: upper bound 100, lower 72.25.
         let (low, high) = wilson(1.0, 10.0).unwrap();
-        assert!((high - 100.0).abs() < 1e-9 && (low - 72.25).abs() < 0.01, "{low} {high}");
+        assert!(
+            (high - 100.0).abs() < 1e-9 && (low - 72.25).abs() < 0.01,
+            "{low} {high}"
+        );
         assert_eq!(wilson(0.5, 0.0), None);
     }
 
@@ -229,12 +451,50 @@ mod tests {
     fn counts_merge_like_adding_the_submissions() {
         let mut a = counts(1, [1, 1, 0], [1, 0, 0], [0, 0, 1]);
         a.merge(&counts(2, [2, 1, 2], [1, 1, 2], [0, 1, 0]));
-        assert_eq!(a, SurveyCounts { respondents: 3, valid: vec![3, 2, 2], satisfied: vec![2, 1, 2], missing: vec![0, 1, 1], expectations: vec![2] });
+        assert_eq!(
+            a,
+            SurveyCounts::from_parts(3, &[3, 2, 2], &[2, 1, 2], &[0, 1, 1], &[2])
+        );
+    }
+
+    #[test]
+    fn counters_widen_past_a_byte_and_a_short_and_subtract_back() {
+        let one = counts(1, [1, 1, 0], [1, 0, 0], [0, 0, 1]);
+        let mut total = SurveyCounts::default();
+        for _ in 0..70_000 {
+            total.merge(&one);
+        }
+        assert_eq!(
+            total,
+            SurveyCounts::from_parts(
+                70_000,
+                &[70_000, 70_000, 0],
+                &[70_000, 0, 0],
+                &[0, 0, 70_000],
+                &[70_000]
+            )
+        );
+        for _ in 0..69_999 {
+            total.add_scaled(&one, -1);
+        }
+        assert_eq!(
+            total, one,
+            "equal whatever width the counters were widened to"
+        );
+        total.add_scaled(&one, -1);
+        assert!(total.is_zero());
     }
 
     #[test]
     fn competition_rank_with_ties_and_unranked() {
-        let ranks = competition_rank(&[(Some(90.0), true), (Some(85.0), true), (Some(90.0), true), (Some(99.0), false), (Some(80.0), true), (None, true)]);
+        let ranks = competition_rank(&[
+            (Some(90.0), true),
+            (Some(85.0), true),
+            (Some(90.0), true),
+            (Some(99.0), false),
+            (Some(80.0), true),
+            (None, true),
+        ]);
         assert_eq!(ranks, vec![Some(1), Some(3), Some(1), None, Some(4), None]);
     }
 }

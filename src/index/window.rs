@@ -11,7 +11,14 @@ pub enum Window {
     Year,
 }
 
-pub const WINDOWS: [Window; 6] = [Window::Rolling(30), Window::Rolling(90), Window::Rolling(365), Window::Month, Window::Quarter, Window::Year];
+pub const WINDOWS: [Window; 6] = [
+    Window::Rolling(30),
+    Window::Rolling(90),
+    Window::Rolling(365),
+    Window::Month,
+    Window::Quarter,
+    Window::Year,
+];
 
 /// The longest window reaches this many days back (a leap year); older buckets can go.
 pub const MAX_WINDOW_DAYS: i64 = 366;
@@ -37,7 +44,12 @@ impl Window {
                     Window::Quarter => (date.month() as u8 - 1) / 3 * 3 + 1,
                     _ => 1,
                 };
-                let first = Date::from_calendar_date(date.year(), Month::try_from(month).expect("1..=12"), 1).expect("valid date");
+                let first = Date::from_calendar_date(
+                    date.year(),
+                    Month::try_from(month).expect("1..=12"),
+                    1,
+                )
+                .expect("valid date");
                 from_date(first)
             }
         }
@@ -71,29 +83,50 @@ mod tests {
     #[test]
     fn rolling_windows_include_as_of_and_n_minus_one_days_before() {
         let as_of = from_date(date!(2026 - 11 - 21));
-        assert_eq!(Window::Rolling(30).start(as_of), from_date(date!(2026 - 10 - 23)));
+        assert_eq!(
+            Window::Rolling(30).start(as_of),
+            from_date(date!(2026 - 10 - 23))
+        );
         assert_eq!(as_of - Window::Rolling(30).start(as_of) + 1, 30);
-        assert_eq!(Window::Rolling(365).start(as_of), from_date(date!(2025 - 11 - 22)));
+        assert_eq!(
+            Window::Rolling(365).start(as_of),
+            from_date(date!(2025 - 11 - 22))
+        );
     }
 
     #[test]
     fn calendar_windows_start_at_period_start() {
         let as_of = from_date(date!(2026 - 11 - 21));
         assert_eq!(Window::Month.start(as_of), from_date(date!(2026 - 11 - 01)));
-        assert_eq!(Window::Quarter.start(as_of), from_date(date!(2026 - 10 - 01)));
+        assert_eq!(
+            Window::Quarter.start(as_of),
+            from_date(date!(2026 - 10 - 01))
+        );
         assert_eq!(Window::Year.start(as_of), from_date(date!(2026 - 01 - 01)));
         assert_eq!(Window::Month.period(as_of), "2026-11");
         assert_eq!(Window::Quarter.period(as_of), "2026-Q4");
         assert_eq!(Window::Year.period(as_of), "2026");
-        assert_eq!(Window::Quarter.period(from_date(date!(2026 - 03 - 31))), "2026-Q1");
-        assert_eq!(Window::Month.start(from_date(date!(2026 - 03 - 01))), from_date(date!(2026 - 03 - 01)));
+        assert_eq!(
+            Window::Quarter.period(from_date(date!(2026 - 03 - 31))),
+            "2026-Q1"
+        );
+        assert_eq!(
+            Window::Month.start(from_date(date!(2026 - 03 - 01))),
+            from_date(date!(2026 - 03 - 01))
+        );
     }
 
     #[test]
     fn day_numbers_agree_with_vietnam_days() {
         // 2026-11-20T17:00:00Z is 2026-11-21 00:00 in Vietnam.
         let unix = crate::domain::time::parse_rfc3339("2026-11-20T17:00:00Z").unwrap();
-        assert_eq!(crate::domain::time::vietnam_day(unix), from_date(date!(2026 - 11 - 21)));
-        assert_eq!(to_date(from_date(date!(2024 - 02 - 29))), date!(2024 - 02 - 29));
+        assert_eq!(
+            crate::domain::time::vietnam_day(unix),
+            from_date(date!(2026 - 11 - 21))
+        );
+        assert_eq!(
+            to_date(from_date(date!(2024 - 02 - 29))),
+            date!(2024 - 02 - 29)
+        );
     }
 }

@@ -20,7 +20,10 @@ impl ClientContext for IngestContext {
             for (partition, p) in &stats.partitions {
                 // Partition -1 is librdkafka's internal "unassigned" queue; lag -1 means unknown.
                 if *partition >= 0 && p.consumer_lag >= 0 {
-                    self.metrics.consumer_lag.with_label_values(&[topic, &partition.to_string()]).set(p.consumer_lag);
+                    self.metrics
+                        .consumer_lag
+                        .with_label_values(&[topic, &partition.to_string()])
+                        .set(p.consumer_lag);
                 }
             }
         }
@@ -30,24 +33,38 @@ impl ClientContext for IngestContext {
 impl ConsumerContext for IngestContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
-            Rebalance::Assign(tpl) => tracing::info!(partitions = ?describe(tpl), "partitions assigned"),
-            Rebalance::Revoke(tpl) => tracing::info!(partitions = ?describe(tpl), "partitions revoked"),
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = ?describe(tpl), "partitions assigned")
+            }
+            Rebalance::Revoke(tpl) => {
+                tracing::info!(partitions = ?describe(tpl), "partitions revoked")
+            }
             Rebalance::Error(error) => tracing::warn!(%error, "rebalance error"),
         }
     }
 }
 
 fn describe(tpl: &rdkafka::TopicPartitionList) -> Vec<String> {
-    tpl.elements().iter().map(|e| format!("{}/{}", e.topic(), e.partition())).collect()
+    tpl.elements()
+        .iter()
+        .map(|e| format!("{}/{}", e.topic(), e.partition()))
+        .collect()
 }
 
 pub type IngestConsumer = StreamConsumer<IngestContext>;
 
-pub fn ingest_consumer(kafka: &KafkaConfig, pipeline: &PipelineConfig, metrics: Metrics) -> Result<IngestConsumer, rdkafka::error::KafkaError> {
+pub fn ingest_consumer(
+    kafka: &KafkaConfig,
+    pipeline: &PipelineConfig,
+    metrics: Metrics,
+) -> Result<IngestConsumer, rdkafka::error::KafkaError> {
     super::client_config(kafka)
         .set("group.id", &kafka.group_id)
         .set("enable.auto.commit", "true")
-        .set("auto.commit.interval.ms", pipeline.commit_interval_ms.to_string())
+        .set(
+            "auto.commit.interval.ms",
+            pipeline.commit_interval_ms.to_string(),
+        )
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")

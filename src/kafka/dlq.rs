@@ -32,8 +32,22 @@ pub struct DeadLetterProducer {
 }
 
 impl DeadLetterProducer {
-    pub fn new(producer: FutureProducer, topic: String, metrics: Metrics, retry_initial: Duration, retry_max: Duration, shutdown: Shutdown) -> Self {
-        Self { producer, topic, metrics, retry_initial, retry_max, shutdown }
+    pub fn new(
+        producer: FutureProducer,
+        topic: String,
+        metrics: Metrics,
+        retry_initial: Duration,
+        retry_max: Duration,
+        shutdown: Shutdown,
+    ) -> Self {
+        Self {
+            producer,
+            topic,
+            metrics,
+            retry_initial,
+            retry_max,
+            shutdown,
+        }
     }
 
     /// Sends every letter and waits for the broker's acknowledgement; retries failures
@@ -72,16 +86,40 @@ impl DeadLetterProducer {
         let partition = letter.source_partition.to_string();
         let offset = letter.source_offset.to_string();
         let headers = OwnedHeaders::new()
-            .insert(Header { key: "reason", value: Some(letter.reason) })
-            .insert(Header { key: "detail", value: Some(letter.detail.as_str()) })
-            .insert(Header { key: "source_topic", value: Some(letter.source_topic.as_str()) })
-            .insert(Header { key: "source_partition", value: Some(partition.as_str()) })
-            .insert(Header { key: "source_offset", value: Some(offset.as_str()) })
-            .insert(Header { key: "redacted", value: Some(if letter.redacted { "true" } else { "false" }) });
-        let mut record = FutureRecord::to(&self.topic).payload(&letter.payload).headers(headers);
+            .insert(Header {
+                key: "reason",
+                value: Some(letter.reason),
+            })
+            .insert(Header {
+                key: "detail",
+                value: Some(letter.detail.as_str()),
+            })
+            .insert(Header {
+                key: "source_topic",
+                value: Some(letter.source_topic.as_str()),
+            })
+            .insert(Header {
+                key: "source_partition",
+                value: Some(partition.as_str()),
+            })
+            .insert(Header {
+                key: "source_offset",
+                value: Some(offset.as_str()),
+            })
+            .insert(Header {
+                key: "redacted",
+                value: Some(if letter.redacted { "true" } else { "false" }),
+            });
+        let mut record = FutureRecord::to(&self.topic)
+            .payload(&letter.payload)
+            .headers(headers);
         if let Some(key) = &letter.key {
             record = record.key(key);
         }
-        self.producer.send(record, Duration::from_secs(30)).await.map(|_| ()).map_err(|(error, _)| error)
+        self.producer
+            .send(record, Duration::from_secs(30))
+            .await
+            .map(|_| ())
+            .map_err(|(error, _)| error)
     }
 }

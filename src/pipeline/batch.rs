@@ -38,25 +38,45 @@ impl BatchOutput {
     pub fn build(decoder: &Decoder, messages: &[InputMessage], ingested_at: i64) -> Self {
         let mut out = BatchOutput::default();
         for (index, message) in messages.iter().enumerate() {
-            let next = out.next_offsets.entry((message.topic.clone(), message.partition)).or_insert(0);
+            let next = out
+                .next_offsets
+                .entry((message.topic.clone(), message.partition))
+                .or_insert(0);
             *next = (*next).max(message.offset + 1);
-            let at = KafkaCoordinates { topic: message.topic.clone(), partition: message.partition, offset: message.offset, ingested_at };
+            let at = KafkaCoordinates {
+                topic: message.topic.clone(),
+                partition: message.partition,
+                offset: message.offset,
+                ingested_at,
+            };
             let Some(payload) = message.payload.as_deref() else {
-                out.dead_letters.push(dead_letter(message, Vec::new(), RejectReason::Undecodable, "message has no payload".into(), false));
+                out.dead_letters.push(dead_letter(
+                    message,
+                    Vec::new(),
+                    RejectReason::Undecodable,
+                    "message has no payload".into(),
+                    false,
+                ));
                 continue;
             };
             match decoder.decode(message.kind, payload) {
                 Ok((decoded, encoding)) => {
-                    *out.valid_by_kind.entry((message.kind.as_str(), encoding.as_str())).or_default() += 1;
+                    *out.valid_by_kind
+                        .entry((message.kind.as_str(), encoding.as_str()))
+                        .or_default() += 1;
                     match decoded {
                         Decoded::Survey(survey) => {
-                            out.newest_event_time = out.newest_event_time.max(Some(survey.submitted_at));
-                            out.surveys.push(SurveyRow::new(survey, encoding.as_str(), &at));
+                            out.newest_event_time =
+                                out.newest_event_time.max(Some(survey.submitted_at));
+                            out.surveys
+                                .push(SurveyRow::new(survey, encoding.as_str(), &at));
                             out.survey_sources.push(index);
                         }
                         Decoded::Hotline(event) => {
-                            out.newest_event_time = out.newest_event_time.max(Some(event.occurred_at));
-                            out.hotline.push(HotlineRow::new(event, encoding.as_str(), &at));
+                            out.newest_event_time =
+                                out.newest_event_time.max(Some(event.occurred_at));
+                            out.hotline
+                                .push(HotlineRow::new(event, encoding.as_str(), &at));
                             out.hotline_sources.push(index);
                         }
                     }
@@ -64,7 +84,13 @@ impl BatchOutput {
                 Err(rejected) => {
                     let redacted = rejected.dlq_payload.is_some();
                     let payload = rejected.dlq_payload.unwrap_or_else(|| payload.to_vec());
-                    out.dead_letters.push(dead_letter(message, payload, rejected.reject.reason, rejected.reject.detail, redacted));
+                    out.dead_letters.push(dead_letter(
+                        message,
+                        payload,
+                        rejected.reject.reason,
+                        rejected.reject.detail,
+                        redacted,
+                    ));
                 }
             }
         }
@@ -76,7 +102,13 @@ impl BatchOutput {
     }
 }
 
-pub fn dead_letter(message: &InputMessage, payload: Vec<u8>, reason: RejectReason, detail: String, redacted: bool) -> DeadLetter {
+pub fn dead_letter(
+    message: &InputMessage,
+    payload: Vec<u8>,
+    reason: RejectReason,
+    detail: String,
+    redacted: bool,
+) -> DeadLetter {
     DeadLetter {
         payload,
         key: message.key.clone(),

@@ -80,7 +80,8 @@ impl IngestPipeline {
     }
 
     pub async fn run(mut self) -> Result<RunSummary, PipelineError> {
-        self.consumer.subscribe(&[&self.surveys_topic, &self.hotline_topic])?;
+        self.consumer
+            .subscribe(&[&self.surveys_topic, &self.hotline_topic])?;
         tracing::info!(surveys = %self.surveys_topic, hotline = %self.hotline_topic, "consuming");
         let mut summary = RunSummary::default();
         loop {
@@ -90,7 +91,10 @@ impl IngestPipeline {
                 summary.batches += 1;
                 if self.process(Arc::clone(&batch)).await.is_err() {
                     summary.abandoned_batches += 1;
-                    tracing::warn!(messages = batch.len(), "in-flight batch abandoned at shutdown; it will be re-consumed");
+                    tracing::warn!(
+                        messages = batch.len(),
+                        "in-flight batch abandoned at shutdown; it will be re-consumed"
+                    );
                 }
             }
             if self.shutdown.is_triggered() {
@@ -147,23 +151,38 @@ impl IngestPipeline {
         let decoder = Arc::clone(&self.decoder);
         let shared = Arc::clone(&batch);
         // Decoding is CPU work; keep it off the I/O threads (the batch is shared, not copied).
-        let mut output = tokio::task::spawn_blocking(move || BatchOutput::build(&decoder, &shared, now))
-            .await
-            .expect("decoding does not panic");
+        let mut output =
+            tokio::task::spawn_blocking(move || BatchOutput::build(&decoder, &shared, now))
+                .await
+                .expect("decoding does not panic");
         self.metrics.batch_messages.observe(batch.len() as f64);
         for ((kind, encoding), count) in &output.valid_by_kind {
-            self.metrics.valid.with_label_values(&[kind, encoding]).inc_by(*count);
+            self.metrics
+                .valid
+                .with_label_values(&[kind, encoding])
+                .inc_by(*count);
         }
 
         let (survey_failures, hotline_failures) = tokio::join!(
             self.writer.insert("survey_submissions", &output.surveys),
             self.writer.insert("hotline_events", &output.hotline),
         );
-        for (failures, sources) in [(survey_failures?, &output.survey_sources), (hotline_failures?, &output.hotline_sources)] {
+        for (failures, sources) in [
+            (survey_failures?, &output.survey_sources),
+            (hotline_failures?, &output.hotline_sources),
+        ] {
             for failure in failures {
                 let message = &batch[sources[failure.index]];
-                let (payload, redacted) = self.decoder.dlq_safe_payload(message.kind, message.payload.as_deref().unwrap_or_default());
-                output.dead_letters.push(dead_letter(message, payload, RejectReason::ClickhouseRejected, failure.message, redacted));
+                let (payload, redacted) = self
+                    .decoder
+                    .dlq_safe_payload(message.kind, message.payload.as_deref().unwrap_or_default());
+                output.dead_letters.push(dead_letter(
+                    message,
+                    payload,
+                    RejectReason::ClickhouseRejected,
+                    failure.message,
+                    redacted,
+                ));
             }
         }
         self.dlq.send_all(&output.dead_letters).await?;
@@ -173,14 +192,24 @@ impl IngestPipeline {
         }
         self.store_offsets(&output.next_offsets);
         for ((topic, partition), next_offset) in &output.next_offsets {
-            tracing::debug_span!("partition", %topic, partition).in_scope(|| tracing::debug!(next_offset, "acknowledged"));
+            tracing::debug_span!("partition", %topic, partition)
+                .in_scope(|| tracing::debug!(next_offset, "acknowledged"));
         }
         Ok(())
     }
 
     async fn fetch_missing_schemas(&self, batch: &[InputMessage]) {
-        let Some(registry) = &self.registry else { return };
-        let mut missing: Vec<u32> = batch.iter().filter_map(|m| m.payload.as_deref().and_then(|p| self.decoder.missing_schema(p))).collect();
+        let Some(registry) = &self.registry else {
+            return;
+        };
+        let mut missing: Vec<u32> = batch
+            .iter()
+            .filter_map(|m| {
+                m.payload
+                    .as_deref()
+                    .and_then(|p| self.decoder.missing_schema(p))
+            })
+            .collect();
         missing.sort_unstable();
         missing.dedup();
         for id in missing {
@@ -191,10 +220,16 @@ impl IngestPipeline {
     fn store_offsets(&mut self, next_offsets: &BTreeMap<(String, i32), i64>) {
         let mut tpl = TopicPartitionList::new();
         for ((topic, partition), offset) in next_offsets {
-            if tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset)).is_err() {
+            if tpl
+                .add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                .is_err()
+            {
                 continue;
             }
-            self.metrics.committed_offset.with_label_values(&[topic, &partition.to_string()]).set(*offset);
+            self.metrics
+                .committed_offset
+                .with_label_values(&[topic, &partition.to_string()])
+                .set(*offset);
             self.stored.insert((topic.clone(), *partition), *offset);
         }
         if let Err(error) = self.consumer.store_offsets(&tpl) {
@@ -224,11 +259,16 @@ impl IngestPipeline {
         }
         match self.consumer.commit(&tpl, CommitMode::Sync) {
             Ok(()) => tracing::info!(partitions = tpl.count(), "offsets committed at shutdown"),
-            Err(error) => tracing::warn!(%error, "final offset commit failed; the last acknowledged batch may be re-consumed"),
+            Err(error) => {
+                tracing::warn!(%error, "final offset commit failed; the last acknowledged batch may be re-consumed")
+            }
         }
     }
 }
 
 pub fn unix_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }

@@ -92,7 +92,8 @@ pub struct Simulator {
     settings: SimSettings,
     rng: SmallRng,
     provinces: Vec<ProvinceProfile>,
-    framework: Framework,
+    /// Surveys are spread uniformly over these frameworks (the first when there is one).
+    frameworks: Vec<Framework>,
     index: u64,
     pending: BinaryHeap<Reverse<(i64, u64)>>,
     pending_events: std::collections::HashMap<u64, PendingHotline>,
@@ -110,18 +111,29 @@ impl Simulator {
             .provinces_2025()
             .into_iter()
             .map(|p| {
-                let old_codes = provinces.codes_2004().into_iter().filter(|c| provinces.to_2025(c, CodeSystem::Y2004) == Some(p.code.as_str())).collect();
+                let old_codes = provinces
+                    .codes_2004()
+                    .into_iter()
+                    .filter(|c| provinces.to_2025(c, CodeSystem::Y2004) == Some(p.code.as_str()))
+                    .collect();
                 // Published 2023 provincial figures span about 75..91 %, national ≈ 83 %.
                 let base_satisfaction = 0.75 + 0.16 * beta_like(&mut rng);
-                let agency_effects = (0..settings.agencies_per_province.max(1)).map(|_| (rng.random::<f64>() - 0.5) * 0.08).collect();
-                ProvinceProfile { code_2025: p.code, old_codes, base_satisfaction, agency_effects }
+                let agency_effects = (0..settings.agencies_per_province.max(1))
+                    .map(|_| (rng.random::<f64>() - 0.5) * 0.08)
+                    .collect();
+                ProvinceProfile {
+                    code_2025: p.code,
+                    old_codes,
+                    base_satisfaction,
+                    agency_effects,
+                }
             })
             .collect();
         Self {
             settings,
             rng,
             provinces: profiles,
-            framework,
+            frameworks: vec![framework],
             index: 0,
             pending: BinaryHeap::new(),
             pending_events: Default::default(),
@@ -129,6 +141,14 @@ impl Simulator {
             recent_valid: Vec::new(),
             next_ticket: 0,
         }
+    }
+
+    /// Spreads surveys over several frameworks (e.g. for state-size benchmarks).
+    pub fn with_frameworks(mut self, frameworks: Vec<Framework>) -> Self {
+        if !frameworks.is_empty() {
+            self.frameworks = frameworks;
+        }
+        self
     }
 
     fn clock(&self) -> i64 {
@@ -140,13 +160,23 @@ impl Simulator {
         self.index += 1;
         let roll: f64 = self.rng.random();
         if roll < self.settings.duplicate_share && !self.recent_valid.is_empty() {
-            let original = self.recent_valid[self.rng.random_range(0..self.recent_valid.len())].clone();
-            let Expected::Valid(id) = original.expected else { unreachable!("only valid events are kept") };
-            return SimEvent { expected: Expected::Duplicate(id), ..original };
+            let original =
+                self.recent_valid[self.rng.random_range(0..self.recent_valid.len())].clone();
+            let Expected::Valid(id) = original.expected else {
+                unreachable!("only valid events are kept")
+            };
+            return SimEvent {
+                expected: Expected::Duplicate(id),
+                ..original
+            };
         }
         let invalid = roll < self.settings.duplicate_share + self.settings.invalid_share;
         let hotline = self.rng.random::<f64>() < self.settings.hotline_share;
-        let mut event = if hotline { self.hotline_event() } else { self.survey_event() };
+        let mut event = if hotline {
+            self.hotline_event()
+        } else {
+            self.survey_event()
+        };
         if invalid {
             event = self.corrupt(event);
         } else {
@@ -180,7 +210,8 @@ impl Simulator {
     /// (code as sent, explicit system if any) for a province.
     fn province_code(&mut self, province: usize, at: i64) -> (String, Option<String>) {
         let profile = &self.provinces[province];
-        let use_old = self.rng.random::<f64>() < self.settings.old_code_share && !profile.old_codes.is_empty();
+        let use_old = self.rng.random::<f64>() < self.settings.old_code_share
+            && !profile.old_codes.is_empty();
         let implied = CodeSystem::implied_by(at);
         if use_old || implied == CodeSystem::Y2004 {
             let code = profile.old_codes[self.rng.random_range(0..profile.old_codes.len())].clone();
@@ -194,19 +225,37 @@ impl Simulator {
     fn survey_event(&mut self) -> SimEvent {
         let province = self.province();
         let at = self.event_time();
-        let agency = self.rng.random_range(0..self.provinces[province].agency_effects.len());
+        let agency = self
+            .rng
+            .random_range(0..self.provinces[province].agency_effects.len());
         let code_2025 = self.provinces[province].code_2025.clone();
-        let satisfaction = (self.provinces[province].base_satisfaction + self.provinces[province].agency_effects[agency]).clamp(0.05, 0.99);
+        let satisfaction = (self.provinces[province].base_satisfaction
+            + self.provinces[province].agency_effects[agency])
+            .clamp(0.05, 0.99);
         // A respondent's mood shifts all their answers together.
         let mood = (self.rng.random::<f64>() - 0.5) * 0.3;
+        let chosen = match self.frameworks.len() {
+            1 => 0,
+            n => self.rng.random_range(0..n),
+        };
+        let framework_id = self.frameworks[chosen].id.clone();
         let mut answers = Vec::new();
-        for criterion in self.framework.criterion_ids().map(str::to_owned).collect::<Vec<_>>() {
+        for criterion in self.frameworks[chosen]
+            .criterion_ids()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+        {
             let answer = if self.rng.random::<f64>() < ANSWER_MISSING_SHARE {
                 RawAnswer::NoAnswer
             } else {
-                let p = (satisfaction + mood + (self.rng.random::<f64>() - 0.5) * 0.1).clamp(0.01, 0.99);
+                let p = (satisfaction + mood + (self.rng.random::<f64>() - 0.5) * 0.1)
+                    .clamp(0.01, 0.99);
                 let score = if self.rng.random::<f64>() < p {
-                    if self.rng.random::<f64>() < 0.4 { 5 } else { 4 }
+                    if self.rng.random::<f64>() < 0.4 {
+                        5
+                    } else {
+                        4
+                    }
                 } else {
                     [1, 2, 3, 3, 3][self.rng.random_range(0..5)]
                 };
@@ -214,32 +263,75 @@ impl Simulator {
             };
             answers.push((criterion, answer));
         }
-        let expectation_ids: Vec<String> = self.framework.expectations.iter().map(|e| e.id.clone()).collect();
-        let expectations: Vec<String> = expectation_ids.into_iter().filter(|_| self.rng.random::<f64>() < 0.25).collect();
+        let expectation_ids: Vec<String> = self.frameworks[chosen]
+            .expectations
+            .iter()
+            .map(|e| e.id.clone())
+            .collect();
+        let expectations: Vec<String> = expectation_ids
+            .into_iter()
+            .filter(|_| self.rng.random::<f64>() < 0.25)
+            .collect();
         let (code, system) = self.province_code(province, at);
         let id = format!("S-{}-{:016x}", self.settings.seed, self.index);
-        let level = if agency % 10 == 0 { "province" } else { "commune" };
+        let level = if agency % 10 == 0 {
+            "province"
+        } else {
+            "commune"
+        };
         let raw = RawSurvey {
             submission_id: Some(id.clone()),
-            framework: Some(self.framework.id.clone()),
+            framework: Some(framework_id),
             submitted_at: Some(format_vietnam(at)),
             province_code: Some(code),
             province_code_system: system,
             agency_id: Some(format!("{code_2025}-{level}-{agency:03}")),
             agency_level: Some(level.into()),
-            procedure_code: (self.rng.random::<f64>() < 0.7).then(|| format!("1.{:06}", self.rng.random_range(0..2000))),
-            channel: Some(["one_stop", "one_stop", "one_stop", "online", "postal", "interview", "phone"][self.rng.random_range(0..7)].into()),
-            respondent_type: Some(if self.rng.random::<f64>() < 0.85 { "citizen" } else { "organization" }.into()),
+            procedure_code: (self.rng.random::<f64>() < 0.7)
+                .then(|| format!("1.{:06}", self.rng.random_range(0..2000))),
+            channel: Some(
+                [
+                    "one_stop",
+                    "one_stop",
+                    "one_stop",
+                    "online",
+                    "postal",
+                    "interview",
+                    "phone",
+                ][self.rng.random_range(0..7)]
+                .into(),
+            ),
+            respondent_type: Some(
+                if self.rng.random::<f64>() < 0.85 {
+                    "citizen"
+                } else {
+                    "organization"
+                }
+                .into(),
+            ),
             answers: Some(answers),
             expectations: Some(expectations),
         };
-        let payload = if self.rng.random::<f64>() < self.settings.avro_share { encode_survey(&raw) } else { survey_json(&raw) };
-        SimEvent { kind: EventKind::Survey, key: code_2025, payload, expected: Expected::Valid(id), event_time: at }
+        let payload = if self.rng.random::<f64>() < self.settings.avro_share {
+            encode_survey(&raw)
+        } else {
+            survey_json(&raw)
+        };
+        SimEvent {
+            kind: EventKind::Survey,
+            key: code_2025,
+            payload,
+            expected: Expected::Valid(id),
+            event_time: at,
+        }
     }
 
     fn hotline_event(&mut self) -> SimEvent {
         let now = self.clock();
-        let due = self.pending.peek().is_some_and(|Reverse((at, _))| *at <= now);
+        let due = self
+            .pending
+            .peek()
+            .is_some_and(|Reverse((at, _))| *at <= now);
         let (at, raw) = if due {
             let Reverse((_, seq)) = self.pending.pop().expect("peeked");
             let pending = self.pending_events.remove(&seq).expect("pending event");
@@ -247,22 +339,41 @@ impl Simulator {
         } else {
             self.new_ticket()
         };
-        let code_2025 = self.provinces.iter().find(|p| Some(&p.code_2025) == raw.province_code.as_ref()).map(|p| p.code_2025.clone());
+        let code_2025 = self
+            .provinces
+            .iter()
+            .find(|p| Some(&p.code_2025) == raw.province_code.as_ref())
+            .map(|p| p.code_2025.clone());
         let mut raw = raw;
-        let province = self.provinces.iter().position(|p| Some(&p.code_2025) == raw.province_code.as_ref()).unwrap_or(0);
+        let province = self
+            .provinces
+            .iter()
+            .position(|p| Some(&p.code_2025) == raw.province_code.as_ref())
+            .unwrap_or(0);
         let (code, system) = self.province_code(province, at);
         raw.province_code = Some(code);
         raw.province_code_system = system;
         raw.occurred_at = Some(format_vietnam(at));
         let id = raw.event_id.clone().unwrap_or_default();
-        let payload = if self.rng.random::<f64>() < self.settings.avro_share { encode_hotline(&raw) } else { serde_json::to_vec(&raw).expect("serialisable") };
-        SimEvent { kind: EventKind::Hotline, key: code_2025.unwrap_or_default(), payload, expected: Expected::Valid(id), event_time: at }
+        let payload = if self.rng.random::<f64>() < self.settings.avro_share {
+            encode_hotline(&raw)
+        } else {
+            serde_json::to_vec(&raw).expect("serialisable")
+        };
+        SimEvent {
+            kind: EventKind::Hotline,
+            key: code_2025.unwrap_or_default(),
+            payload,
+            expected: Expected::Valid(id),
+            event_time: at,
+        }
     }
 
     fn schedule(&mut self, at: i64, raw: RawHotline) {
         self.pending_seq += 1;
         self.pending.push(Reverse((at, self.pending_seq)));
-        self.pending_events.insert(self.pending_seq, PendingHotline { at, raw });
+        self.pending_events
+            .insert(self.pending_seq, PendingHotline { at, raw });
     }
 
     /// Creates a ticket: returns its `received` event and schedules the rest of its life.
@@ -273,16 +384,33 @@ impl Simulator {
         let ticket = format!("T-{}-{:08}", self.settings.seed, self.next_ticket);
         let at = self.event_time();
         let due = at + 5 * 86_400;
-        let base = RawHotline { ticket_id: Some(ticket.clone()), province_code: Some(code.clone()), ..Default::default() };
-        let event = |n: u32, kind: &str| RawHotline { event_id: Some(format!("{ticket}-{n}")), event_type: Some(kind.into()), ..base.clone() };
+        let base = RawHotline {
+            ticket_id: Some(ticket.clone()),
+            province_code: Some(code.clone()),
+            ..Default::default()
+        };
+        let event = |n: u32, kind: &str| RawHotline {
+            event_id: Some(format!("{ticket}-{n}")),
+            event_type: Some(kind.into()),
+            ..base.clone()
+        };
         let channels = HotlineChannel::ALL;
         let mut received = event(1, "received");
-        received.channel = Some(channels[self.rng.random_range(0..channels.len())].as_str().into());
-        received.category = Some(HOTLINE_CATEGORIES[self.rng.random_range(0..HOTLINE_CATEGORIES.len())].into());
+        received.channel = Some(
+            channels[self.rng.random_range(0..channels.len())]
+                .as_str()
+                .into(),
+        );
+        received.category =
+            Some(HOTLINE_CATEGORIES[self.rng.random_range(0..HOTLINE_CATEGORIES.len())].into());
         received.due_at = Some(format_vietnam(due));
-        received.reporter_phone = Some(format!("09{:08}", self.rng.random_range(0..100_000_000u32)));
+        received.reporter_phone =
+            Some(format!("09{:08}", self.rng.random_range(0..100_000_000u32)));
         if self.rng.random::<f64>() < 0.2 {
-            received.reporter_email = Some(format!("citizen{}@example.vn", self.rng.random_range(0..1_000_000u32)));
+            received.reporter_email = Some(format!(
+                "citizen{}@example.vn",
+                self.rng.random_range(0..1_000_000u32)
+            ));
         }
         if self.rng.random::<f64>() < 0.03 {
             let mut rejected = event(2, "rejected");
@@ -291,19 +419,32 @@ impl Simulator {
             self.schedule(rejected_at, rejected);
             return (at, received);
         }
-        let agency = self.rng.random_range(0..self.provinces[province].agency_effects.len());
+        let agency = self
+            .rng
+            .random_range(0..self.provinces[province].agency_effects.len());
         let mut forwarded = event(2, "forwarded");
         forwarded.agency_id = Some(format!("{code}-commune-{agency:03}"));
         forwarded.due_at = Some(format_vietnam(due));
         let forwarded_at = at + self.rng.random_range(60..900);
         self.schedule(forwarded_at, forwarded);
         // Most tickets are answered within the 5-day deadline.
-        let answer_after = if self.rng.random::<f64>() < 0.88 { self.rng.random_range(3_600..5 * 86_400) } else { self.rng.random_range(5 * 86_400..9 * 86_400) };
+        let answer_after = if self.rng.random::<f64>() < 0.88 {
+            self.rng.random_range(3_600..5 * 86_400)
+        } else {
+            self.rng.random_range(5 * 86_400..9 * 86_400)
+        };
         let responded_at = forwarded_at + answer_after;
         self.schedule(responded_at, event(3, "responded"));
         let mut rated = event(4, "rated");
         let satisfied = self.rng.random::<f64>() < self.provinces[province].base_satisfaction;
-        rated.rating = Some(if satisfied { "satisfied" } else { "not_satisfied" }.into());
+        rated.rating = Some(
+            if satisfied {
+                "satisfied"
+            } else {
+                "not_satisfied"
+            }
+            .into(),
+        );
         let rated_at = responded_at + self.rng.random_range(600..86_400);
         self.schedule(rated_at, rated);
         let mut last = rated_at;
@@ -346,7 +487,11 @@ impl Simulator {
         };
         let reason = reasons[self.rng.random_range(0..reasons.len())];
         let payload = corrupt_payload(event.kind, &event.payload, reason);
-        SimEvent { payload, expected: Expected::Invalid(reason), ..event }
+        SimEvent {
+            payload,
+            expected: Expected::Invalid(reason),
+            ..event
+        }
     }
 }
 
@@ -359,7 +504,9 @@ pub fn corrupt_payload(kind: EventKind, payload: &[u8], reason: RejectReason) ->
     }
     let mut value: serde_json::Value = match kind {
         EventKind::Survey => survey_value(&decode_generated_survey(payload)),
-        EventKind::Hotline => serde_json::to_value(decode_generated_hotline(payload)).expect("serialisable"),
+        EventKind::Hotline => {
+            serde_json::to_value(decode_generated_hotline(payload)).expect("serialisable")
+        }
     };
     let object = value.as_object_mut().expect("an object");
     match (kind, reason) {
@@ -383,10 +530,16 @@ pub fn corrupt_payload(kind: EventKind, payload: &[u8], reason: RejectReason) ->
             object.insert("framework".into(), "BNV-0000-1999".into());
         }
         (_, RejectReason::UnknownCriterion) => {
-            object["answers"].as_object_mut().expect("answers").insert("access.99".into(), 4.into());
+            object["answers"]
+                .as_object_mut()
+                .expect("answers")
+                .insert("access.99".into(), 4.into());
         }
         (_, RejectReason::AnswerOutOfRange) => {
-            object["answers"].as_object_mut().expect("answers").insert("staff.1".into(), 7.into());
+            object["answers"]
+                .as_object_mut()
+                .expect("answers")
+                .insert("staff.1".into(), 7.into());
         }
         (EventKind::Survey, RejectReason::UnknownEnumValue) => {
             object.insert("channel".into(), "fax".into());
@@ -410,7 +563,8 @@ fn decode_generated_survey(payload: &[u8]) -> RawSurvey {
     if let Some(id) = crate::contract::avro::framed_schema_id(payload) {
         let catalog = crate::contract::avro::SchemaCatalog::builtin();
         let schema = catalog.get(id).expect("generated with a shipped schema");
-        let value = crate::contract::avro::decode_datum(&schema, &schema, &payload[5..]).expect("generated Avro decodes");
+        let value = crate::contract::avro::decode_datum(&schema, &schema, &payload[5..])
+            .expect("generated Avro decodes");
         return crate::contract::avro::to_raw_survey(value).expect("a survey record");
     }
     crate::contract::json::decode_survey(payload).expect("generated JSON decodes")
@@ -420,7 +574,8 @@ fn decode_generated_hotline(payload: &[u8]) -> RawHotline {
     if let Some(id) = crate::contract::avro::framed_schema_id(payload) {
         let catalog = crate::contract::avro::SchemaCatalog::builtin();
         let schema = catalog.get(id).expect("generated with a shipped schema");
-        let value = crate::contract::avro::decode_datum(&schema, &schema, &payload[5..]).expect("generated Avro decodes");
+        let value = crate::contract::avro::decode_datum(&schema, &schema, &payload[5..])
+            .expect("generated Avro decodes");
         return crate::contract::avro::to_raw_hotline(value).expect("a hotline record");
     }
     crate::contract::json::decode_hotline(payload).expect("generated JSON decodes")
@@ -484,16 +639,31 @@ mod tests {
     use std::sync::Arc;
 
     fn decoder() -> (Decoder, Framework) {
-        let frameworks = FrameworkCatalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/frameworks")).unwrap();
+        let frameworks = FrameworkCatalog::load_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("config/frameworks"),
+        )
+        .unwrap();
         let framework = frameworks.get("BNV-2640-2017").unwrap().clone();
-        let validator = Validator { provinces: ProvinceRegistry::builtin(), frameworks, pii: PiiHasher::new(b"test-secret-0123456789") };
-        (Decoder::new(validator, Arc::new(SchemaCatalog::builtin()), 64 * 1024), framework)
+        let validator = Validator {
+            provinces: ProvinceRegistry::builtin(),
+            frameworks,
+            pii: PiiHasher::new(b"test-secret-0123456789"),
+        };
+        (
+            Decoder::new(validator, Arc::new(SchemaCatalog::builtin()), 64 * 1024),
+            framework,
+        )
     }
 
     #[test]
     fn every_generated_event_meets_its_expectation() {
         let (decoder, framework) = decoder();
-        let settings = SimSettings { invalid_share: 0.1, duplicate_share: 0.05, old_code_share: 0.2, ..Default::default() };
+        let settings = SimSettings {
+            invalid_share: 0.1,
+            duplicate_share: 0.05,
+            old_code_share: 0.2,
+            ..Default::default()
+        };
         let mut sim = Simulator::new(settings, &ProvinceRegistry::builtin(), framework);
         let mut seen = std::collections::HashSet::new();
         for _ in 0..5_000 {
@@ -501,7 +671,9 @@ mod tests {
             match (&event.expected, decoder.decode(event.kind, &event.payload)) {
                 (Expected::Valid(id), Ok(_)) => assert!(seen.insert(id.clone()), "ids are unique"),
                 (Expected::Duplicate(id), Ok(_)) => assert!(seen.contains(id)),
-                (Expected::Invalid(reason), Err(Rejected { reject, .. })) => assert_eq!(*reason, reject.reason, "{}", reject.detail),
+                (Expected::Invalid(reason), Err(Rejected { reject, .. })) => {
+                    assert_eq!(*reason, reject.reason, "{}", reject.detail)
+                }
                 (expected, got) => panic!("expected {expected:?}, got {got:?}"),
             }
         }
@@ -510,9 +682,24 @@ mod tests {
     #[test]
     fn same_seed_same_log() {
         let (_, framework) = decoder();
-        let mut a = Simulator::new(SimSettings::default(), &ProvinceRegistry::builtin(), framework.clone());
-        let mut b = Simulator::new(SimSettings::default(), &ProvinceRegistry::builtin(), framework.clone());
-        let mut c = Simulator::new(SimSettings { seed: 2, ..Default::default() }, &ProvinceRegistry::builtin(), framework);
+        let mut a = Simulator::new(
+            SimSettings::default(),
+            &ProvinceRegistry::builtin(),
+            framework.clone(),
+        );
+        let mut b = Simulator::new(
+            SimSettings::default(),
+            &ProvinceRegistry::builtin(),
+            framework.clone(),
+        );
+        let mut c = Simulator::new(
+            SimSettings {
+                seed: 2,
+                ..Default::default()
+            },
+            &ProvinceRegistry::builtin(),
+            framework,
+        );
         let log = |s: &mut Simulator| (0..500).map(|_| s.next_event().payload).collect::<Vec<_>>();
         let (la, lb, lc) = (log(&mut a), log(&mut b), log(&mut c));
         assert!(la == lb, "same seed, same bytes");
@@ -524,10 +711,16 @@ mod tests {
 /// undecodable payloads are kept as they are (with newlines escaped away).
 pub fn as_json_line(event: &SimEvent) -> Vec<u8> {
     if crate::contract::avro::framed_schema_id(&event.payload).is_none() {
-        return event.payload.iter().map(|b| if *b == b'\n' { b' ' } else { *b }).collect();
+        return event
+            .payload
+            .iter()
+            .map(|b| if *b == b'\n' { b' ' } else { *b })
+            .collect();
     }
     match event.kind {
         EventKind::Survey => survey_json(&decode_generated_survey(&event.payload)),
-        EventKind::Hotline => serde_json::to_vec(&decode_generated_hotline(&event.payload)).expect("serialisable"),
+        EventKind::Hotline => {
+            serde_json::to_vec(&decode_generated_hotline(&event.payload)).expect("serialisable")
+        }
     }
 }

@@ -29,7 +29,9 @@ impl SimTally {
         match &event.expected {
             Expected::Valid(_) => self.valid += 1,
             Expected::Duplicate(_) => self.duplicates += 1,
-            Expected::Invalid(reason) => *self.invalid.entry(reason.code().to_owned()).or_default() += 1,
+            Expected::Invalid(reason) => {
+                *self.invalid.entry(reason.code().to_owned()).or_default() += 1
+            }
         }
     }
 
@@ -43,7 +45,10 @@ pub enum SimSinkError {
     #[error("Kafka produce failed: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("writing {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 /// Produces `count` events (or until `stop` returns true), at most `rate` per second
@@ -70,7 +75,9 @@ pub async fn to_kafka(
             EventKind::Hotline => hotline_topic,
         };
         let SimEvent { key, payload, .. } = event;
-        let delivery = producer.send_result(FutureRecord::to(topic).key(&key).payload(&payload)).map_err(|(e, _)| e)?;
+        let delivery = producer
+            .send_result(FutureRecord::to(topic).key(&key).payload(&payload))
+            .map_err(|(e, _)| e)?;
         in_flight.push(delivery);
         while in_flight.len() >= MAX_IN_FLIGHT {
             acknowledge(in_flight.next().await)?;
@@ -92,7 +99,10 @@ pub async fn to_kafka(
     Ok(tally)
 }
 
-type Delivery = Result<rdkafka::producer::future_producer::OwnedDeliveryResult, futures::channel::oneshot::Canceled>;
+type Delivery = Result<
+    rdkafka::producer::future_producer::OwnedDeliveryResult,
+    futures::channel::oneshot::Canceled,
+>;
 
 fn acknowledge(result: Option<Delivery>) -> Result<(), SimSinkError> {
     match result {
@@ -109,12 +119,19 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SimSinkError {
 
 /// Writes `count` events as NDJSON: `surveys.ndjson` and `hotline.ndjson` in `dir`.
 /// Avro-encoded events are written in their JSON form.
-pub fn to_files(simulator: &mut Simulator, dir: &Path, count: u64, mut progress: impl FnMut(&SimTally)) -> Result<SimTally, SimSinkError> {
+pub fn to_files(
+    simulator: &mut Simulator,
+    dir: &Path,
+    count: u64,
+    mut progress: impl FnMut(&SimTally),
+) -> Result<SimTally, SimSinkError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let surveys_path = dir.join("surveys.ndjson");
     let hotline_path = dir.join("hotline.ndjson");
-    let mut surveys = std::io::BufWriter::new(std::fs::File::create(&surveys_path).map_err(io(&surveys_path))?);
-    let mut hotline = std::io::BufWriter::new(std::fs::File::create(&hotline_path).map_err(io(&hotline_path))?);
+    let mut surveys =
+        std::io::BufWriter::new(std::fs::File::create(&surveys_path).map_err(io(&surveys_path))?);
+    let mut hotline =
+        std::io::BufWriter::new(std::fs::File::create(&hotline_path).map_err(io(&hotline_path))?);
     let mut tally = SimTally::default();
     while tally.total() < count {
         let event = simulator.next_event();
@@ -124,7 +141,9 @@ pub fn to_files(simulator: &mut Simulator, dir: &Path, count: u64, mut progress:
             EventKind::Survey => (&mut surveys, &surveys_path),
             EventKind::Hotline => (&mut hotline, &hotline_path),
         };
-        file.write_all(&line).and_then(|_| file.write_all(b"\n")).map_err(io(path))?;
+        file.write_all(&line)
+            .and_then(|_| file.write_all(b"\n"))
+            .map_err(io(path))?;
         if tally.total() % 10_000 == 0 {
             progress(&tally);
         }

@@ -6,7 +6,11 @@ pub enum ClickHouseError {
     #[error("ClickHouse query failed: {0}")]
     Query(#[from] clickhouse::error::Error),
     #[error("migration {version} ({name}) failed: {source}")]
-    Migration { version: u32, name: String, source: clickhouse::error::Error },
+    Migration {
+        version: u32,
+        name: String,
+        source: clickhouse::error::Error,
+    },
 }
 
 /// A client for the configured database. Schema validation is off: it relies on
@@ -16,7 +20,10 @@ pub fn connect(config: &ClickHouseConfig) -> clickhouse::Client {
 }
 
 pub fn client_without_database(config: &ClickHouseConfig) -> clickhouse::Client {
-    let mut client = clickhouse::Client::default().with_url(&config.url).with_validation(false).with_user(&config.user);
+    let mut client = clickhouse::Client::default()
+        .with_url(&config.url)
+        .with_validation(false)
+        .with_user(&config.user);
     if !config.password.is_empty() {
         client = client.with_password(&config.password);
     }
@@ -45,13 +52,18 @@ const DATA_ERROR_CODES: &[u32] = &[
 /// The `Code: N` of a ClickHouse exception message, if any.
 pub fn exception_code(message: &str) -> Option<u32> {
     let rest = &message[message.find("Code: ")? + 6..];
-    rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// True when retrying the same rows cannot succeed.
 pub fn is_data_error(error: &clickhouse::error::Error) -> bool {
     match error {
-        clickhouse::error::Error::BadResponse(message) => exception_code(message).is_some_and(|c| DATA_ERROR_CODES.contains(&c)),
+        clickhouse::error::Error::BadResponse(message) => {
+            exception_code(message).is_some_and(|c| DATA_ERROR_CODES.contains(&c))
+        }
         _ => false,
     }
 }
@@ -62,12 +74,22 @@ mod tests {
 
     #[test]
     fn classifies_data_errors_by_exception_code() {
-        let parse = clickhouse::error::Error::BadResponse("Code: 27, e.displayText() = DB::Exception: Cannot parse input".into());
+        let parse = clickhouse::error::Error::BadResponse(
+            "Code: 27, e.displayText() = DB::Exception: Cannot parse input".into(),
+        );
         assert!(is_data_error(&parse));
-        let missing_table = clickhouse::error::Error::BadResponse("Code: 60, e.displayText() = DB::Exception: Table x doesn't exist".into());
-        assert!(!is_data_error(&missing_table), "a missing table is an operations problem: retry, don't dead-letter");
+        let missing_table = clickhouse::error::Error::BadResponse(
+            "Code: 60, e.displayText() = DB::Exception: Table x doesn't exist".into(),
+        );
+        assert!(
+            !is_data_error(&missing_table),
+            "a missing table is an operations problem: retry, don't dead-letter"
+        );
         assert!(!is_data_error(&clickhouse::error::Error::TimedOut));
-        assert_eq!(exception_code("Code: 241. DB::Exception: Memory limit"), Some(241));
+        assert_eq!(
+            exception_code("Code: 241. DB::Exception: Memory limit"),
+            Some(241)
+        );
         assert_eq!(exception_code("no code here"), None);
     }
 }

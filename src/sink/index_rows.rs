@@ -1,4 +1,6 @@
 //! Rows of the index tables (`satisfaction_*`, `hotline_kpi_*`, `index_checkpoints`).
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::domain::framework::Framework;
@@ -21,14 +23,14 @@ pub struct SatisfactionRow {
     pub ci_high: Option<f64>,
     pub ranked: u8,
     pub min_sample: u32,
-    pub factor_ids: Vec<String>,
+    pub factor_ids: Arc<[String]>,
     pub factor_values: Vec<Option<f64>>,
-    pub criterion_ids: Vec<String>,
+    pub criterion_ids: Arc<[String]>,
     pub criterion_values: Vec<Option<f64>>,
     pub criterion_valid: Vec<u32>,
     pub criterion_satisfied: Vec<u32>,
     pub criterion_missing: Vec<u32>,
-    pub expectation_ids: Vec<String>,
+    pub expectation_ids: Arc<[String]>,
     pub expectation_shares: Vec<f64>,
     pub version: u64,
 }
@@ -51,14 +53,14 @@ impl SatisfactionRow {
             ci_high: index.ci_high,
             ranked: u8::from(index.ranked),
             min_sample: framework.min_sample,
-            factor_ids: framework.factors.iter().map(|f| f.id.clone()).collect(),
+            factor_ids: Arc::clone(&framework.columns().factor_ids),
             factor_values: index.factor.clone(),
-            criterion_ids: framework.criterion_ids().map(str::to_owned).collect(),
+            criterion_ids: Arc::clone(&framework.columns().criterion_ids),
             criterion_values: index.criterion.clone(),
-            criterion_valid: value.counts.valid.clone(),
-            criterion_satisfied: value.counts.satisfied.clone(),
-            criterion_missing: value.counts.missing.clone(),
-            expectation_ids: framework.expectations.iter().map(|e| e.id.clone()).collect(),
+            criterion_valid: value.counts.valid_counts(),
+            criterion_satisfied: value.counts.satisfied_counts(),
+            criterion_missing: value.counts.missing_counts(),
+            expectation_ids: Arc::clone(&framework.columns().expectation_ids),
             expectation_shares: index.expectation_share.clone(),
             version: value.version,
         }

@@ -1,8 +1,8 @@
 //! Versioned, idempotent schema migrations. Each file's statements use `IF NOT EXISTS`,
 //! so a migration interrupted half-way is safe to run again; `schema_migrations` records
 //! the versions that completed. `{db}` in a file is replaced by the configured database.
-use crate::sink::client::{client_without_database, ClickHouseError};
 use crate::config::ClickHouseConfig;
+use crate::sink::client::{client_without_database, ClickHouseError};
 
 pub struct Migration {
     pub version: u32,
@@ -11,8 +11,16 @@ pub struct Migration {
 }
 
 pub const MIGRATIONS: &[Migration] = &[
-    Migration { version: 1, name: "raw_events", sql: include_str!("migrations/0001_raw_events.sql") },
-    Migration { version: 2, name: "indices", sql: include_str!("migrations/0002_indices.sql") },
+    Migration {
+        version: 1,
+        name: "raw_events",
+        sql: include_str!("migrations/0001_raw_events.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "indices",
+        sql: include_str!("migrations/0002_indices.sql"),
+    },
 ];
 
 fn quote(text: &str) -> String {
@@ -24,7 +32,10 @@ fn render(sql: &str, database: &str) -> String {
     let provinces = crate::domain::ProvinceRegistry::builtin().provinces_2025();
     let codes: Vec<String> = provinces.iter().map(|p| quote(&p.code)).collect();
     let names: Vec<String> = provinces.iter().map(|p| quote(&p.name)).collect();
-    let values: Vec<String> = provinces.iter().map(|p| format!("({}, {})", quote(&p.code), quote(&p.name))).collect();
+    let values: Vec<String> = provinces
+        .iter()
+        .map(|p| format!("({}, {})", quote(&p.code), quote(&p.name)))
+        .collect();
     sql.replace("{db}", database)
         .replace("{province_codes}", &format!("[{}]", codes.join(", ")))
         .replace("{province_names}", &format!("[{}]", names.join(", ")))
@@ -64,7 +75,10 @@ struct MigrationRecord<'a> {
 pub async fn migrate(config: &ClickHouseConfig) -> Result<Vec<u32>, ClickHouseError> {
     let client = client_without_database(config);
     let db = &config.database;
-    client.query(&format!("CREATE DATABASE IF NOT EXISTS {db}")).execute().await?;
+    client
+        .query(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
+        .execute()
+        .await?;
     client
         .query(&format!(
             "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (version UInt32, name String, applied_at DateTime('UTC')) \
@@ -73,7 +87,9 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<Vec<u32>, ClickHouseEr
         .execute()
         .await?;
     let applied: Vec<u32> = client
-        .query(&format!("SELECT DISTINCT version FROM {db}.schema_migrations"))
+        .query(&format!(
+            "SELECT DISTINCT version FROM {db}.schema_migrations"
+        ))
         .fetch_all::<AppliedVersion>()
         .await?
         .into_iter()
@@ -82,15 +98,30 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<Vec<u32>, ClickHouseEr
     let mut now_applied = Vec::new();
     for migration in MIGRATIONS.iter().filter(|m| !applied.contains(&m.version)) {
         for statement in statements(migration.sql, db) {
-            client.query(&statement).execute().await.map_err(|source| ClickHouseError::Migration {
-                version: migration.version,
-                name: migration.name.to_owned(),
-                source,
+            client.query(&statement).execute().await.map_err(|source| {
+                ClickHouseError::Migration {
+                    version: migration.version,
+                    name: migration.name.to_owned(),
+                    source,
+                }
             })?;
         }
-        let mut insert = client.clone().with_database(db).insert::<MigrationRecord>("schema_migrations").await?;
-        let applied_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as u32).unwrap_or(0);
-        insert.write(&MigrationRecord { version: migration.version, name: migration.name, applied_at }).await?;
+        let mut insert = client
+            .clone()
+            .with_database(db)
+            .insert::<MigrationRecord>("schema_migrations")
+            .await?;
+        let applied_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as u32)
+            .unwrap_or(0);
+        insert
+            .write(&MigrationRecord {
+                version: migration.version,
+                name: migration.name,
+                applied_at,
+            })
+            .await?;
         insert.end().await?;
         now_applied.push(migration.version);
     }
@@ -105,11 +136,17 @@ mod tests {
     fn splits_statements_and_substitutes_database() {
         let statements = statements(MIGRATIONS[0].sql, "analytics");
         assert!(statements.len() >= 5);
-        assert!(statements.iter().all(|s| !s.contains("{db}") && !s.ends_with(';')));
+        assert!(statements
+            .iter()
+            .all(|s| !s.contains("{db}") && !s.ends_with(';')));
         let indices = super::statements(MIGRATIONS[1].sql, "analytics");
         assert!(indices.iter().all(|s| !s.contains("{province")));
-        assert!(indices.iter().any(|s| s.contains("'79', 'Thành phố Hồ Chí Minh'")));
-        assert!(statements[0].starts_with("CREATE TABLE IF NOT EXISTS analytics.survey_submissions"));
+        assert!(indices
+            .iter()
+            .any(|s| s.contains("'79', 'Thành phố Hồ Chí Minh'")));
+        assert!(
+            statements[0].starts_with("CREATE TABLE IF NOT EXISTS analytics.survey_submissions")
+        );
     }
 
     #[test]

@@ -41,7 +41,11 @@ pub struct SurveyRow {
 
 impl SurveyRow {
     pub fn new(survey: SurveySubmission, encoding: &'static str, at: &KafkaCoordinates) -> Self {
-        let (answer_criteria, answer_scores) = survey.answers.into_iter().map(|(c, s)| (c, s.unwrap_or(0))).unzip();
+        let (answer_criteria, answer_scores) = survey
+            .answers
+            .into_iter()
+            .map(|(c, s)| (c, s.unwrap_or(0)))
+            .unzip();
         Self {
             submission_id: survey.submission_id,
             framework: survey.framework,

@@ -32,8 +32,20 @@ pub struct RawEventWriter {
 const INSERT_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl RawEventWriter {
-    pub fn new(client: Client, metrics: Metrics, retry_initial: Duration, retry_max: Duration, shutdown: Shutdown) -> Self {
-        Self { client, metrics, retry_initial, retry_max, shutdown }
+    pub fn new(
+        client: Client,
+        metrics: Metrics,
+        retry_initial: Duration,
+        retry_max: Duration,
+        shutdown: Shutdown,
+    ) -> Self {
+        Self {
+            client,
+            metrics,
+            retry_initial,
+            retry_max,
+            shutdown,
+        }
     }
 
     /// Inserts all rows, returning those refused as data. Returns `Err(Abandoned)` only
@@ -49,7 +61,13 @@ impl RawEventWriter {
         Ok(failures)
     }
 
-    async fn insert_range<T>(&self, table: &str, rows: &[T], base: usize, failures: &mut Vec<InsertFailure>) -> Result<(), Abandoned>
+    async fn insert_range<T>(
+        &self,
+        table: &str,
+        rows: &[T],
+        base: usize,
+        failures: &mut Vec<InsertFailure>,
+    ) -> Result<(), Abandoned>
     where
         T: RowOwned + RowWrite,
     {
@@ -57,21 +75,36 @@ impl RawEventWriter {
         loop {
             let started = Instant::now();
             let result = self.insert_once(table, rows).await;
-            self.metrics.insert_seconds.with_label_values(&[table]).observe(started.elapsed().as_secs_f64());
+            self.metrics
+                .insert_seconds
+                .with_label_values(&[table])
+                .observe(started.elapsed().as_secs_f64());
             match result {
                 Ok(()) => {
-                    self.metrics.inserted_rows.with_label_values(&[table]).inc_by(rows.len() as u64);
+                    self.metrics
+                        .inserted_rows
+                        .with_label_values(&[table])
+                        .inc_by(rows.len() as u64);
                     return Ok(());
                 }
                 Err(error) if is_data_error(&error) => {
                     if rows.len() == 1 {
                         tracing::warn!(table, %error, "ClickHouse refused a row as data; dead-lettering it");
-                        failures.push(InsertFailure { index: base, message: error.to_string() });
+                        failures.push(InsertFailure {
+                            index: base,
+                            message: error.to_string(),
+                        });
                         return Ok(());
                     }
                     let middle = rows.len() / 2;
                     Box::pin(self.insert_range(table, &rows[..middle], base, failures)).await?;
-                    return Box::pin(self.insert_range(table, &rows[middle..], base + middle, failures)).await;
+                    return Box::pin(self.insert_range(
+                        table,
+                        &rows[middle..],
+                        base + middle,
+                        failures,
+                    ))
+                    .await;
                 }
                 Err(error) => {
                     if self.shutdown.is_triggered() {
@@ -95,7 +128,11 @@ impl RawEventWriter {
     where
         T: RowOwned + RowWrite,
     {
-        let mut insert = self.client.insert::<T>(table).await?.with_timeouts(Some(INSERT_TIMEOUT), Some(INSERT_TIMEOUT));
+        let mut insert = self
+            .client
+            .insert::<T>(table)
+            .await?
+            .with_timeouts(Some(INSERT_TIMEOUT), Some(INSERT_TIMEOUT));
         for row in rows {
             insert.write(row).await?;
         }

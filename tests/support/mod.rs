@@ -41,7 +41,14 @@ impl TestEnv {
     }
 
     pub async fn with_clickhouse(name: &str, clickhouse_url: &str) -> Self {
-        let unique = format!("{}_{}", std::process::id(), std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis());
+        let unique = format!(
+            "{}_{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis()
+        );
         let mut config = Config::load_with_env(None, Vec::new()).unwrap();
         config.kafka.brokers = required_env("SIPAS__KAFKA__BROKERS");
         config.kafka.surveys_topic = format!("it.{name}.{unique}.surveys");
@@ -50,7 +57,10 @@ impl TestEnv {
         config.kafka.group_id = format!("it-{name}-{unique}");
         config.kafka.partitions = 4;
         // See config/local.toml: tansu skips the rest of a batch when a fetch starts inside it.
-        config.kafka.producer_properties.insert("batch.num.messages".into(), "1".into());
+        config
+            .kafka
+            .producer_properties
+            .insert("batch.num.messages".into(), "1".into());
         config.clickhouse.url = clickhouse_url.to_owned();
         config.clickhouse.database = format!("it_{name}_{unique}");
         config.pii.hmac_secret = Some(HMAC_SECRET.into());
@@ -59,10 +69,20 @@ impl TestEnv {
         config.pipeline.batch_max_messages = 5_000;
         config.pipeline.batch_max_wait_ms = 200;
         config.pipeline.retry_max_ms = 2_000;
-        let env = Self { name: name.to_owned(), config };
-        sipas_stream::sink::migrations::migrate(&env.config.clickhouse).await.expect("migrations apply");
+        let env = Self {
+            name: name.to_owned(),
+            config,
+        };
+        sipas_stream::sink::migrations::migrate(&env.config.clickhouse)
+            .await
+            .expect("migrations apply");
         let k = &env.config.kafka;
-        sipas_stream::kafka::admin::ensure_topics(k, &[&k.surveys_topic, &k.hotline_topic, &k.dlq_topic]).await.expect("topics are created");
+        sipas_stream::kafka::admin::ensure_topics(
+            k,
+            &[&k.surveys_topic, &k.hotline_topic, &k.dlq_topic],
+        )
+        .await
+        .expect("topics are created");
         env
     }
 
@@ -73,9 +93,16 @@ impl TestEnv {
         config.clickhouse.database = format!("{}_{suffix}", self.config.clickhouse.database);
         config.kafka.group_id = format!("{}-{suffix}", self.config.kafka.group_id);
         config.kafka.dlq_topic = format!("{}.{suffix}", self.config.kafka.dlq_topic);
-        sipas_stream::sink::migrations::migrate(&config.clickhouse).await.expect("migrations apply");
-        sipas_stream::kafka::admin::ensure_topics(&config.kafka, &[&config.kafka.dlq_topic]).await.expect("DLQ topic is created");
-        TestEnv { name: format!("{}-{suffix}", self.name), config }
+        sipas_stream::sink::migrations::migrate(&config.clickhouse)
+            .await
+            .expect("migrations apply");
+        sipas_stream::kafka::admin::ensure_topics(&config.kafka, &[&config.kafka.dlq_topic])
+            .await
+            .expect("DLQ topic is created");
+        TestEnv {
+            name: format!("{}-{suffix}", self.name),
+            config,
+        }
     }
 
     /// Environment for a `sipas` child process with this test's configuration.
@@ -83,24 +110,57 @@ impl TestEnv {
         let c = &self.config;
         vec![
             ("SIPAS__KAFKA__BROKERS".into(), c.kafka.brokers.clone()),
-            ("SIPAS__KAFKA__SURVEYS_TOPIC".into(), c.kafka.surveys_topic.clone()),
-            ("SIPAS__KAFKA__HOTLINE_TOPIC".into(), c.kafka.hotline_topic.clone()),
+            (
+                "SIPAS__KAFKA__SURVEYS_TOPIC".into(),
+                c.kafka.surveys_topic.clone(),
+            ),
+            (
+                "SIPAS__KAFKA__HOTLINE_TOPIC".into(),
+                c.kafka.hotline_topic.clone(),
+            ),
             ("SIPAS__KAFKA__DLQ_TOPIC".into(), c.kafka.dlq_topic.clone()),
             ("SIPAS__KAFKA__GROUP_ID".into(), c.kafka.group_id.clone()),
             ("SIPAS__CLICKHOUSE__URL".into(), c.clickhouse.url.clone()),
-            ("SIPAS__CLICKHOUSE__DATABASE".into(), c.clickhouse.database.clone()),
+            (
+                "SIPAS__CLICKHOUSE__DATABASE".into(),
+                c.clickhouse.database.clone(),
+            ),
             ("SIPAS__PII__HMAC_SECRET".into(), HMAC_SECRET.into()),
-            ("SIPAS__PIPELINE__BATCH_MAX_MESSAGES".into(), c.pipeline.batch_max_messages.to_string()),
-            ("SIPAS__PIPELINE__BATCH_MAX_WAIT_MS".into(), c.pipeline.batch_max_wait_ms.to_string()),
-            ("SIPAS__PIPELINE__RETRY_MAX_MS".into(), c.pipeline.retry_max_ms.to_string()),
-            ("SIPAS__METRICS__LISTEN".into(), format!("127.0.0.1:{metrics_port}")),
-            ("SIPAS__INDEX__GROUP_ID".into(), format!("{}-index", c.kafka.group_id)),
+            (
+                "SIPAS__PIPELINE__BATCH_MAX_MESSAGES".into(),
+                c.pipeline.batch_max_messages.to_string(),
+            ),
+            (
+                "SIPAS__PIPELINE__BATCH_MAX_WAIT_MS".into(),
+                c.pipeline.batch_max_wait_ms.to_string(),
+            ),
+            (
+                "SIPAS__PIPELINE__RETRY_MAX_MS".into(),
+                c.pipeline.retry_max_ms.to_string(),
+            ),
+            (
+                "SIPAS__METRICS__LISTEN".into(),
+                format!("127.0.0.1:{metrics_port}"),
+            ),
+            (
+                "SIPAS__INDEX__GROUP_ID".into(),
+                format!("{}-index", c.kafka.group_id),
+            ),
             ("SIPAS__INDEX__CHECKPOINT_INTERVAL_MS".into(), "500".into()),
             ("SIPAS__INDEX__FLUSH_INTERVAL_MS".into(), "300".into()),
-            ("SIPAS__KAFKA__PRODUCER_PROPERTIES__batch.num.messages".into(), "1".into()),
+            (
+                "SIPAS__KAFKA__PRODUCER_PROPERTIES__batch.num.messages".into(),
+                "1".into(),
+            ),
             // A SIGKILLed member is noticed after 6 s instead of librdkafka's default 45 s.
-            ("SIPAS__KAFKA__PROPERTIES__session.timeout.ms".into(), "6000".into()),
-            ("SIPAS__KAFKA__PROPERTIES__heartbeat.interval.ms".into(), "1000".into()),
+            (
+                "SIPAS__KAFKA__PROPERTIES__session.timeout.ms".into(),
+                "6000".into(),
+            ),
+            (
+                "SIPAS__KAFKA__PROPERTIES__heartbeat.interval.ms".into(),
+                "1000".into(),
+            ),
         ]
     }
 
@@ -113,7 +173,12 @@ impl TestEnv {
         struct N {
             n: u64,
         }
-        self.clickhouse().query(sql).fetch_one::<N>().await.unwrap_or_else(|e| panic!("{sql}: {e}")).n
+        self.clickhouse()
+            .query(sql)
+            .fetch_one::<N>()
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+            .n
     }
 
     /// Like `count`, but `None` while ClickHouse is unreachable.
@@ -122,7 +187,12 @@ impl TestEnv {
         struct N {
             n: u64,
         }
-        self.clickhouse().query(sql).fetch_one::<N>().await.ok().map(|r| r.n)
+        self.clickhouse()
+            .query(sql)
+            .fetch_one::<N>()
+            .await
+            .ok()
+            .map(|r| r.n)
     }
 
     pub fn producer(&self) -> FutureProducer {
@@ -131,7 +201,10 @@ impl TestEnv {
 
     pub async fn produce(&self, producer: &FutureProducer, topic: &str, key: &str, payload: &[u8]) {
         producer
-            .send(FutureRecord::to(topic).key(key).payload(payload), Duration::from_secs(60))
+            .send(
+                FutureRecord::to(topic).key(key).payload(payload),
+                Duration::from_secs(60),
+            )
             .await
             .unwrap_or_else(|(e, _)| panic!("produce to {topic}: {e}"));
     }
@@ -141,7 +214,14 @@ impl TestEnv {
     /// and every payload.
     pub async fn dead_letters(&self, expected: usize) -> DeadLetters {
         let consumer: StreamConsumer = sipas_stream::kafka::client_config(&self.config.kafka)
-            .set("group.id", format!("{}-dlq-reader-{}", self.config.kafka.group_id, std::process::id()))
+            .set(
+                "group.id",
+                format!(
+                    "{}-dlq-reader-{}",
+                    self.config.kafka.group_id,
+                    std::process::id()
+                ),
+            )
             .set("auto.offset.reset", "earliest")
             .set("enable.auto.commit", "false")
             .create()
@@ -150,15 +230,28 @@ impl TestEnv {
         let mut letters = DeadLetters::default();
         let started = Instant::now();
         while letters.by_source.len() < expected && started.elapsed() < PATIENCE {
-            let Ok(Ok(message)) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await else { continue };
+            let Ok(Ok(message)) =
+                tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await
+            else {
+                continue;
+            };
             let mut headers = BTreeMap::new();
             if let Some(h) = message.headers() {
                 for header in h.iter() {
-                    headers.insert(header.key.to_owned(), String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned());
+                    headers.insert(
+                        header.key.to_owned(),
+                        String::from_utf8_lossy(header.value.unwrap_or_default()).into_owned(),
+                    );
                 }
             }
-            let source = (headers.get("source_topic").cloned().unwrap_or_default(), headers.get("source_partition").cloned().unwrap_or_default(), headers.get("source_offset").cloned().unwrap_or_default());
-            letters.payloads.push(message.payload().unwrap_or_default().to_vec());
+            let source = (
+                headers.get("source_topic").cloned().unwrap_or_default(),
+                headers.get("source_partition").cloned().unwrap_or_default(),
+                headers.get("source_offset").cloned().unwrap_or_default(),
+            );
+            letters
+                .payloads
+                .push(message.payload().unwrap_or_default().to_vec());
             letters.total += 1;
             letters.by_source.insert(source, headers);
         }
@@ -178,7 +271,9 @@ impl DeadLetters {
     pub fn reasons(&self) -> BTreeMap<String, usize> {
         let mut reasons = BTreeMap::new();
         for headers in self.by_source.values() {
-            *reasons.entry(headers.get("reason").cloned().unwrap_or_default()).or_default() += 1;
+            *reasons
+                .entry(headers.get("reason").cloned().unwrap_or_default())
+                .or_default() += 1;
         }
         reasons
     }
@@ -186,7 +281,11 @@ impl DeadLetters {
 
 /// A free loopback port (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A `sipas run` child process, killed when dropped.
@@ -203,19 +302,27 @@ impl Pipeline {
     /// Runs `sipas <args>` with the test's configuration.
     pub fn start_command(env: &TestEnv, args: &[&str]) -> Self {
         let metrics_port = free_port();
-        let log = std::fs::File::create(log_path(&format!("{}-{}.log", env.name, metrics_port))).unwrap();
+        let log =
+            std::fs::File::create(log_path(&format!("{}-{}.log", env.name, metrics_port))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_sipas"))
             .args(args)
             .current_dir(root())
             .env_clear()
             .envs(env.child_env(metrics_port))
             .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("RUST_LOG", std::env::var("SIPAS_TEST_CHILD_LOG").unwrap_or_else(|_| "info,rdkafka=warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("SIPAS_TEST_CHILD_LOG")
+                    .unwrap_or_else(|_| "info,rdkafka=warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .expect("sipas starts");
-        Self { child, metrics_port }
+        Self {
+            child,
+            metrics_port,
+        }
     }
 
     pub fn kill9(&mut self) {
@@ -234,7 +341,10 @@ impl Pipeline {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "sipas did not stop within 60 s of SIGTERM");
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "sipas did not stop within 60 s of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -246,7 +356,11 @@ impl Pipeline {
 
     pub async fn metrics(&self) -> String {
         let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
-        let output = tokio::process::Command::new("curl").args(["-fsS", &url]).output().await.expect("curl runs");
+        let output = tokio::process::Command::new("curl")
+            .args(["-fsS", &url])
+            .output()
+            .await
+            .expect("curl runs");
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 }
@@ -280,5 +394,8 @@ where
 
 /// Value of a Prometheus sample line `name{labels} value`, summed over matching lines.
 pub fn metric_sum(text: &str, prefix: &str) -> f64 {
-    text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+    text.lines()
+        .filter(|l| l.starts_with(prefix))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
