@@ -29,10 +29,21 @@ pub struct BenchArgs {
     /// of history in one partition (no broker, no ClickHouse).
     #[arg(long)]
     index_only: Option<u64>,
+    /// Internal: restore a checkpoint file in this fresh process and print the memory it
+    /// takes (used by --index-only, so that no transient of the fold is counted).
+    #[arg(long, hide = true)]
+    measure_restore: Option<std::path::PathBuf>,
     /// Measure the index processor's restart to caught-up over this many events of history
     /// (through the broker and ClickHouse), then `rebuild` over the same log.
     #[arg(long)]
     restart: Option<u64>,
+    /// Measure freshness: produce at this steady rate (events/s) and time each event from
+    /// produce to its latest values being stored.
+    #[arg(long)]
+    freshness: Option<f64>,
+    /// How long the --freshness measurement produces (after a 10 s warm-up).
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
     /// Events produced after the last checkpoint, before the restart (--restart).
     #[arg(long, default_value_t = 30_000)]
     tail: u64,
@@ -193,6 +204,14 @@ fn index_fold(config: &Config, args: &BenchArgs, events: u64) -> Result<()> {
         restored.next_offset == state.next_offset,
         "restored state is at a different offset"
     );
+    drop(restored);
+    // The state's own footprint: restored in a fresh process, without the fold's transients
+    // (a closing day's rows are allocated and freed at once, and the allocator keeps them).
+    let file = std::env::temp_dir().join(format!("sipas-bench-state-{}.bin", std::process::id()));
+    std::fs::write(&file, &bytes)?;
+    let output = std::process::Command::new(std::env::current_exe()?).args(["bench", "--measure-restore"]).arg(&file).output();
+    let _ = std::fs::remove_file(&file);
+    let restored_mib = output.ok().and_then(|o| String::from_utf8(o.stdout).ok()).and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok());
     let stats = state.stats();
     println!(
         "sipas bench --index-only: {events} events over {} days of event time, one partition, 34 provinces × {} agencies × {} frameworks",
@@ -213,7 +232,11 @@ fn index_fold(config: &Config, args: &BenchArgs, events: u64) -> Result<()> {
         "| state: series / day buckets / tickets | {} / {} / {} |",
         stats.series, stats.buckets, stats.tickets
     );
-    println!("| resident memory grown by the state | {rss_state:.0} MiB |");
+    match restored_mib {
+        Some(mib) => println!("| state in memory (restored in a fresh process) | {mib:.0} MiB |"),
+        None => println!("| state in memory (restored in a fresh process) | not measured |"),
+    }
+    println!("| resident memory grown during the fold (state + allocator-retained transients) | {rss_state:.0} MiB |");
     println!(
         "| checkpoint size | {:.1} MiB |",
         bytes.len() as f64 / 1_048_576.0
@@ -437,9 +460,75 @@ async fn restart(base: &Config, args: &BenchArgs, events: u64) -> Result<()> {
     Ok(())
 }
 
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Freshness at a steady rate: a live index processor follows fresh topics while events
+/// are produced at `rate`; each event is timed from its produce timestamp until the
+/// latest values that include it are acknowledged by ClickHouse.
+async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Result<()> {
+    use sipas_stream::index::processor::{IndexProcessor, Mode};
+    let config = bench_config(base);
+    let decoder = Arc::new(crate::build_decoder(&config)?);
+    migrations::migrate(&config.clickhouse).await?;
+    let k = &config.kafka;
+    admin::ensure_topics(k, &[&k.surveys_topic, &k.hotline_topic, &k.dlq_topic]).await?;
+    let metrics = Metrics::new();
+    let (trigger, stop) = shutdown::channel();
+    let mut processor = IndexProcessor::new(&config, Arc::clone(&decoder), metrics.clone(), stop, Mode::Live)?;
+    let probe = Arc::new(std::sync::Mutex::new(Vec::new()));
+    processor.freshness_probe = Some(Arc::clone(&probe));
+    let task = tokio::spawn(processor.run());
+    let framework = decoder.validator.frameworks.get("BNV-2640-2017").context("framework BNV-2640-2017 missing")?.clone();
+    let settings = SimSettings { seed: 10, start_unix: sipas_stream::pipeline::ingest::unix_now(), step_seconds: 1.0 / rate, late_share: 0.0, ..Default::default() };
+    let mut sim = Simulator::new(settings, &ProvinceRegistry::builtin(), framework);
+    let producer = producer::idempotent_producer(k)?;
+    let warm_up = (rate * 10.0) as u64;
+    sim_sink::to_kafka(&mut sim, &producer, &k.surveys_topic, &k.hotline_topic, warm_up, rate, |_| {}, || false).await?;
+    probe.lock().expect("probe lock").clear();
+    let cpu = cpu_seconds();
+    let measured = (rate * args.seconds as f64) as u64;
+    let bar = indicatif::ProgressBar::new(measured);
+    let produced_at = Instant::now();
+    sim_sink::to_kafka(&mut sim, &producer, &k.surveys_topic, &k.hotline_topic, measured, rate, |t| bar.set_position(t.total()), || false).await?;
+    let achieved = measured as f64 / produced_at.elapsed().as_secs_f64().max(1e-9);
+    bar.finish_and_clear();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let cpu = cpu_seconds() - cpu;
+    let mut samples = std::mem::take(&mut *probe.lock().expect("probe lock"));
+    trigger.trigger();
+    task.await??;
+    if !args.keep {
+        drop_bench_database(&config).await?;
+    }
+    samples.sort_by(f64::total_cmp);
+    println!("sipas bench --freshness: {measured} events at {rate:.0} events/s requested ({achieved:.0} achieved) after a 10 s warm-up; flush_interval {} ms", config.index.flush_interval_ms);
+    println!("| figure | value |");
+    println!("|---|---|");
+    println!("| samples | {} |", samples.len());
+    println!("| freshness p50 / p90 / p99 / max (produce -> latest stored) | {:.3} / {:.3} / {:.3} / {:.3} s |", quantile(&samples, 0.5), quantile(&samples, 0.9), quantile(&samples, 0.99), samples.last().copied().unwrap_or(f64::NAN));
+    println!("| CPU of this process (producer + processor) | {:.2} s per million events |", cpu / measured.max(1) as f64 * 1e6);
+    Ok(())
+}
+
 pub async fn run(base: &Config, args: BenchArgs) -> Result<()> {
+    if let Some(path) = &args.measure_restore {
+        let bytes = std::fs::read(path)?;
+        let before = current_rss_mib();
+        let state: sipas_stream::index::state::PartitionState = bincode::deserialize(&bytes)?;
+        let after = current_rss_mib();
+        println!("{:.1} {}", after - before, state.next_offset);
+        return Ok(());
+    }
     if let Some(events) = args.index_only {
         return index_fold(base, &args, events);
+    }
+    if let Some(rate) = args.freshness {
+        return freshness(base, &args, rate).await;
     }
     if let Some(events) = args.restart {
         return restart(base, &args, events).await;

@@ -23,6 +23,8 @@ pub struct Metrics {
     pub freshness_seconds: IntGauge,
     pub late_events: IntCounter,
     pub index_position: IntGaugeVec,
+    /// Produce time (the message timestamp) to the latest values including it being stored.
+    pub index_freshness: Histogram,
     /// Newest event time (Unix seconds) written to ClickHouse; freshness derives from it.
     newest_event_time: Arc<AtomicI64>,
 }
@@ -139,6 +141,17 @@ impl Metrics {
         registry
             .register(Box::new(late_events.clone()))
             .expect("unique metric");
+        let index_freshness = Histogram::with_opts(
+            HistogramOpts::new(
+                "index_freshness_seconds",
+                "From an event's produce time (message timestamp) until the latest index values that include it are acknowledged by ClickHouse.",
+            )
+            .buckets(vec![0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0]),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(index_freshness.clone()))
+            .expect("unique metric");
         let index_position = gauge_vec(
             &registry,
             "index_position",
@@ -148,6 +161,7 @@ impl Metrics {
         Self {
             late_events,
             index_position,
+            index_freshness,
             registry,
             consumed,
             valid,

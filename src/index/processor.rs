@@ -106,7 +106,11 @@ pub struct IndexProcessor {
     flush_interval: Duration,
     checkpoint_interval: Duration,
     slots: HashMap<(String, i32), Slot>,
+    /// Produce timestamps (ms) of the messages folded since the last flush.
+    unflushed_timestamps: Vec<i64>,
     pub progress: Option<indicatif::ProgressBar>,
+    /// Receives every freshness sample (seconds) as well as the histogram; for benchmarks.
+    pub freshness_probe: Option<Arc<Mutex<Vec<f64>>>>,
 }
 
 impl IndexProcessor {
@@ -164,7 +168,9 @@ impl IndexProcessor {
             flush_interval: Duration::from_millis(config.index.flush_interval_ms),
             checkpoint_interval: Duration::from_millis(config.index.checkpoint_interval_ms),
             slots: HashMap::new(),
+            unflushed_timestamps: Vec::new(),
             progress: None,
+            freshness_probe: None,
         })
     }
 
@@ -198,8 +204,9 @@ impl IndexProcessor {
                     Ok(message) => {
                         let (topic, partition, offset) = (message.topic().to_owned(), message.partition(), message.offset());
                         let payload = message.payload().map(<[u8]>::to_vec);
+                        let produced_ms = message.timestamp().to_millis();
                         drop(message);
-                        self.handle(topic, partition, offset, payload).await?;
+                        self.handle(topic, partition, offset, payload, produced_ms).await?;
                     }
                     Err(error) => tracing::warn!(%error, "index consumer error"),
                 },
@@ -282,6 +289,7 @@ impl IndexProcessor {
         partition: i32,
         offset: i64,
         payload: Option<Vec<u8>>,
+        produced_ms: Option<i64>,
     ) -> Result<(), IndexError> {
         let key = (topic.clone(), partition);
         self.ensure_slot(&topic, partition).await;
@@ -325,6 +333,7 @@ impl IndexProcessor {
             return Ok(());
         }
         let _span = tracing::debug_span!("index_partition", %topic, partition).entered();
+        self.unflushed_timestamps.extend(produced_ms);
         let kind = if topic == self.surveys_topic {
             EventKind::Survey
         } else {
@@ -440,6 +449,7 @@ impl IndexProcessor {
                 .with_label_values(&[topic, &partition.to_string()])
                 .set(slot.state.next_offset);
         }
+        self.record_freshness();
         if checkpoint && !self.slots.is_empty() {
             let now = crate::pipeline::ingest::unix_now() as u32;
             let rows: Vec<CheckpointRow> = self
@@ -462,6 +472,18 @@ impl IndexProcessor {
             self.commit_positions();
         }
         Ok(())
+    }
+
+    /// Every message folded since the last flush is now visible in the latest tables.
+    fn record_freshness(&mut self) {
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let samples: Vec<f64> = self.unflushed_timestamps.drain(..).map(|produced| (now_ms - produced).max(0) as f64 / 1000.0).collect();
+        for sample in &samples {
+            self.metrics.index_freshness.observe(*sample);
+        }
+        if let Some(probe) = &self.freshness_probe {
+            probe.lock().expect("freshness probe lock").extend(samples);
+        }
     }
 
     /// Commits each partition's `next_offset`: for lag visibility only (state positions
