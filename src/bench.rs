@@ -209,9 +209,15 @@ fn index_fold(config: &Config, args: &BenchArgs, events: u64) -> Result<()> {
     // (a closing day's rows are allocated and freed at once, and the allocator keeps them).
     let file = std::env::temp_dir().join(format!("sipas-bench-state-{}.bin", std::process::id()));
     std::fs::write(&file, &bytes)?;
-    let output = std::process::Command::new(std::env::current_exe()?).args(["bench", "--measure-restore"]).arg(&file).output();
+    let output = std::process::Command::new(std::env::current_exe()?)
+        .args(["bench", "--measure-restore"])
+        .arg(&file)
+        .output();
     let _ = std::fs::remove_file(&file);
-    let restored_mib = output.ok().and_then(|o| String::from_utf8(o.stdout).ok()).and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok());
+    let restored_mib = output
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok());
     let stats = state.stats();
     println!(
         "sipas bench --index-only: {events} events over {} days of event time, one partition, 34 provinces × {} agencies × {} frameworks",
@@ -479,22 +485,59 @@ async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Result<()> {
     admin::ensure_topics(k, &[&k.surveys_topic, &k.hotline_topic, &k.dlq_topic]).await?;
     let metrics = Metrics::new();
     let (trigger, stop) = shutdown::channel();
-    let mut processor = IndexProcessor::new(&config, Arc::clone(&decoder), metrics.clone(), stop, Mode::Live)?;
+    let mut processor = IndexProcessor::new(
+        &config,
+        Arc::clone(&decoder),
+        metrics.clone(),
+        stop,
+        Mode::Live,
+    )?;
     let probe = Arc::new(std::sync::Mutex::new(Vec::new()));
     processor.freshness_probe = Some(Arc::clone(&probe));
     let task = tokio::spawn(processor.run());
-    let framework = decoder.validator.frameworks.get("BNV-2640-2017").context("framework BNV-2640-2017 missing")?.clone();
-    let settings = SimSettings { seed: 10, start_unix: sipas_stream::pipeline::ingest::unix_now(), step_seconds: 1.0 / rate, late_share: 0.0, ..Default::default() };
+    let framework = decoder
+        .validator
+        .frameworks
+        .get("BNV-2640-2017")
+        .context("framework BNV-2640-2017 missing")?
+        .clone();
+    let settings = SimSettings {
+        seed: 10,
+        start_unix: sipas_stream::pipeline::ingest::unix_now(),
+        step_seconds: 1.0 / rate,
+        late_share: 0.0,
+        ..Default::default()
+    };
     let mut sim = Simulator::new(settings, &ProvinceRegistry::builtin(), framework);
     let producer = producer::idempotent_producer(k)?;
     let warm_up = (rate * 10.0) as u64;
-    sim_sink::to_kafka(&mut sim, &producer, &k.surveys_topic, &k.hotline_topic, warm_up, rate, |_| {}, || false).await?;
+    sim_sink::to_kafka(
+        &mut sim,
+        &producer,
+        &k.surveys_topic,
+        &k.hotline_topic,
+        warm_up,
+        rate,
+        |_| {},
+        || false,
+    )
+    .await?;
     probe.lock().expect("probe lock").clear();
     let cpu = cpu_seconds();
     let measured = (rate * args.seconds as f64) as u64;
     let bar = indicatif::ProgressBar::new(measured);
     let produced_at = Instant::now();
-    sim_sink::to_kafka(&mut sim, &producer, &k.surveys_topic, &k.hotline_topic, measured, rate, |t| bar.set_position(t.total()), || false).await?;
+    sim_sink::to_kafka(
+        &mut sim,
+        &producer,
+        &k.surveys_topic,
+        &k.hotline_topic,
+        measured,
+        rate,
+        |t| bar.set_position(t.total()),
+        || false,
+    )
+    .await?;
     let achieved = measured as f64 / produced_at.elapsed().as_secs_f64().max(1e-9);
     bar.finish_and_clear();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -511,7 +554,10 @@ async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Result<()> {
     println!("|---|---|");
     println!("| samples | {} |", samples.len());
     println!("| freshness p50 / p90 / p99 / max (produce -> latest stored) | {:.3} / {:.3} / {:.3} / {:.3} s |", quantile(&samples, 0.5), quantile(&samples, 0.9), quantile(&samples, 0.99), samples.last().copied().unwrap_or(f64::NAN));
-    println!("| CPU of this process (producer + processor) | {:.2} s per million events |", cpu / measured.max(1) as f64 * 1e6);
+    println!(
+        "| CPU of this process (producer + processor) | {:.2} s per million events |",
+        cpu / measured.max(1) as f64 * 1e6
+    );
     Ok(())
 }
 

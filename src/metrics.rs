@@ -22,6 +22,7 @@ pub struct Metrics {
     pub paused: IntGauge,
     pub freshness_seconds: IntGauge,
     pub late_events: IntCounter,
+    pub index_duplicates: IntCounter,
     pub index_position: IntGaugeVec,
     /// Produce time (the message timestamp) to the latest values including it being stored.
     pub index_freshness: Histogram,
@@ -141,6 +142,14 @@ impl Metrics {
         registry
             .register(Box::new(late_events.clone()))
             .expect("unique metric");
+        let index_duplicates = IntCounter::new(
+            "index_duplicate_events_total",
+            "Events the index processor skipped because their id was already folded in.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(index_duplicates.clone()))
+            .expect("unique metric");
         let index_freshness = Histogram::with_opts(
             HistogramOpts::new(
                 "index_freshness_seconds",
@@ -160,6 +169,7 @@ impl Metrics {
         );
         Self {
             late_events,
+            index_duplicates,
             index_position,
             index_freshness,
             registry,

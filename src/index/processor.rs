@@ -354,6 +354,9 @@ impl IndexProcessor {
                 Default::default()
             }
         };
+        if emitted.duplicates > 0 {
+            self.metrics.index_duplicates.inc_by(emitted.duplicates);
+        }
         if emitted.beyond_lateness > 0 {
             self.metrics.late_events.inc_by(emitted.beyond_lateness);
         }
@@ -476,8 +479,14 @@ impl IndexProcessor {
 
     /// Every message folded since the last flush is now visible in the latest tables.
     fn record_freshness(&mut self) {
-        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        let samples: Vec<f64> = self.unflushed_timestamps.drain(..).map(|produced| (now_ms - produced).max(0) as f64 / 1000.0).collect();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        let samples: Vec<f64> = self
+            .unflushed_timestamps
+            .drain(..)
+            .map(|produced| (now_ms - produced).max(0) as f64 / 1000.0)
+            .collect();
         for sample in &samples {
             self.metrics.index_freshness.observe(*sample);
         }

@@ -7,7 +7,7 @@
 //! emits the final daily rows of every unit that had data in a window ending on that day.
 //! Events for a closed day ("beyond lateness") still update the unit's counts, so they
 //! are in the latest rolling values, but rows already emitted are never rewritten.
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -192,6 +192,8 @@ pub struct Emitted {
     pub hotline_daily: Vec<HotlineValue>,
     /// Events whose day was already closed when they arrived.
     pub beyond_lateness: u64,
+    /// Events whose id was already folded in (skipped).
+    pub duplicates: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -211,6 +213,22 @@ pub struct PartitionState {
     /// (as_of, last closed day) of the last latest values written; when either moves,
     /// every unit's windows (or its open-past-due count) move with it.
     latest_written_at: Option<(i64, i64)>,
+    /// Ids already folded in, as 64-bit hashes, so a resent submission or hotline event
+    /// counts once (the first copy in log order wins). Kept per event day for as long as
+    /// that day can be in a window.
+    seen_ids: HashSet<u64>,
+    seen_ids_by_day: BTreeMap<i64, Vec<u64>>,
+}
+
+/// FNV-1a, 64 bit: stable across processes and versions (unlike std's hasher), so the
+/// hashes stored in checkpoints keep meaning the same ids.
+fn id_hash(kind: u8, id: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in std::iter::once(kind).chain(id.bytes()) {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
 }
 
 /// Tickets resolved this long before the watermark are forgotten.
@@ -262,6 +280,16 @@ impl PartitionState {
             .get_or_insert(day - lateness_seconds.div_euclid(86_400) - 2)
     }
 
+    /// False when this id was folded in before (the message is then only skipped).
+    fn first_sighting(&mut self, kind: u8, id: &str, day: i64) -> bool {
+        let hash = id_hash(kind, id);
+        if !self.seen_ids.insert(hash) {
+            return false;
+        }
+        self.seen_ids_by_day.entry(day).or_default().push(hash);
+        true
+    }
+
     pub fn apply_survey(
         &mut self,
         survey: &SurveySubmission,
@@ -271,6 +299,11 @@ impl PartitionState {
     ) -> Emitted {
         let mut emitted = Emitted::default();
         let day = vietnam_day(survey.submitted_at);
+        if !self.first_sighting(b's', &survey.submission_id, day) {
+            emitted.duplicates += 1;
+            self.skip(offset);
+            return emitted;
+        }
         let last_closed = self.last_closed_or_init(day, lateness_seconds);
         if let Some(framework) = frameworks.get(&survey.framework) {
             let mut one = SurveyCounts::new(framework);
@@ -317,6 +350,11 @@ impl PartitionState {
     ) -> Emitted {
         let mut emitted = Emitted::default();
         let day = vietnam_day(event.occurred_at);
+        if !self.first_sighting(b'h', &event.event_id, day) {
+            emitted.duplicates += 1;
+            self.skip(offset);
+            return emitted;
+        }
         let last_closed = self.last_closed_or_init(day, lateness_seconds);
         let ticket = self.tickets.entry(event.ticket_id.clone()).or_default();
         let duplicate_response = event.event_type == crate::domain::HotlineEventType::Responded
@@ -468,6 +506,17 @@ impl PartitionState {
             .collect();
         for id in forget {
             self.tickets.remove(&id);
+        }
+        // Ids of days no window can reach any more; a copy arriving later would only touch
+        // a day outside every window.
+        let keep_from = day - MAX_WINDOW_DAYS - TICKET_RETENTION_SECONDS / 86_400;
+        while let Some(entry) = self.seen_ids_by_day.first_entry() {
+            if *entry.key() >= keep_from {
+                break;
+            }
+            for hash in entry.remove() {
+                self.seen_ids.remove(&hash);
+            }
         }
         self.last_closed = Some(day);
     }
@@ -851,6 +900,40 @@ mod tests {
                 .respondents,
             2
         );
+    }
+
+    #[test]
+    fn a_resent_submission_counts_once_even_across_a_checkpoint() {
+        let f = frameworks();
+        let mut state = PartitionState::new(0);
+        let first = survey("same-id", "2026-10-31T10:00:00+07:00", "01", Some(5));
+        let mut resent = survey("same-id", "2026-10-31T11:00:00+07:00", "01", Some(1));
+        assert_eq!(state.apply_survey(&first, 0, &f, LATENESS).duplicates, 0);
+        let bytes = bincode::serialize(&state).unwrap();
+        let mut state: PartitionState = bincode::deserialize(&bytes).unwrap();
+        assert_eq!(
+            state.apply_survey(&resent, 1, &f, LATENESS).duplicates,
+            1,
+            "the first copy wins"
+        );
+        assert_eq!(state.next_offset, 2, "a duplicate is still consumed");
+        resent.submission_id = "other-id".into();
+        state.apply_survey(&resent, 2, &f, LATENESS);
+        let mut rows = Vec::new();
+        rows.extend(
+            state
+                .apply_survey(
+                    &survey("late", "2026-11-03T00:00:01+07:00", "79", Some(5)),
+                    3,
+                    &f,
+                    LATENESS,
+                )
+                .satisfaction_daily,
+        );
+        let oct31 =
+            find(&rows, "01", Window::Rolling(30), "2026-10-31").expect("2026-10-31 closed");
+        assert_eq!(oct31.index.respondents, 2, "same-id once, other-id once");
+        assert_eq!(oct31.index.sipas, Some(50.0));
     }
 
     #[test]
