@@ -30,6 +30,131 @@ pub struct Config {
     pub pii: PiiConfig,
     pub metrics: MetricsConfig,
     pub index: IndexConfig,
+    pub import: ImportConfig,
+    pub gateway: GatewayConfig,
+}
+
+/// How `sipas import` reads CSV files. A `--mapping FILE` holds the same keys and replaces
+/// this section.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ImportConfig {
+    /// CSV field separator (one character). Default `,`.
+    pub delimiter: String,
+    /// Separator of the ids inside an `expectations` cell. Default `;`.
+    pub list_separator: String,
+    pub surveys: CsvMapping,
+    pub hotline: CsvMapping,
+}
+
+impl Default for ImportConfig {
+    fn default() -> Self {
+        Self { delimiter: ",".into(), list_separator: ";".into(), surveys: CsvMapping::default(), hotline: CsvMapping::default() }
+    }
+}
+
+/// Header mapping of one kind of CSV file.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct CsvMapping {
+    /// Column header in the file -> contract field, criterion id, `expectation:<item id>`,
+    /// or `-` (ignore the column). Headers not listed are read as they are named.
+    pub columns: BTreeMap<String, String>,
+    /// Contract field -> value, for fields the file has no column for (e.g. `framework`).
+    pub defaults: BTreeMap<String, String>,
+}
+
+/// The ingest gateway (`POST /api/v1/surveys`, `POST /api/v1/hotline`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewayConfig {
+    /// Address of `sipas gateway`. Default `127.0.0.1:8090`.
+    pub listen: String,
+    /// Largest accepted request body. Default 1048576 (1 MiB).
+    pub max_body_bytes: usize,
+    /// Most records in one request. Default 1000.
+    pub max_records: usize,
+    /// Sustained requests per second per token. Default 5.
+    pub requests_per_second: f64,
+    /// Requests a token may send at once above the sustained rate. Default 10.
+    pub burst: u32,
+    /// Bearer tokens, stored as SHA-256 hashes (`sipas gateway-token`).
+    pub tokens: Vec<GatewayToken>,
+    /// A TOML file with more `[[tokens]]` entries (e.g. a mounted secret).
+    pub tokens_file: Option<PathBuf>,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8090".into(),
+            max_body_bytes: 1024 * 1024,
+            max_records: 1000,
+            requests_per_second: 5.0,
+            burst: 10,
+            tokens: Vec::new(),
+            tokens_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayToken {
+    /// Who holds the token; the only thing about a token that is ever logged.
+    pub name: String,
+    /// Hex SHA-256 of the token.
+    pub sha256: String,
+    /// 2025-system province codes the token may submit for; `*` = every province.
+    pub provinces: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokensFile {
+    #[serde(default)]
+    tokens: Vec<GatewayToken>,
+}
+
+impl GatewayConfig {
+    /// Tokens from the configuration and from `tokens_file`.
+    pub fn all_tokens(&self) -> Result<Vec<GatewayToken>, ConfigError> {
+        let mut tokens = self.tokens.clone();
+        if let Some(path) = &self.tokens_file {
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+            let file: TokensFile = toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?;
+            tokens.extend(file.tokens);
+        }
+        for token in &tokens {
+            if token.sha256.len() != 64 || !token.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(ConfigError::Invalid(format!("gateway token {:?}: sha256 must be 64 hex digits (see `sipas gateway-token`)", token.name)));
+            }
+            if token.provinces.is_empty() {
+                return Err(ConfigError::Invalid(format!("gateway token {:?}: provinces must not be empty", token.name)));
+            }
+        }
+        Ok(tokens)
+    }
+}
+
+impl ImportConfig {
+    /// The `--mapping` file: the keys of the `[import]` section.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let config: ImportConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.delimiter.len() != 1 {
+            return Err(ConfigError::Invalid("import.delimiter must be one ASCII character".into()));
+        }
+        if self.list_separator.is_empty() {
+            return Err(ConfigError::Invalid("import.list_separator must not be empty".into()));
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -253,6 +378,11 @@ impl Config {
         }
         if !self.clickhouse.database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || self.clickhouse.database.is_empty() {
             return Err(ConfigError::Invalid("clickhouse.database must be a plain identifier ([A-Za-z0-9_]+)".into()));
+        }
+        self.import.check()?;
+        let g = &self.gateway;
+        if g.max_body_bytes == 0 || g.max_records == 0 || g.burst == 0 || !(g.requests_per_second.is_finite() && g.requests_per_second > 0.0) {
+            return Err(ConfigError::Invalid("gateway limits must be positive".into()));
         }
         Ok(())
     }
