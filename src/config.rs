@@ -107,6 +107,12 @@ pub struct GatewayToken {
     pub sha256: String,
     /// 2025-system province codes the token may submit for; `*` = every province.
     pub provinces: Vec<String>,
+    /// This token's own rate, instead of `gateway.requests_per_second`.
+    #[serde(default)]
+    pub requests_per_second: Option<f64>,
+    /// This token's own burst, instead of `gateway.burst`.
+    #[serde(default)]
+    pub burst: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,6 +134,9 @@ impl GatewayConfig {
         for token in &tokens {
             if token.sha256.len() != 64 || !token.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
                 return Err(ConfigError::Invalid(format!("gateway token {:?}: sha256 must be 64 hex digits (see `sipas gateway-token`)", token.name)));
+            }
+            if token.burst == Some(0) || token.requests_per_second.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
+                return Err(ConfigError::Invalid(format!("gateway token {:?}: rate limits must be positive", token.name)));
             }
             if token.provinces.is_empty() {
                 return Err(ConfigError::Invalid(format!("gateway token {:?}: provinces must not be empty", token.name)));

@@ -31,7 +31,7 @@ impl TokenBucket {
     }
 }
 
-/// One bucket per grant name.
+/// One bucket per grant name; a grant may bring its own capacity and rate.
 #[derive(Debug)]
 pub struct RateLimiter {
     capacity: u32,
@@ -44,9 +44,10 @@ impl RateLimiter {
         Self { capacity, per_second, buckets: Mutex::new(HashMap::new()) }
     }
 
-    pub fn check(&self, key: &str, now: Instant) -> Result<(), Duration> {
+    pub fn check(&self, key: &str, own: (Option<u32>, Option<f64>), now: Instant) -> Result<(), Duration> {
+        let (capacity, per_second) = (own.0.unwrap_or(self.capacity), own.1.unwrap_or(self.per_second));
         let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        buckets.entry(key.to_owned()).or_insert_with(|| TokenBucket::full(self.capacity, self.per_second, now)).take(now)
+        buckets.entry(key.to_owned()).or_insert_with(|| TokenBucket::full(capacity, per_second, now)).take(now)
     }
 }
 
@@ -77,8 +78,11 @@ mod tests {
     fn tokens_have_separate_buckets() {
         let now = Instant::now();
         let limiter = RateLimiter::new(1, 1.0);
-        assert!(limiter.check("a", now).is_ok());
-        assert!(limiter.check("a", now).is_err());
-        assert!(limiter.check("b", now).is_ok());
+        assert!(limiter.check("a", (None, None), now).is_ok());
+        assert!(limiter.check("a", (None, None), now).is_err());
+        assert!(limiter.check("b", (None, None), now).is_ok());
+        assert!(limiter.check("c", (Some(2), None), now).is_ok());
+        assert!(limiter.check("c", (Some(2), None), now).is_ok());
+        assert!(limiter.check("c", (Some(2), None), now).is_err());
     }
 }

@@ -100,7 +100,7 @@ impl Gateway {
                 return response;
             }
         };
-        if let Err(wait) = self.limiter.check(&grant.name, Instant::now()) {
+        if let Err(wait) = self.limiter.check(&grant.name, grant.rate, Instant::now()) {
             let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
             tracing::info!(token = %grant.name, "gateway: rate limit exceeded");
             let mut response = error(

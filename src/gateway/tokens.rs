@@ -14,11 +14,13 @@ pub fn hash_token(token: &str) -> String {
 }
 
 /// What a token may do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Grant {
     pub name: String,
     /// `None`: every province.
     provinces: Option<HashSet<String>>,
+    /// Own (burst, requests per second), overriding the gateway's.
+    pub rate: (Option<u32>, Option<f64>),
 }
 
 impl Grant {
@@ -70,7 +72,7 @@ impl TokenTable {
                 }
                 Some(token.provinces.iter().cloned().collect())
             };
-            let grant = Arc::new(Grant { name: token.name.clone(), provinces: allowed });
+            let grant = Arc::new(Grant { name: token.name.clone(), provinces: allowed, rate: (token.burst, token.requests_per_second) });
             if by_hash.insert(token.sha256.to_ascii_lowercase(), grant).is_some() {
                 return Err(error("the same token hash is configured twice".into()));
             }
@@ -100,8 +102,8 @@ mod tests {
 
     fn table() -> TokenTable {
         let tokens = vec![
-            GatewayToken { name: "hcm".into(), sha256: hash_token("secret-79"), provinces: vec!["79".into()] },
-            GatewayToken { name: "national".into(), sha256: hash_token("secret-all").to_uppercase(), provinces: vec!["*".into()] },
+            GatewayToken { name: "hcm".into(), sha256: hash_token("secret-79"), provinces: vec!["79".into()], requests_per_second: None, burst: None },
+            GatewayToken { name: "national".into(), sha256: hash_token("secret-all").to_uppercase(), provinces: vec!["*".into()], requests_per_second: None, burst: None },
         ];
         TokenTable::new(&tokens, &ProvinceRegistry::builtin()).unwrap()
     }
@@ -128,11 +130,11 @@ mod tests {
     #[test]
     fn configuration_errors_are_reported() {
         let registry = ProvinceRegistry::builtin();
-        let bad_code = [GatewayToken { name: "x".into(), sha256: hash_token("a"), provinces: vec!["64".into()] }];
+        let bad_code = [GatewayToken { name: "x".into(), sha256: hash_token("a"), provinces: vec!["64".into()], requests_per_second: None, burst: None }];
         assert!(TokenTable::new(&bad_code, &registry).unwrap_err().to_string().contains("64"));
         let twice = [
-            GatewayToken { name: "a".into(), sha256: hash_token("a"), provinces: vec!["79".into()] },
-            GatewayToken { name: "b".into(), sha256: hash_token("a"), provinces: vec!["01".into()] },
+            GatewayToken { name: "a".into(), sha256: hash_token("a"), provinces: vec!["79".into()], requests_per_second: None, burst: None },
+            GatewayToken { name: "b".into(), sha256: hash_token("a"), provinces: vec!["01".into()], requests_per_second: None, burst: None },
         ];
         assert!(TokenTable::new(&twice, &registry).is_err());
     }

@@ -282,3 +282,18 @@ where
 pub fn metric_sum(text: &str, prefix: &str) -> f64 {
     text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
 }
+
+/// Messages in a topic: the sum of its partitions' high watermarks (topics here start empty).
+pub async fn topic_messages(env: &TestEnv, topic: &str) -> i64 {
+    use rdkafka::consumer::BaseConsumer;
+    let kafka = env.config.kafka.clone();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = sipas_stream::kafka::client_config(&kafka).set("group.id", "it-watermarks").create().expect("consumer");
+        let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(30)).expect("topic metadata");
+        let partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+        partitions.iter().map(|p| consumer.fetch_watermarks(&topic, *p, Duration::from_secs(30)).expect("watermarks").1).sum()
+    })
+    .await
+    .unwrap()
+}
