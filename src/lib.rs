@@ -9,6 +9,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
 pub mod registry;
+pub mod serve;
 pub mod shutdown;
 pub mod simulate;
 pub mod sink;

@@ -53,6 +53,8 @@ enum Command {
     Rebuild,
     /// Measure the ingest path (events/s, CPU) on this machine.
     Bench(bench::BenchArgs),
+    /// Serve the read API (/api/v1/…), the web dashboard (/) and /metrics until SIGTERM/SIGINT.
+    Serve,
 }
 
 #[derive(clap::Args)]
@@ -106,7 +108,23 @@ async fn main() -> Result<()> {
         Command::Status => status(&config).await,
         Command::Rebuild => rebuild(&config).await,
         Command::Bench(args) => bench::run(&config, args).await,
+        Command::Serve => serve(&config).await,
     }
+}
+
+async fn serve(config: &Config) -> Result<()> {
+    let state = sipas_stream::serve::ServeState::new(config, Metrics::new())?;
+    let listener = tokio::net::TcpListener::bind(&config.serve.listen)
+        .await
+        .with_context(|| format!("binding sipas serve to {}", config.serve.listen))?;
+    let address = listener.local_addr()?;
+    println!("dashboard:  http://{address}/");
+    println!("API:        http://{address}/api/v1/rankings?window=30d  (OpenAPI: http://{address}/api/v1/openapi.json)");
+    println!("metrics:    http://{address}/metrics");
+    let (trigger, mut stop) = shutdown::channel();
+    shutdown::on_signals(trigger);
+    sipas_stream::serve::serve(state, listener, async move { stop.wait().await }).await.context("serving HTTP")?;
+    Ok(())
 }
 
 async fn migrate(config: &Config) -> Result<()> {
