@@ -3,7 +3,14 @@
 //! Route groups are separate modules, each returning an `axum::Router` that already holds
 //! its state; `router` merges them. A group with other needs (e.g. an ingest gateway with
 //! its own producer) builds its own `Router` and is merged in `router` the same way.
+pub mod api;
+pub mod cache;
+pub mod dashboard;
 pub mod health;
+pub mod params;
+pub mod rows;
+pub mod stream;
+pub mod views;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +39,8 @@ pub struct ServeState {
     pub metrics: Metrics,
     pub frameworks: Arc<FrameworkCatalog>,
     pub provinces: Arc<ProvinceRegistry>,
+    /// Response bodies per normalised request (see `cache`).
+    pub cache: Arc<cache::Cache<api::ApiError>>,
 }
 
 impl ServeState {
@@ -47,6 +56,7 @@ impl ServeState {
             metrics,
             frameworks: Arc::new(frameworks),
             provinces: Arc::new(ProvinceRegistry::builtin()),
+            cache: Arc::new(cache::Cache::new(Duration::from_millis(config.serve.refresh_interval_ms), config.serve.cache_max_entries)),
         })
     }
 
@@ -59,6 +69,9 @@ impl ServeState {
 pub fn router(state: ServeState) -> Router {
     Router::new()
         .merge(health::routes(state.clone()))
+        .merge(api::routes(state.clone()))
+        .merge(stream::routes(state))
+        .merge(dashboard::routes())
     // Further route groups are merged here, e.g. `.merge(gateway::routes(gateway_state))`.
 }
 
