@@ -19,6 +19,27 @@ use crate::index::window::Window;
 
 pub const OPENAPI: &str = include_str!("openapi.json");
 
+/// The OpenAPI document with the lists that come from configuration filled in: the
+/// loaded frameworks and the 2025 provinces.
+pub fn openapi_document(frameworks: &crate::domain::FrameworkCatalog, provinces: &crate::domain::ProvinceRegistry) -> Vec<u8> {
+    let mut doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap_or_default();
+    let framework_ids: Vec<&str> = frameworks.ids();
+    let province_codes: Vec<String> = provinces.provinces_2025().into_iter().map(|p| p.code).collect();
+    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        for operation in paths.values_mut().filter_map(|p| p.get_mut("get")) {
+            for parameter in operation.get_mut("parameters").and_then(|p| p.as_array_mut()).into_iter().flatten() {
+                let list = match parameter["name"].as_str() {
+                    Some("framework") => serde_json::json!(framework_ids),
+                    Some("province") => serde_json::json!(province_codes),
+                    _ => continue,
+                };
+                parameter["schema"]["enum"] = list;
+            }
+        }
+    }
+    serde_json::to_vec_pretty(&doc).unwrap_or_default()
+}
+
 pub fn routes(state: ServeState) -> Router {
     Router::new()
         .route("/api/v1/rankings", get(rankings))
@@ -152,6 +173,7 @@ pub async fn compute_rankings(state: &ServeState, request: &RankingsRequest) -> 
             let sql = format!("SELECT ?fields FROM province_ranking_latest WHERE framework = ? AND window = ? {RANKING_ORDER}");
             fetch(state, "rankings", client.query(&sql).bind(&request.framework).bind(&window)).await?
         }
+        Some(day) if !params::storable_day(day) => Vec::new(),
         Some(day) => {
             let sql = format!("SELECT ?fields FROM province_ranking_daily WHERE framework = ? AND window = ? AND as_of = toDate(?) {RANKING_ORDER}");
             fetch(state, "rankings", client.query(&sql).bind(&request.framework).bind(&window).bind(format_day(day))).await?
@@ -282,7 +304,7 @@ async fn hotline(State(state): State<ServeState>, Query(query): Query<BTreeMap<S
 }
 
 async fn openapi(State(state): State<ServeState>, headers: HeaderMap) -> Response {
-    let cached = Arc::new(Cached::new(OPENAPI.as_bytes().to_vec()));
+    let cached = Arc::new(Cached::new(state.openapi.to_vec()));
     respond(&state, "openapi", &headers, Ok(cached))
 }
 
@@ -307,5 +329,12 @@ mod tests {
         for path in ["/api/v1/rankings", "/api/v1/units/{unit_id}", "/api/v1/hotline/kpis", "/api/v1/health", "/api/v1/stream"] {
             assert!(doc["paths"][path].is_object(), "{path} missing");
         }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let frameworks = crate::domain::FrameworkCatalog::load_dir(&root.join("config/frameworks")).unwrap();
+        let filled: serde_json::Value = serde_json::from_slice(&openapi_document(&frameworks, &crate::domain::ProvinceRegistry::builtin())).unwrap();
+        let province = &filled["paths"]["/api/v1/hotline/kpis"]["get"]["parameters"][0];
+        assert_eq!(province["name"], "province");
+        assert_eq!(province["schema"]["enum"].as_array().unwrap().len(), 34);
+        assert_eq!(filled["paths"]["/api/v1/rankings"]["get"]["parameters"][1]["schema"]["enum"], serde_json::json!(["BNV-2640-2017"]));
     }
 }

@@ -41,6 +41,8 @@ pub struct ServeState {
     pub provinces: Arc<ProvinceRegistry>,
     /// Response bodies per normalised request (see `cache`).
     pub cache: Arc<cache::Cache<api::ApiError>>,
+    /// `/api/v1/openapi.json`, rendered once.
+    pub openapi: Arc<[u8]>,
 }
 
 impl ServeState {
@@ -49,13 +51,15 @@ impl ServeState {
         if frameworks.get(&config.serve.default_framework).is_none() {
             return Err(ServeError::UnknownDefaultFramework(config.serve.default_framework.clone()));
         }
+        let provinces = ProvinceRegistry::builtin();
         Ok(Self {
+            openapi: api::openapi_document(&frameworks, &provinces).into(),
             config: Arc::new(config.serve.clone()),
             kafka: Arc::new(config.kafka.clone()),
             clickhouse: crate::sink::connect(&config.clickhouse),
             metrics,
             frameworks: Arc::new(frameworks),
-            provinces: Arc::new(ProvinceRegistry::builtin()),
+            provinces: Arc::new(provinces),
             cache: Arc::new(cache::Cache::new(Duration::from_millis(config.serve.refresh_interval_ms), config.serve.cache_max_entries)),
         })
     }

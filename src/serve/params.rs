@@ -52,12 +52,7 @@ pub fn date(query: &BTreeMap<String, String>, name: &str) -> Result<Option<i64>,
     let Some(text) = value(query, name) else { return Ok(None) };
     let format = time::macros::format_description!("[year]-[month]-[day]");
     let parsed = time::Date::parse(text, &format).map_err(|_| ParamError::new(name, format!("`{name}` must be a date YYYY-MM-DD")))?;
-    let day = window::from_date(parsed);
-    // Dates in ClickHouse's Date range (1970..2149); beyond it nothing can match.
-    if !(0..=u16::MAX as i64).contains(&day) {
-        return Err(ParamError::new(name, format!("`{name}` must be between 1970-01-01 and 2149-06-06")));
-    }
-    Ok(Some(day))
+    Ok(Some(window::from_date(parsed)))
 }
 
 /// A bounded positive integer with a default.
@@ -91,14 +86,18 @@ pub fn hotline_by(query: &BTreeMap<String, String>, province_given: bool) -> Res
 }
 
 /// A unit id from the path: a province code or an agency id as producers send it. Values
-/// are bound as query parameters; this only keeps absurd input out of the cache.
+/// are bound as query parameters; the bound only keeps absurd input out of the cache.
 pub fn unit_id(text: &str) -> Result<String, ParamError> {
-    let ok = !text.is_empty() && text.len() <= 128 && !text.chars().any(char::is_control);
-    if ok {
+    if (1..=128).contains(&text.chars().count()) {
         Ok(text.to_owned())
     } else {
-        Err(ParamError::new("unit_id", "`unit_id` must be 1 to 128 printable characters"))
+        Err(ParamError::new("unit_id", "`unit_id` must be 1 to 128 characters"))
     }
+}
+
+/// ClickHouse `Date` covers 1970-01-01 ..= 2149-06-06; other days hold no values.
+pub fn storable_day(day: i64) -> bool {
+    (0..=i64::from(u16::MAX)).contains(&day)
 }
 
 /// The period a value is compared with: the same length just before it. Rolling windows
@@ -146,7 +145,8 @@ mod tests {
         let provinces = ProvinceRegistry::builtin();
         assert_eq!(province(&query(&[("province", "79")]), &provinces).unwrap().as_deref(), Some("79"));
         assert_eq!(province(&query(&[("province", "52x")]), &provinces).unwrap_err().parameter, "province");
-        assert!(unit_id("").is_err() && unit_id("a\u{0}b").is_err() && unit_id("79-commune-012").is_ok());
+        assert!(unit_id("").is_err() && unit_id(&"x".repeat(129)).is_err() && unit_id("79-commune-012").is_ok());
+        assert!(storable_day(0) && !storable_day(-1) && !storable_day(70_000));
     }
 
     #[test]
