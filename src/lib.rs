@@ -12,6 +12,7 @@ pub mod publish;
 pub mod gateway;
 pub mod import;
 pub mod registry;
+pub mod serve;
 pub mod shutdown;
 pub mod simulate;
 pub mod sink;

@@ -56,6 +56,8 @@ enum Command {
     Rebuild,
     /// Measure the ingest path (events/s, CPU) on this machine.
     Bench(bench::BenchArgs),
+    /// Serve the read API (/api/v1/…), the web dashboard (/) and /metrics until SIGTERM/SIGINT.
+    Serve,
     /// Validate a survey or hotline export (CSV or NDJSON) and produce its valid records.
     Import(ImportArgs),
     /// Serve the ingest gateway (POST /api/v1/surveys, /api/v1/hotline) and /metrics.
@@ -155,7 +157,27 @@ async fn main() -> Result<()> {
         Command::Import(args) => import_file(&config, args).await,
         Command::Gateway => gateway(&config).await,
         Command::GatewayToken(args) => gateway_token(args),
+        Command::Serve => serve(&config).await,
     }
+}
+
+async fn serve(config: &Config) -> Result<()> {
+    let metrics = Metrics::new();
+    let state = sipas_stream::serve::ServeState::new(config, metrics.clone())?;
+    let gateway = build_gateway(config, &metrics)?;
+    let listener = tokio::net::TcpListener::bind(&config.serve.listen)
+        .await
+        .with_context(|| format!("binding sipas serve to {}", config.serve.listen))?;
+    let address = listener.local_addr()?;
+    println!("dashboard:  http://{address}/");
+    println!("API:        http://{address}/api/v1/rankings?window=30d  (OpenAPI: http://{address}/api/v1/openapi.json)");
+    println!("metrics:    http://{address}/metrics");
+    println!("ingest:     POST http://{address}/api/v1/surveys and /api/v1/hotline (bearer tokens, [gateway])");
+    let (trigger, mut stop) = shutdown::channel();
+    shutdown::on_signals(trigger);
+    let app = sipas_stream::serve::router(state).merge(gw::router(gateway));
+    axum::serve(listener, app).with_graceful_shutdown(async move { stop.wait().await }).await.context("serving HTTP")?;
+    Ok(())
 }
 
 async fn migrate(config: &Config) -> Result<()> {

@@ -20,6 +20,10 @@ pub struct Metrics {
     pub freshness_seconds: IntGauge,
     pub late_events: IntCounter,
     pub index_position: IntGaugeVec,
+    /// `sipas serve`: ClickHouse queries issued (cache misses), per endpoint.
+    pub serve_queries: IntCounterVec,
+    /// `sipas serve`: responses per endpoint and status code.
+    pub serve_responses: IntCounterVec,
     /// Newest event time (Unix seconds) written to ClickHouse; freshness derives from it.
     newest_event_time: Arc<AtomicI64>,
 }
@@ -74,7 +78,11 @@ impl Metrics {
         let late_events = IntCounter::new("late_events_total", "Events whose day was already closed (beyond the allowed lateness) when they arrived; they update latest values only.").expect("valid metric");
         registry.register(Box::new(late_events.clone())).expect("unique metric");
         let index_position = gauge_vec(&registry, "index_position", "Next offset of each input partition whose derived index rows are all written.", &["topic", "partition"]);
+        let serve_queries = counter_vec(&registry, "serve_clickhouse_queries_total", "ClickHouse queries issued by the read API (one per cache miss), per endpoint.", &["endpoint"]);
+        let serve_responses = counter_vec(&registry, "serve_responses_total", "Read API responses, per endpoint and status code.", &["endpoint", "status"]);
         Self {
+            serve_queries,
+            serve_responses,
             late_events,
             index_position,
             registry,
