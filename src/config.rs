@@ -456,7 +456,8 @@ fn apply_override(table: &mut toml::Table, name: &str, value: &str) -> Result<()
     Ok(())
 }
 
-/// Numbers and booleans are typed so that `SIPAS__PIPELINE__BATCH_MAX_MESSAGES=100` works;
+/// Numbers and booleans are typed so that `SIPAS__PIPELINE__BATCH_MAX_MESSAGES=100` (and
+/// `SIPAS__GATEWAY__REQUESTS_PER_SECOND=0.5`) work;
 /// librdkafka properties are always strings.
 fn env_value(value: &str, always_string: bool) -> toml::Value {
     if !always_string {
@@ -465,6 +466,11 @@ fn env_value(value: &str, always_string: bool) -> toml::Value {
         }
         if let Ok(b) = value.parse::<bool>() {
             return toml::Value::Boolean(b);
+        }
+        if value.contains('.') {
+            if let Ok(f) = value.parse::<f64>() {
+                return toml::Value::Float(f);
+            }
         }
     }
     toml::Value::String(value.to_owned())
@@ -499,6 +505,7 @@ mod tests {
             env(&[
                 ("SIPAS__KAFKA__BROKERS", "env:9092"),
                 ("SIPAS__PIPELINE__BATCH_MAX_WAIT_MS", "42"),
+                ("SIPAS__GATEWAY__REQUESTS_PER_SECOND", "0.5"),
                 ("SIPAS__KAFKA__PROPERTIES__security.protocol", "SASL_SSL"),
                 ("OTHER", "ignored"),
             ]),
@@ -507,6 +514,7 @@ mod tests {
         assert_eq!(config.kafka.brokers, "env:9092");
         assert_eq!(config.pipeline.batch_max_messages, 5);
         assert_eq!(config.pipeline.batch_max_wait_ms, 42);
+        assert_eq!(config.gateway.requests_per_second, 0.5);
         assert_eq!(config.kafka.properties.get("security.protocol").map(String::as_str), Some("SASL_SSL"));
     }
 

@@ -202,6 +202,11 @@ impl Pipeline {
 
     /// Runs `sipas <args>` with the test's configuration.
     pub fn start_command(env: &TestEnv, args: &[&str]) -> Self {
+        Self::start_command_with(env, args, &[])
+    }
+
+    /// Like `start_command`, with extra environment variables (e.g. `SIPAS__GATEWAY__…`).
+    pub fn start_command_with(env: &TestEnv, args: &[&str], extra_env: &[(String, String)]) -> Self {
         let metrics_port = free_port();
         let log = std::fs::File::create(log_path(&format!("{}-{}.log", env.name, metrics_port))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_sipas"))
@@ -209,6 +214,7 @@ impl Pipeline {
             .current_dir(root())
             .env_clear()
             .envs(env.child_env(metrics_port))
+            .envs(extra_env.iter().cloned())
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", std::env::var("SIPAS_TEST_CHILD_LOG").unwrap_or_else(|_| "info,rdkafka=warn".into()))
             .stdout(Stdio::null())
