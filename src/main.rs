@@ -467,7 +467,7 @@ async fn gateway(config: &Config) -> Result<()> {
         let metrics = metrics.clone();
         async move { ([("content-type", "text/plain; version=0.0.4")], metrics.render()) }
     });
-    let app = gw::router(gateway).route("/metrics", metrics_route);
+    let app = gw::router(gateway).route("/metrics", metrics_route).route("/health", axum::routing::get(|| async { "ok" }));
     println!("gateway on http://{}/api/v1/surveys and /api/v1/hotline", config.gateway.listen);
     axum::serve(listener, app).with_graceful_shutdown(async move { stop.wait().await }).await?;
     Ok(())

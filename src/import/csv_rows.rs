@@ -136,7 +136,7 @@ impl Layout {
             match target {
                 Target::Skip => {}
                 Target::Field("expectations") => {
-                    expectations.extend(cell.split(self.list_separator.as_str()).map(str::trim).filter(|s| !s.is_empty()).map(|s| Value::from(s)));
+                    expectations.extend(cell.split(self.list_separator.as_str()).map(str::trim).filter(|s| !s.is_empty()).map(Value::from));
                 }
                 Target::Field(_) if cell.is_empty() => {}
                 Target::Field(field) => {
