@@ -121,7 +121,7 @@ impl Gateway {
         }
         let body = match axum::body::to_bytes(body, self.max_body_bytes).await {
             Ok(body) => body,
-            Err(e) if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) => return too_large(),
+            Err(e) if is_length_limit(&e) => return too_large(),
             Err(_) => return error(StatusCode::BAD_REQUEST, "unreadable_body", "the request body could not be read", Vec::new()),
         };
         let parts = records::split(&body);
@@ -212,4 +212,22 @@ fn forbidden(grant: &Grant, results: &[RecordResult], accepted: &[(usize, Checke
         format!("this token may not submit for province {}; nothing was produced", provinces.join(", ")),
         listed,
     ))
+}
+
+/// Whether reading a body failed because it exceeded the limit (a body sent without
+/// `Content-Length`, e.g. chunked, is only measured while it is read).
+fn is_length_limit(error: &axum::Error) -> bool {
+    std::error::Error::source(error).is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_oversized_body_is_recognised_while_reading() {
+        let error = axum::body::to_bytes(Body::from(vec![b'x'; 100]), 10).await.unwrap_err();
+        assert!(is_length_limit(&error));
+        assert!(axum::body::to_bytes(Body::from(vec![b'x'; 10]), 10).await.is_ok());
+    }
 }
