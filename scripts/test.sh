@@ -25,6 +25,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# chromium and schemathesis for the serve tests (installed if missing).
+tools="$(scripts/test-tools.sh)" || exit 1
+eval "$tools"
+
 if ! pid_alive "$SIPAS_HOME/tansu/pid"; then rm -f "$SIPAS_HOME"/tansu/tansu.db*; fi
 for service in clickhouse kafka; do
   if [ -n "$(scripts/services.sh up "$service")" ]; then started+=("$service"); fi
