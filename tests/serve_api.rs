@@ -20,6 +20,16 @@ fn num(v: &Value) -> Option<f64> {
     v.as_f64()
 }
 
+/// Equal up to floating-point noise: the index processor may rewrite a latest value
+/// between the API's query and the test's (same value, summed in another order).
+fn same(a: Option<f64>, b: Option<f64>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => (a - b).abs() < 1e-9,
+        (None, None) => true,
+        _ => false,
+    }
+}
+
 #[derive(clickhouse::Row, serde::Deserialize, Debug)]
 struct Ranked {
     province_code: String,
@@ -62,9 +72,9 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
         assert_eq!(row["province_code"], want.province_code.as_str());
         assert_eq!(row["province_name"], want.province_name.as_str());
         assert_eq!(row["rank"].as_u64().map(|r| r as u32), want.rank, "{}", want.province_code);
-        assert_eq!(num(&row["sipas"]), want.sipas);
-        assert_eq!(num(&row["factors"]["staff"]), want.staff);
-        assert_eq!(num(&row["ci_low"]), want.ci_low);
+        assert!(same(num(&row["sipas"]), want.sipas), "{}", want.province_code);
+        assert!(same(num(&row["factors"]["staff"]), want.staff));
+        assert!(same(num(&row["ci_low"]), want.ci_low));
         assert_eq!(row["respondents"].as_u64(), Some(u64::from(want.respondents)));
         assert_eq!(row["as_of"], day(want.as_of).as_str());
         assert_eq!(row["ranked"], want.rank.is_some());
@@ -80,9 +90,9 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
         let previous_day = day(want.as_of - 30);
         assert_eq!(row["change"]["previous_as_of"], previous_day.as_str());
         let then = previous.get(&(want.province_code.clone(), previous_day)).copied().flatten();
-        assert_eq!(num(&row["change"]["previous_sipas"]), then, "{}", want.province_code);
+        assert!(same(num(&row["change"]["previous_sipas"]), then), "{}", want.province_code);
         if let (Some(now), Some(then)) = (want.sipas, then) {
-            assert_eq!(num(&row["change"]["sipas_delta"]), Some(now - then));
+            assert!(same(num(&row["change"]["sipas_delta"]), Some(now - then)));
             compared += 1;
         }
     }
@@ -110,7 +120,7 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
         .fetch_one()
         .await
         .unwrap();
-    assert_eq!(num(&unit["sipas"]), latest.sipas);
+    assert!(same(num(&unit["sipas"]), latest.sipas));
     assert_eq!(unit["respondents"].as_u64(), Some(u64::from(latest.respondents)));
     assert_eq!(unit["province_name"], "Thành phố Hồ Chí Minh");
     let criteria: BTreeMap<String, u64> = unit["factors"]
@@ -152,7 +162,7 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
     for w in &want {
         let got = units.iter().find(|u| u["unit_id"] == w.unit_id.as_str()).unwrap();
         assert_eq!(got["received"].as_u64(), Some(u64::from(w.received)));
-        assert_eq!(num(&got["on_time_rate"]), w.on_time_rate);
+        assert!(same(num(&got["on_time_rate"]), w.on_time_rate));
         assert_eq!(got["category"], w.unit_id.split('/').nth(1).unwrap());
     }
 
