@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -96,6 +97,13 @@ where
             Err(ApiError::unavailable())
         }
     }
+}
+
+/// The query string as name → value; a malformed one is a 400 like any bad parameter.
+pub type QueryMap = Result<Query<BTreeMap<String, String>>, QueryRejection>;
+
+pub fn query_map(query: QueryMap) -> Result<BTreeMap<String, String>, ParamError> {
+    query.map(|Query(q)| q).map_err(|e| ParamError { parameter: "query".into(), message: format!("malformed query string: {}", e.body_text()) })
 }
 
 /// True when an `If-None-Match` header lists `etag` (or `*`).
@@ -192,8 +200,8 @@ pub async fn compute_rankings(state: &ServeState, request: &RankingsRequest) -> 
     to_json(&views::rankings(&request.framework, &window, request.as_of, rows, &previous, |d| previous_as_of(w, d)))
 }
 
-async fn rankings(State(state): State<ServeState>, Query(query): Query<BTreeMap<String, String>>, headers: HeaderMap) -> Response {
-    let request = match RankingsRequest::parse(&state, &query) {
+async fn rankings(State(state): State<ServeState>, query: QueryMap, headers: HeaderMap) -> Response {
+    let request = match query_map(query).and_then(|query| RankingsRequest::parse(&state, &query)) {
         Ok(r) => r,
         Err(e) => return respond(&state, "rankings", &headers, Err(e.into())),
     };
@@ -201,8 +209,9 @@ async fn rankings(State(state): State<ServeState>, Query(query): Query<BTreeMap<
     respond(&state, "rankings", &headers, outcome)
 }
 
-async fn unit(State(state): State<ServeState>, Path(unit_id): Path<String>, Query(query): Query<BTreeMap<String, String>>, headers: HeaderMap) -> Response {
+async fn unit(State(state): State<ServeState>, Path(unit_id): Path<String>, query: QueryMap, headers: HeaderMap) -> Response {
     let parsed = (|| {
+        let query = query_map(query)?;
         params::check_names(&query, &["window", "framework", "days"])?;
         let unit_id = params::unit_id(&unit_id)?;
         let window = params::window(&query)?;
@@ -294,8 +303,8 @@ pub async fn compute_hotline(state: &ServeState, request: &HotlineRequest) -> Re
     to_json(&views::hotline(&label, request.by, request.province.clone(), rows, &state.provinces))
 }
 
-async fn hotline(State(state): State<ServeState>, Query(query): Query<BTreeMap<String, String>>, headers: HeaderMap) -> Response {
-    let request = match HotlineRequest::parse(&state, &query) {
+async fn hotline(State(state): State<ServeState>, query: QueryMap, headers: HeaderMap) -> Response {
+    let request = match query_map(query).and_then(|query| HotlineRequest::parse(&state, &query)) {
         Ok(r) => r,
         Err(e) => return respond(&state, "hotline", &headers, Err(e.into())),
     };

@@ -1,5 +1,6 @@
 //! `GET /api/v1/health` (broker and ClickHouse reachability) and `GET /metrics`.
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,6 +12,11 @@ use super::ServeState;
 
 /// A reachability probe fails after this long; health must answer quickly.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Probes create a Kafka client; frequent health checks share one probe per second.
+const PROBE_REUSE: Duration = Duration::from_secs(1);
+
+/// The last probe: when, its status code and body. Held while probing (single flight).
+pub type LastProbe = Arc<tokio::sync::Mutex<Option<(Instant, StatusCode, String)>>>;
 
 pub fn routes(state: ServeState) -> Router {
     Router::new().route("/api/v1/health", get(health)).route("/metrics", get(metrics)).with_state(state)
@@ -60,12 +66,21 @@ async fn kafka_probe(state: &ServeState) -> Result<(), String> {
 }
 
 async fn health(axum::extract::State(state): axum::extract::State<ServeState>) -> Response {
-    let (clickhouse, kafka) = tokio::join!(clickhouse_probe(&state), kafka_probe(&state));
-    let healthy = clickhouse.is_ok() && kafka.is_ok();
-    let body = Health { status: if healthy { "ok" } else { "degraded" }, clickhouse: dependency(clickhouse), kafka: dependency(kafka) };
-    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let mut last = state.last_probe.lock().await;
+    let (status, json) = match last.as_ref() {
+        Some((at, status, json)) if at.elapsed() < PROBE_REUSE => (*status, json.clone()),
+        _ => {
+            let (clickhouse, kafka) = tokio::join!(clickhouse_probe(&state), kafka_probe(&state));
+            let healthy = clickhouse.is_ok() && kafka.is_ok();
+            let body = Health { status: if healthy { "ok" } else { "degraded" }, clickhouse: dependency(clickhouse), kafka: dependency(kafka) };
+            let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let json = serde_json::to_string(&body).unwrap_or_else(|_| "{}".into());
+            *last = Some((Instant::now(), status, json.clone()));
+            (status, json)
+        }
+    };
+    drop(last);
     state.metrics.serve_responses.with_label_values(&["health", status.as_str()]).inc();
-    let json = serde_json::to_string(&body).unwrap_or_else(|_| "{}".into());
     (status, [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], json).into_response()
 }
 

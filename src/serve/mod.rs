@@ -43,6 +43,7 @@ pub struct ServeState {
     pub cache: Arc<cache::Cache<api::ApiError>>,
     /// `/api/v1/openapi.json`, rendered once.
     pub openapi: Arc<[u8]>,
+    pub last_probe: health::LastProbe,
 }
 
 impl ServeState {
@@ -54,6 +55,7 @@ impl ServeState {
         let provinces = ProvinceRegistry::builtin();
         Ok(Self {
             openapi: api::openapi_document(&frameworks, &provinces).into(),
+            last_probe: Default::default(),
             config: Arc::new(config.serve.clone()),
             kafka: Arc::new(config.kafka.clone()),
             clickhouse: crate::sink::connect(&config.clickhouse),

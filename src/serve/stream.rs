@@ -3,17 +3,17 @@
 //! as the API (so streams add no ClickHouse load per client) and the entries that changed
 //! since the last push are sent: event `ranking` (rows as in `/api/v1/rankings`) and event
 //! `hotline` (rows as in `/api/v1/hotline/kpis?by=province`). The first push has every row.
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde_json::Value;
 
-use super::api::{compute_hotline, compute_rankings, ApiError, HotlineRequest, RankingsRequest};
+use super::api::{compute_hotline, compute_rankings, query_map, ApiError, HotlineRequest, QueryMap, RankingsRequest};
 use super::params::{self, ParamError};
 use super::ServeState;
 
@@ -73,8 +73,9 @@ impl Poller {
     }
 }
 
-async fn stream(State(state): State<ServeState>, Query(query): Query<BTreeMap<String, String>>) -> Response {
+async fn stream(State(state): State<ServeState>, query: QueryMap) -> Response {
     let parsed = (|| {
+        let query = query_map(query)?;
         params::check_names(&query, &["window", "framework"])?;
         let rankings = RankingsRequest::parse(&state, &query)?;
         let hotline = HotlineRequest { by: "province", province: None, window: params::window(&query)? };

@@ -288,6 +288,7 @@ where
 pub fn metric_sum(text: &str, prefix: &str) -> f64 {
     text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
 }
+pub mod serve;
 
 /// Messages in a topic: the sum of its partitions' high watermarks (topics here start empty).
 pub async fn topic_messages(env: &TestEnv, topic: &str) -> i64 {

@@ -128,7 +128,7 @@ function renderRanking() {
 function renderBars(rows) {
   const chart = document.getElementById("bars");
   chart.replaceChildren();
-  const barH = 14, gap = 4, left = 130, width = 420, top = 10;
+  const barH = 14, gap = 4, left = 150, width = 230, top = 10;
   const height = top + rows.length * (barH + gap) + 20;
   chart.setAttribute("viewBox", `0 0 ${left + width + 40} ${height}`);
   // The axis starts at the decade below the lowest interval so that differences show.
