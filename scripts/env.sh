@@ -10,10 +10,12 @@ export SIPAS_CH_HTTP_PORT="${SIPAS_CH_HTTP_PORT:-18123}"
 export SIPAS_CH_TCP_PORT="${SIPAS_CH_TCP_PORT:-19000}"
 export SIPAS_KAFKA_PORT="${SIPAS_KAFKA_PORT:-19092}"
 export SIPAS_METRICS_PORT="${SIPAS_METRICS_PORT:-19100}"
+export SIPAS_SERVE_PORT="${SIPAS_SERVE_PORT:-18080}"
 # The pipeline reads these (see config/default.toml for every key).
 export SIPAS__KAFKA__BROKERS="${SIPAS__KAFKA__BROKERS:-127.0.0.1:$SIPAS_KAFKA_PORT}"
 export SIPAS__CLICKHOUSE__URL="${SIPAS__CLICKHOUSE__URL:-http://127.0.0.1:$SIPAS_CH_HTTP_PORT}"
 export SIPAS__METRICS__LISTEN="${SIPAS__METRICS__LISTEN:-127.0.0.1:$SIPAS_METRICS_PORT}"
+export SIPAS__SERVE__LISTEN="${SIPAS__SERVE__LISTEN:-127.0.0.1:$SIPAS_SERVE_PORT}"
 
 say() { printf '[sipas] %s\n' "$*" >&2; }
 die() { printf '[sipas] ERROR: %s\n' "$*" >&2; exit 1; }

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The main job, locally: installs (if missing) and starts ClickHouse and the tansu broker
 # on loopback (data under .local/), applies migrations, creates topics, starts the
-# pipeline, feeds it simulated survey and hotline traffic, and prints where to look.
-# The pipeline keeps running (with a trickle of live traffic) until Ctrl-C; then it and
-# the services this script started are stopped.
+# pipeline and `sipas serve` (read API + dashboard), feeds it simulated survey and hotline
+# traffic, and prints where to look. Both keep running (with a trickle of live traffic)
+# until Ctrl-C; then they and the services this script started are stopped.
 #   --once            exit after printing the summary
 #   SIPAS_DEMO_EVENTS number of simulated messages to start with (default 20000)
 set -euo pipefail
@@ -35,8 +35,11 @@ cargo build --release --locked --bin sipas 2>&1 | tail -n 2
 "$SIPAS" migrate
 "$SIPAS" topics
 port_in_use "$SIPAS_METRICS_PORT" && die "port $SIPAS_METRICS_PORT (metrics) is taken (set SIPAS_METRICS_PORT)"
+port_in_use "$SIPAS_SERVE_PORT" && die "port $SIPAS_SERVE_PORT (dashboard and API) is taken (set SIPAS_SERVE_PORT)"
 mkdir -p "$SIPAS_HOME"
 "$SIPAS" run 2>"$SIPAS_HOME/pipeline.log" &
+pids+=($!)
+"$SIPAS" serve >/dev/null 2>"$SIPAS_HOME/serve.log" &
 pids+=($!)
 
 events="${SIPAS_DEMO_EVENTS:-20000}"
@@ -81,14 +84,19 @@ curl -fsS "$SIPAS__CLICKHOUSE__URL" --data-binary "
   ORDER BY isNull(rank), rank, province_code
   FORMAT PrettyCompactMonoBlock"
 echo
-echo "Metrics:        $metrics_url"
+serve_url="http://$SIPAS__SERVE__LISTEN"
+echo "Dashboard:      $serve_url/"
+echo "API:            $serve_url/api/v1/rankings?window=30d   $serve_url/api/v1/units/79   $serve_url/api/v1/hotline/kpis?province=79"
+echo "                $serve_url/api/v1/stream (SSE)   $serve_url/api/v1/openapi.json   $serve_url/api/v1/health"
+echo "Ingest gateway: POST $serve_url/api/v1/surveys and $serve_url/api/v1/hotline  (bearer tokens in [gateway]: sipas gateway-token)"
+echo "Metrics:        $metrics_url  (sipas serve: $serve_url/metrics)"
 echo "ClickHouse:     $SIPAS__CLICKHOUSE__URL  (database sipas; try: echo 'SELECT province_code, count() FROM sipas.survey_submissions_dedup GROUP BY province_code' | curl -s $SIPAS__CLICKHOUSE__URL --data-binary @-)"
 echo "Kafka (tansu):  $SIPAS__KAFKA__BROKERS  topics sipas.surveys, sipas.hotline, sipas.dlq"
-echo "Pipeline log:   $SIPAS_HOME/pipeline.log"
+echo "Logs:           $SIPAS_HOME/pipeline.log  $SIPAS_HOME/serve.log"
 $once && exit 0
 
 echo
-say "pipeline running with live traffic (5 events/s); Ctrl-C stops it and the services this script started"
+say "pipeline and dashboard running with live traffic (5 events/s); Ctrl-C stops them and the services this script started"
 "$SIPAS" simulate --count 100000000 --rate 5 --seed "$(date +%s)" >/dev/null 2>&1 &
 pids+=($!)
 wait "${pids[0]}"

@@ -13,7 +13,7 @@ export SIPAS_CH_TCP_PORT="${SIPAS_TEST_CH_TCP_PORT:-29000}"
 export SIPAS_KAFKA_PORT="${SIPAS_TEST_KAFKA_PORT:-29092}"
 export SIPAS_METRICS_PORT="${SIPAS_TEST_METRICS_PORT:-29100}"
 export SIPAS_KAFKA_STORAGE="${SIPAS_TEST_KAFKA_STORAGE:-memory://tansu/}"
-unset SIPAS__KAFKA__BROKERS SIPAS__CLICKHOUSE__URL SIPAS__METRICS__LISTEN
+unset SIPAS__KAFKA__BROKERS SIPAS__CLICKHOUSE__URL SIPAS__METRICS__LISTEN SIPAS__SERVE__LISTEN
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$SIPAS_ROOT"
 
@@ -24,6 +24,10 @@ cleanup() {
   exit "$status"
 }
 trap cleanup EXIT
+
+# chromium and schemathesis for the serve tests (installed if missing).
+tools="$(scripts/test-tools.sh)" || exit 1
+eval "$tools"
 
 if ! pid_alive "$SIPAS_HOME/tansu/pid"; then rm -f "$SIPAS_HOME"/tansu/tansu.db*; fi
 for service in clickhouse kafka; do

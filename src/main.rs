@@ -10,9 +10,12 @@ use sipas_stream::config::Config;
 use sipas_stream::contract::avro::SchemaCatalog;
 use sipas_stream::contract::pii::PiiHasher;
 use sipas_stream::contract::validate::Validator;
-use sipas_stream::contract::Decoder;
+use sipas_stream::contract::{Decoder, EventKind};
 use sipas_stream::domain::{FrameworkCatalog, ProvinceRegistry};
+use sipas_stream::gateway::{self as gw, tokens::TokenTable};
+use sipas_stream::import;
 use sipas_stream::index::processor::{IndexProcessor, Mode};
+use sipas_stream::publish::Publisher;
 use sipas_stream::kafka::{admin, consumer, dlq::DeadLetterProducer, producer};
 use sipas_stream::metrics::{self, Metrics};
 use sipas_stream::pipeline::IngestPipeline;
@@ -57,6 +60,51 @@ enum Command {
     Rebuild,
     /// Measure the ingest path (events/s, CPU) on this machine.
     Bench(bench::BenchArgs),
+    /// Serve the read API (/api/v1/…), the web dashboard (/) and /metrics until SIGTERM/SIGINT.
+    Serve,
+    /// Validate a survey or hotline export (CSV or NDJSON) and produce its valid records.
+    Import(ImportArgs),
+    /// Serve the ingest gateway (POST /api/v1/surveys, /api/v1/hotline) and /metrics.
+    Gateway,
+    /// Make a new gateway bearer token (or hash a given one) and print its config entry.
+    GatewayToken(GatewayTokenArgs),
+}
+
+#[derive(clap::Args)]
+struct ImportArgs {
+    /// What the file holds.
+    #[arg(long, value_enum)]
+    kind: ImportKind,
+    /// File format; by default from the extension (.csv, .ndjson/.jsonl/.json).
+    #[arg(long, value_enum)]
+    format: Option<import::Format>,
+    /// CSV header mapping (TOML with the keys of the [import] config section).
+    #[arg(long)]
+    mapping: Option<PathBuf>,
+    /// Validate and report only; produce nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// The export file.
+    file: PathBuf,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ImportKind {
+    Surveys,
+    Hotline,
+}
+
+#[derive(clap::Args)]
+struct GatewayTokenArgs {
+    /// Who gets the token (logged instead of the token).
+    #[arg(long, default_value = "province")]
+    name: String,
+    /// 2025 province codes the token may submit for (repeatable; `*` = all).
+    #[arg(long = "province", default_value = "*")]
+    provinces: Vec<String>,
+    /// Hash this token (read from standard input: `-`) instead of making a new one.
+    #[arg(long)]
+    token: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -113,7 +161,30 @@ async fn main() -> Result<()> {
         Command::Status => status(&config).await,
         Command::Rebuild => rebuild(&config).await,
         Command::Bench(args) => bench::run(&config, args).await,
+        Command::Import(args) => import_file(&config, args).await,
+        Command::Gateway => gateway(&config).await,
+        Command::GatewayToken(args) => gateway_token(args),
+        Command::Serve => serve(&config).await,
     }
+}
+
+async fn serve(config: &Config) -> Result<()> {
+    let metrics = Metrics::new();
+    let state = sipas_stream::serve::ServeState::new(config, metrics.clone())?;
+    let gateway = build_gateway(config, &metrics)?;
+    let listener = tokio::net::TcpListener::bind(&config.serve.listen)
+        .await
+        .with_context(|| format!("binding sipas serve to {}", config.serve.listen))?;
+    let address = listener.local_addr()?;
+    println!("dashboard:  http://{address}/");
+    println!("API:        http://{address}/api/v1/rankings?window=30d  (OpenAPI: http://{address}/api/v1/openapi.json)");
+    println!("metrics:    http://{address}/metrics");
+    println!("ingest:     POST http://{address}/api/v1/surveys and /api/v1/hotline (bearer tokens, [gateway])");
+    let (trigger, mut stop) = shutdown::channel();
+    shutdown::on_signals(trigger);
+    let app = sipas_stream::serve::router(state).merge(gw::router(gateway));
+    axum::serve(listener, app).with_graceful_shutdown(async move { stop.wait().await }).await.context("serving HTTP")?;
+    Ok(())
 }
 
 async fn migrate(config: &Config) -> Result<()> {
@@ -451,5 +522,109 @@ async fn status(config: &Config) -> Result<()> {
             .with_context(|| format!("counting {table}"))?;
         println!("  {table:<26} {:>10} rows", count.n);
     }
+    Ok(())
+}
+
+async fn import_file(config: &Config, args: ImportArgs) -> Result<()> {
+    let kind = match args.kind {
+        ImportKind::Surveys => EventKind::Survey,
+        ImportKind::Hotline => EventKind::Hotline,
+    };
+    let format = match args.format.or_else(|| import::Format::from_path(&args.file)) {
+        Some(format) => format,
+        None => bail!("cannot tell the format of {} from its name: pass --format csv or --format ndjson", args.file.display()),
+    };
+    let mapping = match &args.mapping {
+        Some(path) => sipas_stream::config::ImportConfig::load(path)?,
+        None => config.import.clone(),
+    };
+    let decoder = build_decoder(config)?;
+    let file = std::fs::File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let records = import::Records::open(kind, format, Box::new(file), &mapping).with_context(|| format!("reading {}", args.file.display()))?;
+    let publisher = match args.dry_run {
+        true => None,
+        false => Some(Publisher::new(&config.kafka).context("creating the Kafka producer")?),
+    };
+    let bar = indicatif::ProgressBar::new(size);
+    bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} eta {eta}").expect("valid template"));
+    let report = import::run(&decoder, publisher.as_ref(), kind, records, |position, report| {
+        bar.set_position(position);
+        bar.set_message(format!("{} accepted, {} rejected", report.accepted, report.rejected.len()));
+    })
+    .await
+    .with_context(|| format!("importing {}", args.file.display()))?;
+    bar.finish_and_clear();
+    for row in &report.rejected {
+        println!("line {}: {}: {}", row.line, row.reject.reason, row.reject.detail);
+    }
+    let reasons: Vec<String> = report.by_reason().iter().map(|(reason, n)| format!("{reason} {n}")).collect();
+    let destination = match &publisher {
+        Some(p) => format!("produced to {}", p.topic(kind)),
+        None => "dry run, nothing produced".to_string(),
+    };
+    println!(
+        "{}: {} rows, {} accepted ({destination}), {} rejected{}",
+        args.file.display(),
+        report.rows,
+        report.accepted,
+        report.rejected.len(),
+        if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) }
+    );
+    Ok(())
+}
+
+/// The gateway's state from configuration.
+pub fn build_gateway(config: &Config, metrics: &Metrics) -> Result<Arc<gw::Gateway>> {
+    let tokens = TokenTable::new(&config.gateway.all_tokens()?, &ProvinceRegistry::builtin())?;
+    if tokens.is_empty() {
+        tracing::warn!("gateway: no tokens configured ([[gateway.tokens]] or gateway.tokens_file); every request will get 401");
+    }
+    let decoder = Arc::new(build_decoder(config)?);
+    let publisher = Publisher::new(&config.kafka).context("creating the Kafka producer")?;
+    Ok(Arc::new(gw::Gateway::new(&config.gateway, tokens, decoder, publisher, metrics)))
+}
+
+async fn gateway(config: &Config) -> Result<()> {
+    let metrics = Metrics::new();
+    let gateway = build_gateway(config, &metrics)?;
+    let (trigger, mut stop) = shutdown::channel();
+    shutdown::on_signals(trigger);
+    let listener = tokio::net::TcpListener::bind(&config.gateway.listen)
+        .await
+        .with_context(|| format!("binding the gateway to {}", config.gateway.listen))?;
+    let metrics_route = axum::routing::get(move || {
+        let metrics = metrics.clone();
+        async move { ([("content-type", "text/plain; version=0.0.4")], metrics.render()) }
+    });
+    let app = gw::router(gateway).route("/metrics", metrics_route).route("/health", axum::routing::get(|| async { "ok" }));
+    println!("gateway on http://{}/api/v1/surveys and /api/v1/hotline", config.gateway.listen);
+    axum::serve(listener, app).with_graceful_shutdown(async move { stop.wait().await }).await?;
+    Ok(())
+}
+
+fn gateway_token(args: GatewayTokenArgs) -> Result<()> {
+    let token = match args.token.as_deref() {
+        Some("-") => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim().to_owned()
+        }
+        Some(token) => token.to_owned(),
+        None => {
+            use std::io::Read;
+            let mut bytes = [0u8; 32];
+            std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).context("reading /dev/urandom")?;
+            hex::encode(bytes)
+        }
+    };
+    if token.is_empty() {
+        bail!("the token is empty");
+    }
+    if args.token.is_none() {
+        println!("# token (give it to the province; it is not stored anywhere): {token}");
+    }
+    let provinces: Vec<String> = args.provinces.iter().map(|p| format!("{p:?}")).collect();
+    println!("[[gateway.tokens]]\nname = {:?}\nsha256 = \"{}\"\nprovinces = [{}]", args.name, gw::tokens::hash_token(&token), provinces.join(", "));
     Ok(())
 }

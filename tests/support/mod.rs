@@ -301,6 +301,11 @@ impl Pipeline {
 
     /// Runs `sipas <args>` with the test's configuration.
     pub fn start_command(env: &TestEnv, args: &[&str]) -> Self {
+        Self::start_command_with(env, args, &[])
+    }
+
+    /// Like `start_command`, with extra environment variables (e.g. `SIPAS__GATEWAY__…`).
+    pub fn start_command_with(env: &TestEnv, args: &[&str], extra_env: &[(String, String)]) -> Self {
         let metrics_port = free_port();
         let log =
             std::fs::File::create(log_path(&format!("{}-{}.log", env.name, metrics_port))).unwrap();
@@ -309,6 +314,7 @@ impl Pipeline {
             .current_dir(root())
             .env_clear()
             .envs(env.child_env(metrics_port))
+            .envs(extra_env.iter().cloned())
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env(
                 "RUST_LOG",
@@ -398,4 +404,20 @@ pub fn metric_sum(text: &str, prefix: &str) -> f64 {
         .filter(|l| l.starts_with(prefix))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
+}
+pub mod serve;
+
+/// Messages in a topic: the sum of its partitions' high watermarks (topics here start empty).
+pub async fn topic_messages(env: &TestEnv, topic: &str) -> i64 {
+    use rdkafka::consumer::BaseConsumer;
+    let kafka = env.config.kafka.clone();
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let consumer: BaseConsumer = sipas_stream::kafka::client_config(&kafka).set("group.id", "it-watermarks").create().expect("consumer");
+        let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(30)).expect("topic metadata");
+        let partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
+        partitions.iter().map(|p| consumer.fetch_watermarks(&topic, *p, Duration::from_secs(30)).expect("watermarks").1).sum()
+    })
+    .await
+    .unwrap()
 }

@@ -1,0 +1,194 @@
+//! Reading an export file record by record, with the line each record starts on.
+use std::io::{BufRead, Read};
+use std::path::Path;
+
+use crate::config::ImportConfig;
+use crate::contract::decode::EventKind;
+use crate::contract::{Reject, RejectReason};
+use crate::import::csv_rows::{Layout, LayoutError};
+use crate::import::with_id;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Csv,
+    Ndjson,
+}
+
+impl Format {
+    /// From the file name: `.csv` or `.ndjson`/`.jsonl`/`.json`.
+    pub fn from_path(path: &Path) -> Option<Self> {
+        match path.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "csv" => Some(Format::Csv),
+            "ndjson" | "jsonl" | "json" => Some(Format::Ndjson),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("reading the file: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("reading the CSV file: {0}")]
+    Csv(#[from] csv::Error),
+    #[error("CSV header: {0}")]
+    Layout(#[from] LayoutError),
+    #[error("the CSV file has no header row")]
+    NoHeader,
+}
+
+/// One record of the file: a contract message, or why it could not be made into one.
+#[derive(Debug)]
+pub struct SourceRecord {
+    /// 1-based line on which the record starts.
+    pub line: u64,
+    /// Bytes of the file read so far (for progress).
+    pub byte_end: u64,
+    pub payload: Result<Vec<u8>, Reject>,
+}
+
+pub enum Records {
+    Csv { reader: csv::Reader<Box<dyn Read + Send>>, layout: Layout, kind: EventKind },
+    Ndjson { reader: Box<dyn BufRead + Send>, kind: EventKind, line: u64, bytes: u64 },
+}
+
+impl Records {
+    pub fn open(kind: EventKind, format: Format, input: Box<dyn Read + Send>, config: &ImportConfig) -> Result<Self, SourceError> {
+        match format {
+            Format::Csv => {
+                let mut reader = csv::ReaderBuilder::new()
+                    .delimiter(config.delimiter.as_bytes().first().copied().unwrap_or(b','))
+                    .flexible(true)
+                    .from_reader(input);
+                let header = reader.byte_headers()?.clone();
+                if header.is_empty() {
+                    return Err(SourceError::NoHeader);
+                }
+                let names: Vec<String> = header
+                    .iter()
+                    .enumerate()
+                    .map(|(i, cell)| {
+                        let text = String::from_utf8_lossy(cell).into_owned();
+                        // Spreadsheet programs start UTF-8 exports with a byte order mark.
+                        if i == 0 { text.trim_start_matches('\u{feff}').to_owned() } else { text }
+                    })
+                    .collect();
+                let mapping = match kind {
+                    EventKind::Survey => &config.surveys,
+                    EventKind::Hotline => &config.hotline,
+                };
+                let layout = Layout::new(kind, &names, mapping, &config.list_separator)?;
+                Ok(Records::Csv { reader, layout, kind })
+            }
+            Format::Ndjson => Ok(Records::Ndjson { reader: Box::new(std::io::BufReader::new(input)), kind, line: 0, bytes: 0 }),
+        }
+    }
+}
+
+impl Iterator for Records {
+    type Item = Result<SourceRecord, SourceError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Records::Csv { reader, layout, kind } => {
+                let mut record = csv::ByteRecord::new();
+                match reader.read_byte_record(&mut record) {
+                    Ok(false) => None,
+                    Err(error) => Some(Err(error.into())),
+                    Ok(true) => {
+                        let line = record.position().map(|p| p.line()).unwrap_or(0);
+                        let byte_end = reader.position().byte();
+                        Some(Ok(SourceRecord { line, byte_end, payload: csv_payload(*kind, layout, &record) }))
+                    }
+                }
+            }
+            Records::Ndjson { reader, kind, line, bytes } => loop {
+                let mut buffer = Vec::new();
+                match reader.read_until(b'\n', &mut buffer) {
+                    Ok(0) => return None,
+                    Err(error) => return Some(Err(error.into())),
+                    Ok(n) => {
+                        *line += 1;
+                        *bytes += n as u64;
+                        if buffer.iter().all(u8::is_ascii_whitespace) {
+                            continue;
+                        }
+                        return Some(Ok(SourceRecord { line: *line, byte_end: *bytes, payload: Ok(ndjson_payload(*kind, buffer)) }));
+                    }
+                }
+            },
+        }
+    }
+}
+
+fn csv_payload(kind: EventKind, layout: &Layout, record: &csv::ByteRecord) -> Result<Vec<u8>, Reject> {
+    if record.len() != layout.columns() {
+        return Err(Reject::new(RejectReason::Undecodable, format!("the row has {} cells, the header has {}", record.len(), layout.columns())));
+    }
+    let mut cells = Vec::with_capacity(record.len());
+    for (i, cell) in record.iter().enumerate() {
+        let text = std::str::from_utf8(cell)
+            .map_err(|_| Reject::new(RejectReason::Undecodable, format!("cell {} is not UTF-8 (export the file as UTF-8)", i + 1)))?;
+        cells.push(text);
+    }
+    let object = with_id(kind, layout.row(&cells));
+    Ok(serde_json::to_vec(&object).unwrap_or_default())
+}
+
+/// An object without an id gets its derived id; anything else goes to the decoder as it is
+/// (which rejects what is not a valid record, with the pipeline's reason).
+fn ndjson_payload(kind: EventKind, line: Vec<u8>) -> Vec<u8> {
+    let field = crate::import::id_field(kind);
+    match serde_json::from_slice::<serde_json::Value>(&line) {
+        Ok(serde_json::Value::Object(object)) => {
+            let before = object.get(field).cloned();
+            let object = with_id(kind, object);
+            if object.get(field) == before.as_ref() {
+                line
+            } else {
+                serde_json::to_vec(&object).unwrap_or(line)
+            }
+        }
+        _ => line,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(kind: EventKind, format: Format, text: &str) -> Vec<SourceRecord> {
+        let input: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(text.as_bytes().to_vec()));
+        Records::open(kind, format, input, &ImportConfig::default()).unwrap().map(Result::unwrap).collect()
+    }
+
+    #[test]
+    fn csv_lines_count_quoted_newlines_and_bad_rows_are_rejected() {
+        let text = "\u{feff}submission_id,agency_id,access.1\ns-1,\"a\nb\",5\ns-2,x\ns-3,y,4\n";
+        let rows = records(EventKind::Survey, Format::Csv, text);
+        assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), vec![2, 4, 5]);
+        let first: serde_json::Value = serde_json::from_slice(rows[0].payload.as_ref().unwrap()).unwrap();
+        assert_eq!(first["submission_id"], "s-1");
+        assert_eq!(first["answers"]["access.1"], 5);
+        assert_eq!(rows[1].payload.as_ref().unwrap_err().reason, RejectReason::Undecodable);
+        assert_eq!(rows[2].byte_end, text.len() as u64);
+    }
+
+    #[test]
+    fn ndjson_skips_blank_lines_and_adds_missing_ids_only() {
+        let text = "{\"submission_id\":\"s-1\"}\n\n{\"agency_id\":\"x\"}\nnot json\n";
+        let rows = records(EventKind::Survey, Format::Ndjson, text);
+        assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), vec![1, 3, 4]);
+        assert_eq!(rows[0].payload.as_ref().unwrap(), b"{\"submission_id\":\"s-1\"}\n");
+        let second: serde_json::Value = serde_json::from_slice(rows[1].payload.as_ref().unwrap()).unwrap();
+        assert!(second["submission_id"].as_str().unwrap().starts_with("imp-"));
+        assert_eq!(rows[2].payload.as_ref().unwrap(), b"not json\n");
+    }
+
+    #[test]
+    fn format_follows_the_extension() {
+        assert_eq!(Format::from_path(Path::new("x/export.CSV")), Some(Format::Csv));
+        assert_eq!(Format::from_path(Path::new("a.jsonl")), Some(Format::Ndjson));
+        assert_eq!(Format::from_path(Path::new("a.xlsx")), None);
+    }
+}

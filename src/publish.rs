@@ -1,0 +1,113 @@
+//! Validating and producing records on behalf of a client that cannot run a Kafka producer
+//! itself (the ingest gateway, `sipas import`). Records are checked by the pipeline's own
+//! `Decoder`, so what is accepted here is exactly what `sipas run` accepts, and produced
+//! keyed by their 2025 province code with the idempotent producer (acks=all).
+use std::time::Duration;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::config::KafkaConfig;
+use crate::contract::decode::{Decoded, Decoder, EventKind};
+use crate::contract::Reject;
+
+/// A record that passed validation, ready to produce.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    /// 2025-system province code: the message key.
+    pub province_code: String,
+    /// `submission_id` or `event_id`.
+    pub id: String,
+    /// The bytes that were validated; they are produced unchanged.
+    pub payload: Vec<u8>,
+}
+
+/// Runs the pipeline's validation on one record. Rejection details never hold personal data.
+pub fn check(decoder: &Decoder, kind: EventKind, payload: Vec<u8>) -> Result<Checked, Reject> {
+    match decoder.decode(kind, &payload) {
+        Ok((Decoded::Survey(s), _)) => Ok(Checked { province_code: s.province_code, id: s.submission_id, payload }),
+        Ok((Decoded::Hotline(h), _)) => Ok(Checked { province_code: h.province_code, id: h.event_id, payload }),
+        Err(rejected) => Err(rejected.reject),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("the broker did not acknowledge {failed} of {total} records: {first}")]
+    NotAcknowledged { failed: usize, total: usize, first: rdkafka::error::KafkaError },
+}
+
+/// Produces to the input topics and waits for the broker's acknowledgements.
+#[derive(Clone)]
+pub struct Publisher {
+    producer: FutureProducer,
+    surveys_topic: String,
+    hotline_topic: String,
+}
+
+impl Publisher {
+    pub fn new(kafka: &KafkaConfig) -> Result<Self, rdkafka::error::KafkaError> {
+        Ok(Self {
+            producer: crate::kafka::producer::idempotent_producer(kafka)?,
+            surveys_topic: kafka.surveys_topic.clone(),
+            hotline_topic: kafka.hotline_topic.clone(),
+        })
+    }
+
+    pub fn topic(&self, kind: EventKind) -> &str {
+        match kind {
+            EventKind::Survey => &self.surveys_topic,
+            EventKind::Hotline => &self.hotline_topic,
+        }
+    }
+
+    /// Sends every record and returns once the broker acknowledged all of them, or with an
+    /// error if any was not acknowledged (the others may have been: re-sending is safe,
+    /// the pipeline deduplicates by id).
+    pub async fn publish(&self, kind: EventKind, records: &[Checked]) -> Result<(), PublishError> {
+        let topic = self.topic(kind);
+        let mut pending = FuturesUnordered::new();
+        let mut failures = Vec::new();
+        for record in records {
+            // Enqueued in order (per-province order is preserved); a full local queue waits
+            // for acknowledgements instead of failing.
+            loop {
+                let message = FutureRecord::to(topic).key(&record.province_code).payload(&record.payload);
+                match self.producer.send_result(message) {
+                    Ok(delivery) => {
+                        pending.push(delivery);
+                        break;
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) if !pending.is_empty() => {
+                        note(pending.next().await, &mut failures);
+                    }
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    Err((error, _)) => {
+                        failures.push(error);
+                        break;
+                    }
+                }
+            }
+        }
+        while let Some(result) = pending.next().await {
+            note(Some(result), &mut failures);
+        }
+        match failures.len() {
+            0 => Ok(()),
+            failed => Err(PublishError::NotAcknowledged { failed, total: records.len(), first: failures.swap_remove(0) }),
+        }
+    }
+}
+
+type Delivery = Result<rdkafka::producer::future_producer::OwnedDeliveryResult, futures::channel::oneshot::Canceled>;
+
+fn note(result: Option<Delivery>, failures: &mut Vec<KafkaError>) {
+    match result {
+        Some(Ok(Ok(_))) | None => {}
+        Some(Ok(Err((error, _)))) => failures.push(error),
+        Some(Err(_)) => failures.push(KafkaError::Canceled),
+    }
+}

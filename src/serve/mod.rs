@@ -1,0 +1,91 @@
+//! `sipas serve`: the read API over the index tables, the web dashboard and `/metrics`.
+//!
+//! Route groups are separate modules, each returning an `axum::Router` that already holds
+//! its state; `router` merges them. A group with other needs (e.g. an ingest gateway with
+//! its own producer) builds its own `Router` and is merged in `router` the same way.
+pub mod api;
+pub mod cache;
+pub mod dashboard;
+pub mod health;
+pub mod params;
+pub mod rows;
+pub mod stream;
+pub mod views;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+
+use crate::config::{Config, KafkaConfig, ServeConfig};
+use crate::domain::framework::FrameworkError;
+use crate::domain::{FrameworkCatalog, ProvinceRegistry};
+use crate::metrics::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("loading frameworks: {0}")]
+    Frameworks(#[from] FrameworkError),
+    #[error("default framework {0} is not in the frameworks directory")]
+    UnknownDefaultFramework(String),
+}
+
+/// Everything the read API needs; cheap to clone (shared behind `Arc`s).
+#[derive(Clone)]
+pub struct ServeState {
+    pub config: Arc<ServeConfig>,
+    pub kafka: Arc<KafkaConfig>,
+    pub clickhouse: clickhouse::Client,
+    pub metrics: Metrics,
+    pub frameworks: Arc<FrameworkCatalog>,
+    pub provinces: Arc<ProvinceRegistry>,
+    /// Response bodies per normalised request (see `cache`).
+    pub cache: Arc<cache::Cache<api::ApiError>>,
+    /// `/api/v1/openapi.json`, rendered once.
+    pub openapi: Arc<[u8]>,
+    pub last_probe: health::LastProbe,
+}
+
+impl ServeState {
+    pub fn new(config: &Config, metrics: Metrics) -> Result<Self, ServeError> {
+        let frameworks = FrameworkCatalog::load_dir(&config.contract.frameworks_dir)?;
+        if frameworks.get(&config.serve.default_framework).is_none() {
+            return Err(ServeError::UnknownDefaultFramework(config.serve.default_framework.clone()));
+        }
+        let provinces = ProvinceRegistry::builtin();
+        Ok(Self {
+            openapi: api::openapi_document(&frameworks, &provinces).into(),
+            last_probe: Default::default(),
+            config: Arc::new(config.serve.clone()),
+            kafka: Arc::new(config.kafka.clone()),
+            clickhouse: crate::sink::connect(&config.clickhouse),
+            metrics,
+            frameworks: Arc::new(frameworks),
+            provinces: Arc::new(provinces),
+            cache: Arc::new(cache::Cache::new(Duration::from_millis(config.serve.refresh_interval_ms), config.serve.cache_max_entries)),
+        })
+    }
+
+    pub fn refresh_interval(&self) -> Duration {
+        Duration::from_millis(self.config.refresh_interval_ms)
+    }
+}
+
+/// All route groups of `sipas serve`.
+pub fn router(state: ServeState) -> Router {
+    Router::new()
+        .merge(health::routes(state.clone()))
+        .merge(api::routes(state.clone()))
+        .merge(stream::routes(state))
+        .merge(dashboard::routes())
+    // Further route groups are merged here, e.g. `.merge(gateway::routes(gateway_state))`.
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    state: ServeState,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}

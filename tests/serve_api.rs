@@ -1,0 +1,345 @@
+//! `sipas serve` over a running stack: simulated traffic goes through the real broker,
+//! `sipas run` and ClickHouse; the API's answers are compared with ClickHouse, then its
+//! caching (304, one computation per interval under concurrent pollers), its 400s, its
+//! OpenAPI document (schemathesis) and the SSE stream after new events.
+mod support;
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use sipas_stream::contract::raw::{RawAnswer, RawSurvey};
+use sipas_stream::simulate::generator::survey_json;
+use support::serve::*;
+use support::*;
+
+fn day(days: u16) -> String {
+    sipas_stream::serve::params::format_day(i64::from(days))
+}
+
+fn num(v: &Value) -> Option<f64> {
+    v.as_f64()
+}
+
+/// Equal up to floating-point noise: the index processor may rewrite a latest value
+/// between the API's query and the test's (same value, summed in another order).
+fn same(a: Option<f64>, b: Option<f64>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => (a - b).abs() < 1e-9,
+        (None, None) => true,
+        _ => false,
+    }
+}
+
+#[derive(clickhouse::Row, serde::Deserialize, Debug)]
+struct Ranked {
+    province_code: String,
+    province_name: String,
+    as_of: u16,
+    sipas: Option<f64>,
+    staff: Option<f64>,
+    respondents: u32,
+    ci_low: Option<f64>,
+    rank: Option<u32>,
+}
+
+#[derive(clickhouse::Row, serde::Deserialize, Debug)]
+struct Daily {
+    unit_id: String,
+    as_of: u16,
+    sipas: Option<f64>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
+    let env = TestEnv::new("serve").await;
+    let pipeline = fill_with_simulation(&env, 4_000, 75.0, 11).await;
+    let ch = env.clickhouse();
+    // Long refresh interval: every response below comes from one computation per request.
+    let serve = Serve::start(&env, 600_000).await;
+
+    // --- Rankings equal the ranking view, with the change against 30 days earlier.
+    let api = serve.json("/api/v1/rankings?window=30d").await;
+    let expected: Vec<Ranked> = ch
+        .query("SELECT ?fields FROM province_ranking_latest WHERE window = '30d' AND framework = 'BNV-2640-2017' ORDER BY isNull(rank), rank, province_code")
+        .fetch_all()
+        .await
+        .unwrap();
+    let rows = api["provinces"].as_array().unwrap();
+    assert_eq!(rows.len(), expected.len());
+    assert!(expected.len() >= 30, "the simulation covers the provinces: {}", expected.len());
+    assert!(expected.iter().any(|r| r.rank.is_some()), "some provinces are ranked");
+    for (row, want) in rows.iter().zip(&expected) {
+        assert_eq!(row["province_code"], want.province_code.as_str());
+        assert_eq!(row["province_name"], want.province_name.as_str());
+        assert_eq!(row["rank"].as_u64().map(|r| r as u32), want.rank, "{}", want.province_code);
+        assert!(same(num(&row["sipas"]), want.sipas), "{}", want.province_code);
+        assert!(same(num(&row["factors"]["staff"]), want.staff));
+        assert!(same(num(&row["ci_low"]), want.ci_low));
+        assert_eq!(row["respondents"].as_u64(), Some(u64::from(want.respondents)));
+        assert_eq!(row["as_of"], day(want.as_of).as_str());
+        assert_eq!(row["ranked"], want.rank.is_some());
+    }
+    let previous: Vec<Daily> = ch
+        .query("SELECT unit_id, as_of, sipas FROM satisfaction_daily FINAL WHERE unit_type = 'province' AND window = '30d'")
+        .fetch_all()
+        .await
+        .unwrap();
+    let previous: BTreeMap<(String, String), Option<f64>> = previous.into_iter().map(|d| ((d.unit_id, day(d.as_of)), d.sipas)).collect();
+    let mut compared = 0;
+    for (row, want) in rows.iter().zip(&expected) {
+        let previous_day = day(want.as_of - 30);
+        assert_eq!(row["change"]["previous_as_of"], previous_day.as_str());
+        let then = previous.get(&(want.province_code.clone(), previous_day)).copied().flatten();
+        assert!(same(num(&row["change"]["previous_sipas"]), then), "{}", want.province_code);
+        if let (Some(now), Some(then)) = (want.sipas, then) {
+            assert!(same(num(&row["change"]["sipas_delta"]), Some(now - then)));
+            compared += 1;
+        }
+    }
+    assert!(compared > 0, "75 days of history give 30-day values 30 days ago");
+
+    // A historical ranking names its day.
+    let as_of = day(expected[0].as_of - 5);
+    let historical = serve.json(&format!("/api/v1/rankings?window=30d&as_of={as_of}")).await;
+    assert_eq!(historical["latest"], false);
+    assert!(historical["provinces"].as_array().unwrap().iter().all(|r| r["as_of"] == as_of.as_str()));
+    assert!(!historical["provinces"].as_array().unwrap().is_empty());
+
+    // --- A province: values, criteria and history equal the index tables.
+    let unit = serve.json("/api/v1/units/79?window=30d&days=20").await;
+    #[derive(clickhouse::Row, serde::Deserialize)]
+    struct Latest {
+        sipas: Option<f64>,
+        respondents: u32,
+        as_of: u16,
+        criterion_ids: Vec<String>,
+        criterion_valid: Vec<u32>,
+    }
+    let latest: Latest = ch
+        .query("SELECT ?fields FROM satisfaction_latest FINAL WHERE unit_type = 'province' AND unit_id = '79' AND window = '30d'")
+        .fetch_one()
+        .await
+        .unwrap();
+    assert!(same(num(&unit["sipas"]), latest.sipas));
+    assert_eq!(unit["respondents"].as_u64(), Some(u64::from(latest.respondents)));
+    assert_eq!(unit["province_name"], "Thành phố Hồ Chí Minh");
+    let criteria: BTreeMap<String, u64> = unit["factors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|f| f["criteria"].as_array().unwrap().iter().map(|c| (c["id"].as_str().unwrap().to_owned(), c["valid"].as_u64().unwrap())))
+        .collect();
+    assert_eq!(criteria.len(), 22);
+    for (id, valid) in latest.criterion_ids.iter().zip(&latest.criterion_valid) {
+        assert_eq!(criteria[id], u64::from(*valid), "{id}");
+    }
+    let history_days = env
+        .count(&format!(
+            "SELECT count() AS n FROM satisfaction_daily FINAL WHERE unit_type = 'province' AND unit_id = '79' AND window = '30d' AND as_of > toDate('{}') - 20 AND as_of <= toDate('{}')",
+            day(latest.as_of),
+            day(latest.as_of)
+        ))
+        .await;
+    assert_eq!(unit["history"].as_array().unwrap().len() as u64, history_days);
+    assert!(history_days > 0);
+
+    // --- Hotline KPIs by category in a province equal hotline_kpi_latest.
+    let kpis = serve.json("/api/v1/hotline/kpis?province=79&window=30d").await;
+    #[derive(clickhouse::Row, serde::Deserialize)]
+    struct Kpi {
+        unit_id: String,
+        received: u32,
+        on_time_rate: Option<f64>,
+    }
+    let want: Vec<Kpi> = ch
+        .query("SELECT ?fields FROM hotline_kpi_latest FINAL WHERE unit_type = 'category' AND province_code = '79' AND window = '30d'")
+        .fetch_all()
+        .await
+        .unwrap();
+    let units = kpis["units"].as_array().unwrap();
+    assert_eq!(units.len(), want.len());
+    assert!(!want.is_empty());
+    for w in &want {
+        let got = units.iter().find(|u| u["unit_id"] == w.unit_id.as_str()).unwrap();
+        assert_eq!(got["received"].as_u64(), Some(u64::from(w.received)));
+        assert!(same(num(&got["on_time_rate"]), w.on_time_rate));
+        assert_eq!(got["category"], w.unit_id.split('/').nth(1).unwrap());
+    }
+
+    // --- ETag and 304.
+    let first = serve.get("/api/v1/rankings?window=30d", &[]).await;
+    let etag = first.header("etag").expect("an ETag");
+    assert!(etag.starts_with('"') && !etag.starts_with("W/"), "a strong ETag: {etag}");
+    let max_age: u64 = first.header("cache-control").unwrap().strip_prefix("public, max-age=").unwrap().parse().unwrap();
+    assert!(max_age <= 600, "max-age is bounded by the refresh interval: {max_age}");
+    let again = serve.get("/api/v1/rankings?window=30d", &[("if-none-match", &etag)]).await;
+    assert_eq!(again.status, 304);
+    assert!(again.body.is_empty());
+    assert_eq!(again.header("etag").as_deref(), Some(etag.as_str()));
+    let stale = serve.get("/api/v1/rankings?window=30d", &[("if-none-match", "\"something-else\"")]).await;
+    assert_eq!(stale.status, 200);
+    assert_eq!(stale.body, first.body);
+
+    // --- Many concurrent pollers of a new request: one computation (two statements: the
+    // ranking and the previous period), and none for a request already cached.
+    let queries = || async { serve.metric("sipas_serve_clickhouse_queries_total{endpoint=\"rankings\"}").await };
+    let before = queries().await;
+    let url = serve.url("/api/v1/rankings?window=90d");
+    let pollers: Vec<_> = (0..200).map(|_| get(&url, &[])).collect();
+    let answers = futures::future::join_all(pollers).await;
+    assert!(answers.iter().all(|a| a.status == 200));
+    let tags: std::collections::BTreeSet<_> = answers.iter().map(|a| a.header("etag")).collect();
+    assert_eq!(tags.len(), 1, "every poller got the same body");
+    assert_eq!(queries().await - before, 2.0, "200 concurrent pollers, one computation");
+    let url = serve.url("/api/v1/rankings?window=90d&framework=BNV-2640-2017");
+    let cached: Vec<_> = (0..100).map(|_| get(&url, &[])).collect();
+    assert!(futures::future::join_all(cached).await.iter().all(|a| a.status == 200));
+    assert_eq!(queries().await - before, 2.0, "the default framework spelled out is the same request");
+
+    // --- Invalid parameters: 400 naming the parameter; nothing reaches ClickHouse.
+    let all_queries = serve.metric("sipas_serve_clickhouse_queries_total").await;
+    for (path, parameter) in [
+        ("/api/v1/rankings?window=7d", "window"),
+        ("/api/v1/rankings?window=30d%27%20OR%201%3D1", "window"),
+        ("/api/v1/rankings?as_of=2026-02-30", "as_of"),
+        ("/api/v1/rankings?framework=nope", "framework"),
+        ("/api/v1/rankings?windows=30d", "windows"),
+        ("/api/v1/units/79?days=0", "days"),
+        ("/api/v1/units/79?days=ninety", "days"),
+        ("/api/v1/hotline/kpis?province=99", "province"),
+        ("/api/v1/hotline/kpis?by=ward", "by"),
+        ("/api/v1/stream?window=week", "window"),
+    ] {
+        let response = serve.get(path, &[]).await;
+        assert_eq!(response.status, 400, "{path}");
+        let body = response.json();
+        assert_eq!(body["parameter"], parameter, "{path}");
+        assert!(body["error"].as_str().unwrap().contains(parameter), "{path}: {body}");
+    }
+    assert_eq!(serve.metric("sipas_serve_clickhouse_queries_total").await, all_queries);
+    let missing = serve.get("/api/v1/units/no-such-agency", &[]).await;
+    assert_eq!(missing.status, 404, "{}", missing.text());
+
+    // --- Health and metrics.
+    let health = serve.json("/api/v1/health").await;
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["clickhouse"]["reachable"], true);
+    assert_eq!(health["kafka"]["reachable"], true);
+    assert!(serve.metric("sipas_serve_responses_total{endpoint=\"rankings\",status=\"304\"}").await >= 1.0);
+
+    // --- The OpenAPI document matches the responses (schemathesis, property-based).
+    let st = std::env::var("SIPAS_TEST_SCHEMATHESIS").expect("SIPAS_TEST_SCHEMATHESIS: run ./scripts/test.sh, which installs schemathesis");
+    let output = run_to_end(
+        &st,
+        &[
+            "run".into(),
+            serve.url("/api/v1/openapi.json"),
+            "--checks".into(),
+            "all".into(),
+            // The event stream never ends; it is tested below.
+            "--exclude-path".into(),
+            "/api/v1/stream".into(),
+            "--max-examples".into(),
+            "30".into(),
+            "--generation-deterministic".into(),
+            "--phases".into(),
+            "examples,coverage,fuzzing".into(),
+            "--workers".into(),
+            "2".into(),
+            "--no-color".into(),
+        ],
+    );
+    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "schemathesis found problems:\n{report}");
+    assert!(report.contains("passed"), "{report}");
+
+    // --- SSE: a stream on a short refresh interval pushes a changed ranking row after new
+    // events for Hà Nội.
+    let fast = Serve::start(&env, 300).await;
+    let mut stream = EventStream::open(fast.port, "/api/v1/stream?window=30d").await;
+    let snapshot = stream.next_event("ranking").await;
+    let hanoi = |data: &Value| data["provinces"].as_array().unwrap().iter().find(|r| r["province_code"] == "01").cloned();
+    let before = hanoi(&snapshot).expect("the first push holds every province");
+    let before_n = before["respondents"].as_u64().unwrap();
+    let producer = env.producer();
+    let frameworks = sipas_stream::domain::FrameworkCatalog::load_dir(&env.config.contract.frameworks_dir).unwrap();
+    let criteria: Vec<String> = frameworks.get("BNV-2640-2017").unwrap().criterion_ids().map(str::to_owned).collect();
+    let now = sipas_stream::pipeline::ingest::unix_now();
+    for n in 0..5 {
+        let raw = RawSurvey {
+            submission_id: Some(format!("sse-{n}")),
+            framework: Some("BNV-2640-2017".into()),
+            submitted_at: Some(sipas_stream::domain::time::format_vietnam(now)),
+            province_code: Some("01".into()),
+            province_code_system: None,
+            agency_id: Some("01-sse".into()),
+            agency_level: Some("province".into()),
+            procedure_code: None,
+            channel: Some("online".into()),
+            respondent_type: Some("citizen".into()),
+            answers: Some(criteria.iter().map(|c| (c.clone(), RawAnswer::Integer(5))).collect()),
+            expectations: None,
+        };
+        env.produce(&producer, &env.config.kafka.surveys_topic, "01", &survey_json(&raw)).await;
+    }
+    let update = loop {
+        let event = stream.next_event("ranking").await;
+        if let Some(row) = hanoi(&event) {
+            if row["respondents"].as_u64().unwrap() == before_n + 5 {
+                break event;
+            }
+        }
+    };
+    assert!(update["provinces"].as_array().unwrap().len() < rows.len(), "only changed rows are pushed");
+    drop(fast);
+    drop(serve);
+    drop(pipeline);
+}
+
+/// A minimal server-sent events reader.
+struct EventStream {
+    body: hyper::body::Incoming,
+    buffer: String,
+}
+
+impl EventStream {
+    async fn open(port: u16, path: &str) -> Self {
+        use http_body_util::Empty;
+        use hyper_util::client::legacy::Client;
+        let client: Client<_, Empty<hyper::body::Bytes>> = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        let request = hyper::Request::get(format!("http://127.0.0.1:{port}{path}")).header("accept", "text/event-stream").body(Empty::new()).unwrap();
+        let response = client.request(request).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        Self { body: response.into_body(), buffer: String::new() }
+    }
+
+    /// The data of the next event named `name`.
+    async fn next_event(&mut self, name: &str) -> Value {
+        use http_body_util::BodyExt;
+        let started = std::time::Instant::now();
+        loop {
+            while let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let mut event = "message";
+                let mut data = String::new();
+                for line in block.lines() {
+                    if let Some(e) = line.strip_prefix("event:") {
+                        event = if e.trim() == name { name } else { "other" };
+                    } else if let Some(d) = line.strip_prefix("data:") {
+                        data.push_str(d.trim_start());
+                    }
+                }
+                if event == name {
+                    return serde_json::from_str(&data).unwrap();
+                }
+            }
+            assert!(started.elapsed() < PATIENCE, "no `{name}` event");
+            let Ok(frame) = tokio::time::timeout(std::time::Duration::from_secs(5), self.body.frame()).await else { continue };
+            let frame = frame.expect("the stream ended").expect("stream error");
+            if let Ok(bytes) = frame.into_data() {
+                self.buffer.push_str(&String::from_utf8_lossy(&bytes));
+            }
+        }
+    }
+}

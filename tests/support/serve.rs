@@ -1,0 +1,150 @@
+//! Helpers for the `sipas serve` tests: a serve child process, simulated data through the
+//! real pipeline, and a small HTTP client.
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use super::*;
+
+/// A `sipas serve` child on a free port, killed when dropped.
+pub struct Serve {
+    pub child: Child,
+    pub port: u16,
+}
+
+impl Serve {
+    /// Starts `sipas serve` with the test's configuration and waits for its health endpoint.
+    pub async fn start(env: &TestEnv, refresh_interval_ms: u64) -> Self {
+        let port = free_port();
+        let log = std::fs::File::create(log_path(&format!("{}-serve-{port}.log", env.name))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_sipas"))
+            .arg("serve")
+            .current_dir(root())
+            .env_clear()
+            .envs(env.child_env(free_port()))
+            .env("SIPAS__SERVE__LISTEN", format!("127.0.0.1:{port}"))
+            .env("SIPAS__SERVE__REFRESH_INTERVAL_MS", refresh_interval_ms.to_string())
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("sipas serve starts");
+        let serve = Self { child, port };
+        wait_for("sipas serve to answer", || async { serve.get("/api/v1/health", &[]).await.status != 0 }).await;
+        serve
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// GET; status 0 when the connection failed.
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> HttpResponse {
+        get(&self.url(path), headers).await
+    }
+
+    pub async fn json(&self, path: &str) -> serde_json::Value {
+        let response = self.get(path, &[]).await;
+        assert_eq!(response.status, 200, "GET {path}: {}", response.text());
+        serde_json::from_slice(&response.body).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// Sum of a metric of this process.
+    pub async fn metric(&self, prefix: &str) -> f64 {
+        metric_sum(&self.get("/metrics", &[]).await.text(), prefix)
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}
+
+pub async fn get(url: &str, headers: &[(&str, &str)]) -> HttpResponse {
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut request = hyper::Request::get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    match client.request(request.body(Empty::new()).unwrap()).await {
+        Ok(response) => {
+            let status = response.status().as_u16();
+            let headers = response.headers().clone();
+            let body = response.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
+            HttpResponse { status, headers, body }
+        }
+        Err(_) => HttpResponse { status: 0, headers: hyper::HeaderMap::new(), body: Vec::new() },
+    }
+}
+
+/// Produces `count` simulated messages spread over the last `days` days, starts `sipas run`
+/// and waits until the index processor folded all of them. Returns the pipeline.
+pub async fn fill_with_simulation(env: &TestEnv, count: u64, days: f64, seed: u64) -> Pipeline {
+    use sipas_stream::domain::{FrameworkCatalog, ProvinceRegistry};
+    use sipas_stream::simulate::{sink, SimSettings, Simulator};
+    let frameworks = FrameworkCatalog::load_dir(&env.config.contract.frameworks_dir).unwrap();
+    let framework = frameworks.get("BNV-2640-2017").unwrap().clone();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let settings = SimSettings {
+        seed,
+        start_unix: now - (days * 86_400.0) as i64,
+        step_seconds: days * 86_400.0 / count as f64,
+        ..Default::default()
+    };
+    let mut simulator = Simulator::new(settings, &ProvinceRegistry::builtin(), framework);
+    let k = &env.config.kafka;
+    let tally = sink::to_kafka(&mut simulator, &env.producer(), &k.surveys_topic, &k.hotline_topic, count, 0.0, |_| {}, || false).await.unwrap();
+    let pipeline = Pipeline::start(env);
+    let total = tally.total() as f64;
+    wait_for("the index processor to fold the simulated log", || async { pipeline.index_position().await == total }).await;
+    pipeline
+}
+
+/// Runs `program args…` to completion; panics (with its output) if it outlives `PATIENCE`.
+pub fn run_to_end(program: &str, args: &[String]) -> std::process::Output {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{program} does not start ({e}); ./scripts/test.sh installs it"));
+    let started = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if started.elapsed() > PATIENCE {
+            let _ = child.kill();
+            panic!("{program} did not finish within {PATIENCE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
