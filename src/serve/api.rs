@@ -64,6 +64,14 @@ impl From<ParamError> for ApiError {
     }
 }
 
+/// A computation that panicked (a bug): 500 rather than a hung request.
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(error: tokio::task::JoinError) -> Self {
+        tracing::error!(%error, "response computation failed");
+        Self { status: StatusCode::INTERNAL_SERVER_ERROR, message: "internal error".into(), parameter: None }
+    }
+}
+
 impl ApiError {
     pub fn not_found(message: String) -> Self {
         Self { status: StatusCode::NOT_FOUND, message, parameter: None }
@@ -205,7 +213,8 @@ async fn rankings(State(state): State<ServeState>, query: QueryMap, headers: Hea
         Ok(r) => r,
         Err(e) => return respond(&state, "rankings", &headers, Err(e.into())),
     };
-    let outcome = state.cache.get_or_compute(&request.key(), || compute_rankings(&state, &request)).await;
+    let (s, r) = (state.clone(), request.clone());
+    let outcome = state.cache.get_or_compute(&request.key(), move || async move { compute_rankings(&s, &r).await }).await;
     respond(&state, "rankings", &headers, outcome)
 }
 
@@ -226,9 +235,10 @@ async fn unit(State(state): State<ServeState>, Path(unit_id): Path<String>, quer
     // A 2025 province code names the province; anything else an agency.
     let unit_type = if state.provinces.name_2025(&unit_id).is_some() { "province" } else { "agency" };
     let key = format!("unit|{framework}|{unit_type}|{unit_id}|{}|{days}", window.label());
-    let outcome = state
+    let (s, state) = (state.clone(), state);
+    let outcome = s
         .cache
-        .get_or_compute(&key, || async {
+        .get_or_compute(&key, move || async move {
             let label = window.label();
             let client = &state.clickhouse;
             let latest: Vec<UnitRow> = fetch(
@@ -264,7 +274,7 @@ async fn unit(State(state): State<ServeState>, Path(unit_id): Path<String>, quer
             to_json(&views::unit(row, history, framework, &label, &state.provinces))
         })
         .await;
-    respond(&state, "units", &headers, outcome)
+    respond(&s, "units", &headers, outcome)
 }
 
 /// A normalised hotline request.
@@ -308,7 +318,8 @@ async fn hotline(State(state): State<ServeState>, query: QueryMap, headers: Head
         Ok(r) => r,
         Err(e) => return respond(&state, "hotline", &headers, Err(e.into())),
     };
-    let outcome = state.cache.get_or_compute(&request.key(), || compute_hotline(&state, &request)).await;
+    let (s, r) = (state.clone(), request.clone());
+    let outcome = state.cache.get_or_compute(&request.key(), move || async move { compute_hotline(&s, &r).await }).await;
     respond(&state, "hotline", &headers, outcome)
 }
 

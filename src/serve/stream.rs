@@ -47,9 +47,9 @@ struct Poller {
 
 impl Poller {
     async fn poll(&mut self) {
-        let state = self.state.clone();
-        let request = self.rankings.clone();
-        if let Ok(cached) = state.cache.get_or_compute(&request.key(), || compute_rankings(&state, &request)).await {
+        let (state, request) = (self.state.clone(), self.rankings.clone());
+        let key = request.key();
+        if let Ok(cached) = self.state.cache.get_or_compute(&key, move || async move { compute_rankings(&state, &request).await }).await {
             if let Ok(mut body) = serde_json::from_slice::<Value>(&cached.body) {
                 let rows = body["provinces"].as_array().cloned().unwrap_or_default();
                 let changed = changed(&mut self.seen_rankings, &rows, "province_code");
@@ -59,8 +59,9 @@ impl Poller {
                 }
             }
         }
-        let request = self.hotline.clone();
-        if let Ok(cached) = state.cache.get_or_compute(&request.key(), || compute_hotline(&state, &request)).await {
+        let (state, request) = (self.state.clone(), self.hotline.clone());
+        let key = request.key();
+        if let Ok(cached) = self.state.cache.get_or_compute(&key, move || async move { compute_hotline(&state, &request).await }).await {
             if let Ok(mut body) = serde_json::from_slice::<Value>(&cached.body) {
                 let rows = body["units"].as_array().cloned().unwrap_or_default();
                 let changed = changed(&mut self.seen_hotline, &rows, "unit_id");

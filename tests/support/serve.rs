@@ -129,9 +129,11 @@ pub async fn fill_with_simulation(env: &TestEnv, count: u64, days: f64, seed: u6
 }
 
 /// Runs `program args…` to completion; panics (with its output) if it outlives `PATIENCE`.
+/// Runs in the temporary directory so that tools' caches stay out of the working tree.
 pub fn run_to_end(program: &str, args: &[String]) -> std::process::Output {
     let mut child = Command::new(program)
         .args(args)
+        .current_dir(std::env::temp_dir())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
