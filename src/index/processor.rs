@@ -28,7 +28,7 @@ use crate::sink::writer::{Abandoned, RawEventWriter};
 
 /// Bumped whenever `PartitionState`'s layout changes; older checkpoints are ignored
 /// (the partition is then rebuilt from the log).
-const STATE_FORMAT: u8 = 3;
+const STATE_FORMAT: u8 = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -137,6 +137,9 @@ impl IndexProcessor {
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
             .set("queued.max.messages.kbytes", "32768")
+            // Latest values are refreshed within a flush interval of new events; a fetch must
+            // not sit on the broker for half a second first (librdkafka defaults to 500 ms).
+            .set("fetch.wait.max.ms", "100")
             .set("max.poll.interval.ms", "600000")
             .create_with_context(IndexContext {
                 revoked: Arc::clone(&revoked),

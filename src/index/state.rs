@@ -69,10 +69,66 @@ impl Counts for HotlineCounts {
     }
 }
 
+/// Day -> counts, as a vector sorted by day: a unit's days arrive almost in order, and a
+/// vector costs a third of a B-tree's memory per entry (most series hold few days).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DayMap<C>(Vec<(i32, C)>);
+
+impl<C> Default for DayMap<C> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<C: Default> DayMap<C> {
+    fn position(&self, day: i64) -> Result<usize, usize> {
+        self.0.binary_search_by_key(&day, |(d, _)| i64::from(*d))
+    }
+
+    fn get(&self, day: i64) -> Option<&C> {
+        self.position(day).ok().map(|i| &self.0[i].1)
+    }
+
+    fn get_or_default(&mut self, day: i64) -> &mut C {
+        let i = match self.position(day) {
+            Ok(i) => i,
+            Err(i) => {
+                self.0.insert(i, (day as i32, C::default()));
+                i
+            }
+        };
+        &mut self.0[i].1
+    }
+
+    /// Counts of the days in `[from, to]`, in day order.
+    fn range(&self, from: i64, to: i64) -> impl Iterator<Item = &C> {
+        let start = self.0.partition_point(|(d, _)| i64::from(*d) < from);
+        self.0[start..].iter().take_while(move |(d, _)| i64::from(*d) <= to).map(|(_, c)| c)
+    }
+
+    fn drop_before(&mut self, day: i64) {
+        let end = self.0.partition_point(|(d, _)| i64::from(*d) < day);
+        if end > 0 {
+            self.0.drain(..end);
+            if self.0.capacity() > 2 * self.0.len() + 4 {
+                self.0.shrink_to_fit();
+            }
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 /// One unit's daily counts and its running window sums as of the last closed day.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Series<C> {
-    buckets: BTreeMap<i64, C>,
+    buckets: DayMap<C>,
     /// Indexed like `WINDOWS`.
     running: Vec<C>,
 }
@@ -87,7 +143,7 @@ impl<C: Counts> Series<C> {
 
     /// Adds counts to `day`. A day already closed also updates the running sums it is in.
     fn add(&mut self, day: i64, counts: &C, last_closed: i64) {
-        self.buckets.entry(day).or_default().add(counts, 1);
+        self.buckets.get_or_default(day).add(counts, 1);
         if day <= last_closed {
             for (w, window) in WINDOWS.iter().enumerate() {
                 if window.start(last_closed) <= day {
@@ -99,12 +155,12 @@ impl<C: Counts> Series<C> {
 
     /// Moves the running sums from `day - 1` to `day`.
     fn close(&mut self, day: i64) {
-        let bucket = self.buckets.get(&day).cloned();
+        let bucket = self.buckets.get(day).cloned();
         let previous = day - 1;
         for (w, window) in WINDOWS.iter().enumerate() {
             match window {
                 Window::Rolling(n) => {
-                    if let Some(expired) = self.buckets.get(&(day - i64::from(*n))).cloned() {
+                    if let Some(expired) = self.buckets.get(day - i64::from(*n)).cloned() {
                         self.running()[w].add(&expired, -1);
                     }
                 }
@@ -117,14 +173,14 @@ impl<C: Counts> Series<C> {
                 self.running()[w].add(bucket, 1);
             }
         }
-        self.buckets.retain(|d, _| *d > day - MAX_WINDOW_DAYS);
+        self.buckets.drop_before(day - MAX_WINDOW_DAYS + 1);
     }
 
     /// Window sums ending on `as_of` ≥ `last_closed`, from the running sums and open days.
     fn sums_at(&self, as_of: i64, last_closed: i64, extra: Option<&BTreeMap<i64, C>>) -> Vec<C> {
         let bucket_sum = |from: i64, to: i64| {
             let mut sum = C::default();
-            for (_, c) in self.buckets.range(from..=to) {
+            for c in self.buckets.range(from, to) {
                 sum.add(c, 1);
             }
             if let Some(extra) = extra {
