@@ -545,6 +545,20 @@ async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Result<()> {
     let mut samples = std::mem::take(&mut *probe.lock().expect("probe lock"));
     trigger.trigger();
     task.await??;
+    // Query latency of the ranking view analysts and the API read, on the data just written.
+    let client = sink::connect(&config.clickhouse);
+    let mut query_ms = Vec::new();
+    for _ in 0..200 {
+        let started = Instant::now();
+        let rows: Vec<(String, u32)> = client
+            .query("SELECT province_code, toUInt32(ifNull(rank, 0)) FROM province_ranking_latest WHERE window = ?")
+            .bind("30d")
+            .fetch_all()
+            .await?;
+        query_ms.push(started.elapsed().as_secs_f64() * 1000.0);
+        anyhow::ensure!(!rows.is_empty(), "province_ranking_latest is empty");
+    }
+    query_ms.sort_by(f64::total_cmp);
     if !args.keep {
         drop_bench_database(&config).await?;
     }
@@ -558,6 +572,7 @@ async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Result<()> {
         "| CPU of this process (producer + processor) | {:.2} s per million events |",
         cpu / measured.max(1) as f64 * 1e6
     );
+    println!("| province_ranking_latest, 30d, 200 sequential queries: p50 / p99 | {:.1} / {:.1} ms |", quantile(&query_ms, 0.5), quantile(&query_ms, 0.99));
     Ok(())
 }
 
