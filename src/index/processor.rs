@@ -363,10 +363,13 @@ impl IndexProcessor {
         if emitted.beyond_lateness > 0 {
             self.metrics.late_events.inc_by(emitted.beyond_lateness);
         }
-        for value in &emitted.satisfaction_daily {
+        // Consumed one by one: a closing day can emit hundreds of thousands of values, and
+        // each is freed as soon as its row exists.
+        slot.daily_satisfaction.reserve(emitted.satisfaction_daily.len());
+        for value in emitted.satisfaction_daily {
             if let Some(framework) = self.frameworks.get(&value.framework) {
                 slot.daily_satisfaction
-                    .push(SatisfactionRow::new(value, framework));
+                    .push(SatisfactionRow::new(&value, framework));
             }
         }
         slot.daily_hotline
