@@ -48,4 +48,4 @@ done
 
 "$VENV/bin/python" scripts/bench_baseline.py --sipas "$SIPAS" \
   --brokers "$SIPAS__KAFKA__BROKERS" --ch-url "$SIPAS__CLICKHOUSE__URL" \
-  --ch-err-log "$SIPAS_HOME/clickhouse/log/clickhouse-server.err.log" "$@"
+  --ch-log-dir "$SIPAS_HOME/clickhouse/log" "$@"

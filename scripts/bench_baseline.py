@@ -386,10 +386,14 @@ def measure_pipeline(args, env, total, log_path):
 
 # ---------------------------------------------------------------- ClickHouse Kafka engine
 
-def try_kafka_engine(args, database, topic, err_log, wait_s):
-    """ENGINE = Kafka + materialized view on the hotline topic; reports rows and server errors."""
+def try_kafka_engine(args, database, topic, log_dir, wait_s):
+    """ENGINE = Kafka + materialized view on the hotline topic; reports rows and server errors.
+
+    The server's own errors go to clickhouse-server.err.log; librdkafka's log lines go to
+    the server's stderr, which scripts/services.sh writes to stdout.log."""
     group = f"{database}-chkafka"
-    log_offset = os.path.getsize(err_log) if os.path.exists(err_log) else 0
+    logs = [os.path.join(log_dir, name) for name in ("clickhouse-server.err.log", "stdout.log")] if log_dir else []
+    log_offsets = {path: os.path.getsize(path) for path in logs if os.path.exists(path)}
     # Every field the simulator writes, as String, so JSONEachRow has no unknown field.
     cols = ["event_id", "ticket_id", "type", "occurred_at", "province_code", "province_code_system",
             "channel", "category", "agency_id", "due_at", "rating", "reason", "reporter_phone", "reporter_email"]
@@ -417,22 +421,46 @@ def try_kafka_engine(args, database, topic, err_log, wait_s):
     ch_query(args.ch_url, f"DROP TABLE IF EXISTS {database}.kafka_hotline_mv")
     ch_query(args.ch_url, f"DROP TABLE IF EXISTS {database}.kafka_hotline_queue")
     errors = []
-    if os.path.exists(err_log):
-        with open(err_log, errors="replace") as f:
-            f.seek(log_offset)
+    for path in logs:
+        if not os.path.exists(path):
+            continue
+        with open(path, errors="replace") as f:
+            f.seek(log_offsets.get(path, 0))
             for line in f:
-                if re.search(r"kafka|rdkafka|StorageKafka|" + re.escape(database), line, re.I):
-                    errors.append(line.rstrip()[:600])
+                if re.search(r"kafka|rdkafka|" + re.escape(database), line, re.I):
+                    errors.append(f"{os.path.basename(path)}: {line.rstrip()[:600]}")
     result["server_log_lines"] = len(errors)
     # Distinct messages, first occurrence of each, so the report stays readable.
     seen, distinct = set(), []
     for line in errors:
-        key = re.sub(r"^\S+ \S+ \[ *\d+ \] ", "", re.sub(r"\d+", "N", line))[:200]
+        key = re.sub(r"[0-9.]+", "N", line.split("]: ", 1)[-1])[:200]
         if key not in seen:
             seen.add(key)
             distinct.append(line)
     result["server_log"] = distinct[:12]
     return result
+
+
+# ---------------------------------------------------------------- sipas bench (its own topics)
+
+def run_sipas_bench(args, env, events):
+    """`sipas bench` generates and pre-fills its own topics, so its figures are from the
+    same run and machine but not the same topic contents; reported beside ours."""
+    e = {k: v for k, v in env.items() if not k.startswith(("SIPAS__KAFKA__", "SIPAS__CLICKHOUSE__DATABASE"))}
+    e.update(SIPAS__KAFKA__BROKERS=args.brokers, SIPAS__METRICS__LISTEN=f"127.0.0.1:{free_port()}")
+    log(f"sipas bench --events {events} (its own topics)…")
+    r = subprocess.run([args.sipas, "bench", "--events", str(events)], env=e, text=True,
+                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=args.timeout)
+    figures = {}
+    for line in r.stdout.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and cells[0] not in ("figure", "---"):
+            figures[cells[0]] = cells[1]
+    out = {"exit_code": r.returncode, "figures": figures}
+    m = re.search(r"ceiling[^|]*\|\s*([0-9]+) events/s", r.stdout)
+    if m:
+        out["ceiling_events_per_s"] = int(m.group(1))
+    return out
 
 
 # ---------------------------------------------------------------- main
@@ -450,11 +478,12 @@ def main():
     p.add_argument("--config", default=os.path.join(ROOT, "config", "local.toml"))
     p.add_argument("--brokers", default=os.environ.get("SIPAS__KAFKA__BROKERS", "127.0.0.1:19092"))
     p.add_argument("--ch-url", default=os.environ.get("SIPAS__CLICKHOUSE__URL", "http://127.0.0.1:18123"))
-    p.add_argument("--ch-err-log", default="", help="ClickHouse server error log (for the Kafka engine step)")
+    p.add_argument("--ch-log-dir", default="", help="ClickHouse server log directory (for the Kafka engine step)")
     p.add_argument("--out-dir", default=os.path.join(ROOT, "target", "bench"))
     p.add_argument("--timeout", type=float, default=1800, help="seconds each measurement may take")
     p.add_argument("--kafka-engine-wait", type=float, default=60)
     p.add_argument("--skip-kafka-engine", action="store_true")
+    p.add_argument("--skip-sipas-bench", action="store_true", help="do not run `sipas bench` on its own topics")
     p.add_argument("--keep", action="store_true", help="keep the bench databases (dropped by default)")
     # Worker mode (internal).
     p.add_argument("--worker", choices=["ceiling", "baseline"])
@@ -498,7 +527,10 @@ def main():
     try:
         import confluent_kafka
         import clickhouse_connect
-        report["versions"] = {"confluent_kafka": confluent_kafka.version(), "librdkafka": confluent_kafka.libversion()[0],
+        librdkafka_debian = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "librdkafka1"],
+                                           stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True).stdout
+        report["versions"] = {"librdkafka_of_clickhouse_server": librdkafka_debian or "unknown",
+                              "confluent_kafka": confluent_kafka.version(), "librdkafka": confluent_kafka.libversion()[0],
                               "clickhouse_connect": clickhouse_connect.__version__,
                               "clickhouse": ch_query(a.ch_url, "SELECT version()").strip()}
     except Exception as error:
@@ -544,7 +576,10 @@ def main():
     # 2d. ClickHouse Kafka engine.
     if not a.skip_kafka_engine:
         log(f"ClickHouse Kafka engine on {topics['hotline']} for {a.kafka_engine_wait:.0f}s…")
-        report["kafka_engine"] = try_kafka_engine(a, db_baseline, topics["hotline"], a.ch_err_log, a.kafka_engine_wait)
+        report["kafka_engine"] = try_kafka_engine(a, db_baseline, topics["hotline"], a.ch_log_dir, a.kafka_engine_wait)
+
+    if not a.skip_sipas_bench:
+        report["sipas_bench"] = run_sipas_bench(a, env, a.events)
 
     if not a.keep:
         for db in (db_pipeline, db_baseline):
@@ -601,6 +636,11 @@ def main():
               + (f"; {ke['error']}" if ke.get("error") else ""))
         for line in ke.get("server_log", [])[:6]:
             print(f"  server log: {line[:300]}")
+    sb = report.get("sipas_bench")
+    if sb:
+        print(f"sipas bench --events {a.events} (its own topics, same generator; exit {sb['exit_code']}):")
+        for k, v in sb["figures"].items():
+            print(f"  {k}: {v}")
     print(f"JSON: {os.path.relpath(out, ROOT)}")
 
 
