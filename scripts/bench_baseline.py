@@ -231,7 +231,7 @@ def hotline_row(doc, provinces, msg, now, secret):
 
 def worker_baseline(a):
     provinces = Provinces()
-    secret = a.hmac_secret.encode()
+    secret = os.environ.get("SIPAS__PII__HMAC_SECRET", "").encode()
     client = clickhouse_client(a.ch_url, a.database)
     c = consumer(a.brokers, a.group, {"enable.auto.commit": False})
     c.subscribe(a.topics)
@@ -290,11 +290,11 @@ def worker_baseline(a):
     return counts
 
 
-def run_worker(args, mode, extra):
+def run_worker(args, mode, extra, env=None):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", mode,
            "--brokers", args.brokers, "--ch-url", args.ch_url] + extra
     log(f"{mode}: {' '.join(extra)}")
-    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -342,28 +342,39 @@ def proc_cpu_rss(pid):
     return cpu, rss
 
 
-def measure_pipeline(args, env, total, log_path):
+def measure_pipeline(args, env, total, log_path, index=True):
+    """`sipas run` from process start until raw rows + dead letters cover every message
+    (and, with the index, until every partition's index position reaches the end)."""
     port = free_port()
     env = dict(env, SIPAS__METRICS__LISTEN=f"127.0.0.1:{port}",
                SIPAS__KAFKA__GROUP_ID=f"{env['SIPAS__KAFKA__GROUP_ID']}-run",
-               SIPAS__INDEX__GROUP_ID=f"{env['SIPAS__KAFKA__GROUP_ID']}-index")
+               SIPAS__INDEX__GROUP_ID=f"{env['SIPAS__KAFKA__GROUP_ID']}-index",
+               SIPAS__INDEX__ENABLED="true" if index else "false")
     url = f"http://127.0.0.1:{port}/metrics"
     with open(log_path, "w") as logf:
         start = time.monotonic()
         proc = subprocess.Popen([args.sipas, "run"], env=env, stdout=logf, stderr=logf)
-        result = {"complete": False, "index_complete": False}
+        result = {"complete": False, "index_enabled": index, "index_complete": False, "timeline": []}
         try:
             deadline = start + args.timeout
             raw_done = None
+            next_sample = start
             while time.monotonic() < deadline and proc.poll() is None:
                 m = metrics(url)
                 now = time.monotonic()
+                if m and now >= next_sample:
+                    # [seconds, consumed by ingest, raw rows + dead letters, index position]
+                    result["timeline"].append([round(now - start, 1), int(m["consumed"]),
+                                               int(m["raw_rows"] + m["dlq"]), int(m["index_position"])])
+                    next_sample = now + 1.0
                 if m and raw_done is None and m["raw_rows"] + m["dlq"] >= total:
                     raw_done = now
                     cpu, rss = proc_cpu_rss(proc.pid)
                     result.update({"complete": True, "seconds": raw_done - start, "cpu_seconds": cpu,
                                    "peak_rss_kib": rss, "raw_rows": m["raw_rows"], "dlq": m["dlq"]})
                     log(f"pipeline: raw rows + dead letters complete after {raw_done - start:.1f}s")
+                    if not index:
+                        break
                 if m and raw_done is not None and m["index_position"] >= total:
                     cpu, rss = proc_cpu_rss(proc.pid)
                     result.update({"index_complete": True, "index_seconds": now - start,
@@ -427,7 +438,8 @@ def try_kafka_engine(args, database, topic, log_dir, wait_s):
         with open(path, errors="replace") as f:
             f.seek(log_offsets.get(path, 0))
             for line in f:
-                if re.search(r"kafka|rdkafka|" + re.escape(database), line, re.I):
+                # librdkafka's own format is "%LEVEL|time|FAC|client| message".
+                if re.match(r"%\d\|", line) or re.search(r"kafka|" + re.escape(database), line, re.I):
                     errors.append(f"{os.path.basename(path)}: {line.rstrip()[:600]}")
     result["server_log_lines"] = len(errors)
     # Distinct messages, first occurrence of each, so the report stays readable.
@@ -492,7 +504,6 @@ def main():
     p.add_argument("--surveys-topic")
     p.add_argument("--expect", type=int)
     p.add_argument("--database")
-    p.add_argument("--hmac-secret", default="")
     a = p.parse_args()
 
     if a.worker:
@@ -505,6 +516,7 @@ def main():
     topics = {k: f"sipas.blbench.{tag}.{k}" for k in ("surveys", "hotline", "dlq")}
     db_pipeline = f"sipas_blbench_{tag}"
     db_baseline = f"sipas_blbench_{tag}_py"
+    db_ingest_only = f"sipas_blbench_{tag}_noindex"
     env = dict(os.environ, SIPAS_CONFIG=a.config,
                SIPAS__KAFKA__BROKERS=a.brokers, SIPAS__CLICKHOUSE__URL=a.ch_url,
                SIPAS__KAFKA__SURVEYS_TOPIC=topics["surveys"], SIPAS__KAFKA__HOTLINE_TOPIC=topics["hotline"],
@@ -523,7 +535,9 @@ def main():
 
     report = {"date": dt.datetime.now(UTC).isoformat(timespec="seconds"), "events": a.events, "seed": a.seed,
               "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version()},
-              "topics": topics, "databases": {"pipeline": db_pipeline, "baseline": db_baseline}}
+              "broker_storage": os.environ.get("SIPAS_KAFKA_STORAGE", "scripts/services.sh default (sqlite) unless already running"),
+              "topics": topics,
+              "databases": {"pipeline": db_pipeline, "baseline": db_baseline, "pipeline_ingest_only": db_ingest_only}}
     try:
         import confluent_kafka
         import clickhouse_connect
@@ -541,6 +555,7 @@ def main():
     sipas("topics")
     sipas("migrate")
     sipas("migrate", db=db_baseline)
+    sipas("migrate", db=db_ingest_only)
     log(f"simulating {a.events} messages (seed {a.seed}, {a.days} days)…")
     t0 = time.monotonic()
     sim_out = sipas("simulate", "--count", str(a.events), "--seed", str(a.seed), "--days", str(a.days), capture=True)
@@ -559,7 +574,8 @@ def main():
     report["ceiling"] = ceiling
     # 2b. Baseline.
     baseline = run_worker(a, "baseline", ["--group", f"sipas-blbench-{tag}-py", "--database", db_baseline,
-                                          "--surveys-topic", topics["surveys"], "--hmac-secret", secret, *common])
+                                          "--surveys-topic", topics["surveys"], *common],
+                          env=dict(os.environ, SIPAS__PII__HMAC_SECRET=secret))
     baseline["rows_in_clickhouse"] = int(ch_query(
         a.ch_url, f"SELECT (SELECT count() FROM {db_baseline}.survey_submissions) + (SELECT count() FROM {db_baseline}.hotline_events)").strip())
     report["baseline"] = baseline
@@ -573,6 +589,15 @@ def main():
     dlq_offsets = end_offsets(a.brokers, [topics["dlq"]])
     pipeline["dlq_topic_messages"] = total_messages(dlq_offsets)
     report["pipeline"] = pipeline
+    # 2c'. The same without the index processor: the raw-ingest part the baseline also does.
+    run_log = os.path.join(a.out_dir, f"baseline-{stamp}-sipas-run-noindex.log")
+    ingest_only = measure_pipeline(a, dict(env, SIPAS__CLICKHOUSE__DATABASE=db_ingest_only,
+                                           SIPAS__KAFKA__GROUP_ID=f"sipas-blbench-{tag}-noindex"),
+                                   total, run_log, index=False)
+    ingest_only["log"] = os.path.relpath(run_log, ROOT)
+    ingest_only["rows_in_clickhouse"] = int(ch_query(
+        a.ch_url, f"SELECT (SELECT count() FROM {db_ingest_only}.survey_submissions) + (SELECT count() FROM {db_ingest_only}.hotline_events)").strip())
+    report["pipeline_ingest_only"] = ingest_only
     # 2d. ClickHouse Kafka engine.
     if not a.skip_kafka_engine:
         log(f"ClickHouse Kafka engine on {topics['hotline']} for {a.kafka_engine_wait:.0f}s…")
@@ -582,7 +607,7 @@ def main():
         report["sipas_bench"] = run_sipas_bench(a, env, a.events)
 
     if not a.keep:
-        for db in (db_pipeline, db_baseline):
+        for db in (db_pipeline, db_baseline, db_ingest_only):
             ch_query(a.ch_url, f"DROP DATABASE IF EXISTS {db}")
 
     # 3. Table and JSON.
@@ -599,6 +624,8 @@ def main():
         ("pipeline: sipas run, incl. index caught up", pipeline,
          rate(dict(pipeline, complete=pipeline.get("index_complete")), "index_seconds"),
          cpu_per_m(pipeline, "index_cpu_seconds"), pipeline.get("index_peak_rss_kib")),
+        ("sipas run, index disabled: raw rows + DLQ", ingest_only, rate(ingest_only), cpu_per_m(ingest_only),
+         ingest_only.get("peak_rss_kib")),
     ]
     figures = {}
     for name, _, r, cpu, rss in rows:
@@ -612,6 +639,11 @@ def main():
         ratios["pipeline/baseline"] = round(p_rate / b_rate, 3)
     if b_rate and c_rate:
         ratios["baseline/ceiling"] = round(b_rate / c_rate, 3)
+    i_rate = rows[4][2]
+    if i_rate and c_rate:
+        ratios["pipeline without index/ceiling"] = round(i_rate / c_rate, 3)
+    if i_rate and b_rate:
+        ratios["pipeline without index/baseline"] = round(i_rate / b_rate, 3)
     report["figures"] = figures
     report["ratios"] = ratios
 
