@@ -477,10 +477,6 @@ def run_sipas_bench(args, env, events):
 
 # ---------------------------------------------------------------- main
 
-def fmt_rate(n, s):
-    return f"{n / s:,.0f}" if s else "-"
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--events", type=int, default=200000, help="messages to pre-fill (default 200000)")
@@ -550,65 +546,71 @@ def main():
     except Exception as error:
         report["versions"] = {"error": str(error)}
 
-    # 1. Fresh topics and databases, pre-filled log.
-    log(f"topics {topics['surveys']}, {topics['hotline']}, {topics['dlq']}; databases {db_pipeline}, {db_baseline}")
-    sipas("topics")
-    sipas("migrate")
-    sipas("migrate", db=db_baseline)
-    sipas("migrate", db=db_ingest_only)
-    log(f"simulating {a.events} messages (seed {a.seed}, {a.days} days)…")
-    t0 = time.monotonic()
-    sim_out = sipas("simulate", "--count", str(a.events), "--seed", str(a.seed), "--days", str(a.days), capture=True)
-    sim_s = time.monotonic() - t0
-    report["prefill"] = {"seconds": round(sim_s, 2), "summary": sim_out.strip().splitlines()[-1] if sim_out.strip() else ""}
-    offsets = end_offsets(a.brokers, [topics["surveys"], topics["hotline"]])
-    total = total_messages(offsets)
-    report["prefill"]["messages_in_topics"] = total
-    log(f"pre-filled {total} messages in {sim_s:.1f}s: {report['prefill']['summary']}")
+    try:
+        # 1. Fresh topics and databases, pre-filled log.
+        log(f"topics {topics['surveys']}, {topics['hotline']}, {topics['dlq']}; databases {db_pipeline}, {db_baseline}")
+        sipas("topics")
+        sipas("migrate")
+        sipas("migrate", db=db_baseline)
+        sipas("migrate", db=db_ingest_only)
+        log(f"simulating {a.events} messages (seed {a.seed}, {a.days} days)…")
+        t0 = time.monotonic()
+        sim_out = sipas("simulate", "--count", str(a.events), "--seed", str(a.seed), "--days", str(a.days), capture=True)
+        sim_s = time.monotonic() - t0
+        report["prefill"] = {"seconds": round(sim_s, 2), "summary": sim_out.strip().splitlines()[-1] if sim_out.strip() else ""}
+        offsets = end_offsets(a.brokers, [topics["surveys"], topics["hotline"]])
+        total = total_messages(offsets)
+        report["prefill"]["messages_in_topics"] = total
+        log(f"pre-filled {total} messages in {sim_s:.1f}s: {report['prefill']['summary']}")
 
-    in_topics = [topics["surveys"], topics["hotline"]]
-    common = ["--topics", *in_topics, "--expect", str(total), "--timeout", str(a.timeout)]
+        in_topics = [topics["surveys"], topics["hotline"]]
+        common = ["--topics", *in_topics, "--expect", str(total), "--timeout", str(a.timeout)]
 
-    # 2a. Ceiling.
-    ceiling = run_worker(a, "ceiling", ["--group", f"sipas-blbench-{tag}-ceiling", *common])
-    report["ceiling"] = ceiling
-    # 2b. Baseline.
-    baseline = run_worker(a, "baseline", ["--group", f"sipas-blbench-{tag}-py", "--database", db_baseline,
-                                          "--surveys-topic", topics["surveys"], *common],
-                          env=dict(os.environ, SIPAS__PII__HMAC_SECRET=secret))
-    baseline["rows_in_clickhouse"] = int(ch_query(
-        a.ch_url, f"SELECT (SELECT count() FROM {db_baseline}.survey_submissions) + (SELECT count() FROM {db_baseline}.hotline_events)").strip())
-    report["baseline"] = baseline
-    # 2c. Pipeline.
-    os.makedirs(a.out_dir, exist_ok=True)
-    run_log = os.path.join(a.out_dir, f"baseline-{stamp}-sipas-run.log")
-    pipeline = measure_pipeline(a, env, total, run_log)
-    pipeline["log"] = os.path.relpath(run_log, ROOT)
-    pipeline["rows_in_clickhouse"] = int(ch_query(
-        a.ch_url, f"SELECT (SELECT count() FROM {db_pipeline}.survey_submissions) + (SELECT count() FROM {db_pipeline}.hotline_events)").strip())
-    dlq_offsets = end_offsets(a.brokers, [topics["dlq"]])
-    pipeline["dlq_topic_messages"] = total_messages(dlq_offsets)
-    report["pipeline"] = pipeline
-    # 2c'. The same without the index processor: the raw-ingest part the baseline also does.
-    run_log = os.path.join(a.out_dir, f"baseline-{stamp}-sipas-run-noindex.log")
-    ingest_only = measure_pipeline(a, dict(env, SIPAS__CLICKHOUSE__DATABASE=db_ingest_only,
-                                           SIPAS__KAFKA__GROUP_ID=f"sipas-blbench-{tag}-noindex"),
-                                   total, run_log, index=False)
-    ingest_only["log"] = os.path.relpath(run_log, ROOT)
-    ingest_only["rows_in_clickhouse"] = int(ch_query(
-        a.ch_url, f"SELECT (SELECT count() FROM {db_ingest_only}.survey_submissions) + (SELECT count() FROM {db_ingest_only}.hotline_events)").strip())
-    report["pipeline_ingest_only"] = ingest_only
-    # 2d. ClickHouse Kafka engine.
-    if not a.skip_kafka_engine:
-        log(f"ClickHouse Kafka engine on {topics['hotline']} for {a.kafka_engine_wait:.0f}s…")
-        report["kafka_engine"] = try_kafka_engine(a, db_baseline, topics["hotline"], a.ch_log_dir, a.kafka_engine_wait)
+        # 2a. Ceiling.
+        ceiling = run_worker(a, "ceiling", ["--group", f"sipas-blbench-{tag}-ceiling", *common])
+        report["ceiling"] = ceiling
+        # 2b. Baseline.
+        baseline = run_worker(a, "baseline", ["--group", f"sipas-blbench-{tag}-py", "--database", db_baseline,
+                                              "--surveys-topic", topics["surveys"], *common],
+                              env=dict(os.environ, SIPAS__PII__HMAC_SECRET=secret))
+        baseline["rows_in_clickhouse"] = int(ch_query(
+            a.ch_url, f"SELECT (SELECT count() FROM {db_baseline}.survey_submissions) + (SELECT count() FROM {db_baseline}.hotline_events)").strip())
+        report["baseline"] = baseline
+        # 2c. Pipeline.
+        os.makedirs(a.out_dir, exist_ok=True)
+        run_log = os.path.join(a.out_dir, f"baseline-{stamp}-sipas-run.log")
+        pipeline = measure_pipeline(a, env, total, run_log)
+        pipeline["log"] = os.path.relpath(run_log, ROOT)
+        pipeline["rows_in_clickhouse"] = int(ch_query(
+            a.ch_url, f"SELECT (SELECT count() FROM {db_pipeline}.survey_submissions) + (SELECT count() FROM {db_pipeline}.hotline_events)").strip())
+        dlq_offsets = end_offsets(a.brokers, [topics["dlq"]])
+        pipeline["dlq_topic_messages"] = total_messages(dlq_offsets)
+        report["pipeline"] = pipeline
+        # 2c'. The same without the index processor: the raw-ingest part the baseline also does.
+        run_log = os.path.join(a.out_dir, f"baseline-{stamp}-sipas-run-noindex.log")
+        ingest_only = measure_pipeline(a, dict(env, SIPAS__CLICKHOUSE__DATABASE=db_ingest_only,
+                                               SIPAS__KAFKA__GROUP_ID=f"sipas-blbench-{tag}-noindex"),
+                                       total, run_log, index=False)
+        ingest_only["log"] = os.path.relpath(run_log, ROOT)
+        ingest_only["rows_in_clickhouse"] = int(ch_query(
+            a.ch_url, f"SELECT (SELECT count() FROM {db_ingest_only}.survey_submissions) + (SELECT count() FROM {db_ingest_only}.hotline_events)").strip())
+        report["pipeline_ingest_only"] = ingest_only
+        # 2d. ClickHouse Kafka engine.
+        if not a.skip_kafka_engine:
+            log(f"ClickHouse Kafka engine on {topics['hotline']} for {a.kafka_engine_wait:.0f}s…")
+            report["kafka_engine"] = try_kafka_engine(a, db_baseline, topics["hotline"], a.ch_log_dir, a.kafka_engine_wait)
 
-    if not a.skip_sipas_bench:
-        report["sipas_bench"] = run_sipas_bench(a, env, a.events)
+        if not a.skip_sipas_bench:
+            report["sipas_bench"] = run_sipas_bench(a, env, a.events)
 
-    if not a.keep:
-        for db in (db_pipeline, db_baseline, db_ingest_only):
-            ch_query(a.ch_url, f"DROP DATABASE IF EXISTS {db}")
+    finally:
+        # Dropped on failure too, so an interrupted run leaves no bench database behind.
+        if not a.keep:
+            for db in (db_pipeline, db_baseline, db_ingest_only):
+                try:
+                    ch_query(a.ch_url, f"DROP DATABASE IF EXISTS {db}")
+                except OSError as error:
+                    log(f"could not drop {db}: {error}")
 
     # 3. Table and JSON.
     def rate(r, key="seconds"):
