@@ -26,6 +26,9 @@ use crate::shutdown::Shutdown;
 use crate::sink::index_rows::{CheckpointRow, HotlineKpiRow, SatisfactionRow};
 use crate::sink::writer::{Abandoned, RawEventWriter};
 
+/// Daily rows held before they are written, whatever the flush interval.
+const MAX_PENDING_DAILY_ROWS: usize = 50_000;
+
 /// Bumped whenever `PartitionState`'s layout changes; older checkpoints are ignored
 /// (the partition is then rebuilt from the log).
 const STATE_FORMAT: u8 = 4;
@@ -210,6 +213,11 @@ impl IndexProcessor {
                         let produced_ms = message.timestamp().to_millis();
                         drop(message);
                         self.handle(topic, partition, offset, payload, produced_ms).await?;
+                        // Catching up on history closes many days per second, each with a
+                        // row per unit and window: write them before they pile up in memory.
+                        if self.pending_daily_rows() >= MAX_PENDING_DAILY_ROWS && self.flush(false).await.is_err() {
+                            return Ok(());
+                        }
                     }
                     Err(error) => tracing::warn!(%error, "index consumer error"),
                 },
@@ -481,6 +489,10 @@ impl IndexProcessor {
             self.commit_positions();
         }
         Ok(())
+    }
+
+    fn pending_daily_rows(&self) -> usize {
+        self.slots.values().map(|s| s.daily_satisfaction.len() + s.daily_hotline.len()).sum()
     }
 
     /// Every message folded since the last flush is now visible in the latest tables.
