@@ -72,16 +72,25 @@ fn cpu_seconds() -> f64 {
     secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
-fn peak_rss_mib() -> f64 {
+/// A memory figure of this process from /proc/self/status (`VmHWM`, `VmRSS`), in MiB.
+fn status_mib(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.strip_prefix(field).is_some_and(|rest| rest.starts_with(':')))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map(|kib| kib / 1024.0)
         .unwrap_or(0.0)
+}
+
+fn peak_rss_mib() -> f64 {
+    status_mib("VmHWM")
+}
+
+fn current_rss_mib() -> f64 {
+    status_mib("VmRSS")
 }
 
 fn simulator(config: &Config, events: u64) -> Result<Simulator> {
@@ -124,18 +133,6 @@ fn bench_frameworks(
         frameworks.push(copy);
     }
     Ok(frameworks)
-}
-
-fn current_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map(|kib| kib / 1024.0)
-        .unwrap_or(0.0)
 }
 
 /// Folds `events` simulated events spread over `days` of event time into one partition
@@ -595,12 +592,7 @@ pub async fn run(base: &Config, args: BenchArgs) -> Result<()> {
         return restart(base, &args, events).await;
     }
     let stamp = sipas_stream::pipeline::ingest::unix_now();
-    let mut config = base.clone();
-    config.kafka.surveys_topic = format!("sipas.bench.{stamp}.surveys");
-    config.kafka.hotline_topic = format!("sipas.bench.{stamp}.hotline");
-    config.kafka.dlq_topic = format!("sipas.bench.{stamp}.dlq");
-    config.kafka.group_id = format!("sipas-bench-{stamp}");
-    config.clickhouse.database = format!("sipas_bench_{stamp}");
+    let config = bench_config(base);
     let decoder = Arc::new(crate::build_decoder(&config)?);
 
     // 1. Processing cost, no broker: the same generator, decoded in memory on this thread.
@@ -728,14 +720,7 @@ pub async fn run(base: &Config, args: BenchArgs) -> Result<()> {
     task.await??;
 
     if !args.keep {
-        let client = sink::client::client_without_database(&config.clickhouse);
-        client
-            .query(&format!(
-                "DROP DATABASE IF EXISTS {}",
-                config.clickhouse.database
-            ))
-            .execute()
-            .await?;
+        drop_bench_database(&config).await?;
     }
 
     let n = tally.total() as f64;

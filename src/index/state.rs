@@ -700,14 +700,14 @@ fn satisfaction_value(
     version: u64,
 ) -> SatisfactionValue {
     // Empty sums have no per-criterion slots yet; give them the framework's shape.
-    let mut sized = SurveyCounts::new(framework);
-    if counts.criteria() == sized.criteria()
-        && counts.expectation_items() == sized.expectation_items()
-    {
-        sized = counts.clone();
+    let columns = framework.columns();
+    let sized = if counts.criteria() == columns.criterion_ids.len() && counts.expectation_items() == columns.expectation_ids.len() {
+        counts.clone()
     } else {
+        let mut sized = SurveyCounts::new(framework);
         Counts::add(&mut sized, counts, 1);
-    }
+        sized
+    };
     SatisfactionValue {
         framework: framework.id.clone(),
         unit: unit.clone(),
