@@ -78,7 +78,10 @@ fn status_mib(field: &str) -> f64 {
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.strip_prefix(field).is_some_and(|rest| rest.starts_with(':')))
+                .find(|l| {
+                    l.strip_prefix(field)
+                        .is_some_and(|rest| rest.starts_with(':'))
+                })
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map(|kib| kib / 1024.0)
@@ -569,7 +572,11 @@ async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Result<()> {
         "| CPU of this process (producer + processor) | {:.2} s per million events |",
         cpu / measured.max(1) as f64 * 1e6
     );
-    println!("| province_ranking_latest, 30d, 200 sequential queries: p50 / p99 | {:.1} / {:.1} ms |", quantile(&query_ms, 0.5), quantile(&query_ms, 0.99));
+    println!(
+        "| province_ranking_latest, 30d, 200 sequential queries: p50 / p99 | {:.1} / {:.1} ms |",
+        quantile(&query_ms, 0.5),
+        quantile(&query_ms, 0.99)
+    );
     Ok(())
 }
 
@@ -605,6 +612,8 @@ pub async fn run(base: &Config, args: BenchArgs) -> Result<()> {
                 topic: "mem".into(),
                 partition: 0,
                 offset: i as i64,
+                produced_ms: None,
+                index_only: false,
                 key: Some(e.key.into_bytes()),
                 payload: Some(e.payload),
             }
@@ -614,7 +623,7 @@ pub async fn run(base: &Config, args: BenchArgs) -> Result<()> {
     let cpu_before = cpu_seconds();
     let mut rows = 0;
     for chunk in messages.chunks(config.pipeline.batch_max_messages) {
-        rows += BatchOutput::build(&decoder, chunk, stamp).message_count();
+        rows += BatchOutput::build(&decoder, chunk, stamp, false).message_count();
     }
     let processing_cpu = cpu_seconds() - cpu_before;
     let processing_rate = rows as f64 / processing_cpu.max(1e-9);

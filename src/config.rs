@@ -9,7 +9,10 @@ use serde::Deserialize;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("environment variable {name}: {message}")]
@@ -78,7 +81,12 @@ pub struct ImportConfig {
 
 impl Default for ImportConfig {
     fn default() -> Self {
-        Self { delimiter: ",".into(), list_separator: ";".into(), surveys: CsvMapping::default(), hotline: CsvMapping::default() }
+        Self {
+            delimiter: ",".into(),
+            list_separator: ";".into(),
+            surveys: CsvMapping::default(),
+            hotline: CsvMapping::default(),
+        }
     }
 }
 
@@ -156,19 +164,38 @@ impl GatewayConfig {
     pub fn all_tokens(&self) -> Result<Vec<GatewayToken>, ConfigError> {
         let mut tokens = self.tokens.clone();
         if let Some(path) = &self.tokens_file {
-            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-            let file: TokensFile = toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?;
+            let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let file: TokensFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
             tokens.extend(file.tokens);
         }
         for token in &tokens {
             if token.sha256.len() != 64 || !token.sha256.chars().all(|c| c.is_ascii_hexdigit()) {
-                return Err(ConfigError::Invalid(format!("gateway token {:?}: sha256 must be 64 hex digits (see `sipas gateway-token`)", token.name)));
+                return Err(ConfigError::Invalid(format!(
+                    "gateway token {:?}: sha256 must be 64 hex digits (see `sipas gateway-token`)",
+                    token.name
+                )));
             }
-            if token.burst == Some(0) || token.requests_per_second.is_some_and(|r| !(r.is_finite() && r > 0.0)) {
-                return Err(ConfigError::Invalid(format!("gateway token {:?}: rate limits must be positive", token.name)));
+            if token.burst == Some(0)
+                || token
+                    .requests_per_second
+                    .is_some_and(|r| !(r.is_finite() && r > 0.0))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "gateway token {:?}: rate limits must be positive",
+                    token.name
+                )));
             }
             if token.provinces.is_empty() {
-                return Err(ConfigError::Invalid(format!("gateway token {:?}: provinces must not be empty", token.name)));
+                return Err(ConfigError::Invalid(format!(
+                    "gateway token {:?}: provinces must not be empty",
+                    token.name
+                )));
             }
         }
         Ok(tokens)
@@ -178,18 +205,28 @@ impl GatewayConfig {
 impl ImportConfig {
     /// The `--mapping` file: the keys of the `[import]` section.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        let config: ImportConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config: ImportConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
         config.check()?;
         Ok(config)
     }
 
     fn check(&self) -> Result<(), ConfigError> {
         if self.delimiter.len() != 1 {
-            return Err(ConfigError::Invalid("import.delimiter must be one ASCII character".into()));
+            return Err(ConfigError::Invalid(
+                "import.delimiter must be one ASCII character".into(),
+            ));
         }
         if self.list_separator.is_empty() {
-            return Err(ConfigError::Invalid("import.list_separator must not be empty".into()));
+            return Err(ConfigError::Invalid(
+                "import.list_separator must not be empty".into(),
+            ));
         }
         Ok(())
     }
@@ -212,7 +249,13 @@ pub struct IndexConfig {
 
 impl Default for IndexConfig {
     fn default() -> Self {
-        Self { enabled: true, group_id: "sipas-index".into(), allowed_lateness_hours: 48, flush_interval_ms: 1_000, checkpoint_interval_ms: 30_000 }
+        Self {
+            enabled: true,
+            group_id: "sipas-index".into(),
+            allowed_lateness_hours: 48,
+            flush_interval_ms: 1_000,
+            checkpoint_interval_ms: 30_000,
+        }
     }
 }
 
@@ -279,7 +322,12 @@ pub struct ClickHouseConfig {
 
 impl Default for ClickHouseConfig {
     fn default() -> Self {
-        Self { url: "http://127.0.0.1:8123".into(), database: "sipas".into(), user: "default".into(), password: String::new() }
+        Self {
+            url: "http://127.0.0.1:8123".into(),
+            database: "sipas".into(),
+            user: "default".into(),
+            password: String::new(),
+        }
     }
 }
 
@@ -324,7 +372,10 @@ pub struct ContractConfig {
 
 impl Default for ContractConfig {
     fn default() -> Self {
-        Self { frameworks_dir: "config/frameworks".into(), schemas_dir: "schemas".into() }
+        Self {
+            frameworks_dir: "config/frameworks".into(),
+            schemas_dir: "schemas".into(),
+        }
     }
 }
 
@@ -343,7 +394,10 @@ impl PiiConfig {
         let secret = match (&self.hmac_secret, &self.hmac_secret_file) {
             (Some(s), _) => s.clone(),
             (None, Some(path)) => std::fs::read_to_string(path)
-                .map_err(|source| ConfigError::Read { path: path.clone(), source })?
+                .map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?
                 .lines()
                 .next()
                 .unwrap_or_default()
@@ -352,7 +406,8 @@ impl PiiConfig {
         };
         if secret.len() < 16 {
             return Err(ConfigError::Invalid(
-                "pii.hmac_secret (or pii.hmac_secret_file) must be set to at least 16 characters".into(),
+                "pii.hmac_secret (or pii.hmac_secret_file) must be set to at least 16 characters"
+                    .into(),
             ));
         }
         Ok(secret.into_bytes())
@@ -368,7 +423,9 @@ pub struct MetricsConfig {
 
 impl Default for MetricsConfig {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:9100".into() }
+        Self {
+            listen: "127.0.0.1:9100".into(),
+        }
     }
 }
 
@@ -378,23 +435,41 @@ impl Config {
         Self::load_with_env(path, std::env::vars())
     }
 
-    pub fn load_with_env(path: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Self, ConfigError> {
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
         let mut table = match path {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-                text.parse::<toml::Table>().map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse {
+                        path: path.to_owned(),
+                        message: e.to_string(),
+                    })?
             }
             None => toml::Table::new(),
         };
-        let mut overrides: Vec<(String, String)> = env.into_iter().filter(|(k, _)| k.starts_with(ENV_PREFIX)).collect();
+        let mut overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
         overrides.sort();
         for (name, value) in overrides {
             apply_override(&mut table, &name, &value)?;
         }
-        let config: Config = toml::Value::Table(table).try_into().map_err(|e: toml::de::Error| ConfigError::Parse {
-            path: path.map(Path::to_owned).unwrap_or_else(|| PathBuf::from("<environment>")),
-            message: e.to_string(),
-        })?;
+        let config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: path
+                        .map(Path::to_owned)
+                        .unwrap_or_else(|| PathBuf::from("<environment>")),
+                    message: e.to_string(),
+                })?;
         config.check()?;
         Ok(config)
     }
@@ -402,25 +477,53 @@ impl Config {
     fn check(&self) -> Result<(), ConfigError> {
         let p = &self.pipeline;
         if p.batch_max_messages == 0 || p.max_message_bytes == 0 || p.retry_initial_ms == 0 {
-            return Err(ConfigError::Invalid("pipeline sizes and delays must be positive".into()));
+            return Err(ConfigError::Invalid(
+                "pipeline sizes and delays must be positive".into(),
+            ));
         }
         if p.retry_max_ms < p.retry_initial_ms {
-            return Err(ConfigError::Invalid("pipeline.retry_max_ms must be >= pipeline.retry_initial_ms".into()));
+            return Err(ConfigError::Invalid(
+                "pipeline.retry_max_ms must be >= pipeline.retry_initial_ms".into(),
+            ));
         }
         let k = &self.kafka;
-        if [&k.surveys_topic, &k.hotline_topic, &k.dlq_topic].iter().any(|t| t.is_empty()) {
-            return Err(ConfigError::Invalid("kafka topic names must not be empty".into()));
+        if [&k.surveys_topic, &k.hotline_topic, &k.dlq_topic]
+            .iter()
+            .any(|t| t.is_empty())
+        {
+            return Err(ConfigError::Invalid(
+                "kafka topic names must not be empty".into(),
+            ));
         }
-        if k.dlq_topic == k.surveys_topic || k.dlq_topic == k.hotline_topic || k.surveys_topic == k.hotline_topic {
-            return Err(ConfigError::Invalid("kafka.surveys_topic, kafka.hotline_topic and kafka.dlq_topic must differ".into()));
+        if k.dlq_topic == k.surveys_topic
+            || k.dlq_topic == k.hotline_topic
+            || k.surveys_topic == k.hotline_topic
+        {
+            return Err(ConfigError::Invalid(
+                "kafka.surveys_topic, kafka.hotline_topic and kafka.dlq_topic must differ".into(),
+            ));
         }
-        if !self.clickhouse.database.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || self.clickhouse.database.is_empty() {
-            return Err(ConfigError::Invalid("clickhouse.database must be a plain identifier ([A-Za-z0-9_]+)".into()));
+        if !self
+            .clickhouse
+            .database
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+            || self.clickhouse.database.is_empty()
+        {
+            return Err(ConfigError::Invalid(
+                "clickhouse.database must be a plain identifier ([A-Za-z0-9_]+)".into(),
+            ));
         }
         self.import.check()?;
         let g = &self.gateway;
-        if g.max_body_bytes == 0 || g.max_records == 0 || g.burst == 0 || !(g.requests_per_second.is_finite() && g.requests_per_second > 0.0) {
-            return Err(ConfigError::Invalid("gateway limits must be positive".into()));
+        if g.max_body_bytes == 0
+            || g.max_records == 0
+            || g.burst == 0
+            || !(g.requests_per_second.is_finite() && g.requests_per_second > 0.0)
+        {
+            return Err(ConfigError::Invalid(
+                "gateway limits must be positive".into(),
+            ));
         }
         let s = &self.serve;
         if s.refresh_interval_ms == 0 || s.query_timeout_ms == 0 || s.cache_max_entries == 0 {
@@ -438,20 +541,35 @@ fn apply_override(table: &mut toml::Table, name: &str, value: &str) -> Result<()
         .split("__")
         .enumerate()
         // Section and field names are lower-case; property names under `properties` keep their case.
-        .map(|(i, part)| if i < 2 { part.to_lowercase() } else { part.to_owned() })
+        .map(|(i, part)| {
+            if i < 2 {
+                part.to_lowercase()
+            } else {
+                part.to_owned()
+            }
+        })
         .collect();
     if path.iter().any(String::is_empty) {
-        return Err(ConfigError::Env { name: name.into(), message: "empty key segment".into() });
+        return Err(ConfigError::Env {
+            name: name.into(),
+            message: "empty key segment".into(),
+        });
     }
     let (last, parents) = path.split_last().expect("non-empty");
     let mut current = table;
     for part in parents {
-        let entry = current.entry(part.clone()).or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        current = entry
-            .as_table_mut()
-            .ok_or_else(|| ConfigError::Env { name: name.into(), message: format!("`{part}` is not a section") })?;
+        let entry = current
+            .entry(part.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry.as_table_mut().ok_or_else(|| ConfigError::Env {
+            name: name.into(),
+            message: format!("`{part}` is not a section"),
+        })?;
     }
-    let is_property = matches!(parents.last().map(String::as_str), Some("properties" | "producer_properties"));
+    let is_property = matches!(
+        parents.last().map(String::as_str),
+        Some("properties" | "producer_properties")
+    );
     current.insert(last.clone(), env_value(value, is_property));
     Ok(())
 }
@@ -481,7 +599,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -499,7 +620,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("sipas-config-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("c.toml");
-        std::fs::write(&file, "[kafka]\nbrokers = \"file:9092\"\n[pipeline]\nbatch_max_messages = 5\n").unwrap();
+        std::fs::write(
+            &file,
+            "[kafka]\nbrokers = \"file:9092\"\n[pipeline]\nbatch_max_messages = 5\n",
+        )
+        .unwrap();
         let config = Config::load_with_env(
             Some(&file),
             env(&[
@@ -515,7 +640,14 @@ mod tests {
         assert_eq!(config.pipeline.batch_max_messages, 5);
         assert_eq!(config.pipeline.batch_max_wait_ms, 42);
         assert_eq!(config.gateway.requests_per_second, 0.5);
-        assert_eq!(config.kafka.properties.get("security.protocol").map(String::as_str), Some("SASL_SSL"));
+        assert_eq!(
+            config
+                .kafka
+                .properties
+                .get("security.protocol")
+                .map(String::as_str),
+            Some("SASL_SSL")
+        );
     }
 
     #[test]
@@ -529,14 +661,18 @@ mod tests {
     fn shipped_config_files_parse() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         for name in ["config/default.toml", "config/local.toml"] {
-            Config::load_with_env(Some(&root.join(name)), env(&[])).unwrap_or_else(|e| panic!("{name}: {e}"));
+            Config::load_with_env(Some(&root.join(name)), env(&[]))
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }
 
     #[test]
     fn secret_is_required_and_not_short() {
         assert!(PiiConfig::default().secret().is_err());
-        let ok = PiiConfig { hmac_secret: Some("0123456789abcdef".into()), hmac_secret_file: None };
+        let ok = PiiConfig {
+            hmac_secret: Some("0123456789abcdef".into()),
+            hmac_secret_file: None,
+        };
         assert_eq!(ok.secret().unwrap().len(), 16);
     }
 }

@@ -4,13 +4,13 @@
 pub mod config;
 pub mod contract;
 pub mod domain;
+pub mod gateway;
+pub mod import;
 pub mod index;
 pub mod kafka;
 pub mod metrics;
 pub mod pipeline;
 pub mod publish;
-pub mod gateway;
-pub mod import;
 pub mod registry;
 pub mod serve;
 pub mod shutdown;

@@ -15,10 +15,10 @@ use sipas_stream::domain::{FrameworkCatalog, ProvinceRegistry};
 use sipas_stream::gateway::{self as gw, tokens::TokenTable};
 use sipas_stream::import;
 use sipas_stream::index::processor::{IndexProcessor, Mode};
-use sipas_stream::publish::Publisher;
 use sipas_stream::kafka::{admin, consumer, dlq::DeadLetterProducer, producer};
 use sipas_stream::metrics::{self, Metrics};
 use sipas_stream::pipeline::IngestPipeline;
+use sipas_stream::publish::Publisher;
 use sipas_stream::registry::SchemaRegistry;
 use sipas_stream::shutdown;
 use sipas_stream::simulate::{sink as sim_sink, SimSettings, Simulator};
@@ -183,7 +183,10 @@ async fn serve(config: &Config) -> Result<()> {
     let (trigger, mut stop) = shutdown::channel();
     shutdown::on_signals(trigger);
     let app = sipas_stream::serve::router(state).merge(gw::router(gateway));
-    axum::serve(listener, app).with_graceful_shutdown(async move { stop.wait().await }).await.context("serving HTTP")?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.wait().await })
+        .await
+        .context("serving HTTP")?;
     Ok(())
 }
 
@@ -530,35 +533,63 @@ async fn import_file(config: &Config, args: ImportArgs) -> Result<()> {
         ImportKind::Surveys => EventKind::Survey,
         ImportKind::Hotline => EventKind::Hotline,
     };
-    let format = match args.format.or_else(|| import::Format::from_path(&args.file)) {
+    let format = match args
+        .format
+        .or_else(|| import::Format::from_path(&args.file))
+    {
         Some(format) => format,
-        None => bail!("cannot tell the format of {} from its name: pass --format csv or --format ndjson", args.file.display()),
+        None => bail!(
+            "cannot tell the format of {} from its name: pass --format csv or --format ndjson",
+            args.file.display()
+        ),
     };
     let mapping = match &args.mapping {
         Some(path) => sipas_stream::config::ImportConfig::load(path)?,
         None => config.import.clone(),
     };
     let decoder = build_decoder(config)?;
-    let file = std::fs::File::open(&args.file).with_context(|| format!("opening {}", args.file.display()))?;
+    let file = std::fs::File::open(&args.file)
+        .with_context(|| format!("opening {}", args.file.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
-    let records = import::Records::open(kind, format, Box::new(file), &mapping).with_context(|| format!("reading {}", args.file.display()))?;
+    let records = import::Records::open(kind, format, Box::new(file), &mapping)
+        .with_context(|| format!("reading {}", args.file.display()))?;
     let publisher = match args.dry_run {
         true => None,
         false => Some(Publisher::new(&config.kafka).context("creating the Kafka producer")?),
     };
     let bar = indicatif::ProgressBar::new(size);
-    bar.set_style(indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} eta {eta}").expect("valid template"));
-    let report = import::run(&decoder, publisher.as_ref(), kind, records, |position, report| {
-        bar.set_position(position);
-        bar.set_message(format!("{} accepted, {} rejected", report.accepted, report.rejected.len()));
-    })
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {bytes}/{total_bytes} {msg} eta {eta}")
+            .expect("valid template"),
+    );
+    let report = import::run(
+        &decoder,
+        publisher.as_ref(),
+        kind,
+        records,
+        |position, report| {
+            bar.set_position(position);
+            bar.set_message(format!(
+                "{} accepted, {} rejected",
+                report.accepted,
+                report.rejected.len()
+            ));
+        },
+    )
     .await
     .with_context(|| format!("importing {}", args.file.display()))?;
     bar.finish_and_clear();
     for row in &report.rejected {
-        println!("line {}: {}: {}", row.line, row.reject.reason, row.reject.detail);
+        println!(
+            "line {}: {}: {}",
+            row.line, row.reject.reason, row.reject.detail
+        );
     }
-    let reasons: Vec<String> = report.by_reason().iter().map(|(reason, n)| format!("{reason} {n}")).collect();
+    let reasons: Vec<String> = report
+        .by_reason()
+        .iter()
+        .map(|(reason, n)| format!("{reason} {n}"))
+        .collect();
     let destination = match &publisher {
         Some(p) => format!("produced to {}", p.topic(kind)),
         None => "dry run, nothing produced".to_string(),
@@ -569,7 +600,11 @@ async fn import_file(config: &Config, args: ImportArgs) -> Result<()> {
         report.rows,
         report.accepted,
         report.rejected.len(),
-        if reasons.is_empty() { String::new() } else { format!(" ({})", reasons.join(", ")) }
+        if reasons.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", reasons.join(", "))
+        }
     );
     Ok(())
 }
@@ -582,7 +617,13 @@ pub fn build_gateway(config: &Config, metrics: &Metrics) -> Result<Arc<gw::Gatew
     }
     let decoder = Arc::new(build_decoder(config)?);
     let publisher = Publisher::new(&config.kafka).context("creating the Kafka producer")?;
-    Ok(Arc::new(gw::Gateway::new(&config.gateway, tokens, decoder, publisher, metrics)))
+    Ok(Arc::new(gw::Gateway::new(
+        &config.gateway,
+        tokens,
+        decoder,
+        publisher,
+        metrics,
+    )))
 }
 
 async fn gateway(config: &Config) -> Result<()> {
@@ -595,11 +636,23 @@ async fn gateway(config: &Config) -> Result<()> {
         .with_context(|| format!("binding the gateway to {}", config.gateway.listen))?;
     let metrics_route = axum::routing::get(move || {
         let metrics = metrics.clone();
-        async move { ([("content-type", "text/plain; version=0.0.4")], metrics.render()) }
+        async move {
+            (
+                [("content-type", "text/plain; version=0.0.4")],
+                metrics.render(),
+            )
+        }
     });
-    let app = gw::router(gateway).route("/metrics", metrics_route).route("/health", axum::routing::get(|| async { "ok" }));
-    println!("gateway on http://{}/api/v1/surveys and /api/v1/hotline", config.gateway.listen);
-    axum::serve(listener, app).with_graceful_shutdown(async move { stop.wait().await }).await?;
+    let app = gw::router(gateway)
+        .route("/metrics", metrics_route)
+        .route("/health", axum::routing::get(|| async { "ok" }));
+    println!(
+        "gateway on http://{}/api/v1/surveys and /api/v1/hotline",
+        config.gateway.listen
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.wait().await })
+        .await?;
     Ok(())
 }
 
@@ -614,7 +667,9 @@ fn gateway_token(args: GatewayTokenArgs) -> Result<()> {
         None => {
             use std::io::Read;
             let mut bytes = [0u8; 32];
-            std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).context("reading /dev/urandom")?;
+            std::fs::File::open("/dev/urandom")
+                .and_then(|mut f| f.read_exact(&mut bytes))
+                .context("reading /dev/urandom")?;
             hex::encode(bytes)
         }
     };
@@ -625,6 +680,11 @@ fn gateway_token(args: GatewayTokenArgs) -> Result<()> {
         println!("# token (give it to the province; it is not stored anywhere): {token}");
     }
     let provinces: Vec<String> = args.provinces.iter().map(|p| format!("{p:?}")).collect();
-    println!("[[gateway.tokens]]\nname = {:?}\nsha256 = \"{}\"\nprovinces = [{}]", args.name, gw::tokens::hash_token(&token), provinces.join(", "));
+    println!(
+        "[[gateway.tokens]]\nname = {:?}\nsha256 = \"{}\"\nprovinces = [{}]",
+        args.name,
+        gw::tokens::hash_token(&token),
+        provinces.join(", ")
+    );
     Ok(())
 }

@@ -2,7 +2,10 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -39,49 +42,118 @@ impl Default for Metrics {
 
 fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
     let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry.register(Box::new(metric.clone())).expect("unique metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
     metric
 }
 
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry.register(Box::new(metric.clone())).expect("unique metric");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("unique metric");
     metric
 }
 
 impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new_custom(Some("sipas".into()), None).expect("valid registry");
-        let consumed = counter_vec(&registry, "consumed_messages_total", "Messages read from the input topics.", &["topic"]);
-        let valid = counter_vec(&registry, "valid_events_total", "Messages that passed validation.", &["kind", "encoding"]);
-        let dlq = counter_vec(&registry, "dlq_messages_total", "Messages sent to the dead-letter topic, by reason.", &["reason"]);
-        let inserted_rows = counter_vec(&registry, "inserted_rows_total", "Rows acknowledged by ClickHouse.", &["table"]);
+        let consumed = counter_vec(
+            &registry,
+            "consumed_messages_total",
+            "Messages read from the input topics.",
+            &["topic"],
+        );
+        let valid = counter_vec(
+            &registry,
+            "valid_events_total",
+            "Messages that passed validation.",
+            &["kind", "encoding"],
+        );
+        let dlq = counter_vec(
+            &registry,
+            "dlq_messages_total",
+            "Messages sent to the dead-letter topic, by reason.",
+            &["reason"],
+        );
+        let inserted_rows = counter_vec(
+            &registry,
+            "inserted_rows_total",
+            "Rows acknowledged by ClickHouse.",
+            &["table"],
+        );
         let insert_seconds = HistogramVec::new(
-            HistogramOpts::new("insert_duration_seconds", "ClickHouse insert latency, per attempt.")
-                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new(
+                "insert_duration_seconds",
+                "ClickHouse insert latency, per attempt.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             &["table"],
         )
         .expect("valid metric");
-        registry.register(Box::new(insert_seconds.clone())).expect("unique metric");
-        let insert_retries = IntCounter::new("insert_retries_total", "Failed ClickHouse/DLQ writes that were retried.").expect("valid metric");
-        registry.register(Box::new(insert_retries.clone())).expect("unique metric");
-        let batch_messages = Histogram::with_opts(
-            HistogramOpts::new("batch_messages", "Messages per written batch.")
-                .buckets(vec![1.0, 10.0, 100.0, 1_000.0, 5_000.0, 10_000.0, 20_000.0, 50_000.0]),
+        registry
+            .register(Box::new(insert_seconds.clone()))
+            .expect("unique metric");
+        let insert_retries = IntCounter::new(
+            "insert_retries_total",
+            "Failed ClickHouse/DLQ writes that were retried.",
         )
         .expect("valid metric");
-        registry.register(Box::new(batch_messages.clone())).expect("unique metric");
-        let consumer_lag = gauge_vec(&registry, "consumer_lag_messages", "High watermark minus consumer position.", &["topic", "partition"]);
-        let committed_offset = gauge_vec(&registry, "stored_offset", "Next offset stored for commit, per partition.", &["topic", "partition"]);
-        let paused = IntGauge::new("consumption_paused", "1 while consumption is paused because ClickHouse or the DLQ is failing.").expect("valid metric");
-        registry.register(Box::new(paused.clone())).expect("unique metric");
-        let freshness_seconds =
-            IntGauge::new("freshness_seconds", "Now minus the newest event time written to ClickHouse.").expect("valid metric");
-        registry.register(Box::new(freshness_seconds.clone())).expect("unique metric");
+        registry
+            .register(Box::new(insert_retries.clone()))
+            .expect("unique metric");
+        let batch_messages = Histogram::with_opts(
+            HistogramOpts::new("batch_messages", "Messages per written batch.").buckets(vec![
+                1.0, 10.0, 100.0, 1_000.0, 5_000.0, 10_000.0, 20_000.0, 50_000.0,
+            ]),
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(batch_messages.clone()))
+            .expect("unique metric");
+        let consumer_lag = gauge_vec(
+            &registry,
+            "consumer_lag_messages",
+            "High watermark minus consumer position.",
+            &["topic", "partition"],
+        );
+        let committed_offset = gauge_vec(
+            &registry,
+            "stored_offset",
+            "Next offset stored for commit, per partition.",
+            &["topic", "partition"],
+        );
+        let paused = IntGauge::new(
+            "consumption_paused",
+            "1 while consumption is paused because ClickHouse or the DLQ is failing.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(paused.clone()))
+            .expect("unique metric");
+        let freshness_seconds = IntGauge::new(
+            "freshness_seconds",
+            "Now minus the newest event time written to ClickHouse.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(freshness_seconds.clone()))
+            .expect("unique metric");
         let late_events = IntCounter::new("late_events_total", "Events whose day was already closed (beyond the allowed lateness) when they arrived; they update latest values only.").expect("valid metric");
-        registry.register(Box::new(late_events.clone())).expect("unique metric");
-        let index_duplicates = IntCounter::new("index_duplicate_events_total", "Events the index processor skipped because their id was already folded in.").expect("valid metric");
-        registry.register(Box::new(index_duplicates.clone())).expect("unique metric");
+        registry
+            .register(Box::new(late_events.clone()))
+            .expect("unique metric");
+        let index_duplicates = IntCounter::new(
+            "index_duplicate_events_total",
+            "Events the index processor skipped because their id was already folded in.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(index_duplicates.clone()))
+            .expect("unique metric");
         let index_freshness = Histogram::with_opts(
             HistogramOpts::new(
                 "index_freshness_seconds",
@@ -90,10 +162,27 @@ impl Metrics {
             .buckets(vec![0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0]),
         )
         .expect("valid metric");
-        registry.register(Box::new(index_freshness.clone())).expect("unique metric");
-        let index_position = gauge_vec(&registry, "index_position", "Next offset of each input partition whose derived index rows are all written.", &["topic", "partition"]);
-        let serve_queries = counter_vec(&registry, "serve_clickhouse_queries_total", "ClickHouse queries issued by the read API (one per cache miss), per endpoint.", &["endpoint"]);
-        let serve_responses = counter_vec(&registry, "serve_responses_total", "Read API responses, per endpoint and status code.", &["endpoint", "status"]);
+        registry
+            .register(Box::new(index_freshness.clone()))
+            .expect("unique metric");
+        let index_position = gauge_vec(
+            &registry,
+            "index_position",
+            "Next offset of each input partition whose derived index rows are all written.",
+            &["topic", "partition"],
+        );
+        let serve_queries = counter_vec(
+            &registry,
+            "serve_clickhouse_queries_total",
+            "ClickHouse queries issued by the read API (one per cache miss), per endpoint.",
+            &["endpoint"],
+        );
+        let serve_responses = counter_vec(
+            &registry,
+            "serve_responses_total",
+            "Read API responses, per endpoint and status code.",
+            &["endpoint", "status"],
+        );
         Self {
             serve_queries,
             serve_responses,
@@ -125,11 +214,16 @@ impl Metrics {
     pub fn render(&self) -> String {
         let newest = self.newest_event_time.load(Ordering::Relaxed);
         if newest > 0 {
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
             self.freshness_seconds.set(now - newest);
         }
         let mut out = Vec::new();
-        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("text encoding");
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding");
         String::from_utf8(out).expect("utf-8 metrics")
     }
 }
@@ -146,11 +240,18 @@ pub async fn serve(
             "/metrics",
             get(move || {
                 let metrics = metrics.clone();
-                async move { ([("content-type", "text/plain; version=0.0.4")], metrics.render()) }
+                async move {
+                    (
+                        [("content-type", "text/plain; version=0.0.4")],
+                        metrics.render(),
+                    )
+                }
             }),
         )
         .route("/health", get(|| async { "ok" }));
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 #[cfg(test)]
@@ -163,7 +264,10 @@ mod tests {
         metrics.dlq.with_label_values(&["oversize"]).inc_by(3);
         metrics.observe_event_time(1);
         let text = metrics.render();
-        assert!(text.contains("sipas_dlq_messages_total{reason=\"oversize\"} 3"), "{text}");
+        assert!(
+            text.contains("sipas_dlq_messages_total{reason=\"oversize\"} 3"),
+            "{text}"
+        );
         assert!(text.contains("sipas_freshness_seconds"), "{text}");
     }
 }

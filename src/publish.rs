@@ -26,8 +26,16 @@ pub struct Checked {
 /// Runs the pipeline's validation on one record. Rejection details never hold personal data.
 pub fn check(decoder: &Decoder, kind: EventKind, payload: Vec<u8>) -> Result<Checked, Reject> {
     match decoder.decode(kind, &payload) {
-        Ok((Decoded::Survey(s), _)) => Ok(Checked { province_code: s.province_code, id: s.submission_id, payload }),
-        Ok((Decoded::Hotline(h), _)) => Ok(Checked { province_code: h.province_code, id: h.event_id, payload }),
+        Ok((Decoded::Survey(s), _)) => Ok(Checked {
+            province_code: s.province_code,
+            id: s.submission_id,
+            payload,
+        }),
+        Ok((Decoded::Hotline(h), _)) => Ok(Checked {
+            province_code: h.province_code,
+            id: h.event_id,
+            payload,
+        }),
         Err(rejected) => Err(rejected.reject),
     }
 }
@@ -35,7 +43,11 @@ pub fn check(decoder: &Decoder, kind: EventKind, payload: Vec<u8>) -> Result<Che
 #[derive(Debug, thiserror::Error)]
 pub enum PublishError {
     #[error("the broker did not acknowledge {failed} of {total} records: {first}")]
-    NotAcknowledged { failed: usize, total: usize, first: rdkafka::error::KafkaError },
+    NotAcknowledged {
+        failed: usize,
+        total: usize,
+        first: rdkafka::error::KafkaError,
+    },
 }
 
 /// Produces to the input topics and waits for the broker's acknowledgements.
@@ -73,13 +85,17 @@ impl Publisher {
             // Enqueued in order (per-province order is preserved); a full local queue waits
             // for acknowledgements instead of failing.
             loop {
-                let message = FutureRecord::to(topic).key(&record.province_code).payload(&record.payload);
+                let message = FutureRecord::to(topic)
+                    .key(&record.province_code)
+                    .payload(&record.payload);
                 match self.producer.send_result(message) {
                     Ok(delivery) => {
                         pending.push(delivery);
                         break;
                     }
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) if !pending.is_empty() => {
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
+                        if !pending.is_empty() =>
+                    {
                         note(pending.next().await, &mut failures);
                     }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -97,12 +113,19 @@ impl Publisher {
         }
         match failures.len() {
             0 => Ok(()),
-            failed => Err(PublishError::NotAcknowledged { failed, total: records.len(), first: failures.swap_remove(0) }),
+            failed => Err(PublishError::NotAcknowledged {
+                failed,
+                total: records.len(),
+                first: failures.swap_remove(0),
+            }),
         }
     }
 }
 
-type Delivery = Result<rdkafka::producer::future_producer::OwnedDeliveryResult, futures::channel::oneshot::Canceled>;
+type Delivery = Result<
+    rdkafka::producer::future_producer::OwnedDeliveryResult,
+    futures::channel::oneshot::Canceled,
+>;
 
 fn note(result: Option<Delivery>, failures: &mut Vec<KafkaError>) {
     match result {

@@ -31,7 +31,12 @@ fn hotline(id: &str) -> Value {
 }
 
 fn ndjson(records: &[Value]) -> Vec<u8> {
-    records.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("\n").into_bytes()
+    records
+        .iter()
+        .map(|r| r.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+        .into_bytes()
 }
 
 struct Reply {
@@ -46,23 +51,50 @@ async fn post(base: &str, path: &str, token: Option<&str>, body: &[u8]) -> Reply
     let file = log_path(&format!("gateway-body-{}-{n}", std::process::id()));
     std::fs::write(&file, body).unwrap();
     let mut command = tokio::process::Command::new("curl");
-    command.args(["-sS", "-i", "-X", "POST", "-H", "Expect:", "-H", "Content-Type: application/x-ndjson", "--data-binary"]);
+    command.args([
+        "-sS",
+        "-i",
+        "-X",
+        "POST",
+        "-H",
+        "Expect:",
+        "-H",
+        "Content-Type: application/x-ndjson",
+        "--data-binary",
+    ]);
     command.arg(format!("@{}", file.display()));
     if let Some(token) = token {
         command.args(["-H", &format!("Authorization: Bearer {token}")]);
     }
-    let output = command.arg(format!("{base}{path}")).output().await.expect("curl runs");
+    let output = command
+        .arg(format!("{base}{path}"))
+        .output()
+        .await
+        .expect("curl runs");
     let _ = std::fs::remove_file(&file);
     let text = String::from_utf8_lossy(&output.stdout).replace("\r\n", "\n");
-    let (headers, body) = text.split_once("\n\n").unwrap_or_else(|| panic!("no HTTP answer: {text:?}"));
-    let status = headers.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    Reply { status, headers: headers.to_lowercase(), body: serde_json::from_str(body).unwrap_or(Value::Null) }
+    let (headers, body) = text
+        .split_once("\n\n")
+        .unwrap_or_else(|| panic!("no HTTP answer: {text:?}"));
+    let status = headers
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    Reply {
+        status,
+        headers: headers.to_lowercase(),
+        body: serde_json::from_str(body).unwrap_or(Value::Null),
+    }
 }
 
 /// Every message of a topic as (key, payload), read from the beginning.
 async fn read_topic(env: &TestEnv, topic: &str, expected: usize) -> Vec<(String, Value)> {
     let consumer: StreamConsumer = sipas_stream::kafka::client_config(&env.config.kafka)
-        .set("group.id", format!("{}-reader-{topic}", env.config.kafka.group_id))
+        .set(
+            "group.id",
+            format!("{}-reader-{topic}", env.config.kafka.group_id),
+        )
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .create()
@@ -71,9 +103,15 @@ async fn read_topic(env: &TestEnv, topic: &str, expected: usize) -> Vec<(String,
     let mut messages = Vec::new();
     let started = std::time::Instant::now();
     while messages.len() < expected && started.elapsed() < PATIENCE {
-        let Ok(Ok(message)) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await else { continue };
+        let Ok(Ok(message)) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await
+        else {
+            continue;
+        };
         let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
-        messages.push((key, serde_json::from_slice(message.payload().unwrap_or_default()).unwrap()));
+        messages.push((
+            key,
+            serde_json::from_slice(message.payload().unwrap_or_default()).unwrap(),
+        ));
     }
     messages
 }
@@ -109,11 +147,22 @@ async fn gateway_validates_authorises_limits_and_produces() {
     let mut server = Pipeline::start_command_with(&env, &["serve"], &settings);
     let log = log_path(&format!("gateway-{}.log", server.metrics_port));
     wait_for("sipas serve listening", || async {
-        tokio::process::Command::new("curl").args(["-s", "-o", "/dev/null", &format!("{base}/metrics")]).status().await.map(|s| s.success()).unwrap_or(false)
-            || std::fs::read_to_string(&log).map(|l| l.contains("Error:")).unwrap_or(false)
+        tokio::process::Command::new("curl")
+            .args(["-s", "-o", "/dev/null", &format!("{base}/metrics")])
+            .status()
+            .await
+            .map(|s| s.success())
+            .unwrap_or(false)
+            || std::fs::read_to_string(&log)
+                .map(|l| l.contains("Error:"))
+                .unwrap_or(false)
     })
     .await;
-    assert!(server.child.try_wait().unwrap().is_none(), "sipas serve exited: {}", std::fs::read_to_string(&log).unwrap_or_default());
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "sipas serve exited: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
 
     // 401: no token, another scheme, an unknown token.
     let body = ndjson(&[survey("g-401", "79")]);
@@ -139,42 +188,100 @@ async fn gateway_validates_authorises_limits_and_produces() {
     let results = reply.body["results"].as_array().unwrap();
     let summary: Vec<(u64, &str, &str)> = results
         .iter()
-        .map(|r| (r["line"].as_u64().unwrap(), r["status"].as_str().unwrap(), r["reason"].as_str().or(r["id"].as_str()).unwrap()))
+        .map(|r| {
+            (
+                r["line"].as_u64().unwrap(),
+                r["status"].as_str().unwrap(),
+                r["reason"].as_str().or(r["id"].as_str()).unwrap(),
+            )
+        })
         .collect();
-    assert_eq!(summary, vec![(1, "accepted", "g-1"), (2, "accepted", "g-2"), (3, "rejected", "unknown_enum_value"), (5, "accepted", "g-4")]);
-    assert!(results[2]["detail"].as_str().unwrap().contains("respondent_type"));
+    assert_eq!(
+        summary,
+        vec![
+            (1, "accepted", "g-1"),
+            (2, "accepted", "g-2"),
+            (3, "rejected", "unknown_enum_value"),
+            (5, "accepted", "g-4")
+        ]
+    );
+    assert!(results[2]["detail"]
+        .as_str()
+        .unwrap()
+        .contains("respondent_type"));
 
     // One pretty-printed object is one record.
     let single = serde_json::to_vec_pretty(&survey("g-5", "79")).unwrap();
     let reply = post(&base, "/api/v1/surveys", Some(HCM_TOKEN), &single).await;
-    assert_eq!((reply.status, reply.body["accepted"].as_u64()), (202, Some(1)), "{:?}", reply.body);
+    assert_eq!(
+        (reply.status, reply.body["accepted"].as_u64()),
+        (202, Some(1)),
+        "{:?}",
+        reply.body
+    );
 
     // 403: one record for a province the token may not submit for refuses the whole request.
-    let reply = post(&base, "/api/v1/surveys", Some(HCM_TOKEN), &ndjson(&[survey("g-403-a", "79"), survey("g-403-b", "01")])).await;
+    let reply = post(
+        &base,
+        "/api/v1/surveys",
+        Some(HCM_TOKEN),
+        &ndjson(&[survey("g-403-a", "79"), survey("g-403-b", "01")]),
+    )
+    .await;
     assert_eq!(reply.status, 403, "{:?}", reply.body);
     assert_eq!(reply.body["error"], "province_not_allowed");
     assert_eq!(reply.body["results"][0]["index"], 1);
 
     // 422: nothing valid.
-    let reply = post(&base, "/api/v1/surveys", Some(HCM_TOKEN), b"{\"submission_id\": \"g-bad\"}").await;
+    let reply = post(
+        &base,
+        "/api/v1/surveys",
+        Some(HCM_TOKEN),
+        b"{\"submission_id\": \"g-bad\"}",
+    )
+    .await;
     assert_eq!(reply.status, 422, "{:?}", reply.body);
     assert_eq!(reply.body["results"][0]["reason"], "missing_field");
 
     // 413: too many records, too large a body.
-    let six: Vec<Value> = (0..6).map(|i| survey(&format!("g-413-{i}"), "79")).collect();
+    let six: Vec<Value> = (0..6)
+        .map(|i| survey(&format!("g-413-{i}"), "79"))
+        .collect();
     let reply = post(&base, "/api/v1/surveys", Some(HCM_TOKEN), &ndjson(&six)).await;
-    assert_eq!((reply.status, reply.body["error"].as_str()), (413, Some("too_many_records")), "{:?}", reply.body);
+    assert_eq!(
+        (reply.status, reply.body["error"].as_str()),
+        (413, Some("too_many_records")),
+        "{:?}",
+        reply.body
+    );
     let mut big = survey("g-413-big", "79");
     big["note"] = json!("x".repeat(20_000));
     let reply = post(&base, "/api/v1/surveys", Some(HCM_TOKEN), &ndjson(&[big])).await;
-    assert_eq!((reply.status, reply.body["error"].as_str()), (413, Some("body_too_large")), "{:?}", reply.body);
+    assert_eq!(
+        (reply.status, reply.body["error"].as_str()),
+        (413, Some("body_too_large")),
+        "{:?}",
+        reply.body
+    );
 
     // 429: hanoi's bucket holds two requests.
     for id in ["h-g-1", "h-g-2"] {
-        let reply = post(&base, "/api/v1/hotline", Some(HANOI_TOKEN), &ndjson(&[hotline(id)])).await;
+        let reply = post(
+            &base,
+            "/api/v1/hotline",
+            Some(HANOI_TOKEN),
+            &ndjson(&[hotline(id)]),
+        )
+        .await;
         assert_eq!(reply.status, 202, "{:?}", reply.body);
     }
-    let reply = post(&base, "/api/v1/hotline", Some(HANOI_TOKEN), &ndjson(&[hotline("h-g-3")])).await;
+    let reply = post(
+        &base,
+        "/api/v1/hotline",
+        Some(HANOI_TOKEN),
+        &ndjson(&[hotline("h-g-3")]),
+    )
+    .await;
     assert_eq!(reply.status, 429, "{:?}", reply.body);
     assert!(reply.headers.contains("retry-after:"));
     assert_eq!(reply.body["error"], "rate_limited");
@@ -184,7 +291,10 @@ async fn gateway_validates_authorises_limits_and_produces() {
     assert_eq!(topic_messages(&env, &k.surveys_topic).await, 4);
     assert_eq!(topic_messages(&env, &k.hotline_topic).await, 2);
     let surveys = read_topic(&env, &k.surveys_topic, 4).await;
-    let mut ids: Vec<&str> = surveys.iter().map(|(_, v)| v["submission_id"].as_str().unwrap()).collect();
+    let mut ids: Vec<&str> = surveys
+        .iter()
+        .map(|(_, v)| v["submission_id"].as_str().unwrap())
+        .collect();
     ids.sort();
     assert_eq!(ids, ["g-1", "g-2", "g-4", "g-5"]);
     assert!(surveys.iter().all(|(key, _)| key == "79"), "{surveys:?}");
@@ -192,14 +302,33 @@ async fn gateway_validates_authorises_limits_and_produces() {
     assert!(hotline_messages.iter().all(|(key, _)| key == "01"));
 
     let metrics = server_metrics(&base).await;
-    assert_eq!(metric_sum(&metrics, "sipas_gateway_records_total{kind=\"survey\",outcome=\"accepted\"}"), 4.0, "{metrics}");
-    assert_eq!(metric_sum(&metrics, "sipas_gateway_requests_total{status=\"403\"}"), 1.0);
-    assert_eq!(metric_sum(&metrics, "sipas_gateway_requests_total{status=\"429\"}"), 1.0);
+    assert_eq!(
+        metric_sum(
+            &metrics,
+            "sipas_gateway_records_total{kind=\"survey\",outcome=\"accepted\"}"
+        ),
+        4.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_sum(&metrics, "sipas_gateway_requests_total{status=\"403\"}"),
+        1.0
+    );
+    assert_eq!(
+        metric_sum(&metrics, "sipas_gateway_requests_total{status=\"429\"}"),
+        1.0
+    );
 
     // ... and in ClickHouse once the pipeline has run.
     let pipeline = Pipeline::start(&env);
     wait_for("gateway records stored", || async {
-        env.count("SELECT count() AS n FROM survey_submissions_dedup").await == 4 && env.count("SELECT count() AS n FROM hotline_events_dedup").await == 2
+        env.count("SELECT count() AS n FROM survey_submissions_dedup")
+            .await
+            == 4
+            && env
+                .count("SELECT count() AS n FROM hotline_events_dedup")
+                .await
+                == 2
     })
     .await;
     assert_eq!(env.count("SELECT count() AS n FROM survey_submissions_dedup WHERE submission_id = 'g-2' AND province_code = '79' AND province_code_original = '74'").await, 1);
@@ -214,6 +343,10 @@ async fn gateway_validates_authorises_limits_and_produces() {
 }
 
 async fn server_metrics(base: &str) -> String {
-    let output = tokio::process::Command::new("curl").args(["-fsS", &format!("{base}/metrics")]).output().await.expect("curl runs");
+    let output = tokio::process::Command::new("curl")
+        .args(["-fsS", &format!("{base}/metrics")])
+        .output()
+        .await
+        .expect("curl runs");
     String::from_utf8_lossy(&output.stdout).into_owned()
 }

@@ -66,16 +66,35 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
         .unwrap();
     let rows = api["provinces"].as_array().unwrap();
     assert_eq!(rows.len(), expected.len());
-    assert!(expected.len() >= 30, "the simulation covers the provinces: {}", expected.len());
-    assert!(expected.iter().any(|r| r.rank.is_some()), "some provinces are ranked");
+    assert!(
+        expected.len() >= 30,
+        "the simulation covers the provinces: {}",
+        expected.len()
+    );
+    assert!(
+        expected.iter().any(|r| r.rank.is_some()),
+        "some provinces are ranked"
+    );
     for (row, want) in rows.iter().zip(&expected) {
         assert_eq!(row["province_code"], want.province_code.as_str());
         assert_eq!(row["province_name"], want.province_name.as_str());
-        assert_eq!(row["rank"].as_u64().map(|r| r as u32), want.rank, "{}", want.province_code);
-        assert!(same(num(&row["sipas"]), want.sipas), "{}", want.province_code);
+        assert_eq!(
+            row["rank"].as_u64().map(|r| r as u32),
+            want.rank,
+            "{}",
+            want.province_code
+        );
+        assert!(
+            same(num(&row["sipas"]), want.sipas),
+            "{}",
+            want.province_code
+        );
         assert!(same(num(&row["factors"]["staff"]), want.staff));
         assert!(same(num(&row["ci_low"]), want.ci_low));
-        assert_eq!(row["respondents"].as_u64(), Some(u64::from(want.respondents)));
+        assert_eq!(
+            row["respondents"].as_u64(),
+            Some(u64::from(want.respondents))
+        );
         assert_eq!(row["as_of"], day(want.as_of).as_str());
         assert_eq!(row["ranked"], want.rank.is_some());
     }
@@ -84,25 +103,44 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
         .fetch_all()
         .await
         .unwrap();
-    let previous: BTreeMap<(String, String), Option<f64>> = previous.into_iter().map(|d| ((d.unit_id, day(d.as_of)), d.sipas)).collect();
+    let previous: BTreeMap<(String, String), Option<f64>> = previous
+        .into_iter()
+        .map(|d| ((d.unit_id, day(d.as_of)), d.sipas))
+        .collect();
     let mut compared = 0;
     for (row, want) in rows.iter().zip(&expected) {
         let previous_day = day(want.as_of - 30);
         assert_eq!(row["change"]["previous_as_of"], previous_day.as_str());
-        let then = previous.get(&(want.province_code.clone(), previous_day)).copied().flatten();
-        assert!(same(num(&row["change"]["previous_sipas"]), then), "{}", want.province_code);
+        let then = previous
+            .get(&(want.province_code.clone(), previous_day))
+            .copied()
+            .flatten();
+        assert!(
+            same(num(&row["change"]["previous_sipas"]), then),
+            "{}",
+            want.province_code
+        );
         if let (Some(now), Some(then)) = (want.sipas, then) {
             assert!(same(num(&row["change"]["sipas_delta"]), Some(now - then)));
             compared += 1;
         }
     }
-    assert!(compared > 0, "75 days of history give 30-day values 30 days ago");
+    assert!(
+        compared > 0,
+        "75 days of history give 30-day values 30 days ago"
+    );
 
     // A historical ranking names its day.
     let as_of = day(expected[0].as_of - 5);
-    let historical = serve.json(&format!("/api/v1/rankings?window=30d&as_of={as_of}")).await;
+    let historical = serve
+        .json(&format!("/api/v1/rankings?window=30d&as_of={as_of}"))
+        .await;
     assert_eq!(historical["latest"], false);
-    assert!(historical["provinces"].as_array().unwrap().iter().all(|r| r["as_of"] == as_of.as_str()));
+    assert!(historical["provinces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["as_of"] == as_of.as_str()));
     assert!(!historical["provinces"].as_array().unwrap().is_empty());
 
     // --- A province: values, criteria and history equal the index tables.
@@ -121,13 +159,23 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
         .await
         .unwrap();
     assert!(same(num(&unit["sipas"]), latest.sipas));
-    assert_eq!(unit["respondents"].as_u64(), Some(u64::from(latest.respondents)));
+    assert_eq!(
+        unit["respondents"].as_u64(),
+        Some(u64::from(latest.respondents))
+    );
     assert_eq!(unit["province_name"], "Thành phố Hồ Chí Minh");
     let criteria: BTreeMap<String, u64> = unit["factors"]
         .as_array()
         .unwrap()
         .iter()
-        .flat_map(|f| f["criteria"].as_array().unwrap().iter().map(|c| (c["id"].as_str().unwrap().to_owned(), c["valid"].as_u64().unwrap())))
+        .flat_map(|f| {
+            f["criteria"].as_array().unwrap().iter().map(|c| {
+                (
+                    c["id"].as_str().unwrap().to_owned(),
+                    c["valid"].as_u64().unwrap(),
+                )
+            })
+        })
         .collect();
     assert_eq!(criteria.len(), 22);
     for (id, valid) in latest.criterion_ids.iter().zip(&latest.criterion_valid) {
@@ -140,11 +188,16 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
             day(latest.as_of)
         ))
         .await;
-    assert_eq!(unit["history"].as_array().unwrap().len() as u64, history_days);
+    assert_eq!(
+        unit["history"].as_array().unwrap().len() as u64,
+        history_days
+    );
     assert!(history_days > 0);
 
     // --- Hotline KPIs by category in a province equal hotline_kpi_latest.
-    let kpis = serve.json("/api/v1/hotline/kpis?province=79&window=30d").await;
+    let kpis = serve
+        .json("/api/v1/hotline/kpis?province=79&window=30d")
+        .await;
     #[derive(clickhouse::Row, serde::Deserialize)]
     struct Kpi {
         unit_id: String,
@@ -160,7 +213,10 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
     assert_eq!(units.len(), want.len());
     assert!(!want.is_empty());
     for w in &want {
-        let got = units.iter().find(|u| u["unit_id"] == w.unit_id.as_str()).unwrap();
+        let got = units
+            .iter()
+            .find(|u| u["unit_id"] == w.unit_id.as_str())
+            .unwrap();
         assert_eq!(got["received"].as_u64(), Some(u64::from(w.received)));
         assert!(same(num(&got["on_time_rate"]), w.on_time_rate));
         assert_eq!(got["category"], w.unit_id.split('/').nth(1).unwrap());
@@ -169,20 +225,43 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
     // --- ETag and 304.
     let first = serve.get("/api/v1/rankings?window=30d", &[]).await;
     let etag = first.header("etag").expect("an ETag");
-    assert!(etag.starts_with('"') && !etag.starts_with("W/"), "a strong ETag: {etag}");
-    let max_age: u64 = first.header("cache-control").unwrap().strip_prefix("public, max-age=").unwrap().parse().unwrap();
-    assert!(max_age <= 600, "max-age is bounded by the refresh interval: {max_age}");
-    let again = serve.get("/api/v1/rankings?window=30d", &[("if-none-match", &etag)]).await;
+    assert!(
+        etag.starts_with('"') && !etag.starts_with("W/"),
+        "a strong ETag: {etag}"
+    );
+    let max_age: u64 = first
+        .header("cache-control")
+        .unwrap()
+        .strip_prefix("public, max-age=")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        max_age <= 600,
+        "max-age is bounded by the refresh interval: {max_age}"
+    );
+    let again = serve
+        .get("/api/v1/rankings?window=30d", &[("if-none-match", &etag)])
+        .await;
     assert_eq!(again.status, 304);
     assert!(again.body.is_empty());
     assert_eq!(again.header("etag").as_deref(), Some(etag.as_str()));
-    let stale = serve.get("/api/v1/rankings?window=30d", &[("if-none-match", "\"something-else\"")]).await;
+    let stale = serve
+        .get(
+            "/api/v1/rankings?window=30d",
+            &[("if-none-match", "\"something-else\"")],
+        )
+        .await;
     assert_eq!(stale.status, 200);
     assert_eq!(stale.body, first.body);
 
     // --- Many concurrent pollers of a new request: one computation (two statements: the
     // ranking and the previous period), and none for a request already cached.
-    let queries = || async { serve.metric("sipas_serve_clickhouse_queries_total{endpoint=\"rankings\"}").await };
+    let queries = || async {
+        serve
+            .metric("sipas_serve_clickhouse_queries_total{endpoint=\"rankings\"}")
+            .await
+    };
     let before = queries().await;
     let url = serve.url("/api/v1/rankings?window=90d");
     let pollers: Vec<_> = (0..200).map(|_| get(&url, &[])).collect();
@@ -190,11 +269,22 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
     assert!(answers.iter().all(|a| a.status == 200));
     let tags: std::collections::BTreeSet<_> = answers.iter().map(|a| a.header("etag")).collect();
     assert_eq!(tags.len(), 1, "every poller got the same body");
-    assert_eq!(queries().await - before, 2.0, "200 concurrent pollers, one computation");
+    assert_eq!(
+        queries().await - before,
+        2.0,
+        "200 concurrent pollers, one computation"
+    );
     let url = serve.url("/api/v1/rankings?window=90d&framework=BNV-2640-2017");
     let cached: Vec<_> = (0..100).map(|_| get(&url, &[])).collect();
-    assert!(futures::future::join_all(cached).await.iter().all(|a| a.status == 200));
-    assert_eq!(queries().await - before, 2.0, "the default framework spelled out is the same request");
+    assert!(futures::future::join_all(cached)
+        .await
+        .iter()
+        .all(|a| a.status == 200));
+    assert_eq!(
+        queries().await - before,
+        2.0,
+        "the default framework spelled out is the same request"
+    );
 
     // --- Invalid parameters: 400 naming the parameter; nothing reaches ClickHouse.
     let all_queries = serve.metric("sipas_serve_clickhouse_queries_total").await;
@@ -214,9 +304,15 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
         assert_eq!(response.status, 400, "{path}");
         let body = response.json();
         assert_eq!(body["parameter"], parameter, "{path}");
-        assert!(body["error"].as_str().unwrap().contains(parameter), "{path}: {body}");
+        assert!(
+            body["error"].as_str().unwrap().contains(parameter),
+            "{path}: {body}"
+        );
     }
-    assert_eq!(serve.metric("sipas_serve_clickhouse_queries_total").await, all_queries);
+    assert_eq!(
+        serve.metric("sipas_serve_clickhouse_queries_total").await,
+        all_queries
+    );
     let missing = serve.get("/api/v1/units/no-such-agency", &[]).await;
     assert_eq!(missing.status, 404, "{}", missing.text());
 
@@ -225,10 +321,16 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
     assert_eq!(health["status"], "ok");
     assert_eq!(health["clickhouse"]["reachable"], true);
     assert_eq!(health["kafka"]["reachable"], true);
-    assert!(serve.metric("sipas_serve_responses_total{endpoint=\"rankings\",status=\"304\"}").await >= 1.0);
+    assert!(
+        serve
+            .metric("sipas_serve_responses_total{endpoint=\"rankings\",status=\"304\"}")
+            .await
+            >= 1.0
+    );
 
     // --- The OpenAPI document matches the responses (schemathesis, property-based).
-    let st = std::env::var("SIPAS_TEST_SCHEMATHESIS").expect("SIPAS_TEST_SCHEMATHESIS: run ./scripts/test.sh, which installs schemathesis");
+    let st = std::env::var("SIPAS_TEST_SCHEMATHESIS")
+        .expect("SIPAS_TEST_SCHEMATHESIS: run ./scripts/test.sh, which installs schemathesis");
     let output = run_to_end(
         &st,
         &[
@@ -249,8 +351,15 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
             "--no-color".into(),
         ],
     );
-    let report = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "schemathesis found problems:\n{report}");
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "schemathesis found problems:\n{report}"
+    );
     assert!(report.contains("passed"), "{report}");
 
     // --- SSE: a stream on a short refresh interval pushes a changed ranking row after new
@@ -258,12 +367,26 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
     let fast = Serve::start(&env, 300).await;
     let mut stream = EventStream::open(fast.port, "/api/v1/stream?window=30d").await;
     let snapshot = stream.next_event("ranking").await;
-    let hanoi = |data: &Value| data["provinces"].as_array().unwrap().iter().find(|r| r["province_code"] == "01").cloned();
+    let hanoi = |data: &Value| {
+        data["provinces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["province_code"] == "01")
+            .cloned()
+    };
     let before = hanoi(&snapshot).expect("the first push holds every province");
     let before_n = before["respondents"].as_u64().unwrap();
     let producer = env.producer();
-    let frameworks = sipas_stream::domain::FrameworkCatalog::load_dir(&env.config.contract.frameworks_dir).unwrap();
-    let criteria: Vec<String> = frameworks.get("BNV-2640-2017").unwrap().criterion_ids().map(str::to_owned).collect();
+    let frameworks =
+        sipas_stream::domain::FrameworkCatalog::load_dir(&env.config.contract.frameworks_dir)
+            .unwrap();
+    let criteria: Vec<String> = frameworks
+        .get("BNV-2640-2017")
+        .unwrap()
+        .criterion_ids()
+        .map(str::to_owned)
+        .collect();
     let now = sipas_stream::pipeline::ingest::unix_now();
     for n in 0..5 {
         let raw = RawSurvey {
@@ -277,10 +400,21 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
             procedure_code: None,
             channel: Some("online".into()),
             respondent_type: Some("citizen".into()),
-            answers: Some(criteria.iter().map(|c| (c.clone(), RawAnswer::Integer(5))).collect()),
+            answers: Some(
+                criteria
+                    .iter()
+                    .map(|c| (c.clone(), RawAnswer::Integer(5)))
+                    .collect(),
+            ),
             expectations: None,
         };
-        env.produce(&producer, &env.config.kafka.surveys_topic, "01", &survey_json(&raw)).await;
+        env.produce(
+            &producer,
+            &env.config.kafka.surveys_topic,
+            "01",
+            &survey_json(&raw),
+        )
+        .await;
     }
     let update = loop {
         let event = stream.next_event("ranking").await;
@@ -290,7 +424,10 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
             }
         }
     };
-    assert!(update["provinces"].as_array().unwrap().len() < rows.len(), "only changed rows are pushed");
+    assert!(
+        update["provinces"].as_array().unwrap().len() < rows.len(),
+        "only changed rows are pushed"
+    );
     drop(fast);
     drop(serve);
     drop(pipeline);
@@ -306,12 +443,19 @@ impl EventStream {
     async fn open(port: u16, path: &str) -> Self {
         use http_body_util::Empty;
         use hyper_util::client::legacy::Client;
-        let client: Client<_, Empty<hyper::body::Bytes>> = Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-        let request = hyper::Request::get(format!("http://127.0.0.1:{port}{path}")).header("accept", "text/event-stream").body(Empty::new()).unwrap();
+        let client: Client<_, Empty<hyper::body::Bytes>> =
+            Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+        let request = hyper::Request::get(format!("http://127.0.0.1:{port}{path}"))
+            .header("accept", "text/event-stream")
+            .body(Empty::new())
+            .unwrap();
         let response = client.request(request).await.unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-type"], "text/event-stream");
-        Self { body: response.into_body(), buffer: String::new() }
+        Self {
+            body: response.into_body(),
+            buffer: String::new(),
+        }
     }
 
     /// The data of the next event named `name`.
@@ -335,7 +479,11 @@ impl EventStream {
                 }
             }
             assert!(started.elapsed() < PATIENCE, "no `{name}` event");
-            let Ok(frame) = tokio::time::timeout(std::time::Duration::from_secs(5), self.body.frame()).await else { continue };
+            let Ok(frame) =
+                tokio::time::timeout(std::time::Duration::from_secs(5), self.body.frame()).await
+            else {
+                continue;
+            };
             let frame = frame.expect("the stream ended").expect("stream error");
             if let Ok(bytes) = frame.into_data() {
                 self.buffer.push_str(&String::from_utf8_lossy(&bytes));

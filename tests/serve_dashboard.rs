@@ -44,7 +44,10 @@ fn elements(html: &str, tag: &str, required: &str) -> Vec<BTreeMap<String, Strin
             let name = rest[..eq].trim().to_owned();
             let after = &rest[eq + 2..];
             let Some(close) = after.find('"') else { break };
-            attributes.insert(name, after[..close].replace("&amp;", "&").replace("&quot;", "\""));
+            attributes.insert(
+                name,
+                after[..close].replace("&amp;", "&").replace("&quot;", "\""),
+            );
             rest = &after[close + 1..];
         }
         if attributes.contains_key(required) {
@@ -64,17 +67,32 @@ fn same(a: Option<f64>, b: Option<f64>) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dashboard_in_headless_chromium_shows_the_api_ranking() {
-    let chromium = std::env::var("SIPAS_TEST_CHROMIUM").expect("SIPAS_TEST_CHROMIUM: run ./scripts/test.sh, which installs chromium");
+    let chromium = std::env::var("SIPAS_TEST_CHROMIUM")
+        .expect("SIPAS_TEST_CHROMIUM: run ./scripts/test.sh, which installs chromium");
     let env = TestEnv::new("dashboard").await;
     let pipeline = fill_with_simulation(&env, 3_000, 40.0, 5).await;
     let serve = Serve::start(&env, 1_000).await;
-    let profile = std::env::temp_dir().join(format!("sipas-chromium-{}-{}", std::process::id(), serve.port));
+    let profile = std::env::temp_dir().join(format!(
+        "sipas-chromium-{}-{}",
+        std::process::id(),
+        serve.port
+    ));
 
     let url = serve.url("/?window=30d&province=79");
-    let output = run_to_end(&chromium, &chromium_args(&profile, &["--dump-dom".into()], url.clone()));
+    let output = run_to_end(
+        &chromium,
+        &chromium_args(&profile, &["--dump-dom".into()], url.clone()),
+    );
     let dom = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(output.status.success(), "chromium failed: {}", String::from_utf8_lossy(&output.stderr));
-    assert!(dom.contains("data-ready=\"true\""), "the page loaded its data:\n{dom}");
+    assert!(
+        output.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        dom.contains("data-ready=\"true\""),
+        "the page loaded its data:\n{dom}"
+    );
 
     // Ranking rows: same provinces, order, ranks and values as the API.
     let api = serve.json("/api/v1/rankings?window=30d").await;
@@ -85,31 +103,82 @@ async fn dashboard_in_headless_chromium_shows_the_api_ranking() {
     for (row, want) in rows.iter().zip(expected) {
         let code = want["province_code"].as_str().unwrap();
         assert_eq!(row["data-province"], code);
-        let rank = want["rank"].as_u64().map(|r| r.to_string()).unwrap_or_default();
+        let rank = want["rank"]
+            .as_u64()
+            .map(|r| r.to_string())
+            .unwrap_or_default();
         assert_eq!(row["data-rank"], rank, "{code}");
-        assert!(same(row["data-sipas"].parse().ok(), want["sipas"].as_f64()), "{code}: {} vs {}", row["data-sipas"], want["sipas"]);
-        assert_eq!(row["data-respondents"], want["respondents"].to_string(), "{code}");
+        assert!(
+            same(row["data-sipas"].parse().ok(), want["sipas"].as_f64()),
+            "{code}: {} vs {}",
+            row["data-sipas"],
+            want["sipas"]
+        );
+        assert_eq!(
+            row["data-respondents"],
+            want["respondents"].to_string(),
+            "{code}"
+        );
         assert_eq!(row["data-ranked"], want["ranked"].to_string(), "{code}");
-        assert!(dom.contains(want["province_name"].as_str().unwrap()), "{code}'s name is shown");
+        assert!(
+            dom.contains(want["province_name"].as_str().unwrap()),
+            "{code}'s name is shown"
+        );
     }
     // The province page: 22 criteria, the name, and a hotline row per category.
-    assert!(dom.contains("Thành phố Hồ Chí Minh — SIPAS"), "the province page is open");
+    assert!(
+        dom.contains("Thành phố Hồ Chí Minh — SIPAS"),
+        "the province page is open"
+    );
     assert_eq!(elements(&dom, "tr", "data-criterion").len(), 22);
-    let kpis = serve.json("/api/v1/hotline/kpis?province=79&by=category&window=30d").await;
-    assert_eq!(elements(&dom, "tr", "data-unit").len(), kpis["units"].as_array().unwrap().len());
-    assert!(dom.contains("Xếp hạng các tỉnh, thành phố"), "Vietnamese labels by default");
+    let kpis = serve
+        .json("/api/v1/hotline/kpis?province=79&by=category&window=30d")
+        .await;
+    assert_eq!(
+        elements(&dom, "tr", "data-unit").len(),
+        kpis["units"].as_array().unwrap().len()
+    );
+    assert!(
+        dom.contains("Xếp hạng các tỉnh, thành phố"),
+        "Vietnamese labels by default"
+    );
 
     // English labels on request.
-    let english = run_to_end(&chromium, &chromium_args(&profile, &["--dump-dom".into()], serve.url("/?window=30d&lang=en")));
+    let english = run_to_end(
+        &chromium,
+        &chromium_args(
+            &profile,
+            &["--dump-dom".into()],
+            serve.url("/?window=30d&lang=en"),
+        ),
+    );
     let english = String::from_utf8_lossy(&english.stdout);
-    assert!(english.contains("Province ranking") && english.contains("Data as of"), "{english}");
+    assert!(
+        english.contains("Province ranking") && english.contains("Data as of"),
+        "{english}"
+    );
 
     // The screenshot artefact.
     let artefact = root().join("target/test-artifacts/dashboard.png");
     std::fs::create_dir_all(artefact.parent().unwrap()).unwrap();
     let _ = std::fs::remove_file(&artefact);
-    let shot = run_to_end(&chromium, &chromium_args(&profile, &[format!("--screenshot={}", artefact.display()), "--window-size=1400,2400".into(), "--hide-scrollbars".into()], url));
-    assert!(shot.status.success(), "{}", String::from_utf8_lossy(&shot.stderr));
+    let shot = run_to_end(
+        &chromium,
+        &chromium_args(
+            &profile,
+            &[
+                format!("--screenshot={}", artefact.display()),
+                "--window-size=1400,2400".into(),
+                "--hide-scrollbars".into(),
+            ],
+            url,
+        ),
+    );
+    assert!(
+        shot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shot.stderr)
+    );
     let png = std::fs::read(&artefact).expect("the screenshot was written");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG file");
     println!("dashboard screenshot: {}", artefact.display());

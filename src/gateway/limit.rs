@@ -14,7 +14,12 @@ pub struct TokenBucket {
 
 impl TokenBucket {
     pub fn full(capacity: u32, per_second: f64, now: Instant) -> Self {
-        Self { capacity: f64::from(capacity), per_second, available: f64::from(capacity), updated: now }
+        Self {
+            capacity: f64::from(capacity),
+            per_second,
+            available: f64::from(capacity),
+            updated: now,
+        }
     }
 
     /// Takes one request's worth, or says how long until one is available.
@@ -26,7 +31,9 @@ impl TokenBucket {
             self.available -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - self.available) / self.per_second))
+            Err(Duration::from_secs_f64(
+                (1.0 - self.available) / self.per_second,
+            ))
         }
     }
 }
@@ -41,13 +48,31 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(capacity: u32, per_second: f64) -> Self {
-        Self { capacity, per_second, buckets: Mutex::new(HashMap::new()) }
+        Self {
+            capacity,
+            per_second,
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
-    pub fn check(&self, key: &str, own: (Option<u32>, Option<f64>), now: Instant) -> Result<(), Duration> {
-        let (capacity, per_second) = (own.0.unwrap_or(self.capacity), own.1.unwrap_or(self.per_second));
-        let mut buckets = self.buckets.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        buckets.entry(key.to_owned()).or_insert_with(|| TokenBucket::full(capacity, per_second, now)).take(now)
+    pub fn check(
+        &self,
+        key: &str,
+        own: (Option<u32>, Option<f64>),
+        now: Instant,
+    ) -> Result<(), Duration> {
+        let (capacity, per_second) = (
+            own.0.unwrap_or(self.capacity),
+            own.1.unwrap_or(self.per_second),
+        );
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        buckets
+            .entry(key.to_owned())
+            .or_insert_with(|| TokenBucket::full(capacity, per_second, now))
+            .take(now)
     }
 }
 

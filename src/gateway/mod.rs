@@ -39,10 +39,23 @@ pub struct Gateway {
 impl Gateway {
     /// Registers `sipas_gateway_requests_total{status}` and
     /// `sipas_gateway_records_total{kind,outcome}` in `metrics`.
-    pub fn new(config: &GatewayConfig, tokens: TokenTable, decoder: Arc<Decoder>, publisher: Publisher, metrics: &Metrics) -> Self {
-        let requests = IntCounterVec::new(prometheus::Opts::new("gateway_requests_total", "Gateway requests by HTTP status."), &["status"]).expect("valid metric");
+    pub fn new(
+        config: &GatewayConfig,
+        tokens: TokenTable,
+        decoder: Arc<Decoder>,
+        publisher: Publisher,
+        metrics: &Metrics,
+    ) -> Self {
+        let requests = IntCounterVec::new(
+            prometheus::Opts::new("gateway_requests_total", "Gateway requests by HTTP status."),
+            &["status"],
+        )
+        .expect("valid metric");
         let records = IntCounterVec::new(
-            prometheus::Opts::new("gateway_records_total", "Gateway records by kind and outcome (accepted or a rejection reason)."),
+            prometheus::Opts::new(
+                "gateway_records_total",
+                "Gateway records by kind and outcome (accepted or a rejection reason).",
+            ),
             &["kind", "outcome"],
         )
         .expect("valid metric");
@@ -69,34 +82,79 @@ fn register(metrics: &Metrics, counter: &IntCounterVec) {
 /// The gateway's routes, to merge into a server.
 pub fn router(gateway: Arc<Gateway>) -> Router {
     Router::new()
-        .route("/api/v1/surveys", post(|State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Body| async move { g.ingest(EventKind::Survey, headers, body).await }))
-        .route("/api/v1/hotline", post(|State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Body| async move { g.ingest(EventKind::Hotline, headers, body).await }))
+        .route(
+            "/api/v1/surveys",
+            post(
+                |State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Body| async move {
+                    g.ingest(EventKind::Survey, headers, body).await
+                },
+            ),
+        )
+        .route(
+            "/api/v1/hotline",
+            post(
+                |State(g): State<Arc<Gateway>>, headers: HeaderMap, body: Body| async move {
+                    g.ingest(EventKind::Hotline, headers, body).await
+                },
+            ),
+        )
         .with_state(gateway)
 }
 
 fn json(status: StatusCode, body: &impl serde::Serialize) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
-    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response()
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        bytes,
+    )
+        .into_response()
 }
 
-fn error(status: StatusCode, code: &'static str, message: impl Into<String>, results: Vec<RecordResult>) -> Response {
-    json(status, &ErrorBody { error: code, message: message.into(), results })
+fn error(
+    status: StatusCode,
+    code: &'static str,
+    message: impl Into<String>,
+    results: Vec<RecordResult>,
+) -> Response {
+    json(
+        status,
+        &ErrorBody {
+            error: code,
+            message: message.into(),
+            results,
+        },
+    )
 }
 
 impl Gateway {
     async fn ingest(&self, kind: EventKind, headers: HeaderMap, body: Body) -> Response {
         let response = self.handle(kind, &headers, body).await;
-        self.requests.with_label_values(&[response.status().as_str()]).inc();
+        self.requests
+            .with_label_values(&[response.status().as_str()])
+            .inc();
         response
     }
 
     async fn handle(&self, kind: EventKind, headers: &HeaderMap, body: Body) -> Response {
-        let authorization = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
         let grant = match self.tokens.authenticate(authorization) {
             Ok(grant) => grant,
             Err(e) => {
-                let mut response = error(StatusCode::UNAUTHORIZED, "unauthorized", e.message(), Vec::new());
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+                let mut response = error(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    e.message(),
+                    Vec::new(),
+                );
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
                 return response;
             }
         };
@@ -109,30 +167,59 @@ impl Gateway {
                 format!("more than the allowed requests per second for this token; retry in {seconds} s"),
                 Vec::new(),
             );
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             return response;
         }
         let too_large = || {
-            error(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("the request body is larger than {} bytes", self.max_body_bytes), Vec::new())
+            error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "the request body is larger than {} bytes",
+                    self.max_body_bytes
+                ),
+                Vec::new(),
+            )
         };
-        let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+        let declared = headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > self.max_body_bytes as u64) {
             return too_large();
         }
         let body = match axum::body::to_bytes(body, self.max_body_bytes).await {
             Ok(body) => body,
             Err(e) if is_length_limit(&e) => return too_large(),
-            Err(_) => return error(StatusCode::BAD_REQUEST, "unreadable_body", "the request body could not be read", Vec::new()),
+            Err(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "unreadable_body",
+                    "the request body could not be read",
+                    Vec::new(),
+                )
+            }
         };
         let parts = records::split(&body);
         if parts.is_empty() {
-            return error(StatusCode::BAD_REQUEST, "empty_body", "send one JSON object or NDJSON (one object per line)", Vec::new());
+            return error(
+                StatusCode::BAD_REQUEST,
+                "empty_body",
+                "send one JSON object or NDJSON (one object per line)",
+                Vec::new(),
+            );
         }
         if parts.len() > self.max_records {
             return error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_many_records",
-                format!("{} records in one request; the limit is {}", parts.len(), self.max_records),
+                format!(
+                    "{} records in one request; the limit is {}",
+                    parts.len(),
+                    self.max_records
+                ),
                 Vec::new(),
             );
         }
@@ -142,12 +229,19 @@ impl Gateway {
             return response;
         }
         for result in &results {
-            self.records.with_label_values(&[kind.as_str(), result.reason.unwrap_or("accepted")]).inc();
+            self.records
+                .with_label_values(&[kind.as_str(), result.reason.unwrap_or("accepted")])
+                .inc();
         }
         let checked: Vec<Checked> = accepted.into_iter().map(|(_, c)| c).collect();
         if checked.is_empty() {
             let rejected = results.len();
-            return error(StatusCode::UNPROCESSABLE_ENTITY, "all_rejected", format!("all {rejected} records were rejected"), results);
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "all_rejected",
+                format!("all {rejected} records were rejected"),
+                results,
+            );
         }
         if let Err(e) = self.publisher.publish(kind, &checked).await {
             tracing::warn!(token = %grant.name, error = %e, "gateway: produce failed");
@@ -159,18 +253,33 @@ impl Gateway {
             );
         }
         tracing::debug!(token = %grant.name, accepted = checked.len(), rejected = results.len() - checked.len(), "gateway: records produced");
-        let response = IngestResponse { accepted: checked.len(), rejected: results.len() - checked.len(), results };
+        let response = IngestResponse {
+            accepted: checked.len(),
+            rejected: results.len() - checked.len(),
+            results,
+        };
         json(StatusCode::ACCEPTED, &response)
     }
 
     /// Per-record results and the accepted records with their index.
-    fn validate(&self, kind: EventKind, parts: &[(usize, &[u8])]) -> (Vec<RecordResult>, Vec<(usize, Checked)>) {
+    fn validate(
+        &self,
+        kind: EventKind,
+        parts: &[(usize, &[u8])],
+    ) -> (Vec<RecordResult>, Vec<(usize, Checked)>) {
         let mut results = Vec::with_capacity(parts.len());
         let mut accepted = Vec::new();
         for (index, (line, bytes)) in parts.iter().enumerate() {
             match check(&self.decoder, kind, bytes.to_vec()) {
                 Ok(checked) => {
-                    results.push(RecordResult { index, line: *line, status: "accepted", id: Some(checked.id.clone()), reason: None, detail: None });
+                    results.push(RecordResult {
+                        index,
+                        line: *line,
+                        status: "accepted",
+                        id: Some(checked.id.clone()),
+                        reason: None,
+                        detail: None,
+                    });
                     accepted.push((index, checked));
                 }
                 Err(reject) => results.push(RecordResult {
@@ -189,27 +298,43 @@ impl Gateway {
 
 /// 403 when any valid record is for a province the token may not submit for; nothing of
 /// the request is produced then.
-fn forbidden(grant: &Grant, results: &[RecordResult], accepted: &[(usize, Checked)]) -> Option<Response> {
-    let refused: Vec<&(usize, Checked)> = accepted.iter().filter(|(_, c)| !grant.allows(&c.province_code)).collect();
+fn forbidden(
+    grant: &Grant,
+    results: &[RecordResult],
+    accepted: &[(usize, Checked)],
+) -> Option<Response> {
+    let refused: Vec<&(usize, Checked)> = accepted
+        .iter()
+        .filter(|(_, c)| !grant.allows(&c.province_code))
+        .collect();
     if refused.is_empty() {
         return None;
     }
     let listed: Vec<RecordResult> = refused
         .iter()
         .map(|(index, c)| RecordResult {
-            detail: Some(format!("province {} is not allowed for this token", c.province_code)),
+            detail: Some(format!(
+                "province {} is not allowed for this token",
+                c.province_code
+            )),
             reason: Some("province_not_allowed"),
             status: "rejected",
             ..results[*index].clone()
         })
         .collect();
-    let mut provinces: Vec<&str> = refused.iter().map(|(_, c)| c.province_code.as_str()).collect();
+    let mut provinces: Vec<&str> = refused
+        .iter()
+        .map(|(_, c)| c.province_code.as_str())
+        .collect();
     provinces.sort();
     provinces.dedup();
     Some(error(
         StatusCode::FORBIDDEN,
         "province_not_allowed",
-        format!("this token may not submit for province {}; nothing was produced", provinces.join(", ")),
+        format!(
+            "this token may not submit for province {}; nothing was produced",
+            provinces.join(", ")
+        ),
         listed,
     ))
 }
@@ -226,8 +351,12 @@ mod tests {
 
     #[tokio::test]
     async fn an_oversized_body_is_recognised_while_reading() {
-        let error = axum::body::to_bytes(Body::from(vec![b'x'; 100]), 10).await.unwrap_err();
+        let error = axum::body::to_bytes(Body::from(vec![b'x'; 100]), 10)
+            .await
+            .unwrap_err();
         assert!(is_length_limit(&error));
-        assert!(axum::body::to_bytes(Body::from(vec![b'x'; 10]), 10).await.is_ok());
+        assert!(axum::body::to_bytes(Body::from(vec![b'x'; 10]), 10)
+            .await
+            .is_ok());
     }
 }

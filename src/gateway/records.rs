@@ -8,7 +8,11 @@ pub fn split(body: &[u8]) -> Vec<(usize, &[u8])> {
         return Vec::new();
     }
     if serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
-        let first_line = 1 + body.iter().take_while(|b| b.is_ascii_whitespace()).filter(|b| **b == b'\n').count();
+        let first_line = 1 + body
+            .iter()
+            .take_while(|b| b.is_ascii_whitespace())
+            .filter(|b| **b == b'\n')
+            .count();
         return vec![(first_line, body)];
     }
     body.split(|b| *b == b'\n')
@@ -63,7 +67,10 @@ mod tests {
         assert_eq!(single.len(), 1);
         assert_eq!(single[0].0, 2);
         let batch = split(b"{\"a\":1}\n\n{\"a\":2}\r\nnot json\n");
-        assert_eq!(batch.iter().map(|(line, _)| *line).collect::<Vec<_>>(), vec![1, 3, 4]);
+        assert_eq!(
+            batch.iter().map(|(line, _)| *line).collect::<Vec<_>>(),
+            vec![1, 3, 4]
+        );
         assert_eq!(batch[2].1, b"not json");
     }
 }

@@ -25,7 +25,9 @@ pub struct Grant {
 
 impl Grant {
     pub fn allows(&self, province_code_2025: &str) -> bool {
-        self.provinces.as_ref().is_none_or(|p| p.contains(province_code_2025))
+        self.provinces
+            .as_ref()
+            .is_none_or(|p| p.contains(province_code_2025))
     }
 }
 
@@ -58,10 +60,16 @@ pub struct TokenTable {
 
 impl TokenTable {
     /// Province codes must be 2025-system codes of `provinces` (or `*`).
-    pub fn new(tokens: &[GatewayToken], provinces: &ProvinceRegistry) -> Result<Self, TokenConfigError> {
+    pub fn new(
+        tokens: &[GatewayToken],
+        provinces: &ProvinceRegistry,
+    ) -> Result<Self, TokenConfigError> {
         let mut by_hash = HashMap::new();
         for token in tokens {
-            let error = |message: String| TokenConfigError { name: token.name.clone(), message };
+            let error = |message: String| TokenConfigError {
+                name: token.name.clone(),
+                message,
+            };
             let allowed = if token.provinces.iter().any(|p| p == "*") {
                 None
             } else {
@@ -72,8 +80,15 @@ impl TokenTable {
                 }
                 Some(token.provinces.iter().cloned().collect())
             };
-            let grant = Arc::new(Grant { name: token.name.clone(), provinces: allowed, rate: (token.burst, token.requests_per_second) });
-            if by_hash.insert(token.sha256.to_ascii_lowercase(), grant).is_some() {
+            let grant = Arc::new(Grant {
+                name: token.name.clone(),
+                provinces: allowed,
+                rate: (token.burst, token.requests_per_second),
+            });
+            if by_hash
+                .insert(token.sha256.to_ascii_lowercase(), grant)
+                .is_some()
+            {
                 return Err(error("the same token hash is configured twice".into()));
             }
         }
@@ -92,7 +107,10 @@ impl TokenTable {
         if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
             return Err(AuthError::Missing);
         }
-        self.by_hash.get(&hash_token(token)).cloned().ok_or(AuthError::Unknown)
+        self.by_hash
+            .get(&hash_token(token))
+            .cloned()
+            .ok_or(AuthError::Unknown)
     }
 }
 
@@ -102,15 +120,30 @@ mod tests {
 
     fn table() -> TokenTable {
         let tokens = vec![
-            GatewayToken { name: "hcm".into(), sha256: hash_token("secret-79"), provinces: vec!["79".into()], requests_per_second: None, burst: None },
-            GatewayToken { name: "national".into(), sha256: hash_token("secret-all").to_uppercase(), provinces: vec!["*".into()], requests_per_second: None, burst: None },
+            GatewayToken {
+                name: "hcm".into(),
+                sha256: hash_token("secret-79"),
+                provinces: vec!["79".into()],
+                requests_per_second: None,
+                burst: None,
+            },
+            GatewayToken {
+                name: "national".into(),
+                sha256: hash_token("secret-all").to_uppercase(),
+                provinces: vec!["*".into()],
+                requests_per_second: None,
+                burst: None,
+            },
         ];
         TokenTable::new(&tokens, &ProvinceRegistry::builtin()).unwrap()
     }
 
     #[test]
     fn hash_is_hex_sha256() {
-        assert_eq!(hash_token("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            hash_token("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]
@@ -122,19 +155,46 @@ mod tests {
         let national = table.authenticate(Some("bearer  secret-all ")).unwrap();
         assert!(national.allows("01") && national.allows("79"));
         assert_eq!(table.authenticate(None), Err(AuthError::Missing));
-        assert_eq!(table.authenticate(Some("Basic abc")), Err(AuthError::Missing));
+        assert_eq!(
+            table.authenticate(Some("Basic abc")),
+            Err(AuthError::Missing)
+        );
         assert_eq!(table.authenticate(Some("Bearer ")), Err(AuthError::Missing));
-        assert_eq!(table.authenticate(Some("Bearer secret-80")), Err(AuthError::Unknown));
+        assert_eq!(
+            table.authenticate(Some("Bearer secret-80")),
+            Err(AuthError::Unknown)
+        );
     }
 
     #[test]
     fn configuration_errors_are_reported() {
         let registry = ProvinceRegistry::builtin();
-        let bad_code = [GatewayToken { name: "x".into(), sha256: hash_token("a"), provinces: vec!["64".into()], requests_per_second: None, burst: None }];
-        assert!(TokenTable::new(&bad_code, &registry).unwrap_err().to_string().contains("64"));
+        let bad_code = [GatewayToken {
+            name: "x".into(),
+            sha256: hash_token("a"),
+            provinces: vec!["64".into()],
+            requests_per_second: None,
+            burst: None,
+        }];
+        assert!(TokenTable::new(&bad_code, &registry)
+            .unwrap_err()
+            .to_string()
+            .contains("64"));
         let twice = [
-            GatewayToken { name: "a".into(), sha256: hash_token("a"), provinces: vec!["79".into()], requests_per_second: None, burst: None },
-            GatewayToken { name: "b".into(), sha256: hash_token("a"), provinces: vec!["01".into()], requests_per_second: None, burst: None },
+            GatewayToken {
+                name: "a".into(),
+                sha256: hash_token("a"),
+                provinces: vec!["79".into()],
+                requests_per_second: None,
+                burst: None,
+            },
+            GatewayToken {
+                name: "b".into(),
+                sha256: hash_token("a"),
+                provinces: vec!["01".into()],
+                requests_per_second: None,
+                burst: None,
+            },
         ];
         assert!(TokenTable::new(&twice, &registry).is_err());
     }

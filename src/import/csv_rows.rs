@@ -56,7 +56,11 @@ pub enum Target {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LayoutError {
     #[error("column {column} ({header:?}): {message}")]
-    Column { column: usize, header: String, message: String },
+    Column {
+        column: usize,
+        header: String,
+        message: String,
+    },
     #[error("default for {field:?}: not a {kind} contract field")]
     Default { field: String, kind: &'static str },
     #[error("two columns map to {0:?}")]
@@ -73,14 +77,27 @@ pub struct Layout {
 }
 
 impl Layout {
-    pub fn new(kind: EventKind, header: &[String], mapping: &CsvMapping, list_separator: &str) -> Result<Self, LayoutError> {
+    pub fn new(
+        kind: EventKind,
+        header: &[String],
+        mapping: &CsvMapping,
+        list_separator: &str,
+    ) -> Result<Self, LayoutError> {
         let known = fields(kind);
         let mut targets = Vec::with_capacity(header.len());
         let mut seen = std::collections::HashSet::new();
         for (index, raw_header) in header.iter().enumerate() {
             let header = raw_header.trim();
-            let name = mapping.columns.get(header).map(String::as_str).unwrap_or(header);
-            let column_error = |message: String| LayoutError::Column { column: index + 1, header: header.to_owned(), message };
+            let name = mapping
+                .columns
+                .get(header)
+                .map(String::as_str)
+                .unwrap_or(header);
+            let column_error = |message: String| LayoutError::Column {
+                column: index + 1,
+                header: header.to_owned(),
+                message,
+            };
             let target = if name == "-" {
                 Target::Skip
             } else if let Some(field) = known.iter().find(|f| **f == name) {
@@ -115,10 +132,21 @@ impl Layout {
         }
         let mut defaults = Vec::new();
         for (field, value) in &mapping.defaults {
-            let field = known.iter().find(|f| *f == field).ok_or_else(|| LayoutError::Default { field: field.clone(), kind: kind.as_str() })?;
+            let field = known
+                .iter()
+                .find(|f| *f == field)
+                .ok_or_else(|| LayoutError::Default {
+                    field: field.clone(),
+                    kind: kind.as_str(),
+                })?;
             defaults.push((*field, value.clone()));
         }
-        Ok(Self { kind, targets, defaults, list_separator: list_separator.to_owned() })
+        Ok(Self {
+            kind,
+            targets,
+            defaults,
+            list_separator: list_separator.to_owned(),
+        })
     }
 
     pub fn columns(&self) -> usize {
@@ -136,7 +164,12 @@ impl Layout {
             match target {
                 Target::Skip => {}
                 Target::Field("expectations") => {
-                    expectations.extend(cell.split(self.list_separator.as_str()).map(str::trim).filter(|s| !s.is_empty()).map(Value::from));
+                    expectations.extend(
+                        cell.split(self.list_separator.as_str())
+                            .map(str::trim)
+                            .filter(|s| !s.is_empty())
+                            .map(Value::from),
+                    );
                 }
                 Target::Field(_) if cell.is_empty() => {}
                 Target::Field(field) => {
@@ -153,7 +186,9 @@ impl Layout {
             }
         }
         for (field, value) in &self.defaults {
-            object.entry(field.to_string()).or_insert_with(|| Value::from(field_value(field, value)));
+            object
+                .entry(field.to_string())
+                .or_insert_with(|| Value::from(field_value(field, value)));
         }
         if self.kind == EventKind::Survey {
             object.insert("answers".into(), Value::Object(answers));
@@ -194,7 +229,11 @@ fn answer_value(cell: &str) -> Value {
 
 /// An expectation column is ticked by any mark except blanks and explicit negatives.
 fn ticked(cell: &str) -> bool {
-    !cell.is_empty() && !matches!(cell.to_lowercase().as_str(), "0" | "no" | "false" | "không" | "khong" | "n")
+    !cell.is_empty()
+        && !matches!(
+            cell.to_lowercase().as_str(),
+            "0" | "no" | "false" | "không" | "khong" | "n"
+        )
 }
 
 #[cfg(test)]
@@ -208,13 +247,29 @@ mod tests {
     #[test]
     fn survey_columns_become_fields_answers_and_expectations() {
         let mut mapping = CsvMapping::default();
-        mapping.columns.insert("Mã phiếu".into(), "submission_id".into());
+        mapping
+            .columns
+            .insert("Mã phiếu".into(), "submission_id".into());
         mapping.columns.insert("STT".into(), "-".into());
-        mapping.columns.insert("Rút ngắn thời gian".into(), "expectation:expect.shorter_time".into());
-        mapping.defaults.insert("framework".into(), "BNV-2640-2017".into());
+        mapping.columns.insert(
+            "Rút ngắn thời gian".into(),
+            "expectation:expect.shorter_time".into(),
+        );
+        mapping
+            .defaults
+            .insert("framework".into(), "BNV-2640-2017".into());
         let layout = Layout::new(
             EventKind::Survey,
-            &header(&["STT", "Mã phiếu", "province_code", "access.1", "staff.1", "result.3", "Rút ngắn thời gian", "expectations"]),
+            &header(&[
+                "STT",
+                "Mã phiếu",
+                "province_code",
+                "access.1",
+                "staff.1",
+                "result.3",
+                "Rút ngắn thời gian",
+                "expectations",
+            ]),
             &mapping,
             ";",
         )
@@ -227,7 +282,10 @@ mod tests {
         assert_eq!(row["answers"]["access.1"], 5);
         assert_eq!(row["answers"]["staff.1"], Value::Null);
         assert_eq!(row["answers"]["result.3"], "x");
-        assert_eq!(row["expectations"], serde_json::json!(["expect.shorter_time", "expect.a", "expect.b"]));
+        assert_eq!(
+            row["expectations"],
+            serde_json::json!(["expect.shorter_time", "expect.a", "expect.b"])
+        );
         let unticked = layout.row(&["8", "s-2", "79", "4", "4", "4", "0", ""]);
         assert!(!unticked.contains_key("expectations"));
         assert_eq!(unticked["province_code"], "79");
@@ -236,8 +294,16 @@ mod tests {
     #[test]
     fn empty_cells_leave_fields_absent_and_defaults_do_not_override_cells() {
         let mut mapping = CsvMapping::default();
-        mapping.defaults.insert("framework".into(), "DEFAULT".into());
-        let layout = Layout::new(EventKind::Survey, &header(&["submission_id", "framework", "agency_id"]), &mapping, ";").unwrap();
+        mapping
+            .defaults
+            .insert("framework".into(), "DEFAULT".into());
+        let layout = Layout::new(
+            EventKind::Survey,
+            &header(&["submission_id", "framework", "agency_id"]),
+            &mapping,
+            ";",
+        )
+        .unwrap();
         let row = layout.row(&["s-1", "OTHER", ""]);
         assert_eq!(row["framework"], "OTHER");
         assert!(!row.contains_key("agency_id"));
@@ -247,16 +313,43 @@ mod tests {
     #[test]
     fn hotline_rejects_unknown_columns_and_bad_mappings() {
         let mapping = CsvMapping::default();
-        let err = Layout::new(EventKind::Hotline, &header(&["event_id", "Ghi chú"]), &mapping, ";").unwrap_err();
-        assert!(matches!(err, LayoutError::Column { column: 2, .. }), "{err}");
-        let layout = Layout::new(EventKind::Hotline, &header(&["event_id", "type", "reporter_phone"]), &mapping, ";").unwrap();
+        let err = Layout::new(
+            EventKind::Hotline,
+            &header(&["event_id", "Ghi chú"]),
+            &mapping,
+            ";",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(err, LayoutError::Column { column: 2, .. }),
+            "{err}"
+        );
+        let layout = Layout::new(
+            EventKind::Hotline,
+            &header(&["event_id", "type", "reporter_phone"]),
+            &mapping,
+            ";",
+        )
+        .unwrap();
         let row = layout.row(&["h-1", "received", "0901234567"]);
         assert_eq!(row["type"], "received");
         assert!(!row.contains_key("answers"));
-        let err = Layout::new(EventKind::Survey, &header(&["access.1", "access.1"]), &mapping, ";").unwrap_err();
+        let err = Layout::new(
+            EventKind::Survey,
+            &header(&["access.1", "access.1"]),
+            &mapping,
+            ";",
+        )
+        .unwrap_err();
         assert_eq!(err, LayoutError::Duplicate("access.1".into()));
         let mut bad_default = CsvMapping::default();
         bad_default.defaults.insert("nope".into(), "x".into());
-        assert!(Layout::new(EventKind::Survey, &header(&["submission_id"]), &bad_default, ";").is_err());
+        assert!(Layout::new(
+            EventKind::Survey,
+            &header(&["submission_id"]),
+            &bad_default,
+            ";"
+        )
+        .is_err());
     }
 }

@@ -68,7 +68,10 @@ fn canonical(value: &serde_json::Value, out: &mut String) {
 }
 
 /// Gives an object without an id (absent, null or blank) its derived id.
-pub fn with_id(kind: EventKind, mut object: serde_json::Map<String, serde_json::Value>) -> serde_json::Map<String, serde_json::Value> {
+pub fn with_id(
+    kind: EventKind,
+    mut object: serde_json::Map<String, serde_json::Value>,
+) -> serde_json::Map<String, serde_json::Value> {
     let field = id_field(kind);
     let has_id = match object.get(field) {
         None | Some(serde_json::Value::Null) => false,
@@ -128,7 +131,11 @@ pub async fn run(
     let mut chunk: Vec<Checked> = Vec::with_capacity(CHUNK);
     let mut position = 0;
     for record in records {
-        let SourceRecord { line, byte_end, payload } = record?;
+        let SourceRecord {
+            line,
+            byte_end,
+            payload,
+        } = record?;
         report.rows += 1;
         position = byte_end;
         match payload.and_then(|bytes| check(decoder, kind, bytes)) {
@@ -145,7 +152,12 @@ pub async fn run(
     Ok(report)
 }
 
-async fn flush(publisher: Option<&Publisher>, kind: EventKind, chunk: &mut Vec<Checked>, report: &mut ImportReport) -> Result<(), PublishError> {
+async fn flush(
+    publisher: Option<&Publisher>,
+    kind: EventKind,
+    chunk: &mut Vec<Checked>,
+    report: &mut ImportReport,
+) -> Result<(), PublishError> {
     if let Some(publisher) = publisher {
         publisher.publish(kind, chunk).await?;
     }
@@ -164,22 +176,46 @@ mod tests {
 
     #[test]
     fn derived_ids_depend_on_content_only() {
-        let a = object(serde_json::json!({"province_code": "79", "answers": {"access.1": 5, "staff.1": null}}));
-        let b = object(serde_json::json!({"answers": {"staff.1": null, "access.1": 5}, "province_code": "79"}));
-        let c = object(serde_json::json!({"province_code": "79", "answers": {"access.1": 4, "staff.1": null}}));
-        assert_eq!(derived_id(EventKind::Survey, &a), derived_id(EventKind::Survey, &b));
-        assert_ne!(derived_id(EventKind::Survey, &a), derived_id(EventKind::Survey, &c));
-        assert_ne!(derived_id(EventKind::Survey, &a), derived_id(EventKind::Hotline, &a));
+        let a = object(
+            serde_json::json!({"province_code": "79", "answers": {"access.1": 5, "staff.1": null}}),
+        );
+        let b = object(
+            serde_json::json!({"answers": {"staff.1": null, "access.1": 5}, "province_code": "79"}),
+        );
+        let c = object(
+            serde_json::json!({"province_code": "79", "answers": {"access.1": 4, "staff.1": null}}),
+        );
+        assert_eq!(
+            derived_id(EventKind::Survey, &a),
+            derived_id(EventKind::Survey, &b)
+        );
+        assert_ne!(
+            derived_id(EventKind::Survey, &a),
+            derived_id(EventKind::Survey, &c)
+        );
+        assert_ne!(
+            derived_id(EventKind::Survey, &a),
+            derived_id(EventKind::Hotline, &a)
+        );
         assert!(derived_id(EventKind::Survey, &a).starts_with("imp-"));
         assert_eq!(derived_id(EventKind::Survey, &a).len(), 36);
     }
 
     #[test]
     fn an_existing_id_is_kept_and_a_blank_one_replaced() {
-        let kept = with_id(EventKind::Survey, object(serde_json::json!({"submission_id": "s-1"})));
+        let kept = with_id(
+            EventKind::Survey,
+            object(serde_json::json!({"submission_id": "s-1"})),
+        );
         assert_eq!(kept["submission_id"], "s-1");
-        let blank = with_id(EventKind::Hotline, object(serde_json::json!({"event_id": " ", "ticket_id": "t"})));
-        let absent = with_id(EventKind::Hotline, object(serde_json::json!({"ticket_id": "t"})));
+        let blank = with_id(
+            EventKind::Hotline,
+            object(serde_json::json!({"event_id": " ", "ticket_id": "t"})),
+        );
+        let absent = with_id(
+            EventKind::Hotline,
+            object(serde_json::json!({"ticket_id": "t"})),
+        );
         assert_eq!(blank["event_id"], absent["event_id"]);
         assert!(absent["event_id"].as_str().unwrap().starts_with("imp-"));
     }

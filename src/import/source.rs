@@ -48,12 +48,26 @@ pub struct SourceRecord {
 }
 
 pub enum Records {
-    Csv { reader: csv::Reader<Box<dyn Read + Send>>, layout: Layout, kind: EventKind },
-    Ndjson { reader: Box<dyn BufRead + Send>, kind: EventKind, line: u64, bytes: u64 },
+    Csv {
+        reader: csv::Reader<Box<dyn Read + Send>>,
+        layout: Layout,
+        kind: EventKind,
+    },
+    Ndjson {
+        reader: Box<dyn BufRead + Send>,
+        kind: EventKind,
+        line: u64,
+        bytes: u64,
+    },
 }
 
 impl Records {
-    pub fn open(kind: EventKind, format: Format, input: Box<dyn Read + Send>, config: &ImportConfig) -> Result<Self, SourceError> {
+    pub fn open(
+        kind: EventKind,
+        format: Format,
+        input: Box<dyn Read + Send>,
+        config: &ImportConfig,
+    ) -> Result<Self, SourceError> {
         match format {
             Format::Csv => {
                 let mut reader = csv::ReaderBuilder::new()
@@ -70,7 +84,11 @@ impl Records {
                     .map(|(i, cell)| {
                         let text = String::from_utf8_lossy(cell).into_owned();
                         // Spreadsheet programs start UTF-8 exports with a byte order mark.
-                        if i == 0 { text.trim_start_matches('\u{feff}').to_owned() } else { text }
+                        if i == 0 {
+                            text.trim_start_matches('\u{feff}').to_owned()
+                        } else {
+                            text
+                        }
                     })
                     .collect();
                 let mapping = match kind {
@@ -78,9 +96,18 @@ impl Records {
                     EventKind::Hotline => &config.hotline,
                 };
                 let layout = Layout::new(kind, &names, mapping, &config.list_separator)?;
-                Ok(Records::Csv { reader, layout, kind })
+                Ok(Records::Csv {
+                    reader,
+                    layout,
+                    kind,
+                })
             }
-            Format::Ndjson => Ok(Records::Ndjson { reader: Box::new(std::io::BufReader::new(input)), kind, line: 0, bytes: 0 }),
+            Format::Ndjson => Ok(Records::Ndjson {
+                reader: Box::new(std::io::BufReader::new(input)),
+                kind,
+                line: 0,
+                bytes: 0,
+            }),
         }
     }
 }
@@ -90,7 +117,11 @@ impl Iterator for Records {
 
     fn next(&mut self) -> Option<Self::Item> {
         match self {
-            Records::Csv { reader, layout, kind } => {
+            Records::Csv {
+                reader,
+                layout,
+                kind,
+            } => {
                 let mut record = csv::ByteRecord::new();
                 match reader.read_byte_record(&mut record) {
                     Ok(false) => None,
@@ -98,11 +129,20 @@ impl Iterator for Records {
                     Ok(true) => {
                         let line = record.position().map(|p| p.line()).unwrap_or(0);
                         let byte_end = reader.position().byte();
-                        Some(Ok(SourceRecord { line, byte_end, payload: csv_payload(*kind, layout, &record) }))
+                        Some(Ok(SourceRecord {
+                            line,
+                            byte_end,
+                            payload: csv_payload(*kind, layout, &record),
+                        }))
                     }
                 }
             }
-            Records::Ndjson { reader, kind, line, bytes } => loop {
+            Records::Ndjson {
+                reader,
+                kind,
+                line,
+                bytes,
+            } => loop {
                 let mut buffer = Vec::new();
                 match reader.read_until(b'\n', &mut buffer) {
                     Ok(0) => return None,
@@ -113,7 +153,11 @@ impl Iterator for Records {
                         if buffer.iter().all(u8::is_ascii_whitespace) {
                             continue;
                         }
-                        return Some(Ok(SourceRecord { line: *line, byte_end: *bytes, payload: Ok(ndjson_payload(*kind, buffer)) }));
+                        return Some(Ok(SourceRecord {
+                            line: *line,
+                            byte_end: *bytes,
+                            payload: Ok(ndjson_payload(*kind, buffer)),
+                        }));
                     }
                 }
             },
@@ -121,14 +165,29 @@ impl Iterator for Records {
     }
 }
 
-fn csv_payload(kind: EventKind, layout: &Layout, record: &csv::ByteRecord) -> Result<Vec<u8>, Reject> {
+fn csv_payload(
+    kind: EventKind,
+    layout: &Layout,
+    record: &csv::ByteRecord,
+) -> Result<Vec<u8>, Reject> {
     if record.len() != layout.columns() {
-        return Err(Reject::new(RejectReason::Undecodable, format!("the row has {} cells, the header has {}", record.len(), layout.columns())));
+        return Err(Reject::new(
+            RejectReason::Undecodable,
+            format!(
+                "the row has {} cells, the header has {}",
+                record.len(),
+                layout.columns()
+            ),
+        ));
     }
     let mut cells = Vec::with_capacity(record.len());
     for (i, cell) in record.iter().enumerate() {
-        let text = std::str::from_utf8(cell)
-            .map_err(|_| Reject::new(RejectReason::Undecodable, format!("cell {} is not UTF-8 (export the file as UTF-8)", i + 1)))?;
+        let text = std::str::from_utf8(cell).map_err(|_| {
+            Reject::new(
+                RejectReason::Undecodable,
+                format!("cell {} is not UTF-8 (export the file as UTF-8)", i + 1),
+            )
+        })?;
         cells.push(text);
     }
     let object = with_id(kind, layout.row(&cells));
@@ -159,18 +218,28 @@ mod tests {
 
     fn records(kind: EventKind, format: Format, text: &str) -> Vec<SourceRecord> {
         let input: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(text.as_bytes().to_vec()));
-        Records::open(kind, format, input, &ImportConfig::default()).unwrap().map(Result::unwrap).collect()
+        Records::open(kind, format, input, &ImportConfig::default())
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
     }
 
     #[test]
     fn csv_lines_count_quoted_newlines_and_bad_rows_are_rejected() {
         let text = "\u{feff}submission_id,agency_id,access.1\ns-1,\"a\nb\",5\ns-2,x\ns-3,y,4\n";
         let rows = records(EventKind::Survey, Format::Csv, text);
-        assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), vec![2, 4, 5]);
-        let first: serde_json::Value = serde_json::from_slice(rows[0].payload.as_ref().unwrap()).unwrap();
+        assert_eq!(
+            rows.iter().map(|r| r.line).collect::<Vec<_>>(),
+            vec![2, 4, 5]
+        );
+        let first: serde_json::Value =
+            serde_json::from_slice(rows[0].payload.as_ref().unwrap()).unwrap();
         assert_eq!(first["submission_id"], "s-1");
         assert_eq!(first["answers"]["access.1"], 5);
-        assert_eq!(rows[1].payload.as_ref().unwrap_err().reason, RejectReason::Undecodable);
+        assert_eq!(
+            rows[1].payload.as_ref().unwrap_err().reason,
+            RejectReason::Undecodable
+        );
         assert_eq!(rows[2].byte_end, text.len() as u64);
     }
 
@@ -178,17 +247,33 @@ mod tests {
     fn ndjson_skips_blank_lines_and_adds_missing_ids_only() {
         let text = "{\"submission_id\":\"s-1\"}\n\n{\"agency_id\":\"x\"}\nnot json\n";
         let rows = records(EventKind::Survey, Format::Ndjson, text);
-        assert_eq!(rows.iter().map(|r| r.line).collect::<Vec<_>>(), vec![1, 3, 4]);
-        assert_eq!(rows[0].payload.as_ref().unwrap(), b"{\"submission_id\":\"s-1\"}\n");
-        let second: serde_json::Value = serde_json::from_slice(rows[1].payload.as_ref().unwrap()).unwrap();
-        assert!(second["submission_id"].as_str().unwrap().starts_with("imp-"));
+        assert_eq!(
+            rows.iter().map(|r| r.line).collect::<Vec<_>>(),
+            vec![1, 3, 4]
+        );
+        assert_eq!(
+            rows[0].payload.as_ref().unwrap(),
+            b"{\"submission_id\":\"s-1\"}\n"
+        );
+        let second: serde_json::Value =
+            serde_json::from_slice(rows[1].payload.as_ref().unwrap()).unwrap();
+        assert!(second["submission_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("imp-"));
         assert_eq!(rows[2].payload.as_ref().unwrap(), b"not json\n");
     }
 
     #[test]
     fn format_follows_the_extension() {
-        assert_eq!(Format::from_path(Path::new("x/export.CSV")), Some(Format::Csv));
-        assert_eq!(Format::from_path(Path::new("a.jsonl")), Some(Format::Ndjson));
+        assert_eq!(
+            Format::from_path(Path::new("x/export.CSV")),
+            Some(Format::Csv)
+        );
+        assert_eq!(
+            Format::from_path(Path::new("a.jsonl")),
+            Some(Format::Ndjson)
+        );
         assert_eq!(Format::from_path(Path::new("a.xlsx")), None);
     }
 }

@@ -373,7 +373,8 @@ impl IndexProcessor {
         }
         // Consumed one by one: a closing day can emit hundreds of thousands of values, and
         // each is freed as soon as its row exists.
-        slot.daily_satisfaction.reserve(emitted.satisfaction_daily.len());
+        slot.daily_satisfaction
+            .reserve(emitted.satisfaction_daily.len());
         for value in emitted.satisfaction_daily {
             if let Some(framework) = self.frameworks.get(&value.framework) {
                 slot.daily_satisfaction
@@ -492,7 +493,10 @@ impl IndexProcessor {
     }
 
     fn pending_daily_rows(&self) -> usize {
-        self.slots.values().map(|s| s.daily_satisfaction.len() + s.daily_hotline.len()).sum()
+        self.slots
+            .values()
+            .map(|s| s.daily_satisfaction.len() + s.daily_hotline.len())
+            .sum()
     }
 
     /// Every message folded since the last flush is now visible in the latest tables.

@@ -103,7 +103,10 @@ impl<C: Default> DayMap<C> {
     /// Counts of the days in `[from, to]`, in day order.
     fn range(&self, from: i64, to: i64) -> impl Iterator<Item = &C> {
         let start = self.0.partition_point(|(d, _)| i64::from(*d) < from);
-        self.0[start..].iter().take_while(move |(d, _)| i64::from(*d) <= to).map(|(_, c)| c)
+        self.0[start..]
+            .iter()
+            .take_while(move |(d, _)| i64::from(*d) <= to)
+            .map(|(_, c)| c)
     }
 
     fn drop_before(&mut self, day: i64) {
@@ -701,7 +704,9 @@ fn satisfaction_value(
 ) -> SatisfactionValue {
     // Empty sums have no per-criterion slots yet; give them the framework's shape.
     let columns = framework.columns();
-    let sized = if counts.criteria() == columns.criterion_ids.len() && counts.expectation_items() == columns.expectation_ids.len() {
+    let sized = if counts.criteria() == columns.criterion_ids.len()
+        && counts.expectation_items() == columns.expectation_ids.len()
+    {
         counts.clone()
     } else {
         let mut sized = SurveyCounts::new(framework);

@@ -1,6 +1,7 @@
 //! Turns a batch of input messages into raw rows, dead letters and the per-partition
 //! offsets that become safe to commit once all of them are acknowledged.
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::contract::decode::{Decoded, Decoder, EventKind};
 use crate::contract::reject::RejectReason;
@@ -11,11 +12,27 @@ use crate::sink::rows::{HotlineRow, KafkaCoordinates, SurveyRow};
 #[derive(Debug, Clone)]
 pub struct InputMessage {
     pub kind: EventKind,
-    pub topic: String,
+    pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
+    /// The broker's (or producer's) timestamp, for freshness.
+    pub produced_ms: Option<i64>,
+    /// Already acknowledged as raw rows (below the group's committed offset) and re-read
+    /// only because the index state starts earlier: it is folded, not written again.
+    pub index_only: bool,
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
+}
+
+/// A message as the index folds it: its valid event, or `None` for an offset that only
+/// advances the partition (invalid input is the dead-letter topic's).
+#[derive(Debug)]
+pub struct FoldInput {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+    pub produced_ms: Option<i64>,
+    pub event: Option<Decoded>,
 }
 
 #[derive(Debug, Default)]
@@ -31,25 +48,40 @@ pub struct BatchOutput {
     /// Newest event time among the valid events.
     pub newest_event_time: Option<i64>,
     pub valid_by_kind: BTreeMap<(&'static str, &'static str), u64>,
+    /// Every message in order, for the index (only when asked for).
+    pub folds: Vec<FoldInput>,
 }
 
 impl BatchOutput {
     /// Decodes and validates every message. Deterministic: no clock except `ingested_at`.
-    pub fn build(decoder: &Decoder, messages: &[InputMessage], ingested_at: i64) -> Self {
+    /// With `fold`, every message is also handed on in `folds` (decoded once for both).
+    pub fn build(
+        decoder: &Decoder,
+        messages: &[InputMessage],
+        ingested_at: i64,
+        fold: bool,
+    ) -> Self {
         let mut out = BatchOutput::default();
         for (index, message) in messages.iter().enumerate() {
+            let decoded = message
+                .payload
+                .as_deref()
+                .map(|payload| decoder.decode(message.kind, payload));
+            if message.index_only {
+                if fold {
+                    out.folds.push(fold_input(
+                        message,
+                        decoded.and_then(Result::ok).map(|(d, _)| d),
+                    ));
+                }
+                continue;
+            }
             let next = out
                 .next_offsets
-                .entry((message.topic.clone(), message.partition))
+                .entry((message.topic.to_string(), message.partition))
                 .or_insert(0);
             *next = (*next).max(message.offset + 1);
-            let at = KafkaCoordinates {
-                topic: message.topic.clone(),
-                partition: message.partition,
-                offset: message.offset,
-                ingested_at,
-            };
-            let Some(payload) = message.payload.as_deref() else {
+            let Some(decoded) = decoded else {
                 out.dead_letters.push(dead_letter(
                     message,
                     Vec::new(),
@@ -57,14 +89,23 @@ impl BatchOutput {
                     "message has no payload".into(),
                     false,
                 ));
+                if fold {
+                    out.folds.push(fold_input(message, None));
+                }
                 continue;
             };
-            match decoder.decode(message.kind, payload) {
+            match decoded {
                 Ok((decoded, encoding)) => {
+                    let at = KafkaCoordinates {
+                        topic: message.topic.to_string(),
+                        partition: message.partition,
+                        offset: message.offset,
+                        ingested_at,
+                    };
                     *out.valid_by_kind
                         .entry((message.kind.as_str(), encoding.as_str()))
                         .or_default() += 1;
-                    match decoded {
+                    match &decoded {
                         Decoded::Survey(survey) => {
                             out.newest_event_time =
                                 out.newest_event_time.max(Some(survey.submitted_at));
@@ -80,10 +121,18 @@ impl BatchOutput {
                             out.hotline_sources.push(index);
                         }
                     }
+                    if fold {
+                        out.folds.push(fold_input(message, Some(decoded)));
+                    }
                 }
                 Err(rejected) => {
+                    if fold {
+                        out.folds.push(fold_input(message, None));
+                    }
                     let redacted = rejected.dlq_payload.is_some();
-                    let payload = rejected.dlq_payload.unwrap_or_else(|| payload.to_vec());
+                    let payload = rejected
+                        .dlq_payload
+                        .unwrap_or_else(|| message.payload.clone().unwrap_or_default());
                     out.dead_letters.push(dead_letter(
                         message,
                         payload,
@@ -102,6 +151,16 @@ impl BatchOutput {
     }
 }
 
+fn fold_input(message: &InputMessage, event: Option<Decoded>) -> FoldInput {
+    FoldInput {
+        topic: Arc::clone(&message.topic),
+        partition: message.partition,
+        offset: message.offset,
+        produced_ms: message.produced_ms,
+        event,
+    }
+}
+
 pub fn dead_letter(
     message: &InputMessage,
     payload: Vec<u8>,
@@ -114,7 +173,7 @@ pub fn dead_letter(
         key: message.key.clone(),
         reason: reason.code(),
         detail,
-        source_topic: message.topic.clone(),
+        source_topic: message.topic.to_string(),
         source_partition: message.partition,
         source_offset: message.offset,
         redacted,

@@ -133,9 +133,11 @@ impl IngestPipeline {
                     }
                     batch.push(InputMessage {
                         kind,
-                        topic: topic.to_owned(),
+                        topic: topic.into(),
                         partition: message.partition(),
                         offset: message.offset(),
+                        produced_ms: message.timestamp().to_millis(),
+                        index_only: false,
                         key: message.key().map(<[u8]>::to_vec),
                         payload: message.payload().map(<[u8]>::to_vec),
                     });
@@ -152,7 +154,7 @@ impl IngestPipeline {
         let shared = Arc::clone(&batch);
         // Decoding is CPU work; keep it off the I/O threads (the batch is shared, not copied).
         let mut output =
-            tokio::task::spawn_blocking(move || BatchOutput::build(&decoder, &shared, now))
+            tokio::task::spawn_blocking(move || BatchOutput::build(&decoder, &shared, now, false))
                 .await
                 .expect("decoding does not panic");
         self.metrics.batch_messages.observe(batch.len() as f64);

@@ -22,13 +22,25 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 
 /// The OpenAPI document with the lists that come from configuration filled in: the
 /// loaded frameworks and the 2025 provinces.
-pub fn openapi_document(frameworks: &crate::domain::FrameworkCatalog, provinces: &crate::domain::ProvinceRegistry) -> Vec<u8> {
+pub fn openapi_document(
+    frameworks: &crate::domain::FrameworkCatalog,
+    provinces: &crate::domain::ProvinceRegistry,
+) -> Vec<u8> {
     let mut doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap_or_default();
     let framework_ids: Vec<&str> = frameworks.ids();
-    let province_codes: Vec<String> = provinces.provinces_2025().into_iter().map(|p| p.code).collect();
+    let province_codes: Vec<String> = provinces
+        .provinces_2025()
+        .into_iter()
+        .map(|p| p.code)
+        .collect();
     if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
         for operation in paths.values_mut().filter_map(|p| p.get_mut("get")) {
-            for parameter in operation.get_mut("parameters").and_then(|p| p.as_array_mut()).into_iter().flatten() {
+            for parameter in operation
+                .get_mut("parameters")
+                .and_then(|p| p.as_array_mut())
+                .into_iter()
+                .flatten()
+            {
                 let list = match parameter["name"].as_str() {
                     Some("framework") => serde_json::json!(framework_ids),
                     Some("province") => serde_json::json!(province_codes),
@@ -60,7 +72,11 @@ pub struct ApiError {
 
 impl From<ParamError> for ApiError {
     fn from(e: ParamError) -> Self {
-        Self { status: StatusCode::BAD_REQUEST, message: e.message, parameter: Some(e.parameter) }
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: e.message,
+            parameter: Some(e.parameter),
+        }
     }
 }
 
@@ -68,31 +84,59 @@ impl From<ParamError> for ApiError {
 impl From<tokio::task::JoinError> for ApiError {
     fn from(error: tokio::task::JoinError) -> Self {
         tracing::error!(%error, "response computation failed");
-        Self { status: StatusCode::INTERNAL_SERVER_ERROR, message: "internal error".into(), parameter: None }
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "internal error".into(),
+            parameter: None,
+        }
     }
 }
 
 impl ApiError {
     pub fn not_found(message: String) -> Self {
-        Self { status: StatusCode::NOT_FOUND, message, parameter: None }
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message,
+            parameter: None,
+        }
     }
 
     fn unavailable() -> Self {
-        Self { status: StatusCode::SERVICE_UNAVAILABLE, message: "the index database is unavailable; try again later".into(), parameter: None }
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: "the index database is unavailable; try again later".into(),
+            parameter: None,
+        }
     }
 
     pub fn response(&self) -> Response {
         let body = serde_json::json!({ "error": self.message, "parameter": self.parameter });
-        (self.status, [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], body.to_string()).into_response()
+        (
+            self.status,
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            body.to_string(),
+        )
+            .into_response()
     }
 }
 
 /// Runs one query, counted in `sipas_serve_clickhouse_queries_total`, bounded by the timeout.
-pub async fn fetch<T>(state: &ServeState, endpoint: &str, query: clickhouse::query::Query) -> Result<Vec<T>, ApiError>
+pub async fn fetch<T>(
+    state: &ServeState,
+    endpoint: &str,
+    query: clickhouse::query::Query,
+) -> Result<Vec<T>, ApiError>
 where
     T: clickhouse::Row + for<'b> clickhouse::RowRead<Value<'b> = T> + 'static,
 {
-    state.metrics.serve_queries.with_label_values(&[endpoint]).inc();
+    state
+        .metrics
+        .serve_queries
+        .with_label_values(&[endpoint])
+        .inc();
     let timeout = std::time::Duration::from_millis(state.config.query_timeout_ms);
     match tokio::time::timeout(timeout, query.fetch_all::<T>()).await {
         Ok(Ok(rows)) => Ok(rows),
@@ -111,7 +155,10 @@ where
 pub type QueryMap = Result<Query<BTreeMap<String, String>>, QueryRejection>;
 
 pub fn query_map(query: QueryMap) -> Result<BTreeMap<String, String>, ParamError> {
-    query.map(|Query(q)| q).map_err(|e| ParamError { parameter: "query".into(), message: format!("malformed query string: {}", e.body_text()) })
+    query.map(|Query(q)| q).map_err(|e| ParamError {
+        parameter: "query".into(),
+        message: format!("malformed query string: {}", e.body_text()),
+    })
 }
 
 /// True when an `If-None-Match` header lists `etag` (or `*`).
@@ -127,33 +174,63 @@ pub fn matches_etag(headers: &HeaderMap, etag: &str) -> bool {
 
 /// 200 with the body, or 304 when the client already has it; both with the ETag and a
 /// max-age of what is left of the entry's refresh interval.
-pub fn respond(state: &ServeState, endpoint: &str, headers: &HeaderMap, outcome: Result<Arc<Cached>, ApiError>) -> Response {
+pub fn respond(
+    state: &ServeState,
+    endpoint: &str,
+    headers: &HeaderMap,
+    outcome: Result<Arc<Cached>, ApiError>,
+) -> Response {
     let cached = match outcome {
         Ok(cached) => cached,
         Err(error) => {
-            state.metrics.serve_responses.with_label_values(&[endpoint, error.status.as_str()]).inc();
+            state
+                .metrics
+                .serve_responses
+                .with_label_values(&[endpoint, error.status.as_str()])
+                .inc();
             return error.response();
         }
     };
-    let left = state.refresh_interval().saturating_sub(cached.computed_at.elapsed()).as_secs();
-    let cache_control = HeaderValue::from_str(&format!("public, max-age={left}")).unwrap_or(HeaderValue::from_static("no-cache"));
+    let left = state
+        .refresh_interval()
+        .saturating_sub(cached.computed_at.elapsed())
+        .as_secs();
+    let cache_control = HeaderValue::from_str(&format!("public, max-age={left}"))
+        .unwrap_or(HeaderValue::from_static("no-cache"));
     let etag = HeaderValue::from_str(&cached.etag).unwrap_or(HeaderValue::from_static("\"\""));
-    let status = if matches_etag(headers, &cached.etag) { StatusCode::NOT_MODIFIED } else { StatusCode::OK };
-    state.metrics.serve_responses.with_label_values(&[endpoint, status.as_str()]).inc();
+    let status = if matches_etag(headers, &cached.etag) {
+        StatusCode::NOT_MODIFIED
+    } else {
+        StatusCode::OK
+    };
+    state
+        .metrics
+        .serve_responses
+        .with_label_values(&[endpoint, status.as_str()])
+        .inc();
     let mut response = if status == StatusCode::NOT_MODIFIED {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         let mut r = cached.body.clone().into_response();
-        r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         r
     };
     response.headers_mut().insert(header::ETAG, etag);
-    response.headers_mut().insert(header::CACHE_CONTROL, cache_control);
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, cache_control);
     response
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
-    serde_json::to_vec(value).map_err(|e| ApiError { status: StatusCode::INTERNAL_SERVER_ERROR, message: e.to_string(), parameter: None })
+    serde_json::to_vec(value).map_err(|e| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        message: e.to_string(),
+        parameter: None,
+    })
 }
 
 /// A normalised rankings request.
@@ -169,62 +246,122 @@ impl RankingsRequest {
         params::check_names(query, &["window", "framework", "as_of"])?;
         Ok(Self {
             window: params::window(query)?,
-            framework: params::framework(query, &state.frameworks, &state.config.default_framework)?,
+            framework: params::framework(
+                query,
+                &state.frameworks,
+                &state.config.default_framework,
+            )?,
             as_of: params::date(query, "as_of")?,
         })
     }
 
     pub fn key(&self) -> String {
-        format!("rankings|{}|{}|{:?}", self.framework, self.window.label(), self.as_of)
+        format!(
+            "rankings|{}|{}|{:?}",
+            self.framework,
+            self.window.label(),
+            self.as_of
+        )
     }
 }
 
 const RANKING_ORDER: &str = "ORDER BY isNull(rank), rank, province_code";
 
-pub async fn compute_rankings(state: &ServeState, request: &RankingsRequest) -> Result<Vec<u8>, ApiError> {
+pub async fn compute_rankings(
+    state: &ServeState,
+    request: &RankingsRequest,
+) -> Result<Vec<u8>, ApiError> {
     let window = request.window.label();
     let client = &state.clickhouse;
     let rows: Vec<RankingRow> = match request.as_of {
         None => {
             let sql = format!("SELECT ?fields FROM province_ranking_latest WHERE framework = ? AND window = ? {RANKING_ORDER}");
-            fetch(state, "rankings", client.query(&sql).bind(&request.framework).bind(&window)).await?
+            fetch(
+                state,
+                "rankings",
+                client.query(&sql).bind(&request.framework).bind(&window),
+            )
+            .await?
         }
         Some(day) if !params::storable_day(day) => Vec::new(),
         Some(day) => {
             let sql = format!("SELECT ?fields FROM province_ranking_daily WHERE framework = ? AND window = ? AND as_of = toDate(?) {RANKING_ORDER}");
-            fetch(state, "rankings", client.query(&sql).bind(&request.framework).bind(&window).bind(format_day(day))).await?
+            fetch(
+                state,
+                "rankings",
+                client
+                    .query(&sql)
+                    .bind(&request.framework)
+                    .bind(&window)
+                    .bind(format_day(day)),
+            )
+            .await?
         }
     };
-    let mut days: Vec<String> = rows.iter().map(|r| format_day(previous_as_of(request.window, i64::from(r.as_of)))).collect();
+    let mut days: Vec<String> = rows
+        .iter()
+        .map(|r| format_day(previous_as_of(request.window, i64::from(r.as_of))))
+        .collect();
     days.sort();
     days.dedup();
     let previous: Vec<PreviousRow> = if days.is_empty() {
         Vec::new()
     } else {
         let sql = "SELECT ?fields FROM province_ranking_daily WHERE framework = ? AND window = ? AND has(?, toString(as_of))";
-        fetch(state, "rankings", client.query(sql).bind(&request.framework).bind(&window).bind(days)).await?
+        fetch(
+            state,
+            "rankings",
+            client
+                .query(sql)
+                .bind(&request.framework)
+                .bind(&window)
+                .bind(days),
+        )
+        .await?
     };
     let w = request.window;
-    to_json(&views::rankings(&request.framework, &window, request.as_of, rows, &previous, |d| previous_as_of(w, d)))
+    to_json(&views::rankings(
+        &request.framework,
+        &window,
+        request.as_of,
+        rows,
+        &previous,
+        |d| previous_as_of(w, d),
+    ))
 }
 
-async fn rankings(State(state): State<ServeState>, query: QueryMap, headers: HeaderMap) -> Response {
+async fn rankings(
+    State(state): State<ServeState>,
+    query: QueryMap,
+    headers: HeaderMap,
+) -> Response {
     let request = match query_map(query).and_then(|query| RankingsRequest::parse(&state, &query)) {
         Ok(r) => r,
         Err(e) => return respond(&state, "rankings", &headers, Err(e.into())),
     };
     let (s, r) = (state.clone(), request.clone());
-    let outcome = state.cache.get_or_compute(&request.key(), move || async move { compute_rankings(&s, &r).await }).await;
+    let outcome = state
+        .cache
+        .get_or_compute(&request.key(), move || async move {
+            compute_rankings(&s, &r).await
+        })
+        .await;
     respond(&state, "rankings", &headers, outcome)
 }
 
-async fn unit(State(state): State<ServeState>, Path(unit_id): Path<String>, query: QueryMap, headers: HeaderMap) -> Response {
+async fn unit(
+    State(state): State<ServeState>,
+    Path(unit_id): Path<String>,
+    query: QueryMap,
+    headers: HeaderMap,
+) -> Response {
     let parsed = (|| {
         let query = query_map(query)?;
         params::check_names(&query, &["window", "framework", "days"])?;
         let unit_id = params::unit_id(&unit_id)?;
         let window = params::window(&query)?;
-        let framework = params::framework(&query, &state.frameworks, &state.config.default_framework)?;
+        let framework =
+            params::framework(&query, &state.frameworks, &state.config.default_framework)?;
         let days = params::integer(&query, "days", 90, 366)?;
         Ok::<_, ParamError>((unit_id, window, framework, days))
     })();
@@ -233,8 +370,15 @@ async fn unit(State(state): State<ServeState>, Path(unit_id): Path<String>, quer
         Err(e) => return respond(&state, "units", &headers, Err(e.into())),
     };
     // A 2025 province code names the province; anything else an agency.
-    let unit_type = if state.provinces.name_2025(&unit_id).is_some() { "province" } else { "agency" };
-    let key = format!("unit|{framework}|{unit_type}|{unit_id}|{}|{days}", window.label());
+    let unit_type = if state.provinces.name_2025(&unit_id).is_some() {
+        "province"
+    } else {
+        "agency"
+    };
+    let key = format!(
+        "unit|{framework}|{unit_type}|{unit_id}|{}|{days}",
+        window.label()
+    );
     let (s, state) = (state.clone(), state);
     let outcome = s
         .cache
@@ -289,28 +433,60 @@ impl HotlineRequest {
     pub fn parse(state: &ServeState, query: &BTreeMap<String, String>) -> Result<Self, ParamError> {
         params::check_names(query, &["province", "window", "by"])?;
         let province = params::province(query, &state.provinces)?;
-        Ok(Self { by: params::hotline_by(query, province.is_some())?, window: params::window(query)?, province })
+        Ok(Self {
+            by: params::hotline_by(query, province.is_some())?,
+            window: params::window(query)?,
+            province,
+        })
     }
 
     pub fn key(&self) -> String {
-        format!("hotline|{}|{:?}|{}", self.by, self.province, self.window.label())
+        format!(
+            "hotline|{}|{:?}|{}",
+            self.by,
+            self.province,
+            self.window.label()
+        )
     }
 }
 
-pub async fn compute_hotline(state: &ServeState, request: &HotlineRequest) -> Result<Vec<u8>, ApiError> {
+pub async fn compute_hotline(
+    state: &ServeState,
+    request: &HotlineRequest,
+) -> Result<Vec<u8>, ApiError> {
     let label = request.window.label();
     let client = &state.clickhouse;
     let rows: Vec<HotlineRow> = match &request.province {
         Some(province) => {
             let sql = "SELECT ?fields FROM hotline_kpi_latest FINAL WHERE unit_type = ? AND window = ? AND province_code = ? ORDER BY received DESC, unit_id";
-            fetch(state, "hotline", client.query(sql).bind(request.by).bind(&label).bind(province)).await?
+            fetch(
+                state,
+                "hotline",
+                client
+                    .query(sql)
+                    .bind(request.by)
+                    .bind(&label)
+                    .bind(province),
+            )
+            .await?
         }
         None => {
             let sql = "SELECT ?fields FROM hotline_kpi_latest FINAL WHERE unit_type = ? AND window = ? ORDER BY received DESC, unit_id";
-            fetch(state, "hotline", client.query(sql).bind(request.by).bind(&label)).await?
+            fetch(
+                state,
+                "hotline",
+                client.query(sql).bind(request.by).bind(&label),
+            )
+            .await?
         }
     };
-    to_json(&views::hotline(&label, request.by, request.province.clone(), rows, &state.provinces))
+    to_json(&views::hotline(
+        &label,
+        request.by,
+        request.province.clone(),
+        rows,
+        &state.provinces,
+    ))
 }
 
 async fn hotline(State(state): State<ServeState>, query: QueryMap, headers: HeaderMap) -> Response {
@@ -319,7 +495,12 @@ async fn hotline(State(state): State<ServeState>, query: QueryMap, headers: Head
         Err(e) => return respond(&state, "hotline", &headers, Err(e.into())),
     };
     let (s, r) = (state.clone(), request.clone());
-    let outcome = state.cache.get_or_compute(&request.key(), move || async move { compute_hotline(&s, &r).await }).await;
+    let outcome = state
+        .cache
+        .get_or_compute(&request.key(), move || async move {
+            compute_hotline(&s, &r).await
+        })
+        .await;
     respond(&state, "hotline", &headers, outcome)
 }
 
@@ -336,7 +517,10 @@ mod tests {
     fn if_none_match_lists_and_wildcards() {
         let mut headers = HeaderMap::new();
         assert!(!matches_etag(&headers, "\"a\""));
-        headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("\"x\", \"a\""));
+        headers.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"x\", \"a\""),
+        );
         assert!(matches_etag(&headers, "\"a\""));
         assert!(!matches_etag(&headers, "\"b\""));
         headers.insert(header::IF_NONE_MATCH, HeaderValue::from_static("*"));
@@ -346,15 +530,29 @@ mod tests {
     #[test]
     fn the_openapi_document_is_json_and_names_every_route() {
         let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
-        for path in ["/api/v1/rankings", "/api/v1/units/{unit_id}", "/api/v1/hotline/kpis", "/api/v1/health", "/api/v1/stream"] {
+        for path in [
+            "/api/v1/rankings",
+            "/api/v1/units/{unit_id}",
+            "/api/v1/hotline/kpis",
+            "/api/v1/health",
+            "/api/v1/stream",
+        ] {
             assert!(doc["paths"][path].is_object(), "{path} missing");
         }
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let frameworks = crate::domain::FrameworkCatalog::load_dir(&root.join("config/frameworks")).unwrap();
-        let filled: serde_json::Value = serde_json::from_slice(&openapi_document(&frameworks, &crate::domain::ProvinceRegistry::builtin())).unwrap();
+        let frameworks =
+            crate::domain::FrameworkCatalog::load_dir(&root.join("config/frameworks")).unwrap();
+        let filled: serde_json::Value = serde_json::from_slice(&openapi_document(
+            &frameworks,
+            &crate::domain::ProvinceRegistry::builtin(),
+        ))
+        .unwrap();
         let province = &filled["paths"]["/api/v1/hotline/kpis"]["get"]["parameters"][0];
         assert_eq!(province["name"], "province");
         assert_eq!(province["schema"]["enum"].as_array().unwrap().len(), 34);
-        assert_eq!(filled["paths"]["/api/v1/rankings"]["get"]["parameters"][1]["schema"]["enum"], serde_json::json!(["BNV-2640-2017"]));
+        assert_eq!(
+            filled["paths"]["/api/v1/rankings"]["get"]["parameters"][1]["schema"]["enum"],
+            serde_json::json!(["BNV-2640-2017"])
+        );
     }
 }

@@ -22,7 +22,11 @@ pub struct Cached {
 impl Cached {
     pub fn new(body: Vec<u8>) -> Self {
         let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&body))[..32]);
-        Self { body, etag, computed_at: Instant::now() }
+        Self {
+            body,
+            etag,
+            computed_at: Instant::now(),
+        }
     }
 }
 
@@ -44,7 +48,11 @@ where
     E: Clone + Send + Sync + From<tokio::task::JoinError> + 'static,
 {
     pub fn new(ttl: Duration, max_entries: usize) -> Self {
-        Self { slots: Mutex::new(HashMap::new()), ttl, max_entries }
+        Self {
+            slots: Mutex::new(HashMap::new()),
+            ttl,
+            max_entries,
+        }
     }
 
     pub fn ttl(&self) -> Duration {
@@ -60,7 +68,10 @@ where
         Fut: Future<Output = Result<Vec<u8>, E>> + Send + 'static,
     {
         let computation = {
-            let mut slots = self.slots.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut slots = self
+                .slots
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             match slots.get(key).filter(|c| usable(c, self.ttl)) {
                 Some(c) => c.clone(),
                 None => {
@@ -146,20 +157,38 @@ mod tests {
         assert_eq!(computations.load(Ordering::SeqCst), 1);
         assert!(tags.iter().all(|t| t == &tags[0]));
         // Another key is computed on its own.
-        cache.get_or_compute("other", || async { Ok(b"x".to_vec()) }).await.unwrap();
+        cache
+            .get_or_compute("other", || async { Ok(b"x".to_vec()) })
+            .await
+            .unwrap();
         assert_eq!(cache.len(), 2);
     }
 
     #[tokio::test]
     async fn expired_entries_are_recomputed_and_failures_cached() {
         let cache: Cache<Failed> = Cache::new(Duration::ZERO, 100);
-        let first = cache.get_or_compute("k", || async { Ok(b"a".to_vec()) }).await.unwrap();
-        let second = cache.get_or_compute("k", || async { Ok(b"b".to_vec()) }).await.unwrap();
+        let first = cache
+            .get_or_compute("k", || async { Ok(b"a".to_vec()) })
+            .await
+            .unwrap();
+        let second = cache
+            .get_or_compute("k", || async { Ok(b"b".to_vec()) })
+            .await
+            .unwrap();
         assert_ne!(first.etag, second.etag, "a zero ttl recomputes");
         let cache: Cache<Failed> = Cache::new(Duration::from_secs(3600), 100);
-        assert!(cache.get_or_compute("k", || async { Err(Failed("down".into())) }).await.is_err());
-        let again = cache.get_or_compute("k", || async { Ok(b"a".to_vec()) }).await;
-        assert_eq!(again.unwrap_err(), Failed("down".into()), "the failure is kept for the interval");
+        assert!(cache
+            .get_or_compute("k", || async { Err(Failed("down".into())) })
+            .await
+            .is_err());
+        let again = cache
+            .get_or_compute("k", || async { Ok(b"a".to_vec()) })
+            .await;
+        assert_eq!(
+            again.unwrap_err(),
+            Failed("down".into()),
+            "the failure is kept for the interval"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,7 +242,10 @@ mod tests {
     async fn the_number_of_entries_is_bounded() {
         let cache: Cache<Failed> = Cache::new(Duration::ZERO, 3);
         for i in 0..10 {
-            cache.get_or_compute(&i.to_string(), || async { Ok(Vec::new()) }).await.unwrap();
+            cache
+                .get_or_compute(&i.to_string(), || async { Ok(Vec::new()) })
+                .await
+                .unwrap();
         }
         assert!(cache.len() <= 3);
     }

@@ -12,15 +12,30 @@ const STYLE_CSS: &str = include_str!("dashboard/style.css");
 
 pub fn routes() -> Router {
     Router::new()
-        .route("/", get(|h: HeaderMap| async move { asset(&h, INDEX_HTML, "text/html; charset=utf-8") }))
-        .route("/assets/app.js", get(|h: HeaderMap| async move { asset(&h, APP_JS, "text/javascript; charset=utf-8") }))
-        .route("/assets/style.css", get(|h: HeaderMap| async move { asset(&h, STYLE_CSS, "text/css; charset=utf-8") }))
+        .route(
+            "/",
+            get(|h: HeaderMap| async move { asset(&h, INDEX_HTML, "text/html; charset=utf-8") }),
+        )
+        .route(
+            "/assets/app.js",
+            get(|h: HeaderMap| async move { asset(&h, APP_JS, "text/javascript; charset=utf-8") }),
+        )
+        .route(
+            "/assets/style.css",
+            get(|h: HeaderMap| async move { asset(&h, STYLE_CSS, "text/css; charset=utf-8") }),
+        )
 }
 
 /// Assets change only with the binary; `no-cache` + ETag revalidates cheaply.
 fn asset(headers: &HeaderMap, body: &'static str, content_type: &'static str) -> Response {
-    let etag = format!("\"{}\"", &hex::encode(Sha256::digest(body.as_bytes()))[..32]);
-    let common = [(header::ETAG, etag.clone()), (header::CACHE_CONTROL, "no-cache".to_string())];
+    let etag = format!(
+        "\"{}\"",
+        &hex::encode(Sha256::digest(body.as_bytes()))[..32]
+    );
+    let common = [
+        (header::ETAG, etag.clone()),
+        (header::CACHE_CONTROL, "no-cache".to_string()),
+    ];
     if super::api::matches_etag(headers, &etag) {
         return (StatusCode::NOT_MODIFIED, common).into_response();
     }

@@ -19,7 +19,10 @@ const PROBE_REUSE: Duration = Duration::from_secs(1);
 pub type LastProbe = Arc<tokio::sync::Mutex<Option<(Instant, StatusCode, String)>>>;
 
 pub fn routes(state: ServeState) -> Router {
-    Router::new().route("/api/v1/health", get(health)).route("/metrics", get(metrics)).with_state(state)
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/metrics", get(metrics))
+        .with_state(state)
 }
 
 #[derive(Serialize)]
@@ -39,8 +42,14 @@ pub struct Health {
 
 fn dependency(result: Result<(), String>) -> Dependency {
     match result {
-        Ok(()) => Dependency { reachable: true, error: None },
-        Err(error) => Dependency { reachable: false, error: Some(error) },
+        Ok(()) => Dependency {
+            reachable: true,
+            error: None,
+        },
+        Err(error) => Dependency {
+            reachable: false,
+            error: Some(error),
+        },
     }
 }
 
@@ -58,8 +67,13 @@ async fn kafka_probe(state: &ServeState) -> Result<(), String> {
     use rdkafka::consumer::{BaseConsumer, Consumer};
     let kafka = state.kafka.clone();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = crate::kafka::client_config(&kafka).create().map_err(|e| e.to_string())?;
-        consumer.fetch_metadata(None, PROBE_TIMEOUT).map(|_| ()).map_err(|e| e.to_string())
+        let consumer: BaseConsumer = crate::kafka::client_config(&kafka)
+            .create()
+            .map_err(|e| e.to_string())?;
+        consumer
+            .fetch_metadata(None, PROBE_TIMEOUT)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     })
     .await
     .map_err(|e| e.to_string())?
@@ -72,18 +86,42 @@ async fn health(axum::extract::State(state): axum::extract::State<ServeState>) -
         _ => {
             let (clickhouse, kafka) = tokio::join!(clickhouse_probe(&state), kafka_probe(&state));
             let healthy = clickhouse.is_ok() && kafka.is_ok();
-            let body = Health { status: if healthy { "ok" } else { "degraded" }, clickhouse: dependency(clickhouse), kafka: dependency(kafka) };
-            let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+            let body = Health {
+                status: if healthy { "ok" } else { "degraded" },
+                clickhouse: dependency(clickhouse),
+                kafka: dependency(kafka),
+            };
+            let status = if healthy {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
             let json = serde_json::to_string(&body).unwrap_or_else(|_| "{}".into());
             *last = Some((Instant::now(), status, json.clone()));
             (status, json)
         }
     };
     drop(last);
-    state.metrics.serve_responses.with_label_values(&["health", status.as_str()]).inc();
-    (status, [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], json).into_response()
+    state
+        .metrics
+        .serve_responses
+        .with_label_values(&["health", status.as_str()])
+        .inc();
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        json,
+    )
+        .into_response()
 }
 
 async fn metrics(axum::extract::State(state): axum::extract::State<ServeState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
 }

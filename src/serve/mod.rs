@@ -50,7 +50,9 @@ impl ServeState {
     pub fn new(config: &Config, metrics: Metrics) -> Result<Self, ServeError> {
         let frameworks = FrameworkCatalog::load_dir(&config.contract.frameworks_dir)?;
         if frameworks.get(&config.serve.default_framework).is_none() {
-            return Err(ServeError::UnknownDefaultFramework(config.serve.default_framework.clone()));
+            return Err(ServeError::UnknownDefaultFramework(
+                config.serve.default_framework.clone(),
+            ));
         }
         let provinces = ProvinceRegistry::builtin();
         Ok(Self {
@@ -62,7 +64,10 @@ impl ServeState {
             metrics,
             frameworks: Arc::new(frameworks),
             provinces: Arc::new(provinces),
-            cache: Arc::new(cache::Cache::new(Duration::from_millis(config.serve.refresh_interval_ms), config.serve.cache_max_entries)),
+            cache: Arc::new(cache::Cache::new(
+                Duration::from_millis(config.serve.refresh_interval_ms),
+                config.serve.cache_max_entries,
+            )),
         })
     }
 
@@ -87,5 +92,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
 }

@@ -57,17 +57,33 @@ pub struct Change {
     pub rank_delta: Option<i64>,
 }
 
-pub fn rankings(framework: &str, window: &str, requested: Option<i64>, rows: Vec<RankingRow>, previous: &[PreviousRow], previous_of: impl Fn(i64) -> i64) -> Rankings {
-    let before: HashMap<(&str, u16), &PreviousRow> = previous.iter().map(|p| ((p.province_code.as_str(), p.as_of), p)).collect();
+pub fn rankings(
+    framework: &str,
+    window: &str,
+    requested: Option<i64>,
+    rows: Vec<RankingRow>,
+    previous: &[PreviousRow],
+    previous_of: impl Fn(i64) -> i64,
+) -> Rankings {
+    let before: HashMap<(&str, u16), &PreviousRow> = previous
+        .iter()
+        .map(|p| ((p.province_code.as_str(), p.as_of), p))
+        .collect();
     let as_of = match requested {
         Some(day) => Some(format_day(day)),
-        None => rows.iter().map(|r| r.as_of).max().map(|d| format_day(i64::from(d))),
+        None => rows
+            .iter()
+            .map(|r| r.as_of)
+            .max()
+            .map(|d| format_day(i64::from(d))),
     };
     let provinces = rows
         .into_iter()
         .map(|r| {
             let previous_day = previous_of(i64::from(r.as_of));
-            let earlier = u16::try_from(previous_day).ok().and_then(|d| before.get(&(r.province_code.as_str(), d)));
+            let earlier = u16::try_from(previous_day)
+                .ok()
+                .and_then(|d| before.get(&(r.province_code.as_str(), d)));
             let previous_sipas = earlier.and_then(|p| p.sipas);
             let previous_rank = earlier.and_then(|p| p.rank);
             RankingEntry {
@@ -76,13 +92,22 @@ pub fn rankings(framework: &str, window: &str, requested: Option<i64>, rows: Vec
                     previous_sipas,
                     sipas_delta: r.sipas.zip(previous_sipas).map(|(now, then)| now - then),
                     previous_rank,
-                    rank_delta: r.rank.zip(previous_rank).map(|(now, then)| i64::from(then) - i64::from(now)),
+                    rank_delta: r
+                        .rank
+                        .zip(previous_rank)
+                        .map(|(now, then)| i64::from(then) - i64::from(now)),
                 },
                 rank: r.rank,
                 as_of: format_day(i64::from(r.as_of)),
                 period: r.period,
                 sipas: r.sipas,
-                factors: Factors { access: r.access, procedure: r.procedure, staff: r.staff, result: r.result, feedback: r.feedback },
+                factors: Factors {
+                    access: r.access,
+                    procedure: r.procedure,
+                    staff: r.staff,
+                    result: r.result,
+                    feedback: r.feedback,
+                },
                 respondents: r.respondents,
                 ci_low: r.ci_low,
                 ci_high: r.ci_high,
@@ -92,7 +117,13 @@ pub fn rankings(framework: &str, window: &str, requested: Option<i64>, rows: Vec
             }
         })
         .collect();
-    Rankings { framework: framework.to_owned(), window: window.to_owned(), latest: requested.is_none(), as_of, provinces }
+    Rankings {
+        framework: framework.to_owned(),
+        window: window.to_owned(),
+        latest: requested.is_none(),
+        as_of,
+        provinces,
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -168,13 +199,20 @@ fn interval(value: Option<f64>, n: u32) -> (Option<f64>, Option<f64>) {
     }
 }
 
-pub fn unit(row: UnitRow, history: Vec<HistoryRow>, framework: &Framework, window: &str, provinces: &ProvinceRegistry) -> Unit {
+pub fn unit(
+    row: UnitRow,
+    history: Vec<HistoryRow>,
+    framework: &Framework,
+    window: &str,
+    provinces: &ProvinceRegistry,
+) -> Unit {
     let position = |ids: &[String], id: &str| ids.iter().position(|x| x == id);
     let factors = framework
         .factors
         .iter()
         .map(|f| {
-            let value = position(&row.factor_ids, &f.id).and_then(|i| row.factor_values.get(i).copied().flatten());
+            let value = position(&row.factor_ids, &f.id)
+                .and_then(|i| row.factor_values.get(i).copied().flatten());
             let (ci_low, ci_high) = interval(value, row.respondents);
             let criteria = f
                 .criteria
@@ -197,7 +235,14 @@ pub fn unit(row: UnitRow, history: Vec<HistoryRow>, framework: &Framework, windo
                     }
                 })
                 .collect();
-            FactorDetail { id: f.id.clone(), name: f.name.clone(), value, ci_low, ci_high, criteria }
+            FactorDetail {
+                id: f.id.clone(),
+                name: f.name.clone(),
+                value,
+                ci_low,
+                ci_high,
+                criteria,
+            }
         })
         .collect();
     let expectations = framework
@@ -206,7 +251,9 @@ pub fn unit(row: UnitRow, history: Vec<HistoryRow>, framework: &Framework, windo
         .map(|e| Expectation {
             id: e.id.clone(),
             text: e.text.clone(),
-            share: position(&row.expectation_ids, &e.id).and_then(|i| row.expectation_shares.get(i).copied()).unwrap_or(0.0),
+            share: position(&row.expectation_ids, &e.id)
+                .and_then(|i| row.expectation_shares.get(i).copied())
+                .unwrap_or(0.0),
         })
         .collect();
     let history = history
@@ -222,7 +269,10 @@ pub fn unit(row: UnitRow, history: Vec<HistoryRow>, framework: &Framework, windo
         })
         .collect();
     Unit {
-        province_name: provinces.name_2025(&row.province_code).unwrap_or_default().to_owned(),
+        province_name: provinces
+            .name_2025(&row.province_code)
+            .unwrap_or_default()
+            .to_owned(),
         unit_type: row.unit_type,
         unit_id: row.unit_id,
         province_code: row.province_code,
@@ -275,13 +325,31 @@ pub struct HotlineUnit {
     pub open_past_due: u32,
 }
 
-pub fn hotline(window: &str, by: &str, province: Option<String>, rows: Vec<HotlineRow>, provinces: &ProvinceRegistry) -> HotlineKpis {
-    let as_of = rows.iter().map(|r| r.as_of).max().map(|d| format_day(i64::from(d)));
+pub fn hotline(
+    window: &str,
+    by: &str,
+    province: Option<String>,
+    rows: Vec<HotlineRow>,
+    provinces: &ProvinceRegistry,
+) -> HotlineKpis {
+    let as_of = rows
+        .iter()
+        .map(|r| r.as_of)
+        .max()
+        .map(|d| format_day(i64::from(d)));
     let units = rows
         .into_iter()
         .map(|r| HotlineUnit {
-            category: (r.unit_type == "category").then(|| r.unit_id.split_once('/').map_or(r.unit_id.as_str(), |(_, c)| c).to_owned()),
-            province_name: provinces.name_2025(&r.province_code).unwrap_or_default().to_owned(),
+            category: (r.unit_type == "category").then(|| {
+                r.unit_id
+                    .split_once('/')
+                    .map_or(r.unit_id.as_str(), |(_, c)| c)
+                    .to_owned()
+            }),
+            province_name: provinces
+                .name_2025(&r.province_code)
+                .unwrap_or_default()
+                .to_owned(),
             unit_type: r.unit_type,
             unit_id: r.unit_id,
             province_code: r.province_code,
@@ -300,7 +368,13 @@ pub fn hotline(window: &str, by: &str, province: Option<String>, rows: Vec<Hotli
             open_past_due: r.open_past_due,
         })
         .collect();
-    HotlineKpis { window: window.to_owned(), by: by.to_owned(), province, as_of, units }
+    HotlineKpis {
+        window: window.to_owned(),
+        by: by.to_owned(),
+        province,
+        as_of,
+        units,
+    }
 }
 
 #[cfg(test)]
@@ -329,31 +403,74 @@ mod tests {
 
     #[test]
     fn change_compares_with_the_previous_period_of_each_row() {
-        let rows = vec![ranking("01", 100, 80.0, Some(1)), ranking("79", 99, 70.0, Some(2)), ranking("92", 100, 90.0, None)];
+        let rows = vec![
+            ranking("01", 100, 80.0, Some(1)),
+            ranking("79", 99, 70.0, Some(2)),
+            ranking("92", 100, 90.0, None),
+        ];
         let previous = vec![
-            PreviousRow { province_code: "01".into(), as_of: 70, sipas: Some(75.0), rank: Some(2) },
-            PreviousRow { province_code: "79".into(), as_of: 69, sipas: Some(72.5), rank: Some(1) },
+            PreviousRow {
+                province_code: "01".into(),
+                as_of: 70,
+                sipas: Some(75.0),
+                rank: Some(2),
+            },
+            PreviousRow {
+                province_code: "79".into(),
+                as_of: 69,
+                sipas: Some(72.5),
+                rank: Some(1),
+            },
             // Not the previous period of 79: ignored.
-            PreviousRow { province_code: "79".into(), as_of: 70, sipas: Some(10.0), rank: Some(9) },
+            PreviousRow {
+                province_code: "79".into(),
+                as_of: 70,
+                sipas: Some(10.0),
+                rank: Some(9),
+            },
         ];
         let r = rankings("F", "30d", None, rows, &previous, |d| d - 30);
         assert_eq!(r.as_of.as_deref(), Some(format_day(100).as_str()));
         assert!(r.latest);
         let first = &r.provinces[0].change;
-        assert_eq!((first.previous_sipas, first.sipas_delta, first.previous_rank, first.rank_delta), (Some(75.0), Some(5.0), Some(2), Some(1)));
+        assert_eq!(
+            (
+                first.previous_sipas,
+                first.sipas_delta,
+                first.previous_rank,
+                first.rank_delta
+            ),
+            (Some(75.0), Some(5.0), Some(2), Some(1))
+        );
         assert_eq!(first.previous_as_of, format_day(70));
         let second = &r.provinces[1].change;
-        assert_eq!((second.sipas_delta, second.rank_delta), (Some(-2.5), Some(-1)));
+        assert_eq!(
+            (second.sipas_delta, second.rank_delta),
+            (Some(-2.5), Some(-1))
+        );
         let unranked = &r.provinces[2];
-        assert_eq!((unranked.rank, unranked.ranked, unranked.change.previous_sipas), (None, false, None));
+        assert_eq!(
+            (
+                unranked.rank,
+                unranked.ranked,
+                unranked.change.previous_sipas
+            ),
+            (None, false, None)
+        );
         let json = serde_json::to_value(&r).unwrap();
-        assert_eq!(json["provinces"][0]["factors"]["procedure"], serde_json::Value::Null);
+        assert_eq!(
+            json["provinces"][0]["factors"]["procedure"],
+            serde_json::Value::Null
+        );
         assert_eq!(json["provinces"][0]["factors"]["feedback"], 4.0);
     }
 
     #[test]
     fn unit_breakdown_follows_the_framework_with_intervals() {
-        let framework = crate::domain::FrameworkCatalog::load_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/frameworks")).unwrap();
+        let framework = crate::domain::FrameworkCatalog::load_dir(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/frameworks"),
+        )
+        .unwrap();
         let framework = framework.get("BNV-2640-2017").unwrap();
         let criterion_ids: Vec<String> = framework.criterion_ids().map(str::to_owned).collect();
         let n = criterion_ids.len();
@@ -380,13 +497,25 @@ mod tests {
             expectation_ids: vec![framework.expectations[0].id.clone()],
             expectation_shares: vec![12.5],
         };
-        let history = vec![HistoryRow { as_of: 19999, respondents: 49, sipas: Some(79.0), ci_low: None, ci_high: None, ranked: 1, factor_ids: vec!["access".into()], factor_values: vec![Some(1.0)] }];
+        let history = vec![HistoryRow {
+            as_of: 19999,
+            respondents: 49,
+            sipas: Some(79.0),
+            ci_low: None,
+            ci_high: None,
+            ranked: 1,
+            factor_ids: vec!["access".into()],
+            factor_values: vec![Some(1.0)],
+        }];
         let u = unit(row, history, framework, "30d", &ProvinceRegistry::builtin());
         assert_eq!(u.province_name, "Thành phố Hồ Chí Minh");
         assert_eq!(u.factors.len(), 5);
         assert_eq!(u.factors.iter().map(|f| f.criteria.len()).sum::<usize>(), n);
         let c = &u.factors[0].criteria[0];
-        assert_eq!((c.value, c.valid, c.satisfied, c.missing), (Some(75.0), 40, 30, 10));
+        assert_eq!(
+            (c.value, c.valid, c.satisfied, c.missing),
+            (Some(75.0), 40, 30, 10)
+        );
         let (low, high) = wilson(0.75, 40.0).unwrap();
         assert_eq!((c.ci_low, c.ci_high), (Some(low), Some(high)));
         assert_eq!(u.expectations[0].share, 12.5);
@@ -415,7 +544,13 @@ mod tests {
             rejected: 0,
             open_past_due: 2,
         };
-        let k = hotline("30d", "category", Some("79".into()), vec![row], &ProvinceRegistry::builtin());
+        let k = hotline(
+            "30d",
+            "category",
+            Some("79".into()),
+            vec![row],
+            &ProvinceRegistry::builtin(),
+        );
         assert_eq!(k.units[0].category.as_deref(), Some("water"));
         assert_eq!(k.as_of, Some(format_day(20000)));
     }

@@ -40,28 +40,28 @@ pub struct SurveyRow {
 }
 
 impl SurveyRow {
-    pub fn new(survey: SurveySubmission, encoding: &'static str, at: &KafkaCoordinates) -> Self {
+    pub fn new(survey: &SurveySubmission, encoding: &'static str, at: &KafkaCoordinates) -> Self {
         let (answer_criteria, answer_scores) = survey
             .answers
-            .into_iter()
-            .map(|(c, s)| (c, s.unwrap_or(0)))
+            .iter()
+            .map(|(c, s)| (c.clone(), s.unwrap_or(0)))
             .unzip();
         Self {
-            submission_id: survey.submission_id,
-            framework: survey.framework,
+            submission_id: survey.submission_id.clone(),
+            framework: survey.framework.clone(),
             submitted_at: clickhouse_datetime(survey.submitted_at),
             submitted_date: clickhouse_date(vietnam_day(survey.submitted_at)),
-            province_code: survey.province_code,
-            province_code_original: survey.province_code_original,
+            province_code: survey.province_code.clone(),
+            province_code_original: survey.province_code_original.clone(),
             province_code_system: survey.province_code_system.year(),
-            agency_id: survey.agency_id,
+            agency_id: survey.agency_id.clone(),
             agency_level: survey.agency_level.as_str(),
-            procedure_code: survey.procedure_code.unwrap_or_default(),
+            procedure_code: survey.procedure_code.clone().unwrap_or_default(),
             channel: survey.channel.as_str(),
             respondent_type: survey.respondent_type.as_str(),
             answer_criteria,
             answer_scores,
-            expectations: survey.expectations,
+            expectations: survey.expectations.clone(),
             encoding,
             _topic: at.topic.clone(),
             _partition: at.partition.max(0) as u32,
@@ -98,24 +98,24 @@ pub struct HotlineRow {
 }
 
 impl HotlineRow {
-    pub fn new(event: HotlineEvent, encoding: &'static str, at: &KafkaCoordinates) -> Self {
+    pub fn new(event: &HotlineEvent, encoding: &'static str, at: &KafkaCoordinates) -> Self {
         Self {
-            event_id: event.event_id,
-            ticket_id: event.ticket_id,
+            event_id: event.event_id.clone(),
+            ticket_id: event.ticket_id.clone(),
             event_type: event.event_type.as_str(),
             occurred_at: clickhouse_datetime(event.occurred_at),
             occurred_date: clickhouse_date(vietnam_day(event.occurred_at)),
-            province_code: event.province_code,
-            province_code_original: event.province_code_original,
+            province_code: event.province_code.clone(),
+            province_code_original: event.province_code_original.clone(),
             province_code_system: event.province_code_system.year(),
             channel: event.channel.map(|c| c.as_str()).unwrap_or(""),
-            category: event.category.unwrap_or_default(),
-            agency_id: event.agency_id.unwrap_or_default(),
+            category: event.category.clone().unwrap_or_default(),
+            agency_id: event.agency_id.clone().unwrap_or_default(),
             due_at: event.due_at.map(clickhouse_datetime),
             rating: event.rating.map(|r| r.as_str()).unwrap_or(""),
-            reason: event.reason.unwrap_or_default(),
-            reporter_phone_hash: event.reporter_phone_hash.unwrap_or_default(),
-            reporter_email_hash: event.reporter_email_hash.unwrap_or_default(),
+            reason: event.reason.clone().unwrap_or_default(),
+            reporter_phone_hash: event.reporter_phone_hash.clone().unwrap_or_default(),
+            reporter_email_hash: event.reporter_email_hash.clone().unwrap_or_default(),
             encoding,
             _topic: at.topic.clone(),
             _partition: at.partition.max(0) as u32,

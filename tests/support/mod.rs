@@ -305,7 +305,11 @@ impl Pipeline {
     }
 
     /// Like `start_command`, with extra environment variables (e.g. `SIPAS__GATEWAY__…`).
-    pub fn start_command_with(env: &TestEnv, args: &[&str], extra_env: &[(String, String)]) -> Self {
+    pub fn start_command_with(
+        env: &TestEnv,
+        args: &[&str],
+        extra_env: &[(String, String)],
+    ) -> Self {
         let metrics_port = free_port();
         let log =
             std::fs::File::create(log_path(&format!("{}-{}.log", env.name, metrics_port))).unwrap();
@@ -413,10 +417,27 @@ pub async fn topic_messages(env: &TestEnv, topic: &str) -> i64 {
     let kafka = env.config.kafka.clone();
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
-        let consumer: BaseConsumer = sipas_stream::kafka::client_config(&kafka).set("group.id", "it-watermarks").create().expect("consumer");
-        let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(30)).expect("topic metadata");
-        let partitions: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions().iter().map(|p| p.id())).collect();
-        partitions.iter().map(|p| consumer.fetch_watermarks(&topic, *p, Duration::from_secs(30)).expect("watermarks").1).sum()
+        let consumer: BaseConsumer = sipas_stream::kafka::client_config(&kafka)
+            .set("group.id", "it-watermarks")
+            .create()
+            .expect("consumer");
+        let metadata = consumer
+            .fetch_metadata(Some(&topic), Duration::from_secs(30))
+            .expect("topic metadata");
+        let partitions: Vec<i32> = metadata
+            .topics()
+            .iter()
+            .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+            .collect();
+        partitions
+            .iter()
+            .map(|p| {
+                consumer
+                    .fetch_watermarks(&topic, *p, Duration::from_secs(30))
+                    .expect("watermarks")
+                    .1
+            })
+            .sum()
     })
     .await
     .unwrap()

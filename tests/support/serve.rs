@@ -20,14 +20,18 @@ impl Serve {
     /// Starts `sipas serve` with the test's configuration and waits for its health endpoint.
     pub async fn start(env: &TestEnv, refresh_interval_ms: u64) -> Self {
         let port = free_port();
-        let log = std::fs::File::create(log_path(&format!("{}-serve-{port}.log", env.name))).unwrap();
+        let log =
+            std::fs::File::create(log_path(&format!("{}-serve-{port}.log", env.name))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_sipas"))
             .arg("serve")
             .current_dir(root())
             .env_clear()
             .envs(env.child_env(free_port()))
             .env("SIPAS__SERVE__LISTEN", format!("127.0.0.1:{port}"))
-            .env("SIPAS__SERVE__REFRESH_INTERVAL_MS", refresh_interval_ms.to_string())
+            .env(
+                "SIPAS__SERVE__REFRESH_INTERVAL_MS",
+                refresh_interval_ms.to_string(),
+            )
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -35,7 +39,10 @@ impl Serve {
             .spawn()
             .expect("sipas serve starts");
         let serve = Self { child, port };
-        wait_for("sipas serve to answer", || async { serve.get("/api/v1/health", &[]).await.status != 0 }).await;
+        wait_for("sipas serve to answer", || async {
+            serve.get("/api/v1/health", &[]).await.status != 0
+        })
+        .await;
         serve
     }
 
@@ -76,7 +83,10 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     pub fn header(&self, name: &str) -> Option<String> {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
     }
 
     pub fn text(&self) -> String {
@@ -84,7 +94,8 @@ impl HttpResponse {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 }
 
@@ -98,10 +109,23 @@ pub async fn get(url: &str, headers: &[(&str, &str)]) -> HttpResponse {
         Ok(response) => {
             let status = response.status().as_u16();
             let headers = response.headers().clone();
-            let body = response.into_body().collect().await.map(|b| b.to_bytes().to_vec()).unwrap_or_default();
-            HttpResponse { status, headers, body }
+            let body = response
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes().to_vec())
+                .unwrap_or_default();
+            HttpResponse {
+                status,
+                headers,
+                body,
+            }
         }
-        Err(_) => HttpResponse { status: 0, headers: hyper::HeaderMap::new(), body: Vec::new() },
+        Err(_) => HttpResponse {
+            status: 0,
+            headers: hyper::HeaderMap::new(),
+            body: Vec::new(),
+        },
     }
 }
 
@@ -112,7 +136,10 @@ pub async fn fill_with_simulation(env: &TestEnv, count: u64, days: f64, seed: u6
     use sipas_stream::simulate::{sink, SimSettings, Simulator};
     let frameworks = FrameworkCatalog::load_dir(&env.config.contract.frameworks_dir).unwrap();
     let framework = frameworks.get("BNV-2640-2017").unwrap().clone();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
     let settings = SimSettings {
         seed,
         start_unix: now - (days * 86_400.0) as i64,
@@ -121,10 +148,24 @@ pub async fn fill_with_simulation(env: &TestEnv, count: u64, days: f64, seed: u6
     };
     let mut simulator = Simulator::new(settings, &ProvinceRegistry::builtin(), framework);
     let k = &env.config.kafka;
-    let tally = sink::to_kafka(&mut simulator, &env.producer(), &k.surveys_topic, &k.hotline_topic, count, 0.0, |_| {}, || false).await.unwrap();
+    let tally = sink::to_kafka(
+        &mut simulator,
+        &env.producer(),
+        &k.surveys_topic,
+        &k.hotline_topic,
+        count,
+        0.0,
+        |_| {},
+        || false,
+    )
+    .await
+    .unwrap();
     let pipeline = Pipeline::start(env);
     let total = tally.total() as f64;
-    wait_for("the index processor to fold the simulated log", || async { pipeline.index_position().await == total }).await;
+    wait_for("the index processor to fold the simulated log", || async {
+        pipeline.index_position().await == total
+    })
+    .await;
     pipeline
 }
 
@@ -137,7 +178,9 @@ pub fn run_to_end(program: &str, args: &[String]) -> std::process::Output {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("{program} does not start ({e}); ./scripts/test.sh installs it"));
+        .unwrap_or_else(|e| {
+            panic!("{program} does not start ({e}); ./scripts/test.sh installs it")
+        });
     let started = Instant::now();
     loop {
         if child.try_wait().unwrap().is_some() {
