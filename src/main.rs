@@ -14,15 +14,12 @@ use sipas_stream::contract::{Decoder, EventKind};
 use sipas_stream::domain::{FrameworkCatalog, ProvinceRegistry};
 use sipas_stream::gateway::{self as gw, tokens::TokenTable};
 use sipas_stream::import;
-use sipas_stream::index::processor::{IndexProcessor, Mode};
-use sipas_stream::kafka::{admin, consumer, dlq::DeadLetterProducer, producer};
+use sipas_stream::kafka::{admin, producer};
 use sipas_stream::metrics::{self, Metrics};
-use sipas_stream::pipeline::IngestPipeline;
 use sipas_stream::publish::Publisher;
-use sipas_stream::registry::SchemaRegistry;
 use sipas_stream::shutdown;
 use sipas_stream::simulate::{sink as sim_sink, SimSettings, Simulator};
-use sipas_stream::sink::{self, migrations, RawEventWriter};
+use sipas_stream::sink::{self, migrations};
 
 mod bench;
 
@@ -266,49 +263,9 @@ async fn run(config: Config, setup: bool) -> Result<()> {
         metrics_stop.wait().await
     }));
 
-    let p = &config.pipeline;
-    let retry = (
-        Duration::from_millis(p.retry_initial_ms),
-        Duration::from_millis(p.retry_max_ms),
-    );
-    let consumer = consumer::ingest_consumer(&config.kafka, p, metrics.clone())
-        .context("creating the Kafka consumer")?;
-    let dlq_producer =
-        producer::idempotent_producer(&config.kafka).context("creating the DLQ producer")?;
-    let dlq = DeadLetterProducer::new(
-        dlq_producer,
-        config.kafka.dlq_topic.clone(),
-        metrics.clone(),
-        retry.0,
-        retry.1,
-        stop.clone(),
-    );
-    let writer = RawEventWriter::new(
-        sink::connect(&config.clickhouse),
-        metrics.clone(),
-        retry.0,
-        retry.1,
-        stop.clone(),
-    );
-    let registry = config
-        .kafka
-        .schema_registry_url
-        .as_deref()
-        .map(SchemaRegistry::new);
-    let index = match config.index.enabled {
-        true => Some(IndexProcessor::new(
-            &config,
-            Arc::clone(&decoder),
-            metrics.clone(),
-            stop.clone(),
-            Mode::Live,
-        )?),
-        false => None,
-    };
-    let stopping = stop.clone();
-    let pipeline = IngestPipeline::new(
-        &config, consumer, decoder, writer, dlq, metrics, registry, stop,
-    );
+    let (pipeline, index) =
+        sipas_stream::pipeline::service::live(&config, decoder, metrics, stop.clone())
+            .context("creating the Kafka clients")?;
     let mut ingest = tokio::spawn(pipeline.run());
     let summary = match index {
         None => ingest.await.context("ingest task")??,
@@ -316,27 +273,24 @@ async fn run(config: Config, setup: bool) -> Result<()> {
             let mut index = tokio::spawn(index.run());
             tokio::select! {
                 summary = &mut ingest => {
-                    let summary = summary.context("ingest task")??;
-                    index.await.context("index processor task")??;
-                    summary
+                    let summary = summary.context("ingest task");
+                    if !matches!(summary, Ok(Ok(_))) {
+                        // Stop the processor too; a supervisor restarts the process and the
+                        // state resumes from checkpoints.
+                        trigger_local.trigger();
+                    }
+                    index.await.context("index processor task")?;
+                    summary??
                 }
                 finished = &mut index => {
-                    // The index processor only ends early on a fatal error: stop everything so
-                    // that a supervisor restarts the process (state resumes from checkpoints).
-                    if matches!(finished, Ok(Ok(()))) && stopping.is_triggered() {
-                        // A normal shutdown that the index processor noticed first.
-                        let summary = ingest.await.context("ingest task")??;
-                        tracing::info!(?summary, "stopped");
-                        return Ok(());
+                    finished.context("index processor task")?;
+                    if !stop.is_triggered() {
+                        // It only ends early when its writes were abandoned.
+                        trigger_local.trigger();
+                        let _ = ingest.await;
+                        anyhow::bail!("index processor stopped unexpectedly");
                     }
-                    let reason = match finished {
-                        Ok(Ok(())) => "stopped unexpectedly".to_string(),
-                        Ok(Err(error)) => error.to_string(),
-                        Err(panic) => format!("panicked: {panic}"),
-                    };
-                    trigger_local.trigger();
-                    let _ = ingest.await;
-                    anyhow::bail!("index processor {reason}");
+                    ingest.await.context("ingest task")??
                 }
             }
         }
@@ -385,12 +339,12 @@ async fn rebuild(config: &Config) -> Result<()> {
     let decoder = Arc::new(build_decoder(config)?);
     let (trigger, stop) = shutdown::channel();
     shutdown::on_signals(trigger);
-    let mut processor = IndexProcessor::new(
+    let (reader, mut processor) = sipas_stream::pipeline::service::rebuild(
         config,
         decoder,
         Metrics::new(),
         stop,
-        Mode::Rebuild { end_offsets: ends },
+        ends,
     )?;
     let bar = indicatif::ProgressBar::new(total.max(0) as u64);
     bar.set_style(
@@ -399,7 +353,9 @@ async fn rebuild(config: &Config) -> Result<()> {
     );
     processor.progress = Some(bar.clone());
     let started = std::time::Instant::now();
-    processor.run().await?;
+    let reader = tokio::spawn(reader.run());
+    processor.run().await;
+    reader.await.context("rebuild reader task")??;
     let elapsed = started.elapsed().as_secs_f64();
     println!(
         "rebuilt in {elapsed:.1} s ({:.0} events/s)",

@@ -1,79 +1,109 @@
-//! Drives partition states from Kafka into ClickHouse.
+//! Drives partition states from folded messages into ClickHouse.
 //!
-//! Each input partition is an independent fold (`PartitionState`). On the first message
-//! of a newly assigned partition the processor restores the latest checkpoint for it (or
-//! starts empty at offset 0) and seeks to the checkpoint's offset, so the state always
-//! equals the fold of exactly the offsets below `next_offset`. Outputs are written every
-//! `flush_interval`; a checkpoint is written only after everything derived from the
-//! offsets it covers has been acknowledged, so a crash at any point resumes from a state
-//! whose outputs are all stored, and replays to the same rows.
+//! Each input partition is an independent fold (`PartitionState`). A feeder (the ingest
+//! pipeline's consumer in `sipas run`, or the rebuild reader) asks for a partition's
+//! position when it is assigned: the processor restores the latest checkpoint (or starts
+//! empty at offset 0) and answers with its `next_offset`, and the feeder positions the
+//! partition there (`index::position`). The state therefore always equals the fold of
+//! exactly the offsets below `next_offset`. Outputs are written as soon as the oldest
+//! unwritten fold is `flush_interval` old (or a row budget fills up); a checkpoint is
+//! written only after everything derived from the offsets it covers has been
+//! acknowledged, so a crash at any point resumes from a state whose outputs are all
+//! stored, and replays to the same rows.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
-};
-use rdkafka::message::Message;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::config::Config;
-use crate::contract::decode::{Decoded, Decoder, EventKind};
+use crate::contract::decode::Decoded;
 use crate::domain::FrameworkCatalog;
 use crate::index::state::PartitionState;
 use crate::metrics::Metrics;
+use crate::pipeline::batch::FoldInput;
 use crate::shutdown::Shutdown;
 use crate::sink::index_rows::{CheckpointRow, HotlineKpiRow, SatisfactionRow};
 use crate::sink::writer::{Abandoned, RawEventWriter};
 
-/// Daily rows held before they are written, whatever the flush interval.
+/// Daily rows held before they are written, whatever the flush interval: catching up on
+/// history closes many days per second, each with a row per unit and window.
 const MAX_PENDING_DAILY_ROWS: usize = 50_000;
 
 /// Bumped whenever `PartitionState`'s layout changes; older checkpoints are ignored
 /// (the partition is then rebuilt from the log).
 const STATE_FORMAT: u8 = 4;
 
+/// Fold batches buffered between a feeder and the processor. Small: a full channel slows
+/// the feeder down rather than letting decoded events pile up in memory.
+const CHANNEL_BATCHES: usize = 4;
+
+/// What a feeder sends, in the order it consumed.
+#[derive(Debug)]
+pub enum IndexInput {
+    /// A partition was assigned: restore its state and answer with its `next_offset`.
+    Assign {
+        topic: String,
+        partition: i32,
+        reply: oneshot::Sender<i64>,
+    },
+    Fold(Vec<FoldInput>),
+    /// Partitions were revoked: their state is dropped (the next owner restores it).
+    Revoke(Vec<(String, i32)>),
+}
+
+/// The feeder's end of the channel.
+#[derive(Clone)]
+pub struct IndexHandle {
+    sender: mpsc::Sender<IndexInput>,
+}
+
+/// The processor is gone (it stopped on a fatal error or at shutdown).
 #[derive(Debug, thiserror::Error)]
-pub enum IndexError {
-    #[error("Kafka: {0}")]
-    Kafka(#[from] rdkafka::error::KafkaError),
-}
+#[error("the index processor has stopped")]
+pub struct IndexStopped;
 
-/// Remembers revoked and assigned partitions for the processing loop: revoked ones lose
-/// their state, assigned ones get theirs restored before anything is emitted for them.
-pub struct IndexContext {
-    revoked: Arc<Mutex<Vec<(String, i32)>>>,
-    assigned: Arc<Mutex<Vec<(String, i32)>>>,
-}
-
-impl ClientContext for IndexContext {}
-
-impl ConsumerContext for IndexContext {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let mut revoked = self.revoked.lock().expect("revoked lock");
-            for e in tpl.elements() {
-                revoked.push((e.topic().to_owned(), e.partition()));
-            }
-            tracing::info!(partitions = tpl.count(), "index partitions revoked");
-        }
+impl IndexHandle {
+    /// Restores the partition's state (once per assignment) and returns its next offset.
+    pub async fn assign(&self, topic: &str, partition: i32) -> Result<i64, IndexStopped> {
+        let (reply, answer) = oneshot::channel();
+        self.sender
+            .send(IndexInput::Assign {
+                topic: topic.to_owned(),
+                partition,
+                reply,
+            })
+            .await
+            .map_err(|_| IndexStopped)?;
+        answer.await.map_err(|_| IndexStopped)
     }
 
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(tpl) = rebalance {
-            let mut assigned = self.assigned.lock().expect("assigned lock");
-            for e in tpl.elements() {
-                assigned.push((e.topic().to_owned(), e.partition()));
-            }
-            tracing::info!(partitions = tpl.count(), "index partitions assigned");
+    pub async fn fold(&self, folds: Vec<FoldInput>) -> Result<(), IndexStopped> {
+        if folds.is_empty() {
+            return Ok(());
         }
+        self.sender
+            .send(IndexInput::Fold(folds))
+            .await
+            .map_err(|_| IndexStopped)
+    }
+
+    pub async fn revoke(&self, partitions: Vec<(String, i32)>) -> Result<(), IndexStopped> {
+        if partitions.is_empty() {
+            return Ok(());
+        }
+        self.sender
+            .send(IndexInput::Revoke(partitions))
+            .await
+            .map_err(|_| IndexStopped)
     }
 }
 
 /// How the processor runs.
 #[derive(Debug, Clone)]
 pub enum Mode {
-    /// Follow the topics until shutdown; restore from and write checkpoints.
+    /// Follow the feeder until shutdown; restore from and write checkpoints.
     Live,
     /// Recompute from offset 0 of every partition up to the given end offsets, then stop.
     /// Ignores checkpoints.
@@ -84,31 +114,29 @@ pub enum Mode {
 
 struct Slot {
     state: PartitionState,
-    /// The first message after (re)assignment must be the state's `next_offset`.
-    verify_position: bool,
-    seeked: bool,
     daily_satisfaction: Vec<SatisfactionRow>,
     daily_hotline: Vec<HotlineKpiRow>,
 }
 
 pub struct IndexProcessor {
-    consumer: StreamConsumer<IndexContext>,
-    revoked: Arc<Mutex<Vec<(String, i32)>>>,
-    assigned: Arc<Mutex<Vec<(String, i32)>>>,
-    decoder: Arc<Decoder>,
+    inputs: mpsc::Receiver<IndexInput>,
     frameworks: FrameworkCatalog,
     client: clickhouse::Client,
     writer: RawEventWriter,
     metrics: Metrics,
     shutdown: Shutdown,
     mode: Mode,
-    group_id: String,
-    surveys_topic: String,
-    hotline_topic: String,
+    checkpoint_key: String,
     lateness: i64,
     flush_interval: Duration,
     checkpoint_interval: Duration,
     slots: HashMap<(String, i32), Slot>,
+    /// Daily rows waiting in all slots.
+    pending_daily_rows: usize,
+    /// When the oldest fold not yet written was received.
+    oldest_unwritten: Option<Instant>,
+    /// Folded since the last checkpoint.
+    dirty: bool,
     /// Produce timestamps (ms) of the messages folded since the last flush.
     unflushed_timestamps: Vec<i64>,
     pub progress: Option<indicatif::ProgressBar>,
@@ -117,37 +145,15 @@ pub struct IndexProcessor {
 }
 
 impl IndexProcessor {
+    /// The processor and the handle its feeder sends to.
     pub fn new(
         config: &Config,
-        decoder: Arc<Decoder>,
+        frameworks: FrameworkCatalog,
         metrics: Metrics,
         shutdown: Shutdown,
         mode: Mode,
-    ) -> Result<Self, IndexError> {
-        let revoked = Arc::new(Mutex::new(Vec::new()));
-        let assigned = Arc::new(Mutex::new(Vec::new()));
-        let group_id = match &mode {
-            Mode::Live => config.index.group_id.clone(),
-            Mode::Rebuild { .. } => format!(
-                "{}-rebuild-{}",
-                config.index.group_id,
-                crate::pipeline::ingest::unix_now()
-            ),
-        };
-        let consumer: StreamConsumer<IndexContext> = crate::kafka::client_config(&config.kafka)
-            .set("group.id", &group_id)
-            .set("enable.auto.commit", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false")
-            .set("queued.max.messages.kbytes", "32768")
-            // Latest values are refreshed within a flush interval of new events; a fetch must
-            // not sit on the broker for half a second first (librdkafka defaults to 500 ms).
-            .set("fetch.wait.max.ms", "100")
-            .set("max.poll.interval.ms", "600000")
-            .create_with_context(IndexContext {
-                revoked: Arc::clone(&revoked),
-                assigned: Arc::clone(&assigned),
-            })?;
+    ) -> (Self, IndexHandle) {
+        let (sender, inputs) = mpsc::channel(CHANNEL_BATCHES);
         let p = &config.pipeline;
         let writer = RawEventWriter::new(
             crate::sink::connect(&config.clickhouse),
@@ -156,76 +162,85 @@ impl IndexProcessor {
             Duration::from_millis(p.retry_max_ms),
             shutdown.clone(),
         );
-        Ok(Self {
-            consumer,
-            revoked,
-            assigned,
-            frameworks: decoder.validator.frameworks.clone(),
-            decoder,
+        let processor = Self {
+            inputs,
+            frameworks,
             client: crate::sink::connect(&config.clickhouse),
             writer,
             metrics,
             shutdown,
             mode,
-            group_id,
-            surveys_topic: config.kafka.surveys_topic.clone(),
-            hotline_topic: config.kafka.hotline_topic.clone(),
+            checkpoint_key: config.index.group_id.clone(),
             lateness: config.index.lateness_seconds(),
             flush_interval: Duration::from_millis(config.index.flush_interval_ms),
             checkpoint_interval: Duration::from_millis(config.index.checkpoint_interval_ms),
             slots: HashMap::new(),
+            pending_daily_rows: 0,
+            oldest_unwritten: None,
+            dirty: false,
             unflushed_timestamps: Vec::new(),
             progress: None,
             freshness_probe: None,
-        })
+        };
+        (processor, IndexHandle { sender })
     }
 
-    pub async fn run(mut self) -> Result<(), IndexError> {
-        self.consumer
-            .subscribe(&[&self.surveys_topic, &self.hotline_topic])?;
-        tracing::info!(group = %self.group_id, mode = ?std::mem::discriminant(&self.mode), "index processor consuming");
-        let mut flush = tokio::time::interval(self.flush_interval);
-        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_checkpoint = Instant::now();
+    /// Runs until shutdown (Live), the end offsets (Rebuild), or the feeder hanging up.
+    /// Returns early only if ClickHouse writes are abandoned at shutdown.
+    pub async fn run(mut self) {
+        let live = matches!(self.mode, Mode::Live);
+        let mut checkpoint_due = Instant::now() + self.checkpoint_interval;
         let mut shutdown = self.shutdown.clone();
+        let far = Duration::from_secs(86_400);
         loop {
-            self.drop_revoked();
-            self.restore_assigned().await;
             if self.rebuild_done() {
                 break;
             }
+            let flush_at = self
+                .oldest_unwritten
+                .map_or(Instant::now() + far, |oldest| oldest + self.flush_interval);
+            let checkpoint_at = if live && self.dirty {
+                checkpoint_due
+            } else {
+                Instant::now() + far
+            };
             tokio::select! {
                 biased;
-                _ = shutdown.wait() => break,
-                _ = flush.tick() => {
-                    let checkpoint = matches!(self.mode, Mode::Live) && last_checkpoint.elapsed() >= self.checkpoint_interval;
+                _ = shutdown.wait() => {
+                    // Take what the feeder already handed over, then stop.
+                    while let Ok(input) = self.inputs.try_recv() {
+                        self.accept(input).await;
+                    }
+                    break;
+                }
+                _ = tokio::time::sleep_until(checkpoint_at) => {
+                    if self.flush(true).await.is_err() {
+                        return;
+                    }
+                    checkpoint_due = Instant::now() + self.checkpoint_interval;
+                }
+                _ = tokio::time::sleep_until(flush_at) => {
+                    let checkpoint = live && Instant::now() >= checkpoint_due;
                     if self.flush(checkpoint).await.is_err() {
-                        return Ok(());
+                        return;
                     }
                     if checkpoint {
-                        last_checkpoint = Instant::now();
+                        checkpoint_due = Instant::now() + self.checkpoint_interval;
                     }
                 }
-                received = self.consumer.recv() => match received {
-                    Ok(message) => {
-                        let (topic, partition, offset) = (message.topic().to_owned(), message.partition(), message.offset());
-                        let payload = message.payload().map(<[u8]>::to_vec);
-                        let produced_ms = message.timestamp().to_millis();
-                        drop(message);
-                        self.handle(topic, partition, offset, payload, produced_ms).await?;
-                        // Catching up on history closes many days per second, each with a
-                        // row per unit and window: write them before they pile up in memory.
-                        if self.pending_daily_rows() >= MAX_PENDING_DAILY_ROWS && self.flush(false).await.is_err() {
-                            return Ok(());
+                input = self.inputs.recv() => match input {
+                    Some(input) => {
+                        self.accept(input).await;
+                        if self.pending_daily_rows >= MAX_PENDING_DAILY_ROWS && self.flush(false).await.is_err() {
+                            return;
                         }
                     }
-                    Err(error) => tracing::warn!(%error, "index consumer error"),
+                    None => break,
                 },
             }
         }
         // Final flush and checkpoint; abandoned if ClickHouse is down at shutdown.
-        let checkpoint = matches!(self.mode, Mode::Live);
-        if self.flush(checkpoint).await.is_ok() {
+        if self.flush(live).await.is_ok() {
             tracing::info!(
                 partitions = self.slots.len(),
                 "index processor stopped after a final flush"
@@ -234,7 +249,34 @@ impl IndexProcessor {
         if let Some(bar) = &self.progress {
             bar.finish();
         }
-        Ok(())
+    }
+
+    async fn accept(&mut self, input: IndexInput) {
+        match input {
+            IndexInput::Assign {
+                topic,
+                partition,
+                reply,
+            } => {
+                let next_offset = self.ensure_slot(&topic, partition).await;
+                let _ = reply.send(next_offset);
+            }
+            IndexInput::Fold(folds) => {
+                let received = Instant::now();
+                for fold in folds {
+                    self.fold(fold, received);
+                }
+            }
+            IndexInput::Revoke(partitions) => {
+                for key in partitions {
+                    if let Some(slot) = self.slots.remove(&key) {
+                        self.pending_daily_rows -=
+                            slot.daily_satisfaction.len() + slot.daily_hotline.len();
+                        tracing::info!(topic = %key.0, partition = key.1, "index state dropped for a revoked partition");
+                    }
+                }
+            }
+        }
     }
 
     fn rebuild_done(&self) -> bool {
@@ -250,118 +292,58 @@ impl IndexProcessor {
         })
     }
 
-    fn drop_revoked(&mut self) {
-        let revoked: Vec<(String, i32)> =
-            std::mem::take(&mut *self.revoked.lock().expect("revoked lock"));
-        for key in revoked {
-            if self.slots.remove(&key).is_some() {
-                tracing::info!(topic = %key.0, partition = key.1, "index state dropped for a revoked partition");
-            }
-        }
-    }
-
-    /// Restores the state of newly assigned partitions (checkpoint or empty).
-    async fn restore_assigned(&mut self) {
-        let assigned: Vec<(String, i32)> =
-            std::mem::take(&mut *self.assigned.lock().expect("assigned lock"));
-        for (topic, partition) in assigned {
-            self.ensure_slot(&topic, partition).await;
-        }
-    }
-
-    async fn ensure_slot(&mut self, topic: &str, partition: i32) {
+    /// The partition's state (restored if new) and its next offset.
+    async fn ensure_slot(&mut self, topic: &str, partition: i32) -> i64 {
         let key = (topic.to_owned(), partition);
-        if self.slots.contains_key(&key) {
-            return;
+        if let Some(slot) = self.slots.get(&key) {
+            return slot.state.next_offset;
         }
         let state = match self.mode {
             Mode::Live => self.restore(topic, partition).await,
             Mode::Rebuild { .. } => PartitionState::new(0),
         };
+        let next_offset = state.next_offset;
         self.metrics
             .index_position
             .with_label_values(&[topic, &partition.to_string()])
-            .set(state.next_offset);
+            .set(next_offset);
         self.slots.insert(
             key,
             Slot {
                 state,
-                verify_position: true,
-                seeked: false,
                 daily_satisfaction: Vec::new(),
                 daily_hotline: Vec::new(),
             },
         );
+        next_offset
     }
 
-    async fn handle(
-        &mut self,
-        topic: String,
-        partition: i32,
-        offset: i64,
-        payload: Option<Vec<u8>>,
-        produced_ms: Option<i64>,
-    ) -> Result<(), IndexError> {
-        let key = (topic.clone(), partition);
-        self.ensure_slot(&topic, partition).await;
-        let slot = self.slots.get_mut(&key).expect("inserted above");
-        if slot.verify_position && offset != slot.state.next_offset {
-            if offset < slot.state.next_offset {
-                return Ok(()); // already folded into the restored state
-            }
-            if !slot.seeked {
-                slot.seeked = true;
-                let target = Offset::Offset(slot.state.next_offset);
-                tracing::info!(%topic, partition, from = offset, to = slot.state.next_offset, "index partition positioned at its state");
-                if let Err(error) =
-                    self.consumer
-                        .seek(&topic, partition, target, Duration::from_secs(10))
-                {
-                    tracing::warn!(%error, %topic, partition, "seek failed; dropping the partition state to retry");
-                    self.slots.remove(&key);
-                }
-                return Ok(());
-            }
-            // Messages fetched before the seek may still arrive: drop them, unless the log
-            // no longer has `next_offset` (retention), in which case the gap is accepted.
-            let next = slot.state.next_offset;
-            tracing::debug!(%topic, partition, offset, next_offset = next, "dropping a message fetched before the seek");
-            let low = tokio::task::block_in_place(|| {
-                self.consumer
-                    .fetch_watermarks(&topic, partition, Duration::from_secs(10))
-            })
-            .map(|(low, _)| low);
-            match low {
-                Ok(low) if low > next => {
-                    tracing::warn!(%topic, partition, next_offset = next, log_start = low, "the log no longer holds the state's next offset; continuing from the log start");
-                }
-                _ => return Ok(()),
-            }
-        }
-        let slot = self.slots.get_mut(&key).expect("present");
-        slot.verify_position = false;
-        if offset < slot.state.next_offset {
-            return Ok(());
-        }
-        let _span = tracing::debug_span!("index_partition", %topic, partition).entered();
-        self.unflushed_timestamps.extend(produced_ms);
-        let kind = if topic == self.surveys_topic {
-            EventKind::Survey
-        } else {
-            EventKind::Hotline
+    fn fold(&mut self, fold: FoldInput, received: Instant) {
+        let key = (fold.topic.to_string(), fold.partition);
+        let Some(slot) = self.slots.get_mut(&key) else {
+            // Consumed before a revocation reached us; its next owner folds it.
+            tracing::debug!(topic = %key.0, partition = key.1, offset = fold.offset, "fold for a partition not held");
+            return;
         };
-        let emitted = match payload.as_deref().map(|p| self.decoder.decode(kind, p)) {
-            Some(Ok((Decoded::Survey(survey), _))) => {
+        if fold.offset < slot.state.next_offset {
+            return; // already folded into the restored state
+        }
+        let _span = tracing::debug_span!("index_partition", topic = %key.0, partition = key.1)
+            .entered();
+        self.oldest_unwritten.get_or_insert(received);
+        self.dirty = true;
+        self.unflushed_timestamps.extend(fold.produced_ms);
+        let emitted = match &fold.event {
+            Some(Decoded::Survey(survey)) => {
                 slot.state
-                    .apply_survey(&survey, offset, &self.frameworks, self.lateness)
+                    .apply_survey(survey, fold.offset, &self.frameworks, self.lateness)
             }
-            Some(Ok((Decoded::Hotline(event), _))) => {
+            Some(Decoded::Hotline(event)) => {
                 slot.state
-                    .apply_hotline(&event, offset, &self.frameworks, self.lateness)
+                    .apply_hotline(event, fold.offset, &self.frameworks, self.lateness)
             }
-            // Invalid input is the ingest pipeline's to dead-letter; here it is skipped.
-            _ => {
-                slot.state.skip(offset);
+            None => {
+                slot.state.skip(fold.offset);
                 Default::default()
             }
         };
@@ -373,8 +355,8 @@ impl IndexProcessor {
         }
         // Consumed one by one: a closing day can emit hundreds of thousands of values, and
         // each is freed as soon as its row exists.
-        slot.daily_satisfaction
-            .reserve(emitted.satisfaction_daily.len());
+        let before = slot.daily_satisfaction.len() + slot.daily_hotline.len();
+        slot.daily_satisfaction.reserve(emitted.satisfaction_daily.len());
         for value in emitted.satisfaction_daily {
             if let Some(framework) = self.frameworks.get(&value.framework) {
                 slot.daily_satisfaction
@@ -383,10 +365,10 @@ impl IndexProcessor {
         }
         slot.daily_hotline
             .extend(emitted.hotline_daily.iter().map(HotlineKpiRow::new));
+        self.pending_daily_rows += slot.daily_satisfaction.len() + slot.daily_hotline.len() - before;
         if let Some(bar) = &self.progress {
             bar.inc(1);
         }
-        Ok(())
     }
 
     /// Latest checkpoint of a partition, or an empty state at offset 0.
@@ -394,7 +376,7 @@ impl IndexProcessor {
         let row = self
             .client
             .query("SELECT ?fields FROM index_checkpoints FINAL WHERE consumer_group = ? AND topic = ? AND partition = ? ORDER BY next_offset DESC LIMIT 1")
-            .bind(&self.group_id)
+            .bind(&self.checkpoint_key)
             .bind(topic)
             .bind(partition as u32)
             .fetch_optional::<CheckpointRow>()
@@ -456,6 +438,8 @@ impl IndexProcessor {
                 .insert("satisfaction_latest", &latest_satisfaction),
             self.writer.insert("hotline_kpi_latest", &latest_hotline),
         );
+        self.pending_daily_rows = 0;
+        self.oldest_unwritten = None;
         for failures in [a?, b?, c?, d?] {
             for failure in failures {
                 tracing::error!(message = %failure.message, "ClickHouse refused an index row");
@@ -477,7 +461,7 @@ impl IndexProcessor {
                     let mut state = vec![STATE_FORMAT];
                     state.extend(bincode::serialize(&slot.state).expect("state serialises"));
                     CheckpointRow {
-                        consumer_group: self.group_id.clone(),
+                        consumer_group: self.checkpoint_key.clone(),
                         topic: topic.clone(),
                         partition: *partition as u32,
                         next_offset: slot.state.next_offset,
@@ -487,16 +471,9 @@ impl IndexProcessor {
                 })
                 .collect();
             self.writer.insert("index_checkpoints", &rows).await?;
-            self.commit_positions();
+            self.dirty = false;
         }
         Ok(())
-    }
-
-    fn pending_daily_rows(&self) -> usize {
-        self.slots
-            .values()
-            .map(|s| s.daily_satisfaction.len() + s.daily_hotline.len())
-            .sum()
     }
 
     /// Every message folded since the last flush is now visible in the latest tables.
@@ -514,20 +491,6 @@ impl IndexProcessor {
         }
         if let Some(probe) = &self.freshness_probe {
             probe.lock().expect("freshness probe lock").extend(samples);
-        }
-    }
-
-    /// Commits each partition's `next_offset`: for lag visibility only (state positions
-    /// come from checkpoints).
-    fn commit_positions(&self) {
-        let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), slot) in &self.slots {
-            tracing::debug!(%topic, partition, next_offset = slot.state.next_offset, "committing index position");
-            let _ =
-                tpl.add_partition_offset(topic, *partition, Offset::Offset(slot.state.next_offset));
-        }
-        if let Err(error) = self.consumer.commit(&tpl, CommitMode::Async) {
-            tracing::debug!(%error, "index offset commit failed");
         }
     }
 }

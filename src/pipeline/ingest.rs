@@ -1,8 +1,13 @@
-//! The ingest loop. Invariant: an offset is stored for commit only after every row derived
+//! The consumer loop. Invariant: an offset is stored for commit only after every row derived
 //! from the messages before it was acknowledged by ClickHouse and every dead letter by the
 //! broker. A crash at any point therefore re-delivers unacknowledged messages, and the
 //! ReplacingMergeTree tables collapse whatever was written twice.
-use std::collections::BTreeMap;
+//!
+//! With an index attached, the same decoded messages are handed to the index processor, in
+//! consumed order, before their raw rows are written: the log is read and decoded once.
+//! The index keeps its own position (its checkpoints); `index::position` reconciles the
+//! two when a partition is assigned.
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +18,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::config::Config;
 use crate::contract::decode::{Decoder, EventKind};
 use crate::contract::reject::RejectReason;
+use crate::index::position::{PartitionPosition, Verdict};
+use crate::index::processor::{IndexHandle, IndexStopped};
 use crate::kafka::consumer::IngestConsumer;
 use crate::kafka::dlq::DeadLetterProducer;
 use crate::metrics::Metrics;
@@ -25,6 +32,21 @@ use crate::sink::writer::{Abandoned, RawEventWriter};
 pub enum PipelineError {
     #[error("Kafka: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error(transparent)]
+    IndexStopped(#[from] IndexStopped),
+}
+
+/// Why a batch was not carried through.
+enum Interrupted {
+    /// Shutdown while ClickHouse or the broker was failing: the batch will be re-consumed.
+    Abandoned,
+    IndexStopped,
+}
+
+impl From<Abandoned> for Interrupted {
+    fn from(_: Abandoned) -> Self {
+        Interrupted::Abandoned
+    }
 }
 
 /// Totals of one `run`, for logs and tests.
@@ -43,12 +65,20 @@ pub struct IngestPipeline {
     pub metrics: Metrics,
     pub registry: Option<SchemaRegistry>,
     pub shutdown: Shutdown,
-    surveys_topic: String,
-    hotline_topic: String,
+    surveys_topic: Arc<str>,
+    hotline_topic: Arc<str>,
     batch_max_messages: usize,
     batch_max_wait: Duration,
     /// Offsets stored so far, committed explicitly on shutdown.
     stored: BTreeMap<(String, i32), i64>,
+    /// The index processor fed from this loop, if any.
+    index: Option<IndexHandle>,
+    /// False for a rebuild: only the index is fed; no raw rows, letters or offsets.
+    raw: bool,
+    /// Per assigned partition, while an index is attached.
+    positions: HashMap<(Arc<str>, i32), PartitionPosition>,
+    /// A message consumed just after a revocation, held until the revocation is handled.
+    held: Option<InputMessage>,
 }
 
 impl IngestPipeline {
@@ -71,39 +101,142 @@ impl IngestPipeline {
             metrics,
             registry,
             shutdown,
-            surveys_topic: config.kafka.surveys_topic.clone(),
-            hotline_topic: config.kafka.hotline_topic.clone(),
+            surveys_topic: config.kafka.surveys_topic.as_str().into(),
+            hotline_topic: config.kafka.hotline_topic.as_str().into(),
             batch_max_messages: config.pipeline.batch_max_messages,
             batch_max_wait: Duration::from_millis(config.pipeline.batch_max_wait_ms),
             stored: BTreeMap::new(),
+            index: None,
+            raw: true,
+            positions: HashMap::new(),
+            held: None,
         }
+    }
+
+    /// Also feeds the index processor behind `handle`.
+    pub fn with_index(mut self, handle: IndexHandle) -> Self {
+        self.index = Some(handle);
+        self
+    }
+
+    /// Feeds only the index processor behind `handle` (a rebuild): nothing is written to
+    /// the raw tables or the dead-letter topic, and no offset is stored.
+    pub fn index_only(mut self, handle: IndexHandle) -> Self {
+        self.index = Some(handle);
+        self.raw = false;
+        self
     }
 
     pub async fn run(mut self) -> Result<RunSummary, PipelineError> {
         self.consumer
             .subscribe(&[&self.surveys_topic, &self.hotline_topic])?;
-        tracing::info!(surveys = %self.surveys_topic, hotline = %self.hotline_topic, "consuming");
+        tracing::info!(surveys = %self.surveys_topic, hotline = %self.hotline_topic, index = self.index.is_some(), raw = self.raw, "consuming");
         let mut summary = RunSummary::default();
-        loop {
-            let batch = Arc::new(self.next_batch().await?);
+        let ended = loop {
+            if let Err(stopped) = self.forward_revocations().await {
+                break Err(stopped);
+            }
+            let batch = match self.next_batch().await {
+                Ok(batch) => Arc::new(batch),
+                Err(PipelineError::IndexStopped(stopped)) => break Err(stopped),
+                Err(error) => return Err(error),
+            };
             if !batch.is_empty() {
                 summary.messages += batch.len() as u64;
                 summary.batches += 1;
-                if self.process(Arc::clone(&batch)).await.is_err() {
-                    summary.abandoned_batches += 1;
-                    tracing::warn!(
-                        messages = batch.len(),
-                        "in-flight batch abandoned at shutdown; it will be re-consumed"
-                    );
+                match self.process(Arc::clone(&batch)).await {
+                    Ok(()) => {}
+                    Err(Interrupted::Abandoned) => {
+                        summary.abandoned_batches += 1;
+                        tracing::warn!(
+                            messages = batch.len(),
+                            "in-flight batch abandoned at shutdown; it will be re-consumed"
+                        );
+                    }
+                    Err(Interrupted::IndexStopped) => break Err(IndexStopped),
                 }
             }
             if self.shutdown.is_triggered() {
-                break;
+                break Ok(());
             }
+        };
+        if self.raw {
+            self.commit_stored();
         }
-        self.commit_stored();
-        tracing::info!(?summary, "ingest stopped");
-        Ok(summary)
+        tracing::info!(?summary, "consumer loop stopped");
+        match ended {
+            // A rebuild's processor stops by itself at the end offsets; a live one only
+            // at shutdown, or on a fatal error, which must stop this loop too.
+            Err(stopped) if self.raw && !self.shutdown.is_triggered() => Err(stopped.into()),
+            _ => Ok(summary),
+        }
+    }
+
+    /// Hands revoked partitions to the index before anything consumed after them.
+    async fn forward_revocations(&mut self) -> Result<(), IndexStopped> {
+        let revoked = self.consumer.context().take_revoked();
+        if revoked.is_empty() {
+            return Ok(());
+        }
+        tracing::info!(partitions = revoked.len(), "partitions revoked");
+        self.positions
+            .retain(|(topic, partition), _| !revoked.iter().any(|(t, p)| **t == **topic && p == partition));
+        match &self.index {
+            Some(index) => index.revoke(revoked).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Places a consumed message: into the batch, or nowhere while its partition is being
+    /// positioned at the index state's offset.
+    async fn admit(
+        &mut self,
+        mut input: InputMessage,
+        batch: &mut Vec<InputMessage>,
+    ) -> Result<(), PipelineError> {
+        let Some(index) = &self.index else {
+            batch.push(input);
+            return Ok(());
+        };
+        let key = (Arc::clone(&input.topic), input.partition);
+        if !self.positions.contains_key(&key) {
+            let from = index.assign(&input.topic, input.partition).await?;
+            let position = match self.raw {
+                true => PartitionPosition::new(from),
+                false => PartitionPosition::index_only(from),
+            };
+            self.positions.insert(key.clone(), position);
+        }
+        let consumer = &self.consumer;
+        let position = self.positions.get_mut(&key).expect("inserted above");
+        let log_start = || {
+            tokio::task::block_in_place(|| {
+                consumer.fetch_watermarks(&input.topic, input.partition, Duration::from_secs(10))
+            })
+            .ok()
+            .map(|(low, _)| low)
+        };
+        match position.observe(input.offset, log_start) {
+            Verdict::Admit { index_only } => {
+                input.index_only = index_only;
+                batch.push(input);
+            }
+            Verdict::Seek(to) => {
+                tracing::info!(topic = %input.topic, partition = input.partition, from = input.offset, to, "partition positioned at its index state");
+                if let Err(error) = self.consumer.seek(
+                    &input.topic,
+                    input.partition,
+                    Offset::Offset(to),
+                    Duration::from_secs(10),
+                ) {
+                    // The next message of the partition starts its positioning over.
+                    tracing::warn!(%error, topic = %input.topic, partition = input.partition, "seek failed; retrying");
+                    self.positions.remove(&key);
+                }
+            }
+            Verdict::Drop => {}
+        }
+        Ok(())
     }
 
     /// Collects up to `batch_max_messages`, waiting at most `batch_max_wait` after the first.
@@ -112,6 +245,10 @@ impl IngestPipeline {
         let mut shutdown = self.shutdown.clone();
         let deadline = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(deadline);
+        if let Some(held) = self.held.take() {
+            self.admit(held, &mut batch).await?;
+            deadline.as_mut().reset(tokio::time::Instant::now() + self.batch_max_wait);
+        }
         while batch.len() < self.batch_max_messages {
             tokio::select! {
                 biased;
@@ -126,37 +263,61 @@ impl IngestPipeline {
                         }
                     };
                     let topic = message.topic();
-                    let kind = if topic == self.surveys_topic { EventKind::Survey } else if topic == self.hotline_topic { EventKind::Hotline } else { continue };
-                    self.metrics.consumed.with_label_values(&[topic]).inc();
-                    if batch.is_empty() {
-                        deadline.as_mut().reset(tokio::time::Instant::now() + self.batch_max_wait);
-                    }
-                    batch.push(InputMessage {
+                    let (kind, topic) = if topic == &*self.surveys_topic {
+                        (EventKind::Survey, Arc::clone(&self.surveys_topic))
+                    } else if topic == &*self.hotline_topic {
+                        (EventKind::Hotline, Arc::clone(&self.hotline_topic))
+                    } else {
+                        continue;
+                    };
+                    self.metrics.consumed.with_label_values(&[&topic]).inc();
+                    let input = InputMessage {
                         kind,
-                        topic: topic.into(),
+                        topic,
                         partition: message.partition(),
                         offset: message.offset(),
                         produced_ms: message.timestamp().to_millis(),
                         index_only: false,
                         key: message.key().map(<[u8]>::to_vec),
                         payload: message.payload().map(<[u8]>::to_vec),
-                    });
+                    };
+                    drop(message);
+                    if self.consumer.context().has_revoked() {
+                        self.held = Some(input);
+                        break;
+                    }
+                    let was_empty = batch.is_empty();
+                    self.admit(input, &mut batch).await?;
+                    if was_empty && !batch.is_empty() {
+                        deadline.as_mut().reset(tokio::time::Instant::now() + self.batch_max_wait);
+                    }
                 }
             }
         }
         Ok(batch)
     }
 
-    async fn process(&mut self, batch: Arc<Vec<InputMessage>>) -> Result<(), Abandoned> {
+    async fn process(&mut self, batch: Arc<Vec<InputMessage>>) -> Result<(), Interrupted> {
         self.fetch_missing_schemas(&batch).await;
         let now = unix_now();
         let decoder = Arc::clone(&self.decoder);
         let shared = Arc::clone(&batch);
+        let fold = self.index.is_some();
         // Decoding is CPU work; keep it off the I/O threads (the batch is shared, not copied).
         let mut output =
-            tokio::task::spawn_blocking(move || BatchOutput::build(&decoder, &shared, now, false))
+            tokio::task::spawn_blocking(move || BatchOutput::build(&decoder, &shared, now, fold))
                 .await
                 .expect("decoding does not panic");
+        if let Some(index) = &self.index {
+            // Before the raw write: the index has its own acknowledgement path.
+            index
+                .fold(std::mem::take(&mut output.folds))
+                .await
+                .map_err(|_| Interrupted::IndexStopped)?;
+        }
+        if !self.raw {
+            return Ok(());
+        }
         self.metrics.batch_messages.observe(batch.len() as f64);
         for ((kind, encoding), count) in &output.valid_by_kind {
             self.metrics

@@ -1,0 +1,111 @@
+//! Assembles the consumer loop and the index processor it feeds, for `sipas run`,
+//! `sipas rebuild` and the benchmarks.
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::contract::decode::Decoder;
+use crate::index::processor::{IndexProcessor, Mode};
+use crate::kafka::{consumer, dlq::DeadLetterProducer, producer};
+use crate::metrics::Metrics;
+use crate::pipeline::ingest::{IngestPipeline, PipelineError};
+use crate::registry::SchemaRegistry;
+use crate::shutdown::Shutdown;
+use crate::sink::{self, RawEventWriter};
+
+/// `sipas run`: one consumer writes the raw tables and dead letters and, unless
+/// `index.enabled` is false, feeds the index processor.
+pub fn live(
+    config: &Config,
+    decoder: Arc<Decoder>,
+    metrics: Metrics,
+    shutdown: Shutdown,
+) -> Result<(IngestPipeline, Option<IndexProcessor>), PipelineError> {
+    let pipeline = consumer_loop(config, Arc::clone(&decoder), metrics.clone(), shutdown.clone())?;
+    if !config.index.enabled {
+        return Ok((pipeline, None));
+    }
+    let (processor, handle) = IndexProcessor::new(
+        config,
+        decoder.validator.frameworks.clone(),
+        metrics,
+        shutdown,
+        Mode::Live,
+    );
+    Ok((pipeline.with_index(handle), Some(processor)))
+}
+
+/// `sipas rebuild`: a fresh consumer group reads every partition from its start up to
+/// `end_offsets` and feeds only the index processor (checkpoints are neither read nor
+/// written). The processor stops at the end offsets, and the loop with it.
+pub fn rebuild(
+    config: &Config,
+    decoder: Arc<Decoder>,
+    metrics: Metrics,
+    shutdown: Shutdown,
+    end_offsets: HashMap<(String, i32), i64>,
+) -> Result<(IngestPipeline, IndexProcessor), PipelineError> {
+    let group = format!(
+        "{}-rebuild-{}",
+        config.index.group_id,
+        crate::pipeline::ingest::unix_now()
+    );
+    let consumer = consumer::rebuild_consumer(&config.kafka, &group, metrics.clone())?;
+    let (processor, handle) = IndexProcessor::new(
+        config,
+        decoder.validator.frameworks.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+        Mode::Rebuild { end_offsets },
+    );
+    let pipeline = assemble(config, consumer, decoder, metrics, shutdown)?.index_only(handle);
+    Ok((pipeline, processor))
+}
+
+fn consumer_loop(
+    config: &Config,
+    decoder: Arc<Decoder>,
+    metrics: Metrics,
+    shutdown: Shutdown,
+) -> Result<IngestPipeline, PipelineError> {
+    let consumer = consumer::ingest_consumer(&config.kafka, &config.pipeline, metrics.clone())?;
+    assemble(config, consumer, decoder, metrics, shutdown)
+}
+
+fn assemble(
+    config: &Config,
+    consumer: consumer::IngestConsumer,
+    decoder: Arc<Decoder>,
+    metrics: Metrics,
+    shutdown: Shutdown,
+) -> Result<IngestPipeline, PipelineError> {
+    let p = &config.pipeline;
+    let retry = (
+        Duration::from_millis(p.retry_initial_ms),
+        Duration::from_millis(p.retry_max_ms),
+    );
+    let dlq = DeadLetterProducer::new(
+        producer::idempotent_producer(&config.kafka)?,
+        config.kafka.dlq_topic.clone(),
+        metrics.clone(),
+        retry.0,
+        retry.1,
+        shutdown.clone(),
+    );
+    let writer = RawEventWriter::new(
+        sink::connect(&config.clickhouse),
+        metrics.clone(),
+        retry.0,
+        retry.1,
+        shutdown.clone(),
+    );
+    let registry = config
+        .kafka
+        .schema_registry_url
+        .as_deref()
+        .map(SchemaRegistry::new);
+    Ok(IngestPipeline::new(
+        config, consumer, decoder, writer, dlq, metrics, registry, shutdown,
+    ))
+}
