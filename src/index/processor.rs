@@ -1,11 +1,11 @@
 //! Drives partition states from folded messages into ClickHouse.
 //!
-//! Each input partition is an independent fold (`PartitionState`). A feeder (the ingest
-//! pipeline's consumer in `sipas run`, or the rebuild reader) asks for a partition's
-//! position when it is assigned: the processor restores the latest checkpoint (or starts
-//! empty at offset 0) and answers with its `next_offset`, and the feeder positions the
-//! partition there (`index::position`). The state therefore always equals the fold of
-//! exactly the offsets below `next_offset`. Outputs are written as soon as the oldest
+//! Each input partition is an independent fold (`PartitionState`). The consumer loop that
+//! feeds it (`sipas run`'s, or a rebuild's) hands over each assigned partition's state,
+//! restored from its checkpoint and with the partition started at or before its
+//! `next_offset` (`kafka::consumer`, `index::position`), and then the partition's messages
+//! in order. The state therefore always equals the fold of exactly the offsets below
+//! `next_offset`. Outputs are written as soon as the oldest
 //! unwritten fold is `flush_interval` old (or a row budget fills up); a checkpoint is
 //! written only after everything derived from the offsets it covers has been
 //! acknowledged, so a crash at any point resumes from a state whose outputs are all
@@ -14,12 +14,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::config::Config;
 use crate::contract::decode::Decoded;
 use crate::domain::FrameworkCatalog;
+use crate::index::checkpoint;
 use crate::index::state::PartitionState;
 use crate::metrics::Metrics;
 use crate::pipeline::batch::FoldInput;
@@ -31,10 +32,6 @@ use crate::sink::writer::{Abandoned, RawEventWriter};
 /// history closes many days per second, each with a row per unit and window.
 const MAX_PENDING_DAILY_ROWS: usize = 50_000;
 
-/// Bumped whenever `PartitionState`'s layout changes; older checkpoints are ignored
-/// (the partition is then rebuilt from the log).
-const STATE_FORMAT: u8 = 4;
-
 /// Fold batches buffered between a feeder and the processor. Small: a full channel slows
 /// the feeder down rather than letting decoded events pile up in memory.
 const CHANNEL_BATCHES: usize = 4;
@@ -42,11 +39,11 @@ const CHANNEL_BATCHES: usize = 4;
 /// What a feeder sends, in the order it consumed.
 #[derive(Debug)]
 pub enum IndexInput {
-    /// A partition was assigned: restore its state and answer with its `next_offset`.
+    /// A partition was assigned, with the state its messages continue.
     Assign {
         topic: String,
         partition: i32,
-        reply: oneshot::Sender<i64>,
+        state: PartitionState,
     },
     Fold(Vec<FoldInput>),
     /// Partitions were revoked: their state is dropped (the next owner restores it).
@@ -65,18 +62,20 @@ pub struct IndexHandle {
 pub struct IndexStopped;
 
 impl IndexHandle {
-    /// Restores the partition's state (once per assignment) and returns its next offset.
-    pub async fn assign(&self, topic: &str, partition: i32) -> Result<i64, IndexStopped> {
-        let (reply, answer) = oneshot::channel();
+    pub async fn assign(
+        &self,
+        topic: String,
+        partition: i32,
+        state: PartitionState,
+    ) -> Result<(), IndexStopped> {
         self.sender
             .send(IndexInput::Assign {
-                topic: topic.to_owned(),
+                topic,
                 partition,
-                reply,
+                state,
             })
             .await
-            .map_err(|_| IndexStopped)?;
-        answer.await.map_err(|_| IndexStopped)
+            .map_err(|_| IndexStopped)
     }
 
     pub async fn fold(&self, folds: Vec<FoldInput>) -> Result<(), IndexStopped> {
@@ -121,7 +120,6 @@ struct Slot {
 pub struct IndexProcessor {
     inputs: mpsc::Receiver<IndexInput>,
     frameworks: FrameworkCatalog,
-    client: clickhouse::Client,
     writer: RawEventWriter,
     metrics: Metrics,
     shutdown: Shutdown,
@@ -165,7 +163,6 @@ impl IndexProcessor {
         let processor = Self {
             inputs,
             frameworks,
-            client: crate::sink::connect(&config.clickhouse),
             writer,
             metrics,
             shutdown,
@@ -256,10 +253,24 @@ impl IndexProcessor {
             IndexInput::Assign {
                 topic,
                 partition,
-                reply,
+                state,
             } => {
-                let next_offset = self.ensure_slot(&topic, partition).await;
-                let _ = reply.send(next_offset);
+                self.metrics
+                    .index_position
+                    .with_label_values(&[&topic, &partition.to_string()])
+                    .set(state.next_offset);
+                if let Some(old) = self.slots.insert(
+                    (topic, partition),
+                    Slot {
+                        state,
+                        daily_satisfaction: Vec::new(),
+                        daily_hotline: Vec::new(),
+                    },
+                ) {
+                    // Assigned again without a revocation: its unwritten rows are replayed.
+                    self.pending_daily_rows -=
+                        old.daily_satisfaction.len() + old.daily_hotline.len();
+                }
             }
             IndexInput::Fold(folds) => {
                 let received = Instant::now();
@@ -290,32 +301,6 @@ impl IndexProcessor {
                     .get(key)
                     .is_some_and(|s| s.state.next_offset >= *end)
         })
-    }
-
-    /// The partition's state (restored if new) and its next offset.
-    async fn ensure_slot(&mut self, topic: &str, partition: i32) -> i64 {
-        let key = (topic.to_owned(), partition);
-        if let Some(slot) = self.slots.get(&key) {
-            return slot.state.next_offset;
-        }
-        let state = match self.mode {
-            Mode::Live => self.restore(topic, partition).await,
-            Mode::Rebuild { .. } => PartitionState::new(0),
-        };
-        let next_offset = state.next_offset;
-        self.metrics
-            .index_position
-            .with_label_values(&[topic, &partition.to_string()])
-            .set(next_offset);
-        self.slots.insert(
-            key,
-            Slot {
-                state,
-                daily_satisfaction: Vec::new(),
-                daily_hotline: Vec::new(),
-            },
-        );
-        next_offset
     }
 
     fn fold(&mut self, fold: FoldInput, received: Instant) {
@@ -371,48 +356,6 @@ impl IndexProcessor {
         }
     }
 
-    /// Latest checkpoint of a partition, or an empty state at offset 0.
-    async fn restore(&self, topic: &str, partition: i32) -> PartitionState {
-        let row = self
-            .client
-            .query("SELECT ?fields FROM index_checkpoints FINAL WHERE consumer_group = ? AND topic = ? AND partition = ? ORDER BY next_offset DESC LIMIT 1")
-            .bind(&self.checkpoint_key)
-            .bind(topic)
-            .bind(partition as u32)
-            .fetch_optional::<CheckpointRow>()
-            .await;
-        let restored = match row {
-            Ok(Some(row)) => match row.state.split_first() {
-                Some((&STATE_FORMAT, bytes)) => bincode::deserialize::<PartitionState>(bytes).ok(),
-                _ => None,
-            },
-            Ok(None) => None,
-            Err(error) => {
-                tracing::warn!(%error, topic, partition, "cannot read the checkpoint; rebuilding the partition from the log");
-                None
-            }
-        };
-        match restored {
-            Some(state) => {
-                tracing::info!(
-                    topic,
-                    partition,
-                    next_offset = state.next_offset,
-                    "index state restored from checkpoint"
-                );
-                state
-            }
-            None => {
-                tracing::info!(
-                    topic,
-                    partition,
-                    "no usable checkpoint; folding the partition from the beginning"
-                );
-                PartitionState::new(0)
-            }
-        }
-    }
-
     /// Writes pending daily rows and changed latest values; then (optionally) checkpoints.
     async fn flush(&mut self, checkpoint: bool) -> Result<(), Abandoned> {
         let mut daily_satisfaction = Vec::new();
@@ -458,8 +401,7 @@ impl IndexProcessor {
                 .slots
                 .iter()
                 .map(|((topic, partition), slot)| {
-                    let mut state = vec![STATE_FORMAT];
-                    state.extend(bincode::serialize(&slot.state).expect("state serialises"));
+                    let state = checkpoint::encode(&slot.state);
                     CheckpointRow {
                         consumer_group: self.checkpoint_key.clone(),
                         topic: topic.clone(),

@@ -1,32 +1,175 @@
 //! The ingest consumer. Offsets are stored by the pipeline only after ClickHouse (and the
 //! DLQ) acknowledged everything derived from them; librdkafka commits stored offsets
 //! every `pipeline.commit_interval_ms` and once more on shutdown.
+//!
+//! With the index attached, the rebalance callback restores each assigned partition's
+//! index state from its checkpoint and starts the partition where both the raw tables and
+//! the index are served (`index::position`). Revocations and assignments are queued, in
+//! order, for the consumer loop, which hands them to the index processor between the
+//! messages consumed before and after them.
 use std::sync::Mutex;
+use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer};
 use rdkafka::statistics::Statistics;
-use rdkafka::ClientContext;
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
 use crate::config::{KafkaConfig, PipelineConfig};
+use crate::index::checkpoint;
+use crate::index::position::{self, Start};
+use crate::index::state::PartitionState;
 use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+
+/// A partition given to this consumer, with the index state it starts from.
+#[derive(Debug)]
+pub struct AssignedPartition {
+    pub topic: String,
+    pub partition: i32,
+    pub state: PartitionState,
+    pub start: Start,
+}
+
+#[derive(Debug)]
+pub enum RebalanceEvent {
+    Revoked(Vec<(String, i32)>),
+    Assigned(Vec<AssignedPartition>),
+}
+
+/// Where the rebalance callback finds index state for the partitions it is given.
+pub struct IndexStates {
+    /// `None` for a rebuild: every partition starts empty at its beginning.
+    checkpoints: Option<(clickhouse::Client, String)>,
+    runtime: tokio::runtime::Handle,
+    shutdown: Shutdown,
+}
+
+impl IndexStates {
+    /// Live: states come from the checkpoints written under `checkpoint_key`.
+    /// Must be created inside the tokio runtime the consumer is polled from.
+    pub fn live(client: clickhouse::Client, checkpoint_key: String, shutdown: Shutdown) -> Self {
+        Self {
+            checkpoints: Some((client, checkpoint_key)),
+            runtime: tokio::runtime::Handle::current(),
+            shutdown,
+        }
+    }
+
+    pub fn rebuild(shutdown: Shutdown) -> Self {
+        Self {
+            checkpoints: None,
+            runtime: tokio::runtime::Handle::current(),
+            shutdown,
+        }
+    }
+
+    /// The partition's latest checkpointed state; ClickHouse errors are retried. If
+    /// shutdown comes first, an empty state (folding from offset 0 is always correct).
+    fn load(&self, topic: &str, partition: i32) -> PartitionState {
+        let Some((client, key)) = &self.checkpoints else {
+            return PartitionState::new(0);
+        };
+        let mut delay = Duration::from_millis(200);
+        loop {
+            // The callback runs inside the consumer's poll, on a runtime worker.
+            let loaded = tokio::task::block_in_place(|| {
+                self.runtime
+                    .block_on(checkpoint::load(client, key, topic, partition))
+            });
+            match loaded {
+                Ok(state) => return state,
+                Err(error) if !self.shutdown.is_triggered() => {
+                    tracing::warn!(%error, topic, partition, "cannot read the index checkpoint; retrying");
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(_) => return PartitionState::new(0),
+            }
+        }
+    }
+}
 
 /// Feeds librdkafka's statistics (consumer lag per partition) into our metrics, logs
-/// rebalances and remembers revoked partitions for the consumer loop (their index state
-/// must be dropped before anything else of theirs is processed).
+/// rebalances and, with the index attached, positions assigned partitions.
 pub struct IngestContext {
     metrics: Metrics,
-    revoked: Mutex<Vec<(String, i32)>>,
+    index: Option<IndexStates>,
+    events: Mutex<Vec<RebalanceEvent>>,
 }
 
 impl IngestContext {
-    /// Whether a revocation waits to be taken.
-    pub fn has_revoked(&self) -> bool {
-        !self.revoked.lock().expect("revoked lock").is_empty()
+    /// Whether a rebalance waits to be handed on.
+    pub fn has_rebalance_events(&self) -> bool {
+        !self.events.lock().expect("events lock").is_empty()
     }
 
-    /// Partitions revoked since the last call.
-    pub fn take_revoked(&self) -> Vec<(String, i32)> {
-        std::mem::take(&mut *self.revoked.lock().expect("revoked lock"))
+    /// Rebalances since the last call, oldest first.
+    pub fn take_rebalance_events(&self) -> Vec<RebalanceEvent> {
+        std::mem::take(&mut *self.events.lock().expect("events lock"))
+    }
+
+    /// Restores the assigned partitions' index states and sets where each starts.
+    fn prepare(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let Some(index) = &self.index else {
+            return;
+        };
+        let rebuild = index.checkpoints.is_none();
+        let committed = match rebuild {
+            true => None,
+            false => match consumer.committed_offsets(tpl.clone(), Duration::from_secs(30)) {
+                Ok(committed) => Some(committed),
+                Err(error) => {
+                    // Starting at the index's offset and writing everything again is safe:
+                    // raw rows collapse by key, dead letters are at-least-once.
+                    tracing::warn!(%error, "cannot read committed offsets; raw rows from the index position on are written again");
+                    None
+                }
+            },
+        };
+        let partitions: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        let mut assigned = Vec::new();
+        for (topic, partition) in partitions {
+            let state = index.load(&topic, partition);
+            let start = match &committed {
+                _ if rebuild => position::rebuild_start(),
+                Some(committed) => {
+                    let offset = committed
+                        .find_partition(&topic, partition)
+                        .and_then(|e| match e.offset() {
+                            Offset::Offset(offset) => Some(offset),
+                            _ => None,
+                        });
+                    position::start(state.next_offset, offset)
+                }
+                None => Start {
+                    seek_to: Some(state.next_offset),
+                    raw_from: None,
+                },
+            };
+            if let Some(seek_to) = start.seek_to {
+                if let Err(error) =
+                    tpl.set_partition_offset(&topic, partition, Offset::Offset(seek_to))
+                {
+                    tracing::warn!(%error, %topic, partition, "cannot set the start offset");
+                }
+            }
+            tracing::info!(%topic, partition, index_next_offset = state.next_offset, seek_to = ?start.seek_to, raw_from = ?start.raw_from, "partition positioned");
+            assigned.push(AssignedPartition {
+                topic,
+                partition,
+                state,
+                start,
+            });
+        }
+        self.events
+            .lock()
+            .expect("events lock")
+            .push(RebalanceEvent::Assigned(assigned));
     }
 }
 
@@ -47,26 +190,51 @@ impl ClientContext for IngestContext {
 }
 
 impl ConsumerContext for IngestContext {
-    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Revoke(tpl) = rebalance {
-            let mut revoked = self.revoked.lock().expect("revoked lock");
-            revoked.extend(
-                tpl.elements()
-                    .iter()
-                    .map(|e| (e.topic().to_owned(), e.partition())),
-            );
-        }
-    }
-
-    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Assign(tpl) => {
-                tracing::info!(partitions = ?describe(tpl), "partitions assigned")
+    /// Replaces librdkafka's default so that start offsets can be set before assigning.
+    fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        err: RDKafkaRespErr,
+        tpl: &mut TopicPartitionList,
+    ) {
+        let cooperative = matches!(consumer.rebalance_protocol(), RebalanceProtocol::Cooperative);
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.prepare(consumer, tpl);
+                let assigned = match cooperative {
+                    true => consumer.incremental_assign(tpl),
+                    false => consumer.assign(tpl),
+                };
+                match assigned {
+                    Ok(()) => tracing::info!(partitions = ?describe(tpl), "partitions assigned"),
+                    Err(error) => tracing::error!(%error, "assigning partitions failed"),
+                }
             }
-            Rebalance::Revoke(tpl) => {
-                tracing::info!(partitions = ?describe(tpl), "partitions revoked")
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                if self.index.is_some() {
+                    let revoked = tpl
+                        .elements()
+                        .iter()
+                        .map(|e| (e.topic().to_owned(), e.partition()))
+                        .collect();
+                    self.events
+                        .lock()
+                        .expect("events lock")
+                        .push(RebalanceEvent::Revoked(revoked));
+                }
+                let unassigned = match cooperative {
+                    true => consumer.incremental_unassign(tpl),
+                    false => consumer.unassign(),
+                };
+                match unassigned {
+                    Ok(()) => tracing::info!(partitions = ?describe(tpl), "partitions revoked"),
+                    Err(error) => tracing::error!(%error, "unassigning partitions failed"),
+                }
             }
-            Rebalance::Error(error) => tracing::warn!(%error, "rebalance error"),
+            other => {
+                tracing::warn!(error = ?other, "rebalance error");
+                let _ = consumer.unassign();
+            }
         }
     }
 }
@@ -84,6 +252,7 @@ pub fn ingest_consumer(
     kafka: &KafkaConfig,
     pipeline: &PipelineConfig,
     metrics: Metrics,
+    index: Option<IndexStates>,
 ) -> Result<IngestConsumer, rdkafka::error::KafkaError> {
     super::client_config(kafka)
         .set("group.id", &kafka.group_id)
@@ -104,7 +273,7 @@ pub fn ingest_consumer(
         // Index values are written within a flush interval of their events being read; a
         // fetch must not wait on the broker for half a second first (librdkafka's default).
         .set("fetch.wait.max.ms", "100")
-        .create_with_context(context(metrics))
+        .create_with_context(context(metrics, index))
 }
 
 /// A consumer for `sipas rebuild`: a fresh group reading every partition from its start,
@@ -113,6 +282,7 @@ pub fn rebuild_consumer(
     kafka: &KafkaConfig,
     group_id: &str,
     metrics: Metrics,
+    index: IndexStates,
 ) -> Result<IngestConsumer, rdkafka::error::KafkaError> {
     super::client_config(kafka)
         .set("group.id", group_id)
@@ -122,12 +292,13 @@ pub fn rebuild_consumer(
         .set("enable.partition.eof", "false")
         .set("queued.max.messages.kbytes", "32768")
         .set("max.poll.interval.ms", "600000")
-        .create_with_context(context(metrics))
+        .create_with_context(context(metrics, Some(index)))
 }
 
-fn context(metrics: Metrics) -> IngestContext {
+fn context(metrics: Metrics, index: Option<IndexStates>) -> IngestContext {
     IngestContext {
         metrics,
-        revoked: Mutex::new(Vec::new()),
+        index,
+        events: Mutex::new(Vec::new()),
     }
 }

@@ -7,7 +7,7 @@
 //! consumed order, before their raw rows are written: the log is read and decoded once.
 //! The index keeps its own position (its checkpoints); `index::position` reconciles the
 //! two when a partition is assigned.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,9 +18,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::config::Config;
 use crate::contract::decode::{Decoder, EventKind};
 use crate::contract::reject::RejectReason;
-use crate::index::position::{PartitionPosition, Verdict};
+use crate::index::position::Start;
 use crate::index::processor::{IndexHandle, IndexStopped};
-use crate::kafka::consumer::IngestConsumer;
+use crate::kafka::consumer::{IngestConsumer, RebalanceEvent};
 use crate::kafka::dlq::DeadLetterProducer;
 use crate::metrics::Metrics;
 use crate::pipeline::batch::{dead_letter, BatchOutput, InputMessage};
@@ -75,9 +75,9 @@ pub struct IngestPipeline {
     index: Option<IndexHandle>,
     /// False for a rebuild: only the index is fed; no raw rows, letters or offsets.
     raw: bool,
-    /// Per assigned partition, while an index is attached.
-    positions: HashMap<(Arc<str>, i32), PartitionPosition>,
-    /// A message consumed just after a revocation, held until the revocation is handled.
+    /// How each assigned partition started, while an index is attached.
+    starts: Vec<(String, i32, Start)>,
+    /// A message consumed just after a rebalance, held until the rebalance is handed on.
     held: Option<InputMessage>,
 }
 
@@ -108,7 +108,7 @@ impl IngestPipeline {
             stored: BTreeMap::new(),
             index: None,
             raw: true,
-            positions: HashMap::new(),
+            starts: Vec::new(),
             held: None,
         }
     }
@@ -133,7 +133,7 @@ impl IngestPipeline {
         tracing::info!(surveys = %self.surveys_topic, hotline = %self.hotline_topic, index = self.index.is_some(), raw = self.raw, "consuming");
         let mut summary = RunSummary::default();
         let ended = loop {
-            if let Err(stopped) = self.forward_revocations().await {
+            if let Err(stopped) = self.forward_rebalances().await {
                 break Err(stopped);
             }
             let batch = match self.next_batch().await {
@@ -172,71 +172,44 @@ impl IngestPipeline {
         }
     }
 
-    /// Hands revoked partitions to the index before anything consumed after them.
-    async fn forward_revocations(&mut self) -> Result<(), IndexStopped> {
-        let revoked = self.consumer.context().take_revoked();
-        if revoked.is_empty() {
-            return Ok(());
-        }
-        tracing::info!(partitions = revoked.len(), "partitions revoked");
-        self.positions
-            .retain(|(topic, partition), _| !revoked.iter().any(|(t, p)| **t == **topic && p == partition));
-        match &self.index {
-            Some(index) => index.revoke(revoked).await,
-            None => Ok(()),
-        }
-    }
-
-    /// Places a consumed message: into the batch, or nowhere while its partition is being
-    /// positioned at the index state's offset.
-    async fn admit(
-        &mut self,
-        mut input: InputMessage,
-        batch: &mut Vec<InputMessage>,
-    ) -> Result<(), PipelineError> {
-        let Some(index) = &self.index else {
-            batch.push(input);
-            return Ok(());
-        };
-        let key = (Arc::clone(&input.topic), input.partition);
-        if !self.positions.contains_key(&key) {
-            let from = index.assign(&input.topic, input.partition).await?;
-            let position = match self.raw {
-                true => PartitionPosition::new(from),
-                false => PartitionPosition::index_only(from),
+    /// Hands rebalances to the index, after everything consumed before them and before
+    /// anything consumed after them.
+    async fn forward_rebalances(&mut self) -> Result<(), IndexStopped> {
+        for event in self.consumer.context().take_rebalance_events() {
+            let Some(index) = &self.index else {
+                continue;
             };
-            self.positions.insert(key.clone(), position);
-        }
-        let consumer = &self.consumer;
-        let position = self.positions.get_mut(&key).expect("inserted above");
-        let log_start = || {
-            tokio::task::block_in_place(|| {
-                consumer.fetch_watermarks(&input.topic, input.partition, Duration::from_secs(10))
-            })
-            .ok()
-            .map(|(low, _)| low)
-        };
-        match position.observe(input.offset, log_start) {
-            Verdict::Admit { index_only } => {
-                input.index_only = index_only;
-                batch.push(input);
-            }
-            Verdict::Seek(to) => {
-                tracing::info!(topic = %input.topic, partition = input.partition, from = input.offset, to, "partition positioned at its index state");
-                if let Err(error) = self.consumer.seek(
-                    &input.topic,
-                    input.partition,
-                    Offset::Offset(to),
-                    Duration::from_secs(10),
-                ) {
-                    // The next message of the partition starts its positioning over.
-                    tracing::warn!(%error, topic = %input.topic, partition = input.partition, "seek failed; retrying");
-                    self.positions.remove(&key);
+            match event {
+                RebalanceEvent::Revoked(revoked) => {
+                    self.starts
+                        .retain(|(t, p, _)| !revoked.iter().any(|(rt, rp)| rt == t && rp == p));
+                    index.revoke(revoked).await?;
+                }
+                RebalanceEvent::Assigned(assigned) => {
+                    for partition in assigned {
+                        self.starts.retain(|(t, p, _)| {
+                            !(*t == partition.topic && *p == partition.partition)
+                        });
+                        self.starts
+                            .push((partition.topic.clone(), partition.partition, partition.start));
+                        index
+                            .assign(partition.topic, partition.partition, partition.state)
+                            .await?;
+                    }
                 }
             }
-            Verdict::Drop => {}
         }
         Ok(())
+    }
+
+    /// Whether a message is only re-read for the index (its raw rows were acknowledged).
+    fn only_for_index(&self, input: &InputMessage) -> bool {
+        !self.raw
+            || self
+                .starts
+                .iter()
+                .find(|(t, p, _)| **t == *input.topic && *p == input.partition)
+                .is_some_and(|(_, _, start)| start.index_only(input.offset))
     }
 
     /// Collects up to `batch_max_messages`, waiting at most `batch_max_wait` after the first.
@@ -245,8 +218,9 @@ impl IngestPipeline {
         let mut shutdown = self.shutdown.clone();
         let deadline = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(deadline);
-        if let Some(held) = self.held.take() {
-            self.admit(held, &mut batch).await?;
+        if let Some(mut held) = self.held.take() {
+            held.index_only = self.only_for_index(&held);
+            batch.push(held);
             deadline.as_mut().reset(tokio::time::Instant::now() + self.batch_max_wait);
         }
         while batch.len() < self.batch_max_messages {
@@ -271,7 +245,7 @@ impl IngestPipeline {
                         continue;
                     };
                     self.metrics.consumed.with_label_values(&[&topic]).inc();
-                    let input = InputMessage {
+                    let mut input = InputMessage {
                         kind,
                         topic,
                         partition: message.partition(),
@@ -282,15 +256,15 @@ impl IngestPipeline {
                         payload: message.payload().map(<[u8]>::to_vec),
                     };
                     drop(message);
-                    if self.consumer.context().has_revoked() {
+                    if self.consumer.context().has_rebalance_events() {
                         self.held = Some(input);
                         break;
                     }
-                    let was_empty = batch.is_empty();
-                    self.admit(input, &mut batch).await?;
-                    if was_empty && !batch.is_empty() {
+                    input.index_only = self.only_for_index(&input);
+                    if batch.is_empty() {
                         deadline.as_mut().reset(tokio::time::Instant::now() + self.batch_max_wait);
                     }
+                    batch.push(input);
                 }
             }
         }

@@ -7,7 +7,8 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::contract::decode::Decoder;
 use crate::index::processor::{IndexProcessor, Mode};
-use crate::kafka::{consumer, dlq::DeadLetterProducer, producer};
+use crate::kafka::consumer::{self, IndexStates};
+use crate::kafka::{dlq::DeadLetterProducer, producer};
 use crate::metrics::Metrics;
 use crate::pipeline::ingest::{IngestPipeline, PipelineError};
 use crate::registry::SchemaRegistry;
@@ -22,7 +23,26 @@ pub fn live(
     metrics: Metrics,
     shutdown: Shutdown,
 ) -> Result<(IngestPipeline, Option<IndexProcessor>), PipelineError> {
-    let pipeline = consumer_loop(config, Arc::clone(&decoder), metrics.clone(), shutdown.clone())?;
+    let index_states = config.index.enabled.then(|| {
+        IndexStates::live(
+            sink::connect(&config.clickhouse),
+            config.index.group_id.clone(),
+            shutdown.clone(),
+        )
+    });
+    let consumer = consumer::ingest_consumer(
+        &config.kafka,
+        &config.pipeline,
+        metrics.clone(),
+        index_states,
+    )?;
+    let pipeline = assemble(
+        config,
+        consumer,
+        Arc::clone(&decoder),
+        metrics.clone(),
+        shutdown.clone(),
+    )?;
     if !config.index.enabled {
         return Ok((pipeline, None));
     }
@@ -51,7 +71,12 @@ pub fn rebuild(
         config.index.group_id,
         crate::pipeline::ingest::unix_now()
     );
-    let consumer = consumer::rebuild_consumer(&config.kafka, &group, metrics.clone())?;
+    let consumer = consumer::rebuild_consumer(
+        &config.kafka,
+        &group,
+        metrics.clone(),
+        IndexStates::rebuild(shutdown.clone()),
+    )?;
     let (processor, handle) = IndexProcessor::new(
         config,
         decoder.validator.frameworks.clone(),
@@ -61,16 +86,6 @@ pub fn rebuild(
     );
     let pipeline = assemble(config, consumer, decoder, metrics, shutdown)?.index_only(handle);
     Ok((pipeline, processor))
-}
-
-fn consumer_loop(
-    config: &Config,
-    decoder: Arc<Decoder>,
-    metrics: Metrics,
-    shutdown: Shutdown,
-) -> Result<IngestPipeline, PipelineError> {
-    let consumer = consumer::ingest_consumer(&config.kafka, &config.pipeline, metrics.clone())?;
-    assemble(config, consumer, decoder, metrics, shutdown)
 }
 
 fn assemble(
