@@ -421,7 +421,7 @@ async fn restart(base: &Config, args: &BenchArgs, events: u64) -> Result<()> {
 
     let total: i64 = ends.values().sum();
     // Rebuild mode stops by itself at the end offsets; the trigger only has to outlive it.
-    let (_trigger, stop) = shutdown::channel();
+    let (finished, stop) = shutdown::channel();
     let (reader, processor) = pipeline_service::rebuild(
         &config,
         Arc::clone(&decoder),
@@ -433,6 +433,7 @@ async fn restart(base: &Config, args: &BenchArgs, events: u64) -> Result<()> {
     let started = Instant::now();
     let reader = tokio::spawn(reader.run());
     processor.run().await;
+    finished.trigger();
     reader.await??;
     let rebuild = started.elapsed();
     let rebuild_cpu = cpu_seconds() - cpu;

@@ -338,7 +338,7 @@ async fn rebuild(config: &Config) -> Result<()> {
     );
     let decoder = Arc::new(build_decoder(config)?);
     let (trigger, stop) = shutdown::channel();
-    shutdown::on_signals(trigger);
+    let finished = shutdown::on_signals_keep(trigger);
     let (reader, mut processor) = sipas_stream::pipeline::service::rebuild(
         config,
         decoder,
@@ -355,6 +355,8 @@ async fn rebuild(config: &Config) -> Result<()> {
     let started = std::time::Instant::now();
     let reader = tokio::spawn(reader.run());
     processor.run().await;
+    // The processor stops at the end offsets; the reader may be waiting for more.
+    finished.trigger();
     reader.await.context("rebuild reader task")??;
     let elapsed = started.elapsed().as_secs_f64();
     println!(

@@ -36,6 +36,9 @@ const MAX_PENDING_DAILY_ROWS: usize = 50_000;
 /// the feeder down rather than letting decoded events pile up in memory.
 const CHANNEL_BATCHES: usize = 4;
 
+/// How long, at shutdown, the processor waits for the feeder's last batch.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// What a feeder sends, in the order it consumed.
 #[derive(Debug)]
 pub enum IndexInput {
@@ -204,9 +207,18 @@ impl IndexProcessor {
             tokio::select! {
                 biased;
                 _ = shutdown.wait() => {
-                    // Take what the feeder already handed over, then stop.
-                    while let Ok(input) = self.inputs.try_recv() {
-                        self.accept(input).await;
+                    // The feeder finishes its batch and hangs up; take what it sends until
+                    // then (anything not folded is replayed from the checkpoint).
+                    let grace = tokio::time::sleep(SHUTDOWN_GRACE);
+                    tokio::pin!(grace);
+                    loop {
+                        tokio::select! {
+                            input = self.inputs.recv() => match input {
+                                Some(input) => self.accept(input).await,
+                                None => break,
+                            },
+                            _ = &mut grace => break,
+                        }
                     }
                     break;
                 }
