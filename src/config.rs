@@ -237,11 +237,14 @@ impl ImportConfig {
 pub struct IndexConfig {
     /// Run the index processor inside `sipas run`. Default true.
     pub enabled: bool,
-    /// Consumer group of the index processor. Default `sipas-index`.
+    /// Names the index state's checkpoints (and prefixes a rebuild's consumer group).
+    /// Default `sipas-index`.
     pub group_id: String,
     /// Watermark = newest event time − this; a day closes when the watermark passes its end. Default 48.
     pub allowed_lateness_hours: u32,
-    /// How often new daily rows and changed latest values are written. Default 1000 ms.
+    /// New daily rows and changed latest values are written once the oldest event not yet
+    /// written was read this long ago (daily rows also once 50,000 are pending).
+    /// Default 250 ms.
     pub flush_interval_ms: u64,
     /// How often partition state is checkpointed to ClickHouse with its offset. Default 30000 ms.
     pub checkpoint_interval_ms: u64,
@@ -253,7 +256,7 @@ impl Default for IndexConfig {
             enabled: true,
             group_id: "sipas-index".into(),
             allowed_lateness_hours: 48,
-            flush_interval_ms: 1_000,
+            flush_interval_ms: 250,
             checkpoint_interval_ms: 30_000,
         }
     }
@@ -336,7 +339,8 @@ impl Default for ClickHouseConfig {
 pub struct PipelineConfig {
     /// A batch is written when it holds this many messages. Default 20000.
     pub batch_max_messages: usize,
-    /// ...or when its first message is this old. Default 500 ms.
+    /// ...or when its first message is this old. Default 200 ms (index freshness
+    /// includes it).
     pub batch_max_wait_ms: u64,
     /// Messages larger than this go to the DLQ as `oversize`. Default 65536 (64 KiB).
     pub max_message_bytes: usize,
@@ -352,7 +356,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
             batch_max_messages: 20_000,
-            batch_max_wait_ms: 500,
+            batch_max_wait_ms: 200,
             max_message_bytes: 64 * 1024,
             retry_initial_ms: 200,
             retry_max_ms: 10_000,
