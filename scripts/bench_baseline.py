@@ -23,6 +23,7 @@ import os
 import platform
 import re
 import resource
+import shutil
 import signal
 import socket
 import subprocess
@@ -455,6 +456,110 @@ def try_kafka_engine(args, database, topic, log_dir, wait_s):
 
 # ---------------------------------------------------------------- sipas bench (its own topics)
 
+def measure_rebuild(args, env, total, log_path):
+    """`sipas rebuild` over the same topics: process start to exit (it stops at the end
+    offsets it read at start)."""
+    with open(log_path, "w") as logf:
+        start = time.monotonic()
+        proc = subprocess.Popen([args.sipas, "rebuild"], env=env, stdout=logf, stderr=logf)
+        peak = 0
+        cpu = 0.0
+        while proc.poll() is None:
+            try:
+                cpu, rss = proc_cpu_rss(proc.pid)
+                peak = max(peak, rss)
+            except OSError:
+                pass
+            if time.monotonic() - start > args.timeout:
+                proc.kill()
+                break
+            time.sleep(0.2)
+        proc.wait()
+        seconds = time.monotonic() - start
+    return {"complete": proc.returncode == 0, "exit_code": proc.returncode, "seconds": seconds,
+            "cpu_seconds": cpu, "peak_rss_kib": peak}
+
+
+def quantile(values, q):
+    values = sorted(values)
+    return values[round((len(values) - 1) * q)] if values else None
+
+
+def measure_queries(args, database, count=200):
+    """p50/p99 of the analysts' ranking view over ClickHouse's HTTP interface."""
+    sql = f"SELECT province_code, rank FROM {database}.province_ranking_latest WHERE window = '30d' FORMAT TSV"
+    times = []
+    rows = 0
+    for _ in range(count):
+        t0 = time.monotonic()
+        rows = len(ch_query(args.ch_url, sql).strip().splitlines())
+        times.append((time.monotonic() - t0) * 1000)
+    return {"queries": count, "rows": rows, "p50_ms": round(quantile(times, 0.5), 2),
+            "p99_ms": round(quantile(times, 0.99), 2)}
+
+
+def wrk_ms(text, label):
+    m = re.search(rf"^\s*{label}%\s+([0-9.]+)(us|ms|s)\s*$", text, re.M)
+    if not m:
+        return None
+    value, unit = float(m.group(1)), m.group(2)
+    return round(value / 1000 if unit == "us" else value * 1000 if unit == "s" else value, 3)
+
+
+def measure_api(args, env, log_path, seconds=15, connections=50):
+    """The rankings endpoint of `sipas serve` under `connections` concurrent pollers (wrk)."""
+    wrk = shutil.which("wrk")
+    if not wrk:
+        return {"error": "wrk is not installed"}
+    port = free_port()
+    e = dict(env, SIPAS__SERVE__LISTEN=f"127.0.0.1:{port}")
+    url = f"http://127.0.0.1:{port}/api/v1/rankings?window=30d"
+    with open(log_path, "w") as logf:
+        proc = subprocess.Popen([args.sipas, "serve"], env=e, stdout=logf, stderr=logf)
+        try:
+            for _ in range(100):
+                try:
+                    with urllib.request.urlopen(url, timeout=5) as resp:
+                        if resp.status == 200:
+                            break
+                except OSError:
+                    time.sleep(0.2)
+            else:
+                return {"error": "sipas serve did not answer"}
+            out = subprocess.run([wrk, "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url],
+                                 stdout=subprocess.PIPE, text=True, check=True).stdout
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    rps = re.search(r"Requests/sec:\s+([0-9.]+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+([0-9]+)", out)
+    return {"connections": connections, "seconds": seconds, "p50_ms": wrk_ms(out, "50"),
+            "p99_ms": wrk_ms(out, "99"), "requests_per_s": rps and float(rps.group(1)),
+            "non_2xx": int(non2xx.group(1)) if non2xx else 0}
+
+
+def run_freshness(args, env):
+    """`sipas bench --freshness`: a steady produce rate on its own fresh topics (freshness
+    cannot be measured on a pre-filled log)."""
+    e = {k: v for k, v in env.items() if not k.startswith(("SIPAS__KAFKA__", "SIPAS__CLICKHOUSE__DATABASE"))}
+    e.update(SIPAS__KAFKA__BROKERS=args.brokers, RUST_LOG="warn")
+    log(f"sipas bench --freshness {args.freshness_rate} --seconds {args.freshness_seconds}…")
+    r = subprocess.run([args.sipas, "bench", "--freshness", str(args.freshness_rate), "--seconds",
+                        str(args.freshness_seconds)], env=e, text=True, stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL, timeout=args.timeout)
+    out = {"exit_code": r.returncode, "rate": args.freshness_rate}
+    m = re.search(r"\(([0-9]+) achieved\)", r.stdout)
+    if m:
+        out["achieved_rate"] = int(m.group(1))
+    m = re.search(r"freshness p50 / p90 / p99 / max[^|]*\|\s*([0-9.]+) / ([0-9.]+) / ([0-9.]+) / ([0-9.]+) s", r.stdout)
+    if m:
+        out.update(p50_s=float(m.group(1)), p90_s=float(m.group(2)), p99_s=float(m.group(3)), max_s=float(m.group(4)))
+    return out
+
+
 def run_sipas_bench(args, env, events):
     """`sipas bench` generates and pre-fills its own topics, so its figures are from the
     same run and machine but not the same topic contents; reported beside ours."""
@@ -493,6 +598,8 @@ def main():
     p.add_argument("--skip-kafka-engine", action="store_true")
     p.add_argument("--skip-sipas-bench", action="store_true", help="do not run `sipas bench` on its own topics")
     p.add_argument("--keep", action="store_true", help="keep the bench databases (dropped by default)")
+    p.add_argument("--freshness-rate", type=int, default=1000, help="events/s for the freshness step (0 skips it)")
+    p.add_argument("--freshness-seconds", type=int, default=30)
     # Worker mode (internal).
     p.add_argument("--worker", choices=["ceiling", "baseline"])
     p.add_argument("--group")
@@ -595,6 +702,18 @@ def main():
         ingest_only["rows_in_clickhouse"] = int(ch_query(
             a.ch_url, f"SELECT (SELECT count() FROM {db_ingest_only}.survey_submissions) + (SELECT count() FROM {db_ingest_only}.hotline_events)").strip())
         report["pipeline_ingest_only"] = ingest_only
+        # 2c''. Rebuild over the same log, then the read side on what it wrote.
+        run_log = os.path.join(a.out_dir, f"baseline-{stamp}-sipas-rebuild.log")
+        log("sipas rebuild over the same topics…")
+        rebuild = measure_rebuild(a, env, total, run_log)
+        rebuild["log"] = os.path.relpath(run_log, ROOT)
+        report["rebuild"] = rebuild
+        log("province_ranking_latest: 200 queries…")
+        report["queries"] = measure_queries(a, db_pipeline)
+        log("rankings API under 50 concurrent pollers (wrk, 15 s)…")
+        report["api"] = measure_api(a, env, os.path.join(a.out_dir, f"baseline-{stamp}-sipas-serve.log"))
+        if a.freshness_rate > 0:
+            report["freshness"] = run_freshness(a, env)
         # 2d. ClickHouse Kafka engine.
         if not a.skip_kafka_engine:
             log(f"ClickHouse Kafka engine on {topics['hotline']} for {a.kafka_engine_wait:.0f}s…")
@@ -628,15 +747,21 @@ def main():
          cpu_per_m(pipeline, "index_cpu_seconds"), pipeline.get("index_peak_rss_kib")),
         ("sipas run, index disabled: raw rows + DLQ", ingest_only, rate(ingest_only), cpu_per_m(ingest_only),
          ingest_only.get("peak_rss_kib")),
+        ("sipas rebuild (index only, from offset 0)", rebuild, rate(rebuild), cpu_per_m(rebuild),
+         rebuild.get("peak_rss_kib")),
     ]
     figures = {}
     for name, _, r, cpu, rss in rows:
         figures[name] = {"events_per_s": r and round(r), "cpu_s_per_million": cpu and round(cpu, 2),
                          "peak_rss_mib": rss and round(rss / 1024, 1)}
     ratios = {}
-    p_rate, c_rate, b_rate = rows[2][2], rows[0][2], rows[1][2]
+    p_rate, c_rate, b_rate = rows[3][2], rows[0][2], rows[1][2]
     if p_rate and c_rate:
-        ratios["pipeline/ceiling"] = round(p_rate / c_rate, 3)
+        ratios["pipeline (incl. index)/ceiling"] = round(p_rate / c_rate, 3)
+    if rows[2][2] and c_rate:
+        ratios["pipeline raw rows + DLQ/ceiling"] = round(rows[2][2] / c_rate, 3)
+    if rows[5][2] and c_rate:
+        ratios["rebuild/ceiling"] = round(rows[5][2] / c_rate, 3)
     if p_rate and b_rate:
         ratios["pipeline/baseline"] = round(p_rate / b_rate, 3)
     if b_rate and c_rate:
@@ -664,6 +789,13 @@ def main():
           f"and {baseline.get('skipped_invalid', 0)} invalid messages skipped")
     print(f"pipeline: {pipeline.get('raw_rows', 0):.0f} raw rows + {pipeline.get('dlq', 0):.0f} dead letters "
           f"(ClickHouse has {pipeline['rows_in_clickhouse']} raw rows, DLQ topic {pipeline['dlq_topic_messages']} messages)")
+    q, api, fr = report.get("queries", {}), report.get("api", {}), report.get("freshness")
+    print(f"province_ranking_latest (30d, {q.get('queries')} sequential queries): p50 {q.get('p50_ms')} ms, p99 {q.get('p99_ms')} ms")
+    print(f"rankings API, {api.get('connections')} concurrent pollers: p50 {api.get('p50_ms')} ms, p99 {api.get('p99_ms')} ms, "
+          f"{api.get('requests_per_s')} requests/s, {api.get('non_2xx')} non-2xx" + (f"; {api['error']}" if api.get("error") else ""))
+    if fr:
+        print(f"freshness at {fr.get('rate')} events/s requested ({fr.get('achieved_rate')} achieved): p50 {fr.get('p50_s')} s, "
+              f"p99 {fr.get('p99_s')} s, max {fr.get('max_s')} s")
     ke = report.get("kafka_engine")
     if ke:
         print(f"ClickHouse Kafka engine: {ke.get('consumed_rows', 0)} rows in {ke.get('seconds_waited', 0)}s"
