@@ -159,8 +159,16 @@ impl Validator {
         // (an empty id marks a slot not sent, as no criterion id is empty).
         let mut answers: Vec<(String, Option<u8>)> =
             vec![(String::new(), None); indexed.framework.columns().criterion_ids.len()];
+        let ids = &indexed.framework.columns().criterion_ids;
+        let mut next = 0;
         for (criterion, answer) in raw_answers {
-            let position = indexed.criterion_position(&criterion).ok_or_else(|| {
+            // Producers mostly send answers in framework order: try the slot after the
+            // previous answer's before hashing.
+            let position = match ids.get(next) {
+                Some(id) if *id == criterion => Some(next),
+                _ => indexed.criterion_position(&criterion),
+            };
+            let position = position.ok_or_else(|| {
                 Reject::new(
                     RejectReason::UnknownCriterion,
                     format!("criterion {criterion:?} is not in framework {framework_id}"),
@@ -183,11 +191,9 @@ impl Validator {
                 }
             };
             answers[position] = (criterion, score);
+            next = position + 1;
         }
-        for ((id, _), framework_id) in answers
-            .iter_mut()
-            .zip(indexed.framework.columns().criterion_ids.iter())
-        {
+        for ((id, _), framework_id) in answers.iter_mut().zip(ids.iter()) {
             if id.is_empty() {
                 id.clone_from(framework_id);
             }
