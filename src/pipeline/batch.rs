@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::contract::decode::{Decoded, Decoder, Encoding, EventKind};
 use crate::contract::reject::RejectReason;
+use crate::domain::SurveySubmission;
 use crate::kafka::dlq::DeadLetter;
 use crate::sink::rows::{HotlineRow, KafkaCoordinates, SurveyRow};
 
@@ -110,29 +111,44 @@ impl BatchOutput {
                         ingested_at,
                     };
                     valid[message.kind as usize][encoding as usize] += 1;
-                    // Without the fold the event moves into its row; with it, the row gets
-                    // a copy and the event goes on to the index.
-                    let for_row = if fold {
-                        let copy = decoded.clone();
-                        out.folds.push(fold_input(message, Some(decoded)));
-                        copy
-                    } else {
-                        decoded
-                    };
-                    match for_row {
+                    // Without the fold the event moves into its row; with it, the row
+                    // copies what it needs and the event goes on to the index.
+                    match &decoded {
                         Decoded::Survey(survey) => {
                             out.newest_event_time =
                                 out.newest_event_time.max(Some(survey.submitted_at));
-                            out.surveys
-                                .push(SurveyRow::from_owned(survey, encoding.as_str(), &at));
                             out.survey_sources.push(index);
                         }
                         Decoded::Hotline(event) => {
                             out.newest_event_time =
                                 out.newest_event_time.max(Some(event.occurred_at));
-                            out.hotline
-                                .push(HotlineRow::from_owned(event, encoding.as_str(), &at));
                             out.hotline_sources.push(index);
+                        }
+                    }
+                    let encoding = encoding.as_str();
+                    match (decoded, fold) {
+                        (Decoded::Survey(survey), false) => {
+                            let row = match criteria(decoder, &survey) {
+                                Some(ids) => SurveyRow::from_owned(survey, ids, encoding, &at),
+                                None => SurveyRow::new(&survey, encoding, &at),
+                            };
+                            out.surveys.push(row);
+                        }
+                        (Decoded::Survey(survey), true) => {
+                            out.surveys.push(match criteria(decoder, &survey) {
+                                Some(ids) => SurveyRow::with_criteria(&survey, ids, encoding, &at),
+                                None => SurveyRow::new(&survey, encoding, &at),
+                            });
+                            out.folds
+                                .push(fold_input(message, Some(Decoded::Survey(survey))));
+                        }
+                        (Decoded::Hotline(event), false) => {
+                            out.hotline.push(HotlineRow::from_owned(event, encoding, &at));
+                        }
+                        (Decoded::Hotline(event), true) => {
+                            out.hotline.push(HotlineRow::new(&event, encoding, &at));
+                            out.folds
+                                .push(fold_input(message, Some(Decoded::Hotline(event))));
                         }
                     }
                 }
@@ -176,6 +192,15 @@ impl BatchOutput {
     pub fn message_count(&self) -> usize {
         self.surveys.len() + self.hotline.len() + self.dead_letters.len()
     }
+}
+
+/// The criterion ids of a survey's framework, shared by its rows.
+fn criteria<'a>(decoder: &'a Decoder, survey: &SurveySubmission) -> Option<&'a Arc<[String]>> {
+    decoder
+        .validator
+        .frameworks
+        .get(&survey.framework)
+        .map(|f| &f.columns().criterion_ids)
 }
 
 fn fold_input(message: &InputMessage, event: Option<Decoded>) -> FoldInput {

@@ -31,7 +31,9 @@ pub struct SurveyRow {
     pub procedure_code: String,
     pub channel: &'static str,
     pub respondent_type: &'static str,
-    pub answer_criteria: Vec<String>,
+    /// The framework's criterion ids, shared by the rows of a framework when the batch has
+    /// them (serialised like a `Vec<String>`).
+    pub answer_criteria: Arc<[String]>,
     /// 1..=5, 0 for no answer (the `survey_answers` view turns 0 into NULL).
     pub answer_scores: Vec<u8>,
     pub expectations: Vec<String>,
@@ -44,21 +46,53 @@ pub struct SurveyRow {
 
 impl SurveyRow {
     pub fn new(survey: &SurveySubmission, encoding: &'static str, at: &KafkaCoordinates) -> Self {
-        Self::from_owned(survey.clone(), encoding, at)
+        let criteria = survey.answers.iter().map(|(c, _)| c.clone()).collect();
+        Self::with_criteria(survey, &criteria, encoding, at)
+    }
+
+    /// The row of a survey that goes on to the index. `criteria` are its framework's
+    /// criterion ids: a validated survey's answers are exactly those, in that order, so the
+    /// row shares them instead of copying a string per answer.
+    pub fn with_criteria(
+        survey: &SurveySubmission,
+        criteria: &Arc<[String]>,
+        encoding: &'static str,
+        at: &KafkaCoordinates,
+    ) -> Self {
+        Self {
+            submission_id: survey.submission_id.clone(),
+            framework: survey.framework.clone(),
+            submitted_at: clickhouse_datetime(survey.submitted_at),
+            submitted_date: clickhouse_date(vietnam_day(survey.submitted_at)),
+            province_code: survey.province_code.clone(),
+            province_code_original: survey.province_code_original.clone(),
+            province_code_system: survey.province_code_system.year(),
+            agency_id: survey.agency_id.clone(),
+            agency_level: survey.agency_level.as_str(),
+            procedure_code: survey.procedure_code.clone().unwrap_or_default(),
+            channel: survey.channel.as_str(),
+            respondent_type: survey.respondent_type.as_str(),
+            answer_criteria: answer_criteria(&survey.answers, criteria),
+            answer_scores: answer_scores(&survey.answers),
+            expectations: survey.expectations.clone(),
+            encoding,
+            _topic: Arc::clone(&at.topic),
+            _partition: at.partition.max(0) as u32,
+            _offset: at.offset.max(0) as u64,
+            ingested_at: clickhouse_datetime(at.ingested_at),
+        }
     }
 
     /// The row of a survey that is not needed afterwards: its strings move into the row.
     pub fn from_owned(
         survey: SurveySubmission,
+        criteria: &Arc<[String]>,
         encoding: &'static str,
         at: &KafkaCoordinates,
     ) -> Self {
-        let (answer_criteria, answer_scores) = survey
-            .answers
-            .into_iter()
-            .map(|(c, s)| (c, s.unwrap_or(0)))
-            .unzip();
         Self {
+            answer_criteria: answer_criteria(&survey.answers, criteria),
+            answer_scores: answer_scores(&survey.answers),
             submission_id: survey.submission_id,
             framework: survey.framework,
             submitted_at: clickhouse_datetime(survey.submitted_at),
@@ -71,8 +105,6 @@ impl SurveyRow {
             procedure_code: survey.procedure_code.unwrap_or_default(),
             channel: survey.channel.as_str(),
             respondent_type: survey.respondent_type.as_str(),
-            answer_criteria,
-            answer_scores,
             expectations: survey.expectations,
             encoding,
             _topic: Arc::clone(&at.topic),
@@ -81,6 +113,23 @@ impl SurveyRow {
             ingested_at: clickhouse_datetime(at.ingested_at),
         }
     }
+}
+
+/// `criteria` when the answers name exactly those criteria in that order (always, for a
+/// validated survey), else a copy of the answers' ids.
+fn answer_criteria(answers: &[(String, Option<u8>)], criteria: &Arc<[String]>) -> Arc<[String]> {
+    let same = answers.len() == criteria.len()
+        && answers.iter().zip(criteria.iter()).all(|((c, _), id)| c == id);
+    if same {
+        Arc::clone(criteria)
+    } else {
+        answers.iter().map(|(c, _)| c.clone()).collect()
+    }
+}
+
+/// 1..=5, 0 for no answer.
+fn answer_scores(answers: &[(String, Option<u8>)]) -> Vec<u8> {
+    answers.iter().map(|(_, s)| s.unwrap_or(0)).collect()
 }
 
 #[derive(Debug, Clone, clickhouse::Row, Serialize)]
