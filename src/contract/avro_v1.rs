@@ -67,7 +67,8 @@ impl Cursor<'_> {
         let raw = self.long()?;
         let count = if raw < 0 {
             let _block_bytes = self.long()?;
-            raw.checked_neg().ok_or(Invalid::Other("integer overflow"))?
+            raw.checked_neg()
+                .ok_or(Invalid::Other("integer overflow"))?
         } else {
             raw
         };
@@ -223,8 +224,7 @@ pub fn hotline(datum: &[u8]) -> Result<(RawHotline, usize)> {
 mod tests {
     use super::*;
     use crate::contract::avro::{
-        decode_datum, encode_hotline, encode_survey, to_raw_hotline, to_raw_survey,
-        ReaderSchemas,
+        decode_datum, encode_hotline, encode_survey, to_raw_hotline, to_raw_survey, ReaderSchemas,
     };
     use proptest::prelude::*;
 
@@ -243,11 +243,17 @@ mod tests {
     }
 
     fn fast_survey(datum: &[u8]) -> Option<RawSurvey> {
-        survey(datum).ok().filter(|(_, left)| *left == 0).map(|(raw, _)| raw)
+        survey(datum)
+            .ok()
+            .filter(|(_, left)| *left == 0)
+            .map(|(raw, _)| raw)
     }
 
     fn fast_hotline(datum: &[u8]) -> Option<RawHotline> {
-        hotline(datum).ok().filter(|(_, left)| *left == 0).map(|(raw, _)| raw)
+        hotline(datum)
+            .ok()
+            .filter(|(_, left)| *left == 0)
+            .map(|(raw, _)| raw)
     }
 
     fn sample_survey() -> RawSurvey {

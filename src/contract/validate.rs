@@ -129,10 +129,7 @@ impl Validator {
     pub fn survey(&self, raw: RawSurvey) -> Result<SurveySubmission, Reject> {
         required(&raw.submission_id, "submission_id")?;
         let framework_id = required(&raw.framework, "framework")?;
-        let submitted_at = timestamp(
-            required(&raw.submitted_at, "submitted_at")?,
-            "submitted_at",
-        )?;
+        let submitted_at = timestamp(required(&raw.submitted_at, "submitted_at")?, "submitted_at")?;
         let (province_code, province_code_system) =
             self.province(&raw.province_code, &raw.province_code_system, submitted_at)?;
         required(&raw.agency_id, "agency_id")?;

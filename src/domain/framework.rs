@@ -224,7 +224,9 @@ impl FrameworkCatalog {
 
     /// Position of a criterion in its framework's order, if the framework has it.
     pub fn criterion_position(&self, framework: &str, criterion: &str) -> Option<usize> {
-        self.frameworks.get(framework)?.criterion_position(criterion)
+        self.frameworks
+            .get(framework)?
+            .criterion_position(criterion)
     }
 
     pub fn has_expectation(&self, framework: &str, item: &str) -> bool {

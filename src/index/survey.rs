@@ -96,7 +96,8 @@ impl Counters {
             other: &[U],
             sign: i64,
         ) -> bool {
-            let value = |a: T, b: U| (i64::from(a.into()) + sign * i64::from(b.into())).max(0) as u32;
+            let value =
+                |a: T, b: U| (i64::from(a.into()) + sign * i64::from(b.into())).max(0) as u32;
             if mine.len() != other.len()
                 || !mine
                     .iter()
@@ -281,8 +282,7 @@ impl SurveyCounts {
         self.grow_to(other.criteria(), other.expectation_items());
         let apply = |a: u32, b: u32| (i64::from(a) + sign * i64::from(b)).max(0) as u32;
         self.respondents = apply(self.respondents, other.respondents);
-        if self.criteria == other.criteria
-            && self.counters.try_add_in_place(&other.counters, sign)
+        if self.criteria == other.criteria && self.counters.try_add_in_place(&other.counters, sign)
         {
             return;
         }

@@ -143,7 +143,8 @@ impl BatchOutput {
                                 .push(fold_input(message, Some(Decoded::Survey(survey))));
                         }
                         (Decoded::Hotline(event), false) => {
-                            out.hotline.push(HotlineRow::from_owned(event, encoding, &at));
+                            out.hotline
+                                .push(HotlineRow::from_owned(event, encoding, &at));
                         }
                         (Decoded::Hotline(event), true) => {
                             out.hotline.push(HotlineRow::new(&event, encoding, &at));

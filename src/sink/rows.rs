@@ -119,7 +119,10 @@ impl SurveyRow {
 /// validated survey), else a copy of the answers' ids.
 fn answer_criteria(answers: &[(String, Option<u8>)], criteria: &Arc<[String]>) -> Arc<[String]> {
     let same = answers.len() == criteria.len()
-        && answers.iter().zip(criteria.iter()).all(|((c, _), id)| c == id);
+        && answers
+            .iter()
+            .zip(criteria.iter())
+            .all(|((c, _), id)| c == id);
     if same {
         Arc::clone(criteria)
     } else {
