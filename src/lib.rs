@@ -16,3 +16,10 @@ pub mod serve;
 pub mod shutdown;
 pub mod simulate;
 pub mod sink;
+
+/// mimalloc instead of glibc's malloc for everything linked with this library: decoding,
+/// rows and the index allocate many small strings and vectors per message, and glibc's
+/// allocator took about a third of the processing instructions (BENCHMARKS.md,
+/// "Processing cost from memory").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

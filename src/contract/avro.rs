@@ -49,7 +49,29 @@ struct CatalogEntry {
 /// Writer schemas by id. Shared between decoding threads; grows when a registry answers.
 #[derive(Debug, Default)]
 pub struct SchemaCatalog {
-    by_id: RwLock<HashMap<u32, Arc<Schema>>>,
+    by_id: RwLock<HashMap<u32, WriterSchema>>,
+}
+
+/// A writer schema, and which contract's shipped v1 schema it is, if it is one: datums
+/// written with it are read by `avro_v1` without schema resolution.
+#[derive(Debug, Clone)]
+pub struct WriterSchema {
+    pub schema: Arc<Schema>,
+    pub v1_of: Option<EventKind>,
+}
+
+/// The kind whose shipped v1 schema `schema` is (compared structurally, as apache-avro
+/// compares schemas, so a logical type or a different field makes it another schema).
+fn v1_of(schema: &Schema) -> Option<EventKind> {
+    static V1: std::sync::OnceLock<ReaderSchemas> = std::sync::OnceLock::new();
+    let v1 = V1.get_or_init(ReaderSchemas::default);
+    if *schema == *v1.survey {
+        Some(EventKind::Survey)
+    } else if *schema == *v1.hotline {
+        Some(EventKind::Hotline)
+    } else {
+        None
+    }
 }
 
 impl SchemaCatalog {
@@ -96,13 +118,21 @@ impl SchemaCatalog {
     }
 
     pub fn insert(&self, id: u32, schema: Schema) {
+        let writer = WriterSchema {
+            v1_of: v1_of(&schema),
+            schema: Arc::new(schema),
+        };
         self.by_id
             .write()
             .expect("schema catalog lock")
-            .insert(id, Arc::new(schema));
+            .insert(id, writer);
     }
 
     pub fn get(&self, id: u32) -> Option<Arc<Schema>> {
+        self.writer(id).map(|w| w.schema)
+    }
+
+    pub fn writer(&self, id: u32) -> Option<WriterSchema> {
         self.by_id
             .read()
             .expect("schema catalog lock")
@@ -160,6 +190,32 @@ pub fn decode_datum(writer: &Schema, reader: &Schema, datum: &[u8]) -> Result<Va
         ));
     }
     Ok(value)
+}
+
+/// A datum of the shipped v1 survey schema, read directly (see `avro_v1`).
+pub fn decode_v1_survey(datum: &[u8]) -> Result<RawSurvey, Reject> {
+    v1_result(crate::contract::avro_v1::survey(datum))
+}
+
+/// A datum of the shipped v1 hotline schema, read directly (see `avro_v1`).
+pub fn decode_v1_hotline(datum: &[u8]) -> Result<RawHotline, Reject> {
+    v1_result(crate::contract::avro_v1::hotline(datum))
+}
+
+fn v1_result<T>(
+    result: Result<(T, usize), crate::contract::avro_v1::Invalid>,
+) -> Result<T, Reject> {
+    match result {
+        Ok((raw, 0)) => Ok(raw),
+        Ok((_, left)) => Err(Reject::new(
+            RejectReason::Undecodable,
+            format!("{left} bytes left after the Avro datum"),
+        )),
+        Err(invalid) => Err(Reject::new(
+            RejectReason::Undecodable,
+            format!("invalid Avro datum: {}", invalid.message()),
+        )),
+    }
 }
 
 /// Avro errors may quote the offending value; keep the message short and generic.

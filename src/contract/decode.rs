@@ -4,7 +4,7 @@ use std::sync::Arc;
 use crate::contract::avro::{self, ReaderSchemas, SchemaCatalog};
 use crate::contract::json;
 use crate::contract::pii::scrub_unparsed;
-use crate::contract::raw::RawHotline;
+use crate::contract::raw::{RawHotline, RawSurvey};
 use crate::contract::reject::{Reject, RejectReason};
 use crate::contract::validate::Validator;
 use crate::domain::{HotlineEvent, SurveySubmission};
@@ -116,9 +116,7 @@ impl Decoder {
             EventKind::Survey => {
                 let raw = match encoding {
                     Encoding::Json => json::decode_survey(bytes)?,
-                    Encoding::Avro => {
-                        avro::to_raw_survey(self.avro_value(bytes, &self.readers.survey)?)?
-                    }
+                    Encoding::Avro => self.avro_survey(bytes)?,
                 };
                 let survey = self.validator.survey(raw)?;
                 Ok((Decoded::Survey(survey), encoding))
@@ -126,34 +124,58 @@ impl Decoder {
             EventKind::Hotline => {
                 let raw = match encoding {
                     Encoding::Json => json::decode_hotline(bytes),
-                    Encoding::Avro => self
-                        .avro_value(bytes, &self.readers.hotline)
-                        .and_then(avro::to_raw_hotline),
+                    Encoding::Avro => self.avro_hotline(bytes),
                 }
                 .map_err(scrub)?;
-                let redacted = raw.has_personal_data().then(|| self.redacted_json(&raw));
-                let event = self.validator.hotline(raw).map_err(|reject| Rejected {
-                    reject,
-                    dlq_payload: redacted.clone(),
-                })?;
+                // Redacted only when refused: hashing the personal data twice (once for
+                // the event, once for a dead letter that is not written) cost more than
+                // the rest of validating the event.
+                let event = self
+                    .validator
+                    .hotline_or_back(raw)
+                    .map_err(|(reject, raw)| Rejected {
+                        reject,
+                        dlq_payload: raw.has_personal_data().then(|| self.redacted_json(&raw)),
+                    })?;
                 Ok((Decoded::Hotline(event), encoding))
             }
         }
     }
 
-    fn avro_value(
-        &self,
-        bytes: &[u8],
-        reader: &apache_avro::Schema,
-    ) -> Result<apache_avro::types::Value, Reject> {
+    /// The writer schema of a framed message.
+    fn writer(&self, bytes: &[u8]) -> Result<avro::WriterSchema, Reject> {
         let id = avro::framed_schema_id(bytes).expect("caller checked the frame");
-        let writer = self.catalog.get(id).ok_or_else(|| {
+        self.catalog.writer(id).ok_or_else(|| {
             Reject::new(
                 RejectReason::Undecodable,
                 format!("unknown Avro schema id {id} (not in the catalog or the registry)"),
             )
-        })?;
-        avro::decode_datum(&writer, reader, &bytes[5..])
+        })
+    }
+
+    /// Written with the shipped v1 schema: read directly; otherwise resolved by apache-avro.
+    fn avro_survey(&self, bytes: &[u8]) -> Result<RawSurvey, Reject> {
+        let writer = self.writer(bytes)?;
+        if writer.v1_of == Some(EventKind::Survey) {
+            return avro::decode_v1_survey(&bytes[5..]);
+        }
+        avro::to_raw_survey(avro::decode_datum(
+            &writer.schema,
+            &self.readers.survey,
+            &bytes[5..],
+        )?)
+    }
+
+    fn avro_hotline(&self, bytes: &[u8]) -> Result<RawHotline, Reject> {
+        let writer = self.writer(bytes)?;
+        if writer.v1_of == Some(EventKind::Hotline) {
+            return avro::decode_v1_hotline(&bytes[5..]);
+        }
+        avro::to_raw_hotline(avro::decode_datum(
+            &writer.schema,
+            &self.readers.hotline,
+            &bytes[5..],
+        )?)
     }
 
     /// Bytes fit for the dead-letter topic for a message that decoded but was refused later
@@ -163,9 +185,7 @@ impl Decoder {
             return (bytes.to_vec(), false);
         }
         let raw = match avro::framed_schema_id(bytes) {
-            Some(_) => self
-                .avro_value(bytes, &self.readers.hotline)
-                .and_then(avro::to_raw_hotline),
+            Some(_) => self.avro_hotline(bytes),
             None => json::decode_hotline(bytes),
         };
         match raw {

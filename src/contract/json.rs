@@ -3,11 +3,22 @@ use crate::contract::raw::{RawHotline, RawSurvey};
 use crate::contract::reject::{Reject, RejectReason};
 
 pub fn decode_survey(bytes: &[u8]) -> Result<RawSurvey, Reject> {
-    serde_json::from_slice(bytes).map_err(undecodable)
+    from_bytes(bytes)
 }
 
 pub fn decode_hotline(bytes: &[u8]) -> Result<RawHotline, Reject> {
-    serde_json::from_slice(bytes).map_err(undecodable)
+    from_bytes(bytes)
+}
+
+/// A message that is valid UTF-8 as a whole (nearly all) is parsed as `str`, so that
+/// serde_json does not check each string again; any other message takes the byte path,
+/// which accepts or refuses it exactly as before (it does not check ignored fields).
+fn from_bytes<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Reject> {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => serde_json::from_str(text),
+        Err(_) => serde_json::from_slice(bytes),
+    }
+    .map_err(undecodable)
 }
 
 fn undecodable(error: serde_json::Error) -> Reject {

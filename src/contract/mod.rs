@@ -2,6 +2,7 @@
 //! events, and the stable rejection reasons that go to the dead-letter topic.
 //! Pure code: no network, no clocks. Shared by the pipeline, the simulator and tests.
 pub mod avro;
+mod avro_v1;
 pub mod decode;
 pub mod json;
 pub mod pii;

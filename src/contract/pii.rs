@@ -6,7 +6,9 @@ use sha2::Sha256;
 
 #[derive(Clone)]
 pub struct PiiHasher {
-    key: Vec<u8>,
+    /// HMAC state with the key already absorbed: cloning it per value saves the two
+    /// SHA-256 blocks of key padding that `new_from_slice` hashes each time.
+    keyed: Hmac<Sha256>,
 }
 
 impl std::fmt::Debug for PiiHasher {
@@ -18,7 +20,7 @@ impl std::fmt::Debug for PiiHasher {
 impl PiiHasher {
     pub fn new(secret: &[u8]) -> Self {
         Self {
-            key: secret.to_vec(),
+            keyed: Hmac::<Sha256>::new_from_slice(secret).expect("HMAC accepts keys of any length"),
         }
     }
 
@@ -33,8 +35,7 @@ impl PiiHasher {
     }
 
     fn hash(&self, domain: &str, value: &str) -> String {
-        let mut mac =
-            Hmac::<Sha256>::new_from_slice(&self.key).expect("HMAC accepts keys of any length");
+        let mut mac = self.keyed.clone();
         mac.update(domain.as_bytes());
         mac.update(b":");
         mac.update(value.as_bytes());

@@ -141,9 +141,11 @@ impl<'de> Deserialize<'de> for RawAnswer {
                 Ok(RawAnswer::Integer(v))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<RawAnswer, E> {
+                // Lazily: every answer from JSON arrives here, and formatting the number
+                // for an error message that is rarely needed cost an allocation each.
                 Ok(i64::try_from(v)
                     .map(RawAnswer::Integer)
-                    .unwrap_or(RawAnswer::NotAnInteger(v.to_string())))
+                    .unwrap_or_else(|_| RawAnswer::NotAnInteger(v.to_string())))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<RawAnswer, E> {
                 Ok(RawAnswer::NotAnInteger(v.to_string()))

@@ -23,12 +23,21 @@ fn missing(field: &str) -> Reject {
     )
 }
 
+fn is_blank(value: &str) -> bool {
+    value.trim().is_empty()
+}
+
 /// A required, non-blank string field.
-fn required(value: Option<String>, field: &str) -> Result<String, Reject> {
-    match value {
-        Some(v) if !v.trim().is_empty() => Ok(v),
+fn required<'a>(value: &'a Option<String>, field: &str) -> Result<&'a str, Reject> {
+    match value.as_deref() {
+        Some(v) if !is_blank(v) => Ok(v),
         _ => Err(missing(field)),
     }
+}
+
+/// A required field, moved out once every check has passed.
+fn take_required(value: Option<String>) -> String {
+    value.expect("checked by `required`")
 }
 
 fn timestamp(text: &str, field: &str) -> Result<i64, Reject> {
@@ -44,12 +53,12 @@ fn timestamp(text: &str, field: &str) -> Result<i64, Reject> {
 }
 
 fn enum_value<T>(
-    text: Option<String>,
+    text: &Option<String>,
     field: &str,
     parse: fn(&str) -> Option<T>,
 ) -> Result<T, Reject> {
     let text = required(text, field)?;
-    parse(&text).ok_or_else(|| {
+    parse(text).ok_or_else(|| {
         Reject::new(
             RejectReason::UnknownEnumValue,
             format!("`{field}` has unknown value {text:?}"),
@@ -58,33 +67,45 @@ fn enum_value<T>(
 }
 
 fn optional_enum<T>(
-    text: Option<String>,
+    text: &Option<String>,
     field: &str,
     parse: fn(&str) -> Option<T>,
 ) -> Result<Option<T>, Reject> {
-    match text {
+    match text.as_deref() {
         None => Ok(None),
-        Some(t) if t.trim().is_empty() => Ok(None),
-        some => enum_value(some, field, parse).map(Some),
+        Some(t) if is_blank(t) => Ok(None),
+        Some(_) => enum_value(text, field, parse).map(Some),
     }
 }
 
 fn non_blank(value: Option<String>) -> Option<String> {
-    value.filter(|v| !v.trim().is_empty())
+    value.filter(|v| !is_blank(v))
+}
+
+/// What validating a hotline event found, before its strings are moved into the event.
+struct CheckedHotline {
+    event_type: HotlineEventType,
+    occurred_at: i64,
+    province_code: String,
+    province_code_system: CodeSystem,
+    channel: Option<HotlineChannel>,
+    category: Option<&'static str>,
+    rating: Option<Rating>,
+    due_at: Option<i64>,
 }
 
 impl Validator {
-    /// Resolves a province code to the 2025 system. Returns (2025 code, original, system).
+    /// Resolves a province code to the 2025 system. Returns (2025 code, system).
     fn province(
         &self,
-        code: Option<String>,
-        system: Option<String>,
+        code: &Option<String>,
+        system: &Option<String>,
         event_time: i64,
-    ) -> Result<(String, String, CodeSystem), Reject> {
+    ) -> Result<(String, CodeSystem), Reject> {
         let code = required(code, "province_code")?;
-        let system = match non_blank(system) {
+        let system = match system.as_deref().filter(|s| !is_blank(s)) {
             None => CodeSystem::implied_by(event_time),
-            Some(text) => CodeSystem::parse(&text).ok_or_else(|| {
+            Some(text) => CodeSystem::parse(text).ok_or_else(|| {
                 Reject::new(
                     RejectReason::UnknownEnumValue,
                     format!(
@@ -93,7 +114,7 @@ impl Validator {
                 )
             })?,
         };
-        let code_2025 = self.provinces.to_2025(&code, system).ok_or_else(|| {
+        let code_2025 = self.provinces.to_2025(code, system).ok_or_else(|| {
             Reject::new(
                 RejectReason::UnknownProvince,
                 format!(
@@ -102,24 +123,24 @@ impl Validator {
                 ),
             )
         })?;
-        Ok((code_2025.to_owned(), code, system))
+        Ok((code_2025.to_owned(), system))
     }
 
     pub fn survey(&self, raw: RawSurvey) -> Result<SurveySubmission, Reject> {
-        let submission_id = required(raw.submission_id, "submission_id")?;
-        let framework_id = required(raw.framework, "framework")?;
-        let submitted_at = timestamp(&required(raw.submitted_at, "submitted_at")?, "submitted_at")?;
-        let (province_code, province_code_original, province_code_system) =
-            self.province(raw.province_code, raw.province_code_system, submitted_at)?;
-        let agency_id = required(raw.agency_id, "agency_id")?;
-        let agency_level = enum_value(raw.agency_level, "agency_level", AgencyLevel::parse)?;
-        let channel = enum_value(raw.channel, "channel", Channel::parse)?;
+        required(&raw.submission_id, "submission_id")?;
+        let framework_id = required(&raw.framework, "framework")?;
+        let submitted_at = timestamp(required(&raw.submitted_at, "submitted_at")?, "submitted_at")?;
+        let (province_code, province_code_system) =
+            self.province(&raw.province_code, &raw.province_code_system, submitted_at)?;
+        required(&raw.agency_id, "agency_id")?;
+        let agency_level = enum_value(&raw.agency_level, "agency_level", AgencyLevel::parse)?;
+        let channel = enum_value(&raw.channel, "channel", Channel::parse)?;
         let respondent_type = enum_value(
-            raw.respondent_type,
+            &raw.respondent_type,
             "respondent_type",
             RespondentType::parse,
         )?;
-        let framework = self.frameworks.get(&framework_id).ok_or_else(|| {
+        let indexed = self.frameworks.indexed(framework_id).ok_or_else(|| {
             Reject::new(
                 RejectReason::UnknownFramework,
                 format!(
@@ -131,21 +152,26 @@ impl Validator {
         let raw_answers = raw.answers.ok_or_else(|| missing("answers"))?;
 
         // Every criterion of the framework gets a slot; criteria not sent are unanswered.
-        let mut answers: Vec<(String, Option<u8>)> = framework
-            .criterion_ids()
-            .map(|id| (id.to_owned(), None))
-            .collect();
+        // A sent criterion's id moves into its slot; the others are copied afterwards
+        // (an empty id marks a slot not sent, as no criterion id is empty).
+        let mut answers: Vec<(String, Option<u8>)> =
+            vec![(String::new(), None); indexed.framework.columns().criterion_ids.len()];
+        let ids = &indexed.framework.columns().criterion_ids;
+        let mut next = 0;
         for (criterion, answer) in raw_answers {
-            let position = self
-                .frameworks
-                .criterion_position(&framework_id, &criterion)
-                .ok_or_else(|| {
-                    Reject::new(
-                        RejectReason::UnknownCriterion,
-                        format!("criterion {criterion:?} is not in framework {framework_id}"),
-                    )
-                })?;
-            answers[position].1 = match answer {
+            // Producers mostly send answers in framework order: try the slot after the
+            // previous answer's before hashing.
+            let position = match ids.get(next) {
+                Some(id) if *id == criterion => Some(next),
+                _ => indexed.criterion_position(&criterion),
+            };
+            let position = position.ok_or_else(|| {
+                Reject::new(
+                    RejectReason::UnknownCriterion,
+                    format!("criterion {criterion:?} is not in framework {framework_id}"),
+                )
+            })?;
+            let score = match answer {
                 RawAnswer::NoAnswer => None,
                 RawAnswer::Integer(score @ 1..=5) => Some(score as u8),
                 RawAnswer::Integer(other) => {
@@ -161,11 +187,18 @@ impl Validator {
                     ))
                 }
             };
+            answers[position] = (criterion, score);
+            next = position + 1;
+        }
+        for ((id, _), framework_id) in answers.iter_mut().zip(ids.iter()) {
+            if id.is_empty() {
+                id.clone_from(framework_id);
+            }
         }
 
         let mut expectations = raw.expectations.unwrap_or_default();
         for item in &expectations {
-            if !self.frameworks.has_expectation(&framework_id, item) {
+            if !indexed.has_expectation(item) {
                 return Err(Reject::new(
                     RejectReason::UnknownExpectation,
                     format!("expectation item {item:?} is not in framework {framework_id}"),
@@ -176,13 +209,13 @@ impl Validator {
         expectations.dedup();
 
         Ok(SurveySubmission {
-            submission_id,
-            framework: framework_id,
+            submission_id: take_required(raw.submission_id),
+            framework: take_required(raw.framework),
             submitted_at,
             province_code,
-            province_code_original,
+            province_code_original: take_required(raw.province_code),
             province_code_system,
-            agency_id,
+            agency_id: take_required(raw.agency_id),
             agency_level,
             procedure_code: non_blank(raw.procedure_code),
             channel,
@@ -193,26 +226,38 @@ impl Validator {
     }
 
     pub fn hotline(&self, raw: RawHotline) -> Result<HotlineEvent, Reject> {
-        let event_id = required(raw.event_id, "event_id")?;
-        let ticket_id = required(raw.ticket_id, "ticket_id")?;
-        let event_type = enum_value(raw.event_type, "type", HotlineEventType::parse)?;
-        let occurred_at = timestamp(&required(raw.occurred_at, "occurred_at")?, "occurred_at")?;
-        let (province_code, province_code_original, province_code_system) =
-            self.province(raw.province_code, raw.province_code_system, occurred_at)?;
-        let channel = optional_enum(raw.channel, "channel", HotlineChannel::parse)?;
-        let category = optional_enum(raw.category, "category", |c| {
-            HOTLINE_CATEGORIES
-                .iter()
-                .find(|k| **k == c)
-                .map(|k| (*k).to_owned())
+        self.hotline_or_back(raw).map_err(|(reject, _)| reject)
+    }
+
+    /// Like `hotline`, but a rejected event is handed back with its reason (so that the
+    /// caller can redact it for the dead-letter topic without copying every event first).
+    pub fn hotline_or_back(
+        &self,
+        raw: RawHotline,
+    ) -> Result<HotlineEvent, (Reject, Box<RawHotline>)> {
+        match self.check_hotline(&raw) {
+            Ok(checked) => Ok(self.hotline_event(raw, checked)),
+            Err(reject) => Err((reject, Box::new(raw))),
+        }
+    }
+
+    fn check_hotline(&self, raw: &RawHotline) -> Result<CheckedHotline, Reject> {
+        required(&raw.event_id, "event_id")?;
+        required(&raw.ticket_id, "ticket_id")?;
+        let event_type = enum_value(&raw.event_type, "type", HotlineEventType::parse)?;
+        let occurred_at = timestamp(required(&raw.occurred_at, "occurred_at")?, "occurred_at")?;
+        let (province_code, province_code_system) =
+            self.province(&raw.province_code, &raw.province_code_system, occurred_at)?;
+        let channel = optional_enum(&raw.channel, "channel", HotlineChannel::parse)?;
+        let category = optional_enum(&raw.category, "category", |c| {
+            HOTLINE_CATEGORIES.iter().find(|k| **k == c).copied()
         })?;
-        let rating = optional_enum(raw.rating, "rating", Rating::parse)?;
-        let due_at = match non_blank(raw.due_at) {
-            Some(text) => Some(timestamp(&text, "due_at")?),
+        let rating = optional_enum(&raw.rating, "rating", Rating::parse)?;
+        let due_at = match raw.due_at.as_deref().filter(|t| !is_blank(t)) {
+            Some(text) => Some(timestamp(text, "due_at")?),
             None => None,
         };
-        let agency_id = non_blank(raw.agency_id);
-        let reason = non_blank(raw.reason);
+        let has = |value: &Option<String>| value.as_deref().is_some_and(|v| !is_blank(v));
 
         let needs = |present: bool, field: &str| -> Result<(), Reject> {
             if present {
@@ -231,32 +276,44 @@ impl Validator {
                 needs(due_at.is_some(), "due_at")?;
             }
             HotlineEventType::Forwarded => {
-                needs(agency_id.is_some(), "agency_id")?;
+                needs(has(&raw.agency_id), "agency_id")?;
                 needs(due_at.is_some(), "due_at")?;
             }
             HotlineEventType::Rated => needs(rating.is_some(), "rating")?,
-            HotlineEventType::Rejected => needs(reason.is_some(), "reason")?,
+            HotlineEventType::Rejected => needs(has(&raw.reason), "reason")?,
             HotlineEventType::Responded | HotlineEventType::Reopened | HotlineEventType::Closed => {
             }
         }
-
-        Ok(HotlineEvent {
-            event_id,
-            ticket_id,
+        Ok(CheckedHotline {
             event_type,
             occurred_at,
             province_code,
-            province_code_original,
             province_code_system,
             channel,
             category,
-            agency_id,
-            due_at,
             rating,
-            reason,
+            due_at,
+        })
+    }
+
+    fn hotline_event(&self, raw: RawHotline, checked: CheckedHotline) -> HotlineEvent {
+        HotlineEvent {
+            event_id: take_required(raw.event_id),
+            ticket_id: take_required(raw.ticket_id),
+            event_type: checked.event_type,
+            occurred_at: checked.occurred_at,
+            province_code: checked.province_code,
+            province_code_original: take_required(raw.province_code),
+            province_code_system: checked.province_code_system,
+            channel: checked.channel,
+            category: checked.category.map(str::to_owned),
+            agency_id: non_blank(raw.agency_id),
+            due_at: checked.due_at,
+            rating: checked.rating,
+            reason: non_blank(raw.reason),
             reporter_phone_hash: non_blank(raw.reporter_phone).map(|p| self.pii.phone(&p)),
             reporter_email_hash: non_blank(raw.reporter_email).map(|e| self.pii.email(&e)),
-        })
+        }
     }
 }
 

@@ -135,18 +135,34 @@ impl Framework {
     }
 }
 
+/// Configured ids only, looked up for every message: foldhash is several times faster than
+/// SipHash on short keys, and these maps never take keys from input.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Frameworks by id, with a fast criterion lookup for validation.
 #[derive(Debug, Clone, Default)]
 pub struct FrameworkCatalog {
-    frameworks: HashMap<String, IndexedFramework>,
+    frameworks: FastMap<String, IndexedFramework>,
 }
 
+/// A framework with its lookups for validation.
 #[derive(Debug, Clone)]
-struct IndexedFramework {
-    framework: Framework,
+pub struct IndexedFramework {
+    pub framework: Framework,
     /// criterion id -> position in framework order.
-    criterion_position: HashMap<String, usize>,
-    expectation_ids: std::collections::HashSet<String>,
+    criterion_position: FastMap<String, usize>,
+    expectation_ids: std::collections::HashSet<String, foldhash::fast::RandomState>,
+}
+
+impl IndexedFramework {
+    /// Position of a criterion in framework order, if the framework has it.
+    pub fn criterion_position(&self, criterion: &str) -> Option<usize> {
+        self.criterion_position.get(criterion).copied()
+    }
+
+    pub fn has_expectation(&self, item: &str) -> bool {
+        self.expectation_ids.contains(item)
+    }
 }
 
 impl FrameworkCatalog {
@@ -201,19 +217,22 @@ impl FrameworkCatalog {
         self.frameworks.get(id).map(|f| &f.framework)
     }
 
+    /// A framework with its lookups (one map lookup for all of a submission's answers).
+    pub fn indexed(&self, id: &str) -> Option<&IndexedFramework> {
+        self.frameworks.get(id)
+    }
+
     /// Position of a criterion in its framework's order, if the framework has it.
     pub fn criterion_position(&self, framework: &str, criterion: &str) -> Option<usize> {
         self.frameworks
             .get(framework)?
-            .criterion_position
-            .get(criterion)
-            .copied()
+            .criterion_position(criterion)
     }
 
     pub fn has_expectation(&self, framework: &str, item: &str) -> bool {
         self.frameworks
             .get(framework)
-            .is_some_and(|f| f.expectation_ids.contains(item))
+            .is_some_and(|f| f.has_expectation(item))
     }
 
     pub fn ids(&self) -> Vec<&str> {

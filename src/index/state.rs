@@ -158,22 +158,23 @@ impl<C: Counts> Series<C> {
 
     /// Moves the running sums from `day - 1` to `day`.
     fn close(&mut self, day: i64) {
-        let bucket = self.buckets.get(day).cloned();
+        self.running();
+        // Buckets are read in place (not cloned) while the running sums change.
+        let Series { buckets, running } = self;
+        let bucket = buckets.get(day);
         let previous = day - 1;
         for (w, window) in WINDOWS.iter().enumerate() {
             match window {
                 Window::Rolling(n) => {
-                    if let Some(expired) = self.buckets.get(day - i64::from(*n)).cloned() {
-                        self.running()[w].add(&expired, -1);
+                    if let Some(expired) = buckets.get(day - i64::from(*n)) {
+                        running[w].add(expired, -1);
                     }
                 }
-                _ if window.start(day) != window.start(previous) => {
-                    self.running()[w] = C::default()
-                }
+                _ if window.start(day) != window.start(previous) => running[w] = C::default(),
                 _ => {}
             }
-            if let Some(bucket) = &bucket {
-                self.running()[w].add(bucket, 1);
+            if let Some(bucket) = bucket {
+                running[w].add(bucket, 1);
             }
         }
         self.buckets.drop_before(day - MAX_WINDOW_DAYS + 1);

@@ -75,6 +75,50 @@ impl Counters {
     fn is_zero(&self) -> bool {
         (0..self.len()).all(|i| self.get(i) == 0)
     }
+
+    /// `self[i] = max(0, self[i] + sign × other[i])` for every `i`, done slice by slice when
+    /// both have the same length and every result fits this width (the common case when
+    /// days are summed into windows). Returns false, with nothing changed, otherwise.
+    fn try_add_in_place(&mut self, other: &Counters, sign: i64) -> bool {
+        fn with_other<T: Copy + Into<u32> + TryFrom<u32>>(
+            mine: &mut [T],
+            other: &Counters,
+            sign: i64,
+        ) -> bool {
+            match other {
+                Counters::U8(o) => add(mine, o, sign),
+                Counters::U16(o) => add(mine, o, sign),
+                Counters::U32(o) => add(mine, o, sign),
+            }
+        }
+        fn add<T: Copy + Into<u32> + TryFrom<u32>, U: Copy + Into<u32>>(
+            mine: &mut [T],
+            other: &[U],
+            sign: i64,
+        ) -> bool {
+            let value =
+                |a: T, b: U| (i64::from(a.into()) + sign * i64::from(b.into())).max(0) as u32;
+            if mine.len() != other.len()
+                || !mine
+                    .iter()
+                    .zip(other)
+                    .all(|(a, b)| T::try_from(value(*a, *b)).is_ok())
+            {
+                return false;
+            }
+            for (a, b) in mine.iter_mut().zip(other) {
+                if let Ok(v) = T::try_from(value(*a, *b)) {
+                    *a = v;
+                }
+            }
+            true
+        }
+        match self {
+            Counters::U8(mine) => with_other(mine, other, sign),
+            Counters::U16(mine) => with_other(mine, other, sign),
+            Counters::U32(mine) => with_other(mine, other, sign),
+        }
+    }
 }
 
 /// Summable counts for one unit over some days. Per criterion (framework order): valid
@@ -238,6 +282,11 @@ impl SurveyCounts {
         self.grow_to(other.criteria(), other.expectation_items());
         let apply = |a: u32, b: u32| (i64::from(a) + sign * i64::from(b)).max(0) as u32;
         self.respondents = apply(self.respondents, other.respondents);
+        if self.criteria == other.criteria && self.counters.try_add_in_place(&other.counters, sign)
+        {
+            return;
+        }
+        // Different shapes, or a counter outgrows its width: element by element.
         let (mine, theirs) = (self.criteria(), other.criteria());
         for section in 0..3 {
             for k in 0..theirs {
@@ -300,13 +349,13 @@ pub fn compute(counts: &SurveyCounts, framework: &Framework) -> SurveyIndex {
     let mut factor = Vec::with_capacity(framework.factors.len());
     let mut position = 0;
     for f in &framework.factors {
-        let values: Vec<f64> = criterion[position..position + f.criteria.len()]
+        // Summed in criterion order, as before, without a vector per factor and row.
+        let (sum, n) = criterion[position..position + f.criteria.len()]
             .iter()
             .flatten()
-            .copied()
-            .collect();
+            .fold((0.0, 0usize), |(sum, n), v| (sum + v, n + 1));
         position += f.criteria.len();
-        factor.push((!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64));
+        factor.push((n > 0).then(|| sum / n as f64));
     }
     let (weighted, weights) = framework
         .factors

@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::contract::decode::{Decoded, Decoder, EventKind};
+use crate::contract::decode::{Decoded, Decoder, Encoding, EventKind};
 use crate::contract::reject::RejectReason;
+use crate::domain::SurveySubmission;
 use crate::kafka::dlq::DeadLetter;
 use crate::sink::rows::{HotlineRow, KafkaCoordinates, SurveyRow};
 
@@ -62,6 +63,11 @@ impl BatchOutput {
         fold: bool,
     ) -> Self {
         let mut out = BatchOutput::default();
+        // Per (topic, partition) and per (kind, encoding) tallies, kept in small arrays while
+        // the batch is read (a batch holds a few partitions) and moved into the maps at the
+        // end: a map entry per message cost a String and a B-tree search each.
+        let mut next_offsets: Vec<(&Arc<str>, i32, i64)> = Vec::new();
+        let mut valid = [[0u64; 2]; 2];
         for (index, message) in messages.iter().enumerate() {
             let decoded = message
                 .payload
@@ -76,11 +82,13 @@ impl BatchOutput {
                 }
                 continue;
             }
-            let next = out
-                .next_offsets
-                .entry((message.topic.to_string(), message.partition))
-                .or_insert(0);
-            *next = (*next).max(message.offset + 1);
+            match next_offsets
+                .iter_mut()
+                .find(|(t, p, _)| *p == message.partition && **t == message.topic)
+            {
+                Some((_, _, next)) => *next = (*next).max(message.offset + 1),
+                None => next_offsets.push((&message.topic, message.partition, message.offset + 1)),
+            }
             let Some(decoded) = decoded else {
                 out.dead_letters.push(dead_letter(
                     message,
@@ -97,32 +105,52 @@ impl BatchOutput {
             match decoded {
                 Ok((decoded, encoding)) => {
                     let at = KafkaCoordinates {
-                        topic: message.topic.to_string(),
+                        topic: Arc::clone(&message.topic),
                         partition: message.partition,
                         offset: message.offset,
                         ingested_at,
                     };
-                    *out.valid_by_kind
-                        .entry((message.kind.as_str(), encoding.as_str()))
-                        .or_default() += 1;
+                    valid[message.kind as usize][encoding as usize] += 1;
+                    // Without the fold the event moves into its row; with it, the row
+                    // copies what it needs and the event goes on to the index.
                     match &decoded {
                         Decoded::Survey(survey) => {
                             out.newest_event_time =
                                 out.newest_event_time.max(Some(survey.submitted_at));
-                            out.surveys
-                                .push(SurveyRow::new(survey, encoding.as_str(), &at));
                             out.survey_sources.push(index);
                         }
                         Decoded::Hotline(event) => {
                             out.newest_event_time =
                                 out.newest_event_time.max(Some(event.occurred_at));
-                            out.hotline
-                                .push(HotlineRow::new(event, encoding.as_str(), &at));
                             out.hotline_sources.push(index);
                         }
                     }
-                    if fold {
-                        out.folds.push(fold_input(message, Some(decoded)));
+                    let encoding = encoding.as_str();
+                    match (decoded, fold) {
+                        (Decoded::Survey(survey), false) => {
+                            let row = match criteria(decoder, &survey) {
+                                Some(ids) => SurveyRow::from_owned(survey, ids, encoding, &at),
+                                None => SurveyRow::new(&survey, encoding, &at),
+                            };
+                            out.surveys.push(row);
+                        }
+                        (Decoded::Survey(survey), true) => {
+                            out.surveys.push(match criteria(decoder, &survey) {
+                                Some(ids) => SurveyRow::with_criteria(&survey, ids, encoding, &at),
+                                None => SurveyRow::new(&survey, encoding, &at),
+                            });
+                            out.folds
+                                .push(fold_input(message, Some(Decoded::Survey(survey))));
+                        }
+                        (Decoded::Hotline(event), false) => {
+                            out.hotline
+                                .push(HotlineRow::from_owned(event, encoding, &at));
+                        }
+                        (Decoded::Hotline(event), true) => {
+                            out.hotline.push(HotlineRow::new(&event, encoding, &at));
+                            out.folds
+                                .push(fold_input(message, Some(Decoded::Hotline(event))));
+                        }
                     }
                 }
                 Err(rejected) => {
@@ -143,12 +171,37 @@ impl BatchOutput {
                 }
             }
         }
+        for (topic, partition, next) in next_offsets {
+            let entry = out
+                .next_offsets
+                .entry((topic.to_string(), partition))
+                .or_insert(0);
+            *entry = (*entry).max(next);
+        }
+        for kind in [EventKind::Survey, EventKind::Hotline] {
+            for encoding in [Encoding::Json, Encoding::Avro] {
+                let count = valid[kind as usize][encoding as usize];
+                if count > 0 {
+                    out.valid_by_kind
+                        .insert((kind.as_str(), encoding.as_str()), count);
+                }
+            }
+        }
         out
     }
 
     pub fn message_count(&self) -> usize {
         self.surveys.len() + self.hotline.len() + self.dead_letters.len()
     }
+}
+
+/// The criterion ids of a survey's framework, shared by its rows.
+fn criteria<'a>(decoder: &'a Decoder, survey: &SurveySubmission) -> Option<&'a Arc<[String]>> {
+    decoder
+        .validator
+        .frameworks
+        .get(&survey.framework)
+        .map(|f| &f.columns().criterion_ids)
 }
 
 fn fold_input(message: &InputMessage, event: Option<Decoded>) -> FoldInput {

@@ -1,5 +1,7 @@
 //! Rows of the raw event tables, in ClickHouse's RowBinary layout
 //! (DateTime = UInt32 seconds, Date = UInt16 days).
+use std::sync::Arc;
+
 use serde::Serialize;
 
 use crate::domain::time::{clickhouse_date, clickhouse_datetime, vietnam_day};
@@ -8,7 +10,8 @@ use crate::domain::{HotlineEvent, SurveySubmission};
 /// Where a row came from in Kafka, plus when it was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KafkaCoordinates {
-    pub topic: String,
+    /// Shared with the batch's messages: one allocation per topic, not per row.
+    pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
     pub ingested_at: i64,
@@ -28,12 +31,14 @@ pub struct SurveyRow {
     pub procedure_code: String,
     pub channel: &'static str,
     pub respondent_type: &'static str,
-    pub answer_criteria: Vec<String>,
+    /// The framework's criterion ids, shared by the rows of a framework when the batch has
+    /// them (serialised like a `Vec<String>`).
+    pub answer_criteria: Arc<[String]>,
     /// 1..=5, 0 for no answer (the `survey_answers` view turns 0 into NULL).
     pub answer_scores: Vec<u8>,
     pub expectations: Vec<String>,
     pub encoding: &'static str,
-    pub _topic: String,
+    pub _topic: Arc<str>,
     pub _partition: u32,
     pub _offset: u64,
     pub ingested_at: u32,
@@ -41,11 +46,19 @@ pub struct SurveyRow {
 
 impl SurveyRow {
     pub fn new(survey: &SurveySubmission, encoding: &'static str, at: &KafkaCoordinates) -> Self {
-        let (answer_criteria, answer_scores) = survey
-            .answers
-            .iter()
-            .map(|(c, s)| (c.clone(), s.unwrap_or(0)))
-            .unzip();
+        let criteria = survey.answers.iter().map(|(c, _)| c.clone()).collect();
+        Self::with_criteria(survey, &criteria, encoding, at)
+    }
+
+    /// The row of a survey that goes on to the index. `criteria` are its framework's
+    /// criterion ids: a validated survey's answers are exactly those, in that order, so the
+    /// row shares them instead of copying a string per answer.
+    pub fn with_criteria(
+        survey: &SurveySubmission,
+        criteria: &Arc<[String]>,
+        encoding: &'static str,
+        at: &KafkaCoordinates,
+    ) -> Self {
         Self {
             submission_id: survey.submission_id.clone(),
             framework: survey.framework.clone(),
@@ -59,16 +72,67 @@ impl SurveyRow {
             procedure_code: survey.procedure_code.clone().unwrap_or_default(),
             channel: survey.channel.as_str(),
             respondent_type: survey.respondent_type.as_str(),
-            answer_criteria,
-            answer_scores,
+            answer_criteria: answer_criteria(&survey.answers, criteria),
+            answer_scores: answer_scores(&survey.answers),
             expectations: survey.expectations.clone(),
             encoding,
-            _topic: at.topic.clone(),
+            _topic: Arc::clone(&at.topic),
             _partition: at.partition.max(0) as u32,
             _offset: at.offset.max(0) as u64,
             ingested_at: clickhouse_datetime(at.ingested_at),
         }
     }
+
+    /// The row of a survey that is not needed afterwards: its strings move into the row.
+    pub fn from_owned(
+        survey: SurveySubmission,
+        criteria: &Arc<[String]>,
+        encoding: &'static str,
+        at: &KafkaCoordinates,
+    ) -> Self {
+        Self {
+            answer_criteria: answer_criteria(&survey.answers, criteria),
+            answer_scores: answer_scores(&survey.answers),
+            submission_id: survey.submission_id,
+            framework: survey.framework,
+            submitted_at: clickhouse_datetime(survey.submitted_at),
+            submitted_date: clickhouse_date(vietnam_day(survey.submitted_at)),
+            province_code: survey.province_code,
+            province_code_original: survey.province_code_original,
+            province_code_system: survey.province_code_system.year(),
+            agency_id: survey.agency_id,
+            agency_level: survey.agency_level.as_str(),
+            procedure_code: survey.procedure_code.unwrap_or_default(),
+            channel: survey.channel.as_str(),
+            respondent_type: survey.respondent_type.as_str(),
+            expectations: survey.expectations,
+            encoding,
+            _topic: Arc::clone(&at.topic),
+            _partition: at.partition.max(0) as u32,
+            _offset: at.offset.max(0) as u64,
+            ingested_at: clickhouse_datetime(at.ingested_at),
+        }
+    }
+}
+
+/// `criteria` when the answers name exactly those criteria in that order (always, for a
+/// validated survey), else a copy of the answers' ids.
+fn answer_criteria(answers: &[(String, Option<u8>)], criteria: &Arc<[String]>) -> Arc<[String]> {
+    let same = answers.len() == criteria.len()
+        && answers
+            .iter()
+            .zip(criteria.iter())
+            .all(|((c, _), id)| c == id);
+    if same {
+        Arc::clone(criteria)
+    } else {
+        answers.iter().map(|(c, _)| c.clone()).collect()
+    }
+}
+
+/// 1..=5, 0 for no answer.
+fn answer_scores(answers: &[(String, Option<u8>)]) -> Vec<u8> {
+    answers.iter().map(|(_, s)| s.unwrap_or(0)).collect()
 }
 
 #[derive(Debug, Clone, clickhouse::Row, Serialize)]
@@ -91,7 +155,7 @@ pub struct HotlineRow {
     pub reporter_phone_hash: String,
     pub reporter_email_hash: String,
     pub encoding: &'static str,
-    pub _topic: String,
+    pub _topic: Arc<str>,
     pub _partition: u32,
     pub _offset: u64,
     pub ingested_at: u32,
@@ -99,25 +163,30 @@ pub struct HotlineRow {
 
 impl HotlineRow {
     pub fn new(event: &HotlineEvent, encoding: &'static str, at: &KafkaCoordinates) -> Self {
+        Self::from_owned(event.clone(), encoding, at)
+    }
+
+    /// The row of an event that is not needed afterwards: its strings move into the row.
+    pub fn from_owned(event: HotlineEvent, encoding: &'static str, at: &KafkaCoordinates) -> Self {
         Self {
-            event_id: event.event_id.clone(),
-            ticket_id: event.ticket_id.clone(),
+            event_id: event.event_id,
+            ticket_id: event.ticket_id,
             event_type: event.event_type.as_str(),
             occurred_at: clickhouse_datetime(event.occurred_at),
             occurred_date: clickhouse_date(vietnam_day(event.occurred_at)),
-            province_code: event.province_code.clone(),
-            province_code_original: event.province_code_original.clone(),
+            province_code: event.province_code,
+            province_code_original: event.province_code_original,
             province_code_system: event.province_code_system.year(),
             channel: event.channel.map(|c| c.as_str()).unwrap_or(""),
-            category: event.category.clone().unwrap_or_default(),
-            agency_id: event.agency_id.clone().unwrap_or_default(),
+            category: event.category.unwrap_or_default(),
+            agency_id: event.agency_id.unwrap_or_default(),
             due_at: event.due_at.map(clickhouse_datetime),
             rating: event.rating.map(|r| r.as_str()).unwrap_or(""),
-            reason: event.reason.clone().unwrap_or_default(),
-            reporter_phone_hash: event.reporter_phone_hash.clone().unwrap_or_default(),
-            reporter_email_hash: event.reporter_email_hash.clone().unwrap_or_default(),
+            reason: event.reason.unwrap_or_default(),
+            reporter_phone_hash: event.reporter_phone_hash.unwrap_or_default(),
+            reporter_email_hash: event.reporter_email_hash.unwrap_or_default(),
             encoding,
-            _topic: at.topic.clone(),
+            _topic: Arc::clone(&at.topic),
             _partition: at.partition.max(0) as u32,
             _offset: at.offset.max(0) as u64,
             ingested_at: clickhouse_datetime(at.ingested_at),
