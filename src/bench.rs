@@ -833,8 +833,7 @@ pub async fn run(base: &Config, args: BenchArgs) -> Result<()> {
     reset_peak_rss();
     let metrics = Metrics::new();
     let (trigger, stop) = shutdown::channel();
-    let (pipeline, processor) =
-        pipeline_service::live(&config, decoder, metrics.clone(), stop)?;
+    let (pipeline, processor) = pipeline_service::live(&config, decoder, metrics.clone(), stop)?;
     let cpu_before = cpu_seconds();
     let started = Instant::now();
     let task = tokio::spawn(pipeline.run());
@@ -861,7 +860,11 @@ pub async fn run(base: &Config, args: BenchArgs) -> Result<()> {
             })
             .sum::<i64>()
     };
-    let index_total: i64 = if index_task.is_some() { ends.values().sum() } else { 0 };
+    let index_total: i64 = if index_task.is_some() {
+        ends.values().sum()
+    } else {
+        0
+    };
     let mut raw_elapsed = None;
     while acknowledged() < tally.total() || indexed() < index_total {
         if raw_elapsed.is_none() && acknowledged() >= tally.total() {

@@ -339,13 +339,8 @@ async fn rebuild(config: &Config) -> Result<()> {
     let decoder = Arc::new(build_decoder(config)?);
     let (trigger, stop) = shutdown::channel();
     let finished = shutdown::on_signals_keep(trigger);
-    let (reader, mut processor) = sipas_stream::pipeline::service::rebuild(
-        config,
-        decoder,
-        Metrics::new(),
-        stop,
-        ends,
-    )?;
+    let (reader, mut processor) =
+        sipas_stream::pipeline::service::rebuild(config, decoder, Metrics::new(), stop, ends)?;
     let bar = indicatif::ProgressBar::new(total.max(0) as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} events {per_sec} eta {eta}")

@@ -325,8 +325,8 @@ impl IndexProcessor {
         if fold.offset < slot.state.next_offset {
             return; // already folded into the restored state
         }
-        let _span = tracing::debug_span!("index_partition", topic = %key.0, partition = key.1)
-            .entered();
+        let _span =
+            tracing::debug_span!("index_partition", topic = %key.0, partition = key.1).entered();
         self.oldest_unwritten.get_or_insert(received);
         self.dirty = true;
         self.unflushed_timestamps.extend(fold.produced_ms);
@@ -353,7 +353,8 @@ impl IndexProcessor {
         // Consumed one by one: a closing day can emit hundreds of thousands of values, and
         // each is freed as soon as its row exists.
         let before = slot.daily_satisfaction.len() + slot.daily_hotline.len();
-        slot.daily_satisfaction.reserve(emitted.satisfaction_daily.len());
+        slot.daily_satisfaction
+            .reserve(emitted.satisfaction_daily.len());
         for value in emitted.satisfaction_daily {
             if let Some(framework) = self.frameworks.get(&value.framework) {
                 slot.daily_satisfaction
@@ -362,7 +363,8 @@ impl IndexProcessor {
         }
         slot.daily_hotline
             .extend(emitted.hotline_daily.iter().map(HotlineKpiRow::new));
-        self.pending_daily_rows += slot.daily_satisfaction.len() + slot.daily_hotline.len() - before;
+        self.pending_daily_rows +=
+            slot.daily_satisfaction.len() + slot.daily_hotline.len() - before;
         if let Some(bar) = &self.progress {
             bar.inc(1);
         }

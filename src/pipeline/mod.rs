@@ -3,6 +3,7 @@
 //! letters, folds and the offsets they release); `ingest` drives the I/O; `service`
 //! assembles it with the index processor.
 pub mod batch;
+pub mod deliver;
 pub mod ingest;
 pub mod service;
 

@@ -1,0 +1,261 @@
+//! The second stage of the consumer loop: a batch is decoded once, handed to the index
+//! processor, written as raw rows and dead letters, and its offsets are stored once all of
+//! that was acknowledged. It runs in its own task, so the loop collects the next batch
+//! while this one is written; batches and rebalances arrive in consumed order.
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use crate::contract::decode::Decoder;
+use crate::contract::reject::RejectReason;
+use crate::index::processor::IndexHandle;
+use crate::kafka::consumer::{IngestConsumer, RebalanceEvent};
+use crate::kafka::dlq::DeadLetterProducer;
+use crate::metrics::Metrics;
+use crate::pipeline::batch::{dead_letter, BatchOutput, InputMessage};
+use crate::pipeline::ingest::{unix_now, RunSummary};
+use crate::registry::SchemaRegistry;
+use crate::sink::writer::{Abandoned, RawEventWriter};
+
+/// What the consumer loop hands over, in the order it consumed it.
+pub enum Work {
+    Batch(Vec<InputMessage>),
+    Rebalance(Vec<RebalanceEvent>),
+}
+
+/// Why a batch was not carried through.
+enum Interrupted {
+    /// Shutdown while ClickHouse or the broker was failing: the batch will be re-consumed.
+    Abandoned,
+    IndexStopped,
+}
+
+impl From<Abandoned> for Interrupted {
+    fn from(_: Abandoned) -> Self {
+        Interrupted::Abandoned
+    }
+}
+
+/// How the delivery stage ended.
+pub struct Delivered {
+    pub summary: RunSummary,
+    /// The index processor hung up (it stops only at shutdown, at a rebuild's end, or on
+    /// a fatal error).
+    pub index_stopped: bool,
+}
+
+pub struct Delivery {
+    pub consumer: Arc<IngestConsumer>,
+    pub decoder: Arc<Decoder>,
+    pub writer: RawEventWriter,
+    pub dlq: DeadLetterProducer,
+    pub metrics: Metrics,
+    pub registry: Option<SchemaRegistry>,
+    pub index: Option<IndexHandle>,
+    /// False for a rebuild: only the index is fed; no raw rows, letters or offsets.
+    pub raw: bool,
+    /// Offsets stored so far, committed explicitly at the end.
+    pub stored: BTreeMap<(String, i32), i64>,
+}
+
+impl Delivery {
+    /// Runs until the consumer loop hangs up (or the index processor does).
+    pub async fn run(mut self, mut work: mpsc::Receiver<Work>) -> Delivered {
+        let mut summary = RunSummary::default();
+        let mut index_stopped = false;
+        while let Some(item) = work.recv().await {
+            match item {
+                Work::Rebalance(events) => {
+                    if self.forward_rebalances(events).await.is_err() {
+                        index_stopped = true;
+                        break;
+                    }
+                }
+                Work::Batch(batch) => {
+                    let batch = Arc::new(batch);
+                    summary.messages += batch.len() as u64;
+                    summary.batches += 1;
+                    match self.process(Arc::clone(&batch)).await {
+                        Ok(()) => {}
+                        Err(Interrupted::Abandoned) => {
+                            summary.abandoned_batches += 1;
+                            tracing::warn!(
+                                messages = batch.len(),
+                                "in-flight batch abandoned at shutdown; it will be re-consumed"
+                            );
+                        }
+                        Err(Interrupted::IndexStopped) => {
+                            index_stopped = true;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if self.raw {
+            self.commit_stored();
+        }
+        Delivered {
+            summary,
+            index_stopped,
+        }
+    }
+
+    /// Hands rebalances to the index, after everything consumed before them and before
+    /// anything consumed after them.
+    async fn forward_rebalances(
+        &self,
+        events: Vec<RebalanceEvent>,
+    ) -> Result<(), crate::index::processor::IndexStopped> {
+        let Some(index) = &self.index else {
+            return Ok(());
+        };
+        for event in events {
+            match event {
+                RebalanceEvent::Revoked(revoked) => index.revoke(revoked).await?,
+                RebalanceEvent::Assigned(assigned) => {
+                    for partition in assigned {
+                        index
+                            .assign(partition.topic, partition.partition, partition.state)
+                            .await?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn process(&mut self, batch: Arc<Vec<InputMessage>>) -> Result<(), Interrupted> {
+        self.fetch_missing_schemas(&batch).await;
+        let now = unix_now();
+        let decoder = Arc::clone(&self.decoder);
+        let shared = Arc::clone(&batch);
+        let fold = self.index.is_some();
+        // Decoding is CPU work; keep it off the I/O threads (the batch is shared, not copied).
+        let mut output =
+            tokio::task::spawn_blocking(move || BatchOutput::build(&decoder, &shared, now, fold))
+                .await
+                .expect("decoding does not panic");
+        if let Some(index) = &self.index {
+            // Before the raw write: the index has its own acknowledgement path.
+            index
+                .fold(std::mem::take(&mut output.folds))
+                .await
+                .map_err(|_| Interrupted::IndexStopped)?;
+        }
+        if !self.raw {
+            return Ok(());
+        }
+        self.metrics.batch_messages.observe(batch.len() as f64);
+        for ((kind, encoding), count) in &output.valid_by_kind {
+            self.metrics
+                .valid
+                .with_label_values(&[kind, encoding])
+                .inc_by(*count);
+        }
+
+        let (survey_failures, hotline_failures) = tokio::join!(
+            self.writer.insert("survey_submissions", &output.surveys),
+            self.writer.insert("hotline_events", &output.hotline),
+        );
+        for (failures, sources) in [
+            (survey_failures?, &output.survey_sources),
+            (hotline_failures?, &output.hotline_sources),
+        ] {
+            for failure in failures {
+                let message = &batch[sources[failure.index]];
+                let (payload, redacted) = self
+                    .decoder
+                    .dlq_safe_payload(message.kind, message.payload.as_deref().unwrap_or_default());
+                output.dead_letters.push(dead_letter(
+                    message,
+                    payload,
+                    RejectReason::ClickhouseRejected,
+                    failure.message,
+                    redacted,
+                ));
+            }
+        }
+        self.dlq.send_all(&output.dead_letters).await?;
+        self.metrics.paused.set(0);
+        if let Some(newest) = output.newest_event_time {
+            self.metrics.observe_event_time(newest);
+        }
+        self.store_offsets(&output.next_offsets);
+        for ((topic, partition), next_offset) in &output.next_offsets {
+            tracing::debug_span!("partition", %topic, partition)
+                .in_scope(|| tracing::debug!(next_offset, "acknowledged"));
+        }
+        Ok(())
+    }
+
+    async fn fetch_missing_schemas(&self, batch: &[InputMessage]) {
+        let Some(registry) = &self.registry else {
+            return;
+        };
+        let mut missing: Vec<u32> = batch
+            .iter()
+            .filter_map(|m| {
+                m.payload
+                    .as_deref()
+                    .and_then(|p| self.decoder.missing_schema(p))
+            })
+            .collect();
+        missing.sort_unstable();
+        missing.dedup();
+        for id in missing {
+            registry.fetch_into(id, &self.decoder.catalog).await;
+        }
+    }
+
+    fn store_offsets(&mut self, next_offsets: &BTreeMap<(String, i32), i64>) {
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in next_offsets {
+            if tpl
+                .add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                .is_err()
+            {
+                continue;
+            }
+            self.metrics
+                .committed_offset
+                .with_label_values(&[topic, &partition.to_string()])
+                .set(*offset);
+            self.stored.insert((topic.clone(), *partition), *offset);
+        }
+        if let Err(error) = self.consumer.store_offsets(&tpl) {
+            // Typically a partition revoked mid-batch: its new owner re-reads from the last
+            // commit and the duplicates collapse in ClickHouse.
+            tracing::warn!(%error, "could not store offsets");
+        }
+    }
+
+    /// Synchronously commits everything stored for partitions we still own.
+    fn commit_stored(&self) {
+        let assignment = match self.consumer.assignment() {
+            Ok(assignment) => assignment,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read assignment at shutdown");
+                return;
+            }
+        };
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in &self.stored {
+            if assignment.find_partition(topic, *partition).is_some() {
+                let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+            }
+        }
+        if tpl.count() == 0 {
+            return;
+        }
+        match self.consumer.commit(&tpl, CommitMode::Sync) {
+            Ok(()) => tracing::info!(partitions = tpl.count(), "offsets committed at shutdown"),
+            Err(error) => {
+                tracing::warn!(%error, "final offset commit failed; the last acknowledged batch may be re-consumed")
+            }
+        }
+    }
+}
