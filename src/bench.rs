@@ -783,10 +783,7 @@ pub async fn run(base: &Config, args: BenchArgs) -> Result<()> {
     let config = bench_config(base);
     let decoder = Arc::new(crate::build_decoder(&config)?);
 
-    // 1. Processing cost, no broker: the same generator, decoded in memory on this thread.
-    let processing = processing(&config, &decoder, args.events)?;
-
-    // 2. Pre-fill the topics with the same log.
+    // 1. Pre-fill the topics with the log (generated as it is produced, not held).
     migrations::migrate(&config.clickhouse).await?;
     let k = &config.kafka;
     admin::ensure_topics(k, &[&k.surveys_topic, &k.hotline_topic, &k.dlq_topic]).await?;
@@ -806,7 +803,7 @@ pub async fn run(base: &Config, args: BenchArgs) -> Result<()> {
     .await?;
     let produce_elapsed = produce_started.elapsed();
 
-    // 3. Ceiling: a bare consumer that only counts.
+    // 2. Ceiling: a bare consumer that only counts.
     let ceiling_consumer: StreamConsumer = sipas_stream::kafka::client_config(k)
         .set("group.id", format!("{}-ceiling", k.group_id))
         .set("auto.offset.reset", "earliest")
@@ -825,15 +822,17 @@ pub async fn run(base: &Config, args: BenchArgs) -> Result<()> {
     let ceiling_elapsed = first.map(|f| f.elapsed()).unwrap_or_default();
     drop(ceiling_consumer);
 
-    // 4. The pipeline (`sipas run`: one consumer, raw rows, dead letters and the index),
+    // 3. The pipeline (`sipas run`: one consumer, raw rows, dead letters and the index),
     //    until every message is acknowledged (row or dead letter) and the index rows cover
     //    the whole log.
     let probe = config.clone();
     let ends = tokio::task::spawn_blocking(move || crate::end_offsets(&probe)).await??;
+    // Nothing big was held yet; the peak from here on is the pipeline's.
     reset_peak_rss();
     let metrics = Metrics::new();
     let (trigger, stop) = shutdown::channel();
-    let (pipeline, processor) = pipeline_service::live(&config, decoder, metrics.clone(), stop)?;
+    let (pipeline, processor) =
+        pipeline_service::live(&config, Arc::clone(&decoder), metrics.clone(), stop)?;
     let cpu_before = cpu_seconds();
     let started = Instant::now();
     let task = tokio::spawn(pipeline.run());
@@ -894,6 +893,10 @@ pub async fn run(base: &Config, args: BenchArgs) -> Result<()> {
     if !args.keep {
         drop_bench_database(&config).await?;
     }
+
+    // 4. Processing cost, no broker: the same generator, decoded in memory on this thread
+    //    (last, as it holds the whole log in memory).
+    let processing = processing(&config, &decoder, args.events)?;
 
     let n = tally.total() as f64;
     let ceiling_rate = n / ceiling_elapsed.as_secs_f64().max(1e-9);
