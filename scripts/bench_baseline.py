@@ -456,6 +456,37 @@ def try_kafka_engine(args, database, topic, log_dir, wait_s):
 
 # ---------------------------------------------------------------- sipas bench (its own topics)
 
+SERVICE_HOME = os.environ.get("SIPAS_HOME", os.path.join(ROOT, ".local"))
+
+
+def machine_snapshot():
+    """CPU seconds so far of the broker and ClickHouse (their pid files under SIPAS_HOME)
+    and of the whole machine (busy and total, /proc/stat)."""
+    snap = {"time": time.monotonic()}
+    for name, pidfile in (("broker", "tansu/pid"), ("clickhouse", "clickhouse/pid")):
+        try:
+            with open(os.path.join(SERVICE_HOME, pidfile)) as f:
+                snap[name] = proc_cpu_rss(int(f.read().strip()))[0]
+        except (OSError, ValueError):
+            snap[name] = None
+    with open("/proc/stat") as f:
+        fields = [int(x) for x in f.readline().split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]
+    snap["machine_busy"] = (sum(fields) - idle) / tick
+    return snap
+
+
+def step_usage(before, after):
+    """Cores used by the broker, ClickHouse and the whole machine during a step."""
+    wall = after["time"] - before["time"]
+    out = {"wall_seconds": round(wall, 1)}
+    for key in ("broker", "clickhouse", "machine_busy"):
+        if before.get(key) is not None and after.get(key) is not None and wall > 0:
+            out[f"{key}_cores"] = round((after[key] - before[key]) / wall, 2)
+    return out
+
+
 def measure_rebuild(args, env, total, log_path):
     """`sipas rebuild` over the same topics: process start to exit (it stops at the end
     offsets it read at start)."""
@@ -670,19 +701,24 @@ def main():
         common = ["--topics", *in_topics, "--expect", str(total), "--timeout", str(a.timeout)]
 
         # 2a. Ceiling.
+        snap = machine_snapshot()
         ceiling = run_worker(a, "ceiling", ["--group", f"sipas-blbench-{tag}-ceiling", *common])
+        ceiling["usage"], snap = step_usage(snap, machine_snapshot()), machine_snapshot()
         report["ceiling"] = ceiling
         # 2b. Baseline.
         baseline = run_worker(a, "baseline", ["--group", f"sipas-blbench-{tag}-py", "--database", db_baseline,
                                               "--surveys-topic", topics["surveys"], *common],
                               env=dict(os.environ, SIPAS__PII__HMAC_SECRET=secret))
+        baseline["usage"] = step_usage(snap, machine_snapshot())
         baseline["rows_in_clickhouse"] = int(ch_query(
             a.ch_url, f"SELECT (SELECT count() FROM {db_baseline}.survey_submissions) + (SELECT count() FROM {db_baseline}.hotline_events)").strip())
         report["baseline"] = baseline
         # 2c. Pipeline.
         os.makedirs(a.out_dir, exist_ok=True)
         run_log = os.path.join(a.out_dir, f"baseline-{stamp}-sipas-run.log")
+        snap = machine_snapshot()
         pipeline = measure_pipeline(a, env, total, run_log)
+        pipeline["usage"] = step_usage(snap, machine_snapshot())
         pipeline["log"] = os.path.relpath(run_log, ROOT)
         pipeline["rows_in_clickhouse"] = int(ch_query(
             a.ch_url, f"SELECT (SELECT count() FROM {db_pipeline}.survey_submissions) + (SELECT count() FROM {db_pipeline}.hotline_events)").strip())
@@ -691,9 +727,11 @@ def main():
         report["pipeline"] = pipeline
         # 2c'. The same without the index processor: the raw-ingest part the baseline also does.
         run_log = os.path.join(a.out_dir, f"baseline-{stamp}-sipas-run-noindex.log")
+        snap = machine_snapshot()
         ingest_only = measure_pipeline(a, dict(env, SIPAS__CLICKHOUSE__DATABASE=db_ingest_only,
                                                SIPAS__KAFKA__GROUP_ID=f"sipas-blbench-{tag}-noindex"),
                                        total, run_log, index=False)
+        ingest_only["usage"] = step_usage(snap, machine_snapshot())
         ingest_only["log"] = os.path.relpath(run_log, ROOT)
         ingest_only["rows_in_clickhouse"] = int(ch_query(
             a.ch_url, f"SELECT (SELECT count() FROM {db_ingest_only}.survey_submissions) + (SELECT count() FROM {db_ingest_only}.hotline_events)").strip())
@@ -701,7 +739,9 @@ def main():
         # 2c''. Rebuild over the same log, then the read side on what it wrote.
         run_log = os.path.join(a.out_dir, f"baseline-{stamp}-sipas-rebuild.log")
         log("sipas rebuild over the same topics…")
+        snap = machine_snapshot()
         rebuild = measure_rebuild(a, env, total, run_log)
+        rebuild["usage"] = step_usage(snap, machine_snapshot())
         rebuild["log"] = os.path.relpath(run_log, ROOT)
         report["rebuild"] = rebuild
         log("province_ranking_latest: 200 queries…")
@@ -781,6 +821,11 @@ def main():
               f"{('%.1f' % (rss / 1024)) if rss else '-':>13}")
     for k, v in ratios.items():
         print(f"ratio {k}: {v}")
+    for name, r in (("ceiling", ceiling), ("baseline", baseline), ("pipeline", pipeline),
+                    ("pipeline, index disabled", ingest_only), ("rebuild", rebuild)):
+        u = r.get("usage", {})
+        print(f"cores used during {name}: broker {u.get('broker_cores')}, ClickHouse {u.get('clickhouse_cores')}, "
+              f"whole machine {u.get('machine_busy_cores')} of {os.cpu_count()}")
     print(f"baseline: {baseline.get('inserted', 0)} rows inserted, {baseline.get('skipped_avro_or_binary', 0)} Avro/binary "
           f"and {baseline.get('skipped_invalid', 0)} invalid messages skipped")
     print(f"pipeline: {pipeline.get('raw_rows', 0):.0f} raw rows + {pipeline.get('dlq', 0):.0f} dead letters "
