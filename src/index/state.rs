@@ -381,10 +381,16 @@ impl PartitionState {
                 },
             ] {
                 let key = (survey.framework.clone(), unit);
-                self.surveys
-                    .entry(key.clone())
-                    .or_default()
-                    .add(day, &one, last_closed);
+                // The key is copied only for a unit's first series, not for every survey.
+                match self.surveys.get_mut(&key) {
+                    Some(series) => series.add(day, &one, last_closed),
+                    None => {
+                        self.surveys
+                            .entry(key.clone())
+                            .or_default()
+                            .add(day, &one, last_closed)
+                    }
+                }
                 self.dirty_surveys.insert(key);
             }
         }
