@@ -46,7 +46,7 @@ pub enum IndexInput {
     Assign {
         topic: String,
         partition: i32,
-        state: PartitionState,
+        state: Box<PartitionState>,
     },
     Fold(Vec<FoldInput>),
     /// Partitions were revoked: their state is dropped (the next owner restores it).
@@ -75,7 +75,7 @@ impl IndexHandle {
             .send(IndexInput::Assign {
                 topic,
                 partition,
-                state,
+                state: Box::new(state),
             })
             .await
             .map_err(|_| IndexStopped)
@@ -274,7 +274,7 @@ impl IndexProcessor {
                 if let Some(old) = self.slots.insert(
                     (topic, partition),
                     Slot {
-                        state,
+                        state: *state,
                         daily_satisfaction: Vec::new(),
                         daily_hotline: Vec::new(),
                     },
