@@ -468,6 +468,20 @@ async fn drop_bench_database(config: &Config) -> Result<()> {
     Ok(())
 }
 
+/// Messages whose index rows are written, summed over partitions, counting each partition
+/// at most up to its end offset.
+fn indexed_up_to(metrics: &Metrics, ends: &std::collections::HashMap<(String, i32), i64>) -> i64 {
+    ends.iter()
+        .map(|((topic, partition), end)| {
+            metrics
+                .index_position
+                .with_label_values(&[topic, &partition.to_string()])
+                .get()
+                .min(*end)
+        })
+        .sum()
+}
+
 /// Runs `sipas run`'s consumer loop and index processor until every partition's index
 /// rows are written up to `ends`; returns the time that took. Both are then stopped
 /// (final checkpoint).
@@ -494,16 +508,7 @@ async fn index_until_caught_up(
     let ingest = tokio::spawn(pipeline.run());
     let task = tokio::spawn(processor.run());
     loop {
-        let done: i64 = ends
-            .iter()
-            .map(|((t, p), end)| {
-                metrics
-                    .index_position
-                    .with_label_values(&[t, &p.to_string()])
-                    .get()
-                    .min(*end)
-            })
-            .sum();
+        let done = indexed_up_to(&metrics, ends);
         bar.set_position(done.max(0) as u64);
         if done >= total {
             break;
@@ -848,17 +853,7 @@ pub async fn run(base: &Config, args: BenchArgs) -> Result<()> {
             .sum();
         rows + letters
     };
-    let indexed = || {
-        ends.iter()
-            .map(|((t, p), end)| {
-                metrics
-                    .index_position
-                    .with_label_values(&[t, &p.to_string()])
-                    .get()
-                    .min(*end)
-            })
-            .sum::<i64>()
-    };
+    let indexed = || indexed_up_to(&metrics, &ends);
     let index_total: i64 = if index_task.is_some() {
         ends.values().sum()
     } else {

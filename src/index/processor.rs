@@ -131,7 +131,9 @@ pub struct IndexProcessor {
     lateness: i64,
     flush_interval: Duration,
     checkpoint_interval: Duration,
-    slots: HashMap<(String, i32), Slot>,
+    /// Keyed by the topic name the folds carry (`Arc<str>`), so that finding a fold's slot
+    /// allocates nothing.
+    slots: HashMap<(Arc<str>, i32), Slot>,
     /// Daily rows waiting in all slots.
     pending_daily_rows: usize,
     /// When the oldest fold not yet written was received.
@@ -272,7 +274,7 @@ impl IndexProcessor {
                     .with_label_values(&[&topic, &partition.to_string()])
                     .set(state.next_offset);
                 if let Some(old) = self.slots.insert(
-                    (topic, partition),
+                    (topic.into(), partition),
                     Slot {
                         state: *state,
                         daily_satisfaction: Vec::new(),
@@ -291,7 +293,8 @@ impl IndexProcessor {
                 }
             }
             IndexInput::Revoke(partitions) => {
-                for key in partitions {
+                for (topic, partition) in partitions {
+                    let key = (Arc::from(topic), partition);
                     if let Some(slot) = self.slots.remove(&key) {
                         self.pending_daily_rows -=
                             slot.daily_satisfaction.len() + slot.daily_hotline.len();
@@ -306,17 +309,17 @@ impl IndexProcessor {
         let Mode::Rebuild { end_offsets } = &self.mode else {
             return false;
         };
-        end_offsets.iter().all(|(key, end)| {
+        end_offsets.iter().all(|((topic, partition), end)| {
             *end <= 0
                 || self
                     .slots
-                    .get(key)
+                    .get(&(Arc::from(topic.as_str()), *partition))
                     .is_some_and(|s| s.state.next_offset >= *end)
         })
     }
 
     fn fold(&mut self, fold: FoldInput, received: Instant) {
-        let key = (fold.topic.to_string(), fold.partition);
+        let key = (fold.topic, fold.partition);
         let Some(slot) = self.slots.get_mut(&key) else {
             // Consumed before a revocation reached us; its next owner folds it.
             tracing::debug!(topic = %key.0, partition = key.1, offset = fold.offset, "fold for a partition not held");
@@ -405,7 +408,7 @@ impl IndexProcessor {
         for ((topic, partition), slot) in &self.slots {
             self.metrics
                 .index_position
-                .with_label_values(&[topic, &partition.to_string()])
+                .with_label_values(&[&**topic, &partition.to_string()])
                 .set(slot.state.next_offset);
         }
         self.record_freshness();
@@ -418,7 +421,7 @@ impl IndexProcessor {
                     let state = checkpoint::encode(&slot.state);
                     CheckpointRow {
                         consumer_group: self.checkpoint_key.clone(),
-                        topic: topic.clone(),
+                        topic: topic.to_string(),
                         partition: *partition as u32,
                         next_offset: slot.state.next_offset,
                         state,

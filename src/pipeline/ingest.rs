@@ -50,12 +50,14 @@ pub struct RunSummary {
 
 pub struct IngestPipeline {
     consumer: Arc<IngestConsumer>,
-    metrics: Metrics,
     shutdown: Shutdown,
     /// The second stage, until `run` moves it into its task.
     delivery: Option<Delivery>,
     surveys_topic: Arc<str>,
     hotline_topic: Arc<str>,
+    /// `consumed_messages_total` of the surveys and the hotline topic, looked up once
+    /// rather than per message.
+    consumed: [prometheus::IntCounter; 2],
     batch_max_messages: usize,
     batch_max_wait: Duration,
     /// False for a rebuild: only the index is fed; no raw rows, letters or offsets.
@@ -79,9 +81,10 @@ impl IngestPipeline {
         shutdown: Shutdown,
     ) -> Self {
         let consumer = Arc::new(consumer);
+        let consumed = [&config.kafka.surveys_topic, &config.kafka.hotline_topic]
+            .map(|topic| metrics.consumed.with_label_values(&[topic]));
         Self {
             consumer: Arc::clone(&consumer),
-            metrics: metrics.clone(),
             shutdown,
             delivery: Some(Delivery {
                 consumer,
@@ -94,6 +97,7 @@ impl IngestPipeline {
                 raw: true,
                 stored: BTreeMap::new(),
             }),
+            consumed,
             surveys_topic: config.kafka.surveys_topic.as_str().into(),
             hotline_topic: config.kafka.hotline_topic.as_str().into(),
             batch_max_messages: config.pipeline.batch_max_messages,
@@ -219,14 +223,14 @@ impl IngestPipeline {
                         }
                     };
                     let topic = message.topic();
-                    let (kind, topic) = if topic == &*self.surveys_topic {
-                        (EventKind::Survey, Arc::clone(&self.surveys_topic))
+                    let (kind, topic, consumed) = if topic == &*self.surveys_topic {
+                        (EventKind::Survey, Arc::clone(&self.surveys_topic), &self.consumed[0])
                     } else if topic == &*self.hotline_topic {
-                        (EventKind::Hotline, Arc::clone(&self.hotline_topic))
+                        (EventKind::Hotline, Arc::clone(&self.hotline_topic), &self.consumed[1])
                     } else {
                         continue;
                     };
-                    self.metrics.consumed.with_label_values(&[&topic]).inc();
+                    consumed.inc();
                     let mut input = InputMessage {
                         kind,
                         topic,
