@@ -24,6 +24,10 @@ pub struct Metrics {
     pub late_events: IntCounter,
     pub index_position: IntGaugeVec,
     pub index_duplicates: IntCounter,
+    /// Provinces whose recent day counts come from more than one input partition.
+    pub index_split_provinces: IntGaugeVec,
+    /// Window rows the materialiser wrote, per table kind.
+    pub index_window_rows: IntCounterVec,
     /// Produce time (the message timestamp) to the latest values including it being stored.
     pub index_freshness: Histogram,
     /// `sipas serve`: ClickHouse queries issued (cache misses), per endpoint.
@@ -142,7 +146,7 @@ impl Metrics {
         registry
             .register(Box::new(freshness_seconds.clone()))
             .expect("unique metric");
-        let late_events = IntCounter::new("late_events_total", "Events whose day was already closed (beyond the allowed lateness) when they arrived; they update latest values only.").expect("valid metric");
+        let late_events = IntCounter::new("late_events_total", "Events older than the allowed lateness behind their partition's newest event; they are counted in their own day, and the windows containing it are recomputed.").expect("valid metric");
         registry
             .register(Box::new(late_events.clone()))
             .expect("unique metric");
@@ -171,6 +175,18 @@ impl Metrics {
             "Next offset of each input partition whose derived index rows are all written.",
             &["topic", "partition"],
         );
+        let index_split_provinces = gauge_vec(
+            &registry,
+            "index_provinces_on_several_partitions",
+            "Provinces whose day counts of the last year come from more than one input partition (a mis-keyed producer or a grown topic); still counted exactly.",
+            &["kind"],
+        );
+        let index_window_rows = counter_vec(
+            &registry,
+            "index_window_rows_total",
+            "Window rows (province and category values per as_of day) written by the materialiser.",
+            &["kind"],
+        );
         let serve_queries = counter_vec(
             &registry,
             "serve_clickhouse_queries_total",
@@ -189,6 +205,8 @@ impl Metrics {
             late_events,
             index_position,
             index_duplicates,
+            index_split_provinces,
+            index_window_rows,
             index_freshness,
             registry,
             consumed,

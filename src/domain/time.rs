@@ -10,6 +10,14 @@ const SECONDS_PER_DAY: i64 = 86_400;
 /// unless they say otherwise (Nghị quyết 202/2025/QH15).
 pub const PROVINCE_MERGER_UNIX: i64 = 1_751_302_800;
 
+/// The wall clock, as Unix seconds (only at the edges: ingest time, checkpoint stamps).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// Parses an RFC 3339 timestamp that carries an explicit offset; returns Unix seconds.
 /// Sub-second precision is dropped (ClickHouse 18.16 stores seconds).
 pub fn parse_rfc3339(text: &str) -> Result<i64, String> {
@@ -30,6 +38,19 @@ pub fn format_vietnam(unix: i64) -> String {
 /// The Vietnam calendar day of an instant, as days since 1970-01-01.
 pub fn vietnam_day(unix: i64) -> i64 {
     (unix + VIETNAM_OFFSET_SECONDS).div_euclid(SECONDS_PER_DAY)
+}
+
+/// Days since 1970-01-01 as `YYYY-MM-DD` (what ClickHouse's `toDate` reads).
+pub fn format_day(day: i64) -> String {
+    match time::Date::from_julian_day((day + 2_440_588).clamp(0, 5_000_000) as i32) {
+        Ok(date) => format!(
+            "{:04}-{:02}-{:02}",
+            date.year(),
+            date.month() as u8,
+            date.day()
+        ),
+        Err(_) => "1970-01-01".into(),
+    }
 }
 
 /// Days since 1970-01-01 as ClickHouse `Date` (UInt16), saturating outside its range.

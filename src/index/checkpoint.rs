@@ -1,27 +1,68 @@
-//! Index state checkpoints in ClickHouse (`index_checkpoints`): one row per partition and
-//! flush, keyed by `index.group_id`; the row with the highest `next_offset` is the latest.
+//! Index state checkpoints in ClickHouse. `index_checkpoints` holds one row per partition
+//! (the latest by `next_offset` wins): the open block's cells and the tickets. The ids
+//! folded, which grow with history, are appended apart to `index_seen_ids`, one chunk per
+//! checkpoint covering the offsets folded since the previous one, so a checkpoint writes
+//! only what changed. A restored state takes the chunks that lie wholly below its
+//! `next_offset` (a chunk written before a crash, past the checkpoint that survived, is
+//! left out: its ids are folded again by the replay).
+use bincode::Options;
+
+use crate::index::rows::{tables, CheckpointRow, SeenIdsRow};
 use crate::index::state::PartitionState;
-use crate::sink::index_rows::CheckpointRow;
 
 /// Bumped whenever `PartitionState`'s layout changes; older checkpoints are ignored
 /// (the partition is then rebuilt from the log).
-pub const STATE_FORMAT: u8 = 4;
+pub const STATE_FORMAT: u8 = 5;
+
+/// Variable-length integers: most counters of an open block are small.
+fn options() -> impl Options {
+    bincode::DefaultOptions::new()
+}
 
 pub fn encode(state: &PartitionState) -> Vec<u8> {
     let mut bytes = vec![STATE_FORMAT];
-    bytes.extend(bincode::serialize(state).expect("state serialises"));
+    bytes.extend(options().serialize(state).expect("state serialises"));
     bytes
 }
 
 /// The state in a checkpoint, if it has the current format.
 pub fn decode(bytes: &[u8]) -> Option<PartitionState> {
     match bytes.split_first() {
-        Some((&STATE_FORMAT, rest)) => bincode::deserialize(rest).ok(),
+        Some((&STATE_FORMAT, rest)) => options().deserialize(rest).ok(),
         _ => None,
     }
 }
 
-/// The latest usable checkpoint of a partition, or an empty state at offset 0.
+/// The rows that checkpoint a state: its own, and the chunk of ids folded since the last
+/// checkpoint (taken from the state).
+pub fn rows(
+    key: &str,
+    topic: &str,
+    partition: i32,
+    state: &mut PartitionState,
+    now: u32,
+) -> (CheckpointRow, Option<SeenIdsRow>) {
+    let (from_offset, to_offset, ids) = state.take_new_ids();
+    let chunk = (!ids.is_empty()).then(|| SeenIdsRow {
+        consumer_group: key.to_owned(),
+        topic: topic.to_owned(),
+        partition: partition as u32,
+        from_offset,
+        to_offset,
+        ids,
+    });
+    let row = CheckpointRow {
+        consumer_group: key.to_owned(),
+        topic: topic.to_owned(),
+        partition: partition as u32,
+        next_offset: state.next_offset,
+        state: encode(state),
+        written_at: now,
+    };
+    (row, chunk)
+}
+
+/// The latest usable checkpoint of a partition with its ids, or an empty state at offset 0.
 /// A ClickHouse error is returned, never mistaken for "no checkpoint".
 pub async fn load(
     client: &clickhouse::Client,
@@ -29,19 +70,38 @@ pub async fn load(
     topic: &str,
     partition: i32,
 ) -> Result<PartitionState, clickhouse::error::Error> {
+    let sql = format!(
+        "SELECT ?fields FROM {} FINAL WHERE consumer_group = ? AND topic = ? AND partition = ? ORDER BY next_offset DESC LIMIT 1",
+        tables::INDEX_CHECKPOINTS
+    );
     let row = client
-        .query("SELECT ?fields FROM index_checkpoints FINAL WHERE consumer_group = ? AND topic = ? AND partition = ? ORDER BY next_offset DESC LIMIT 1")
+        .query(&sql)
         .bind(key)
         .bind(topic)
         .bind(partition as u32)
         .fetch_optional::<CheckpointRow>()
         .await?;
     match row.as_ref().and_then(|row| decode(&row.state)) {
-        Some(state) => {
+        Some(mut state) => {
+            let sql = format!(
+                "SELECT ?fields FROM {} FINAL WHERE consumer_group = ? AND topic = ? AND partition = ? AND to_offset <= ? ORDER BY from_offset",
+                tables::INDEX_SEEN_IDS
+            );
+            let chunks = client
+                .query(&sql)
+                .bind(key)
+                .bind(topic)
+                .bind(partition as u32)
+                .bind(state.next_offset)
+                .fetch_all::<SeenIdsRow>()
+                .await?;
+            let chunks: Vec<Vec<u8>> = chunks.into_iter().map(|c| c.ids).collect();
+            state.restore_ids(&chunks);
             tracing::info!(
                 topic,
                 partition,
                 next_offset = state.next_offset,
+                ids = state.stats().ids,
                 "index state restored from checkpoint"
             );
             Ok(state)
@@ -53,7 +113,7 @@ pub async fn load(
                 found = row.is_some(),
                 "no usable checkpoint; folding the partition from the beginning"
             );
-            Ok(PartitionState::new(0))
+            Ok(PartitionState::new(partition as u32, 0))
         }
     }
 }
@@ -64,7 +124,7 @@ mod tests {
 
     #[test]
     fn a_checkpoint_of_another_format_is_not_used() {
-        let state = PartitionState::new(42);
+        let state = PartitionState::new(3, 42);
         let bytes = encode(&state);
         assert_eq!(decode(&bytes).map(|s| s.next_offset), Some(42));
         let mut older = bytes.clone();

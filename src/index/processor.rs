@@ -1,15 +1,19 @@
 //! Drives partition states from folded messages into ClickHouse.
 //!
-//! Each input partition is an independent fold (`PartitionState`). The consumer loop that
-//! feeds it (`sipas run`'s, or a rebuild's) hands over each assigned partition's state,
-//! restored from its checkpoint and with the partition started at or before its
-//! `next_offset` (`kafka::consumer`, `index::position`), and then the partition's messages
-//! in order. The state therefore always equals the fold of exactly the offsets below
-//! `next_offset`. Outputs are written as soon as the oldest
-//! unwritten fold is `flush_interval` old (or a row budget fills up); a checkpoint is
-//! written only after everything derived from the offsets it covers has been
-//! acknowledged, so a crash at any point resumes from a state whose outputs are all
-//! stored, and replays to the same rows.
+//! Each input partition is an independent fold (`PartitionState`) into day-count fact rows.
+//! The consumer loop that feeds it (`sipas run`'s, or a rebuild's) hands over each assigned
+//! partition's state, restored from its checkpoint and with the partition started at or
+//! before its `next_offset` (`kafka::consumer`, `index::position`), and then the
+//! partition's messages in order. The state therefore always equals the fold of exactly
+//! the offsets below `next_offset`.
+//!
+//! A flush, once the oldest unwritten fold is `flush_interval` old (or many rows are
+//! pending): the changed fact rows are written; then the materialiser recomputes the
+//! province and category windows that contain the changed days, from the facts summed over
+//! every partition; then (every `checkpoint_interval`) the states are checkpointed. A
+//! checkpoint is written only after everything derived from the offsets it covers was
+//! acknowledged, so a crash at any point resumes from a state whose outputs are stored, and
+//! replays to the same rows.
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,16 +25,17 @@ use crate::config::Config;
 use crate::contract::decode::Decoded;
 use crate::domain::FrameworkCatalog;
 use crate::index::checkpoint;
-use crate::index::state::PartitionState;
+use crate::index::input::{FoldInput, IndexHandle, IndexInput};
+use crate::index::materialiser::Materialiser;
+use crate::index::rows::{tables, CheckpointRow, SeenIdsRow};
+use crate::index::state::{ChangedDays, PartitionState};
 use crate::metrics::Metrics;
-use crate::pipeline::batch::FoldInput;
 use crate::shutdown::Shutdown;
-use crate::sink::index_rows::{CheckpointRow, HotlineKpiRow, SatisfactionRow};
 use crate::sink::writer::{Abandoned, RawEventWriter};
 
-/// Daily rows held before they are written, whatever the flush interval: catching up on
-/// history closes many days per second, each with a row per unit and window.
-const MAX_PENDING_DAILY_ROWS: usize = 50_000;
+/// Fact rows held before they are written, whatever the flush interval (a catch-up closes
+/// a block every 4096 offsets).
+const MAX_PENDING_ROWS: usize = 50_000;
 
 /// Fold batches buffered between a feeder and the processor. Small: a full channel slows
 /// the feeder down rather than letting decoded events pile up in memory.
@@ -38,69 +43,6 @@ const CHANNEL_BATCHES: usize = 4;
 
 /// How long, at shutdown, the processor waits for the feeder's last batch.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-/// What a feeder sends, in the order it consumed.
-#[derive(Debug)]
-pub enum IndexInput {
-    /// A partition was assigned, with the state its messages continue.
-    Assign {
-        topic: String,
-        partition: i32,
-        state: Box<PartitionState>,
-    },
-    Fold(Vec<FoldInput>),
-    /// Partitions were revoked: their state is dropped (the next owner restores it).
-    Revoke(Vec<(String, i32)>),
-}
-
-/// The feeder's end of the channel.
-#[derive(Clone)]
-pub struct IndexHandle {
-    sender: mpsc::Sender<IndexInput>,
-}
-
-/// The processor is gone (it stopped on a fatal error or at shutdown).
-#[derive(Debug, thiserror::Error)]
-#[error("the index processor has stopped")]
-pub struct IndexStopped;
-
-impl IndexHandle {
-    pub async fn assign(
-        &self,
-        topic: String,
-        partition: i32,
-        state: PartitionState,
-    ) -> Result<(), IndexStopped> {
-        self.sender
-            .send(IndexInput::Assign {
-                topic,
-                partition,
-                state: Box::new(state),
-            })
-            .await
-            .map_err(|_| IndexStopped)
-    }
-
-    pub async fn fold(&self, folds: Vec<FoldInput>) -> Result<(), IndexStopped> {
-        if folds.is_empty() {
-            return Ok(());
-        }
-        self.sender
-            .send(IndexInput::Fold(folds))
-            .await
-            .map_err(|_| IndexStopped)
-    }
-
-    pub async fn revoke(&self, partitions: Vec<(String, i32)>) -> Result<(), IndexStopped> {
-        if partitions.is_empty() {
-            return Ok(());
-        }
-        self.sender
-            .send(IndexInput::Revoke(partitions))
-            .await
-            .map_err(|_| IndexStopped)
-    }
-}
 
 /// How the processor runs.
 #[derive(Debug, Clone)]
@@ -116,14 +58,15 @@ pub enum Mode {
 
 struct Slot {
     state: PartitionState,
-    daily_satisfaction: Vec<SatisfactionRow>,
-    daily_hotline: Vec<HotlineKpiRow>,
+    /// Folds since the last flush (a bound on the rows pending).
+    unflushed: usize,
 }
 
 pub struct IndexProcessor {
     inputs: mpsc::Receiver<IndexInput>,
     frameworks: FrameworkCatalog,
     writer: RawEventWriter,
+    materialiser: Materialiser,
     metrics: Metrics,
     shutdown: Shutdown,
     mode: Mode,
@@ -134,8 +77,8 @@ pub struct IndexProcessor {
     /// Keyed by the topic name the folds carry (`Arc<str>`), so that finding a fold's slot
     /// allocates nothing.
     slots: HashMap<(Arc<str>, i32), Slot>,
-    /// Daily rows waiting in all slots.
-    pending_daily_rows: usize,
+    /// Folds not yet written, over all slots.
+    pending_folds: usize,
     /// When the oldest fold not yet written was received.
     oldest_unwritten: Option<Instant>,
     /// Folded since the last checkpoint.
@@ -158,17 +101,22 @@ impl IndexProcessor {
     ) -> (Self, IndexHandle) {
         let (sender, inputs) = mpsc::channel(CHANNEL_BATCHES);
         let p = &config.pipeline;
-        let writer = RawEventWriter::new(
-            crate::sink::connect(&config.clickhouse),
-            metrics.clone(),
-            Duration::from_millis(p.retry_initial_ms),
-            Duration::from_millis(p.retry_max_ms),
-            shutdown.clone(),
-        );
+        let writer = || {
+            RawEventWriter::new(
+                crate::sink::connect(&config.clickhouse),
+                metrics.clone(),
+                Duration::from_millis(p.retry_initial_ms),
+                Duration::from_millis(p.retry_max_ms),
+                shutdown.clone(),
+            )
+        };
+        let materialiser = Materialiser::new(writer(), frameworks.clone());
+        let writer = writer();
         let processor = Self {
             inputs,
             frameworks,
             writer,
+            materialiser,
             metrics,
             shutdown,
             mode,
@@ -177,7 +125,7 @@ impl IndexProcessor {
             flush_interval: Duration::from_millis(config.index.flush_interval_ms),
             checkpoint_interval: Duration::from_millis(config.index.checkpoint_interval_ms),
             slots: HashMap::new(),
-            pending_daily_rows: 0,
+            pending_folds: 0,
             oldest_unwritten: None,
             dirty: false,
             unflushed_timestamps: Vec::new(),
@@ -242,7 +190,7 @@ impl IndexProcessor {
                 input = self.inputs.recv() => match input {
                     Some(input) => {
                         self.accept(input).await;
-                        if self.pending_daily_rows >= MAX_PENDING_DAILY_ROWS && self.flush(false).await.is_err() {
+                        if self.pending_folds >= MAX_PENDING_ROWS && self.flush(false).await.is_err() {
                             return;
                         }
                     }
@@ -251,7 +199,11 @@ impl IndexProcessor {
             }
         }
         // Final flush and checkpoint; abandoned if ClickHouse is down at shutdown.
-        if self.flush(live).await.is_ok() {
+        let mut finished = self.flush(live).await;
+        if finished.is_ok() && !live {
+            finished = self.materialise(&ChangedDays::default(), true).await;
+        }
+        if finished.is_ok() {
             tracing::info!(
                 partitions = self.slots.len(),
                 "index processor stopped after a final flush"
@@ -277,13 +229,11 @@ impl IndexProcessor {
                     (topic.into(), partition),
                     Slot {
                         state: *state,
-                        daily_satisfaction: Vec::new(),
-                        daily_hotline: Vec::new(),
+                        unflushed: 0,
                     },
                 ) {
                     // Assigned again without a revocation: its unwritten rows are replayed.
-                    self.pending_daily_rows -=
-                        old.daily_satisfaction.len() + old.daily_hotline.len();
+                    self.pending_folds -= old.unflushed;
                 }
             }
             IndexInput::Fold(folds) => {
@@ -296,8 +246,7 @@ impl IndexProcessor {
                 for (topic, partition) in partitions {
                     let key = (Arc::from(topic), partition);
                     if let Some(slot) = self.slots.remove(&key) {
-                        self.pending_daily_rows -=
-                            slot.daily_satisfaction.len() + slot.daily_hotline.len();
+                        self.pending_folds -= slot.unflushed;
                         tracing::info!(topic = %key.0, partition = key.1, "index state dropped for a revoked partition");
                     }
                 }
@@ -333,77 +282,64 @@ impl IndexProcessor {
         self.oldest_unwritten.get_or_insert(received);
         self.dirty = true;
         self.unflushed_timestamps.extend(fold.produced_ms);
-        let emitted = match &fold.event {
+        let applied = match &fold.event {
             Some(Decoded::Survey(survey)) => {
                 slot.state
                     .apply_survey(survey, fold.offset, &self.frameworks, self.lateness)
             }
             Some(Decoded::Hotline(event)) => {
-                slot.state
-                    .apply_hotline(event, fold.offset, &self.frameworks, self.lateness)
+                slot.state.apply_hotline(event, fold.offset, self.lateness)
             }
             None => {
                 slot.state.skip(fold.offset);
                 Default::default()
             }
         };
-        if emitted.duplicates > 0 {
-            self.metrics.index_duplicates.inc_by(emitted.duplicates);
+        if applied.duplicate {
+            self.metrics.index_duplicates.inc();
         }
-        if emitted.beyond_lateness > 0 {
-            self.metrics.late_events.inc_by(emitted.beyond_lateness);
+        if applied.late {
+            self.metrics.late_events.inc();
         }
-        // Consumed one by one: a closing day can emit hundreds of thousands of values, and
-        // each is freed as soon as its row exists.
-        let before = slot.daily_satisfaction.len() + slot.daily_hotline.len();
-        slot.daily_satisfaction
-            .reserve(emitted.satisfaction_daily.len());
-        for value in emitted.satisfaction_daily {
-            if let Some(framework) = self.frameworks.get(&value.framework) {
-                slot.daily_satisfaction
-                    .push(SatisfactionRow::new(&value, framework));
-            }
-        }
-        slot.daily_hotline
-            .extend(emitted.hotline_daily.iter().map(HotlineKpiRow::new));
-        self.pending_daily_rows +=
-            slot.daily_satisfaction.len() + slot.daily_hotline.len() - before;
+        slot.unflushed += 1;
+        self.pending_folds += 1;
         if let Some(bar) = &self.progress {
             bar.inc(1);
         }
     }
 
-    /// Writes pending daily rows and changed latest values; then (optionally) checkpoints.
+    /// Writes the changed fact rows, recomputes the windows they change, then
+    /// (optionally) checkpoints.
     async fn flush(&mut self, checkpoint: bool) -> Result<(), Abandoned> {
-        let mut daily_satisfaction = Vec::new();
-        let mut daily_hotline = Vec::new();
-        let mut latest_satisfaction = Vec::new();
-        let mut latest_hotline = Vec::new();
+        let mut surveys = Vec::new();
+        let mut hotline = Vec::new();
+        let mut changed = ChangedDays::default();
         for slot in self.slots.values_mut() {
-            daily_satisfaction.append(&mut slot.daily_satisfaction);
-            daily_hotline.append(&mut slot.daily_hotline);
-            let (satisfaction, hotline) = slot.state.take_latest(&self.frameworks);
-            latest_satisfaction.extend(satisfaction.iter().filter_map(|v| {
-                self.frameworks
-                    .get(&v.framework)
-                    .map(|f| SatisfactionRow::new(v, f))
-            }));
-            latest_hotline.extend(hotline.iter().map(HotlineKpiRow::new));
+            let taken = slot.state.take_rows(&self.frameworks);
+            surveys.extend(taken.surveys);
+            hotline.extend(taken.hotline);
+            changed.merge(taken.changed);
+            slot.unflushed = 0;
         }
-        let (a, b, c, d) = tokio::join!(
-            self.writer
-                .insert("satisfaction_daily", &daily_satisfaction),
-            self.writer.insert("hotline_kpi_daily", &daily_hotline),
-            self.writer
-                .insert("satisfaction_latest", &latest_satisfaction),
-            self.writer.insert("hotline_kpi_latest", &latest_hotline),
+        let span = tracing::debug_span!(
+            "index_flush",
+            survey_rows = surveys.len(),
+            hotline_rows = hotline.len()
         );
-        self.pending_daily_rows = 0;
+        let _entered = span.enter();
+        let (a, b) = tokio::join!(
+            self.writer
+                .insert(tables::SATISFACTION_DAY_COUNTS, &surveys),
+            self.writer.insert(tables::HOTLINE_DAY_COUNTS, &hotline),
+        );
+        self.pending_folds = 0;
         self.oldest_unwritten = None;
-        for failures in [a?, b?, c?, d?] {
-            for failure in failures {
-                tracing::error!(message = %failure.message, "ClickHouse refused an index row");
-            }
+        for failure in a?.into_iter().chain(b?) {
+            tracing::error!(message = %failure.message, "ClickHouse refused an index row");
+        }
+        // A rebuild computes the windows once, at the end, from every fact.
+        if matches!(self.mode, Mode::Live) && !changed.is_empty() {
+            self.materialise(&changed, false).await?;
         }
         for ((topic, partition), slot) in &self.slots {
             self.metrics
@@ -413,25 +349,39 @@ impl IndexProcessor {
         }
         self.record_freshness();
         if checkpoint && !self.slots.is_empty() {
-            let now = crate::pipeline::ingest::unix_now() as u32;
-            let rows: Vec<CheckpointRow> = self
-                .slots
-                .iter()
-                .map(|((topic, partition), slot)| {
-                    let state = checkpoint::encode(&slot.state);
-                    CheckpointRow {
-                        consumer_group: self.checkpoint_key.clone(),
-                        topic: topic.to_string(),
-                        partition: *partition as u32,
-                        next_offset: slot.state.next_offset,
-                        state,
-                        written_at: now,
-                    }
-                })
-                .collect();
-            self.writer.insert("index_checkpoints", &rows).await?;
+            let now = crate::domain::time::unix_now() as u32;
+            let mut rows: Vec<CheckpointRow> = Vec::new();
+            let mut chunks: Vec<SeenIdsRow> = Vec::new();
+            for ((topic, partition), slot) in self.slots.iter_mut() {
+                let (row, chunk) =
+                    checkpoint::rows(&self.checkpoint_key, topic, *partition, &mut slot.state, now);
+                rows.push(row);
+                chunks.extend(chunk);
+            }
+            // The ids first: a checkpoint row never refers to ids that were not stored.
+            self.writer.insert(tables::INDEX_SEEN_IDS, &chunks).await?;
+            self.writer.insert(tables::INDEX_CHECKPOINTS, &rows).await?;
             self.dirty = false;
         }
+        Ok(())
+    }
+
+    async fn materialise(&mut self, changed: &ChangedDays, everything: bool) -> Result<(), Abandoned> {
+        let stats = self.materialiser.pass(changed, everything).await?;
+        self.metrics
+            .index_window_rows
+            .with_label_values(&["satisfaction"])
+            .inc_by(stats.satisfaction_rows as u64);
+        self.metrics
+            .index_window_rows
+            .with_label_values(&["hotline"])
+            .inc_by(stats.hotline_rows as u64);
+        tracing::debug!(
+            satisfaction_rows = stats.satisfaction_rows,
+            hotline_rows = stats.hotline_rows,
+            days_read = stats.days_read,
+            "windows recomputed"
+        );
         Ok(())
     }
 

@@ -6,10 +6,13 @@
 //! - Factor index = mean of its criterion indices that have data; no data → no value.
 //! - SIPAS = weighted mean (framework weights) of the factors that have a value.
 //! - Expectation share = respondents who ticked the item / respondents.
-//! - `ci_low`/`ci_high`: 95 % Wilson score interval of the proportion `p = sipas / 100`
-//!   with `n = respondents`, i.e. the overall index read as the share of satisfied
-//!   respondents. Per criterion, the Wilson interval of `satisfied / valid` is exact.
+//! - Intervals are 95 % Wilson score intervals whose `n` is the number of valid answers
+//!   behind the value: a criterion's valid answers; for a factor, the smallest valid count
+//!   among its criteria with data; for the overall index, the smallest factor `n`. (With
+//!   `n` = respondents, a factor few answered would look more precise than it is.)
 //! - `ranked` = respondents ≥ the framework's `min_sample`.
+//! - Ranks: standard competition rank by the unrounded value, but values equal after
+//!   rounding to 9 decimals tie, so float summation order cannot split a tie.
 use crate::domain::framework::Framework;
 use crate::domain::SurveySubmission;
 
@@ -121,13 +124,17 @@ impl Counters {
     }
 }
 
-/// Summable counts for one unit over some days. Per criterion (framework order): valid
-/// answers, satisfied answers (4 or 5), missing answers; per expectation item: ticks.
+/// Counter sections per criterion: scores 1..=5 and missing.
+const SECTIONS: usize = 6;
+
+/// Summable counts for one unit over some days. Per criterion (framework order): the
+/// answers of each score 1..=5 and the missing (unanswered / not applicable) answers; per
+/// expectation item: ticks. Valid = n1 + … + n5, satisfied = n4 + n5.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct SurveyCounts {
     pub respondents: u32,
     criteria: u16,
-    /// `[valid × criteria, satisfied × criteria, missing × criteria, expectations…]`.
+    /// `[n1 × criteria, …, n5 × criteria, missing × criteria, expectations…]`.
     counters: Counters,
 }
 
@@ -154,11 +161,33 @@ impl SurveyCounts {
         Self {
             respondents: 0,
             criteria: criteria as u16,
-            counters: Counters::zeros(3 * criteria + expectations),
+            counters: Counters::zeros(SECTIONS * criteria + expectations),
         }
     }
 
-    /// Counts given as separate lists (tests, conversions).
+    /// Counts given as a distribution: `scores[k]` holds, per criterion, the answers of
+    /// score `k + 1`.
+    pub fn from_distribution(
+        respondents: u32,
+        scores: [&[u32]; 5],
+        missing: &[u32],
+        expectations: &[u32],
+    ) -> Self {
+        let mut counts = Self::with_shape(missing.len(), expectations.len());
+        counts.respondents = respondents;
+        let values = scores
+            .iter()
+            .flat_map(|s| s.iter())
+            .chain(missing)
+            .chain(expectations);
+        for (i, value) in values.enumerate() {
+            counts.counters.set(i, *value);
+        }
+        counts
+    }
+
+    /// Counts given as valid / satisfied / missing per criterion (tests): the satisfied
+    /// answers are read as 4s, the other valid ones as 1s.
     pub fn from_parts(
         respondents: u32,
         valid: &[u32],
@@ -166,18 +195,14 @@ impl SurveyCounts {
         missing: &[u32],
         expectations: &[u32],
     ) -> Self {
-        let mut counts = Self::with_shape(valid.len(), expectations.len());
-        counts.respondents = respondents;
-        for (i, value) in valid
-            .iter()
-            .chain(satisfied)
-            .chain(missing)
-            .chain(expectations)
-            .enumerate()
-        {
-            counts.counters.set(i, *value);
-        }
-        counts
+        let unsatisfied: Vec<u32> = valid.iter().zip(satisfied).map(|(v, s)| v - s).collect();
+        let zeros = vec![0; valid.len()];
+        Self::from_distribution(
+            respondents,
+            [&unsatisfied, &zeros, &zeros, satisfied, &zeros],
+            missing,
+            expectations,
+        )
     }
 
     pub fn criteria(&self) -> usize {
@@ -185,23 +210,35 @@ impl SurveyCounts {
     }
 
     pub fn expectation_items(&self) -> usize {
-        self.counters.len() - 3 * self.criteria()
+        self.counters.len().saturating_sub(SECTIONS * self.criteria())
+    }
+
+    /// Answers of `score` (1..=5) to a criterion.
+    pub fn score(&self, criterion: usize, score: u8) -> u32 {
+        debug_assert!((1..=5).contains(&score));
+        self.counters
+            .get(usize::from(score - 1) * self.criteria() + criterion)
     }
 
     pub fn valid(&self, criterion: usize) -> u32 {
-        self.counters.get(criterion)
+        (1..=5).map(|k| self.score(criterion, k)).sum()
     }
 
     pub fn satisfied(&self, criterion: usize) -> u32 {
-        self.counters.get(self.criteria() + criterion)
+        self.score(criterion, 4) + self.score(criterion, 5)
     }
 
     pub fn missing(&self, criterion: usize) -> u32 {
-        self.counters.get(2 * self.criteria() + criterion)
+        self.counters.get(5 * self.criteria() + criterion)
     }
 
     pub fn expectation(&self, item: usize) -> u32 {
-        self.counters.get(3 * self.criteria() + item)
+        self.counters.get(SECTIONS * self.criteria() + item)
+    }
+
+    /// Per criterion, the answers of `score` (1..=5).
+    pub fn score_counts(&self, score: u8) -> Vec<u32> {
+        (0..self.criteria()).map(|c| self.score(c, score)).collect()
     }
 
     pub fn valid_counts(&self) -> Vec<u32> {
@@ -237,19 +274,15 @@ impl SurveyCounts {
         let criteria = self.criteria();
         for (i, (_, score)) in survey.answers.iter().enumerate().take(criteria) {
             match score {
-                Some(s) => {
-                    self.bump(i);
-                    if *s >= 4 {
-                        self.bump(criteria + i);
-                    }
-                }
-                None => self.bump(2 * criteria + i),
+                Some(s @ 1..=5) => self.bump(usize::from(s - 1) * criteria + i),
+                // The validator admits 1..=5 only; anything else is not an answer.
+                Some(_) | None => self.bump(5 * criteria + i),
             }
         }
         for item in &survey.expectations {
             if let Some(i) = framework.expectations.iter().position(|e| &e.id == item) {
                 if i < self.expectation_items() {
-                    self.bump(3 * criteria + i);
+                    self.bump(SECTIONS * criteria + i);
                 }
             }
         }
@@ -266,13 +299,16 @@ impl SurveyCounts {
         );
         let mut grown = Self::with_shape(c, e);
         grown.respondents = self.respondents;
-        for k in 0..self.criteria() {
-            grown.counters.set(k, self.valid(k));
-            grown.counters.set(c + k, self.satisfied(k));
-            grown.counters.set(2 * c + k, self.missing(k));
+        let mine = self.criteria();
+        for section in 0..SECTIONS {
+            for k in 0..mine {
+                grown
+                    .counters
+                    .set(section * c + k, self.counters.get(section * mine + k));
+            }
         }
         for k in 0..self.expectation_items() {
-            grown.counters.set(3 * c + k, self.expectation(k));
+            grown.counters.set(SECTIONS * c + k, self.expectation(k));
         }
         *self = grown;
     }
@@ -288,7 +324,7 @@ impl SurveyCounts {
         }
         // Different shapes, or a counter outgrows its width: element by element.
         let (mine, theirs) = (self.criteria(), other.criteria());
-        for section in 0..3 {
+        for section in 0..SECTIONS {
             for k in 0..theirs {
                 let i = section * mine + k;
                 let value = apply(
@@ -299,7 +335,7 @@ impl SurveyCounts {
             }
         }
         for k in 0..other.expectation_items() {
-            let i = 3 * mine + k;
+            let i = SECTIONS * mine + k;
             let value = apply(self.counters.get(i), other.expectation(k));
             self.counters.set(i, value);
         }
@@ -316,7 +352,12 @@ pub struct SurveyIndex {
     pub respondents: u32,
     pub criterion: Vec<Option<f64>>,
     pub factor: Vec<Option<f64>>,
+    /// Per factor, the `n` of its interval: the smallest valid count among its criteria
+    /// with data (0 when none has data).
+    pub factor_n: Vec<u32>,
     pub sipas: Option<f64>,
+    /// The `n` of the overall interval: the smallest factor `n` among factors with a value.
+    pub interval_n: u32,
     pub expectation_share: Vec<f64>,
     pub ci_low: Option<f64>,
     pub ci_high: Option<f64>,
@@ -347,15 +388,23 @@ pub fn compute(counts: &SurveyCounts, framework: &Framework) -> SurveyIndex {
         })
         .collect();
     let mut factor = Vec::with_capacity(framework.factors.len());
+    let mut factor_n = Vec::with_capacity(framework.factors.len());
     let mut position = 0;
     for f in &framework.factors {
-        // Summed in criterion order, as before, without a vector per factor and row.
-        let (sum, n) = criterion[position..position + f.criteria.len()]
+        // Summed in criterion order, without a vector per factor and row.
+        let range = position..(position + f.criteria.len()).min(criterion.len());
+        let (sum, n) = criterion[range.clone()]
             .iter()
             .flatten()
             .fold((0.0, 0usize), |(sum, n), v| (sum + v, n + 1));
+        let smallest_valid = range
+            .map(|c| counts.valid(c))
+            .filter(|v| *v > 0)
+            .min()
+            .unwrap_or(0);
         position += f.criteria.len();
         factor.push((n > 0).then(|| sum / n as f64));
+        factor_n.push(smallest_valid);
     }
     let (weighted, weights) = framework
         .factors
@@ -364,13 +413,22 @@ pub fn compute(counts: &SurveyCounts, framework: &Framework) -> SurveyIndex {
         .filter_map(|(f, value)| value.map(|v| (v * f.weight, f.weight)))
         .fold((0.0, 0.0), |(s, w), (v, fw)| (s + v, w + fw));
     let sipas = (weights > 0.0).then(|| weighted / weights);
+    let interval_n = factor
+        .iter()
+        .zip(&factor_n)
+        .filter(|(value, _)| value.is_some())
+        .map(|(_, n)| *n)
+        .min()
+        .unwrap_or(0);
+    let interval = sipas.and_then(|s| wilson(s / 100.0, f64::from(interval_n)));
     let n = f64::from(counts.respondents);
-    let interval = sipas.and_then(|s| wilson(s / 100.0, n));
     SurveyIndex {
         respondents: counts.respondents,
         criterion,
         factor,
+        factor_n,
         sipas,
+        interval_n,
         expectation_share: (0..counts.expectation_items())
             .map(|e| {
                 if counts.respondents > 0 {
@@ -386,7 +444,14 @@ pub fn compute(counts: &SurveyCounts, framework: &Framework) -> SurveyIndex {
     }
 }
 
+/// A value as ranks compare it: rounded to 9 decimals, so that values that are
+/// mathematically equal but summed in another order tie.
+pub fn rank_key(value: f64) -> f64 {
+    (value * 1e9).round() / 1e9
+}
+
 /// Standard competition ranking (1, 2, 2, 4) by score descending; `None` for unranked.
+/// Scores equal after rounding to 9 decimals tie.
 pub fn competition_rank(scores: &[(Option<f64>, bool)]) -> Vec<Option<u32>> {
     scores
         .iter()
@@ -394,7 +459,7 @@ pub fn competition_rank(scores: &[(Option<f64>, bool)]) -> Vec<Option<u32>> {
             (Some(s), true) => Some(
                 1 + scores
                     .iter()
-                    .filter(|(o, r)| *r && o.is_some_and(|o| o > *s))
+                    .filter(|(o, r)| *r && o.is_some_and(|o| rank_key(o) > rank_key(*s)))
                     .count() as u32,
             ),
             _ => None,
@@ -545,5 +610,38 @@ mod tests {
             (None, true),
         ]);
         assert_eq!(ranks, vec![Some(1), Some(3), Some(1), None, Some(4), None]);
+        // 0.1 + 0.2 and 0.3 differ in the last bit; they tie.
+        let ranks = competition_rank(&[(Some(0.1 + 0.2), true), (Some(0.3), true), (Some(0.2), true)]);
+        assert_eq!(ranks, vec![Some(1), Some(1), Some(3)]);
+    }
+
+    #[test]
+    fn interval_n_is_the_valid_answers_behind_the_value() {
+        // a.1: 4 valid, a.2: 2 valid -> factor a n = 2; b.1: 4 valid -> factor b n = 4.
+        let c = counts(10, [4, 2, 4], [3, 1, 4], [6, 8, 6]);
+        let index = compute(&c, &framework([1.0, 1.0]));
+        assert_eq!(index.factor_n, vec![2, 4]);
+        assert_eq!(index.interval_n, 2, "the smallest factor n, not 10 respondents");
+        let expected = wilson(index.sipas.unwrap() / 100.0, 2.0).unwrap();
+        assert_eq!((index.ci_low, index.ci_high), (Some(expected.0), Some(expected.1)));
+        // A factor without data does not pull n to 0.
+        let c = counts(5, [5, 3, 0], [5, 3, 0], [0, 2, 5]);
+        let index = compute(&c, &framework([1.0, 1.0]));
+        assert_eq!(index.factor_n, vec![3, 0]);
+        assert_eq!(index.interval_n, 3);
+    }
+
+    #[test]
+    fn the_distribution_is_kept() {
+        let c = SurveyCounts::from_distribution(
+            3,
+            [&[1, 0, 0], &[0, 0, 0], &[1, 1, 0], &[0, 1, 2], &[1, 0, 1]],
+            &[0, 1, 0],
+            &[2],
+        );
+        assert_eq!((c.valid(0), c.satisfied(0), c.score(0, 5)), (3, 1, 1));
+        assert_eq!((c.valid(1), c.satisfied(1), c.missing(1)), (2, 1, 1));
+        assert_eq!(c.score_counts(4), vec![0, 1, 2]);
+        assert_eq!(c.expectation(0), 2);
     }
 }

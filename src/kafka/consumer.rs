@@ -70,7 +70,7 @@ impl IndexStates {
     /// shutdown comes first, an empty state (folding from offset 0 is always correct).
     fn load(&self, topic: &str, partition: i32) -> PartitionState {
         let Some((client, key)) = &self.checkpoints else {
-            return PartitionState::new(0);
+            return PartitionState::new(partition as u32, 0);
         };
         let mut delay = Duration::from_millis(200);
         loop {
@@ -86,7 +86,7 @@ impl IndexStates {
                     std::thread::sleep(delay);
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
-                Err(_) => return PartitionState::new(0),
+                Err(_) => return PartitionState::new(partition as u32, 0),
             }
         }
     }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::contract::decode::{Decoded, Decoder, Encoding, EventKind};
 use crate::contract::reject::RejectReason;
 use crate::domain::SurveySubmission;
+use crate::index::input::FoldInput;
 use crate::kafka::dlq::DeadLetter;
 use crate::sink::rows::{HotlineRow, KafkaCoordinates, SurveyRow};
 
@@ -23,17 +24,6 @@ pub struct InputMessage {
     pub index_only: bool,
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
-}
-
-/// A message as the index folds it: its valid event, or `None` for an offset that only
-/// advances the partition (invalid input is the dead-letter topic's).
-#[derive(Debug)]
-pub struct FoldInput {
-    pub topic: Arc<str>,
-    pub partition: i32,
-    pub offset: i64,
-    pub produced_ms: Option<i64>,
-    pub event: Option<Decoded>,
 }
 
 #[derive(Debug, Default)]

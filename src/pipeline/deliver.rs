@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use crate::contract::decode::Decoder;
 use crate::contract::reject::RejectReason;
-use crate::index::processor::IndexHandle;
+use crate::index::input::IndexHandle;
 use crate::kafka::consumer::{IngestConsumer, RebalanceEvent};
 use crate::kafka::dlq::DeadLetterProducer;
 use crate::metrics::Metrics;
@@ -109,7 +109,7 @@ impl Delivery {
     async fn forward_rebalances(
         &self,
         events: Vec<RebalanceEvent>,
-    ) -> Result<(), crate::index::processor::IndexStopped> {
+    ) -> Result<(), crate::index::input::IndexStopped> {
         let Some(index) = &self.index else {
             return Ok(());
         };

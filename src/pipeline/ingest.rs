@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use crate::config::Config;
 use crate::contract::decode::{Decoder, EventKind};
 use crate::index::position::Start;
-use crate::index::processor::{IndexHandle, IndexStopped};
+use crate::index::input::{IndexHandle, IndexStopped};
 use crate::kafka::consumer::{IngestConsumer, RebalanceEvent};
 use crate::kafka::dlq::DeadLetterProducer;
 use crate::metrics::Metrics;
@@ -258,9 +258,4 @@ impl IngestPipeline {
     }
 }
 
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+pub use crate::domain::time::unix_now;

@@ -162,15 +162,7 @@ pub fn previous_as_of(window: Window, as_of: i64) -> i64 {
     }
 }
 
-pub fn format_day(day: i64) -> String {
-    let date = window::to_date(day);
-    format!(
-        "{:04}-{:02}-{:02}",
-        date.year(),
-        date.month() as u8,
-        date.day()
-    )
-}
+pub use crate::domain::time::format_day;
 
 #[cfg(test)]
 mod tests {

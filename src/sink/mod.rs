@@ -1,6 +1,5 @@
 //! ClickHouse: migrations, row types and the idempotent raw-event writer.
 pub mod client;
-pub mod index_rows;
 pub mod migrations;
 pub mod rows;
 pub mod writer;

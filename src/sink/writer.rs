@@ -3,7 +3,7 @@
 //! isolated by bisection and handed back so the caller can dead-letter them.
 use std::time::{Duration, Instant};
 
-use clickhouse::{Client, RowOwned, RowWrite};
+use clickhouse::{Client, RowOwned, RowRead, RowWrite};
 
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -113,6 +113,37 @@ impl RawEventWriter {
                     self.metrics.insert_retries.inc();
                     self.metrics.paused.set(1);
                     tracing::warn!(table, rows = rows.len(), %error, retry_in_ms = delay.as_millis() as u64, "ClickHouse insert failed; retrying");
+                    let mut shutdown = self.shutdown.clone();
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.wait() => return Err(Abandoned),
+                    }
+                    delay = (delay * 2).min(self.retry_max);
+                }
+            }
+        }
+    }
+
+    /// Runs a read query until it succeeds (availability errors are retried with the same
+    /// backoff as inserts). Returns `Err(Abandoned)` only at shutdown.
+    pub async fn fetch_all<T>(
+        &self,
+        what: &str,
+        build: impl Fn(&Client) -> clickhouse::query::Query,
+    ) -> Result<Vec<T>, Abandoned>
+    where
+        T: RowOwned + RowRead,
+    {
+        let mut delay = self.retry_initial;
+        loop {
+            match build(&self.client).fetch_all::<T>().await {
+                Ok(rows) => return Ok(rows),
+                Err(error) => {
+                    if self.shutdown.is_triggered() {
+                        return Err(Abandoned);
+                    }
+                    self.metrics.insert_retries.inc();
+                    tracing::warn!(what, %error, retry_in_ms = delay.as_millis() as u64, "ClickHouse query failed; retrying");
                     let mut shutdown = self.shutdown.clone();
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}

@@ -1,11 +1,96 @@
-//! Rows of the index tables (`satisfaction_*`, `hotline_kpi_*`, `index_checkpoints`).
+//! Rows of the index tables: the day-count facts (`*_day_counts`), the window values
+//! computed from them (`satisfaction_*`, `hotline_kpi_*`) and the processor's checkpoints.
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::domain::framework::Framework;
 use crate::domain::time::clickhouse_date;
-use crate::index::state::{HotlineValue, SatisfactionValue};
+use crate::index::values::{HotlineValue, SatisfactionValue};
+
+/// Table names, read by the migrations' callers, the processor, serve and `status`.
+pub mod tables {
+    pub const SATISFACTION_DAY_COUNTS: &str = "satisfaction_day_counts";
+    pub const HOTLINE_DAY_COUNTS: &str = "hotline_day_counts";
+    pub const SATISFACTION_DAILY: &str = "satisfaction_daily";
+    pub const SATISFACTION_LATEST: &str = "satisfaction_latest";
+    pub const HOTLINE_KPI_DAILY: &str = "hotline_kpi_daily";
+    pub const HOTLINE_KPI_LATEST: &str = "hotline_kpi_latest";
+    pub const INDEX_CHECKPOINTS: &str = "index_checkpoints";
+    pub const INDEX_SEEN_IDS: &str = "index_seen_ids";
+    /// Every table the index writes, for `sipas status`.
+    pub const ALL: &[&str] = &[
+        SATISFACTION_DAY_COUNTS,
+        HOTLINE_DAY_COUNTS,
+        SATISFACTION_DAILY,
+        SATISFACTION_LATEST,
+        HOTLINE_KPI_DAILY,
+        HOTLINE_KPI_LATEST,
+        INDEX_CHECKPOINTS,
+        INDEX_SEEN_IDS,
+    ];
+}
+
+/// One survey fact: what one block of one partition's offsets added to one cell and day.
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, Serialize, Deserialize)]
+pub struct SurveyDayCountRow {
+    pub framework: String,
+    pub province_code: String,
+    pub day: u16,
+    pub agency_id: String,
+    pub agency_level: String,
+    pub channel: String,
+    pub respondent_type: String,
+    pub procedure_code: String,
+    pub source_partition: u32,
+    pub source_block: u32,
+    pub respondents: u32,
+    pub criterion_ids: Arc<[String]>,
+    pub criterion_n1: Vec<u32>,
+    pub criterion_n2: Vec<u32>,
+    pub criterion_n3: Vec<u32>,
+    pub criterion_n4: Vec<u32>,
+    pub criterion_n5: Vec<u32>,
+    pub criterion_missing: Vec<u32>,
+    pub expectation_ids: Arc<[String]>,
+    pub expectation_ticks: Vec<u32>,
+    pub version: u64,
+}
+
+/// One hotline fact (signed: moved contributions are -1 on the old cell, +1 on the new).
+#[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, Serialize, Deserialize)]
+pub struct HotlineDayCountRow {
+    pub province_code: String,
+    pub day: u16,
+    pub agency_id: String,
+    pub category: String,
+    pub channel: String,
+    pub source_partition: u32,
+    pub source_block: u32,
+    pub received: i32,
+    pub responded: i32,
+    pub responded_on_time: i32,
+    pub rated: i32,
+    pub rated_satisfied: i32,
+    pub reopened: i32,
+    pub rejected: i32,
+    pub past_due_delta: i32,
+    pub response_bins: Vec<u8>,
+    pub response_counts: Vec<i32>,
+    pub version: u64,
+}
+
+/// Ids folded at offsets `[from_offset, to_offset)` of a partition.
+#[derive(Debug, Clone, clickhouse::Row, Serialize, Deserialize)]
+pub struct SeenIdsRow {
+    pub consumer_group: String,
+    pub topic: String,
+    pub partition: u32,
+    pub from_offset: i64,
+    pub to_offset: i64,
+    #[serde(with = "serde_bytes")]
+    pub ids: Vec<u8>,
+}
 
 #[derive(Debug, Clone, PartialEq, clickhouse::Row, Serialize, Deserialize)]
 pub struct SatisfactionRow {
@@ -21,10 +106,12 @@ pub struct SatisfactionRow {
     pub sipas: Option<f64>,
     pub ci_low: Option<f64>,
     pub ci_high: Option<f64>,
+    pub ci_n: u32,
     pub ranked: u8,
     pub min_sample: u32,
     pub factor_ids: Arc<[String]>,
     pub factor_values: Vec<Option<f64>>,
+    pub factor_n: Vec<u32>,
     pub criterion_ids: Arc<[String]>,
     pub criterion_values: Vec<Option<f64>>,
     pub criterion_valid: Vec<u32>,
@@ -51,10 +138,12 @@ impl SatisfactionRow {
             sipas: index.sipas,
             ci_low: index.ci_low,
             ci_high: index.ci_high,
+            ci_n: index.interval_n,
             ranked: u8::from(index.ranked),
             min_sample: framework.min_sample,
             factor_ids: Arc::clone(&framework.columns().factor_ids),
             factor_values: index.factor.clone(),
+            factor_n: index.factor_n.clone(),
             criterion_ids: Arc::clone(&framework.columns().criterion_ids),
             criterion_values: index.criterion.clone(),
             criterion_valid: value.counts.valid_counts(),
