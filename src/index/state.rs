@@ -1036,7 +1036,7 @@ mod tests {
                     let bytes = bincode::serialize(&state).unwrap();
                     state = bincode::deserialize(&bytes).unwrap();
                 }
-                let emitted = match decoder.decode(e.kind, &e.payload) {
+                let emitted = match decoder.decode(e.kind, &e.payload, None) {
                     Ok((crate::contract::Decoded::Survey(s), _)) => {
                         state.apply_survey(&s, offset as i64, &f, LATENESS)
                     }
