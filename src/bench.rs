@@ -184,7 +184,8 @@ fn index_fold(config: &Config, args: &BenchArgs, events: u64) -> Result<()> {
         let cpu = cpu_seconds();
         let decoded: Vec<_> = (0..chunk)
             .map(|_| sim.next_event())
-            .map(|e| decoder.decode(e.kind, &e.payload).ok().map(|d| d.0))
+            // Synthetic history, decoded in memory: no receive time.
+            .map(|e| decoder.decode(e.kind, &e.payload, None).ok().map(|d| d.0))
             .collect();
         decode_cpu += cpu_seconds() - cpu;
         let cpu = cpu_seconds();
@@ -304,6 +305,9 @@ fn processing(
 ) -> Result<Processing> {
     let mut sim = simulator(config, events)?;
     let topic: Arc<str> = "mem".into();
+    // Received now, as if consumed live: the event-time guard runs as in `sipas run` (the
+    // simulated log ends at the simulator's start, before this).
+    let received_ms = sipas_stream::pipeline::ingest::unix_now() * 1000;
     let messages: Vec<InputMessage> = (0..events)
         .map(|i| {
             let e = sim.next_event();
@@ -312,7 +316,7 @@ fn processing(
                 topic: Arc::clone(&topic),
                 partition: 0,
                 offset: i as i64,
-                produced_ms: None,
+                produced_ms: Some(received_ms),
                 index_only: false,
                 key: Some(e.key.into_bytes()),
                 payload: Some(e.payload),

@@ -372,6 +372,10 @@ pub struct ContractConfig {
     pub frameworks_dir: PathBuf,
     /// Directory with `catalog.toml` and the Avro schemas. Default `schemas`.
     pub schemas_dir: PathBuf,
+    /// An event time (`submitted_at`, `occurred_at`) more than this many seconds after the
+    /// message was received (its Kafka timestamp; for the gateway and `sipas import` the
+    /// moment the record was read) is refused as `future_timestamp`. Default 86400 (1 day).
+    pub max_future_skew_seconds: u32,
 }
 
 impl Default for ContractConfig {
@@ -379,6 +383,7 @@ impl Default for ContractConfig {
         Self {
             frameworks_dir: "config/frameworks".into(),
             schemas_dir: "schemas".into(),
+            max_future_skew_seconds: crate::contract::decode::DEFAULT_MAX_FUTURE_SKEW_SECONDS,
         }
     }
 }
@@ -617,6 +622,27 @@ mod tests {
         assert_eq!(config.kafka.dlq_topic, "sipas.dlq");
         assert_eq!(config.pipeline.max_message_bytes, 65536);
         assert_eq!(config.clickhouse.database, "sipas");
+        assert_eq!(config.contract.max_future_skew_seconds, 86_400);
+    }
+
+    #[test]
+    fn max_future_skew_from_the_environment() {
+        let config = Config::load_with_env(
+            None,
+            env(&[("SIPAS__CONTRACT__MAX_FUTURE_SKEW_SECONDS", "3600")]),
+        )
+        .unwrap();
+        assert_eq!(config.contract.max_future_skew_seconds, 3600);
+        for bad in ["-1", "1 day", "4294967296"] {
+            assert!(
+                Config::load_with_env(
+                    None,
+                    env(&[("SIPAS__CONTRACT__MAX_FUTURE_SKEW_SECONDS", bad)])
+                )
+                .is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -241,7 +241,8 @@ pub fn build_decoder(config: &Config) -> Result<Decoder> {
         validator,
         Arc::new(catalog),
         config.pipeline.max_message_bytes,
-    ))
+    )
+    .with_max_future_skew(config.contract.max_future_skew_seconds))
 }
 
 async fn run(config: Config, setup: bool) -> Result<()> {

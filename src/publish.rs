@@ -23,9 +23,16 @@ pub struct Checked {
     pub payload: Vec<u8>,
 }
 
-/// Runs the pipeline's validation on one record. Rejection details never hold personal data.
-pub fn check(decoder: &Decoder, kind: EventKind, payload: Vec<u8>) -> Result<Checked, Reject> {
-    match decoder.decode(kind, &payload) {
+/// Runs the pipeline's validation on one record received at `received_at` (Unix seconds,
+/// the wall clock when the request or row was read). Rejection details
+/// never hold personal data.
+pub fn check(
+    decoder: &Decoder,
+    kind: EventKind,
+    payload: Vec<u8>,
+    received_at: i64,
+) -> Result<Checked, Reject> {
+    match decoder.decode(kind, &payload, Some(received_at)) {
         Ok((Decoded::Survey(s), _)) => Ok(Checked {
             province_code: s.province_code,
             id: s.submission_id,
@@ -132,5 +139,45 @@ fn note(result: Option<Delivery>, failures: &mut Vec<KafkaError>) {
         Some(Ok(Ok(_))) | None => {}
         Some(Ok(Err((error, _)))) => failures.push(error),
         Some(Err(_)) => failures.push(KafkaError::Canceled),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::decode::tests::{decoder, hotline, survey};
+    use crate::contract::RejectReason;
+    use crate::domain::time::parse_rfc3339;
+
+    #[test]
+    fn records_dated_after_their_receive_time_are_refused() {
+        let decoder = decoder();
+        let received = parse_rfc3339("2026-11-21T08:30:00+07:00").unwrap();
+        let checked = check(
+            &decoder,
+            EventKind::Survey,
+            survey("2026-11-22T08:30:00+07:00"),
+            received,
+        )
+        .unwrap();
+        assert_eq!(
+            (checked.id.as_str(), checked.province_code.as_str()),
+            ("s-1", "79")
+        );
+        for (kind, payload) in [
+            (EventKind::Survey, survey("2026-11-22T08:30:01+07:00")),
+            (EventKind::Hotline, hotline("2036-11-21T08:30:00+07:00")),
+        ] {
+            let reject = check(&decoder, kind, payload, received).unwrap_err();
+            assert_eq!(reject.reason, RejectReason::FutureTimestamp);
+            assert!(!reject.detail.contains("912345678"), "{}", reject.detail);
+        }
+        assert!(check(
+            &decoder,
+            EventKind::Hotline,
+            hotline("2020-01-01T00:00:00+07:00"),
+            received
+        )
+        .is_ok());
     }
 }

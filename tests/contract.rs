@@ -34,6 +34,11 @@ fn decoder() -> &'static Decoder {
     &DECODER
 }
 
+/// A receive instant after the fixtures' event times (2026-11-21).
+fn received() -> Option<i64> {
+    Some(sipas_stream::domain::time::parse_rfc3339("2026-11-21T12:00:00+07:00").unwrap())
+}
+
 fn survey() -> RawSurvey {
     RawSurvey {
         submission_id: Some("s-42".into()),
@@ -59,8 +64,12 @@ fn json_and_avro_decode_to_the_same_event() {
     let decoder = decoder();
     let json = sipas_stream::simulate::generator::survey_json(&survey());
     let avro = avro::encode_survey(&survey());
-    let (from_json, e1) = decoder.decode(EventKind::Survey, &json).unwrap();
-    let (from_avro, e2) = decoder.decode(EventKind::Survey, &avro).unwrap();
+    let (from_json, e1) = decoder
+        .decode(EventKind::Survey, &json, received())
+        .unwrap();
+    let (from_avro, e2) = decoder
+        .decode(EventKind::Survey, &avro, received())
+        .unwrap();
     assert_eq!((e1, e2), (Encoding::Json, Encoding::Avro));
     assert_eq!(from_json, from_avro);
     let Decoded::Survey(s) = from_json else {
@@ -116,7 +125,7 @@ fn a_newer_writer_with_an_added_optional_field_is_read_by_this_reader() {
     let decoder = decoder_with(catalog);
     let datum = apache_avro::to_avro_datum(&v2_schema(), v2_record(Some("kiosk-7"))).unwrap();
     let (event, encoding) = decoder
-        .decode(EventKind::Survey, &avro::frame(3, &datum))
+        .decode(EventKind::Survey, &avro::frame(3, &datum), None)
         .unwrap();
     assert_eq!(encoding, Encoding::Avro);
     let Decoded::Survey(s) = event else {
@@ -145,7 +154,7 @@ fn an_older_writer_is_read_by_a_newer_reader_with_the_default() {
 fn unknown_schema_id_is_undecodable() {
     let datum = apache_avro::to_avro_datum(&v2_schema(), v2_record(None)).unwrap();
     let rejected = decoder()
-        .decode(EventKind::Survey, &avro::frame(99, &datum))
+        .decode(EventKind::Survey, &avro::frame(99, &datum), None)
         .unwrap_err();
     assert_eq!(rejected.reject.reason, RejectReason::Undecodable);
     assert!(rejected.reject.detail.contains("99"));
@@ -160,7 +169,11 @@ fn oversize_is_checked_before_decoding() {
     .unwrap();
     value["padding"] = "x".repeat(65 * 1024).into();
     let rejected = decoder()
-        .decode(EventKind::Hotline, &serde_json::to_vec(&value).unwrap())
+        .decode(
+            EventKind::Hotline,
+            &serde_json::to_vec(&value).unwrap(),
+            None,
+        )
         .unwrap_err();
     assert_eq!(rejected.reject.reason, RejectReason::Oversize);
 }
@@ -181,16 +194,26 @@ fn hotline_dead_letters_never_carry_clear_personal_data() {
         reporter_email: Some(email.into()),
         ..Default::default()
     };
+    // Valid, but dated in the future: refused after validation, from the original bytes.
+    let future = RawHotline {
+        event_type: Some("closed".into()),
+        occurred_at: Some("2036-11-21T09:00:00+07:00".into()),
+        ..invalid.clone()
+    };
     let payloads = [
         serde_json::to_vec(&invalid).unwrap(),
         avro::encode_hotline(&invalid),
+        serde_json::to_vec(&future).unwrap(),
+        avro::encode_hotline(&future),
         format!(
             r#"{{"event_id": "e-2", "reporter_phone": "{phone}", "reporter_email": "{email}", "#
         )
         .into_bytes(),
     ];
     for payload in payloads {
-        let rejected = decoder.decode(EventKind::Hotline, &payload).unwrap_err();
+        let rejected = decoder
+            .decode(EventKind::Hotline, &payload, received())
+            .unwrap_err();
         let letter = rejected.dlq_payload.expect("hotline letters are redacted");
         let text = String::from_utf8_lossy(&letter);
         assert!(
@@ -205,7 +228,7 @@ fn hotline_dead_letters_never_carry_clear_personal_data() {
 #[test]
 fn survey_dead_letters_keep_the_original_bytes() {
     let rejected = decoder()
-        .decode(EventKind::Survey, b"not json")
+        .decode(EventKind::Survey, b"not json", None)
         .unwrap_err();
     assert_eq!(rejected.reject.reason, RejectReason::Undecodable);
     assert_eq!(rejected.dlq_payload, None);
@@ -215,26 +238,62 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
 
     #[test]
-    fn no_bytes_make_the_decoder_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512), hotline in any::<bool>()) {
+    fn no_bytes_make_the_decoder_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512), hotline in any::<bool>(), received in any::<Option<i64>>()) {
         let kind = if hotline { EventKind::Hotline } else { EventKind::Survey };
-        let _ = decoder().decode(kind, &bytes);
+        let _ = decoder().decode(kind, &bytes, received);
         let mut framed = avro::frame(if hotline { 2 } else { 1 }, &[]);
         framed.extend_from_slice(&bytes);
-        let _ = decoder().decode(kind, &framed);
+        let _ = decoder().decode(kind, &framed, received);
     }
 
     #[test]
     fn mutated_valid_messages_never_panic_and_rejections_have_reasons(
         flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
         avro_encoded in any::<bool>(),
+        received in any::<i64>(),
     ) {
         let mut bytes = if avro_encoded { avro::encode_survey(&survey()) } else { sipas_stream::simulate::generator::survey_json(&survey()) };
         for (index, byte) in flips {
             let i = index.index(bytes.len());
             bytes[i] = byte;
         }
-        if let Err(rejected) = decoder().decode(EventKind::Survey, &bytes) {
+        if let Err(rejected) = decoder().decode(EventKind::Survey, &bytes, Some(received)) {
             prop_assert!(!rejected.reject.detail.is_empty());
         }
     }
+}
+
+#[test]
+fn a_valid_event_from_the_future_is_refused_in_both_encodings() {
+    let decoder = decoder();
+    let mut future = survey();
+    future.submitted_at = Some("2036-11-21T08:30:00+07:00".into());
+    for payload in [
+        sipas_stream::simulate::generator::survey_json(&future),
+        avro::encode_survey(&future),
+    ] {
+        let rejected = decoder
+            .decode(EventKind::Survey, &payload, received())
+            .unwrap_err();
+        assert_eq!(rejected.reject.reason, RejectReason::FutureTimestamp);
+        assert_eq!(rejected.reject.reason.code(), "future_timestamp");
+        assert!(
+            rejected.reject.detail.contains("3652 days")
+                && rejected.reject.detail.contains("limit 1 day"),
+            "{}",
+            rejected.reject.detail
+        );
+        assert_eq!(
+            rejected.dlq_payload, None,
+            "survey letters keep their bytes"
+        );
+        // Without a receive time there is nothing to compare with.
+        assert!(decoder.decode(EventKind::Survey, &payload, None).is_ok());
+    }
+    // Old events stay accepted, however old.
+    let mut old = survey();
+    old.submitted_at = Some("2016-01-04T08:00:00+07:00".into());
+    assert!(decoder
+        .decode(EventKind::Survey, &avro::encode_survey(&old), received())
+        .is_ok());
 }

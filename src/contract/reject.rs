@@ -21,6 +21,9 @@ pub enum RejectReason {
     MissingTypeField,
     /// ClickHouse refused the derived row as data (not an availability problem).
     ClickhouseRejected,
+    /// The event time is more than `contract.max_future_skew_seconds` after the moment the
+    /// message was received (a wrong device clock must not move a province's "today").
+    FutureTimestamp,
 }
 
 impl RejectReason {
@@ -37,6 +40,7 @@ impl RejectReason {
         RejectReason::Oversize,
         RejectReason::MissingTypeField,
         RejectReason::ClickhouseRejected,
+        RejectReason::FutureTimestamp,
     ];
 
     pub fn code(self) -> &'static str {
@@ -53,6 +57,7 @@ impl RejectReason {
             RejectReason::Oversize => "oversize",
             RejectReason::MissingTypeField => "missing_type_field",
             RejectReason::ClickhouseRejected => "clickhouse_rejected",
+            RejectReason::FutureTimestamp => "future_timestamp",
         }
     }
 
@@ -102,5 +107,9 @@ mod tests {
         for reason in RejectReason::ALL {
             assert_eq!(RejectReason::from_code(reason.code()), Some(*reason));
         }
+        assert_eq!(
+            RejectReason::from_code("future_timestamp"),
+            Some(RejectReason::FutureTimestamp)
+        );
     }
 }

@@ -20,6 +20,7 @@ use prometheus::IntCounterVec;
 use crate::config::GatewayConfig;
 use crate::contract::decode::{Decoder, EventKind};
 use crate::metrics::Metrics;
+use crate::pipeline::ingest::unix_now;
 use crate::publish::{check, Checked, Publisher};
 use limit::RateLimiter;
 use records::{ErrorBody, IngestResponse, RecordResult};
@@ -202,6 +203,9 @@ impl Gateway {
                 )
             }
         };
+        // The receive instant of every record in the request: the event-time guard refuses
+        // records dated more than `contract.max_future_skew_seconds` after it.
+        let received_at = unix_now();
         let parts = records::split(&body);
         if parts.is_empty() {
             return error(
@@ -223,7 +227,7 @@ impl Gateway {
                 Vec::new(),
             );
         }
-        let (results, accepted) = self.validate(kind, &parts);
+        let (results, accepted) = self.validate(kind, &parts, received_at);
         if let Some(response) = forbidden(&grant, &results, &accepted) {
             tracing::info!(token = %grant.name, "gateway: records for provinces the token may not submit for");
             return response;
@@ -266,11 +270,12 @@ impl Gateway {
         &self,
         kind: EventKind,
         parts: &[(usize, &[u8])],
+        received_at: i64,
     ) -> (Vec<RecordResult>, Vec<(usize, Checked)>) {
         let mut results = Vec::with_capacity(parts.len());
         let mut accepted = Vec::new();
         for (index, (line, bytes)) in parts.iter().enumerate() {
-            match check(&self.decoder, kind, bytes.to_vec()) {
+            match check(&self.decoder, kind, bytes.to_vec(), received_at) {
                 Ok(checked) => {
                     results.push(RecordResult {
                         index,

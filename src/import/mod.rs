@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::contract::decode::{Decoder, EventKind};
 use crate::contract::{Reject, RejectReason};
+use crate::pipeline::ingest::unix_now;
 use crate::publish::{check, Checked, PublishError, Publisher};
 pub use source::{Format, Records, SourceError, SourceRecord};
 
@@ -138,7 +139,10 @@ pub async fn run(
         } = record?;
         report.rows += 1;
         position = byte_end;
-        match payload.and_then(|bytes| check(decoder, kind, bytes)) {
+        // Received when read: an event dated more than `contract.max_future_skew_seconds`
+        // after this is refused as `future_timestamp`.
+        let received_at = unix_now();
+        match payload.and_then(|bytes| check(decoder, kind, bytes, received_at)) {
             Ok(checked) => chunk.push(checked),
             Err(reject) => report.rejected.push(RejectedRow { line, reject }),
         }
@@ -169,6 +173,36 @@ async fn flush(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::decode::tests::{decoder, survey};
+    use crate::import::source::Format;
+
+    #[tokio::test]
+    async fn rows_dated_in_the_future_are_refused_old_ones_accepted() {
+        let decoder = decoder();
+        // Received when read (now): 2100 is far in the future, 2020 in the past.
+        let mut text = Vec::new();
+        for at in ["2020-01-01T00:00:00+07:00", "2100-01-01T00:00:00+07:00"] {
+            text.extend(survey(at));
+            text.push(b'\n');
+        }
+        let records = Records::open(
+            EventKind::Survey,
+            Format::Ndjson,
+            Box::new(std::io::Cursor::new(text)),
+            &crate::config::ImportConfig::default(),
+        )
+        .unwrap();
+        let report = run(&decoder, None, EventKind::Survey, records, |_, _| {})
+            .await
+            .unwrap();
+        assert_eq!((report.rows, report.accepted), (2, 1));
+        assert_eq!(report.rejected.len(), 1);
+        assert_eq!(report.rejected[0].line, 2);
+        assert_eq!(
+            report.rejected[0].reject.reason,
+            RejectReason::FutureTimestamp
+        );
+    }
 
     fn object(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
         value.as_object().unwrap().clone()

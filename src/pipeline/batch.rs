@@ -17,7 +17,8 @@ pub struct InputMessage {
     pub topic: Arc<str>,
     pub partition: i32,
     pub offset: i64,
-    /// The broker's (or producer's) timestamp, for freshness.
+    /// The message's Kafka timestamp (the producer's create time, or the broker's
+    /// log-append time), for freshness and as the receive instant of the event-time guard.
     pub produced_ms: Option<i64>,
     /// Already acknowledged as raw rows (below the group's committed offset) and re-read
     /// only because the index state starts earlier: it is folded, not written again.
@@ -44,7 +45,8 @@ pub struct BatchOutput {
 }
 
 impl BatchOutput {
-    /// Decodes and validates every message. Deterministic: no clock except `ingested_at`.
+    /// Decodes and validates every message. Deterministic: no clock except `ingested_at`
+    /// (event times are checked against each message's own Kafka timestamp).
     /// With `fold`, every message is also handed on in `folds` (decoded once for both).
     pub fn build(
         decoder: &Decoder,
@@ -62,7 +64,7 @@ impl BatchOutput {
             let decoded = message
                 .payload
                 .as_deref()
-                .map(|payload| decoder.decode(message.kind, payload));
+                .map(|payload| decoder.decode(message.kind, payload, message.received_at()));
             if message.index_only {
                 if fold {
                     out.folds.push(fold_input(
@@ -185,6 +187,15 @@ impl BatchOutput {
     }
 }
 
+impl InputMessage {
+    /// When the message was received, in Unix seconds: its Kafka timestamp. The same on
+    /// every read of the message, so a replay (index rebuild, re-delivery) refuses exactly
+    /// what the first read refused. `None` only for a message without a timestamp.
+    pub fn received_at(&self) -> Option<i64> {
+        self.produced_ms.map(|ms| ms.div_euclid(1000))
+    }
+}
+
 /// The criterion ids of a survey's framework, shared by its rows.
 fn criteria<'a>(decoder: &'a Decoder, survey: &SurveySubmission) -> Option<&'a Arc<[String]>> {
     decoder
@@ -220,5 +231,104 @@ pub fn dead_letter(
         source_partition: message.partition,
         source_offset: message.offset,
         redacted,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::decode::tests::{decoder, hotline, survey};
+    use crate::domain::time::parse_rfc3339;
+
+    fn message(
+        kind: EventKind,
+        offset: i64,
+        produced_ms: Option<i64>,
+        payload: Vec<u8>,
+    ) -> InputMessage {
+        InputMessage {
+            kind,
+            topic: Arc::from(match kind {
+                EventKind::Survey => "sipas.surveys",
+                EventKind::Hotline => "sipas.hotline",
+            }),
+            partition: 0,
+            offset,
+            produced_ms,
+            index_only: false,
+            key: Some(b"79".to_vec()),
+            payload: Some(payload),
+        }
+    }
+
+    #[test]
+    fn event_times_are_checked_against_each_message_s_kafka_timestamp() {
+        let decoder = decoder();
+        // Kafka timestamps are milliseconds; 999 ms into the second still counts as that second.
+        let produced = parse_rfc3339("2026-11-21T08:30:00+07:00").unwrap() * 1000 + 999;
+        let tomorrow = "2026-11-22T08:30:00+07:00";
+        let too_far = "2026-11-22T08:30:01+07:00";
+        let messages = vec![
+            message(EventKind::Survey, 0, Some(produced), survey(tomorrow)),
+            message(EventKind::Survey, 1, Some(produced), survey(too_far)),
+            message(EventKind::Hotline, 2, Some(produced), hotline(too_far)),
+            // A message without a timestamp has no receive time to compare with.
+            message(
+                EventKind::Survey,
+                3,
+                None,
+                survey("2036-11-21T08:30:00+07:00"),
+            ),
+        ];
+        let out = BatchOutput::build(&decoder, &messages, 0, true);
+        assert_eq!(out.survey_sources, vec![0, 3]);
+        assert!(out.hotline.is_empty());
+        let letters: Vec<(i64, &str, bool)> = out
+            .dead_letters
+            .iter()
+            .map(|l| (l.source_offset, l.reason, l.redacted))
+            .collect();
+        assert_eq!(
+            letters,
+            vec![
+                (1, "future_timestamp", false),
+                (2, "future_timestamp", true)
+            ]
+        );
+        let hotline_letter = String::from_utf8_lossy(&out.dead_letters[1].payload);
+        assert!(!hotline_letter.contains("912345678"), "{hotline_letter}");
+        // Refused events are not folded: they cannot move a province's "today".
+        let folded: Vec<bool> = out.folds.iter().map(|f| f.event.is_some()).collect();
+        assert_eq!(folded, vec![true, false, false, true]);
+        assert_eq!(
+            out.newest_event_time,
+            Some(parse_rfc3339("2036-11-21T08:30:00+07:00").unwrap())
+        );
+        assert_eq!(
+            out.next_offsets.get(&("sipas.surveys".to_string(), 0)),
+            Some(&4),
+            "refused messages are consumed like any other"
+        );
+    }
+
+    #[test]
+    fn a_replayed_message_is_refused_as_it_was_the_first_time() {
+        let decoder = decoder();
+        let produced = parse_rfc3339("2026-11-21T08:30:00+07:00").unwrap() * 1000;
+        let mut replayed = message(
+            EventKind::Survey,
+            7,
+            Some(produced),
+            survey("2026-12-24T08:30:00+07:00"),
+        );
+        replayed.index_only = true;
+        // Built much later than the message was produced: only its own timestamp counts.
+        let out = BatchOutput::build(&decoder, &[replayed], produced / 1000 + 90 * 86_400, true);
+        assert_eq!(out.folds.len(), 1);
+        assert!(out.folds[0].event.is_none());
+        assert!(
+            out.dead_letters.is_empty(),
+            "index-only: not dead-lettered again"
+        );
     }
 }

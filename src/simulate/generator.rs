@@ -668,13 +668,41 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for _ in 0..5_000 {
             let event = sim.next_event();
-            match (&event.expected, decoder.decode(event.kind, &event.payload)) {
+            match (
+                &event.expected,
+                decoder.decode(event.kind, &event.payload, None),
+            ) {
                 (Expected::Valid(id), Ok(_)) => assert!(seen.insert(id.clone()), "ids are unique"),
                 (Expected::Duplicate(id), Ok(_)) => assert!(seen.contains(id)),
                 (Expected::Invalid(reason), Err(Rejected { reject, .. })) => {
                     assert_eq!(*reason, reject.reason, "{}", reject.detail)
                 }
                 (expected, got) => panic!("expected {expected:?}, got {got:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn no_event_is_dated_after_the_simulated_clock() {
+        // `sipas simulate` paces production so that the simulated clock never runs ahead
+        // of the wall clock (its Kafka timestamps): events dated after the clock would be
+        // refused as `future_timestamp`. Not even a second ahead, hotline follow-ups included.
+        let (decoder, framework) = decoder();
+        let decoder = decoder.with_max_future_skew(0);
+        let settings = SimSettings {
+            step_seconds: 30.0,
+            invalid_share: 0.0,
+            late_share: 0.05,
+            out_of_order_share: 0.1,
+            ..Default::default()
+        };
+        let mut sim = Simulator::new(settings, &ProvinceRegistry::builtin(), framework);
+        for _ in 0..5_000 {
+            let event = sim.next_event();
+            let clock = sim.clock();
+            assert!(event.event_time <= clock, "{} > {clock}", event.event_time);
+            if let Err(rejected) = decoder.decode(event.kind, &event.payload, Some(clock)) {
+                panic!("{:?}: {}", event.expected, rejected.reject);
             }
         }
     }
