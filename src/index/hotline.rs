@@ -12,7 +12,9 @@ use crate::domain::{HotlineEvent, HotlineEventType, Rating};
 /// minutes (about 13 % wide), up to ~60 days; the median is read to within one bin.
 pub const RESPONSE_BINS: usize = 96;
 
-fn response_bin(minutes: f64) -> usize {
+/// The response-time bin of a response `minutes` after its ticket was received (clamped to
+/// `0..RESPONSE_BINS`; negative times fall in bin 0).
+pub fn response_bin(minutes: f64) -> usize {
     ((minutes.max(0.0) + 1.0).ln() * 8.0)
         .floor()
         .clamp(0.0, (RESPONSE_BINS - 1) as f64) as usize

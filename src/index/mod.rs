@@ -7,4 +7,5 @@ pub mod position;
 pub mod processor;
 pub mod state;
 pub mod survey;
+pub mod ticket;
 pub mod window;
