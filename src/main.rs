@@ -461,17 +461,17 @@ async fn status(config: &Config) -> Result<()> {
         "ClickHouse {} database {}:",
         config.clickhouse.url, config.clickhouse.database
     );
-    for table in [
+    let raw = [
         "survey_submissions",
         "survey_submissions_dedup",
         "survey_answers",
         "hotline_events",
         "hotline_events_dedup",
-        "satisfaction_daily",
-        "satisfaction_latest",
-        "hotline_kpi_daily",
-        "hotline_kpi_latest",
-    ] {
+    ];
+    for table in raw
+        .into_iter()
+        .chain(sipas_stream::index::rows::tables::ALL.iter().copied())
+    {
         let count = client
             .query(&format!("SELECT count() AS n FROM {table}"))
             .fetch_one::<Count>()

@@ -81,4 +81,3 @@ impl IndexHandle {
             .map_err(|_| IndexStopped)
     }
 }
-

@@ -189,7 +189,10 @@ impl Materialiser {
     }
 
     async fn day(&self, sql: String) -> Result<Option<i64>, Abandoned> {
-        let rows: Vec<DayRow> = self.writer.fetch_all("newest day", |c| c.query(&sql)).await?;
+        let rows: Vec<DayRow> = self
+            .writer
+            .fetch_all("newest day", |c| c.query(&sql))
+            .await?;
         Ok(rows.first().map(|r| i64::from(r.d)).filter(|d| *d > 0))
     }
 
@@ -354,9 +357,7 @@ impl Materialiser {
             let cache = self.surveys.entry(key.clone()).or_default();
             for &(a, b) in intervals {
                 if let Some((x, y)) = cache.missing((a - MAX_WINDOW_DAYS).max(0), b) {
-                    let span = spans
-                        .entry(key.0.clone())
-                        .or_insert((x, y, Vec::new()));
+                    let span = spans.entry(key.0.clone()).or_insert((x, y, Vec::new()));
                     span.0 = span.0.min(x);
                     span.1 = span.1.max(y);
                     if !span.2.contains(&key.1) {
@@ -462,7 +463,8 @@ impl Materialiser {
             cache.from = cache.from.map(|f| f.max(keep_from));
             cache.stale = cache.stale.split_off(&keep_from);
         }
-        self.surveys.retain(|_, c| !c.days.is_empty() || !c.stale.is_empty());
+        self.surveys
+            .retain(|_, c| !c.days.is_empty() || !c.stale.is_empty());
         self.survey_prints.retain(|(_, _, d), _| *d >= keep_from);
         Ok(())
     }
@@ -547,8 +549,10 @@ impl Materialiser {
                 .collect();
             for &(a, b) in intervals {
                 let need_from = (a - MAX_WINDOW_DAYS).max(0);
-                let mut missing: Vec<(i64, i64)> =
-                    categories.iter().filter_map(|c| c.missing(need_from, b)).collect();
+                let mut missing: Vec<(i64, i64)> = categories
+                    .iter()
+                    .filter_map(|c| c.missing(need_from, b))
+                    .collect();
                 if categories.is_empty() {
                     missing.push((need_from, b));
                 }

@@ -353,8 +353,13 @@ impl IndexProcessor {
             let mut rows: Vec<CheckpointRow> = Vec::new();
             let mut chunks: Vec<SeenIdsRow> = Vec::new();
             for ((topic, partition), slot) in self.slots.iter_mut() {
-                let (row, chunk) =
-                    checkpoint::rows(&self.checkpoint_key, topic, *partition, &mut slot.state, now);
+                let (row, chunk) = checkpoint::rows(
+                    &self.checkpoint_key,
+                    topic,
+                    *partition,
+                    &mut slot.state,
+                    now,
+                );
                 rows.push(row);
                 chunks.extend(chunk);
             }
@@ -366,7 +371,11 @@ impl IndexProcessor {
         Ok(())
     }
 
-    async fn materialise(&mut self, changed: &ChangedDays, everything: bool) -> Result<(), Abandoned> {
+    async fn materialise(
+        &mut self,
+        changed: &ChangedDays,
+        everything: bool,
+    ) -> Result<(), Abandoned> {
         let stats = self.materialiser.pass(changed, everything).await?;
         self.metrics
             .index_window_rows

@@ -302,15 +302,10 @@ impl PartitionState {
             return;
         };
         let forget_before = newest - TICKET_RETENTION_SECONDS;
-        self.tickets.retain(|_, t| {
-            !(t.resolved_at().is_some() && t.last_event_at() < forget_before)
-        });
+        self.tickets
+            .retain(|_, t| !(t.resolved_at().is_some() && t.last_event_at() < forget_before));
         let oldest_day = vietnam_day(newest) - ID_RETENTION_DAYS;
-        if self
-            .seen
-            .values()
-            .any(|day| i64::from(*day) < oldest_day)
-        {
+        if self.seen.values().any(|day| i64::from(*day) < oldest_day) {
             self.seen.retain(|_, day| i64::from(*day) >= oldest_day);
         }
     }
@@ -342,9 +337,13 @@ impl PartitionState {
                 .entry((cell.framework.clone(), cell.province_code.clone()))
                 .or_default()
                 .push(cell.day);
-            taken
-                .surveys
-                .push(survey_row(cell, &open.counts, partition, block, open.version));
+            taken.surveys.push(survey_row(
+                cell,
+                &open.counts,
+                partition,
+                block,
+                open.version,
+            ));
         }
         for ((cell, day), open) in self.hotline.iter_mut().filter(|(_, o)| o.changed) {
             open.changed = false;
@@ -354,9 +353,14 @@ impl PartitionState {
                 .entry(cell.province_code.clone())
                 .or_default()
                 .push(*day);
-            taken
-                .hotline
-                .push(hotline_row(cell, *day, &open.counts, partition, block, open.version));
+            taken.hotline.push(hotline_row(
+                cell,
+                *day,
+                &open.counts,
+                partition,
+                block,
+                open.version,
+            ));
         }
     }
 
@@ -455,5 +459,269 @@ fn hotline_row(
         response_bins: counts.response_bins.iter().map(|(b, _)| *b).collect(),
         response_counts: counts.response_bins.iter().map(|(_, c)| *c).collect(),
         version: version as u64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::time::parse_rfc3339;
+    use crate::domain::CodeSystem;
+    use std::path::Path;
+
+    const LATENESS: i64 = 2 * 86_400;
+
+    fn frameworks() -> FrameworkCatalog {
+        FrameworkCatalog::load_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("config/frameworks"))
+            .unwrap()
+    }
+
+    /// A submission whose every criterion has `score` (None = all unanswered).
+    fn survey(id: &str, at: &str, province: &str, score: Option<u8>) -> SurveySubmission {
+        let framework = frameworks().get("BNV-2640-2017").unwrap().clone();
+        SurveySubmission {
+            submission_id: id.into(),
+            framework: framework.id.clone(),
+            submitted_at: parse_rfc3339(at).unwrap(),
+            province_code: province.into(),
+            province_code_original: province.into(),
+            province_code_system: CodeSystem::Y2025,
+            agency_id: "UBND-phuong-1".into(),
+            agency_level: AgencyLevel::Commune,
+            procedure_code: Some("1.001".into()),
+            channel: Channel::OneStop,
+            respondent_type: RespondentType::Citizen,
+            answers: framework
+                .criterion_ids()
+                .map(|c| (c.to_owned(), score))
+                .collect(),
+            expectations: vec!["expect.shorter_time".into()],
+        }
+    }
+
+    /// The rows a ReplacingMergeTree keeps: per key, the highest version.
+    fn final_rows(rows: &[SurveyDayCountRow]) -> BTreeMap<String, SurveyDayCountRow> {
+        let mut kept: BTreeMap<String, SurveyDayCountRow> = BTreeMap::new();
+        for row in rows {
+            let key = format!(
+                "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}",
+                row.framework,
+                row.province_code,
+                row.day,
+                row.agency_id,
+                row.agency_level,
+                row.channel,
+                row.respondent_type,
+                row.procedure_code,
+                row.source_partition,
+                row.source_block
+            );
+            if kept.get(&key).is_none_or(|k| k.version <= row.version) {
+                kept.insert(key, row.clone());
+            }
+        }
+        kept
+    }
+
+    #[test]
+    fn a_survey_adds_one_respondent_to_its_cell_and_day_with_the_distribution() {
+        let f = frameworks();
+        let mut state = PartitionState::new(3, 0);
+        state.apply_survey(
+            &survey("a", "2026-11-01T10:00:00+07:00", "01", Some(5)),
+            0,
+            &f,
+            LATENESS,
+        );
+        state.apply_survey(
+            &survey("b", "2026-11-01T23:59:59+07:00", "01", Some(2)),
+            1,
+            &f,
+            LATENESS,
+        );
+        state.apply_survey(
+            &survey("c", "2026-11-02T00:00:00+07:00", "01", None),
+            2,
+            &f,
+            LATENESS,
+        );
+        let taken = state.take_rows(&f);
+        assert_eq!(taken.surveys.len(), 2, "two days, one cell each");
+        let first = &taken.surveys[0];
+        assert_eq!(
+            (
+                first.respondents,
+                first.source_partition,
+                first.source_block
+            ),
+            (2, 3, 0)
+        );
+        assert_eq!(first.criterion_n5[0], 1);
+        assert_eq!(first.criterion_n2[0], 1);
+        assert_eq!(first.procedure_code, "1.001");
+        assert_eq!(first.criterion_ids.len(), first.criterion_n1.len());
+        assert_eq!(first.version, 1, "the last offset that changed it");
+        let second = &taken.surveys[1];
+        assert_eq!(second.criterion_missing[0], 1);
+        assert_eq!(
+            taken.changed.surveys[&("BNV-2640-2017".to_owned(), "01".to_owned())],
+            vec![second.day as i64 - 1, second.day as i64]
+        );
+        assert!(
+            state.take_rows(&f).surveys.is_empty(),
+            "nothing changed since"
+        );
+    }
+
+    #[test]
+    fn an_old_event_updates_its_own_day_and_counts_as_late() {
+        let f = frameworks();
+        let mut state = PartitionState::new(0, 0);
+        state.apply_survey(
+            &survey("new", "2026-11-20T10:00:00+07:00", "01", Some(5)),
+            0,
+            &f,
+            LATENESS,
+        );
+        let applied = state.apply_survey(
+            &survey("old", "2025-12-30T10:00:00+07:00", "01", Some(1)),
+            1,
+            &f,
+            LATENESS,
+        );
+        assert!(applied.late && !applied.duplicate);
+        let taken = state.take_rows(&f);
+        let days: Vec<u16> = taken.surveys.iter().map(|r| r.day).collect();
+        assert_eq!(
+            days,
+            vec![
+                clickhouse_date(vietnam_day(
+                    parse_rfc3339("2025-12-30T10:00:00+07:00").unwrap()
+                )),
+                clickhouse_date(vietnam_day(
+                    parse_rfc3339("2026-11-20T10:00:00+07:00").unwrap()
+                )),
+            ]
+        );
+    }
+
+    #[test]
+    fn blocks_close_at_fixed_offsets_and_resent_ids_count_once_across_a_checkpoint() {
+        let f = frameworks();
+        let mut state = PartitionState::new(0, 0);
+        let at = "2026-11-01T10:00:00+07:00";
+        state.apply_survey(&survey("a", at, "01", Some(5)), 10, &f, LATENESS);
+        let (row, chunk) = crate::index::checkpoint::rows("g", "t", 0, &mut state, 0);
+        let mut restored = crate::index::checkpoint::decode(&row.state).unwrap();
+        restored.restore_ids(&[chunk.unwrap().ids]);
+        let again = restored.apply_survey(&survey("a", at, "01", Some(1)), 11, &f, LATENESS);
+        assert!(again.duplicate, "the first copy wins, also after a restore");
+        assert_eq!(restored.next_offset, 12);
+        // Offset 4096 opens block 1: the same cell gets a second row.
+        restored.apply_survey(&survey("b", at, "01", Some(4)), BLOCK_OFFSETS, &f, LATENESS);
+        let taken = restored.take_rows(&f);
+        let blocks: Vec<(u32, u32)> = taken
+            .surveys
+            .iter()
+            .map(|r| (r.source_block, r.respondents))
+            .collect();
+        assert_eq!(blocks, vec![(0, 1), (1, 1)]);
+    }
+
+    #[test]
+    fn a_checkpoint_cut_anywhere_gives_the_same_final_rows() {
+        let f = frameworks();
+        let mut sim = crate::simulate::Simulator::new(
+            crate::simulate::SimSettings {
+                seed: 3,
+                start_unix: 1_790_000_000,
+                step_seconds: 40.0,
+                late_share: 0.02,
+                ..Default::default()
+            },
+            &crate::domain::ProvinceRegistry::builtin(),
+            f.get("BNV-2640-2017").unwrap().clone(),
+        );
+        let decoder = crate::contract::Decoder::new(
+            crate::contract::validate::Validator {
+                provinces: crate::domain::ProvinceRegistry::builtin(),
+                frameworks: f.clone(),
+                pii: crate::contract::pii::PiiHasher::new(b"state-test-secret-1"),
+            },
+            std::sync::Arc::new(crate::contract::avro::SchemaCatalog::builtin()),
+            65536,
+        );
+        let events: Vec<_> = (0..12_000).map(|_| sim.next_event()).collect();
+        let run = |cuts: &[usize], flush_every: usize| {
+            let mut state = PartitionState::new(0, 0);
+            let mut chunks: Vec<(i64, Vec<u8>)> = Vec::new();
+            let (mut surveys, mut hotline) = (Vec::new(), Vec::new());
+            let mut offset = 0usize;
+            while offset < events.len() {
+                if cuts.contains(&offset) {
+                    // Checkpoint, then "crash": restore from the checkpoint and go on.
+                    let taken = state.take_rows(&f);
+                    surveys.extend(taken.surveys);
+                    hotline.extend(taken.hotline);
+                    let (row, chunk) = crate::index::checkpoint::rows("g", "t", 0, &mut state, 0);
+                    chunks.extend(chunk.map(|c| (c.to_offset, c.ids)));
+                    state = crate::index::checkpoint::decode(&row.state).unwrap();
+                    let below: Vec<Vec<u8>> = chunks
+                        .iter()
+                        .filter(|(to, _)| *to <= state.next_offset)
+                        .map(|(_, ids)| ids.clone())
+                        .collect();
+                    state.restore_ids(&below);
+                }
+                let e = &events[offset];
+                match decoder.decode(e.kind, &e.payload, None) {
+                    Ok((crate::contract::Decoded::Survey(s), _)) => {
+                        state.apply_survey(&s, offset as i64, &f, LATENESS);
+                    }
+                    Ok((crate::contract::Decoded::Hotline(h), _)) => {
+                        state.apply_hotline(&h, offset as i64, LATENESS);
+                    }
+                    Err(_) => state.skip(offset as i64),
+                }
+                offset += 1;
+                if offset % flush_every == 0 {
+                    let taken = state.take_rows(&f);
+                    surveys.extend(taken.surveys);
+                    hotline.extend(taken.hotline);
+                }
+            }
+            let taken = state.take_rows(&f);
+            surveys.extend(taken.surveys);
+            hotline.extend(taken.hotline);
+            let mut hot: BTreeMap<String, HotlineDayCountRow> = BTreeMap::new();
+            for row in hotline {
+                let key = format!(
+                    "{}|{}|{}|{}|{}|{}",
+                    row.province_code,
+                    row.day,
+                    row.agency_id,
+                    row.category,
+                    row.channel,
+                    row.source_block
+                );
+                if hot.get(&key).is_none_or(|k| k.version <= row.version) {
+                    hot.insert(key, row);
+                }
+            }
+            (final_rows(&surveys), hot)
+        };
+        let whole = run(&[], 1_000_000);
+        assert!(
+            whole.0.len() > 1000 && whole.1.len() > 100,
+            "{} / {}",
+            whole.0.len(),
+            whole.1.len()
+        );
+        let respondents: u32 = whole.0.values().map(|r| r.respondents).sum();
+        assert!(respondents > 5_000, "{respondents} respondents");
+        assert!(
+            run(&[2500, 4096, 9001], 333) == whole,
+            "same final rows with flushes every 333 events and checkpoint restores at 2500, 4096, 9001"
+        );
     }
 }

@@ -210,7 +210,9 @@ impl SurveyCounts {
     }
 
     pub fn expectation_items(&self) -> usize {
-        self.counters.len().saturating_sub(SECTIONS * self.criteria())
+        self.counters
+            .len()
+            .saturating_sub(SECTIONS * self.criteria())
     }
 
     /// Answers of `score` (1..=5) to a criterion.
@@ -611,7 +613,11 @@ mod tests {
         ]);
         assert_eq!(ranks, vec![Some(1), Some(3), Some(1), None, Some(4), None]);
         // 0.1 + 0.2 and 0.3 differ in the last bit; they tie.
-        let ranks = competition_rank(&[(Some(0.1 + 0.2), true), (Some(0.3), true), (Some(0.2), true)]);
+        let ranks = competition_rank(&[
+            (Some(0.1 + 0.2), true),
+            (Some(0.3), true),
+            (Some(0.2), true),
+        ]);
         assert_eq!(ranks, vec![Some(1), Some(1), Some(3)]);
     }
 
@@ -621,9 +627,15 @@ mod tests {
         let c = counts(10, [4, 2, 4], [3, 1, 4], [6, 8, 6]);
         let index = compute(&c, &framework([1.0, 1.0]));
         assert_eq!(index.factor_n, vec![2, 4]);
-        assert_eq!(index.interval_n, 2, "the smallest factor n, not 10 respondents");
+        assert_eq!(
+            index.interval_n, 2,
+            "the smallest factor n, not 10 respondents"
+        );
         let expected = wilson(index.sipas.unwrap() / 100.0, 2.0).unwrap();
-        assert_eq!((index.ci_low, index.ci_high), (Some(expected.0), Some(expected.1)));
+        assert_eq!(
+            (index.ci_low, index.ci_high),
+            (Some(expected.0), Some(expected.1))
+        );
         // A factor without data does not pull n to 0.
         let c = counts(5, [5, 3, 0], [5, 3, 0], [0, 2, 5]);
         let index = compute(&c, &framework([1.0, 1.0]));

@@ -192,9 +192,11 @@ mod tests {
     fn sliding_sums_equal_direct_sums_for_every_window_and_day() {
         let mut days = BTreeMap::new();
         // Irregular days across a year boundary and a leap day.
-        for (i, day) in [20_440_i64, 20_441, 20_455, 20_470, 20_500, 20_610, 20_700, 20_800, 20_805]
-            .into_iter()
-            .enumerate()
+        for (i, day) in [
+            20_440_i64, 20_441, 20_455, 20_470, 20_500, 20_610, 20_700, 20_800, 20_805,
+        ]
+        .into_iter()
+        .enumerate()
         {
             days.insert(day, counts(i as u32 + 1));
         }
@@ -207,7 +209,12 @@ mod tests {
                     .range(window.start(as_of)..=as_of)
                     .map(|(_, c)| c.respondents)
                     .sum();
-                assert_eq!(values[w].respondents, direct, "{} at {as_of}", window.label());
+                assert_eq!(
+                    values[w].respondents,
+                    direct,
+                    "{} at {as_of}",
+                    window.label()
+                );
             }
         }
     }

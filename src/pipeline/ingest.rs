@@ -21,8 +21,8 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::contract::decode::{Decoder, EventKind};
-use crate::index::position::Start;
 use crate::index::input::{IndexHandle, IndexStopped};
+use crate::index::position::Start;
 use crate::kafka::consumer::{IngestConsumer, RebalanceEvent};
 use crate::kafka::dlq::DeadLetterProducer;
 use crate::metrics::Metrics;
