@@ -572,7 +572,7 @@ impl Materialiser {
                  sum(responded_on_time) AS responded_on_time, sum(rated) AS rated, sum(rated_satisfied) AS rated_satisfied, \
                  sum(reopened) AS reopened, sum(rejected) AS rejected, sum(past_due_delta) AS past_due_delta, \
                  tupleElement(sumMap(response_bins, response_counts), 1) AS bins, \
-                 tupleElement(sumMap(response_bins, response_counts), 2) AS bin_counts \
+                 arrayMap(x -> toInt64(x), tupleElement(sumMap(response_bins, response_counts), 2)) AS bin_counts \
                  FROM {} FINAL WHERE has(?, province_code) AND day >= toDate(?) AND day <= toDate(?) \
                  GROUP BY province_code, category, d",
                 tables::HOTLINE_DAY_COUNTS

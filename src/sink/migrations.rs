@@ -21,6 +21,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "indices",
         sql: include_str!("migrations/0002_indices.sql"),
     },
+    Migration {
+        version: 3,
+        name: "day_counts",
+        sql: include_str!("migrations/0003_day_counts.sql"),
+    },
 ];
 
 fn quote(text: &str) -> String {
