@@ -1,6 +1,11 @@
 //! A generated log with known answers across provinces and days goes through the real
-//! broker, the pipeline and ClickHouse; every 30-day value in `satisfaction_daily` and every
-//! row of `province_ranking_latest` is compared with an independent computation here.
+//! broker, the pipeline and ClickHouse; the day counts, every 30-day value in
+//! `satisfaction_daily` at every `as_of`, every row of `province_ranking_latest` and the
+//! nation are compared with an independent computation here. The log also holds: a
+//! province whose last events are 4 days older than the others' (ranked at the same
+//! `as_of`), one agency id used in two provinces (two units), a province whose events arrive
+//! on two partitions (counted exactly), one event ten years ahead (`future_timestamp`), and
+//! resent submissions (counted once).
 mod support;
 
 use std::collections::BTreeMap;
@@ -56,6 +61,9 @@ struct Expected {
     respondents: u32,
     valid: Vec<u32>,
     satisfied: Vec<u32>,
+    /// Answers of score k + 1 per criterion, and missing ones.
+    scores: [Vec<u32>; 5],
+    missing: Vec<u32>,
 }
 
 impl Expected {
@@ -63,14 +71,35 @@ impl Expected {
         if self.valid.is_empty() {
             self.valid = vec![0; answers.len()];
             self.satisfied = vec![0; answers.len()];
+            self.missing = vec![0; answers.len()];
+            self.scores = std::array::from_fn(|_| vec![0; answers.len()]);
         }
         self.respondents += 1;
         for (k, a) in answers.iter().enumerate() {
-            if let Some(score) = a {
-                self.valid[k] += 1;
-                self.satisfied[k] += u32::from(*score >= 4);
+            match a {
+                Some(score) => {
+                    self.valid[k] += 1;
+                    self.satisfied[k] += u32::from(*score >= 4);
+                    self.scores[(*score - 1) as usize][k] += 1;
+                }
+                None => self.missing[k] += 1,
             }
         }
+    }
+
+    /// The interval's n: per factor the smallest valid count among its criteria with data;
+    /// overall the smallest of those.
+    fn interval_n(&self) -> u32 {
+        let mut k = 0;
+        FACTORS
+            .iter()
+            .filter_map(|(_, n)| {
+                let smallest = (k..k + n).map(|i| self.valid[i]).filter(|v| *v > 0).min();
+                k += n;
+                smallest
+            })
+            .min()
+            .unwrap_or(0)
     }
 
     fn factors(&self) -> Vec<Option<f64>> {
@@ -121,7 +150,12 @@ async fn daily_values_and_the_ranking_match_an_independent_computation() {
             submitted_at: Some(at(d, n)),
             province_code: Some(PROVINCES[p].into()),
             province_code_system: None,
-            agency_id: Some(format!("{}-agency", PROVINCES[p])),
+            // The same agency id in two provinces: two units.
+            agency_id: Some(if p < 2 {
+                "UBND-phuong-1".to_owned()
+            } else {
+                format!("{}-agency", PROVINCES[p])
+            }),
             agency_level: Some("province".into()),
             procedure_code: None,
             channel: Some("one_stop".into()),
@@ -151,9 +185,9 @@ async fn daily_values_and_the_ranking_match_an_independent_computation() {
             }
         }
     }
-    // One last submission per province on day 13 moves every partition's watermark
-    // (newest - 48 h) past the end of day 10.
-    for p in 0..PROVINCES.len() {
+    // One last submission on day 13 for every province but 92, whose last events are on
+    // day 9: it is ranked at day 13 all the same, with its windows ending there.
+    for p in 0..PROVINCES.len() - 1 {
         log.push(send(p, 13, 99, vec![Some(5); criteria.len()]));
     }
     // Every 7th submission is sent a second time, later in the log (a province resending):
@@ -161,9 +195,37 @@ async fn daily_values_and_the_ranking_match_an_independent_computation() {
     let resent: Vec<_> = log.iter().step_by(7).cloned().collect();
     log.extend(resent);
     for (key, payload) in &log {
-        env.produce(&producer, &topic, key, payload).await;
+        if *key == "48" {
+            // Province 48 arrives on every partition, whatever its key maps to. A resent
+            // copy goes where its first copy went: ids are de-duplicated per partition
+            // (a copy on another partition would be counted again).
+            let partition = payload.iter().map(|b| u32::from(*b)).sum::<u32>() % 4;
+            env.produce_to(&producer, &topic, partition as i32, key, payload)
+                .await;
+        } else {
+            env.produce(&producer, &topic, key, payload).await;
+        }
         messages += 1;
     }
+    // Ten years ahead of its message timestamp: refused, and no province's "today" moves.
+    let mut future = sipas_stream::contract::raw::RawSurvey::default();
+    future.submission_id = Some("from-the-future".into());
+    future.framework = Some("BNV-2640-2017".into());
+    future.submitted_at = Some("2036-11-21T08:30:00+07:00".into());
+    future.province_code = Some("01".into());
+    future.agency_id = Some("UBND-phuong-1".into());
+    future.agency_level = Some("commune".into());
+    future.channel = Some("online".into());
+    future.respondent_type = Some("citizen".into());
+    future.answers = Some(
+        criteria
+            .iter()
+            .map(|c| (c.clone(), RawAnswer::Integer(5)))
+            .collect(),
+    );
+    env.produce(&producer, &topic, "01", &survey_json(&future))
+        .await;
+    messages += 1;
 
     let pipeline = Pipeline::start(&env);
     wait_for("the index processor to fold every message", || async {
@@ -171,7 +233,93 @@ async fn daily_values_and_the_ranking_match_an_independent_computation() {
     })
     .await;
 
-    // --- satisfaction_daily, province units, 30-day window: days 0..=10 are closed.
+    // --- The day counts, summed over sources: per province and day, the distribution.
+    #[derive(clickhouse::Row, serde::Deserialize, Debug)]
+    struct DayTotal {
+        province_code: String,
+        d: u16,
+        respondents: u64,
+        n1: Vec<u64>,
+        n2: Vec<u64>,
+        n3: Vec<u64>,
+        n4: Vec<u64>,
+        n5: Vec<u64>,
+        missing: Vec<u64>,
+    }
+    let totals: Vec<DayTotal> = env
+        .clickhouse()
+        .query("SELECT province_code, toUInt16(day) AS d, sum(respondents) AS respondents, sumForEach(criterion_n1) AS n1, sumForEach(criterion_n2) AS n2, sumForEach(criterion_n3) AS n3, sumForEach(criterion_n4) AS n4, sumForEach(criterion_n5) AS n5, sumForEach(criterion_missing) AS missing FROM satisfaction_day_totals GROUP BY province_code, d ORDER BY province_code, d")
+        .fetch_all()
+        .await
+        .unwrap();
+    let mut expected_totals: Vec<(String, u16, Expected)> = by_day
+        .iter()
+        .map(|((p, d), submissions)| {
+            let mut e = Expected::default();
+            submissions.iter().for_each(|s| e.add(s));
+            (PROVINCES[*p].to_string(), (day0 + d) as u16, e)
+        })
+        .collect();
+    expected_totals.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+    assert_eq!(
+        totals.len(),
+        expected_totals.len(),
+        "one total per province and day with data"
+    );
+    let wide = |v: &[u32]| v.iter().map(|x| u64::from(*x)).collect::<Vec<_>>();
+    for (got, (province, day, e)) in totals.iter().zip(&expected_totals) {
+        assert_eq!((&got.province_code, got.d), (province, *day));
+        assert_eq!(
+            got.respondents,
+            u64::from(e.respondents),
+            "{province} {day}"
+        );
+        for (k, column) in [&got.n1, &got.n2, &got.n3, &got.n4, &got.n5]
+            .iter()
+            .enumerate()
+        {
+            assert_eq!(
+                **column,
+                wide(&e.scores[k]),
+                "{province} {day} score {}",
+                k + 1
+            );
+        }
+        assert_eq!(got.missing, wide(&e.missing));
+    }
+
+    // --- The same agency id in provinces 01 and 79: two units.
+    #[derive(clickhouse::Row, serde::Deserialize, Debug)]
+    struct Agency {
+        province_code: String,
+        agency_id: String,
+        respondents: u64,
+    }
+    let agencies: Vec<Agency> = env
+        .clickhouse()
+        .query("SELECT province_code, agency_id, sum(respondents) AS respondents FROM satisfaction_day_totals WHERE agency_id = 'UBND-phuong-1' GROUP BY province_code, agency_id ORDER BY province_code")
+        .fetch_all()
+        .await
+        .unwrap();
+    let province_total = |p: usize| -> u64 {
+        by_day
+            .iter()
+            .filter(|((q, _), _)| *q == p)
+            .map(|(_, s)| s.len() as u64)
+            .sum()
+    };
+    assert_eq!(agencies.len(), 2, "{agencies:?}");
+    assert!(agencies.iter().all(|a| a.agency_id == "UBND-phuong-1"));
+    assert_eq!(
+        (agencies[0].province_code.as_str(), agencies[0].respondents),
+        ("01", province_total(0))
+    );
+    assert_eq!(
+        (agencies[1].province_code.as_str(), agencies[1].respondents),
+        ("79", province_total(1))
+    );
+
+    // --- satisfaction_daily, province units, 30-day window, at every as_of day 0..=13.
     #[derive(clickhouse::Row, serde::Deserialize, Debug)]
     struct Daily {
         province_code: String,
@@ -181,6 +329,7 @@ async fn daily_values_and_the_ranking_match_an_independent_computation() {
         factor_values: Vec<Option<f64>>,
         ci_low: Option<f64>,
         ci_high: Option<f64>,
+        ci_n: u32,
         ranked: u8,
     }
     let rows: Vec<Daily> = env
@@ -191,7 +340,7 @@ async fn daily_values_and_the_ranking_match_an_independent_computation() {
         .unwrap();
     let mut expected_rows = Vec::new();
     for p in 0..PROVINCES.len() {
-        for as_of in 0..=10 {
+        for as_of in 0..=13 {
             let mut e = Expected::default();
             for ((province, d), submissions) in &by_day {
                 if *province == p && *d <= as_of {
@@ -205,7 +354,7 @@ async fn daily_values_and_the_ranking_match_an_independent_computation() {
     assert_eq!(
         rows.len(),
         expected_rows.len(),
-        "one row per province and closed day with data"
+        "one row per province and as_of day up to the newest day with data"
     );
     for (row, (province, as_of, e)) in rows.iter().zip(&expected_rows) {
         assert_eq!((&row.province_code, row.as_of), (province, *as_of));
@@ -219,11 +368,16 @@ async fn daily_values_and_the_ranking_match_an_independent_computation() {
         for (got, want) in row.factor_values.iter().zip(e.factors()) {
             assert!(close(got.unwrap(), want.unwrap()));
         }
-        // 95 % Wilson interval of p = sipas/100 with n = respondents.
+        // 95 % Wilson interval of p = sipas/100 with n = the valid answers behind it.
         let (p, n, z) = (
             e.sipas() / 100.0,
-            e.respondents as f64,
+            f64::from(e.interval_n()),
             1.959_963_984_540_054_f64,
+        );
+        assert_eq!(row.ci_n, e.interval_n(), "{province} day {as_of}");
+        assert!(
+            row.ci_n < e.respondents,
+            "some criteria were left unanswered"
         );
         let centre = (p + z * z / (2.0 * n)) / (1.0 + z * z / n);
         let margin = z * (p * (1.0 - p) / n + z * z / (4.0 * n * n)).sqrt() / (1.0 + z * z / n);
@@ -291,22 +445,71 @@ async fn daily_values_and_the_ranking_match_an_independent_computation() {
     );
     assert!(ranking.iter().filter(|r| r.rank.is_some()).count() == 4);
 
-    // The nation: plain mean of provincial values.
+    // The nation: plain mean of the ranked provinces' values, at the same as_of.
     #[derive(clickhouse::Row, serde::Deserialize)]
     struct Nation {
+        as_of: u16,
+        provinces: u64,
         sipas_mean_of_provinces: Option<f64>,
+        ci_low: Option<f64>,
+        ci_high: Option<f64>,
     }
     let nation: Nation = env
         .clickhouse()
-        .query("SELECT sipas_mean_of_provinces FROM nation_latest WHERE window = '30d'")
+        .query("SELECT as_of, provinces, sipas_mean_of_provinces, ci_low, ci_high FROM nation_latest WHERE window = '30d'")
         .fetch_one()
         .await
         .unwrap();
-    let mean = latest.values().map(Expected::sipas).sum::<f64>() / latest.len() as f64;
+    let ranked: Vec<&Expected> = latest.values().filter(|e| e.respondents >= 30).collect();
+    let mean = ranked.iter().map(|e| e.sipas()).sum::<f64>() / ranked.len() as f64;
+    assert_eq!(
+        (nation.as_of as i64, nation.provinces),
+        (day0 + 13, ranked.len() as u64)
+    );
     assert!(
         close(nation.sipas_mean_of_provinces.unwrap(), mean),
         "{:?} vs {mean}",
         nation.sipas_mean_of_provinces
+    );
+    let spread = ranked
+        .iter()
+        .map(|e| {
+            let p = e.sipas() / 100.0;
+            p * (1.0 - p) / f64::from(e.interval_n())
+        })
+        .sum::<f64>()
+        .sqrt()
+        * 196.0
+        / ranked.len() as f64;
+    assert!(
+        close(nation.ci_low.unwrap(), mean - spread)
+            && close(nation.ci_high.unwrap(), mean + spread)
+    );
+
+    // --- Province 48 arrived on several partitions: counted exactly (above), and flagged.
+    let metrics = pipeline.metrics().await;
+    assert!(
+        metric_sum(
+            &metrics,
+            "sipas_index_provinces_on_several_partitions{kind=\"surveys\"}"
+        ) >= 1.0,
+        "the split province is counted in the metric"
+    );
+    // --- The future-dated survey went to the DLQ with its own reason, and moved no "today".
+    // (The dead letter is written after the message is handed to the index.)
+    wait_for("the future-dated survey's dead letter", || async {
+        metric_sum(
+            &pipeline.metrics().await,
+            "sipas_dlq_messages_total{reason=\"future_timestamp\"}",
+        ) == 1.0
+    })
+    .await;
+    let letters = env.dead_letters(1).await;
+    assert_eq!(
+        letters.reasons().get("future_timestamp"),
+        Some(&1),
+        "{:?}",
+        letters.reasons()
     );
     drop(pipeline);
 }

@@ -32,7 +32,7 @@ use crate::sink::writer::{Abandoned, RawEventWriter};
 const CACHE_DAYS: i64 = MAX_WINDOW_DAYS + 30;
 
 /// What one pass did.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct PassStats {
     pub satisfaction_rows: usize,
     pub hotline_rows: usize,
@@ -40,6 +40,9 @@ pub struct PassStats {
     pub days_read: usize,
     /// (unit, as_of) pairs recomputed.
     pub as_of_days: usize,
+    /// Provinces whose day counts of the last year come from several partitions.
+    pub split_survey_provinces: Vec<String>,
+    pub split_hotline_provinces: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +58,7 @@ struct PrintRow {
     d: u16,
     rows: u64,
     versions: u64,
+    partitions: u64,
 }
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
@@ -232,14 +236,19 @@ impl Materialiser {
     ) -> (
         BTreeMap<(String, String), BTreeSet<i64>>,
         BTreeSet<(String, String)>,
+        Vec<String>,
     ) {
         let mut changed: BTreeMap<(String, String), BTreeSet<i64>> = own
             .iter()
             .map(|(k, days)| (k.clone(), days.iter().copied().collect()))
             .collect();
         let mut recent = BTreeSet::new();
+        let mut split = BTreeSet::new();
         for p in prints {
             let day = i64::from(p.d);
+            if p.partitions > 1 && day > newest - MAX_WINDOW_DAYS {
+                split.insert(p.province_code.clone());
+            }
             let key = (p.framework, p.province_code);
             let print = Print {
                 rows: p.rows,
@@ -253,7 +262,7 @@ impl Materialiser {
                 recent.insert(key);
             }
         }
-        (changed, recent)
+        (changed, recent, split.into_iter().collect())
     }
 
     /// The as_of intervals to recompute per key.
@@ -328,7 +337,7 @@ impl Materialiser {
             Self::print_floor(&own.surveys, newest)
         };
         let sql = format!(
-            "SELECT framework, province_code, toUInt16(day) AS d, count() AS rows, sum(version) AS versions FROM {} WHERE day >= toDate(?) GROUP BY framework, province_code, d",
+            "SELECT framework, province_code, toUInt16(day) AS d, count() AS rows, sum(version) AS versions, uniqExact(source_partition) AS partitions FROM {} WHERE day >= toDate(?) GROUP BY framework, province_code, d",
             tables::SATISFACTION_DAY_COUNTS
         );
         let floor_text = format_day(floor.max(0));
@@ -336,13 +345,14 @@ impl Materialiser {
             .writer
             .fetch_all("survey fingerprints", |c| c.query(&sql).bind(&floor_text))
             .await?;
-        let (changed, recent) = Self::detect(
+        let (changed, recent, split) = Self::detect(
             prints,
             &mut self.survey_prints,
             &own.surveys,
             self.primed || everything,
             newest,
         );
+        stats.split_survey_provinces = split;
         for (key, days) in &changed {
             self.surveys
                 .entry(key.clone())
@@ -505,7 +515,7 @@ impl Materialiser {
             Self::print_floor(&own_days, newest)
         };
         let sql = format!(
-            "SELECT '' AS framework, province_code, toUInt16(day) AS d, count() AS rows, sum(version) AS versions FROM {} WHERE day >= toDate(?) GROUP BY province_code, d",
+            "SELECT '' AS framework, province_code, toUInt16(day) AS d, count() AS rows, sum(version) AS versions, uniqExact(source_partition) AS partitions FROM {} WHERE day >= toDate(?) GROUP BY province_code, d",
             tables::HOTLINE_DAY_COUNTS
         );
         let floor_text = format_day(floor.max(0));
@@ -518,13 +528,14 @@ impl Materialiser {
             .drain()
             .map(|((p, d), print)| ((String::new(), p, d), print))
             .collect();
-        let (changed, recent) = Self::detect(
+        let (changed, recent, split) = Self::detect(
             prints,
             &mut known,
             &own_days,
             self.primed || everything,
             newest,
         );
+        stats.split_hotline_provinces = split;
         self.hotline_prints = known
             .into_iter()
             .map(|((_, p, d), print)| ((p, d), print))

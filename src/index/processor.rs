@@ -377,6 +377,23 @@ impl IndexProcessor {
         everything: bool,
     ) -> Result<(), Abandoned> {
         let stats = self.materialiser.pass(changed, everything).await?;
+        for (kind, split) in [
+            ("surveys", &stats.split_survey_provinces),
+            ("hotline", &stats.split_hotline_provinces),
+        ] {
+            let gauge = self
+                .metrics
+                .index_split_provinces
+                .with_label_values(&[kind]);
+            if split.len() as i64 != gauge.get() && !split.is_empty() {
+                tracing::warn!(
+                    kind,
+                    provinces = ?split,
+                    "provinces whose events arrive on more than one partition (a producer not keyed by province, or a grown topic); their counts are summed over partitions, but ids are de-duplicated per partition only"
+                );
+            }
+            gauge.set(split.len() as i64);
+        }
         self.metrics
             .index_window_rows
             .with_label_values(&["satisfaction"])

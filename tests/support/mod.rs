@@ -209,6 +209,27 @@ impl TestEnv {
             .unwrap_or_else(|(e, _)| panic!("produce to {topic}: {e}"));
     }
 
+    /// Produces to one partition, whatever the key (a producer not keyed by province).
+    pub async fn produce_to(
+        &self,
+        producer: &FutureProducer,
+        topic: &str,
+        partition: i32,
+        key: &str,
+        payload: &[u8],
+    ) {
+        producer
+            .send(
+                FutureRecord::to(topic)
+                    .partition(partition)
+                    .key(key)
+                    .payload(payload),
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap_or_else(|(e, _)| panic!("produce to {topic}/{partition}: {e}"));
+    }
+
     /// Reads the DLQ from the beginning until `expected` distinct source messages were seen
     /// (or patience runs out). Returns letters per reason, counted once per source offset,
     /// and every payload.
