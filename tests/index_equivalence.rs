@@ -5,10 +5,9 @@ mod support;
 
 use sipas_stream::contract::decode::EventKind;
 use sipas_stream::domain::{FrameworkCatalog, ProvinceRegistry};
-use sipas_stream::index::rows::{
-    HotlineDayCountRow, HotlineKpiRow, SatisfactionRow, SurveyDayCountRow,
-};
+use sipas_stream::index::rows::{HotlineDayCountRow, SurveyDayCountRow};
 use sipas_stream::simulate::generator::{SimSettings, Simulator};
+use support::index::{assert_same, windows};
 use support::*;
 
 const EVENTS: u64 = 30_000;
@@ -29,44 +28,6 @@ async fn facts(env: &TestEnv) -> (Vec<SurveyDayCountRow>, Vec<HotlineDayCountRow
     (surveys, hotline)
 }
 
-/// Window values (daily and latest) without `version`, which records when they were computed.
-#[allow(clippy::type_complexity)]
-async fn windows(
-    env: &TestEnv,
-) -> (
-    Vec<SatisfactionRow>,
-    Vec<HotlineKpiRow>,
-    Vec<SatisfactionRow>,
-    Vec<HotlineKpiRow>,
-) {
-    let client = env.clickhouse();
-    let mut daily = client
-        .query("SELECT ?fields FROM satisfaction_daily FINAL ORDER BY framework, unit_type, unit_id, window, as_of")
-        .fetch_all::<SatisfactionRow>()
-        .await
-        .unwrap();
-    let mut hotline_daily = client
-        .query("SELECT ?fields FROM hotline_kpi_daily FINAL ORDER BY unit_type, unit_id, window, as_of")
-        .fetch_all::<HotlineKpiRow>()
-        .await
-        .unwrap();
-    let mut latest = client
-        .query("SELECT ?fields FROM satisfaction_latest FINAL ORDER BY framework, unit_type, unit_id, window")
-        .fetch_all::<SatisfactionRow>()
-        .await
-        .unwrap();
-    let mut hotline_latest = client
-        .query("SELECT ?fields FROM hotline_kpi_latest FINAL ORDER BY unit_type, unit_id, window")
-        .fetch_all::<HotlineKpiRow>()
-        .await
-        .unwrap();
-    daily.iter_mut().for_each(|r| r.version = 0);
-    latest.iter_mut().for_each(|r| r.version = 0);
-    hotline_daily.iter_mut().for_each(|r| r.version = 0);
-    hotline_latest.iter_mut().for_each(|r| r.version = 0);
-    (daily, hotline_daily, latest, hotline_latest)
-}
-
 /// Facts and windows of `got` equal those of `want`.
 async fn assert_equivalent(what: &str, got: &TestEnv, want: &TestEnv) {
     let (g, w) = (facts(got).await, facts(want).await);
@@ -77,14 +38,6 @@ async fn assert_equivalent(what: &str, got: &TestEnv, want: &TestEnv) {
     assert_same(&format!("hotline_kpi_daily {what}"), &g.1, &w.1);
     assert_same(&format!("satisfaction_latest {what}"), &g.2, &w.2);
     assert_same(&format!("hotline_kpi_latest {what}"), &g.3, &w.3);
-}
-
-/// Equal, or a panic that shows the first differing row.
-fn assert_same<T: PartialEq + std::fmt::Debug>(what: &str, got: &[T], want: &[T]) {
-    if let Some((g, w)) = got.iter().zip(want).find(|(g, w)| g != w) {
-        panic!("{what}: first difference\n got: {g:?}\nwant: {w:?}");
-    }
-    assert_eq!(got.len(), want.len(), "{what}: row counts");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

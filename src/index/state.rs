@@ -28,8 +28,10 @@ use crate::index::ticket::{diff, HotlineCell, HotlineDayCounts, TicketState};
 /// Offsets per block: a fact row sums one block's contributions to one cell and day.
 pub const BLOCK_OFFSETS: i64 = 4096;
 
-/// Tickets resolved this long before the partition's newest event are forgotten.
-const TICKET_RETENTION_SECONDS: i64 = 60 * 86_400;
+/// Tickets resolved this long before the partition's newest event are forgotten. Long:
+/// a back-fill of last year's tickets arrives after this year's, and a ticket forgotten
+/// before all its events arrived would count again as a new one.
+pub const TICKET_RETENTION_DAYS: i64 = 400;
 
 /// Ids of events this many days older than the partition's newest event are forgotten;
 /// a copy of such an old event sent again would be counted again.
@@ -301,7 +303,7 @@ impl PartitionState {
         let Some(newest) = self.newest_event_time else {
             return;
         };
-        let forget_before = newest - TICKET_RETENTION_SECONDS;
+        let forget_before = newest - TICKET_RETENTION_DAYS * 86_400;
         self.tickets
             .retain(|_, t| !(t.resolved_at().is_some() && t.last_event_at() < forget_before));
         let oldest_day = vietnam_day(newest) - ID_RETENTION_DAYS;

@@ -98,9 +98,23 @@ pub struct IngestContext {
     metrics: Metrics,
     index: Option<IndexStates>,
     events: Mutex<Vec<RebalanceEvent>>,
+    /// Woken when a rebalance is recorded: the consumer loop must hand it on even when no
+    /// message follows (a partition taken over with nothing left to read would otherwise
+    /// wait, unassigned in the index, until the next message).
+    rebalanced: tokio::sync::Notify,
 }
 
 impl IngestContext {
+    /// Resolves once a rebalance was recorded since the last wait.
+    pub async fn rebalanced(&self) {
+        self.rebalanced.notified().await
+    }
+
+    fn record(&self, event: RebalanceEvent) {
+        self.events.lock().expect("events lock").push(event);
+        self.rebalanced.notify_one();
+    }
+
     /// Whether a rebalance waits to be handed on.
     pub fn has_rebalance_events(&self) -> bool {
         !self.events.lock().expect("events lock").is_empty()
@@ -168,10 +182,7 @@ impl IngestContext {
                 start,
             });
         }
-        self.events
-            .lock()
-            .expect("events lock")
-            .push(RebalanceEvent::Assigned(assigned));
+        self.record(RebalanceEvent::Assigned(assigned));
     }
 }
 
@@ -222,10 +233,7 @@ impl ConsumerContext for IngestContext {
                         .iter()
                         .map(|e| (e.topic().to_owned(), e.partition()))
                         .collect();
-                    self.events
-                        .lock()
-                        .expect("events lock")
-                        .push(RebalanceEvent::Revoked(revoked));
+                    self.record(RebalanceEvent::Revoked(revoked));
                 }
                 let unassigned = match cooperative {
                     true => consumer.incremental_unassign(tpl),
@@ -305,5 +313,6 @@ fn context(metrics: Metrics, index: Option<IndexStates>) -> IngestContext {
         metrics,
         index,
         events: Mutex::new(Vec::new()),
+        rebalanced: tokio::sync::Notify::new(),
     }
 }

@@ -209,11 +209,14 @@ impl IngestPipeline {
                 .as_mut()
                 .reset(tokio::time::Instant::now() + self.batch_max_wait);
         }
+        let consumer = Arc::clone(&self.consumer);
         while batch.len() < self.batch_max_messages {
             tokio::select! {
                 biased;
                 _ = shutdown.wait() => break,
                 _ = &mut deadline, if !batch.is_empty() => break,
+                // A rebalance is handed on at once, even when no message follows it.
+                _ = consumer.context().rebalanced() => break,
                 received = self.consumer.recv() => {
                     let message = match received {
                         Ok(message) => message,

@@ -430,6 +430,7 @@ pub fn metric_sum(text: &str, prefix: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+pub mod index;
 pub mod serve;
 
 /// Messages in a topic: the sum of its partitions' high watermarks (topics here start empty).
