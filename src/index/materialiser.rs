@@ -488,7 +488,8 @@ impl Materialiser {
     ) -> Result<(), Abandoned> {
         let Some(newest) = self
             .day(format!(
-                "SELECT toUInt16(max(day)) AS d FROM {}",
+                // Days with events; a deadline's past-due toggle can lie ahead of them.
+                "SELECT toUInt16(max(day)) AS d FROM {} WHERE received != 0 OR responded != 0 OR rated != 0 OR reopened != 0 OR rejected != 0",
                 tables::HOTLINE_DAY_COUNTS
             ))
             .await?
