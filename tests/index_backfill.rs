@@ -85,14 +85,20 @@ async fn an_import_of_older_records_gives_what_the_merged_log_gives() {
     })
     .await;
     let year_2026_before = year_values(&env, "2026-11-10").await;
-    assert!(year_values(&env, "2026-01-10").await.is_empty(), "no January data yet");
+    assert!(
+        year_values(&env, "2026-01-10").await.is_empty(),
+        "no January data yet"
+    );
 
     // The older records, shuffled, through `sipas import` while the pipeline runs.
     let mut shuffled: Vec<&SimEvent> = old.iter().collect();
     shuffled.shuffle(&mut rand::rngs::SmallRng::seed_from_u64(7));
     let dir = std::env::temp_dir().join(format!("sipas-backfill-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    for (kind, name) in [(EventKind::Survey, "surveys"), (EventKind::Hotline, "hotline")] {
+    for (kind, name) in [
+        (EventKind::Survey, "surveys"),
+        (EventKind::Hotline, "hotline"),
+    ] {
         let lines: Vec<u8> = shuffled
             .iter()
             .filter(|e| e.kind == kind)
@@ -120,7 +126,11 @@ async fn an_import_of_older_records_gives_what_the_merged_log_gives() {
     }
     let _ = std::fs::remove_dir_all(&dir);
     let total = logged(&env).await;
-    assert_eq!(total, (live.len() + old.len()) as f64, "every old record was imported");
+    assert_eq!(
+        total,
+        (live.len() + old.len()) as f64,
+        "every old record was imported"
+    );
     wait_for("the imported records to be folded", || async {
         pipeline.index_position().await == total
     })
@@ -128,7 +138,7 @@ async fn an_import_of_older_records_gives_what_the_merged_log_gives() {
     drop(pipeline);
 
     // The reference: one run over the merged log, in event-time order.
-    let merged_env = TestEnv::new("backfill-merged").await;
+    let merged_env = TestEnv::new("backfillref").await;
     let mut merged: Vec<&SimEvent> = old.iter().chain(&live).collect();
     merged.sort_by_key(|e| e.event_time);
     produce_all(&merged_env, &merged).await;
@@ -141,18 +151,36 @@ async fn an_import_of_older_records_gives_what_the_merged_log_gives() {
 
     // History of the back-filled days exists, and the year values moved.
     let january = year_values(&env, "2026-01-10").await;
-    assert!(january.len() > 20, "{} provinces with January values", january.len());
+    assert!(
+        january.len() > 20,
+        "{} provinces with January values",
+        january.len()
+    );
     let year_2026_after = year_values(&env, "2026-11-10").await;
-    assert_ne!(year_2026_before, year_2026_after, "January's records are in 2026's year");
-    assert!(!year_values(&env, "2025-12-31").await.is_empty(), "2025 has its own year value");
+    assert_ne!(
+        year_2026_before, year_2026_after,
+        "January's records are in 2026's year"
+    );
+    assert!(
+        !year_values(&env, "2025-12-31").await.is_empty(),
+        "2025 has its own year value"
+    );
 
     let (got, want) = (windows(&env).await, windows(&merged_env).await);
-    assert!(got.0.len() > 1000, "{} daily satisfaction rows", got.0.len());
+    assert!(
+        got.0.len() > 1000,
+        "{} daily satisfaction rows",
+        got.0.len()
+    );
     assert_same("satisfaction_daily after a back-fill", &got.0, &want.0);
     assert_same("hotline_kpi_daily after a back-fill", &got.1, &want.1);
     assert_same("satisfaction_latest after a back-fill", &got.2, &want.2);
     assert_same("hotline_kpi_latest after a back-fill", &got.3, &want.3);
     for as_of in ["2025-12-31", "2026-01-14", "2026-11-10"] {
-        assert_eq!(year_values(&env, as_of).await, year_values(&merged_env, as_of).await, "{as_of}");
+        assert_eq!(
+            year_values(&env, as_of).await,
+            year_values(&merged_env, as_of).await,
+            "{as_of}"
+        );
     }
 }

@@ -46,7 +46,13 @@ async fn hotline_definitions_hold_whatever_the_arrival_order() {
     let s = |v: &str| v.to_owned();
     let events = vec![
         // T1: answered on time (day 1 ≤ due day 2), rated satisfied, closed.
-        event("t1-rated", "T1", "rated", at(1, 12, 0), &[("rating", s("satisfied"))]),
+        event(
+            "t1-rated",
+            "T1",
+            "rated",
+            at(1, 12, 0),
+            &[("rating", s("satisfied"))],
+        ),
         event("t1-responded", "T1", "responded", at(1, 10, 0), &[]),
         // T2: the response that counts (day 3 09:00, late for its day-1 deadline) arrives
         // last; a second response, a reopen, and a re-rating (the latest, satisfied, wins).
@@ -56,7 +62,11 @@ async fn hotline_definitions_hold_whatever_the_arrival_order() {
             "T1",
             "received",
             at(0, 8, 0),
-            &[("category", s("traffic")), ("channel", s("phone")), ("due_at", at(2, 8, 0))],
+            &[
+                ("category", s("traffic")),
+                ("channel", s("phone")),
+                ("due_at", at(2, 8, 0)),
+            ],
         ),
         event(
             "t1-forwarded",
@@ -70,10 +80,20 @@ async fn hotline_definitions_hold_whatever_the_arrival_order() {
             "T2",
             "received",
             at(0, 10, 0),
-            &[("category", s("environment")), ("channel", s("app")), ("due_at", at(1, 10, 0))],
+            &[
+                ("category", s("environment")),
+                ("channel", s("app")),
+                ("due_at", at(1, 10, 0)),
+            ],
         ),
         event("t2-reopened", "T2", "reopened", at(3, 12, 0), &[]),
-        event("t2-rated-1", "T2", "rated", at(4, 10, 0), &[("rating", s("not_satisfied"))]),
+        event(
+            "t2-rated-1",
+            "T2",
+            "rated",
+            at(4, 10, 0),
+            &[("rating", s("not_satisfied"))],
+        ),
         // T3: the deadline is extended on day 1 to day 5 08:00; never answered.
         event(
             "t3-forwarded",
@@ -82,33 +102,63 @@ async fn hotline_definitions_hold_whatever_the_arrival_order() {
             at(1, 9, 0),
             &[("agency_id", s("79-sxd")), ("due_at", at(5, 8, 0))],
         ),
-        event("t2-rated-2", "T2", "rated", at(4, 18, 0), &[("rating", s("satisfied"))]),
+        event(
+            "t2-rated-2",
+            "T2",
+            "rated",
+            at(4, 18, 0),
+            &[("rating", s("satisfied"))],
+        ),
         event("t1-closed", "T1", "closed", at(2, 9, 0), &[]),
         event(
             "t3-received",
             "T3",
             "received",
             at(1, 8, 0),
-            &[("category", s("traffic")), ("channel", s("web")), ("due_at", at(2, 8, 0))],
+            &[
+                ("category", s("traffic")),
+                ("channel", s("web")),
+                ("due_at", at(2, 8, 0)),
+            ],
         ),
         // T4: answered before its deadline; a deadline sent after the answer does not count.
-        event("t4-forwarded-late", "T4", "forwarded", at(2, 13, 0), &[("agency_id", s("79-sgtvt")), ("due_at", at(2, 10, 0))]),
+        event(
+            "t4-forwarded-late",
+            "T4",
+            "forwarded",
+            at(2, 13, 0),
+            &[("agency_id", s("79-sgtvt")), ("due_at", at(2, 10, 0))],
+        ),
         event(
             "t4-received",
             "T4",
             "received",
             at(1, 12, 0),
-            &[("category", s("traffic")), ("channel", s("phone")), ("due_at", at(2, 12, 0))],
+            &[
+                ("category", s("traffic")),
+                ("channel", s("phone")),
+                ("due_at", at(2, 12, 0)),
+            ],
         ),
         event("t4-responded", "T4", "responded", at(2, 11, 0), &[]),
         // T5: rejected.
-        event("t5-rejected", "T5", "rejected", at(2, 15, 0), &[("reason", s("duplicate report"))]),
+        event(
+            "t5-rejected",
+            "T5",
+            "rejected",
+            at(2, 15, 0),
+            &[("reason", s("duplicate report"))],
+        ),
         event(
             "t5-received",
             "T5",
             "received",
             at(2, 14, 0),
-            &[("category", s("other")), ("channel", s("zalo")), ("due_at", at(4, 14, 0))],
+            &[
+                ("category", s("other")),
+                ("channel", s("zalo")),
+                ("due_at", at(4, 14, 0)),
+            ],
         ),
         // A later `received` of T1 with another category does not change T1's category.
         event(
@@ -116,7 +166,11 @@ async fn hotline_definitions_hold_whatever_the_arrival_order() {
             "T1",
             "received",
             at(0, 11, 0),
-            &[("category", s("lighting")), ("channel", s("email")), ("due_at", at(2, 8, 0))],
+            &[
+                ("category", s("lighting")),
+                ("channel", s("email")),
+                ("due_at", at(2, 8, 0)),
+            ],
         ),
         // T6 on day 6: the newest day.
         event(
@@ -124,7 +178,11 @@ async fn hotline_definitions_hold_whatever_the_arrival_order() {
             "T6",
             "received",
             at(6, 9, 0),
-            &[("category", s("other")), ("channel", s("zalo")), ("due_at", at(7, 9, 0))],
+            &[
+                ("category", s("other")),
+                ("channel", s("zalo")),
+                ("due_at", at(7, 9, 0)),
+            ],
         ),
         event("t2-responded-1", "T2", "responded", at(3, 9, 0), &[]),
     ];
@@ -139,7 +197,10 @@ async fn hotline_definitions_hold_whatever_the_arrival_order() {
     })
     .await;
     // The windows are written after the facts: wait for the newest day's.
-    let day = |d: u32| sipas_stream::index::window::from_date(time::macros::date!(2026 - 11 - 02)) as u16 + d as u16;
+    let day = |d: u32| {
+        sipas_stream::index::window::from_date(time::macros::date!(2026 - 11 - 02)) as u16
+            + d as u16
+    };
     let read = |unit_type: &'static str, unit_id: &'static str| {
         let client = env.clickhouse();
         async move {
@@ -153,27 +214,35 @@ async fn hotline_definitions_hold_whatever_the_arrival_order() {
         }
     };
     wait_for("the window values of day 6", || async {
-        read("province", "79").await.last().is_some_and(|k| k.as_of == day(6))
+        read("province", "79")
+            .await
+            .last()
+            .is_some_and(|k| k.as_of == day(6))
     })
     .await;
     let rows = read("province", "79").await;
-    let on = |d: u32| rows.iter().find(|k| k.as_of == day(d)).unwrap_or_else(|| panic!("day {d}: {rows:?}"));
-    let kpi = |as_of, received, responded, on_time, rated, satisfied, reopened, rejected, past_due| {
-        let rate = |a: u32, b: u32| (b > 0).then(|| 100.0 * f64::from(a) / f64::from(b));
-        Kpi {
-            as_of,
-            received,
-            responded,
-            responded_on_time: on_time,
-            on_time_rate: rate(on_time, responded),
-            rated,
-            satisfaction_rate: rate(satisfied, rated),
-            reopened,
-            reopen_rate: rate(reopened, responded),
-            rejected,
-            open_past_due: past_due,
-        }
+    let on = |d: u32| {
+        rows.iter()
+            .find(|k| k.as_of == day(d))
+            .unwrap_or_else(|| panic!("day {d}: {rows:?}"))
     };
+    let kpi =
+        |as_of, received, responded, on_time, rated, satisfied, reopened, rejected, past_due| {
+            let rate = |a: u32, b: u32| (b > 0).then(|| 100.0 * f64::from(a) / f64::from(b));
+            Kpi {
+                as_of,
+                received,
+                responded,
+                responded_on_time: on_time,
+                on_time_rate: rate(on_time, responded),
+                rated,
+                satisfaction_rate: rate(satisfied, rated),
+                reopened,
+                reopen_rate: rate(reopened, responded),
+                rejected,
+                open_past_due: past_due,
+            }
+        };
     // Day 0: T1, T2 received. Day 1: T3, T4 received, T1 answered on time, T1 rated; at the
     // end of day 1 T2 (due day 1 10:00) is open past due.
     assert_eq!(*on(0), kpi(day(0), 2, 0, 0, 0, 0, 0, 0, 0));
@@ -192,8 +261,20 @@ async fn hotline_definitions_hold_whatever_the_arrival_order() {
     // Categories come from the earliest `received` (T1 is traffic, not lighting).
     let traffic = read("category", "79/traffic").await;
     let last = traffic.last().unwrap();
-    assert_eq!((last.as_of, last.received, last.responded, last.responded_on_time, last.open_past_due), (day(6), 3, 2, 2, 1));
-    assert!(read("category", "79/lighting").await.is_empty(), "no ticket is in lighting");
+    assert_eq!(
+        (
+            last.as_of,
+            last.received,
+            last.responded,
+            last.responded_on_time,
+            last.open_past_due
+        ),
+        (day(6), 3, 2, 2, 1)
+    );
+    assert!(
+        read("category", "79/lighting").await.is_empty(),
+        "no ticket is in lighting"
+    );
 
     // The latest values are those of day 6, the newest day with data.
     let latest: Vec<Kpi> = env
@@ -216,7 +297,18 @@ async fn hotline_definitions_hold_whatever_the_arrival_order() {
         .fetch_all()
         .await
         .unwrap();
-    let want = |c: &str, n: i64| ByChannel { channel: c.into(), received: n };
-    assert_eq!(channels, vec![want("app", 1), want("phone", 2), want("web", 1), want("zalo", 2)]);
+    let want = |c: &str, n: i64| ByChannel {
+        channel: c.into(),
+        received: n,
+    };
+    assert_eq!(
+        channels,
+        vec![
+            want("app", 1),
+            want("phone", 2),
+            want("web", 1),
+            want("zalo", 2)
+        ]
+    );
     drop(pipeline);
 }

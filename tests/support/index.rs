@@ -49,4 +49,3 @@ pub fn assert_same<T: PartialEq + std::fmt::Debug>(what: &str, got: &[T], want: 
     }
     assert_eq!(got.len(), want.len(), "{what}: row counts");
 }
-
