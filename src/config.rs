@@ -240,10 +240,11 @@ pub struct IndexConfig {
     /// Names the index state's checkpoints (and prefixes a rebuild's consumer group).
     /// Default `sipas-index`.
     pub group_id: String,
-    /// Watermark = newest event time − this; a day closes when the watermark passes its end. Default 48.
+    /// An event older than this behind its partition's newest event is counted as late
+    /// (a metric only: it counts in its own day like any other). Default 48.
     pub allowed_lateness_hours: u32,
-    /// New daily rows and changed latest values are written once the oldest event not yet
-    /// written was read this long ago (daily rows also once 50,000 are pending).
+    /// Changed day counts are written, and the windows they change recomputed, once the
+    /// oldest fold not yet written was read this long ago (also once 50,000 are pending).
     /// Default 250 ms.
     pub flush_interval_ms: u64,
     /// How often partition state is checkpointed to ClickHouse with its offset. Default 30000 ms.
