@@ -354,8 +354,8 @@ SELECT
     framework, window, as_of,
     countIf(ranked = 1) AS provinces,
     avgIf(sipas, ranked = 1) AS sipas_mean_of_provinces,
-    if(provinces > 0, greatest(0., sipas_mean_of_provinces - 196 * sqrt(sumIf((sipas / 100) * (1 - sipas / 100) / ci_n, ranked = 1 AND ci_n > 0)) / provinces), NULL) AS ci_low,
-    if(provinces > 0, least(100., sipas_mean_of_provinces + 196 * sqrt(sumIf((sipas / 100) * (1 - sipas / 100) / ci_n, ranked = 1 AND ci_n > 0)) / provinces), NULL) AS ci_high,
+    if(provinces > 0, greatest(0., sipas_mean_of_provinces - 196 * sqrt(ifNull(sumIf((sipas / 100) * (1 - sipas / 100) / greatest(ci_n, 1), ranked = 1 AND ci_n > 0), 0)) / provinces), NULL) AS ci_low,
+    if(provinces > 0, least(100., sipas_mean_of_provinces + 196 * sqrt(ifNull(sumIf((sipas / 100) * (1 - sipas / 100) / greatest(ci_n, 1), ranked = 1 AND ci_n > 0), 0)) / provinces), NULL) AS ci_high,
     sum(sipas * respondents) / sum(respondents) AS sipas_respondent_weighted,
     sum(respondents) AS total_respondents
 FROM {db}.satisfaction_daily FINAL
@@ -367,8 +367,8 @@ SELECT
     framework, window, as_of,
     countIf(ranked = 1) AS provinces,
     avgIf(sipas, ranked = 1) AS sipas_mean_of_provinces,
-    if(provinces > 0, greatest(0., sipas_mean_of_provinces - 196 * sqrt(sumIf((sipas / 100) * (1 - sipas / 100) / ci_n, ranked = 1 AND ci_n > 0)) / provinces), NULL) AS ci_low,
-    if(provinces > 0, least(100., sipas_mean_of_provinces + 196 * sqrt(sumIf((sipas / 100) * (1 - sipas / 100) / ci_n, ranked = 1 AND ci_n > 0)) / provinces), NULL) AS ci_high,
+    if(provinces > 0, greatest(0., sipas_mean_of_provinces - 196 * sqrt(ifNull(sumIf((sipas / 100) * (1 - sipas / 100) / greatest(ci_n, 1), ranked = 1 AND ci_n > 0), 0)) / provinces), NULL) AS ci_low,
+    if(provinces > 0, least(100., sipas_mean_of_provinces + 196 * sqrt(ifNull(sumIf((sipas / 100) * (1 - sipas / 100) / greatest(ci_n, 1), ranked = 1 AND ci_n > 0), 0)) / provinces), NULL) AS ci_high,
     sum(sipas * respondents) / sum(respondents) AS sipas_respondent_weighted,
     sum(respondents) AS total_respondents
 FROM {db}.satisfaction_daily FINAL
