@@ -85,6 +85,9 @@ async fn an_import_of_older_records_gives_what_the_merged_log_gives() {
     })
     .await;
     let year_2026_before = year_values(&env, "2026-11-10").await;
+    let window_rows =
+        |text: &str| metric_sum(text, "sipas_index_window_rows_total{kind=\"satisfaction\"}");
+    let rows_before = window_rows(&pipeline.metrics().await);
     assert!(
         year_values(&env, "2026-01-10").await.is_empty(),
         "no January data yet"
@@ -135,6 +138,21 @@ async fn an_import_of_older_records_gives_what_the_merged_log_gives() {
         pipeline.index_position().await == total
     })
     .await;
+    // The hidden cost of the back-fill: the window rows it rewrote. Each flush rewrites, per
+    // province with a changed day, at most the 366 as_of days whose windows contain it
+    // (6 windows each): here the old days span 26 days, so at most 34 × 6 × (26 + 366)
+    // rows per flush that carried old records.
+    let rewritten = window_rows(&pipeline.metrics().await) - rows_before;
+    let per_flush_bound = 34.0 * 6.0 * (26.0 + 366.0);
+    eprintln!(
+        "back-fill of {} records rewrote {rewritten} satisfaction window rows ({:.1} × the per-flush bound {per_flush_bound})",
+        old.len(),
+        rewritten / per_flush_bound
+    );
+    assert!(
+        rewritten > 0.0,
+        "the back-filled days' windows were rewritten"
+    );
     drop(pipeline);
 
     // The reference: one run over the merged log, in event-time order.

@@ -754,3 +754,95 @@ impl Materialiser {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(p: &str) -> (String, String) {
+        ("F".to_owned(), p.to_owned())
+    }
+
+    #[test]
+    fn a_changed_day_recomputes_the_as_of_days_whose_windows_contain_it() {
+        let changed = BTreeMap::from([(key("01"), BTreeSet::from([100, 101, 500]))]);
+        let plan = Materialiser::plan(&changed, &BTreeSet::new(), Some(900), 900, false);
+        // [100, 465] ∪ [101, 466] ∪ [500, 865], merged.
+        assert_eq!(plan[&key("01")], vec![(100, 466), (500, 865)]);
+        // Never past the newest day.
+        let plan = Materialiser::plan(&changed, &BTreeSet::new(), Some(450), 450, false);
+        assert_eq!(plan[&key("01")], vec![(100, 450)]);
+    }
+
+    #[test]
+    fn when_the_newest_day_moves_every_recent_unit_gets_the_new_days() {
+        let recent = BTreeSet::from([key("01"), key("79")]);
+        let changed = BTreeMap::from([(key("79"), BTreeSet::from([1000]))]);
+        let plan = Materialiser::plan(&changed, &recent, Some(997), 1000, false);
+        assert_eq!(
+            plan[&key("01")],
+            vec![(998, 1000)],
+            "the quiet province too"
+        );
+        assert_eq!(plan[&key("79")], vec![(998, 1000)]);
+        // Nothing moved and nothing changed: nothing to do.
+        assert!(Materialiser::plan(&BTreeMap::new(), &recent, Some(1000), 1000, false).is_empty());
+        // Nothing written yet: the last year for every recent unit.
+        let plan = Materialiser::plan(&BTreeMap::new(), &recent, None, 1000, false);
+        assert_eq!(plan[&key("01")], vec![(1000 - MAX_WINDOW_DAYS, 1000)]);
+    }
+
+    #[test]
+    fn fingerprints_detect_other_writers_once_primed() {
+        let print = |p: &str, d: u16, rows: u64, partitions: u64| PrintRow {
+            framework: "F".into(),
+            province_code: p.into(),
+            d,
+            rows,
+            versions: rows * 10,
+            partitions,
+        };
+        let mut known = HashMap::new();
+        let own = BTreeMap::new();
+        let (changed, recent, split) =
+            Materialiser::detect(vec![print("01", 990, 1, 1)], &mut known, &own, false, 1000);
+        assert!(
+            changed.is_empty(),
+            "the first read only learns the fingerprints"
+        );
+        assert_eq!(recent, BTreeSet::from([key("01")]));
+        assert!(split.is_empty());
+        let (changed, _, split) = Materialiser::detect(
+            vec![print("01", 990, 2, 2), print("79", 995, 1, 1)],
+            &mut known,
+            &own,
+            true,
+            1000,
+        );
+        assert_eq!(changed[&key("01")], BTreeSet::from([990]));
+        assert_eq!(
+            changed[&key("79")],
+            BTreeSet::from([995]),
+            "a new day is a change"
+        );
+        assert_eq!(
+            split,
+            vec!["01".to_owned()],
+            "01's day comes from two partitions"
+        );
+    }
+
+    #[test]
+    fn a_unit_cache_knows_what_it_lacks() {
+        let mut cache: UnitCache<u32> = UnitCache::default();
+        assert_eq!(cache.missing(10, 20), Some((10, 20)));
+        cache.replace(10, 20, [(12, 1), (15, 2)]);
+        assert_eq!(cache.missing(10, 20), None);
+        assert_eq!(cache.missing(5, 20), Some((5, 9)));
+        cache.stale.insert(15);
+        assert_eq!(cache.missing(10, 20), Some((15, 15)));
+        cache.replace(15, 15, [(15, 3)]);
+        assert_eq!(cache.days, BTreeMap::from([(12, 1), (15, 3)]));
+        assert!(cache.stale.is_empty());
+    }
+}
