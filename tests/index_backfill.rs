@@ -30,26 +30,6 @@ fn events(seed: u64, start: &str, count: usize, step_seconds: f64) -> Vec<SimEve
     (0..count).map(|_| sim.next_event()).collect()
 }
 
-async fn produce_all(env: &TestEnv, events: &[&SimEvent]) {
-    let producer = env.producer();
-    for event in events {
-        let topic = match event.kind {
-            EventKind::Survey => &env.config.kafka.surveys_topic,
-            EventKind::Hotline => &env.config.kafka.hotline_topic,
-        };
-        producer
-            .send_result(
-                rdkafka::producer::FutureRecord::to(topic)
-                    .key(&event.key)
-                    .payload(&event.payload),
-            )
-            .map_err(|(e, _)| e)
-            .expect("queued");
-    }
-    rdkafka::producer::Producer::flush(&producer, std::time::Duration::from_secs(120))
-        .expect("produced");
-}
-
 async fn logged(env: &TestEnv) -> f64 {
     (topic_messages(env, &env.config.kafka.surveys_topic).await
         + topic_messages(env, &env.config.kafka.hotline_topic).await) as f64
@@ -78,7 +58,7 @@ async fn an_import_of_older_records_gives_what_the_merged_log_gives() {
     let old = events(42, "2025-12-20T00:00:00+07:00", 3_000, 750.0);
 
     let env = TestEnv::new("backfill").await;
-    produce_all(&env, &live.iter().collect::<Vec<_>>()).await;
+    env.produce_events(&live);
     let pipeline = Pipeline::start(&env);
     wait_for("the live log to be folded", || async {
         pipeline.index_position().await == live.len() as f64
@@ -159,7 +139,7 @@ async fn an_import_of_older_records_gives_what_the_merged_log_gives() {
     let merged_env = TestEnv::new("backfillref").await;
     let mut merged: Vec<&SimEvent> = old.iter().chain(&live).collect();
     merged.sort_by_key(|e| e.event_time);
-    produce_all(&merged_env, &merged).await;
+    merged_env.produce_events(merged);
     let reference = Pipeline::start(&merged_env);
     wait_for("the merged log to be folded", || async {
         reference.index_position().await == total

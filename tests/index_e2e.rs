@@ -208,21 +208,23 @@ async fn daily_values_and_the_ranking_match_an_independent_computation() {
         messages += 1;
     }
     // Ten years ahead of its message timestamp: refused, and no province's "today" moves.
-    let mut future = sipas_stream::contract::raw::RawSurvey::default();
-    future.submission_id = Some("from-the-future".into());
-    future.framework = Some("BNV-2640-2017".into());
-    future.submitted_at = Some("2036-11-21T08:30:00+07:00".into());
-    future.province_code = Some("01".into());
-    future.agency_id = Some("UBND-phuong-1".into());
-    future.agency_level = Some("commune".into());
-    future.channel = Some("online".into());
-    future.respondent_type = Some("citizen".into());
-    future.answers = Some(
-        criteria
-            .iter()
-            .map(|c| (c.clone(), RawAnswer::Integer(5)))
-            .collect(),
-    );
+    let future = RawSurvey {
+        submission_id: Some("from-the-future".into()),
+        framework: Some("BNV-2640-2017".into()),
+        submitted_at: Some("2036-11-21T08:30:00+07:00".into()),
+        province_code: Some("01".into()),
+        agency_id: Some("UBND-phuong-1".into()),
+        agency_level: Some("commune".into()),
+        channel: Some("online".into()),
+        respondent_type: Some("citizen".into()),
+        answers: Some(
+            criteria
+                .iter()
+                .map(|c| (c.clone(), RawAnswer::Integer(5)))
+                .collect(),
+        ),
+        ..Default::default()
+    };
     env.produce(&producer, &topic, "01", &survey_json(&future))
         .await;
     messages += 1;

@@ -3,7 +3,6 @@
 //! fact rows, and the window values computed from them are identical.
 mod support;
 
-use sipas_stream::contract::decode::EventKind;
 use sipas_stream::domain::{FrameworkCatalog, ProvinceRegistry};
 use sipas_stream::index::rows::{HotlineDayCountRow, SurveyDayCountRow};
 use sipas_stream::simulate::generator::{SimSettings, Simulator};
@@ -57,25 +56,8 @@ async fn crash_and_rebuild_give_the_same_rows_as_an_uninterrupted_run() {
         &ProvinceRegistry::builtin(),
         frameworks.get("BNV-2640-2017").unwrap().clone(),
     );
-    let producer = live.producer();
-    for _ in 0..EVENTS {
-        let event = sim.next_event();
-        let topic = if event.kind == EventKind::Survey {
-            &live.config.kafka.surveys_topic
-        } else {
-            &live.config.kafka.hotline_topic
-        };
-        producer
-            .send_result(
-                rdkafka::producer::FutureRecord::to(topic)
-                    .key(&event.key)
-                    .payload(&event.payload),
-            )
-            .map_err(|(e, _)| e)
-            .expect("queued");
-    }
-    rdkafka::producer::Producer::flush(&producer, std::time::Duration::from_secs(120))
-        .expect("produced");
+    let events: Vec<_> = (0..EVENTS).map(|_| sim.next_event()).collect();
+    live.produce_events(&events);
 
     // (a) uninterrupted
     let mut a = Pipeline::start(&live);
@@ -161,25 +143,8 @@ async fn two_instances_with_one_stopped_midway_equal_a_single_instance() {
         &ProvinceRegistry::builtin(),
         frameworks.get("BNV-2640-2017").unwrap().clone(),
     );
-    let producer = single.producer();
-    for _ in 0..EVENTS {
-        let event = sim.next_event();
-        let topic = if event.kind == EventKind::Survey {
-            &single.config.kafka.surveys_topic
-        } else {
-            &single.config.kafka.hotline_topic
-        };
-        producer
-            .send_result(
-                rdkafka::producer::FutureRecord::to(topic)
-                    .key(&event.key)
-                    .payload(&event.payload),
-            )
-            .map_err(|(e, _)| e)
-            .expect("queued");
-    }
-    rdkafka::producer::Producer::flush(&producer, std::time::Duration::from_secs(120))
-        .expect("produced");
+    let events: Vec<_> = (0..EVENTS).map(|_| sim.next_event()).collect();
+    single.produce_events(&events);
 
     let mut reference_run = Pipeline::start(&single);
     wait_for("the single instance", || async {

@@ -115,6 +115,14 @@ fn narrow_signed(value: i64) -> i32 {
     value.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
 }
 
+/// What a fingerprint read found: changed days per unit, the units with data near the
+/// newest day, and the provinces whose recent days come from several partitions.
+type Detected = (
+    BTreeMap<(String, String), BTreeSet<i64>>,
+    BTreeSet<(String, String)>,
+    Vec<String>,
+);
+
 /// One unit's day sums as read from ClickHouse: complete for days ≥ `from`, except the
 /// `stale` days, which changed since they were read.
 #[derive(Debug)]
@@ -233,11 +241,7 @@ impl Materialiser {
         own: &BTreeMap<(String, String), Vec<i64>>,
         others_count: bool,
         newest: i64,
-    ) -> (
-        BTreeMap<(String, String), BTreeSet<i64>>,
-        BTreeSet<(String, String)>,
-        Vec<String>,
-    ) {
+    ) -> Detected {
         let mut changed: BTreeMap<(String, String), BTreeSet<i64>> = own
             .iter()
             .map(|(k, days)| (k.clone(), days.iter().copied().collect()))

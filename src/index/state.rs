@@ -686,7 +686,7 @@ mod tests {
                     Err(_) => state.skip(offset as i64),
                 }
                 offset += 1;
-                if offset % flush_every == 0 {
+                if offset.is_multiple_of(flush_every) {
                     let taken = state.take_rows(&f);
                     surveys.extend(taken.surveys);
                     hotline.extend(taken.hotline);

@@ -209,6 +209,31 @@ impl TestEnv {
             .unwrap_or_else(|(e, _)| panic!("produce to {topic}: {e}"));
     }
 
+    /// Produces generated events to their topics, keyed by province, and waits for every
+    /// acknowledgement.
+    pub fn produce_events<'a>(
+        &self,
+        events: impl IntoIterator<Item = &'a sipas_stream::simulate::generator::SimEvent>,
+    ) {
+        use sipas_stream::contract::decode::EventKind;
+        let producer = self.producer();
+        for event in events {
+            let topic = match event.kind {
+                EventKind::Survey => &self.config.kafka.surveys_topic,
+                EventKind::Hotline => &self.config.kafka.hotline_topic,
+            };
+            producer
+                .send_result(
+                    FutureRecord::to(topic)
+                        .key(&event.key)
+                        .payload(&event.payload),
+                )
+                .map_err(|(e, _)| e)
+                .expect("queued");
+        }
+        rdkafka::producer::Producer::flush(&producer, Duration::from_secs(120)).expect("produced");
+    }
+
     /// Produces to one partition, whatever the key (a producer not keyed by province).
     pub async fn produce_to(
         &self,
