@@ -23,7 +23,7 @@ use crate::domain::time::{clickhouse_date, vietnam_day};
 use crate::domain::{AgencyLevel, Channel, HotlineEvent, RespondentType, SurveySubmission};
 use crate::index::rows::{HotlineDayCountRow, SurveyDayCountRow};
 use crate::index::survey::SurveyCounts;
-use crate::index::ticket::{diff, HotlineCell, HotlineDayCounts, TicketState};
+use crate::index::ticket::{HotlineCell, HotlineDayCounts, TicketState};
 
 /// Offsets per block: a fact row sums one block's contributions to one cell and day.
 pub const BLOCK_OFFSETS: i64 = 4096;
@@ -275,10 +275,7 @@ impl PartitionState {
         }
         let late = self.is_late(event.occurred_at, lateness_seconds);
         let ticket = self.tickets.entry(event.ticket_id.clone()).or_default();
-        let before = ticket.contributions();
-        ticket.fold(event);
-        let after = ticket.contributions();
-        for (cell, day, delta) in diff(&before, &after) {
+        for (cell, day, delta) in ticket.fold_diff(event) {
             let open = self.hotline.entry((cell, day)).or_default();
             open.counts.add(&delta, 1);
             open.version = offset;
