@@ -4,7 +4,9 @@
 //! checkpoint covering the offsets folded since the previous one, so a checkpoint writes
 //! only what changed. A restored state takes the chunks that lie wholly below its
 //! `next_offset` (a chunk written before a crash, past the checkpoint that survived, is
-//! left out: its ids are folded again by the replay).
+//! left out: its ids are folded again by the replay). Every 200 checkpoints, and on the
+//! first after a restore, the chunk holds every id (from offset 0), so a restore reads
+//! that one and those after it, not every chunk ever written.
 use bincode::Options;
 
 use crate::index::rows::{tables, CheckpointRow, SeenIdsRow};
@@ -13,6 +15,11 @@ use crate::index::state::PartitionState;
 /// Bumped whenever `PartitionState`'s layout changes; older checkpoints are ignored
 /// (the partition is then rebuilt from the log).
 pub const STATE_FORMAT: u8 = 5;
+
+#[derive(Debug, clickhouse::Row, serde::Deserialize)]
+struct Offset {
+    offset: i64,
+}
 
 /// Variable-length integers: most counters of an open block are small.
 fn options() -> impl Options {
@@ -83,8 +90,22 @@ pub async fn load(
         .await?;
     match row.as_ref().and_then(|row| decode(&row.state)) {
         Some(mut state) => {
+            // The latest chunk holding every id (from offset 0), and the chunks after it.
             let sql = format!(
-                "SELECT ?fields FROM {} FINAL WHERE consumer_group = ? AND topic = ? AND partition = ? AND to_offset <= ? ORDER BY from_offset",
+                "SELECT max(to_offset) AS offset FROM {} WHERE consumer_group = ? AND topic = ? AND partition = ? AND from_offset = 0 AND to_offset <= ?",
+                tables::INDEX_SEEN_IDS
+            );
+            let whole = client
+                .query(&sql)
+                .bind(key)
+                .bind(topic)
+                .bind(partition as u32)
+                .bind(state.next_offset)
+                .fetch_optional::<Offset>()
+                .await?
+                .map_or(0, |o| o.offset);
+            let sql = format!(
+                "SELECT ?fields FROM {} FINAL WHERE consumer_group = ? AND topic = ? AND partition = ? AND to_offset <= ? AND ((from_offset = 0 AND to_offset = ?) OR from_offset >= ?) ORDER BY from_offset",
                 tables::INDEX_SEEN_IDS
             );
             let chunks = client
@@ -93,6 +114,8 @@ pub async fn load(
                 .bind(topic)
                 .bind(partition as u32)
                 .bind(state.next_offset)
+                .bind(whole)
+                .bind(whole)
                 .fetch_all::<SeenIdsRow>()
                 .await?;
             let chunks: Vec<Vec<u8>> = chunks.into_iter().map(|c| c.ids).collect();

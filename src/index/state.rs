@@ -130,7 +130,15 @@ pub struct PartitionState {
     new_ids: Vec<(u64, i32)>,
     #[serde(skip)]
     ids_from: i64,
+    /// Chunks written since the last chunk that holds every id (from offset 0); `None`
+    /// after a restore, so the first checkpoint writes a whole one and a later restore
+    /// reads one whole chunk and the few after it.
+    #[serde(skip)]
+    chunks_since_whole: Option<u32>,
 }
+
+/// A checkpoint writes every id again (one chunk from offset 0) after this many chunks.
+const CHUNKS_PER_WHOLE: u32 = 200;
 
 /// FNV-1a, 64 bit: stable across processes and versions (unlike std's hasher), so the
 /// hashes stored in checkpoints keep meaning the same ids.
@@ -363,15 +371,41 @@ impl PartitionState {
         }
     }
 
-    /// Ids folded since the last call, as a chunk covering `[from, next_offset)`.
+    /// Ids folded since the last call, as a chunk covering `[from, next_offset)`; every
+    /// `CHUNKS_PER_WHOLE` calls (and on the first after a restore) every id, from 0.
     pub fn take_new_ids(&mut self) -> (i64, i64, Vec<u8>) {
-        let from = self.ids_from;
+        let whole = self
+            .chunks_since_whole
+            .is_none_or(|n| n + 1 >= CHUNKS_PER_WHOLE);
+        let from = if whole { 0 } else { self.ids_from };
         self.ids_from = self.next_offset;
-        let mut bytes = Vec::with_capacity(self.new_ids.len() * 12);
-        for (hash, day) in self.new_ids.drain(..) {
+        self.chunks_since_whole = Some(if whole {
+            0
+        } else {
+            self.chunks_since_whole.unwrap_or(0) + 1
+        });
+        let capacity = if whole {
+            self.seen.len()
+        } else {
+            self.new_ids.len()
+        };
+        let mut bytes = Vec::with_capacity(capacity * 12);
+        let mut put = |hash: u64, day: i32| {
             bytes.extend_from_slice(&hash.to_le_bytes());
             bytes.extend_from_slice(&day.to_le_bytes());
+        };
+        if whole {
+            let mut all: Vec<(u64, i32)> = self.seen.iter().map(|(h, d)| (*h, *d)).collect();
+            all.sort_unstable();
+            for (hash, day) in all {
+                put(hash, day);
+            }
+        } else {
+            for (hash, day) in &self.new_ids {
+                put(*hash, *day);
+            }
         }
+        self.new_ids.clear();
         (from, self.ids_from, bytes)
     }
 
@@ -391,6 +425,7 @@ impl PartitionState {
         }
         self.new_ids.clear();
         self.ids_from = self.next_offset;
+        self.chunks_since_whole = None;
     }
 
     /// Ids known (for tests and stats).
@@ -625,6 +660,25 @@ mod tests {
             .map(|r| (r.source_block, r.respondents))
             .collect();
         assert_eq!(blocks, vec![(0, 1), (1, 1)]);
+    }
+
+    #[test]
+    fn id_chunks_are_incremental_with_a_whole_one_after_a_restore() {
+        let f = frameworks();
+        let at = "2026-11-01T10:00:00+07:00";
+        let mut state = PartitionState::new(0, 0);
+        state.apply_survey(&survey("a", at, "01", Some(5)), 0, &f, LATENESS);
+        assert_eq!(state.take_new_ids().0, 0, "the first chunk holds every id");
+        state.apply_survey(&survey("b", at, "01", Some(5)), 1, &f, LATENESS);
+        let (from, to, ids) = state.take_new_ids();
+        assert_eq!((from, to, ids.len()), (1, 2, 12), "then only what is new");
+        state.restore_ids(&[]);
+        let (from, to, ids) = state.take_new_ids();
+        assert_eq!(
+            (from, to, ids.len()),
+            (0, 2, 24),
+            "after a restore, every id again"
+        );
     }
 
     #[test]
