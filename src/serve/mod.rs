@@ -5,11 +5,16 @@
 //! its own producer) builds its own `Router` and is merged in `router` the same way.
 pub mod api;
 pub mod cache;
+#[cfg(test)]
+mod catalogue;
 pub mod dashboard;
+pub mod db;
+pub mod error;
 pub mod health;
 pub mod params;
 pub mod rows;
 pub mod stream;
+pub mod sums;
 pub mod views;
 
 use std::sync::Arc;
@@ -40,7 +45,7 @@ pub struct ServeState {
     pub frameworks: Arc<FrameworkCatalog>,
     pub provinces: Arc<ProvinceRegistry>,
     /// Response bodies per normalised request (see `cache`).
-    pub cache: Arc<cache::Cache<api::ApiError>>,
+    pub cache: Arc<cache::Cache<error::ApiError>>,
     /// `/api/v1/openapi.json`, rendered once.
     pub openapi: Arc<[u8]>,
     pub last_probe: health::LastProbe,

@@ -1,89 +1,62 @@
-//! Rows read from the index tables and views (see `src/sink/migrations/0002_indices.sql`).
-//! Dates arrive as days since 1970-01-01.
+//! Rows the read API reads besides the index's own (`index::rows::SatisfactionRow` and
+//! `HotlineKpiRow`): the nation view and the sums of day counts computed at query time
+//! (see `src/sink/migrations/0003_day_counts.sql`). Dates arrive as days since 1970-01-01.
 use serde::Deserialize;
 
+/// Views the index defines beside its tables (`index::rows::tables` names the tables).
+pub mod views {
+    pub const NATION_DAILY: &str = "nation_daily";
+}
+
+/// A row of `nation_daily`.
 #[derive(Debug, Clone, clickhouse::Row, Deserialize)]
-pub struct RankingRow {
-    pub province_code: String,
-    pub province_name: String,
-    pub period: String,
-    pub as_of: u16,
-    pub sipas: Option<f64>,
-    pub access: Option<f64>,
-    pub procedure: Option<f64>,
-    pub staff: Option<f64>,
-    pub result: Option<f64>,
-    pub feedback: Option<f64>,
-    pub respondents: u32,
+pub struct NationRow {
+    pub provinces: u64,
+    pub sipas_mean_of_provinces: Option<f64>,
     pub ci_low: Option<f64>,
     pub ci_high: Option<f64>,
-    pub ranked: u8,
-    pub rank: Option<u32>,
+    pub sipas_respondent_weighted: Option<f64>,
+    pub total_respondents: u64,
 }
 
-/// A province's value in an earlier period, for the change columns.
+/// The newest day with data (0 when there is none).
 #[derive(Debug, Clone, clickhouse::Row, Deserialize)]
-pub struct PreviousRow {
-    pub province_code: String,
-    pub as_of: u16,
-    pub sipas: Option<f64>,
-    pub rank: Option<u32>,
+pub struct DayRow {
+    pub d: u16,
 }
 
+/// Survey day counts of one group summed over one period and every source.
 #[derive(Debug, Clone, clickhouse::Row, Deserialize)]
-pub struct UnitRow {
-    pub unit_type: String,
-    pub unit_id: String,
-    pub province_code: String,
-    pub period: String,
-    pub as_of: u16,
-    pub window_start: u16,
-    pub respondents: u32,
-    pub sipas: Option<f64>,
-    pub ci_low: Option<f64>,
-    pub ci_high: Option<f64>,
-    pub ranked: u8,
-    pub min_sample: u32,
-    pub factor_ids: Vec<String>,
-    pub factor_values: Vec<Option<f64>>,
-    pub criterion_ids: Vec<String>,
-    pub criterion_values: Vec<Option<f64>>,
-    pub criterion_valid: Vec<u32>,
-    pub criterion_satisfied: Vec<u32>,
-    pub criterion_missing: Vec<u32>,
-    pub expectation_ids: Vec<String>,
-    pub expectation_shares: Vec<f64>,
+pub struct SurveySumRow {
+    pub key: String,
+    /// An agency level seen in the group (`level`: the name `agency_level` is a column).
+    pub level: String,
+    /// 1-based index of the period (the ARRAY JOIN of the periods asked for).
+    pub period: u32,
+    pub respondents: u64,
+    pub n1: Vec<u64>,
+    pub n2: Vec<u64>,
+    pub n3: Vec<u64>,
+    pub n4: Vec<u64>,
+    pub n5: Vec<u64>,
+    pub missing: Vec<u64>,
+    pub ticks: Vec<u64>,
 }
 
+/// Hotline day counts of one group summed over a window (and `open_past_due` over every
+/// day up to its end).
 #[derive(Debug, Clone, clickhouse::Row, Deserialize)]
-pub struct HistoryRow {
-    pub as_of: u16,
-    pub respondents: u32,
-    pub sipas: Option<f64>,
-    pub ci_low: Option<f64>,
-    pub ci_high: Option<f64>,
-    pub ranked: u8,
-    pub factor_ids: Vec<String>,
-    pub factor_values: Vec<Option<f64>>,
-}
-
-#[derive(Debug, Clone, clickhouse::Row, Deserialize)]
-pub struct HotlineRow {
-    pub unit_type: String,
-    pub unit_id: String,
-    pub province_code: String,
-    pub period: String,
-    pub as_of: u16,
-    pub window_start: u16,
-    pub received: u32,
-    pub responded: u32,
-    pub responded_on_time: u32,
-    pub on_time_rate: Option<f64>,
-    pub median_response_hours: Option<f64>,
-    pub rated: u32,
-    pub satisfaction_rate: Option<f64>,
-    pub reopened: u32,
-    pub reopen_rate: Option<f64>,
-    pub rejected: u32,
-    pub open_past_due: u32,
+pub struct HotlineSumRow {
+    pub province: String,
+    pub key: String,
+    pub received: i64,
+    pub responded: i64,
+    pub responded_on_time: i64,
+    pub rated: i64,
+    pub rated_satisfied: i64,
+    pub reopened: i64,
+    pub rejected: i64,
+    pub open_past_due: i64,
+    pub bins: Vec<u8>,
+    pub bin_counts: Vec<i64>,
 }

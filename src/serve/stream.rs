@@ -15,9 +15,9 @@ use serde_json::Value;
 
 use super::api::{
     compute_hotline, compute_rankings, query_map, ApiError, HotlineRequest, QueryMap,
-    RankingsRequest,
+    RankingsRequest, Request,
 };
-use super::params::{self, ParamError};
+use super::params::{self, HotlineBy, ParamError};
 use super::ServeState;
 
 pub fn routes(state: ServeState) -> Router {
@@ -105,7 +105,7 @@ async fn stream(State(state): State<ServeState>, query: QueryMap) -> Response {
         params::check_names(&query, &["window", "framework"])?;
         let rankings = RankingsRequest::parse(&state, &query)?;
         let hotline = HotlineRequest {
-            by: "province",
+            by: HotlineBy::Province,
             province: None,
             window: params::window(&query)?,
         };

@@ -1,13 +1,69 @@
 //! JSON responses of the read API, built from index rows (pure). The shapes are the ones
 //! documented in `openapi.json`; values are unrounded (clients round for display).
-use std::collections::HashMap;
+//!
+//! Every survey value arrives as a [`SatisfactionRow`], whether read from the materialised
+//! tables or computed at query time from the day counts (`serve::sums`), so both paths
+//! share these views. Ranks are computed here, among the rows of one `as_of` day, with
+//! the index's [`competition_rank`].
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use super::params::format_day;
-use super::rows::{HistoryRow, HotlineRow, PreviousRow, RankingRow, UnitRow};
+use super::params::{format_day, previous_as_of, previous_year_as_of, BreakdownBy, HotlineBy};
+use super::rows::NationRow;
 use crate::domain::{Framework, ProvinceRegistry};
-use crate::index::survey::wilson;
+use crate::index::rows::{HotlineKpiRow, SatisfactionRow};
+use crate::index::survey::{competition_rank, wilson};
+use crate::index::window::Window;
+
+/// The two-sided 95 % critical value of the standard normal (as in `wilson`).
+const Z_95: f64 = 1.959_963_984_540_054;
+
+/// Whether two values (percentages of satisfied answers) differ at 95 %: a pooled
+/// two-proportion z-test on the values as shares with their interval `n` (SIPAS.md §3).
+/// `None` when either value is missing or has no `n`.
+pub fn significant(now: Option<f64>, now_n: u32, then: Option<f64>, then_n: u32) -> Option<bool> {
+    let (now, then) = (now? / 100.0, then? / 100.0);
+    if now_n == 0 || then_n == 0 || !now.is_finite() || !then.is_finite() {
+        return None;
+    }
+    let (n1, n2) = (f64::from(now_n), f64::from(then_n));
+    let pooled = (now * n1 + then * n2) / (n1 + n2);
+    let se = (pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n2)).sqrt();
+    if se.is_nan() || se <= 0.0 {
+        // Both all-satisfied (or all not): equal shares, nothing to reject.
+        return Some(false);
+    }
+    Some(((now - then) / se).abs() > Z_95)
+}
+
+fn position(ids: &[String], id: &str) -> Option<usize> {
+    ids.iter().position(|x| x == id)
+}
+
+fn factor(row: &SatisfactionRow, id: &str) -> Option<f64> {
+    position(&row.factor_ids, id).and_then(|i| row.factor_values.get(i).copied().flatten())
+}
+
+/// Factor values by factor id (for the endpoints whose framework is not fixed).
+fn factor_map(row: &SatisfactionRow) -> BTreeMap<String, Option<f64>> {
+    row.factor_ids
+        .iter()
+        .cloned()
+        .zip(row.factor_values.iter().copied())
+        .collect()
+}
+
+/// Standard competition ranks of `rows` (all of one `as_of` day) by SIPAS among ranked rows.
+fn ranks(rows: &[&SatisfactionRow]) -> Vec<Option<u32>> {
+    let scores: Vec<(Option<f64>, bool)> = rows.iter().map(|r| (r.sipas, r.ranked == 1)).collect();
+    competition_rank(&scores)
+}
+
+/// Ranked first (by rank), then the unranked, each by `tie` (the unit id).
+fn rank_order(rank: Option<u32>, tie: &str) -> (bool, u32, String) {
+    (rank.is_none(), rank.unwrap_or(0), tie.to_owned())
+}
 
 #[derive(Debug, Serialize)]
 pub struct Rankings {
@@ -15,9 +71,84 @@ pub struct Rankings {
     pub window: String,
     /// True for the latest values, false for a requested `as_of` day.
     pub latest: bool,
-    /// Newest `as_of` among the rows (the requested day for historical rankings).
+    /// The one day every province is compared at (the requested day for historical rankings).
     pub as_of: Option<String>,
+    /// The nation at `as_of`: null when no province has a value.
+    pub nation: Option<Nation>,
     pub provinces: Vec<RankingEntry>,
+}
+
+/// "Trung bình cả nước": the plain mean of the ranked provinces' SIPAS with a 95 %
+/// interval from the provinces' own (as `nation_daily`), beside a respondent-weighted mean.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Nation {
+    pub as_of: String,
+    /// Ranked provinces in the mean.
+    pub provinces: u64,
+    pub sipas: Option<f64>,
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
+    /// Every province with a value, weighted by respondents.
+    pub sipas_respondent_weighted: Option<f64>,
+    pub respondents: u64,
+}
+
+fn finite(value: Option<f64>) -> Option<f64> {
+    value.filter(|v| v.is_finite())
+}
+
+impl Nation {
+    pub fn from_row(row: NationRow, as_of: i64) -> Self {
+        Self {
+            as_of: format_day(as_of),
+            provinces: row.provinces,
+            sipas: finite(row.sipas_mean_of_provinces),
+            ci_low: finite(row.ci_low),
+            ci_high: finite(row.ci_high),
+            sipas_respondent_weighted: finite(row.sipas_respondent_weighted),
+            respondents: row.total_respondents,
+        }
+    }
+
+    /// The nation of province rows of one day, computed as `nation_daily` computes it:
+    /// the mean of ranked provinces ± 1.96 × sqrt(Σ p(1−p)/n) / k (normal approximation of a
+    /// mean of independent shares, `n` = each province's interval `n`), within 0..100.
+    pub fn of(rows: &[SatisfactionRow], as_of: i64) -> Option<Self> {
+        let valued: Vec<(&SatisfactionRow, f64)> = rows
+            .iter()
+            .filter_map(|r| r.sipas.filter(|s| s.is_finite()).map(|s| (r, s)))
+            .collect();
+        if valued.is_empty() {
+            return None;
+        }
+        let ranked: Vec<(&SatisfactionRow, f64)> = valued
+            .iter()
+            .copied()
+            .filter(|(r, _)| r.ranked == 1)
+            .collect();
+        let k = ranked.len() as f64;
+        let mean = (!ranked.is_empty()).then(|| ranked.iter().map(|(_, s)| s).sum::<f64>() / k);
+        let variance: f64 = ranked
+            .iter()
+            .filter(|(r, _)| r.ci_n > 0)
+            .map(|(r, s)| (s / 100.0) * (1.0 - s / 100.0) / f64::from(r.ci_n))
+            .sum();
+        let margin = 196.0 * variance.sqrt() / k;
+        let respondents: u64 = valued.iter().map(|(r, _)| u64::from(r.respondents)).sum();
+        let weighted: f64 = valued
+            .iter()
+            .map(|(r, s)| s * f64::from(r.respondents))
+            .sum();
+        Some(Self {
+            as_of: format_day(as_of),
+            provinces: ranked.len() as u64,
+            sipas: mean,
+            ci_low: mean.map(|m| (m - margin).max(0.0)),
+            ci_high: mean.map(|m| (m + margin).min(100.0)),
+            sipas_respondent_weighted: finite(Some(weighted / respondents as f64)),
+            respondents,
+        })
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -27,6 +158,18 @@ pub struct Factors {
     pub staff: Option<f64>,
     pub result: Option<f64>,
     pub feedback: Option<f64>,
+}
+
+impl Factors {
+    fn of(row: &SatisfactionRow) -> Self {
+        Self {
+            access: factor(row, "access"),
+            procedure: factor(row, "procedure"),
+            staff: factor(row, "staff"),
+            result: factor(row, "result"),
+            feedback: factor(row, "feedback"),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -42,11 +185,16 @@ pub struct RankingEntry {
     pub respondents: u32,
     pub ci_low: Option<f64>,
     pub ci_high: Option<f64>,
+    /// The `n` of the interval: valid answers behind the value (SIPAS.md §3).
+    pub ci_n: u32,
     pub ranked: bool,
+    /// Against the previous period of the same length (see `params::previous_as_of`).
     pub change: Change,
+    /// Against the same period of the previous year (see `params::previous_year_as_of`).
+    pub previous_year: Change,
 }
 
-/// Against the previous period of the same length (see `params::previous_as_of`).
+/// A comparison with an earlier period of the same window.
 #[derive(Debug, Serialize)]
 pub struct Change {
     pub previous_as_of: String,
@@ -55,74 +203,308 @@ pub struct Change {
     pub previous_rank: Option<u32>,
     /// Places gained (previous rank − rank); positive means moved up.
     pub rank_delta: Option<i64>,
+    /// The change is significant at 95 % (two-proportion z-test); null without both values.
+    pub significant: Option<bool>,
 }
 
-pub fn rankings(
-    framework: &str,
-    window: &str,
-    requested: Option<i64>,
-    rows: Vec<RankingRow>,
-    previous: &[PreviousRow],
-    previous_of: impl Fn(i64) -> i64,
-) -> Rankings {
-    let before: HashMap<(&str, u16), &PreviousRow> = previous
+/// A value with its rank and interval `n`, looked up by province and day.
+#[derive(Debug, Clone, Copy)]
+struct Ranked {
+    sipas: Option<f64>,
+    rank: Option<u32>,
+    ci_n: u32,
+}
+
+/// Ranks rows of any number of days, each day among its own rows.
+fn ranked_by_day(rows: &[SatisfactionRow]) -> HashMap<(&str, u16), Ranked> {
+    let mut days: BTreeMap<u16, Vec<&SatisfactionRow>> = BTreeMap::new();
+    for row in rows {
+        days.entry(row.as_of).or_default().push(row);
+    }
+    let mut out = HashMap::new();
+    for (day, rows) in days {
+        for (row, rank) in rows.iter().zip(ranks(&rows)) {
+            out.insert(
+                (row.unit_id.as_str(), day),
+                Ranked {
+                    sipas: row.sipas,
+                    rank,
+                    ci_n: row.ci_n,
+                },
+            );
+        }
+    }
+    out
+}
+
+fn change(now: Ranked, day: i64, earlier: &HashMap<(&str, u16), Ranked>, code: &str) -> Change {
+    let then = u16::try_from(day)
+        .ok()
+        .and_then(|d| earlier.get(&(code, d)))
+        .copied();
+    let previous_sipas = then.and_then(|t| t.sipas);
+    let previous_rank = then.and_then(|t| t.rank);
+    Change {
+        previous_as_of: format_day(day),
+        previous_sipas,
+        sipas_delta: now.sipas.zip(previous_sipas).map(|(a, b)| a - b),
+        previous_rank,
+        rank_delta: now
+            .rank
+            .zip(previous_rank)
+            .map(|(now, then)| i64::from(then) - i64::from(now)),
+        significant: significant(
+            now.sipas,
+            now.ci_n,
+            previous_sipas,
+            then.map_or(0, |t| t.ci_n),
+        ),
+    }
+}
+
+/// What a ranking is built from: the provinces at one day and their values in the
+/// earlier periods (previous period and previous year, any order, other days ignored).
+pub struct RankingInput<'a> {
+    pub framework: &'a str,
+    pub window: Window,
+    pub requested: Option<i64>,
+    pub current: Vec<SatisfactionRow>,
+    pub earlier: &'a [SatisfactionRow],
+    pub nation: Option<Nation>,
+    pub provinces: &'a ProvinceRegistry,
+}
+
+pub fn rankings(input: RankingInput<'_>) -> Rankings {
+    let earlier = ranked_by_day(input.earlier);
+    let as_of = input
+        .requested
+        .or_else(|| input.current.iter().map(|r| i64::from(r.as_of)).max());
+    let refs: Vec<&SatisfactionRow> = input.current.iter().collect();
+    let rank = ranks(&refs);
+    let mut provinces: Vec<RankingEntry> = input
+        .current
         .iter()
-        .map(|p| ((p.province_code.as_str(), p.as_of), p))
-        .collect();
-    let as_of = match requested {
-        Some(day) => Some(format_day(day)),
-        None => rows
-            .iter()
-            .map(|r| r.as_of)
-            .max()
-            .map(|d| format_day(i64::from(d))),
-    };
-    let provinces = rows
-        .into_iter()
-        .map(|r| {
-            let previous_day = previous_of(i64::from(r.as_of));
-            let earlier = u16::try_from(previous_day)
-                .ok()
-                .and_then(|d| before.get(&(r.province_code.as_str(), d)));
-            let previous_sipas = earlier.and_then(|p| p.sipas);
-            let previous_rank = earlier.and_then(|p| p.rank);
-            RankingEntry {
-                change: Change {
-                    previous_as_of: format_day(previous_day),
-                    previous_sipas,
-                    sipas_delta: r.sipas.zip(previous_sipas).map(|(now, then)| now - then),
-                    previous_rank,
-                    rank_delta: r
-                        .rank
-                        .zip(previous_rank)
-                        .map(|(now, then)| i64::from(then) - i64::from(now)),
-                },
-                rank: r.rank,
-                as_of: format_day(i64::from(r.as_of)),
-                period: r.period,
+        .zip(rank)
+        .map(|(r, rank)| {
+            let day = i64::from(r.as_of);
+            let now = Ranked {
                 sipas: r.sipas,
-                factors: Factors {
-                    access: r.access,
-                    procedure: r.procedure,
-                    staff: r.staff,
-                    result: r.result,
-                    feedback: r.feedback,
-                },
+                rank,
+                ci_n: r.ci_n,
+            };
+            let code = r.unit_id.as_str();
+            let previous_year = previous_year_as_of(input.window, day).unwrap_or(day - 365);
+            RankingEntry {
+                change: change(now, previous_as_of(input.window, day), &earlier, code),
+                previous_year: change(now, previous_year, &earlier, code),
+                rank,
+                province_name: input
+                    .provinces
+                    .name_2025(code)
+                    .unwrap_or_default()
+                    .to_owned(),
+                province_code: code.to_owned(),
+                as_of: format_day(day),
+                period: r.period.clone(),
+                sipas: r.sipas,
+                factors: Factors::of(r),
                 respondents: r.respondents,
                 ci_low: r.ci_low,
                 ci_high: r.ci_high,
+                ci_n: r.ci_n,
                 ranked: r.ranked == 1,
-                province_name: r.province_name,
-                province_code: r.province_code,
             }
         })
         .collect();
+    provinces.sort_by_key(|p| rank_order(p.rank, &p.province_code));
     Rankings {
-        framework: framework.to_owned(),
-        window: window.to_owned(),
-        latest: requested.is_none(),
-        as_of,
+        framework: input.framework.to_owned(),
+        window: input.window.label(),
+        latest: input.requested.is_none(),
+        as_of: as_of.map(format_day),
+        nation: input.nation,
         provinces,
+    }
+}
+
+/// Every agency of one province at one day, ranked among the ranked agencies.
+#[derive(Debug, Serialize)]
+pub struct AgencyRanking {
+    pub framework: String,
+    pub window: String,
+    pub province_code: String,
+    pub province_name: String,
+    pub latest: bool,
+    pub as_of: Option<String>,
+    pub window_start: Option<String>,
+    pub period: Option<String>,
+    pub min_sample: u32,
+    pub agencies: Vec<AgencyEntry>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AgencyEntry {
+    pub rank: Option<u32>,
+    pub agency_id: String,
+    pub agency_level: String,
+    pub respondents: u32,
+    pub sipas: Option<f64>,
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
+    pub ci_n: u32,
+    pub ranked: bool,
+    pub factors: BTreeMap<String, Option<f64>>,
+}
+
+/// Where a window ending on `as_of` starts and which period it is (for response headers).
+fn window_span(window: Window, as_of: Option<i64>) -> (Option<String>, Option<String>) {
+    match as_of {
+        Some(day) if super::params::storable_day(day) => (
+            Some(format_day(window.start(day))),
+            Some(window.period(day)),
+        ),
+        _ => (None, None),
+    }
+}
+
+pub struct AgencyRankingInput<'a> {
+    pub framework: &'a Framework,
+    pub window: Window,
+    pub province: &'a str,
+    pub requested: Option<i64>,
+    pub as_of: Option<i64>,
+    /// Agency rows (unit id = agency id) with each agency's level.
+    pub agencies: Vec<(SatisfactionRow, String)>,
+    pub provinces: &'a ProvinceRegistry,
+}
+
+pub fn agency_ranking(input: AgencyRankingInput<'_>) -> AgencyRanking {
+    let refs: Vec<&SatisfactionRow> = input.agencies.iter().map(|(r, _)| r).collect();
+    let rank = ranks(&refs);
+    let mut agencies: Vec<AgencyEntry> = input
+        .agencies
+        .iter()
+        .zip(rank)
+        .map(|((r, level), rank)| AgencyEntry {
+            rank,
+            agency_id: r.unit_id.clone(),
+            agency_level: level.clone(),
+            respondents: r.respondents,
+            sipas: r.sipas,
+            ci_low: r.ci_low,
+            ci_high: r.ci_high,
+            ci_n: r.ci_n,
+            ranked: r.ranked == 1,
+            factors: factor_map(r),
+        })
+        .collect();
+    agencies.sort_by_key(|a| rank_order(a.rank, &a.agency_id));
+    let (window_start, period) = window_span(input.window, input.as_of);
+    AgencyRanking {
+        framework: input.framework.id.clone(),
+        window: input.window.label(),
+        province_code: input.province.to_owned(),
+        province_name: input
+            .provinces
+            .name_2025(input.province)
+            .unwrap_or_default()
+            .to_owned(),
+        latest: input.requested.is_none(),
+        as_of: input.as_of.map(format_day),
+        window_start,
+        period,
+        min_sample: input.framework.min_sample,
+        agencies,
+    }
+}
+
+/// A unit's respondents split by one column, each part with its own values.
+#[derive(Debug, Serialize)]
+pub struct Breakdown {
+    pub framework: String,
+    pub window: String,
+    pub by: String,
+    /// The province, or null for every province pooled.
+    pub province_code: Option<String>,
+    pub province_name: Option<String>,
+    pub latest: bool,
+    pub as_of: Option<String>,
+    pub window_start: Option<String>,
+    pub period: Option<String>,
+    pub respondents: u64,
+    pub values: Vec<BreakdownEntry>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BreakdownEntry {
+    /// The channel, respondent type, agency level or procedure code ('' = none named).
+    pub value: String,
+    pub respondents: u32,
+    /// Share (%) of the unit's respondents.
+    pub share: f64,
+    pub sipas: Option<f64>,
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
+    pub ci_n: u32,
+    /// At least `min_sample` respondents.
+    pub ranked: bool,
+    pub factors: BTreeMap<String, Option<f64>>,
+}
+
+pub struct BreakdownInput<'a> {
+    pub framework: &'a str,
+    pub window: Window,
+    pub by: BreakdownBy,
+    pub province: Option<&'a str>,
+    pub requested: Option<i64>,
+    pub as_of: Option<i64>,
+    /// One row per value (unit id = the value).
+    pub parts: Vec<SatisfactionRow>,
+    pub provinces: &'a ProvinceRegistry,
+}
+
+pub fn breakdown(input: BreakdownInput<'_>) -> Breakdown {
+    let total: u64 = input.parts.iter().map(|p| u64::from(p.respondents)).sum();
+    let mut values: Vec<BreakdownEntry> = input
+        .parts
+        .into_iter()
+        .map(|p| BreakdownEntry {
+            share: if total > 0 {
+                100.0 * f64::from(p.respondents) / total as f64
+            } else {
+                0.0
+            },
+            factors: factor_map(&p),
+            respondents: p.respondents,
+            sipas: p.sipas,
+            ci_low: p.ci_low,
+            ci_high: p.ci_high,
+            ci_n: p.ci_n,
+            ranked: p.ranked == 1,
+            value: p.unit_id,
+        })
+        .collect();
+    values.sort_by(|a, b| {
+        b.respondents
+            .cmp(&a.respondents)
+            .then(a.value.cmp(&b.value))
+    });
+    let (window_start, period) = window_span(input.window, input.as_of);
+    Breakdown {
+        framework: input.framework.to_owned(),
+        window: input.window.label(),
+        by: input.by.as_str().to_owned(),
+        province_code: input.province.map(str::to_owned),
+        province_name: input
+            .province
+            .and_then(|p| input.provinces.name_2025(p))
+            .map(str::to_owned),
+        latest: input.requested.is_none(),
+        as_of: input.as_of.map(format_day),
+        window_start,
+        period,
+        respondents: total,
+        values,
     }
 }
 
@@ -141,6 +523,7 @@ pub struct Unit {
     pub sipas: Option<f64>,
     pub ci_low: Option<f64>,
     pub ci_high: Option<f64>,
+    pub ci_n: u32,
     pub ranked: bool,
     pub min_sample: u32,
     pub factors: Vec<FactorDetail>,
@@ -153,9 +536,11 @@ pub struct FactorDetail {
     pub id: String,
     pub name: String,
     pub value: Option<f64>,
-    /// Wilson interval of the factor value with n = respondents (as for SIPAS).
+    /// Wilson interval of the factor value; `n` = the smallest valid count among its
+    /// criteria with data.
     pub ci_low: Option<f64>,
     pub ci_high: Option<f64>,
+    pub n: u32,
     pub criteria: Vec<CriterionDetail>,
 }
 
@@ -188,8 +573,9 @@ pub struct HistoryPoint {
     pub sipas: Option<f64>,
     pub ci_low: Option<f64>,
     pub ci_high: Option<f64>,
+    pub ci_n: u32,
     pub ranked: bool,
-    pub factors: HashMap<String, Option<f64>>,
+    pub factors: BTreeMap<String, Option<f64>>,
 }
 
 fn interval(value: Option<f64>, n: u32) -> (Option<f64>, Option<f64>) {
@@ -199,21 +585,22 @@ fn interval(value: Option<f64>, n: u32) -> (Option<f64>, Option<f64>) {
     }
 }
 
+/// A unit's latest values with the daily history of the same window.
 pub fn unit(
-    row: UnitRow,
-    history: Vec<HistoryRow>,
+    unit_type: &str,
+    row: &SatisfactionRow,
+    history: &[SatisfactionRow],
     framework: &Framework,
-    window: &str,
     provinces: &ProvinceRegistry,
 ) -> Unit {
-    let position = |ids: &[String], id: &str| ids.iter().position(|x| x == id);
     let factors = framework
         .factors
         .iter()
         .map(|f| {
-            let value = position(&row.factor_ids, &f.id)
-                .and_then(|i| row.factor_values.get(i).copied().flatten());
-            let (ci_low, ci_high) = interval(value, row.respondents);
+            let i = position(&row.factor_ids, &f.id);
+            let value = i.and_then(|i| row.factor_values.get(i).copied().flatten());
+            let n = i.and_then(|i| row.factor_n.get(i).copied()).unwrap_or(0);
+            let (ci_low, ci_high) = interval(value, n);
             let criteria = f
                 .criteria
                 .iter()
@@ -241,6 +628,7 @@ pub fn unit(
                 value,
                 ci_low,
                 ci_high,
+                n,
                 criteria,
             }
         })
@@ -257,15 +645,16 @@ pub fn unit(
         })
         .collect();
     let history = history
-        .into_iter()
+        .iter()
         .map(|h| HistoryPoint {
             as_of: format_day(i64::from(h.as_of)),
             respondents: h.respondents,
             sipas: h.sipas,
             ci_low: h.ci_low,
             ci_high: h.ci_high,
+            ci_n: h.ci_n,
             ranked: h.ranked == 1,
-            factors: h.factor_ids.into_iter().zip(h.factor_values).collect(),
+            factors: factor_map(h),
         })
         .collect();
     Unit {
@@ -273,18 +662,19 @@ pub fn unit(
             .name_2025(&row.province_code)
             .unwrap_or_default()
             .to_owned(),
-        unit_type: row.unit_type,
-        unit_id: row.unit_id,
-        province_code: row.province_code,
+        unit_type: unit_type.to_owned(),
+        unit_id: row.unit_id.clone(),
+        province_code: row.province_code.clone(),
         framework: framework.id.clone(),
-        window: window.to_owned(),
-        period: row.period,
+        window: row.window.clone(),
+        period: row.period.clone(),
         as_of: format_day(i64::from(row.as_of)),
         window_start: format_day(i64::from(row.window_start)),
         respondents: row.respondents,
         sipas: row.sipas,
         ci_low: row.ci_low,
         ci_high: row.ci_high,
+        ci_n: row.ci_n,
         ranked: row.ranked == 1,
         min_sample: row.min_sample,
         factors,
@@ -305,11 +695,17 @@ pub struct HotlineKpis {
 #[derive(Debug, Serialize)]
 pub struct HotlineUnit {
     pub unit_type: String,
+    /// Unique within the answer: the province code, `province/category`,
+    /// `province/agency_id`, or the channel.
     pub unit_id: String,
     pub province_code: String,
     pub province_name: String,
-    /// The category for `by=category` (unit ids are `province/category`).
+    /// The category for `by=category`.
     pub category: Option<String>,
+    /// The agency for `by=agency` (unique only within its province).
+    pub agency_id: Option<String>,
+    /// The channel for `by=channel` (a ticket's channel is that of its first `received`).
+    pub channel: Option<String>,
     pub as_of: String,
     pub period: String,
     pub received: u32,
@@ -325,11 +721,19 @@ pub struct HotlineUnit {
     pub open_past_due: u32,
 }
 
+/// The part of `province/part` after the province.
+fn within_province(unit_id: &str) -> String {
+    unit_id
+        .split_once('/')
+        .map_or(unit_id, |(_, rest)| rest)
+        .to_owned()
+}
+
 pub fn hotline(
     window: &str,
-    by: &str,
+    by: HotlineBy,
     province: Option<String>,
-    rows: Vec<HotlineRow>,
+    rows: Vec<HotlineKpiRow>,
     provinces: &ProvinceRegistry,
 ) -> HotlineKpis {
     let as_of = rows
@@ -337,20 +741,17 @@ pub fn hotline(
         .map(|r| r.as_of)
         .max()
         .map(|d| format_day(i64::from(d)));
-    let units = rows
+    let mut units: Vec<HotlineUnit> = rows
         .into_iter()
         .map(|r| HotlineUnit {
-            category: (r.unit_type == "category").then(|| {
-                r.unit_id
-                    .split_once('/')
-                    .map_or(r.unit_id.as_str(), |(_, c)| c)
-                    .to_owned()
-            }),
+            category: (by == HotlineBy::Category).then(|| within_province(&r.unit_id)),
+            agency_id: (by == HotlineBy::Agency).then(|| within_province(&r.unit_id)),
+            channel: (by == HotlineBy::Channel).then(|| r.unit_id.clone()),
             province_name: provinces
                 .name_2025(&r.province_code)
                 .unwrap_or_default()
                 .to_owned(),
-            unit_type: r.unit_type,
+            unit_type: by.as_str().to_owned(),
             unit_id: r.unit_id,
             province_code: r.province_code,
             as_of: format_day(i64::from(r.as_of)),
@@ -368,9 +769,10 @@ pub fn hotline(
             open_past_due: r.open_past_due,
         })
         .collect();
+    units.sort_by(|a, b| b.received.cmp(&a.received).then(a.unit_id.cmp(&b.unit_id)));
     HotlineKpis {
         window: window.to_owned(),
-        by: by.to_owned(),
+        by: by.as_str().to_owned(),
         province,
         as_of,
         units,
@@ -380,159 +782,292 @@ pub fn hotline(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::FrameworkCatalog;
+    use crate::index::survey::{compute, SurveyCounts};
+    use crate::index::values::{satisfaction_value, UnitKey, UnitType};
+    use crate::index::window::from_date;
 
-    fn ranking(code: &str, as_of: u16, sipas: f64, rank: Option<u32>) -> RankingRow {
-        RankingRow {
+    fn frameworks() -> FrameworkCatalog {
+        FrameworkCatalog::load_dir(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/frameworks"),
+        )
+        .unwrap()
+    }
+
+    /// A province row whose SIPAS is `satisfied` of `valid` on every criterion.
+    fn row(
+        framework: &Framework,
+        code: &str,
+        as_of: i64,
+        respondents: u32,
+        valid: u32,
+        satisfied: u32,
+    ) -> SatisfactionRow {
+        let n = framework.criterion_ids().count();
+        let counts = SurveyCounts::from_parts(
+            respondents,
+            &vec![valid; n],
+            &vec![satisfied; n],
+            &vec![respondents - valid; n],
+            &vec![0; framework.expectations.len()],
+        );
+        let unit = UnitKey {
+            unit_type: UnitType::Province,
+            unit_id: code.into(),
             province_code: code.into(),
-            province_name: format!("P{code}"),
-            period: String::new(),
-            as_of,
-            sipas: Some(sipas),
-            access: Some(1.0),
-            procedure: None,
-            staff: Some(2.0),
-            result: Some(3.0),
-            feedback: Some(4.0),
-            respondents: 40,
-            ci_low: Some(sipas - 5.0),
-            ci_high: Some(sipas + 5.0),
-            ranked: u8::from(rank.is_some()),
-            rank,
-        }
+        };
+        SatisfactionRow::new(
+            &satisfaction_value(framework, &unit, Window::Rolling(30), as_of, &counts, 0),
+            framework,
+        )
     }
 
     #[test]
-    fn change_compares_with_the_previous_period_of_each_row() {
-        let rows = vec![
-            ranking("01", 100, 80.0, Some(1)),
-            ranking("79", 99, 70.0, Some(2)),
-            ranking("92", 100, 90.0, None),
+    fn significance_is_a_two_proportion_z_test() {
+        // 80 % of 400 vs 70 % of 400: z ≈ 3.27 → significant; 80 % of 40 vs 75 % of 40: no.
+        assert_eq!(significant(Some(80.0), 400, Some(70.0), 400), Some(true));
+        assert_eq!(significant(Some(80.0), 40, Some(75.0), 40), Some(false));
+        // Hand-computed boundary: p1 = 0.6, p2 = 0.5, n = 200 each: pooled 0.55,
+        // se = sqrt(0.55 × 0.45 × 0.01) = 0.04975, z = 2.01 > 1.96.
+        assert_eq!(significant(Some(60.0), 200, Some(50.0), 200), Some(true));
+        // n = 180 each: se = 0.05244, z = 1.907 < 1.96.
+        assert_eq!(significant(Some(60.0), 180, Some(50.0), 180), Some(false));
+        assert_eq!(significant(Some(100.0), 50, Some(100.0), 60), Some(false));
+        assert_eq!(significant(None, 50, Some(80.0), 60), None);
+        assert_eq!(significant(Some(80.0), 0, Some(80.0), 60), None);
+        assert_eq!(significant(Some(f64::NAN), 10, Some(80.0), 60), None);
+    }
+
+    #[test]
+    fn rankings_rank_one_day_and_compare_with_both_earlier_periods() {
+        let catalog = frameworks();
+        let f = catalog.get("BNV-2640-2017").unwrap();
+        let as_of = from_date(time::macros::date!(2026 - 11 - 20));
+        let before = as_of - 30;
+        let year_before = from_date(time::macros::date!(2025 - 11 - 20));
+        let current = vec![
+            row(f, "79", as_of, 400, 400, 320), // 80 %
+            row(f, "01", as_of, 400, 400, 360), // 90 %
+            row(f, "48", as_of, 400, 400, 320), // 80 %, ties with 79
+            row(f, "92", as_of, 10, 10, 10),    // 100 %, unranked
         ];
-        let previous = vec![
-            PreviousRow {
-                province_code: "01".into(),
-                as_of: 70,
-                sipas: Some(75.0),
-                rank: Some(2),
-            },
-            PreviousRow {
-                province_code: "79".into(),
-                as_of: 69,
-                sipas: Some(72.5),
-                rank: Some(1),
-            },
-            // Not the previous period of 79: ignored.
-            PreviousRow {
-                province_code: "79".into(),
-                as_of: 70,
-                sipas: Some(10.0),
-                rank: Some(9),
-            },
+        let earlier = vec![
+            row(f, "79", before, 400, 400, 280), // 70 % → +10, significant
+            row(f, "01", before, 400, 400, 356), // 89 % → +1, not significant
+            row(f, "79", year_before, 400, 400, 320),
+            row(f, "79", as_of - 31, 400, 400, 0), // another day: ignored
         ];
-        let r = rankings("F", "30d", None, rows, &previous, |d| d - 30);
-        assert_eq!(r.as_of.as_deref(), Some(format_day(100).as_str()));
+        let registry = ProvinceRegistry::builtin();
+        let nation = Nation::of(&current, as_of);
+        let r = rankings(RankingInput {
+            framework: "BNV-2640-2017",
+            window: Window::Rolling(30),
+            requested: None,
+            current,
+            earlier: &earlier,
+            nation: nation.clone(),
+            provinces: &registry,
+        });
         assert!(r.latest);
-        let first = &r.provinces[0].change;
+        assert_eq!(r.as_of, Some(format_day(as_of)));
+        let order: Vec<(&str, Option<u32>)> = r
+            .provinces
+            .iter()
+            .map(|p| (p.province_code.as_str(), p.rank))
+            .collect();
         assert_eq!(
-            (
-                first.previous_sipas,
-                first.sipas_delta,
-                first.previous_rank,
-                first.rank_delta
-            ),
-            (Some(75.0), Some(5.0), Some(2), Some(1))
+            order,
+            vec![
+                ("01", Some(1)),
+                ("48", Some(2)),
+                ("79", Some(2)),
+                ("92", None)
+            ]
         );
-        assert_eq!(first.previous_as_of, format_day(70));
-        let second = &r.provinces[1].change;
+        let hcm = &r.provinces[2];
+        assert_eq!(hcm.province_name, "Thành phố Hồ Chí Minh");
+        assert_eq!(hcm.ci_n, 400);
+        assert_eq!(hcm.change.previous_as_of, format_day(before));
+        assert!((hcm.change.sipas_delta.unwrap() - 10.0).abs() < 1e-9);
         assert_eq!(
-            (second.sipas_delta, second.rank_delta),
-            (Some(-2.5), Some(-1))
+            hcm.change.previous_rank,
+            Some(2),
+            "ranked among that day's rows"
         );
-        let unranked = &r.provinces[2];
+        assert_eq!(hcm.change.rank_delta, Some(0));
+        assert_eq!(hcm.change.significant, Some(true));
+        assert_eq!(hcm.previous_year.previous_as_of, format_day(year_before));
+        assert_eq!(hcm.previous_year.previous_rank, Some(1));
+        assert_eq!(hcm.previous_year.sipas_delta, Some(0.0));
+        assert_eq!(hcm.previous_year.significant, Some(false));
+        let hanoi = &r.provinces[0];
+        assert_eq!(hanoi.change.significant, Some(false));
+        assert_eq!(hanoi.previous_year.previous_sipas, None);
+        assert_eq!(hanoi.previous_year.significant, None);
+        assert_eq!(r.provinces[3].change.previous_sipas, None);
+        // The nation: mean of the three ranked provinces (80, 90, 80).
+        let nation = r.nation.unwrap();
+        assert_eq!(nation.provinces, 3);
+        assert!((nation.sipas.unwrap() - 250.0 / 3.0).abs() < 1e-9);
+        let margin = 196.0 * (2.0 * 0.8 * 0.2 / 400.0 + 0.9 * 0.1 / 400.0_f64).sqrt() / 3.0;
+        assert!((nation.ci_low.unwrap() - (250.0 / 3.0 - margin)).abs() < 1e-9);
+        assert!((nation.ci_high.unwrap() - (250.0 / 3.0 + margin)).abs() < 1e-9);
+        assert_eq!(nation.respondents, 1210);
+        let weighted = (80.0 * 800.0 + 90.0 * 400.0 + 100.0 * 10.0) / 1210.0;
+        assert!((nation.sipas_respondent_weighted.unwrap() - weighted).abs() < 1e-9);
+        let json = serde_json::to_value(&r.provinces[0]).unwrap();
+        assert_eq!(json["factors"]["staff"], 90.0);
+        assert!(json["previous_year"]["significant"].is_null());
+    }
+
+    #[test]
+    fn the_nation_without_ranked_provinces_has_no_mean() {
+        let catalog = frameworks();
+        let f = catalog.get("BNV-2640-2017").unwrap();
+        assert_eq!(Nation::of(&[], 1), None);
+        let small = Nation::of(&[row(f, "79", 1, 5, 5, 4)], 1).unwrap();
         assert_eq!(
-            (
-                unranked.rank,
-                unranked.ranked,
-                unranked.change.previous_sipas
-            ),
-            (None, false, None)
+            (small.provinces, small.sipas, small.ci_low),
+            (0, None, None)
         );
-        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(small.respondents, 5);
+        let from_view = Nation::from_row(
+            NationRow {
+                provinces: 0,
+                sipas_mean_of_provinces: Some(f64::NAN),
+                ci_low: None,
+                ci_high: None,
+                sipas_respondent_weighted: Some(80.0),
+                total_respondents: 5,
+            },
+            1,
+        );
+        assert_eq!(from_view.sipas, None, "NaN (avg of nothing) is no value");
+    }
+
+    #[test]
+    fn agency_ranking_and_breakdown_shapes() {
+        let catalog = frameworks();
+        let f = catalog.get("BNV-2640-2017").unwrap();
+        let registry = ProvinceRegistry::builtin();
+        let as_of = from_date(time::macros::date!(2026 - 11 - 20));
+        let mut a = row(f, "a", as_of, 40, 40, 20);
+        a.province_code = "79".into();
+        let mut b = row(f, "b", as_of, 50, 50, 40);
+        b.province_code = "79".into();
+        let c = row(f, "c", as_of, 3, 3, 3);
+        let ranking = agency_ranking(AgencyRankingInput {
+            framework: f,
+            window: Window::Month,
+            province: "79",
+            requested: None,
+            as_of: Some(as_of),
+            agencies: vec![
+                (a.clone(), "commune".into()),
+                (c.clone(), "province".into()),
+                (b.clone(), "province".into()),
+            ],
+            provinces: &registry,
+        });
+        let ids: Vec<(&str, Option<u32>)> = ranking
+            .agencies
+            .iter()
+            .map(|e| (e.agency_id.as_str(), e.rank))
+            .collect();
+        assert_eq!(ids, vec![("b", Some(1)), ("a", Some(2)), ("c", None)]);
+        assert_eq!(ranking.window_start.as_deref(), Some("2026-11-01"));
+        assert_eq!(ranking.period.as_deref(), Some("2026-11"));
+        assert_eq!(ranking.agencies[0].factors["access"], Some(80.0));
+        assert_eq!(ranking.agencies[1].agency_level, "commune");
+
+        let parts = vec![a, b, c];
+        let split = breakdown(BreakdownInput {
+            framework: "BNV-2640-2017",
+            window: Window::Rolling(45),
+            by: BreakdownBy::Channel,
+            province: Some("79"),
+            requested: Some(as_of),
+            as_of: Some(as_of),
+            parts,
+            provinces: &registry,
+        });
+        assert_eq!(split.respondents, 93);
+        assert_eq!(split.values[0].value, "b");
+        assert!((split.values.iter().map(|v| v.share).sum::<f64>() - 100.0).abs() < 1e-9);
         assert_eq!(
-            json["provinces"][0]["factors"]["procedure"],
-            serde_json::Value::Null
+            split.province_name.as_deref(),
+            Some("Thành phố Hồ Chí Minh")
         );
-        assert_eq!(json["provinces"][0]["factors"]["feedback"], 4.0);
+        assert_eq!(split.window, "45d");
+        assert!(!split.latest);
     }
 
     #[test]
     fn unit_breakdown_follows_the_framework_with_intervals() {
-        let framework = crate::domain::FrameworkCatalog::load_dir(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/frameworks"),
-        )
-        .unwrap();
-        let framework = framework.get("BNV-2640-2017").unwrap();
-        let criterion_ids: Vec<String> = framework.criterion_ids().map(str::to_owned).collect();
-        let n = criterion_ids.len();
-        let row = UnitRow {
-            unit_type: "province".into(),
+        let catalog = frameworks();
+        let framework = catalog.get("BNV-2640-2017").unwrap();
+        let n = framework.criterion_ids().count();
+        // Criterion 0 has 10 valid answers, every other 40: access's n is 10.
+        let mut valid = vec![40; n];
+        valid[0] = 10;
+        let mut satisfied = vec![30; n];
+        satisfied[0] = 5;
+        let missing: Vec<u32> = valid.iter().map(|v| 50 - v).collect();
+        let mut ticks = vec![0; framework.expectations.len()];
+        ticks[0] = 5;
+        let counts = SurveyCounts::from_parts(50, &valid, &satisfied, &missing, &ticks);
+        let unit_key = UnitKey {
+            unit_type: UnitType::Province,
             unit_id: "79".into(),
             province_code: "79".into(),
-            period: String::new(),
-            as_of: 20000,
-            window_start: 19971,
-            respondents: 50,
-            sipas: Some(80.0),
-            ci_low: Some(70.0),
-            ci_high: Some(88.0),
-            ranked: 1,
-            min_sample: 30,
-            factor_ids: framework.factors.iter().map(|f| f.id.clone()).collect(),
-            factor_values: vec![Some(80.0); 5],
-            criterion_valid: vec![40; n],
-            criterion_satisfied: vec![30; n],
-            criterion_missing: vec![10; n],
-            criterion_values: vec![Some(75.0); n],
-            criterion_ids,
-            expectation_ids: vec![framework.expectations[0].id.clone()],
-            expectation_shares: vec![12.5],
         };
-        let history = vec![HistoryRow {
-            as_of: 19999,
-            respondents: 49,
-            sipas: Some(79.0),
-            ci_low: None,
-            ci_high: None,
-            ranked: 1,
-            factor_ids: vec!["access".into()],
-            factor_values: vec![Some(1.0)],
-        }];
-        let u = unit(row, history, framework, "30d", &ProvinceRegistry::builtin());
+        let as_of = 20_000;
+        let value =
+            satisfaction_value(framework, &unit_key, Window::Rolling(30), as_of, &counts, 0);
+        let latest = SatisfactionRow::new(&value, framework);
+        let history = vec![latest.clone()];
+        let u = unit(
+            "province",
+            &latest,
+            &history,
+            framework,
+            &ProvinceRegistry::builtin(),
+        );
         assert_eq!(u.province_name, "Thành phố Hồ Chí Minh");
+        assert_eq!(u.window, "30d");
         assert_eq!(u.factors.len(), 5);
         assert_eq!(u.factors.iter().map(|f| f.criteria.len()).sum::<usize>(), n);
         let c = &u.factors[0].criteria[0];
         assert_eq!(
             (c.value, c.valid, c.satisfied, c.missing),
-            (Some(75.0), 40, 30, 10)
+            (Some(50.0), 10, 5, 40)
         );
-        let (low, high) = wilson(0.75, 40.0).unwrap();
+        let (low, high) = wilson(0.5, 10.0).unwrap();
         assert_eq!((c.ci_low, c.ci_high), (Some(low), Some(high)));
-        assert_eq!(u.expectations[0].share, 12.5);
+        let access = &u.factors[0];
+        assert_eq!(access.n, 10, "the smallest valid count among its criteria");
+        let (low, high) = wilson(access.value.unwrap() / 100.0, 10.0).unwrap();
+        assert_eq!((access.ci_low, access.ci_high), (Some(low), Some(high)));
+        let index = compute(&counts, framework);
+        assert_eq!(u.ci_n, index.interval_n);
+        assert_eq!(u.sipas, index.sipas);
+        assert_eq!(u.expectations[0].share, 10.0);
         assert!(u.expectations[1..].iter().all(|e| e.share == 0.0));
-        assert_eq!(u.history[0].factors["access"], Some(1.0));
+        assert_eq!(u.history[0].factors["access"], access.value);
+        assert_eq!(u.history[0].as_of, format_day(as_of));
     }
 
     #[test]
-    fn hotline_categories_are_split_from_unit_ids() {
-        let row = HotlineRow {
+    fn hotline_parts_are_split_from_unit_ids() {
+        let row = |unit_id: &str, received| HotlineKpiRow {
             unit_type: "category".into(),
-            unit_id: "79/water".into(),
+            unit_id: unit_id.into(),
             province_code: "79".into(),
+            window: "30d".into(),
             period: String::new(),
             as_of: 20000,
             window_start: 19971,
-            received: 10,
+            received,
             responded: 8,
             responded_on_time: 6,
             on_time_rate: Some(75.0),
@@ -543,15 +1078,40 @@ mod tests {
             reopen_rate: Some(12.5),
             rejected: 0,
             open_past_due: 2,
+            version: 0,
         };
+        let registry = ProvinceRegistry::builtin();
         let k = hotline(
             "30d",
-            "category",
+            HotlineBy::Category,
             Some("79".into()),
-            vec![row],
-            &ProvinceRegistry::builtin(),
+            vec![row("79/water", 10), row("79/traffic", 12)],
+            &registry,
         );
-        assert_eq!(k.units[0].category.as_deref(), Some("water"));
+        assert_eq!(
+            k.units[0].category.as_deref(),
+            Some("traffic"),
+            "most tickets first"
+        );
+        assert_eq!(k.units[1].category.as_deref(), Some("water"));
         assert_eq!(k.as_of, Some(format_day(20000)));
+        let k = hotline(
+            "30d",
+            HotlineBy::Agency,
+            None,
+            vec![row("79/a/b", 1)],
+            &registry,
+        );
+        assert_eq!(k.units[0].agency_id.as_deref(), Some("a/b"));
+        assert_eq!(k.units[0].unit_type, "agency");
+        assert_eq!(k.units[0].category, None);
+        let k = hotline(
+            "30d",
+            HotlineBy::Channel,
+            None,
+            vec![row("zalo", 1)],
+            &registry,
+        );
+        assert_eq!(k.units[0].channel.as_deref(), Some("zalo"));
     }
 }

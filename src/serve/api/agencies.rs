@@ -1,0 +1,118 @@
+//! `GET /api/v1/provinces/{province}/agencies`: every agency of one province at one
+//! `as_of` day (default: the newest day with survey data anywhere), ranked among the
+//! agencies with at least `min_sample` respondents. Computed at query time: one statement
+//! sums the province's day counts per agency over the window (the primary key's prefix
+//! framework, province, day bounds what it reads), then the index math per agency.
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+
+use super::{answer, query_map, to_json, ApiError, QueryMap, Request};
+use crate::index::values::{UnitKey, UnitType};
+use crate::index::window::Window;
+use crate::serve::db::newest_survey_day;
+use crate::serve::params::{self, storable_day, ParamError};
+use crate::serve::sums::{satisfaction_row, survey_sums, SurveyGroup, SurveyScope};
+use crate::serve::views::{self, AgencyRankingInput};
+use crate::serve::ServeState;
+
+const ENDPOINT: &str = "agencies";
+
+#[derive(Debug, Clone)]
+pub struct AgenciesRequest {
+    pub framework: String,
+    pub province: String,
+    pub window: Window,
+    pub as_of: Option<i64>,
+}
+
+impl Request for AgenciesRequest {
+    fn key(&self) -> String {
+        format!(
+            "agencies|{}|{}|{}|{:?}",
+            self.framework,
+            self.province,
+            self.window.label(),
+            self.as_of
+        )
+    }
+}
+
+impl AgenciesRequest {
+    fn parse(
+        state: &ServeState,
+        query: &BTreeMap<String, String>,
+        province: &str,
+    ) -> Result<Self, ParamError> {
+        params::check_names(query, &["window", "framework", "as_of"])?;
+        Ok(Self {
+            province: params::province_path(province, &state.provinces)?,
+            window: params::window(query)?,
+            framework: params::framework(
+                query,
+                &state.frameworks,
+                &state.config.default_framework,
+            )?,
+            as_of: params::date(query, "as_of")?,
+        })
+    }
+}
+
+pub async fn compute_agencies(
+    state: &ServeState,
+    request: &AgenciesRequest,
+) -> Result<Vec<u8>, ApiError> {
+    let framework = state
+        .frameworks
+        .get(&request.framework)
+        .ok_or_else(|| ApiError::not_found(format!("framework {}", request.framework)))?;
+    let as_of = match request.as_of {
+        Some(day) => Some(day),
+        None => newest_survey_day(state, ENDPOINT).await?,
+    };
+    let mut agencies = Vec::new();
+    if let Some(day) = as_of.filter(|d| storable_day(*d)) {
+        let scope = SurveyScope {
+            framework,
+            province: Some(&request.province),
+            agency: None,
+        };
+        let period = [(request.window.start(day), day)];
+        for sum in survey_sums(state, ENDPOINT, scope, SurveyGroup::Agency, &period).await? {
+            if sum.counts.respondents == 0 {
+                continue;
+            }
+            let unit = UnitKey {
+                unit_type: UnitType::Agency,
+                unit_id: sum.key,
+                province_code: request.province.clone(),
+            };
+            let row = satisfaction_row(framework, &unit, request.window, day, &sum.counts);
+            agencies.push((row, sum.agency_level));
+        }
+    }
+    to_json(&views::agency_ranking(AgencyRankingInput {
+        framework,
+        window: request.window,
+        province: &request.province,
+        requested: request.as_of,
+        as_of,
+        agencies,
+        provinces: &state.provinces,
+    }))
+}
+
+pub async fn handler(
+    State(state): State<ServeState>,
+    Path(province): Path<String>,
+    query: QueryMap,
+    headers: HeaderMap,
+) -> Response {
+    let parsed = query_map(query).and_then(|q| AgenciesRequest::parse(&state, &q, &province));
+    answer(state, ENDPOINT, &headers, parsed, |s, r| async move {
+        compute_agencies(&s, &r).await
+    })
+    .await
+}

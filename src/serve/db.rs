@@ -1,0 +1,90 @@
+//! The read API's ClickHouse access: every query counted per endpoint and bounded by the
+//! timeout; the newest days with data. SQL text is fixed (table names come from
+//! `index::rows::tables`); request values are bound with `?`.
+use super::error::ApiError;
+use super::rows::DayRow;
+use super::ServeState;
+use crate::index::rows::tables;
+
+/// Runs one query, counted in `sipas_serve_clickhouse_queries_total`, bounded by the timeout.
+pub async fn fetch<T>(
+    state: &ServeState,
+    endpoint: &str,
+    query: clickhouse::query::Query,
+) -> Result<Vec<T>, ApiError>
+where
+    T: clickhouse::Row + for<'b> clickhouse::RowRead<Value<'b> = T> + 'static,
+{
+    state
+        .metrics
+        .serve_queries
+        .with_label_values(&[endpoint])
+        .inc();
+    let timeout = std::time::Duration::from_millis(state.config.query_timeout_ms);
+    match tokio::time::timeout(timeout, query.fetch_all::<T>()).await {
+        Ok(Ok(rows)) => Ok(rows),
+        Ok(Err(error)) => {
+            tracing::warn!(endpoint, %error, "ClickHouse query failed");
+            Err(ApiError::unavailable())
+        }
+        Err(_) => {
+            tracing::warn!(endpoint, "ClickHouse query timed out");
+            Err(ApiError::unavailable())
+        }
+    }
+}
+
+/// The newest day with facts in `facts`. The `latest` table's day (written by the index at
+/// the newest day it has seen) bounds the scan to the newest partitions; when the facts
+/// hold nothing from that day on (a rebuild in progress), the whole table is asked.
+pub fn newest_day_sql(facts: &str, latest: &str) -> [String; 2] {
+    [
+        format!(
+            "SELECT toUInt16(max(day)) AS d FROM {facts} WHERE day >= (SELECT max(as_of) FROM {latest})"
+        ),
+        format!("SELECT toUInt16(max(day)) AS d FROM {facts}"),
+    ]
+}
+
+async fn newest_day(
+    state: &ServeState,
+    endpoint: &str,
+    facts: &str,
+    latest: &str,
+) -> Result<Option<i64>, ApiError> {
+    for sql in newest_day_sql(facts, latest) {
+        let rows: Vec<DayRow> = fetch(state, endpoint, state.clickhouse.query(&sql)).await?;
+        if let Some(day) = rows.first().map(|r| i64::from(r.d)).filter(|d| *d > 0) {
+            return Ok(Some(day));
+        }
+    }
+    Ok(None)
+}
+
+/// The newest Vietnam day with survey data anywhere: "latest" of the query-time endpoints.
+pub async fn newest_survey_day(
+    state: &ServeState,
+    endpoint: &str,
+) -> Result<Option<i64>, ApiError> {
+    newest_day(
+        state,
+        endpoint,
+        tables::SATISFACTION_DAY_COUNTS,
+        tables::SATISFACTION_LATEST,
+    )
+    .await
+}
+
+/// The newest Vietnam day with hotline data anywhere.
+pub async fn newest_hotline_day(
+    state: &ServeState,
+    endpoint: &str,
+) -> Result<Option<i64>, ApiError> {
+    newest_day(
+        state,
+        endpoint,
+        tables::HOTLINE_DAY_COUNTS,
+        tables::HOTLINE_KPI_LATEST,
+    )
+    .await
+}
