@@ -11,6 +11,9 @@ const LABELS = {
     factors: "Năm yếu tố", trend: "Diễn biến theo ngày", criteria: "Tiêu chí", criterion: "Tiêu chí", index: "Chỉ số",
     valid: "Hợp lệ", missing: "Bỏ trống", expectations: "Mong đợi", hotline: "Đường dây nóng 1022", category: "Lĩnh vực",
     received: "Tiếp nhận", on_time: "Đúng hạn", satisfaction: "Hài lòng", reopen: "Mở lại", past_due: "Quá hạn chưa xử lý",
+    nation: "Cả nước", nation_of: "trung bình của", provinces_ranked: "tỉnh, thành phố được xếp hạng", weighted: "theo số phiếu",
+    previous_year: "So cùng kỳ", significant_note: "† thay đổi có ý nghĩa thống kê (95 %)",
+    agencies: "Xếp hạng cơ quan, đơn vị trong tỉnh", agency: "Cơ quan, đơn vị",
     as_of: "Số liệu đến ngày", checked: "kiểm tra lúc", changed: "thay đổi", ago: "giây trước", all_provinces: "Tất cả tỉnh, thành phố",
     hotline_of: "Theo lĩnh vực tại", lang: "English", error: "Không tải được dữ liệu", window_start: "từ ngày", no_data: "Chưa có số liệu",
     w_30d: "30 ngày", w_90d: "90 ngày", w_365d: "365 ngày", w_month: "Tháng", w_quarter: "Quý", w_year: "Năm",
@@ -23,6 +26,9 @@ const LABELS = {
     factors: "Five factors", trend: "Daily trend", criteria: "Criteria", criterion: "Criterion", index: "Index",
     valid: "Valid", missing: "Missing", expectations: "Expectations", hotline: "1022 hotline", category: "Category",
     received: "Received", on_time: "On time", satisfaction: "Satisfied", reopen: "Reopened", past_due: "Open past due",
+    nation: "Nation", nation_of: "mean of", provinces_ranked: "ranked provinces", weighted: "respondent-weighted",
+    previous_year: "vs last year", significant_note: "† significant change (95 %)",
+    agencies: "Agencies of the province, ranked", agency: "Agency",
     as_of: "Data as of", checked: "checked at", changed: "changed", ago: "s ago", all_provinces: "All provinces",
     hotline_of: "By category in", lang: "Tiếng Việt", error: "Could not load data", window_start: "from", no_data: "No data yet",
     w_30d: "30 days", w_90d: "90 days", w_365d: "365 days", w_month: "Month", w_quarter: "Quarter", w_year: "Year",
@@ -43,7 +49,7 @@ const state = {
   lang: localStorage.getItem("sipas.lang") || "vi",
   window: new URLSearchParams(location.search).get("window") || "30d",
   province: new URLSearchParams(location.search).get("province"),
-  rankings: null, unit: null, hotline: null,
+  rankings: null, unit: null, hotline: null, agencies: null,
   checkedAt: null, changedAt: null,
 };
 const cache = new Map(); // url -> {etag, data}
@@ -83,7 +89,9 @@ function applyLabels() {
   document.documentElement.lang = state.lang;
   for (const node of document.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
   document.getElementById("lang").textContent = t("lang");
-  for (const option of document.getElementById("window").options) option.textContent = t("w_" + option.value);
+  for (const option of document.getElementById("window").options) {
+    option.textContent = LABELS[state.lang]["w_" + option.value] || option.value;
+  }
 }
 
 function renderFreshness() {
@@ -114,17 +122,43 @@ function renderRanking() {
     tr.append(el("td", {}, r.ci_low === null ? "–" : `${fmt(r.ci_low)}–${fmt(r.ci_high)}`));
     for (const f of FACTORS) tr.append(el("td", {}, fmt(r.factors[f])));
     tr.append(el("td", { class: "respondents" }, String(r.respondents)));
-    const delta = r.change.sipas_delta;
-    const change = el("td", {}, delta === null ? "–" : (delta > 0 ? "+" : "") + fmt(delta));
-    if (delta !== null) change.classList.add(delta >= 0 ? "up" : "down");
-    tr.append(change);
+    tr.append(changeCell(r.change));
+    tr.append(changeCell(r.previous_year));
     tr.addEventListener("click", () => selectProvince(r.province_code));
     tbody.append(tr);
   }
   renderBars(rows);
+  renderNation();
 }
 
-// Horizontal bars of SIPAS with 95 % interval whiskers; unranked provinces in grey.
+// A change against an earlier period: the delta, † when significant at 95 %.
+function changeCell(c) {
+  const delta = c ? c.sipas_delta : null;
+  const td = el("td", { "data-significant": c && c.significant !== null ? String(c.significant) : "" },
+    delta === null ? "–" : (delta > 0 ? "+" : "") + fmt(delta) + (c.significant ? "†" : ""));
+  if (delta !== null) td.classList.add(delta >= 0 ? "up" : "down");
+  return td;
+}
+
+// The nation: the mean of the ranked provinces with its 95 % interval.
+function renderNation() {
+  const p = document.getElementById("nation");
+  const n = state.rankings ? state.rankings.nation : null;
+  p.replaceChildren();
+  for (const k of ["sipas", "ci-low", "ci-high", "provinces"]) p.removeAttribute("data-" + k);
+  if (!n || n.sipas === null) { p.textContent = state.rankings ? `${t("nation")}: –` : ""; return; }
+  p.dataset.sipas = String(n.sipas);
+  p.dataset.ciLow = n.ci_low === null ? "" : String(n.ci_low);
+  p.dataset.ciHigh = n.ci_high === null ? "" : String(n.ci_high);
+  p.dataset.provinces = String(n.provinces);
+  p.append(el("span", {}, `${t("nation")}: `), el("strong", {}, fmt(n.sipas, 2)));
+  const rest = ` (${t("ci")}: ${fmt(n.ci_low)}–${fmt(n.ci_high)}) · ${t("nation_of")} ${n.provinces} ${t("provinces_ranked")}` +
+    (n.sipas_respondent_weighted === null ? "" : ` · ${t("weighted")}: ${fmt(n.sipas_respondent_weighted, 2)}`);
+  p.append(document.createTextNode(rest));
+}
+
+// Horizontal bars of SIPAS with 95 % interval whiskers; unranked provinces in grey; the
+// nation's mean as a dashed line over its interval band.
 function renderBars(rows) {
   const chart = document.getElementById("bars");
   chart.replaceChildren();
@@ -135,6 +169,14 @@ function renderBars(rows) {
   const lows = rows.filter((r) => r.sipas !== null).map((r) => (r.ci_low === null ? r.sipas : r.ci_low));
   const lo = lows.length ? Math.max(0, Math.floor(Math.min(...lows) / 10) * 10) : 0;
   const x = (v) => left + ((Math.max(lo, Math.min(100, v)) - lo) / (100 - lo)) * width;
+  const nation = state.rankings ? state.rankings.nation : null;
+  if (nation && nation.sipas !== null && rows.length) {
+    const bottom = top + rows.length * (barH + gap);
+    if (nation.ci_low !== null) {
+      chart.append(svg("rect", { class: "nation-band", x: x(nation.ci_low), y: top, width: Math.max(1, x(nation.ci_high) - x(nation.ci_low)), height: bottom - top }));
+    }
+    chart.append(svg("line", { class: "nation-line", x1: x(nation.sipas), x2: x(nation.sipas), y1: top, y2: bottom }));
+  }
   rows.forEach((r, i) => {
     const y = top + i * (barH + gap);
     chart.append(svg("text", { x: left - 4, y: y + barH - 3, "text-anchor": "end" }, r.province_name));
@@ -213,6 +255,24 @@ function renderTrend(history) {
   chart.append(svg("text", { x: W - pad, y: H - 2, "text-anchor": "end" }, points[points.length - 1].as_of));
 }
 
+// The selected province's agencies, ranked among those with enough respondents.
+function renderAgencies() {
+  const tbody = document.querySelector("#agencies tbody");
+  tbody.replaceChildren();
+  const a = state.agencies;
+  if (!a) return;
+  for (const r of a.agencies) {
+    const tr = el("tr", { "data-agency": r.agency_id, "data-rank": r.rank === null ? "" : String(r.rank), "data-respondents": String(r.respondents) });
+    if (!r.ranked) tr.classList.add("unranked");
+    tr.append(el("td", { class: "rank" }, r.rank === null ? "*" : String(r.rank)));
+    tr.append(el("td", {}, r.agency_id));
+    tr.append(el("td", {}, fmt(r.sipas, 2)));
+    tr.append(el("td", {}, r.ci_low === null ? "–" : `${fmt(r.ci_low)}–${fmt(r.ci_high)}`));
+    tr.append(el("td", {}, String(r.respondents)));
+    tbody.append(tr);
+  }
+}
+
 function renderHotline() {
   const tbody = document.querySelector("#hotline tbody");
   tbody.replaceChildren();
@@ -249,6 +309,8 @@ async function refresh() {
       try {
         const unit = await getJSON(`/api/v1/units/${encodeURIComponent(state.province)}?window=${w}&days=90`);
         if (unit.changed) { state.unit = unit.data; renderUnit(); }
+        const agencies = await getJSON(`/api/v1/provinces/${encodeURIComponent(state.province)}/agencies?window=${w}`);
+        if (agencies.changed) { state.agencies = agencies.data; renderAgencies(); }
       } catch (error) {
         if (error.status !== 404) throw error;
         state.unit = null; renderUnit();
@@ -268,12 +330,14 @@ async function refresh() {
 function selectProvince(code) {
   state.province = code;
   state.unit = null;
+  state.agencies = null;
   state.hotline = null;
   const params = new URLSearchParams(location.search);
   params.set("province", code);
   history.replaceState(null, "", "?" + params.toString());
   renderRanking();
   renderUnit();
+  renderAgencies();
   refresh();
 }
 
@@ -281,14 +345,19 @@ function redrawAll() {
   applyLabels();
   renderRanking();
   renderUnit();
+  renderAgencies();
   renderHotline();
   renderFreshness();
 }
 
+// Any rolling window the API takes (`?window=45d`) is offered beside the six.
+if (![...document.getElementById("window").options].some((o) => o.value === state.window)) {
+  document.getElementById("window").append(el("option", { value: state.window }, state.window));
+}
 document.getElementById("window").value = state.window;
 document.getElementById("window").addEventListener("change", (event) => {
   state.window = event.target.value;
-  state.rankings = null; state.unit = null; state.hotline = null;
+  state.rankings = null; state.unit = null; state.hotline = null; state.agencies = null;
   const params = new URLSearchParams(location.search);
   params.set("window", state.window);
   history.replaceState(null, "", "?" + params.toString());
