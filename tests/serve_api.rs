@@ -1,7 +1,9 @@
 //! `sipas serve` over a running stack: simulated traffic goes through the real broker,
-//! `sipas run` and ClickHouse; the API's answers are compared with ClickHouse, then its
-//! caching (304, one computation per interval under concurrent pollers), its 400s, its
-//! OpenAPI document (schemathesis) and the SSE stream after new events.
+//! `sipas run` and ClickHouse; the API's answers are compared with ClickHouse (the
+//! materialised tables, and for values computed at query time an independent computation
+//! from the raw `survey_submissions_dedup`), then its caching (304, one computation per
+//! interval under concurrent pollers), its 400s, its OpenAPI document (schemathesis) and
+//! the SSE stream after new events.
 mod support;
 
 use std::collections::BTreeMap;
@@ -49,10 +51,121 @@ struct Daily {
     sipas: Option<f64>,
 }
 
+/// SIPAS per unit (`column` of the raw tables) over `[from, to]`, computed from the raw
+/// submissions by the SIPAS.md §3 formulas, independently of the index: respondents and
+/// the equal-weight mean of factor means of criterion shares.
+async fn raw_values(
+    ch: &clickhouse::Client,
+    column: &str,
+    province: Option<&str>,
+    from: u16,
+    to: u16,
+) -> BTreeMap<String, (u64, Option<f64>)> {
+    #[derive(clickhouse::Row, serde::Deserialize)]
+    struct Respondents {
+        unit: String,
+        n: u64,
+    }
+    #[derive(clickhouse::Row, serde::Deserialize)]
+    struct Criterion {
+        unit: String,
+        factor_id: String,
+        valid: u64,
+        satisfied: u64,
+    }
+    let filter = format!(
+        "framework = 'BNV-2640-2017' AND submitted_date >= toDate('{}') AND submitted_date <= toDate('{}'){}",
+        day(from),
+        day(to),
+        province.map_or(String::new(), |p| format!(" AND province_code = '{p}'"))
+    );
+    let respondents: Vec<Respondents> = ch
+        .query(&format!(
+            "SELECT {column} AS unit, count() AS n FROM survey_submissions_dedup WHERE {filter} GROUP BY unit"
+        ))
+        .fetch_all()
+        .await
+        .unwrap();
+    let criteria: Vec<Criterion> = ch
+        .query(&format!(
+            "SELECT {column} AS unit, factor_id, countIf(ifNull(score, 0) >= 1) AS valid, \
+             countIf(ifNull(score, 0) >= 4) AS satisfied FROM survey_answers WHERE {filter} \
+             GROUP BY unit, criterion_id, factor_id"
+        ))
+        .fetch_all()
+        .await
+        .unwrap();
+    let mut factors: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+    for c in criteria.iter().filter(|c| c.valid > 0) {
+        factors
+            .entry((c.unit.clone(), c.factor_id.clone()))
+            .or_default()
+            .push(100.0 * c.satisfied as f64 / c.valid as f64);
+    }
+    let mut means: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for ((unit, _), values) in factors {
+        means
+            .entry(unit)
+            .or_default()
+            .push(values.iter().sum::<f64>() / values.len() as f64);
+    }
+    respondents
+        .into_iter()
+        .map(|r| {
+            let sipas = means
+                .get(&r.unit)
+                .map(|f| f.iter().sum::<f64>() / f.len() as f64);
+            (r.unit, (r.n, sipas))
+        })
+        .collect()
+}
+
+/// Standard competition ranks among units with at least 30 respondents (values equal
+/// after rounding to 9 decimals tie), computed here from `values`.
+fn ranks(values: &BTreeMap<String, (u64, Option<f64>)>) -> BTreeMap<String, u32> {
+    let key = |v: f64| (v * 1e9).round() / 1e9;
+    let ranked: Vec<(&String, f64)> = values
+        .iter()
+        .filter_map(|(unit, (n, sipas))| sipas.filter(|_| *n >= 30).map(|s| (unit, s)))
+        .collect();
+    ranked
+        .iter()
+        .map(|(unit, s)| {
+            let above = ranked.iter().filter(|(_, o)| key(*o) > key(*s)).count();
+            ((*unit).clone(), 1 + above as u32)
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
     let env = TestEnv::new("serve").await;
-    let pipeline = fill_with_simulation(&env, 4_000, 75.0, 11).await;
+    // The same agency id in two provinces: two agencies (all 5s in Hà Nội, all 2s in TP.HCM).
+    let recent = sipas_stream::pipeline::ingest::unix_now() - 2 * 86_400;
+    let mut shared = Vec::new();
+    for n in 0..35 {
+        shared.push(survey(
+            &env,
+            &format!("shared-01-{n}"),
+            "01",
+            "shared-agency",
+            "postal",
+            5,
+            recent,
+        ));
+    }
+    for n in 0..40 {
+        shared.push(survey(
+            &env,
+            &format!("shared-79-{n}"),
+            "79",
+            "shared-agency",
+            "postal",
+            2,
+            recent,
+        ));
+    }
+    let pipeline = fill_with(&env, 4_000, 75.0, 11, &shared).await;
     let ch = env.clickhouse();
     // Long refresh interval: every response below comes from one computation per request.
     let serve = Serve::start(&env, 600_000).await;
@@ -129,6 +242,89 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
         compared > 0,
         "75 days of history give 30-day values 30 days ago"
     );
+    for (row, want) in rows.iter().zip(&expected) {
+        // 75 days of history hold nothing a year earlier (29 February → 28 February).
+        let date = time::Date::from_julian_day(i32::from(want.as_of) + 2_440_588).unwrap();
+        let year_before = date
+            .replace_year(date.year() - 1)
+            .or_else(|_| {
+                date.replace_day(28)
+                    .and_then(|d| d.replace_year(date.year() - 1))
+            })
+            .unwrap();
+        assert_eq!(
+            row["previous_year"]["previous_as_of"],
+            year_before.to_string().as_str()
+        );
+        assert!(row["previous_year"]["previous_sipas"].is_null());
+        assert!(row["previous_year"]["significant"].is_null());
+        assert!(
+            row["change"]["significant"].is_boolean() || row["change"]["previous_sipas"].is_null()
+        );
+        assert!(row["ci_n"].as_u64().unwrap() <= row["respondents"].as_u64().unwrap());
+    }
+
+    // --- The nation: nation_daily at the ranking's day, the mean of the ranked provinces.
+    #[derive(clickhouse::Row, serde::Deserialize)]
+    struct NationRow {
+        provinces: u64,
+        sipas_mean_of_provinces: Option<f64>,
+        ci_low: Option<f64>,
+        ci_high: Option<f64>,
+    }
+    let nation: NationRow = ch
+        .query("SELECT provinces, sipas_mean_of_provinces, ci_low, ci_high FROM nation_daily WHERE framework = 'BNV-2640-2017' AND window = '30d' AND as_of = toDate(?)")
+        .bind(day(expected[0].as_of))
+        .fetch_one()
+        .await
+        .unwrap();
+    let got = &api["nation"];
+    assert_eq!(got["as_of"], api["as_of"]);
+    assert_eq!(got["provinces"].as_u64(), Some(nation.provinces));
+    assert!(same(num(&got["sipas"]), nation.sipas_mean_of_provinces));
+    assert!(same(num(&got["ci_low"]), nation.ci_low));
+    assert!(same(num(&got["ci_high"]), nation.ci_high));
+    let ranked: Vec<f64> = rows
+        .iter()
+        .filter(|r| r["ranked"] == true)
+        .filter_map(|r| r["sipas"].as_f64())
+        .collect();
+    assert_eq!(ranked.len() as u64, nation.provinces);
+    assert!(same(
+        num(&got["sipas"]),
+        Some(ranked.iter().sum::<f64>() / ranked.len() as f64)
+    ));
+    assert!(num(&got["ci_low"]) < num(&got["sipas"]) && num(&got["sipas"]) < num(&got["ci_high"]));
+
+    // --- A window that is not materialised (45 days) is computed from the day counts at the
+    // same day: every province equals the raw submissions' values and ranks.
+    let as_of_day = expected[0].as_of;
+    let computed = serve.json("/api/v1/rankings?window=45d").await;
+    assert_eq!(computed["as_of"], day(as_of_day).as_str());
+    let raw = raw_values(&ch, "province_code", None, as_of_day - 44, as_of_day).await;
+    let raw_ranks = ranks(&raw);
+    let provinces = computed["provinces"].as_array().unwrap();
+    assert_eq!(provinces.len(), raw.len());
+    for p in provinces {
+        let code = p["province_code"].as_str().unwrap();
+        let (n, sipas) = raw[code];
+        assert_eq!(p["respondents"].as_u64(), Some(n), "{code}");
+        assert!(
+            same(num(&p["sipas"]), sipas),
+            "{code}: {} vs {sipas:?}",
+            p["sipas"]
+        );
+        assert_eq!(
+            p["rank"].as_u64().map(|r| r as u32),
+            raw_ranks.get(code).copied(),
+            "{code}"
+        );
+        assert_eq!(
+            p["previous_year"]["previous_as_of"].as_str().map(str::len),
+            Some(10)
+        );
+    }
+    assert!(computed["nation"]["sipas"].is_number());
 
     // A historical ranking names its day.
     let as_of = day(expected[0].as_of - 5);
@@ -194,6 +390,99 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
     );
     assert!(history_days > 0);
 
+    // --- Agencies are unique only within their province: the same id is two agencies.
+    let hanoi = serve
+        .json("/api/v1/provinces/01/agencies/shared-agency?window=30d&days=5")
+        .await;
+    let hcm = serve
+        .json("/api/v1/provinces/79/agencies/shared-agency?window=30d&days=5")
+        .await;
+    assert_eq!(
+        (hanoi["unit_type"].as_str(), hanoi["province_code"].as_str()),
+        (Some("agency"), Some("01"))
+    );
+    assert_eq!(hcm["province_code"], "79");
+    assert_eq!(
+        (hanoi["respondents"].as_u64(), num(&hanoi["sipas"])),
+        (Some(35), Some(100.0))
+    );
+    assert_eq!(
+        (hcm["respondents"].as_u64(), num(&hcm["sipas"])),
+        (Some(40), Some(0.0))
+    );
+    assert_eq!(hcm["as_of"], day(as_of_day).as_str());
+    assert!(!hcm["history"].as_array().unwrap().is_empty());
+    assert!(hcm["history"].as_array().unwrap().len() <= 5);
+    let bare = serve.get("/api/v1/units/shared-agency", &[]).await;
+    assert_eq!(bare.status, 400, "a bare agency id names no unit");
+    assert_eq!(bare.json()["parameter"], "province");
+
+    // --- The agency ranking of a province equals the raw submissions of that province.
+    let agencies = serve.json("/api/v1/provinces/79/agencies?window=30d").await;
+    assert_eq!(agencies["as_of"], day(as_of_day).as_str());
+    let raw = raw_values(&ch, "agency_id", Some("79"), as_of_day - 29, as_of_day).await;
+    let raw_ranks = ranks(&raw);
+    let listed = agencies["agencies"].as_array().unwrap();
+    assert_eq!(listed.len(), raw.len());
+    assert!(listed.len() > 1);
+    for a in listed {
+        let id = a["agency_id"].as_str().unwrap();
+        let (n, sipas) = raw[id];
+        assert_eq!(a["respondents"].as_u64(), Some(n), "{id}");
+        assert!(
+            same(num(&a["sipas"]), sipas),
+            "{id}: {} vs {sipas:?}",
+            a["sipas"]
+        );
+        assert_eq!(
+            a["rank"].as_u64().map(|r| r as u32),
+            raw_ranks.get(id).copied(),
+            "{id}"
+        );
+        assert_eq!(a["ranked"], n >= 30, "{id}");
+    }
+    let shared_entry = listed
+        .iter()
+        .find(|a| a["agency_id"] == "shared-agency")
+        .unwrap();
+    assert_eq!(
+        shared_entry["respondents"].as_u64(),
+        Some(40),
+        "only TP.HCM's"
+    );
+    let hcm_total: u64 = listed
+        .iter()
+        .map(|a| a["respondents"].as_u64().unwrap())
+        .sum();
+    let hcm_ranked = rows.iter().find(|r| r["province_code"] == "79").unwrap();
+    assert_eq!(Some(hcm_total), hcm_ranked["respondents"].as_u64());
+
+    // --- A breakdown by channel sums to the province's respondents.
+    let split = serve
+        .json("/api/v1/breakdown?province=79&by=channel&window=30d")
+        .await;
+    let parts = split["values"].as_array().unwrap();
+    let sum: u64 = parts
+        .iter()
+        .map(|p| p["respondents"].as_u64().unwrap())
+        .sum();
+    assert_eq!(Some(sum), hcm_ranked["respondents"].as_u64());
+    assert_eq!(split["respondents"].as_u64(), Some(sum));
+    assert!(parts.iter().any(|p| p["value"] == "postal"));
+    assert!(
+        (parts
+            .iter()
+            .map(|p| p["share"].as_f64().unwrap())
+            .sum::<f64>()
+            - 100.0)
+            .abs()
+            < 1e-6
+    );
+    let procedures = serve
+        .json("/api/v1/breakdown?province=79&by=procedure&window=30d")
+        .await;
+    assert_eq!(procedures["respondents"].as_u64(), Some(sum));
+
     // --- Hotline KPIs by category in a province equal hotline_kpi_latest.
     let kpis = serve
         .json("/api/v1/hotline/kpis?province=79&window=30d")
@@ -220,6 +509,44 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
         assert_eq!(got["received"].as_u64(), Some(u64::from(w.received)));
         assert!(same(num(&got["on_time_rate"]), w.on_time_rate));
         assert_eq!(got["category"], w.unit_id.split('/').nth(1).unwrap());
+    }
+    // Agencies and channels (at query time) add up to the province's materialised KPIs.
+    #[derive(clickhouse::Row, serde::Deserialize)]
+    struct ProvinceKpi {
+        received: u32,
+        responded: u32,
+        open_past_due: u32,
+    }
+    let province: ProvinceKpi = ch
+        .query("SELECT received, responded, open_past_due FROM hotline_kpi_latest FINAL WHERE unit_type = 'province' AND unit_id = '79' AND window = '30d'")
+        .fetch_one()
+        .await
+        .unwrap();
+    for by in ["agency", "channel"] {
+        let split = serve
+            .json(&format!(
+                "/api/v1/hotline/kpis?province=79&window=30d&by={by}"
+            ))
+            .await;
+        let units = split["units"].as_array().unwrap();
+        assert!(!units.is_empty(), "{by}");
+        let total = |field: &str| -> u64 { units.iter().map(|u| u[field].as_u64().unwrap()).sum() };
+        assert_eq!(total("received"), u64::from(province.received), "{by}");
+        assert_eq!(total("responded"), u64::from(province.responded), "{by}");
+        assert_eq!(
+            total("open_past_due"),
+            u64::from(province.open_past_due),
+            "{by}"
+        );
+        assert!(units
+            .iter()
+            .all(|u| u["unit_type"] == by && u["province_code"] == "79"));
+        assert!(units.iter().all(|u| u[if by == "agency" {
+            "agency_id"
+        } else {
+            "channel"
+        }]
+        .is_string()));
     }
 
     // --- ETag and 304.
@@ -255,8 +582,8 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
     assert_eq!(stale.status, 200);
     assert_eq!(stale.body, first.body);
 
-    // --- Many concurrent pollers of a new request: one computation (two statements: the
-    // ranking and the previous period), and none for a request already cached.
+    // --- Many concurrent pollers of a new request: one computation (three statements: the
+    // provinces, the earlier periods and the nation), and none for a request already cached.
     let queries = || async {
         serve
             .metric("sipas_serve_clickhouse_queries_total{endpoint=\"rankings\"}")
@@ -271,7 +598,7 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
     assert_eq!(tags.len(), 1, "every poller got the same body");
     assert_eq!(
         queries().await - before,
-        2.0,
+        3.0,
         "200 concurrent pollers, one computation"
     );
     let url = serve.url("/api/v1/rankings?window=90d&framework=BNV-2640-2017");
@@ -282,20 +609,30 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
         .all(|a| a.status == 200));
     assert_eq!(
         queries().await - before,
-        2.0,
+        3.0,
         "the default framework spelled out is the same request"
     );
 
     // --- Invalid parameters: 400 naming the parameter; nothing reaches ClickHouse.
     let all_queries = serve.metric("sipas_serve_clickhouse_queries_total").await;
     for (path, parameter) in [
-        ("/api/v1/rankings?window=7d", "window"),
+        ("/api/v1/rankings?window=367d", "window"),
+        ("/api/v1/rankings?window=0d", "window"),
+        ("/api/v1/rankings?window=week", "window"),
         ("/api/v1/rankings?window=30d%27%20OR%201%3D1", "window"),
         ("/api/v1/rankings?as_of=2026-02-30", "as_of"),
         ("/api/v1/rankings?framework=nope", "framework"),
         ("/api/v1/rankings?windows=30d", "windows"),
         ("/api/v1/units/79?days=0", "days"),
         ("/api/v1/units/79?days=ninety", "days"),
+        ("/api/v1/units/79-agency", "province"),
+        ("/api/v1/provinces/99/agencies", "province"),
+        ("/api/v1/provinces/79/agencies?windo=30d", "windo"),
+        ("/api/v1/provinces/79/agencies/x?days=400", "days"),
+        ("/api/v1/provinces/79x/agencies/x", "province"),
+        ("/api/v1/breakdown?by=agency", "by"),
+        ("/api/v1/breakdown?province=7", "province"),
+        ("/api/v1/breakdown?as_of=yesterday", "as_of"),
         ("/api/v1/hotline/kpis?province=99", "province"),
         ("/api/v1/hotline/kpis?by=ward", "by"),
         ("/api/v1/stream?window=week", "window"),
@@ -313,7 +650,9 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
         serve.metric("sipas_serve_clickhouse_queries_total").await,
         all_queries
     );
-    let missing = serve.get("/api/v1/units/no-such-agency", &[]).await;
+    let missing = serve
+        .get("/api/v1/provinces/79/agencies/no-such-agency", &[])
+        .await;
     assert_eq!(missing.status, 404, "{}", missing.text());
 
     // --- Health and metrics.

@@ -1,7 +1,7 @@
 //! The dashboard in a real headless Chromium (Debian's `chromium`) against a running stack
-//! with simulated data: the ranking rows it renders equal the API's, the province page and
-//! hotline panel are filled, the English toggle works, and a screenshot is saved as a test
-//! artefact (target/test-artifacts/dashboard.png).
+//! with simulated data: the ranking rows and the nation it renders equal the API's, the
+//! province page (with its agency ranking) and hotline panel are filled, the English toggle
+//! works, and a screenshot is saved as a test artefact (target/test-artifacts/dashboard.png).
 mod support;
 
 use std::collections::BTreeMap;
@@ -125,6 +125,27 @@ async fn dashboard_in_headless_chromium_shows_the_api_ranking() {
             "{code}'s name is shown"
         );
     }
+    // The nation: the API's mean and interval, above the ranking.
+    let nation = elements(&dom, "p", "data-sipas");
+    assert_eq!(nation.len(), 1, "one nation line");
+    let want = &api["nation"];
+    assert!(
+        same(nation[0]["data-sipas"].parse().ok(), want["sipas"].as_f64()),
+        "{} vs {}",
+        nation[0]["data-sipas"],
+        want["sipas"]
+    );
+    assert!(same(
+        nation[0]["data-ci-low"].parse().ok(),
+        want["ci_low"].as_f64()
+    ));
+    assert!(same(
+        nation[0]["data-ci-high"].parse().ok(),
+        want["ci_high"].as_f64()
+    ));
+    assert_eq!(nation[0]["data-provinces"], want["provinces"].to_string());
+    assert!(dom.contains("Cả nước"), "the nation is labelled");
+
     // The province page: 22 criteria, the name, and a hotline row per category.
     assert!(
         dom.contains("Thành phố Hồ Chí Minh — SIPAS"),
@@ -138,6 +159,20 @@ async fn dashboard_in_headless_chromium_shows_the_api_ranking() {
         elements(&dom, "tr", "data-unit").len(),
         kpis["units"].as_array().unwrap().len()
     );
+    // The province's agencies, as the agency ranking lists them.
+    let agencies = serve.json("/api/v1/provinces/79/agencies?window=30d").await;
+    let listed = agencies["agencies"].as_array().unwrap();
+    let rows = elements(&dom, "tr", "data-agency");
+    assert!(!listed.is_empty());
+    assert_eq!(rows.len(), listed.len(), "one row per agency");
+    for (row, want) in rows.iter().zip(listed) {
+        assert_eq!(row["data-agency"], want["agency_id"].as_str().unwrap());
+        let rank = want["rank"]
+            .as_u64()
+            .map(|r| r.to_string())
+            .unwrap_or_default();
+        assert_eq!(row["data-rank"], rank);
+    }
     assert!(
         dom.contains("Xếp hạng các tỉnh, thành phố"),
         "Vietnamese labels by default"
@@ -154,7 +189,9 @@ async fn dashboard_in_headless_chromium_shows_the_api_ranking() {
     );
     let english = String::from_utf8_lossy(&english.stdout);
     assert!(
-        english.contains("Province ranking") && english.contains("Data as of"),
+        english.contains("Province ranking")
+            && english.contains("Data as of")
+            && english.contains("Nation"),
         "{english}"
     );
 

@@ -130,8 +130,20 @@ pub async fn get(url: &str, headers: &[(&str, &str)]) -> HttpResponse {
 }
 
 /// Produces `count` simulated messages spread over the last `days` days, starts `sipas run`
-/// and waits until the index processor folded all of them. Returns the pipeline.
+/// and waits until the index processor folded all of them and materialised the newest
+/// day. Returns the pipeline.
 pub async fn fill_with_simulation(env: &TestEnv, count: u64, days: f64, seed: u64) -> Pipeline {
+    fill_with(env, count, days, seed, &[]).await
+}
+
+/// [`fill_with_simulation`] with `extra` surveys produced beside the simulated messages.
+pub async fn fill_with(
+    env: &TestEnv,
+    count: u64,
+    days: f64,
+    seed: u64,
+    extra: &[sipas_stream::contract::raw::RawSurvey],
+) -> Pipeline {
     use sipas_stream::domain::{FrameworkCatalog, ProvinceRegistry};
     use sipas_stream::simulate::{sink, SimSettings, Simulator};
     let frameworks = FrameworkCatalog::load_dir(&env.config.contract.frameworks_dir).unwrap();
@@ -148,9 +160,10 @@ pub async fn fill_with_simulation(env: &TestEnv, count: u64, days: f64, seed: u6
     };
     let mut simulator = Simulator::new(settings, &ProvinceRegistry::builtin(), framework);
     let k = &env.config.kafka;
+    let producer = env.producer();
     let tally = sink::to_kafka(
         &mut simulator,
-        &env.producer(),
+        &producer,
         &k.surveys_topic,
         &k.hotline_topic,
         count,
@@ -160,13 +173,89 @@ pub async fn fill_with_simulation(env: &TestEnv, count: u64, days: f64, seed: u6
     )
     .await
     .unwrap();
+    for survey in extra {
+        let key = survey.province_code.clone().unwrap_or_default();
+        let payload = sipas_stream::simulate::generator::survey_json(survey);
+        env.produce(&producer, &k.surveys_topic, &key, &payload)
+            .await;
+    }
     let pipeline = Pipeline::start(env);
-    let total = tally.total() as f64;
+    let total = (tally.total() + extra.len() as u64) as f64;
     wait_for("the index processor to fold the simulated log", || async {
         pipeline.index_position().await == total
     })
     .await;
+    wait_materialised(env).await;
     pipeline
+}
+
+/// Waits until the materialised 30-day values of the newest day hold every fact of that
+/// window (surveys and hotline), so that the API and the tables answer alike.
+pub async fn wait_materialised(env: &TestEnv) {
+    wait_for("the index to materialise the newest day", || async {
+        let counted = |sql: &'static str| env.count(sql);
+        let survey_facts = counted(
+            "SELECT toUInt64(sum(respondents)) AS n FROM satisfaction_day_counts FINAL \
+             WHERE day > (SELECT max(day) FROM satisfaction_day_counts) - 30",
+        )
+        .await;
+        let survey_latest = counted(
+            "SELECT toUInt64(sum(respondents)) AS n FROM satisfaction_latest FINAL \
+             WHERE unit_type = 'province' AND window = '30d'",
+        )
+        .await;
+        // The hotline's newest day is its newest day with events (a past-due toggle of a
+        // deadline may lie ahead).
+        let hotline_facts = counted(
+            "SELECT toUInt64(greatest(sum(received), 0)) AS n FROM hotline_day_counts FINAL \
+             WHERE day > (SELECT max(day) FROM hotline_day_counts WHERE received != 0 \
+             OR responded != 0 OR rated != 0 OR reopened != 0 OR rejected != 0) - 30",
+        )
+        .await;
+        let hotline_latest = counted(
+            "SELECT toUInt64(sum(received)) AS n FROM hotline_kpi_latest FINAL \
+             WHERE unit_type = 'province' AND window = '30d'",
+        )
+        .await;
+        survey_facts > 0 && survey_facts == survey_latest && hotline_facts == hotline_latest
+    })
+    .await;
+}
+
+/// A survey answering every criterion of BNV-2640-2017 with `score`, submitted at `unix`.
+pub fn survey(
+    env: &TestEnv,
+    id: &str,
+    province: &str,
+    agency: &str,
+    channel: &str,
+    score: i64,
+    unix: i64,
+) -> sipas_stream::contract::raw::RawSurvey {
+    use sipas_stream::contract::raw::{RawAnswer, RawSurvey};
+    let frameworks =
+        sipas_stream::domain::FrameworkCatalog::load_dir(&env.config.contract.frameworks_dir)
+            .unwrap();
+    let criteria = frameworks
+        .get("BNV-2640-2017")
+        .unwrap()
+        .criterion_ids()
+        .map(|c| (c.to_owned(), RawAnswer::Integer(score)))
+        .collect();
+    RawSurvey {
+        submission_id: Some(id.to_owned()),
+        framework: Some("BNV-2640-2017".into()),
+        submitted_at: Some(sipas_stream::domain::time::format_vietnam(unix)),
+        province_code: Some(province.to_owned()),
+        province_code_system: None,
+        agency_id: Some(agency.to_owned()),
+        agency_level: Some("province".into()),
+        procedure_code: None,
+        channel: Some(channel.to_owned()),
+        respondent_type: Some("citizen".into()),
+        answers: Some(criteria),
+        expectations: None,
+    }
 }
 
 /// Runs `program args…` to completion; panics (with its output) if it outlives `PATIENCE`.
