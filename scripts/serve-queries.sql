@@ -56,16 +56,16 @@ WITH toDate('2026-11-01') AS start SELECT '' AS province, channel AS key, sumIf(
 
 -- query: newest survey day (bounded by the latest table)
 -- types: d UInt16
-SELECT toUInt16(max(day)) AS d FROM satisfaction_day_counts WHERE day >= (SELECT max(as_of) FROM satisfaction_latest);
+SELECT toUInt16(max(day)) AS d FROM satisfaction_day_counts WHERE (1) AND day >= (SELECT max(as_of) FROM satisfaction_latest);
 
 -- query: newest survey day
 -- types: d UInt16
-SELECT toUInt16(max(day)) AS d FROM satisfaction_day_counts;
+SELECT toUInt16(max(day)) AS d FROM satisfaction_day_counts WHERE 1;
 
 -- query: newest hotline day (bounded by the latest table)
 -- types: d UInt16
-SELECT toUInt16(max(day)) AS d FROM hotline_day_counts WHERE day >= (SELECT max(as_of) FROM hotline_kpi_latest);
+SELECT toUInt16(max(day)) AS d FROM hotline_day_counts WHERE (received != 0 OR responded != 0 OR rated != 0 OR reopened != 0 OR rejected != 0) AND day >= (SELECT max(as_of) FROM hotline_kpi_latest);
 
 -- query: newest hotline day
 -- types: d UInt16
-SELECT toUInt16(max(day)) AS d FROM hotline_day_counts;
+SELECT toUInt16(max(day)) AS d FROM hotline_day_counts WHERE received != 0 OR responded != 0 OR rated != 0 OR reopened != 0 OR rejected != 0;

@@ -9,7 +9,7 @@ use clickhouse::Row;
 use super::api::hotline::{self, HotlineRequest};
 use super::api::rankings::{self, RankingsRequest};
 use super::api::units::{self, UnitRequest};
-use super::db::newest_day_sql;
+use super::db::{newest_day_sql, HOTLINE_EVENTS, SURVEY_EVENTS};
 use super::params::HotlineBy;
 use super::rows::{HotlineSumRow, NationRow, SurveySumRow};
 use super::sums::{hotline_query, survey_query, HotlineGroup, SurveyGroup, SurveyScope};
@@ -100,10 +100,16 @@ fn entries() -> Vec<Entry> {
         ..in_province
     };
     let month = Window::Month.start(as_of);
-    let [survey_bounded, survey_whole] =
-        newest_day_sql(tables::SATISFACTION_DAY_COUNTS, tables::SATISFACTION_LATEST);
-    let [hotline_bounded, hotline_whole] =
-        newest_day_sql(tables::HOTLINE_DAY_COUNTS, tables::HOTLINE_KPI_LATEST);
+    let [survey_bounded, survey_whole] = newest_day_sql(
+        tables::SATISFACTION_DAY_COUNTS,
+        tables::SATISFACTION_LATEST,
+        SURVEY_EVENTS,
+    );
+    let [hotline_bounded, hotline_whole] = newest_day_sql(
+        tables::HOTLINE_DAY_COUNTS,
+        tables::HOTLINE_KPI_LATEST,
+        HOTLINE_EVENTS,
+    );
     vec![
         entry::<SatisfactionRow>(
             "rankings: provinces at the latest day",

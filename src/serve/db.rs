@@ -34,25 +34,25 @@ where
     }
 }
 
-/// The newest day with facts in `facts`. The `latest` table's day (written by the index at
-/// the newest day it has seen) bounds the scan to the newest partitions; when the facts
-/// hold nothing from that day on (a rebuild in progress), the whole table is asked.
-pub fn newest_day_sql(facts: &str, latest: &str) -> [String; 2] {
+/// The newest day with facts in `facts` (rows matching `events`). The `latest` table's
+/// day (written by the index at the newest day it has seen) bounds the scan to the newest
+/// partitions; when the facts hold nothing from that day on (a rebuild in progress), the
+/// whole table is asked.
+pub fn newest_day_sql(facts: &str, latest: &str, events: &str) -> [String; 2] {
     [
         format!(
-            "SELECT toUInt16(max(day)) AS d FROM {facts} WHERE day >= (SELECT max(as_of) FROM {latest})"
+            "SELECT toUInt16(max(day)) AS d FROM {facts} WHERE ({events}) AND day >= (SELECT max(as_of) FROM {latest})"
         ),
-        format!("SELECT toUInt16(max(day)) AS d FROM {facts}"),
+        format!("SELECT toUInt16(max(day)) AS d FROM {facts} WHERE {events}"),
     ]
 }
 
 async fn newest_day(
     state: &ServeState,
     endpoint: &str,
-    facts: &str,
-    latest: &str,
+    sql: [String; 2],
 ) -> Result<Option<i64>, ApiError> {
-    for sql in newest_day_sql(facts, latest) {
+    for sql in sql {
         let rows: Vec<DayRow> = fetch(state, endpoint, state.clickhouse.query(&sql)).await?;
         if let Some(day) = rows.first().map(|r| i64::from(r.d)).filter(|d| *d > 0) {
             return Ok(Some(day));
@@ -61,30 +61,35 @@ async fn newest_day(
     Ok(None)
 }
 
+/// Every survey fact row is a respondent's.
+pub const SURVEY_EVENTS: &str = "1";
+/// Hotline days with events, as the index takes them: a deadline's past-due toggle may lie
+/// ahead of every event and is no data of that day.
+pub const HOTLINE_EVENTS: &str =
+    "received != 0 OR responded != 0 OR rated != 0 OR reopened != 0 OR rejected != 0";
+
 /// The newest Vietnam day with survey data anywhere: "latest" of the query-time endpoints.
 pub async fn newest_survey_day(
     state: &ServeState,
     endpoint: &str,
 ) -> Result<Option<i64>, ApiError> {
-    newest_day(
-        state,
-        endpoint,
+    let sql = newest_day_sql(
         tables::SATISFACTION_DAY_COUNTS,
         tables::SATISFACTION_LATEST,
-    )
-    .await
+        SURVEY_EVENTS,
+    );
+    newest_day(state, endpoint, sql).await
 }
 
-/// The newest Vietnam day with hotline data anywhere.
+/// The newest Vietnam day with hotline events anywhere (the materialised KPIs' day).
 pub async fn newest_hotline_day(
     state: &ServeState,
     endpoint: &str,
 ) -> Result<Option<i64>, ApiError> {
-    newest_day(
-        state,
-        endpoint,
+    let sql = newest_day_sql(
         tables::HOTLINE_DAY_COUNTS,
         tables::HOTLINE_KPI_LATEST,
-    )
-    .await
+        HOTLINE_EVENTS,
+    );
+    newest_day(state, endpoint, sql).await
 }
