@@ -14,8 +14,8 @@ use axum::Router;
 use serde_json::Value;
 
 use super::api::{
-    compute_hotline, compute_rankings, query_map, ApiError, HotlineRequest, QueryMap,
-    RankingsRequest, Request,
+    compute_hotline, compute_rankings, query_map, ApiError, HotlineRequest, NormalisedRequest,
+    QueryMap, RankingsRequest,
 };
 use super::params::{self, HotlineBy, ParamError};
 use super::ServeState;

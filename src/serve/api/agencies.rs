@@ -5,11 +5,13 @@
 //! framework, province, day bounds what it reads), then the index math per agency.
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 
-use super::{answer, query_map, to_json, ApiError, QueryMap, Request};
+use super::{
+    answer, path_parts, query_map, to_json, ApiError, NormalisedRequest, PathParts, QueryMap,
+};
 use crate::index::values::{UnitKey, UnitType};
 use crate::index::window::Window;
 use crate::serve::db::newest_survey_day;
@@ -28,7 +30,7 @@ pub struct AgenciesRequest {
     pub as_of: Option<i64>,
 }
 
-impl Request for AgenciesRequest {
+impl NormalisedRequest for AgenciesRequest {
     fn key(&self) -> String {
         format!(
             "agencies|{}|{}|{}|{:?}",
@@ -106,11 +108,14 @@ pub async fn compute_agencies(
 
 pub async fn handler(
     State(state): State<ServeState>,
-    Path(province): Path<String>,
+    province: PathParts<String>,
     query: QueryMap,
     headers: HeaderMap,
 ) -> Response {
-    let parsed = query_map(query).and_then(|q| AgenciesRequest::parse(&state, &q, &province));
+    let parsed = query_map(query).and_then(|q| {
+        let province = path_parts(province, "province")?;
+        AgenciesRequest::parse(&state, &q, &province)
+    });
     answer(state, ENDPOINT, &headers, parsed, |s, r| async move {
         compute_agencies(&s, &r).await
     })

@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 
-use super::{answer, query_map, to_json, ApiError, QueryMap, Request};
+use super::{answer, query_map, to_json, ApiError, NormalisedRequest, QueryMap};
 use crate::index::values::{UnitKey, UnitType};
 use crate::index::window::Window;
 use crate::serve::db::newest_survey_day;
@@ -28,7 +28,7 @@ pub struct BreakdownRequest {
     pub as_of: Option<i64>,
 }
 
-impl Request for BreakdownRequest {
+impl NormalisedRequest for BreakdownRequest {
     fn key(&self) -> String {
         format!(
             "breakdown|{}|{:?}|{}|{}|{:?}",

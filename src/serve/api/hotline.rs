@@ -9,7 +9,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use clickhouse::query::Query;
 
-use super::{answer, query_map, to_json, ApiError, QueryMap, Request};
+use super::{answer, query_map, to_json, ApiError, NormalisedRequest, QueryMap};
 use crate::index::rows::{tables, HotlineKpiRow};
 use crate::index::window::Window;
 use crate::serve::db::{fetch, newest_hotline_day};
@@ -28,7 +28,7 @@ pub struct HotlineRequest {
     pub window: Window,
 }
 
-impl Request for HotlineRequest {
+impl NormalisedRequest for HotlineRequest {
     fn key(&self) -> String {
         format!(
             "hotline|{}|{:?}|{}",

@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -97,6 +97,16 @@ pub fn query_map(query: QueryMap) -> Result<BTreeMap<String, String>, ParamError
     })
 }
 
+/// Path segments; one that does not decode (e.g. not UTF-8) is a 400 naming `parameter`.
+pub type PathParts<T> = Result<Path<T>, PathRejection>;
+
+pub fn path_parts<T>(path: PathParts<T>, parameter: &str) -> Result<T, ParamError> {
+    path.map(|Path(p)| p).map_err(|e| ParamError {
+        parameter: parameter.into(),
+        message: format!("`{parameter}`: {}", e.body_text()),
+    })
+}
+
 /// True when an `If-None-Match` header lists `etag` (or `*`).
 pub fn matches_etag(headers: &HeaderMap, etag: &str) -> bool {
     headers
@@ -166,7 +176,7 @@ pub fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {
 }
 
 /// A normalised request: its fields are the whole input of its computation.
-pub trait Request: Clone + Send + Sync + 'static {
+pub trait NormalisedRequest: Clone + Send + Sync + 'static {
     /// The cache key: equal for requests that must get the same body.
     fn key(&self) -> String;
 }
@@ -181,7 +191,7 @@ pub async fn answer<R, F, Fut>(
     compute: F,
 ) -> Response
 where
-    R: Request,
+    R: NormalisedRequest,
     F: FnOnce(ServeState, R) -> Fut,
     Fut: Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static,
 {

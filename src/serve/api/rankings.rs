@@ -12,7 +12,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use clickhouse::query::Query;
 
-use super::{answer, query_map, to_json, ApiError, QueryMap, Request};
+use super::{answer, query_map, to_json, ApiError, NormalisedRequest, QueryMap};
 use crate::index::rows::{tables, SatisfactionRow};
 use crate::index::values::{UnitKey, UnitType};
 use crate::index::window::Window;
@@ -50,7 +50,7 @@ impl RankingsRequest {
     }
 }
 
-impl Request for RankingsRequest {
+impl NormalisedRequest for RankingsRequest {
     fn key(&self) -> String {
         format!(
             "rankings|{}|{}|{:?}",

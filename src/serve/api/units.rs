@@ -5,12 +5,14 @@
 //! from the day counts of that province (and agency) at query time.
 use std::collections::BTreeMap;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use clickhouse::query::Query;
 
-use super::{answer, query_map, to_json, ApiError, QueryMap, Request};
+use super::{
+    answer, path_parts, query_map, to_json, ApiError, NormalisedRequest, PathParts, QueryMap,
+};
 use crate::domain::Framework;
 use crate::index::rows::{tables, SatisfactionRow};
 use crate::index::survey::SurveyCounts;
@@ -32,7 +34,7 @@ pub struct UnitRequest {
     pub days: u32,
 }
 
-impl Request for UnitRequest {
+impl NormalisedRequest for UnitRequest {
     fn key(&self) -> String {
         // Debug quoting keeps an agency id from running into the next field.
         format!(
@@ -233,11 +235,12 @@ async fn query_time_unit(
 /// `province` (agency ids repeat across provinces).
 pub async fn province_handler(
     State(state): State<ServeState>,
-    Path(unit_id): Path<String>,
+    unit_id: PathParts<String>,
     query: QueryMap,
     headers: HeaderMap,
 ) -> Response {
     let parsed = query_map(query).and_then(|q| {
+        let unit_id = path_parts(unit_id, "unit_id")?;
         let province = params::unit_province(&unit_id, &state.provinces)?;
         UnitRequest::parse(&state, &q, province, None)
     });
@@ -249,11 +252,12 @@ pub async fn province_handler(
 
 pub async fn agency_handler(
     State(state): State<ServeState>,
-    Path((province, agency_id)): Path<(String, String)>,
+    path: PathParts<(String, String)>,
     query: QueryMap,
     headers: HeaderMap,
 ) -> Response {
     let parsed = query_map(query).and_then(|q| {
+        let (province, agency_id) = path_parts(path, "agency_id")?;
         let province = params::province_path(&province, &state.provinces)?;
         let agency = params::agency_id(&agency_id)?;
         UnitRequest::parse(&state, &q, province, Some(agency))
