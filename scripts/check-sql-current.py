@@ -91,8 +91,10 @@ try:
     q(f"INSERT INTO {DB}.survey_submissions (submission_id, answer_criteria, answer_scores) VALUES ('a',['access.1','staff.1'],[5,0]),('a',['access.1','staff.1'],[5,0])", None)
     print(q(f"SELECT count() FROM {DB}.survey_submissions_dedup"))
     print(q(f"SELECT * FROM {DB}.survey_answers"))
-    # The ranking views read satisfaction_daily at its newest day.
-    q(f"INSERT INTO {DB}.satisfaction_daily (framework, unit_type, unit_id, province_code, window, as_of, respondents, sipas, ci_n, ranked, factor_ids, factor_values, version) VALUES ('F','province','01','01','30d','2026-11-20',40,90,40,1,['access','staff'],[88,NULL],1),('F','province','79','79','30d','2026-11-20',50,85,50,1,['access','staff'],[80,90],1),('F','province','48','48','30d','2026-11-20',45,90,45,1,['access'],[91],1),('F','province','31','31','30d','2026-11-20',5,99,5,0,['access'],[99],1)", None)
+    # The latest ranking and nation read satisfaction_latest at its newest day (a stale
+    # row of an older day is left out).
+    q(f"INSERT INTO {DB}.satisfaction_latest (framework, unit_type, unit_id, province_code, window, as_of, respondents, sipas, ci_n, ranked, factor_ids, factor_values, version) VALUES ('F','province','92','92','30d','2026-10-01',40,99,40,1,['access'],[99],1)", None)
+    q(f"INSERT INTO {DB}.satisfaction_latest (framework, unit_type, unit_id, province_code, window, as_of, respondents, sipas, ci_n, ranked, factor_ids, factor_values, version) VALUES ('F','province','01','01','30d','2026-11-20',40,90,40,1,['access','staff'],[88,NULL],1),('F','province','79','79','30d','2026-11-20',50,85,50,1,['access','staff'],[80,90],1),('F','province','48','48','30d','2026-11-20',45,90,45,1,['access'],[91],1),('F','province','31','31','30d','2026-11-20',5,99,5,0,['access'],[99],1)", None)
     ranks = q(f"SELECT province_code, rank FROM {DB}.province_ranking_latest ORDER BY province_code")
     print(q(f"SELECT province_code, province_name, sipas, access, staff, rank FROM {DB}.province_ranking_latest ORDER BY province_code"))
     print(ranks)
@@ -106,7 +108,7 @@ try:
     index_queries = [
         (f"SELECT toUInt16(max(day)) AS d FROM {DB}.satisfaction_day_counts", ["20777"]),
         (f"SELECT toUInt16(max(day)) AS d FROM {DB}.hotline_day_counts WHERE received != 0 OR responded != 0 OR rated != 0 OR reopened != 0 OR rejected != 0", ["20778"]),
-        (f"SELECT toUInt16(max(as_of)) AS d FROM {DB}.satisfaction_daily WHERE unit_type = 'province'", ["20777"]),
+        (f"SELECT toUInt16(max(as_of)) AS d FROM {DB}.satisfaction_latest WHERE unit_type = 'province'", ["20777"]),
         (f"SELECT framework, province_code, toUInt16(day) AS d, count() AS rows, sum(version) AS versions, uniqExact(source_partition) AS partitions FROM {DB}.satisfaction_day_counts WHERE day >= toDate('2025-11-20') GROUP BY framework, province_code, d", ['"F","79",20777,2,10,2']),
         (f"SELECT '' AS framework, province_code, toUInt16(day) AS d, count() AS rows, sum(version) AS versions, uniqExact(source_partition) AS partitions FROM {DB}.hotline_day_counts WHERE day >= toDate('2025-11-20') GROUP BY province_code, d ORDER BY d", ['"","79",20777,1,5,1', '"","79",20778,1,6,1']),
         (f"SELECT province_code, toUInt16(day) AS d, sum(respondents) AS respondents, sumForEach(criterion_n1) AS n1, sumForEach(criterion_n2) AS n2, sumForEach(criterion_n3) AS n3, sumForEach(criterion_n4) AS n4, sumForEach(criterion_n5) AS n5, sumForEach(criterion_missing) AS missing, sumForEach(expectation_ticks) AS ticks FROM {DB}.satisfaction_day_counts FINAL WHERE framework = 'F' AND has(['79'], province_code) AND day >= toDate('2025-11-20') AND day <= toDate('2026-11-20') GROUP BY province_code, d", ['"79",20777,3,"[1,0]","[0,1]","[1,0]","[0,1]","[1,0]","[0,1]","[1]"']),

@@ -183,6 +183,37 @@ pub struct Materialiser {
     hotline_written: Option<i64>,
     /// Fingerprints were read once; before that nothing counts as changed by others.
     primed: bool,
+    /// Content hashes (without `version`) of the rows last written for the newest day: a
+    /// recomputed row that did not change is not written again (between flushes most of a
+    /// changed province's categories and windows stay the same).
+    survey_rows_written: WrittenRows,
+    hotline_rows_written: WrittenRows,
+}
+
+/// Content hashes of the rows written for one day (the newest), by row key.
+#[derive(Default)]
+struct WrittenRows {
+    day: Option<i64>,
+    hashes: HashMap<String, u64>,
+}
+
+impl WrittenRows {
+    /// The hashes of `day`; those of an older day are dropped.
+    fn for_day(&mut self, day: i64) -> &mut HashMap<String, u64> {
+        if self.day != Some(day) {
+            self.hashes.clear();
+            self.day = Some(day);
+        }
+        &mut self.hashes
+    }
+}
+
+/// A row's content without its version, hashed (stable within a process).
+fn content_hash<T: std::hash::Hash>(value: &T) -> u64 {
+    use std::hash::Hasher;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish()
 }
 
 impl Materialiser {
@@ -197,6 +228,8 @@ impl Materialiser {
             survey_written: None,
             hotline_written: None,
             primed: false,
+            survey_rows_written: WrittenRows::default(),
+            hotline_rows_written: WrittenRows::default(),
         }
     }
 
@@ -462,6 +495,31 @@ impl Materialiser {
                 }
             }
         }
+        let today = crate::domain::time::clickhouse_date(newest);
+        let key_of = |row: &SatisfactionRow| {
+            format!("{}|{}|{}|{}", row.framework, row.unit_id, row.window, row.as_of)
+        };
+        let written = self.survey_rows_written.for_day(newest);
+        let mut unchanged = std::collections::HashSet::new();
+        for row in daily.iter().filter(|r| r.as_of == today) {
+            let hash = content_hash(&(
+                row.respondents,
+                row.sipas.map(f64::to_bits),
+                &row.criterion_valid,
+                &row.criterion_satisfied,
+                &row.criterion_missing,
+                row.expectation_shares
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect::<Vec<_>>(),
+            ));
+            let key = key_of(row);
+            if written.insert(key.clone(), hash) == Some(hash) {
+                unchanged.insert(key);
+            }
+        }
+        daily.retain(|row| !unchanged.contains(&key_of(row)));
+        latest.retain(|row| !unchanged.contains(&key_of(row)));
         stats.satisfaction_rows += daily.len() + latest.len();
         let (a, b) = tokio::join!(
             self.writer.insert(tables::SATISFACTION_DAILY, &daily),
@@ -731,6 +789,31 @@ impl Materialiser {
                 }
             }
         }
+        let today = crate::domain::time::clickhouse_date(newest);
+        let key_of = |row: &HotlineKpiRow| {
+            format!("{}|{}|{}|{}", row.unit_type, row.unit_id, row.window, row.as_of)
+        };
+        let written = self.hotline_rows_written.for_day(newest);
+        let mut unchanged = std::collections::HashSet::new();
+        for row in daily.iter().filter(|r| r.as_of == today) {
+            let hash = content_hash(&(
+                row.received,
+                row.responded,
+                row.responded_on_time,
+                row.median_response_hours.map(f64::to_bits),
+                row.rated,
+                row.satisfaction_rate.map(f64::to_bits),
+                row.reopened,
+                row.rejected,
+                row.open_past_due,
+            ));
+            let key = key_of(row);
+            if written.insert(key.clone(), hash) == Some(hash) {
+                unchanged.insert(key);
+            }
+        }
+        daily.retain(|row| !unchanged.contains(&key_of(row)));
+        latest.retain(|row| !unchanged.contains(&key_of(row)));
         stats.hotline_rows += daily.len() + latest.len();
         let (a, b) = tokio::join!(
             self.writer.insert(tables::HOTLINE_KPI_DAILY, &daily),

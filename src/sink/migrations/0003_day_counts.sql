@@ -302,7 +302,8 @@ ARRAY JOIN
     f_result AS result_or_minus1, f_feedback AS feedback_or_minus1;
 
 -- The ranking at the newest Vietnam day with data anywhere: every province at that one
--- day (a province without data that day shows its windows ending that day).
+-- day (a province without data that day shows its windows ending that day). Read from
+-- satisfaction_latest (the rows of that day, a few hundred) rather than a year of daily rows.
 CREATE VIEW IF NOT EXISTS {db}.province_ranking_latest AS
 SELECT
     framework, window, period, as_of, province_code,
@@ -334,9 +335,9 @@ FROM
         groupArray(ifNull(factor_values[indexOf(factor_ids, 'result')], -1)) AS f_result,
         groupArray(ifNull(factor_values[indexOf(factor_ids, 'feedback')], -1)) AS f_feedback,
         arrayMap(s -> round(s, 9), arrayFilter((s, f) -> f = 1 AND s >= 0, scores, flags)) AS ranked_scores
-    FROM {db}.satisfaction_daily FINAL
+    FROM {db}.satisfaction_latest FINAL
     WHERE unit_type = 'province' AND respondents > 0
-      AND as_of = (SELECT max(as_of) FROM {db}.satisfaction_daily WHERE unit_type = 'province')
+      AND as_of = (SELECT max(as_of) FROM {db}.satisfaction_latest WHERE unit_type = 'province')
     GROUP BY framework, window, as_of
 )
 ARRAY JOIN
@@ -371,7 +372,7 @@ SELECT
     if(provinces > 0, least(100., sipas_mean_of_provinces + 196 * sqrt(ifNull(sumIf((sipas / 100) * (1 - sipas / 100) / greatest(ci_n, 1), ranked = 1 AND ci_n > 0), 0)) / provinces), NULL) AS ci_high,
     sum(sipas * respondents) / sum(respondents) AS sipas_respondent_weighted,
     sum(respondents) AS total_respondents
-FROM {db}.satisfaction_daily FINAL
+FROM {db}.satisfaction_latest FINAL
 WHERE unit_type = 'province' AND isNotNull(sipas)
-  AND as_of = (SELECT max(as_of) FROM {db}.satisfaction_daily WHERE unit_type = 'province')
+  AND as_of = (SELECT max(as_of) FROM {db}.satisfaction_latest WHERE unit_type = 'province')
 GROUP BY framework, window, as_of;
