@@ -284,6 +284,13 @@ fn index_fold(config: &Config, args: &BenchArgs, events: u64) -> Result<()> {
         "| checkpoint size | {:.1} MiB |",
         bytes.len() as f64 / 1_048_576.0
     );
+    // Steady traffic on a partition holding this history: every checkpoint rewrites the
+    // state (open block + tickets); the ids go in chunks of what is new (12 bytes each).
+    let (rate, interval_s) = (1000.0, config.index.checkpoint_interval_ms as f64 / 1000.0);
+    println!(
+        "| checkpoint bytes per minute at {rate:.0} events/s on this state (one per {interval_s:.0} s + 12 B per new id) | {:.1} MiB |",
+        (bytes.len() as f64 * 60.0 / interval_s.max(1e-9) + 12.0 * rate * 60.0) / 1_048_576.0
+    );
     println!(
         "| checkpoint serialise / restore | {:.3} s / {:.3} s |",
         serialise.as_secs_f64(),
@@ -572,8 +579,12 @@ fn year_simulator(
         agencies_per_province: args.agencies,
         ..Default::default()
     };
-    Simulator::new(settings, &ProvinceRegistry::builtin(), frameworks[0].clone())
-        .with_frameworks(frameworks)
+    Simulator::new(
+        settings,
+        &ProvinceRegistry::builtin(),
+        frameworks[0].clone(),
+    )
+    .with_frameworks(frameworks)
 }
 
 /// A progress bar over `total` events, labelled.
@@ -867,13 +878,23 @@ async fn agency_ranking(
         .bind(to)
         .fetch_all()
         .await?;
-    let narrow = |v: &[u64]| -> Vec<u32> { v.iter().map(|x| (*x).min(u64::from(u32::MAX)) as u32).collect() };
+    let narrow = |v: &[u64]| -> Vec<u32> {
+        v.iter()
+            .map(|x| (*x).min(u64::from(u32::MAX)) as u32)
+            .collect()
+    };
     let scores: Vec<(Option<f64>, bool)> = rows
         .iter()
         .map(|r| {
             let counts = SurveyCounts::from_distribution(
                 r.respondents.min(u64::from(u32::MAX)) as u32,
-                [&narrow(&r.n1), &narrow(&r.n2), &narrow(&r.n3), &narrow(&r.n4), &narrow(&r.n5)],
+                [
+                    &narrow(&r.n1),
+                    &narrow(&r.n2),
+                    &narrow(&r.n3),
+                    &narrow(&r.n4),
+                    &narrow(&r.n5),
+                ],
                 &narrow(&r.missing),
                 &narrow(&r.ticks),
             );
@@ -892,10 +913,7 @@ async fn agency_ranking(
 /// 200 sequential queries of each read: `province_ranking_latest` (30d, 365d) and the
 /// agencies of the province with the most respondents over the 365 days up to the newest
 /// day (SQL + the index and ranks computed here); printed as table rows.
-async fn query_figures(
-    config: &Config,
-    decoder: &sipas_stream::contract::Decoder,
-) -> Result<()> {
+async fn query_figures(config: &Config, decoder: &sipas_stream::contract::Decoder) -> Result<()> {
     const QUERIES: usize = 200;
     let client = &sink::connect(&config.clickhouse);
     for window in ["30d", "365d"] {
@@ -1008,9 +1026,13 @@ async fn checkpoint_bytes_during<T>(
     };
     let (last, ids_after) = poll().await?;
     for w in last {
-        seen.entry((w.topic, w.partition, w.next_offset)).or_insert(w.bytes);
+        seen.entry((w.topic, w.partition, w.next_offset))
+            .or_insert(w.bytes);
     }
-    Ok((output, seen.values().sum::<u64>() + ids_after.saturating_sub(ids_before)))
+    Ok((
+        output,
+        seen.values().sum::<u64>() + ids_after.saturating_sub(ids_before),
+    ))
 }
 
 /// Freshness at a steady rate: a live index processor follows fresh topics while events
