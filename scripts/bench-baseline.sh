@@ -3,7 +3,8 @@
 #   scripts/bench-baseline.sh [--events N] [--seed S] [--keep] [--skip-kafka-engine] ...
 # Starts ClickHouse and tansu if they are not running (and stops what it started), installs
 # confluent-kafka and clickhouse-connect into a venv under ~/.cache/sipas-stream/, builds
-# `sipas` (release) if missing, then runs scripts/bench_baseline.py (all its options pass through).
+# `sipas` (release, under CARGO_TARGET_DIR if set) if missing, then runs
+# scripts/bench_baseline.py (all its options pass through).
 # Ports and data directory come from scripts/env.sh (SIPAS_HOME, SIPAS_CH_HTTP_PORT, SIPAS_KAFKA_PORT…).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
@@ -28,7 +29,7 @@ if ! venv_ready; then
   venv_ready || die "the benchmark venv at $VENV does not import the pinned packages"
 fi
 
-SIPAS="$SIPAS_ROOT/target/release/sipas"
+SIPAS="${CARGO_TARGET_DIR:-$SIPAS_ROOT/target}/release/sipas"
 if [ ! -x "$SIPAS" ]; then
   say "building sipas (release)…"
   cargo build --release --locked --bin sipas 2>&1 | tail -n 2

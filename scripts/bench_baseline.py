@@ -313,14 +313,20 @@ def metrics(url):
             text = resp.read().decode()
     except OSError:
         return None
-    out = {"raw_rows": 0, "dlq": 0, "index_position": 0, "consumed": 0}
+    out = {"raw_rows": 0, "dlq": 0, "index_position": 0, "consumed": 0, "inserted": {}, "window_rows": 0}
     for line in text.splitlines():
         m = re.match(r'^sipas_(\w+)(\{[^}]*\})? ([0-9.e+]+)$', line)
         if not m:
             continue
         name, labels, value = m.group(1), m.group(2) or "", float(m.group(3))
-        if name == "inserted_rows_total" and ('"survey_submissions"' in labels or '"hotline_events"' in labels):
-            out["raw_rows"] += value
+        if name == "inserted_rows_total":
+            table = re.search(r'table="([^"]*)"', labels)
+            if table:
+                out["inserted"][table.group(1)] = out["inserted"].get(table.group(1), 0) + value
+            if '"survey_submissions"' in labels or '"hotline_events"' in labels:
+                out["raw_rows"] += value
+        elif name == "index_window_rows_total":
+            out["window_rows"] += value
         elif name == "dlq_messages_total":
             out["dlq"] += value
         elif name == "index_position":
@@ -379,7 +385,8 @@ def measure_pipeline(args, env, total, log_path, index=True):
                 if m and raw_done is not None and m["index_position"] >= total:
                     cpu, rss = proc_cpu_rss(proc.pid)
                     result.update({"index_complete": True, "index_seconds": now - start,
-                                   "index_cpu_seconds": cpu, "index_peak_rss_kib": rss})
+                                   "index_cpu_seconds": cpu, "index_peak_rss_kib": rss,
+                                   "inserted_rows": m["inserted"], "window_rows": m["window_rows"]})
                     log(f"pipeline: index position complete after {now - start:.1f}s")
                     break
                 time.sleep(0.2)
@@ -588,6 +595,13 @@ def run_freshness(args, env):
     m = re.search(r"freshness p50 / p90 / p99 / max[^|]*\|\s*([0-9.]+) / ([0-9.]+) / ([0-9.]+) / ([0-9.]+) s", r.stdout)
     if m:
         out.update(p50_s=float(m.group(1)), p90_s=float(m.group(2)), p99_s=float(m.group(3)), max_s=float(m.group(4)))
+    for key, pattern in (("fact_rows_per_event", r"fact rows written per event[^|]*\|\s*([0-9.]+)"),
+                         ("window_rows_per_event", r"window rows written per event[^|]*\|\s*([0-9.]+)"),
+                         ("checkpoint_mib_per_minute", r"checkpoint bytes written[^|]*\|\s*([0-9.]+) MiB")):
+        m = re.search(pattern, r.stdout)
+        if m:
+            out[key] = float(m.group(1))
+    out["table"] = r.stdout.strip().splitlines()
     return out
 
 
@@ -830,13 +844,22 @@ def main():
           f"and {baseline.get('skipped_invalid', 0)} invalid messages skipped")
     print(f"pipeline: {pipeline.get('raw_rows', 0):.0f} raw rows + {pipeline.get('dlq', 0):.0f} dead letters "
           f"(ClickHouse has {pipeline['rows_in_clickhouse']} raw rows, DLQ topic {pipeline['dlq_topic_messages']} messages)")
+    if pipeline.get("inserted_rows"):
+        ins = pipeline["inserted_rows"]
+        facts = ins.get("satisfaction_day_counts", 0) + ins.get("hotline_day_counts", 0)
+        windows = sum(v for t, v in ins.items() if t.startswith(("satisfaction_daily", "satisfaction_latest", "hotline_kpi_")))
+        print(f"pipeline index rows per message (from /metrics when the index caught up): facts (day counts) "
+              f"{facts / total:.3f}; windows written by the materialiser {windows / total:.2f} "
+              f"(sipas_index_window_rows_total {pipeline['window_rows'] / total:.2f}); per table: "
+              + ", ".join(f"{t} {v:.0f}" for t, v in sorted(ins.items())))
     q, api, fr = report.get("queries", {}), report.get("api", {}), report.get("freshness")
     print(f"province_ranking_latest (30d, {q.get('queries')} sequential queries): p50 {q.get('p50_ms')} ms, p99 {q.get('p99_ms')} ms")
     print(f"rankings API, {api.get('connections')} concurrent pollers: p50 {api.get('p50_ms')} ms, p99 {api.get('p99_ms')} ms, "
           f"{api.get('requests_per_s')} requests/s, {api.get('non_2xx')} non-2xx" + (f"; {api['error']}" if api.get("error") else ""))
     if fr:
         print(f"freshness at {fr.get('rate')} events/s requested ({fr.get('achieved_rate')} achieved): p50 {fr.get('p50_s')} s, "
-              f"p99 {fr.get('p99_s')} s, max {fr.get('max_s')} s")
+              f"p99 {fr.get('p99_s')} s, max {fr.get('max_s')} s; per event {fr.get('fact_rows_per_event')} fact rows, "
+              f"{fr.get('window_rows_per_event')} window rows; checkpoints {fr.get('checkpoint_mib_per_minute')} MiB/min")
     ke = report.get("kafka_engine")
     if ke:
         print(f"ClickHouse Kafka engine: {ke.get('consumed_rows', 0)} rows in {ke.get('seconds_waited', 0)}s"

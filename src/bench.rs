@@ -13,6 +13,7 @@ use rdkafka::Message;
 
 use sipas_stream::config::Config;
 use sipas_stream::domain::{FrameworkCatalog, ProvinceRegistry};
+use sipas_stream::index::rows::tables;
 use sipas_stream::kafka::{admin, producer};
 use sipas_stream::metrics::Metrics;
 use sipas_stream::pipeline::service as pipeline_service;
@@ -39,9 +40,15 @@ pub struct BenchArgs {
     #[arg(long, hide = true)]
     measure_restore: Option<std::path::PathBuf>,
     /// Measure the index processor's restart to caught-up over this many events of history
-    /// (through the broker and ClickHouse), then `rebuild` over the same log.
+    /// (through the broker and ClickHouse), then `rebuild` over the same log and the read
+    /// queries (as --queries) on what it wrote.
     #[arg(long)]
     restart: Option<u64>,
+    /// Measure read latency over a year of day counts: fold this many events (one year of
+    /// event time) with `rebuild`'s index processor into a fresh database, then time the
+    /// province rankings and one province's agency ranking.
+    #[arg(long)]
+    queries: Option<u64>,
     /// Measure freshness: produce at this steady rate (events/s) and time each event from
     /// produce to its latest values being stored.
     #[arg(long)]
@@ -277,6 +284,13 @@ fn index_fold(config: &Config, args: &BenchArgs, events: u64) -> Result<()> {
         "| checkpoint size | {:.1} MiB |",
         bytes.len() as f64 / 1_048_576.0
     );
+    // Steady traffic on a partition holding this history: every checkpoint rewrites the
+    // state (open block + tickets); the ids go in chunks of what is new (12 bytes each).
+    let (rate, interval_s) = (1000.0, config.index.checkpoint_interval_ms as f64 / 1000.0);
+    println!(
+        "| checkpoint bytes per minute at {rate:.0} events/s on this state (one per {interval_s:.0} s + 12 B per new id) | {:.1} MiB |",
+        (bytes.len() as f64 * 60.0 / interval_s.max(1e-9) + 12.0 * rate * 60.0) / 1_048_576.0
+    );
     println!(
         "| checkpoint serialise / restore | {:.3} s / {:.3} s |",
         serialise.as_secs_f64(),
@@ -300,7 +314,7 @@ struct Processing {
     raw_wall: Duration,
     fold_cpu: f64,
     fold_wall: Duration,
-    daily_rows: usize,
+    fact_rows: usize,
 }
 
 impl Processing {
@@ -353,7 +367,7 @@ fn processing(
 
     let lateness = config.index.lateness_seconds();
     let (started, cpu) = (Instant::now(), cpu_seconds());
-    let daily_rows = fold_pass(decoder, &messages, batch, stamp, lateness);
+    let fact_rows = fold_pass(decoder, &messages, batch, stamp, lateness);
     let (fold_cpu, fold_wall) = (cpu_seconds() - cpu, started.elapsed());
     Ok(Processing {
         messages: messages.len(),
@@ -364,7 +378,7 @@ fn processing(
         raw_wall,
         fold_cpu,
         fold_wall,
-        daily_rows,
+        fact_rows,
     })
 }
 
@@ -387,8 +401,8 @@ fn raw_rows_pass(
     (surveys, hotline, dead_letters)
 }
 
-/// (b) the same with `folds`, each folded into its partition's state, and the daily rows
-/// it emits built as the index processor builds them. Returns the number of daily rows.
+/// (b) the same with `folds`, each folded into its partition's state, and the fact rows
+/// it emits taken as the index processor takes them. Returns the number of fact rows.
 #[inline(never)]
 fn fold_pass(
     decoder: &sipas_stream::contract::Decoder,
@@ -443,8 +457,8 @@ fn processing_only(config: &Config, events: u64) -> Result<()> {
         p.raw_wall.as_secs_f64()
     );
     println!(
-        "| (b) (a) + index fold + daily rows ({} rows) | {:.0} | {:.2} | {:.2} |",
-        p.daily_rows,
+        "| (b) (a) + index fold + day-count rows ({} rows) | {:.0} | {:.2} | {:.2} |",
+        p.fact_rows,
         p.fold_rate(),
         p.fold_cpu,
         p.fold_wall.as_secs_f64()
@@ -507,13 +521,7 @@ async fn index_until_caught_up(
         pipeline_service::live(config, Arc::clone(decoder), metrics.clone(), stop)?;
     let processor = processor.context("the index is disabled in this configuration")?;
     let total: i64 = ends.values().sum();
-    let bar = indicatif::ProgressBar::new(total.max(0) as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "{label} {{bar:30}} {{pos}}/{{len}} events {{per_sec}}"
-        ))
-        .expect("valid template"),
-    );
+    let bar = events_bar(label, total.max(0) as u64);
     let started = Instant::now();
     let ingest = tokio::spawn(pipeline.run());
     let task = tokio::spawn(processor.run());
@@ -541,96 +549,200 @@ async fn index_until_caught_up(
     Ok(elapsed)
 }
 
-/// Restart to caught-up: folds `events` of history (one year of event time) through the
-/// broker into ClickHouse, stops with a checkpoint, produces `--tail` more events (what a
-/// crash just before the next checkpoint leaves to replay), and times a fresh processor
-/// from start until its outputs cover the whole log. Then `rebuild` over the same log.
-async fn restart(base: &Config, args: &BenchArgs, events: u64) -> Result<()> {
-    let config = bench_config(base);
-    let mut decoder = crate::build_decoder(&config)?;
-    let framework_list = bench_frameworks(&mut decoder, args.frameworks)?;
-    let decoder = Arc::new(decoder);
-    migrations::migrate(&config.clickhouse).await?;
-    let k = &config.kafka;
-    admin::ensure_topics(k, &[&k.surveys_topic, &k.hotline_topic, &k.dlq_topic]).await?;
+/// The decoder with `--frameworks` frameworks (copies of BNV-2640-2017), and their list.
+fn scaled_decoder(
+    config: &Config,
+    args: &BenchArgs,
+) -> Result<(
+    Arc<sipas_stream::contract::Decoder>,
+    Vec<sipas_stream::domain::Framework>,
+)> {
+    let mut decoder = crate::build_decoder(config)?;
+    let frameworks = bench_frameworks(&mut decoder, args.frameworks)?;
+    Ok((Arc::new(decoder), frameworks))
+}
+
+/// The simulator of a year of event time ending now, spread over `events` events, for 34
+/// provinces × `--agencies` × the given frameworks.
+fn year_simulator(
+    args: &BenchArgs,
+    frameworks: Vec<sipas_stream::domain::Framework>,
+    seed: u64,
+    events: u64,
+) -> Simulator {
     let now = sipas_stream::pipeline::ingest::unix_now();
     let year = 365.0 * 86_400.0;
     let settings = SimSettings {
-        seed: 9,
+        seed,
         start_unix: now - year as i64,
-        step_seconds: year / events as f64,
+        step_seconds: year / events.max(1) as f64,
         agencies_per_province: args.agencies,
         ..Default::default()
     };
-    let mut sim = Simulator::new(
+    Simulator::new(
         settings,
         &ProvinceRegistry::builtin(),
-        framework_list[0].clone(),
+        frameworks[0].clone(),
     )
-    .with_frameworks(framework_list);
-    let producer = producer::idempotent_producer(k)?;
-    let bar = indicatif::ProgressBar::new(events + args.tail);
+    .with_frameworks(frameworks)
+}
+
+/// A progress bar over `total` events, labelled.
+fn events_bar(label: &str, total: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("produce {bar:30} {pos}/{len} events {per_sec}")
-            .expect("valid template"),
+        indicatif::ProgressStyle::with_template(&format!(
+            "{label} {{bar:30}} {{pos}}/{{len}} events {{per_sec}}"
+        ))
+        .expect("valid template"),
     );
+    bar
+}
+
+/// Produces `count` events of `sim` into the bench topics as fast as the broker takes
+/// them; the bar advances from `start`.
+async fn produce(
+    config: &Config,
+    sim: &mut Simulator,
+    producer: &rdkafka::producer::FutureProducer,
+    count: u64,
+    bar: &indicatif::ProgressBar,
+    start: u64,
+) -> Result<()> {
+    let k = &config.kafka;
     sim_sink::to_kafka(
-        &mut sim,
-        &producer,
+        sim,
+        producer,
         &k.surveys_topic,
         &k.hotline_topic,
-        events,
+        count,
         0.0,
-        |t| bar.set_position(t.total()),
+        |t| bar.set_position(start + t.total()),
         || false,
     )
     .await?;
+    Ok(())
+}
+
+async fn end_offsets(config: &Config) -> Result<std::collections::HashMap<(String, i32), i64>> {
     let probe = config.clone();
-    let history_ends = tokio::task::spawn_blocking(move || crate::end_offsets(&probe)).await??;
-    let history = index_until_caught_up(&config, &decoder, &history_ends, "history").await?;
+    tokio::task::spawn_blocking(move || crate::end_offsets(&probe)).await?
+}
 
-    sim_sink::to_kafka(
-        &mut sim,
-        &producer,
-        &k.surveys_topic,
-        &k.hotline_topic,
-        args.tail,
-        0.0,
-        |t| bar.set_position(events + t.total()),
-        || false,
-    )
-    .await?;
-    bar.finish_and_clear();
-    let probe = config.clone();
-    let ends = tokio::task::spawn_blocking(move || crate::end_offsets(&probe)).await??;
-    let restart = index_until_caught_up(&config, &decoder, &ends, "restart").await?;
+/// A rebuild's figures: until the facts cover `ends`, then until the processor stopped
+/// (the windows of every unit and day materialised once, at the end), and its CPU.
+struct Rebuilt {
+    facts: Duration,
+    total: Duration,
+    cpu: f64,
+}
 
-    let checkpoint_bytes: u64 = sink::connect(&config.clickhouse)
-        .query("SELECT toUInt64(sum(length(state))) FROM (SELECT topic, partition, argMax(state, next_offset) AS state FROM index_checkpoints GROUP BY topic, partition)")
-        .fetch_one()
-        .await?;
-
+/// Runs `sipas rebuild`'s reader and index processor (index only, from offset 0) up to
+/// `ends`.
+async fn rebuild_to(
+    config: &Config,
+    decoder: &Arc<sipas_stream::contract::Decoder>,
+    ends: &std::collections::HashMap<(String, i32), i64>,
+) -> Result<Rebuilt> {
     let total: i64 = ends.values().sum();
+    let metrics = Metrics::new();
     // Rebuild mode stops by itself at the end offsets; the trigger only has to outlive it.
     let (finished, stop) = shutdown::channel();
     let (reader, processor) = pipeline_service::rebuild(
-        &config,
-        Arc::clone(&decoder),
-        Metrics::new(),
+        config,
+        Arc::clone(decoder),
+        metrics.clone(),
         stop,
         ends.clone(),
     )?;
-    let cpu = cpu_seconds();
-    let started = Instant::now();
+    let bar = events_bar("rebuild", total.max(0) as u64);
+    let (cpu, started) = (cpu_seconds(), Instant::now());
     let reader = tokio::spawn(reader.run());
-    processor.run().await;
+    let task = tokio::spawn(processor.run());
+    let mut facts = None;
+    while !task.is_finished() {
+        let done = indexed_up_to(&metrics, ends);
+        bar.set_position(done.max(0) as u64);
+        if done >= total && facts.is_none() {
+            facts = Some(started.elapsed());
+            bar.set_message("materialising");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    task.await?;
+    let total = started.elapsed();
+    bar.finish_and_clear();
     finished.trigger();
     reader.await??;
-    let rebuild = started.elapsed();
-    let rebuild_cpu = cpu_seconds() - cpu;
-    if !args.keep {
-        drop_bench_database(&config).await?;
+    Ok(Rebuilt {
+        facts: facts.unwrap_or(total),
+        total,
+        cpu: cpu_seconds() - cpu,
+    })
+}
+
+/// Bytes of the latest checkpoint per partition and of every id chunk stored.
+async fn checkpoint_bytes(config: &Config) -> Result<(u64, u64)> {
+    let client = sink::connect(&config.clickhouse);
+    let state: u64 = client
+        .query("SELECT toUInt64(sum(length(state))) FROM (SELECT topic, partition, argMax(state, next_offset) AS state FROM index_checkpoints GROUP BY topic, partition)")
+        .fetch_one()
+        .await?;
+    let ids: u64 = client
+        .query("SELECT toUInt64(sum(length(ids))) FROM index_seen_ids")
+        .fetch_one()
+        .await?;
+    Ok((state, ids))
+}
+
+/// Rows of the index tables in the bench database (facts, and daily windows), as table rows.
+async fn print_table_rows(config: &Config) -> Result<()> {
+    let client = sink::connect(&config.clickhouse);
+    for table in [
+        tables::SATISFACTION_DAY_COUNTS,
+        tables::HOTLINE_DAY_COUNTS,
+        tables::SATISFACTION_DAILY,
+        tables::HOTLINE_KPI_DAILY,
+    ] {
+        let rows: u64 = client
+            .query(&format!("SELECT count() FROM {table} FINAL"))
+            .fetch_one()
+            .await?;
+        println!("| rows in {table} | {rows} |");
     }
+    Ok(())
+}
+
+/// Restart to caught-up: folds `events` of history (one year of event time) through the
+/// broker into ClickHouse, stops with a checkpoint, produces `--tail` more events (what a
+/// crash just before the next checkpoint leaves to replay), and times a fresh processor
+/// from start until its outputs cover the whole log. Then `rebuild` over the same log, and
+/// the read queries on what it wrote.
+async fn restart(base: &Config, args: &BenchArgs, events: u64) -> Result<()> {
+    let config = bench_config(base);
+    let (decoder, framework_list) = scaled_decoder(&config, args)?;
+    migrations::migrate(&config.clickhouse).await?;
+    let k = &config.kafka;
+    admin::ensure_topics(k, &[&k.surveys_topic, &k.hotline_topic, &k.dlq_topic]).await?;
+    let mut sim = year_simulator(args, framework_list, 9, events);
+    let producer = producer::idempotent_producer(k)?;
+    let bar = events_bar("produce", events + args.tail);
+    produce(&config, &mut sim, &producer, events, &bar, 0).await?;
+    let history_ends = end_offsets(&config).await?;
+    let history = index_until_caught_up(&config, &decoder, &history_ends, "history").await?;
+    let (history_state, history_ids) = checkpoint_bytes(&config).await?;
+
+    produce(&config, &mut sim, &producer, args.tail, &bar, events).await?;
+    bar.finish_and_clear();
+    let ends = end_offsets(&config).await?;
+    // The peak from here on is the restarted processor's (with the consumer loop's batches).
+    reset_peak_rss();
+    let restart = index_until_caught_up(&config, &decoder, &ends, "restart").await?;
+    let restart_rss = peak_rss_mib();
+    let (state_bytes, ids_bytes) = checkpoint_bytes(&config).await?;
+
+    let total: i64 = ends.values().sum();
+    let rebuild = rebuild_to(&config, &decoder, &ends).await?;
     println!(
         "sipas bench --restart: {events} events of history (one year of event time) + {} after the last checkpoint, {} partitions, 34 provinces × {} agencies × {} frameworks",
         args.tail,
@@ -641,25 +753,211 @@ async fn restart(base: &Config, args: &BenchArgs, events: u64) -> Result<()> {
     println!("| figure | value |");
     println!("|---|---|");
     println!(
-        "| history folded through the broker into ClickHouse | {:.1} s ({:.0} events/s) |",
+        "| history folded through the broker into ClickHouse (`sipas run`'s pipeline) | {:.1} s ({:.0} events/s) |",
         history.as_secs_f64(),
         events as f64 / history.as_secs_f64().max(1e-9)
     );
     println!(
-        "| checkpoint size (all partitions) | {:.1} MiB |",
-        checkpoint_bytes as f64 / 1_048_576.0
+        "| checkpoints after the history (all partitions): state / ids | {:.1} / {:.1} MiB |",
+        history_state as f64 / 1_048_576.0,
+        history_ids as f64 / 1_048_576.0
     );
     println!(
-        "| restart to caught-up (restore checkpoints, replay the tail, write its rows) | {:.2} s |",
+        "| restart to caught-up (restore checkpoints and ids, replay the tail, write its rows) | {:.2} s |",
         restart.as_secs_f64()
     );
     println!(
-        "| rebuild from offset 0 | {:.1} s, {:.0} events/s ({:.1} s CPU) |",
-        rebuild.as_secs_f64(),
-        total as f64 / rebuild.as_secs_f64().max(1e-9),
-        rebuild_cpu
+        "| peak RSS during the restart (processor + consumer loop + raw ingest) | {restart_rss:.0} MiB |"
     );
+    println!(
+        "| checkpoints after the restart: state / ids | {:.1} / {:.1} MiB |",
+        state_bytes as f64 / 1_048_576.0,
+        ids_bytes as f64 / 1_048_576.0
+    );
+    println!(
+        "| rebuild from offset 0: facts written / windows materialised | {:.1} s ({:.0} events/s) / {:.1} s; {:.1} s CPU |",
+        rebuild.facts.as_secs_f64(),
+        total as f64 / rebuild.facts.as_secs_f64().max(1e-9),
+        rebuild.total.as_secs_f64(),
+        rebuild.cpu
+    );
+    print_table_rows(&config).await?;
+    query_figures(&config, &decoder).await?;
     println!("| peak RSS of this process | {:.0} MiB |", peak_rss_mib());
+    if !args.keep {
+        drop_bench_database(&config).await?;
+    }
+    Ok(())
+}
+
+/// Read latency over a year of day counts: `events` of history (one year of event time,
+/// 34 provinces × `--agencies` × `--frameworks`) folded by `sipas rebuild`'s index
+/// processor into a fresh database, then the ranking queries timed.
+async fn queries(base: &Config, args: &BenchArgs, events: u64) -> Result<()> {
+    let config = bench_config(base);
+    let (decoder, framework_list) = scaled_decoder(&config, args)?;
+    migrations::migrate(&config.clickhouse).await?;
+    let k = &config.kafka;
+    admin::ensure_topics(k, &[&k.surveys_topic, &k.hotline_topic, &k.dlq_topic]).await?;
+    let mut sim = year_simulator(args, framework_list, 11, events);
+    let producer = producer::idempotent_producer(k)?;
+    let bar = events_bar("produce", events);
+    produce(&config, &mut sim, &producer, events, &bar, 0).await?;
+    bar.finish_and_clear();
+    let ends = end_offsets(&config).await?;
+    let total: i64 = ends.values().sum();
+    let rebuild = rebuild_to(&config, &decoder, &ends).await?;
+    println!(
+        "sipas bench --queries: {events} events (one year of event time), {} partitions, 34 provinces × {} agencies × {} frameworks, folded by `sipas rebuild`'s index processor",
+        ends.len(),
+        args.agencies,
+        args.frameworks
+    );
+    println!("| figure | value |");
+    println!("|---|---|");
+    println!(
+        "| rebuild: facts written / windows materialised | {:.1} s ({:.0} events/s) / {:.1} s |",
+        rebuild.facts.as_secs_f64(),
+        total as f64 / rebuild.facts.as_secs_f64().max(1e-9),
+        rebuild.total.as_secs_f64()
+    );
+    print_table_rows(&config).await?;
+    query_figures(&config, &decoder).await?;
+    if !args.keep {
+        drop_bench_database(&config).await?;
+    }
+    Ok(())
+}
+
+/// Latencies in ms, sorted, of `count` sequential runs of `query`, and its last answer.
+async fn latencies<T, F, Fut>(count: usize, mut query: F) -> Result<(Vec<f64>, T)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut ms = Vec::with_capacity(count);
+    let mut last = None;
+    for _ in 0..count {
+        let started = Instant::now();
+        last = Some(query().await?);
+        ms.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    ms.sort_by(f64::total_cmp);
+    Ok((ms, last.context("no query ran")?))
+}
+
+#[derive(Debug, clickhouse::Row, serde::Deserialize)]
+struct AgencySums {
+    agency_id: String,
+    respondents: u64,
+    n1: Vec<u64>,
+    n2: Vec<u64>,
+    n3: Vec<u64>,
+    n4: Vec<u64>,
+    n5: Vec<u64>,
+    missing: Vec<u64>,
+    ticks: Vec<u64>,
+}
+
+/// The agencies of one province over one window, ranked: their day counts summed in
+/// ClickHouse, the index and the ranks computed here (as the read API does).
+async fn agency_ranking(
+    client: &clickhouse::Client,
+    framework: &sipas_stream::domain::Framework,
+    province: &str,
+    (from, to): (&str, &str),
+) -> Result<usize> {
+    use sipas_stream::index::survey::{competition_rank, compute, SurveyCounts};
+    let rows: Vec<AgencySums> = client
+        .query(
+            "SELECT agency_id, toUInt64(sum(respondents)), sumForEach(criterion_n1), sumForEach(criterion_n2), sumForEach(criterion_n3), sumForEach(criterion_n4), sumForEach(criterion_n5), sumForEach(criterion_missing), sumForEach(expectation_ticks) FROM satisfaction_day_counts FINAL WHERE framework = ? AND province_code = ? AND day BETWEEN toDate(?) AND toDate(?) GROUP BY agency_id",
+        )
+        .bind(&framework.id)
+        .bind(province)
+        .bind(from)
+        .bind(to)
+        .fetch_all()
+        .await?;
+    let narrow = |v: &[u64]| -> Vec<u32> {
+        v.iter()
+            .map(|x| (*x).min(u64::from(u32::MAX)) as u32)
+            .collect()
+    };
+    let scores: Vec<(Option<f64>, bool)> = rows
+        .iter()
+        .map(|r| {
+            let counts = SurveyCounts::from_distribution(
+                r.respondents.min(u64::from(u32::MAX)) as u32,
+                [
+                    &narrow(&r.n1),
+                    &narrow(&r.n2),
+                    &narrow(&r.n3),
+                    &narrow(&r.n4),
+                    &narrow(&r.n5),
+                ],
+                &narrow(&r.missing),
+                &narrow(&r.ticks),
+            );
+            let index = compute(&counts, framework);
+            (index.sipas, index.ranked)
+        })
+        .collect();
+    let ranks = competition_rank(&scores);
+    anyhow::ensure!(
+        rows.iter().all(|r| !r.agency_id.is_empty()) && ranks.len() == rows.len(),
+        "agency ranking lost rows"
+    );
+    Ok(rows.len())
+}
+
+/// 200 sequential queries of each read: `province_ranking_latest` (30d, 365d) and the
+/// agencies of the province with the most respondents over the 365 days up to the newest
+/// day (SQL + the index and ranks computed here); printed as table rows.
+async fn query_figures(config: &Config, decoder: &sipas_stream::contract::Decoder) -> Result<()> {
+    const QUERIES: usize = 200;
+    let client = &sink::connect(&config.clickhouse);
+    for window in ["30d", "365d"] {
+        let (ms, provinces) = latencies(QUERIES, move || async move {
+            let rows: Vec<(String, u32)> = client
+                .query("SELECT province_code, toUInt32(ifNull(rank, 0)) FROM province_ranking_latest WHERE window = ?")
+                .bind(window)
+                .fetch_all()
+                .await?;
+            anyhow::ensure!(!rows.is_empty(), "province_ranking_latest is empty");
+            Ok(rows.len())
+        })
+        .await?;
+        println!(
+            "| province_ranking_latest, {window}, {QUERIES} sequential queries ({provinces} rows): p50 / p99 | {:.1} / {:.1} ms |",
+            quantile(&ms, 0.5),
+            quantile(&ms, 0.99)
+        );
+    }
+    let framework = decoder
+        .validator
+        .frameworks
+        .get("BNV-2640-2017")
+        .context("framework BNV-2640-2017 missing")?;
+    let (province, newest): (String, u16) = client
+        .query("SELECT province_code, toUInt16(max(day)) FROM satisfaction_day_counts WHERE framework = ? GROUP BY province_code ORDER BY sum(respondents) DESC LIMIT 1")
+        .bind(&framework.id)
+        .fetch_one()
+        .await?;
+    let newest = i64::from(newest);
+    let (from, to) = (
+        sipas_stream::domain::time::format_day(newest - 364),
+        sipas_stream::domain::time::format_day(newest),
+    );
+    let (province, from, to) = (&province, &from, &to);
+    let (ms, agencies) = latencies(QUERIES, move || {
+        agency_ranking(client, framework, province, (from, to))
+    })
+    .await?;
+    println!(
+        "| agencies of {province} ranked over 365 days ({agencies} agencies; SQL on satisfaction_day_counts + index and ranks in Rust), {QUERIES} sequential: p50 / p99 | {:.1} / {:.1} ms |",
+        quantile(&ms, 0.5),
+        quantile(&ms, 0.99)
+    );
     Ok(())
 }
 
@@ -670,12 +968,81 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
+/// Every index table's inserted rows and the window rows the materialiser wrote, from the
+/// process's counters: (fact rows, window rows).
+fn index_rows(metrics: &Metrics) -> (u64, u64) {
+    let inserted = |t: &str| metrics.inserted_rows.with_label_values(&[t]).get();
+    let windows = ["satisfaction", "hotline"]
+        .iter()
+        .map(|k| metrics.index_window_rows.with_label_values(&[k]).get())
+        .sum();
+    (
+        inserted(tables::SATISFACTION_DAY_COUNTS) + inserted(tables::HOTLINE_DAY_COUNTS),
+        windows,
+    )
+}
+
+/// Checkpoint bytes written while `until` runs: the state of every checkpoint row that
+/// appears meanwhile (polled each second; one is written every `checkpoint_interval_ms`)
+/// plus the id chunks appended meanwhile.
+async fn checkpoint_bytes_during<T>(
+    config: &Config,
+    until: impl std::future::Future<Output = Result<T>>,
+) -> Result<(T, u64)> {
+    #[derive(clickhouse::Row, serde::Deserialize)]
+    struct Written {
+        topic: String,
+        partition: u32,
+        next_offset: i64,
+        bytes: u64,
+    }
+    let client = sink::connect(&config.clickhouse);
+    let poll = || async {
+        let rows: Vec<Written> = client
+            .query("SELECT topic, partition, next_offset, toUInt64(length(state)) FROM index_checkpoints")
+            .fetch_all()
+            .await?;
+        let ids: u64 = client
+            .query("SELECT toUInt64(sum(length(ids))) FROM index_seen_ids")
+            .fetch_one()
+            .await?;
+        anyhow::Ok((rows, ids))
+    };
+    let (before, ids_before) = poll().await?;
+    let mut seen: std::collections::HashMap<(String, u32, i64), u64> = before
+        .into_iter()
+        .map(|w| ((w.topic, w.partition, w.next_offset), 0))
+        .collect();
+    tokio::pin!(until);
+    let output = loop {
+        tokio::select! {
+            output = &mut until => break output?,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                for w in poll().await?.0 {
+                    seen.entry((w.topic, w.partition, w.next_offset)).or_insert(w.bytes);
+                }
+            }
+        }
+    };
+    let (last, ids_after) = poll().await?;
+    for w in last {
+        seen.entry((w.topic, w.partition, w.next_offset))
+            .or_insert(w.bytes);
+    }
+    Ok((
+        output,
+        seen.values().sum::<u64>() + ids_after.saturating_sub(ids_before),
+    ))
+}
+
 /// Freshness at a steady rate: a live index processor follows fresh topics while events
-/// are produced at `rate`; each event is timed from its produce timestamp until the
-/// latest values that include it are acknowledged by ClickHouse.
+/// are produced at `rate` (34 provinces × `--agencies` × `--frameworks`); each event is
+/// timed from its produce timestamp until the latest values that include it are
+/// acknowledged by ClickHouse (the processor records it after the materialiser's pass).
+/// Meanwhile: the checkpoint bytes written, the fact and window rows written per event.
 async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Result<()> {
     let config = bench_config(base);
-    let decoder = Arc::new(crate::build_decoder(&config)?);
+    let (decoder, framework_list) = scaled_decoder(&config, args)?;
     migrations::migrate(&config.clickhouse).await?;
     let k = &config.kafka;
     admin::ensure_topics(k, &[&k.surveys_topic, &k.hotline_topic, &k.dlq_topic]).await?;
@@ -688,20 +1055,20 @@ async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Result<()> {
     processor.freshness_probe = Some(Arc::clone(&probe));
     let ingest = tokio::spawn(pipeline.run());
     let task = tokio::spawn(processor.run());
-    let framework = decoder
-        .validator
-        .frameworks
-        .get("BNV-2640-2017")
-        .context("framework BNV-2640-2017 missing")?
-        .clone();
     let settings = SimSettings {
         seed: 10,
         start_unix: sipas_stream::pipeline::ingest::unix_now(),
         step_seconds: 1.0 / rate,
         late_share: 0.0,
+        agencies_per_province: args.agencies,
         ..Default::default()
     };
-    let mut sim = Simulator::new(settings, &ProvinceRegistry::builtin(), framework);
+    let mut sim = Simulator::new(
+        settings,
+        &ProvinceRegistry::builtin(),
+        framework_list[0].clone(),
+    )
+    .with_frameworks(framework_list);
     let producer = producer::idempotent_producer(k)?;
     let warm_up = (rate * 10.0) as u64;
     sim_sink::to_kafka(
@@ -716,61 +1083,66 @@ async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Result<()> {
     )
     .await?;
     probe.lock().expect("probe lock").clear();
-    let cpu = cpu_seconds();
+    reset_peak_rss();
+    let (cpu, rows_before) = (cpu_seconds(), index_rows(&metrics));
     let measured = (rate * args.seconds as f64) as u64;
     let bar = indicatif::ProgressBar::new(measured);
     let produced_at = Instant::now();
-    sim_sink::to_kafka(
-        &mut sim,
-        &producer,
-        &k.surveys_topic,
-        &k.hotline_topic,
-        measured,
-        rate,
-        |t| bar.set_position(t.total()),
-        || false,
-    )
+    let (achieved, checkpointed) = checkpoint_bytes_during(&config, async {
+        sim_sink::to_kafka(
+            &mut sim,
+            &producer,
+            &k.surveys_topic,
+            &k.hotline_topic,
+            measured,
+            rate,
+            |t| bar.set_position(t.total()),
+            || false,
+        )
+        .await?;
+        let achieved = measured as f64 / produced_at.elapsed().as_secs_f64().max(1e-9);
+        bar.finish_and_clear();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        Ok(achieved)
+    })
     .await?;
-    let achieved = measured as f64 / produced_at.elapsed().as_secs_f64().max(1e-9);
-    bar.finish_and_clear();
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    let span = produced_at.elapsed().as_secs_f64();
     let cpu = cpu_seconds() - cpu;
+    let rss = peak_rss_mib();
+    let rows_after = index_rows(&metrics);
     let mut samples = std::mem::take(&mut *probe.lock().expect("probe lock"));
     trigger.trigger();
     ingest.await??;
     task.await?;
-    // Query latency of the ranking view analysts and the API read, on the data just written.
-    let client = sink::connect(&config.clickhouse);
-    let mut query_ms = Vec::new();
-    for _ in 0..200 {
-        let started = Instant::now();
-        let rows: Vec<(String, u32)> = client
-            .query("SELECT province_code, toUInt32(ifNull(rank, 0)) FROM province_ranking_latest WHERE window = ?")
-            .bind("30d")
-            .fetch_all()
-            .await?;
-        query_ms.push(started.elapsed().as_secs_f64() * 1000.0);
-        anyhow::ensure!(!rows.is_empty(), "province_ranking_latest is empty");
-    }
-    query_ms.sort_by(f64::total_cmp);
-    if !args.keep {
-        drop_bench_database(&config).await?;
-    }
     samples.sort_by(f64::total_cmp);
-    println!("sipas bench --freshness: {measured} events at {rate:.0} events/s requested ({achieved:.0} achieved) after a 10 s warm-up; flush_interval {} ms", config.index.flush_interval_ms);
+    let per_event = |after: u64, before: u64| (after - before) as f64 / measured.max(1) as f64;
+    println!("sipas bench --freshness: {measured} events at {rate:.0} events/s requested ({achieved:.0} achieved) after a 10 s warm-up, 34 provinces × {} agencies × {} frameworks; flush_interval {} ms, checkpoint_interval {} ms", args.agencies, args.frameworks, config.index.flush_interval_ms, config.index.checkpoint_interval_ms);
     println!("| figure | value |");
     println!("|---|---|");
     println!("| samples | {} |", samples.len());
     println!("| freshness p50 / p90 / p99 / max (produce -> latest stored) | {:.3} / {:.3} / {:.3} / {:.3} s |", quantile(&samples, 0.5), quantile(&samples, 0.9), quantile(&samples, 0.99), samples.last().copied().unwrap_or(f64::NAN));
     println!(
-        "| CPU of this process (producer + processor) | {:.2} s per million events |",
-        cpu / measured.max(1) as f64 * 1e6
+        "| fact rows written per event (day counts) | {:.3} |",
+        per_event(rows_after.0, rows_before.0)
     );
     println!(
-        "| province_ranking_latest, 30d, 200 sequential queries: p50 / p99 | {:.1} / {:.1} ms |",
-        quantile(&query_ms, 0.5),
-        quantile(&query_ms, 0.99)
+        "| window rows written per event (materialiser: daily + latest, provinces and categories) | {:.2} |",
+        per_event(rows_after.1, rows_before.1)
     );
+    println!(
+        "| checkpoint bytes written (state rows + id chunks) per minute | {:.2} MiB ({:.2} MiB over {span:.0} s) |",
+        checkpointed as f64 / 1_048_576.0 / span.max(1e-9) * 60.0,
+        checkpointed as f64 / 1_048_576.0
+    );
+    println!(
+        "| CPU of this process (producer + pipeline + processor) | {:.2} s per million events |",
+        cpu / measured.max(1) as f64 * 1e6
+    );
+    println!("| peak RSS of this process over the measured span | {rss:.0} MiB |");
+    query_figures(&config, &decoder).await?;
+    if !args.keep {
+        drop_bench_database(&config).await?;
+    }
     Ok(())
 }
 
@@ -795,6 +1167,9 @@ pub async fn run(base: &Config, args: BenchArgs) -> Result<()> {
     }
     if let Some(events) = args.restart {
         return restart(base, &args, events).await;
+    }
+    if let Some(events) = args.queries {
+        return queries(base, &args, events).await;
     }
     let config = bench_config(base);
     let decoder = Arc::new(crate::build_decoder(&config)?);
@@ -841,8 +1216,7 @@ pub async fn run(base: &Config, args: BenchArgs) -> Result<()> {
     // 3. The pipeline (`sipas run`: one consumer, raw rows, dead letters and the index),
     //    until every message is acknowledged (row or dead letter) and the index rows cover
     //    the whole log.
-    let probe = config.clone();
-    let ends = tokio::task::spawn_blocking(move || crate::end_offsets(&probe)).await??;
+    let ends = end_offsets(&config).await?;
     // Nothing big was held yet; the peak from here on is the pipeline's.
     reset_peak_rss();
     let metrics = Metrics::new();
@@ -889,6 +1263,7 @@ pub async fn run(base: &Config, args: BenchArgs) -> Result<()> {
     let ingest_elapsed = started.elapsed();
     let ingest_cpu = cpu_seconds() - cpu_before;
     let pipeline_rss = peak_rss_mib();
+    let (fact_rows, window_rows) = index_rows(&metrics);
     let raw_elapsed = raw_elapsed.unwrap_or(ingest_elapsed);
     trigger.trigger();
     task.await??;
@@ -934,6 +1309,11 @@ pub async fn run(base: &Config, args: BenchArgs) -> Result<()> {
     println!(
         "| pipeline CPU of this process | {:.2} s per million events |",
         ingest_cpu / n * 1e6
+    );
+    println!(
+        "| index rows written per event: facts (day counts) / windows (materialiser) | {:.3} / {:.2} |",
+        fact_rows as f64 / n,
+        window_rows as f64 / n
     );
     println!("| peak RSS during the pipeline step | {pipeline_rss:.0} MiB |");
     Ok(())
