@@ -497,7 +497,10 @@ impl Materialiser {
         }
         let today = crate::domain::time::clickhouse_date(newest);
         let key_of = |row: &SatisfactionRow| {
-            format!("{}|{}|{}|{}", row.framework, row.unit_id, row.window, row.as_of)
+            format!(
+                "{}|{}|{}|{}",
+                row.framework, row.unit_id, row.window, row.as_of
+            )
         };
         let written = self.survey_rows_written.for_day(newest);
         let mut unchanged = std::collections::HashSet::new();
@@ -791,7 +794,10 @@ impl Materialiser {
         }
         let today = crate::domain::time::clickhouse_date(newest);
         let key_of = |row: &HotlineKpiRow| {
-            format!("{}|{}|{}|{}", row.unit_type, row.unit_id, row.window, row.as_of)
+            format!(
+                "{}|{}|{}|{}",
+                row.unit_type, row.unit_id, row.window, row.as_of
+            )
         };
         let written = self.hotline_rows_written.for_day(newest);
         let mut unchanged = std::collections::HashSet::new();

@@ -1,5 +1,5 @@
 //! Values computed at query time from the day-count facts: one SQL sums the counts of
-//! `satisfaction_day_counts` / `hotline_day_counts` (FINAL, over every source) per group
+//! `satisfaction_day_counts` / `hotline_day_counts` (the newest version of each row, over every source) per group
 //! and period, then the index's own math turns each sum into a row shaped like the
 //! materialised ones (`satisfaction_value` / `hotline_value`), so the views do not care
 //! where a value came from.
@@ -87,22 +87,31 @@ pub struct GroupSum {
 /// joined to the periods that contain its day, then summed per group and period; one
 /// period is summed directly (the join costs a fifth of the statement's time).
 pub fn survey_sql(group: SurveyGroup, periods: usize, province: bool, agency: bool) -> String {
-    let (period, join) = if periods > 1 {
+    // The periods a day is in are listed inside the subquery (18.16 cannot see the
+    // subquery's columns from an ARRAY JOIN expression).
+    let (period, periods_column, join) = if periods > 1 {
         (
             "period",
-            " ARRAY JOIN arrayFilter((i, a, b) -> toUInt16(day) >= a AND toUInt16(day) <= b, arrayEnumerate(?), ?, ?) AS period",
+            ", arrayFilter((i, a, b) -> toUInt16(day) >= a AND toUInt16(day) <= b, arrayEnumerate(?), ?, ?) AS periods",
+            " ARRAY JOIN periods AS period",
         )
     } else {
-        ("toUInt32(1) AS period", "")
+        ("toUInt32(1) AS period", "", "")
     };
+    // The newest version of each fact row, by `LIMIT 1 BY` its key: on ClickHouse 18.16
+    // this is about 3.5 times faster than FINAL over the array columns.
     format!(
         "SELECT {key} AS key, any(agency_level) AS level, {period}, \
          sum(respondents) AS respondents, \
          sumForEach(criterion_n1) AS n1, sumForEach(criterion_n2) AS n2, sumForEach(criterion_n3) AS n3, \
          sumForEach(criterion_n4) AS n4, sumForEach(criterion_n5) AS n5, \
          sumForEach(criterion_missing) AS missing, sumForEach(expectation_ticks) AS ticks \
-         FROM {table} FINAL{join} \
+         FROM (SELECT day, province_code, agency_id, agency_level, channel, respondent_type, procedure_code, \
+         respondents, criterion_n1, criterion_n2, criterion_n3, criterion_n4, criterion_n5, criterion_missing, expectation_ticks{periods_column} \
+         FROM {table} \
          WHERE framework = ?{filter} AND day >= toDate(?) AND day <= toDate(?) \
+         ORDER BY version DESC \
+         LIMIT 1 BY day, province_code, agency_id, agency_level, channel, respondent_type, procedure_code, source_partition, source_block){join} \
          GROUP BY key, period",
         key = group.column(),
         table = tables::SATISFACTION_DAY_COUNTS,
@@ -404,7 +413,8 @@ mod tests {
     #[test]
     fn the_sql_binds_every_value_and_names_only_whitelisted_columns() {
         let sql = survey_sql(SurveyGroup::Agency, 1, true, false);
-        assert!(sql.contains("FROM satisfaction_day_counts FINAL WHERE"));
+        assert!(sql.contains("FROM satisfaction_day_counts WHERE"));
+        assert!(sql.contains("LIMIT 1 BY day, province_code, agency_id"));
         assert!(sql.contains("SELECT agency_id AS key"));
         assert!(sql.contains("WHERE framework = ? AND province_code = ? AND day >= toDate(?)"));
         assert_eq!(sql.matches('?').count(), 4);
@@ -415,7 +425,7 @@ mod tests {
             5
         );
         let sql = survey_sql(SurveyGroup::Province, 3, false, false);
-        assert!(sql.contains("FINAL ARRAY JOIN"));
+        assert!(sql.contains("source_block) ARRAY JOIN"));
         assert_eq!(sql.matches('?').count(), 6);
         let sql = hotline_sql(HotlineGroup::Channel, false);
         assert!(sql.contains("SELECT '' AS province, channel AS key"));
