@@ -846,38 +846,25 @@ where
     Ok((ms, last.context("no query ran")?))
 }
 
-#[derive(Debug, clickhouse::Row, serde::Deserialize)]
-struct AgencySums {
-    agency_id: String,
-    respondents: u64,
-    n1: Vec<u64>,
-    n2: Vec<u64>,
-    n3: Vec<u64>,
-    n4: Vec<u64>,
-    n5: Vec<u64>,
-    missing: Vec<u64>,
-    ticks: Vec<u64>,
-}
-
-/// The agencies of one province over one window, ranked: their day counts summed in
-/// ClickHouse, the index and the ranks computed here (as the read API does).
+/// The agencies of one province over one window, ranked: the read API's statement (the
+/// newest version of each fact row, summed per agency), then the index and the ranks
+/// computed here, as the API does.
 async fn agency_ranking(
     client: &clickhouse::Client,
     framework: &sipas_stream::domain::Framework,
     province: &str,
-    (from, to): (&str, &str),
+    period: (i64, i64),
 ) -> Result<usize> {
     use sipas_stream::index::survey::{competition_rank, compute, SurveyCounts};
-    let rows: Vec<AgencySums> = client
-        .query(
-            "SELECT agency_id, toUInt64(sum(respondents)), sumForEach(criterion_n1), sumForEach(criterion_n2), sumForEach(criterion_n3), sumForEach(criterion_n4), sumForEach(criterion_n5), sumForEach(criterion_missing), sumForEach(expectation_ticks) FROM satisfaction_day_counts FINAL WHERE framework = ? AND province_code = ? AND day BETWEEN toDate(?) AND toDate(?) GROUP BY agency_id",
-        )
-        .bind(&framework.id)
-        .bind(province)
-        .bind(from)
-        .bind(to)
-        .fetch_all()
-        .await?;
+    use sipas_stream::serve::sums::{survey_query, SurveyGroup, SurveyScope};
+    let scope = SurveyScope {
+        framework,
+        province: Some(province),
+        agency: None,
+    };
+    let query = survey_query(client, scope, SurveyGroup::Agency, &[period])
+        .context("the period holds no storable day")?;
+    let rows: Vec<sipas_stream::serve::rows::SurveySumRow> = query.fetch_all().await?;
     let narrow = |v: &[u64]| -> Vec<u32> {
         v.iter()
             .map(|x| (*x).min(u64::from(u32::MAX)) as u32)
@@ -904,7 +891,7 @@ async fn agency_ranking(
         .collect();
     let ranks = competition_rank(&scores);
     anyhow::ensure!(
-        rows.iter().all(|r| !r.agency_id.is_empty()) && ranks.len() == rows.len(),
+        rows.iter().all(|r| !r.key.is_empty()) && ranks.len() == rows.len(),
         "agency ranking lost rows"
     );
     Ok(rows.len())
@@ -944,13 +931,9 @@ async fn query_figures(config: &Config, decoder: &sipas_stream::contract::Decode
         .fetch_one()
         .await?;
     let newest = i64::from(newest);
-    let (from, to) = (
-        sipas_stream::domain::time::format_day(newest - 364),
-        sipas_stream::domain::time::format_day(newest),
-    );
-    let (province, from, to) = (&province, &from, &to);
+    let province = &province;
     let (ms, agencies) = latencies(QUERIES, move || {
-        agency_ranking(client, framework, province, (from, to))
+        agency_ranking(client, framework, province, (newest - 364, newest))
     })
     .await?;
     println!(
