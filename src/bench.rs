@@ -215,7 +215,7 @@ fn index_fold(config: &Config, args: &BenchArgs, events: u64) -> Result<()> {
         fold_cpu += cpu_seconds() - cpu;
         // A checkpoint per chunk: the state row and the chunk of ids folded since the last.
         let (row, ids) = sipas_stream::index::checkpoint::rows("bench", "t", 0, &mut state, 0);
-        checkpoint_bytes += row.state.len() + ids.map_or(0, |c| c.ids.len());
+        checkpoint_bytes += row.state.len() + ids.map_or(0, |c| c.chunk.len());
         checkpoints += 1;
         bar.inc(chunk);
     }
@@ -689,7 +689,7 @@ async fn checkpoint_bytes(config: &Config) -> Result<(u64, u64)> {
         .fetch_one()
         .await?;
     let ids: u64 = client
-        .query("SELECT toUInt64(sum(length(ids))) FROM index_seen_ids")
+        .query("SELECT toUInt64(sum(length(chunk))) FROM index_state_chunks")
         .fetch_one()
         .await?;
     Ok((state, ids))
@@ -986,7 +986,7 @@ async fn checkpoint_bytes_during<T>(
             .fetch_all()
             .await?;
         let ids: u64 = client
-            .query("SELECT toUInt64(sum(length(ids))) FROM index_seen_ids")
+            .query("SELECT toUInt64(sum(length(chunk))) FROM index_state_chunks")
             .fetch_one()
             .await?;
         anyhow::Ok((rows, ids))

@@ -1,20 +1,20 @@
 //! Index state checkpoints in ClickHouse. `index_checkpoints` holds one row per partition
-//! (the latest by `next_offset` wins): the open block's cells and the tickets. The ids
-//! folded, which grow with history, are appended apart to `index_seen_ids`, one chunk per
-//! checkpoint covering the offsets folded since the previous one, so a checkpoint writes
-//! only what changed. A restored state takes the chunks that lie wholly below its
+//! (the latest by `next_offset` wins): the open block's cells. The ids folded and the
+//! tickets, which grow with history, are appended apart to `index_state_chunks`, one chunk
+//! per checkpoint with what changed over the offsets folded since the previous one, so a
+//! checkpoint writes only what changed. A restored state takes the chunks that lie wholly below its
 //! `next_offset` (a chunk written before a crash, past the checkpoint that survived, is
 //! left out: its ids are folded again by the replay). Every 200 checkpoints, and on the
-//! first after a restore, the chunk holds every id (from offset 0), so a restore reads
+//! first after a restore, the chunk holds every id and ticket (from offset 0), so a restore reads
 //! that one and those after it, not every chunk ever written.
 use bincode::Options;
 
-use crate::index::rows::{tables, CheckpointRow, SeenIdsRow};
-use crate::index::state::PartitionState;
+use crate::index::rows::{tables, CheckpointRow, StateChunkRow};
+use crate::index::state::{PartitionState, StateChunk};
 
 /// Bumped whenever `PartitionState`'s layout changes; older checkpoints are ignored
 /// (the partition is then rebuilt from the log).
-pub const STATE_FORMAT: u8 = 5;
+pub const STATE_FORMAT: u8 = 6;
 
 #[derive(Debug, clickhouse::Row, serde::Deserialize)]
 struct Offset {
@@ -40,24 +40,26 @@ pub fn decode(bytes: &[u8]) -> Option<PartitionState> {
     }
 }
 
-/// The rows that checkpoint a state: its own, and the chunk of ids folded since the last
-/// checkpoint (taken from the state).
+/// The rows that checkpoint a state: its own, and the chunk of what changed since the last
+/// checkpoint (taken from the state; none when nothing did).
 pub fn rows(
     key: &str,
     topic: &str,
     partition: i32,
     state: &mut PartitionState,
     now: u32,
-) -> (CheckpointRow, Option<SeenIdsRow>) {
-    let (from_offset, to_offset, ids) = state.take_new_ids();
-    let chunk = (!ids.is_empty()).then(|| SeenIdsRow {
-        consumer_group: key.to_owned(),
-        topic: topic.to_owned(),
-        partition: partition as u32,
-        from_offset,
-        to_offset,
-        ids,
-    });
+) -> (CheckpointRow, Option<StateChunkRow>) {
+    let chunk = state.take_chunk();
+    let whole = chunk.from_offset == 0;
+    let chunk =
+        (whole || !chunk.ids.is_empty() || !chunk.tickets.is_empty()).then(|| StateChunkRow {
+            consumer_group: key.to_owned(),
+            topic: topic.to_owned(),
+            partition: partition as u32,
+            from_offset: chunk.from_offset,
+            to_offset: chunk.to_offset,
+            chunk: options().serialize(&chunk).expect("chunk serialises"),
+        });
     let row = CheckpointRow {
         consumer_group: key.to_owned(),
         topic: topic.to_owned(),
@@ -67,6 +69,11 @@ pub fn rows(
         written_at: now,
     };
     (row, chunk)
+}
+
+/// A stored chunk.
+pub fn decode_chunk(bytes: &[u8]) -> Option<StateChunk> {
+    options().deserialize(bytes).ok()
 }
 
 /// The latest usable checkpoint of a partition with its ids, or an empty state at offset 0.
@@ -90,10 +97,10 @@ pub async fn load(
         .await?;
     match row.as_ref().and_then(|row| decode(&row.state)) {
         Some(mut state) => {
-            // The latest chunk holding every id (from offset 0), and the chunks after it.
+            // The latest whole chunk (from offset 0), and the chunks after it.
             let sql = format!(
                 "SELECT max(to_offset) AS offset FROM {} WHERE consumer_group = ? AND topic = ? AND partition = ? AND from_offset = 0 AND to_offset <= ?",
-                tables::INDEX_SEEN_IDS
+                tables::INDEX_STATE_CHUNKS
             );
             let whole = client
                 .query(&sql)
@@ -106,7 +113,7 @@ pub async fn load(
                 .map_or(0, |o| o.offset);
             let sql = format!(
                 "SELECT ?fields FROM {} FINAL WHERE consumer_group = ? AND topic = ? AND partition = ? AND to_offset <= ? AND ((from_offset = 0 AND to_offset = ?) OR from_offset >= ?) ORDER BY from_offset",
-                tables::INDEX_SEEN_IDS
+                tables::INDEX_STATE_CHUNKS
             );
             let chunks = client
                 .query(&sql)
@@ -116,15 +123,28 @@ pub async fn load(
                 .bind(state.next_offset)
                 .bind(whole)
                 .bind(whole)
-                .fetch_all::<SeenIdsRow>()
+                .fetch_all::<StateChunkRow>()
                 .await?;
-            let chunks: Vec<Vec<u8>> = chunks.into_iter().map(|c| c.ids).collect();
-            state.restore_ids(&chunks);
+            let mut decoded = Vec::with_capacity(chunks.len());
+            for chunk in &chunks {
+                // A chunk that does not decode is another format's: start from scratch.
+                let Some(chunk) = decode_chunk(&chunk.chunk) else {
+                    tracing::warn!(
+                        topic,
+                        partition,
+                        "a state chunk does not decode; folding the partition from the beginning"
+                    );
+                    return Ok(PartitionState::new(partition as u32, 0));
+                };
+                decoded.push(chunk);
+            }
+            state.restore_chunks(decoded);
             tracing::info!(
                 topic,
                 partition,
                 next_offset = state.next_offset,
                 ids = state.stats().ids,
+                tickets = state.stats().tickets,
                 "index state restored from checkpoint"
             );
             Ok(state)

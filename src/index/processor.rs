@@ -27,7 +27,7 @@ use crate::domain::FrameworkCatalog;
 use crate::index::checkpoint;
 use crate::index::input::{FoldInput, IndexHandle, IndexInput};
 use crate::index::materialiser::Materialiser;
-use crate::index::rows::{tables, CheckpointRow, SeenIdsRow};
+use crate::index::rows::{tables, CheckpointRow, StateChunkRow};
 use crate::index::state::{ChangedDays, PartitionState};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -351,7 +351,7 @@ impl IndexProcessor {
         if checkpoint && !self.slots.is_empty() {
             let now = crate::domain::time::unix_now() as u32;
             let mut rows: Vec<CheckpointRow> = Vec::new();
-            let mut chunks: Vec<SeenIdsRow> = Vec::new();
+            let mut chunks: Vec<StateChunkRow> = Vec::new();
             for ((topic, partition), slot) in self.slots.iter_mut() {
                 let (row, chunk) = checkpoint::rows(
                     &self.checkpoint_key,
@@ -363,8 +363,10 @@ impl IndexProcessor {
                 rows.push(row);
                 chunks.extend(chunk);
             }
-            // The ids first: a checkpoint row never refers to ids that were not stored.
-            self.writer.insert(tables::INDEX_SEEN_IDS, &chunks).await?;
+            // The chunks first: a checkpoint row never refers to ids or tickets not stored.
+            self.writer
+                .insert(tables::INDEX_STATE_CHUNKS, &chunks)
+                .await?;
             self.writer.insert(tables::INDEX_CHECKPOINTS, &rows).await?;
             self.dirty = false;
         }

@@ -17,7 +17,7 @@ pub mod tables {
     pub const HOTLINE_KPI_DAILY: &str = "hotline_kpi_daily";
     pub const HOTLINE_KPI_LATEST: &str = "hotline_kpi_latest";
     pub const INDEX_CHECKPOINTS: &str = "index_checkpoints";
-    pub const INDEX_SEEN_IDS: &str = "index_seen_ids";
+    pub const INDEX_STATE_CHUNKS: &str = "index_state_chunks";
     /// Every table the index writes, for `sipas status`.
     pub const ALL: &[&str] = &[
         SATISFACTION_DAY_COUNTS,
@@ -27,7 +27,7 @@ pub mod tables {
         HOTLINE_KPI_DAILY,
         HOTLINE_KPI_LATEST,
         INDEX_CHECKPOINTS,
-        INDEX_SEEN_IDS,
+        INDEX_STATE_CHUNKS,
     ];
 }
 
@@ -80,16 +80,17 @@ pub struct HotlineDayCountRow {
     pub version: u64,
 }
 
-/// Ids folded at offsets `[from_offset, to_offset)` of a partition.
+/// What a partition's state changed at offsets `[from_offset, to_offset)`: ids folded
+/// and tickets changed (varint bincode of `index::state::StateChunk`).
 #[derive(Debug, Clone, clickhouse::Row, Serialize, Deserialize)]
-pub struct SeenIdsRow {
+pub struct StateChunkRow {
     pub consumer_group: String,
     pub topic: String,
     pub partition: u32,
     pub from_offset: i64,
     pub to_offset: i64,
     #[serde(with = "serde_bytes")]
-    pub ids: Vec<u8>,
+    pub chunk: Vec<u8>,
 }
 
 #[derive(Debug, Clone, PartialEq, clickhouse::Row, Serialize, Deserialize)]

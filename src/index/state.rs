@@ -117,7 +117,13 @@ pub struct PartitionState {
     newest_event_time: Option<i64>,
     surveys: BTreeMap<SurveyCell, OpenCell<SurveyCounts>>,
     hotline: BTreeMap<(HotlineCell, i64), OpenCell<HotlineDayCounts>>,
+    /// Checkpointed apart, like the ids: the tickets changed since the last checkpoint are
+    /// appended as a chunk (most tickets of a year's history do not change in a minute).
+    #[serde(skip)]
     tickets: HashMap<String, TicketState>,
+    /// Tickets changed (or forgotten) since the last chunk.
+    #[serde(skip)]
+    changed_tickets: std::collections::BTreeSet<String>,
     /// Rows of blocks that closed since the last take.
     #[serde(skip)]
     closed: TakenRows,
@@ -135,6 +141,17 @@ pub struct PartitionState {
     /// reads one whole chunk and the few after it.
     #[serde(skip)]
     chunks_since_whole: Option<u32>,
+}
+
+/// What a partition's state appends at a checkpoint besides its own row.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateChunk {
+    pub from_offset: i64,
+    pub to_offset: i64,
+    /// 64-bit id hashes with their event day.
+    pub ids: Vec<(u64, i32)>,
+    /// Tickets changed in `[from, to)`; `None`: forgotten.
+    pub tickets: Vec<(String, Option<TicketState>)>,
 }
 
 /// A checkpoint writes every id again (one chunk from offset 0) after this many chunks.
@@ -282,6 +299,9 @@ impl PartitionState {
             };
         }
         let late = self.is_late(event.occurred_at, lateness_seconds);
+        if !self.changed_tickets.contains(&event.ticket_id) {
+            self.changed_tickets.insert(event.ticket_id.clone());
+        }
         let ticket = self.tickets.entry(event.ticket_id.clone()).or_default();
         for (cell, day, delta) in ticket.fold_diff(event) {
             let open = self.hotline.entry((cell, day)).or_default();
@@ -309,8 +329,14 @@ impl PartitionState {
             return;
         };
         let forget_before = newest - TICKET_RETENTION_DAYS * 86_400;
-        self.tickets
-            .retain(|_, t| !(t.resolved_at().is_some() && t.last_event_at() < forget_before));
+        let changed = &mut self.changed_tickets;
+        self.tickets.retain(|id, t| {
+            let keep = !(t.resolved_at().is_some() && t.last_event_at() < forget_before);
+            if !keep {
+                changed.insert(id.clone());
+            }
+            keep
+        });
         let oldest_day = vietnam_day(newest) - ID_RETENTION_DAYS;
         if self.seen.values().any(|day| i64::from(*day) < oldest_day) {
             self.seen.retain(|_, day| i64::from(*day) >= oldest_day);
@@ -371,9 +397,10 @@ impl PartitionState {
         }
     }
 
-    /// Ids folded since the last call, as a chunk covering `[from, next_offset)`; every
-    /// `CHUNKS_PER_WHOLE` calls (and on the first after a restore) every id, from 0.
-    pub fn take_new_ids(&mut self) -> (i64, i64, Vec<u8>) {
+    /// What changed since the last call, as a chunk covering `[from, next_offset)`: the ids
+    /// folded and the tickets changed (`None`: forgotten). Every `CHUNKS_PER_WHOLE` calls,
+    /// and on the first after a restore, a whole chunk from offset 0: every id and ticket.
+    pub fn take_chunk(&mut self) -> StateChunk {
         let whole = self
             .chunks_since_whole
             .is_none_or(|n| n + 1 >= CHUNKS_PER_WHOLE);
@@ -384,46 +411,55 @@ impl PartitionState {
         } else {
             self.chunks_since_whole.unwrap_or(0) + 1
         });
-        let capacity = if whole {
-            self.seen.len()
+        let (mut ids, tickets) = if whole {
+            let ids: Vec<(u64, i32)> = self.seen.iter().map(|(h, d)| (*h, *d)).collect();
+            let mut tickets: Vec<(String, Option<TicketState>)> = self
+                .tickets
+                .iter()
+                .map(|(id, t)| (id.clone(), Some(t.clone())))
+                .collect();
+            tickets.sort_by(|a, b| a.0.cmp(&b.0));
+            (ids, tickets)
         } else {
-            self.new_ids.len()
+            let tickets = self
+                .changed_tickets
+                .iter()
+                .map(|id| (id.clone(), self.tickets.get(id).cloned()))
+                .collect();
+            (std::mem::take(&mut self.new_ids), tickets)
         };
-        let mut bytes = Vec::with_capacity(capacity * 12);
-        let mut put = |hash: u64, day: i32| {
-            bytes.extend_from_slice(&hash.to_le_bytes());
-            bytes.extend_from_slice(&day.to_le_bytes());
-        };
-        if whole {
-            let mut all: Vec<(u64, i32)> = self.seen.iter().map(|(h, d)| (*h, *d)).collect();
-            all.sort_unstable();
-            for (hash, day) in all {
-                put(hash, day);
-            }
-        } else {
-            for (hash, day) in &self.new_ids {
-                put(*hash, *day);
-            }
-        }
+        ids.sort_unstable();
         self.new_ids.clear();
-        (from, self.ids_from, bytes)
+        self.changed_tickets.clear();
+        StateChunk {
+            from_offset: from,
+            to_offset: self.ids_from,
+            ids,
+            tickets,
+        }
     }
 
-    /// Restores ids from checkpointed chunks (only chunks within the state's offsets).
-    pub fn restore_ids(&mut self, chunks: &[Vec<u8>]) {
+    /// Restores ids and tickets from checkpointed chunks, oldest first (only chunks within
+    /// the state's offsets: the latest whole one and those after it).
+    pub fn restore_chunks(&mut self, chunks: Vec<StateChunk>) {
         let oldest_day = self
             .newest_day()
             .map_or(i64::MIN, |newest| newest - ID_RETENTION_DAYS);
         for chunk in chunks {
-            for entry in chunk.chunks_exact(12) {
-                let hash = u64::from_le_bytes(entry[..8].try_into().expect("8 bytes"));
-                let day = i32::from_le_bytes(entry[8..].try_into().expect("4 bytes"));
+            for (hash, day) in chunk.ids {
                 if i64::from(day) >= oldest_day {
                     self.seen.insert(hash, day);
                 }
             }
+            for (id, ticket) in chunk.tickets {
+                match ticket {
+                    Some(ticket) => self.tickets.insert(id, ticket),
+                    None => self.tickets.remove(&id),
+                };
+            }
         }
         self.new_ids.clear();
+        self.changed_tickets.clear();
         self.ids_from = self.next_offset;
         self.chunks_since_whole = None;
     }
@@ -647,7 +683,8 @@ mod tests {
         state.apply_survey(&survey("a", at, "01", Some(5)), 10, &f, LATENESS);
         let (row, chunk) = crate::index::checkpoint::rows("g", "t", 0, &mut state, 0);
         let mut restored = crate::index::checkpoint::decode(&row.state).unwrap();
-        restored.restore_ids(&[chunk.unwrap().ids]);
+        let chunk = crate::index::checkpoint::decode_chunk(&chunk.unwrap().chunk).unwrap();
+        restored.restore_chunks(vec![chunk]);
         let again = restored.apply_survey(&survey("a", at, "01", Some(1)), 11, &f, LATENESS);
         assert!(again.duplicate, "the first copy wins, also after a restore");
         assert_eq!(restored.next_offset, 12);
@@ -663,21 +700,30 @@ mod tests {
     }
 
     #[test]
-    fn id_chunks_are_incremental_with_a_whole_one_after_a_restore() {
+    fn chunks_are_incremental_with_a_whole_one_after_a_restore() {
         let f = frameworks();
         let at = "2026-11-01T10:00:00+07:00";
         let mut state = PartitionState::new(0, 0);
         state.apply_survey(&survey("a", at, "01", Some(5)), 0, &f, LATENESS);
-        assert_eq!(state.take_new_ids().0, 0, "the first chunk holds every id");
-        state.apply_survey(&survey("b", at, "01", Some(5)), 1, &f, LATENESS);
-        let (from, to, ids) = state.take_new_ids();
-        assert_eq!((from, to, ids.len()), (1, 2, 12), "then only what is new");
-        state.restore_ids(&[]);
-        let (from, to, ids) = state.take_new_ids();
         assert_eq!(
-            (from, to, ids.len()),
-            (0, 2, 24),
-            "after a restore, every id again"
+            state.take_chunk().from_offset,
+            0,
+            "the first chunk holds everything"
+        );
+        state.apply_survey(&survey("b", at, "01", Some(5)), 1, &f, LATENESS);
+        let chunk = state.take_chunk();
+        assert_eq!(
+            (chunk.from_offset, chunk.to_offset, chunk.ids.len()),
+            (1, 2, 1),
+            "then only what is new"
+        );
+        let restored_ids = state.seen_ids().len();
+        state.restore_chunks(Vec::new());
+        let chunk = state.take_chunk();
+        assert_eq!(
+            (chunk.from_offset, chunk.ids.len()),
+            (0, restored_ids),
+            "after a restore, everything again"
         );
     }
 
@@ -707,7 +753,7 @@ mod tests {
         let events: Vec<_> = (0..12_000).map(|_| sim.next_event()).collect();
         let run = |cuts: &[usize], flush_every: usize| {
             let mut state = PartitionState::new(0, 0);
-            let mut chunks: Vec<(i64, Vec<u8>)> = Vec::new();
+            let mut chunks: Vec<(i64, i64, Vec<u8>)> = Vec::new();
             let (mut surveys, mut hotline) = (Vec::new(), Vec::new());
             let mut offset = 0usize;
             while offset < events.len() {
@@ -717,14 +763,29 @@ mod tests {
                     surveys.extend(taken.surveys);
                     hotline.extend(taken.hotline);
                     let (row, chunk) = crate::index::checkpoint::rows("g", "t", 0, &mut state, 0);
-                    chunks.extend(chunk.map(|c| (c.to_offset, c.ids)));
+                    chunks.extend(chunk.map(|c| (c.from_offset, c.to_offset, c.chunk)));
                     state = crate::index::checkpoint::decode(&row.state).unwrap();
-                    let below: Vec<Vec<u8>> = chunks
+                    // As `checkpoint::load` reads them: the latest whole chunk and those after.
+                    let whole = chunks
                         .iter()
-                        .filter(|(to, _)| *to <= state.next_offset)
-                        .map(|(_, ids)| ids.clone())
+                        .filter(|(from, to, _)| *from == 0 && *to <= state.next_offset)
+                        .map(|(_, to, _)| *to)
+                        .max()
+                        .unwrap_or(0);
+                    let mut below: Vec<&(i64, i64, Vec<u8>)> = chunks
+                        .iter()
+                        .filter(|(from, to, _)| {
+                            *to <= state.next_offset
+                                && ((*from == 0 && *to == whole) || *from >= whole)
+                        })
                         .collect();
-                    state.restore_ids(&below);
+                    below.sort_by_key(|(from, to, _)| (*from, *to));
+                    state.restore_chunks(
+                        below
+                            .iter()
+                            .map(|(_, _, c)| crate::index::checkpoint::decode_chunk(c).unwrap())
+                            .collect(),
+                    );
                 }
                 let e = &events[offset];
                 match decoder.decode(e.kind, &e.payload, None) {
@@ -741,6 +802,11 @@ mod tests {
                     let taken = state.take_rows(&f);
                     surveys.extend(taken.surveys);
                     hotline.extend(taken.hotline);
+                }
+                // Checkpoints without a crash: incremental chunks between the whole ones.
+                if offset.is_multiple_of(700) {
+                    let (_, chunk) = crate::index::checkpoint::rows("g", "t", 0, &mut state, 0);
+                    chunks.extend(chunk.map(|c| (c.from_offset, c.to_offset, c.chunk)));
                 }
             }
             let taken = state.take_rows(&f);

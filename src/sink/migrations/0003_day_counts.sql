@@ -229,8 +229,9 @@ CREATE TABLE IF NOT EXISTS {db}.hotline_kpi_latest
 ENGINE = ReplacingMergeTree(version)
 ORDER BY (unit_type, unit_id, window);
 
--- Partition state (open block, tickets) with the offset it belongs to; the ids folded are
--- kept apart, appended per checkpoint, so a checkpoint does not copy them all again.
+-- Partition state (the open block's cells) with the offset it belongs to; the ids folded
+-- and the tickets are kept apart, appended per checkpoint as the chunk of what changed, so
+-- a checkpoint does not copy them all again.
 CREATE TABLE IF NOT EXISTS {db}.index_checkpoints
 (
     consumer_group String,
@@ -243,15 +244,16 @@ CREATE TABLE IF NOT EXISTS {db}.index_checkpoints
 ENGINE = ReplacingMergeTree(next_offset)
 ORDER BY (consumer_group, topic, partition);
 
--- Ids folded at offsets [from_offset, to_offset): 12 bytes each (64-bit hash, event day).
-CREATE TABLE IF NOT EXISTS {db}.index_seen_ids
+-- What a partition's state changed at offsets [from_offset, to_offset): ids folded and
+-- tickets changed; a chunk from offset 0 holds them all.
+CREATE TABLE IF NOT EXISTS {db}.index_state_chunks
 (
     consumer_group String,
     topic String,
     partition UInt32,
     from_offset Int64,
     to_offset Int64,
-    ids String
+    chunk String
 )
 ENGINE = ReplacingMergeTree()
 ORDER BY (consumer_group, topic, partition, from_offset, to_offset);
