@@ -28,9 +28,6 @@ use crate::index::values::{
 use crate::index::window::{MAX_WINDOW_DAYS, WINDOWS};
 use crate::sink::writer::{Abandoned, RawEventWriter};
 
-/// Window rows held before they are written within a pass.
-const ROWS_PER_WRITE: usize = 20_000;
-
 /// Days kept in the cache behind the newest day (and covered by the fingerprints).
 const CACHE_DAYS: i64 = MAX_WINDOW_DAYS + 30;
 
@@ -125,106 +122,6 @@ type Detected = (
     BTreeSet<(String, String)>,
     Vec<String>,
 );
-
-/// Writes window rows, leaving out newest-day rows whose content did not change, and
-/// empties the lists.
-async fn write_satisfaction(
-    writer: &RawEventWriter,
-    written: &mut WrittenRows,
-    newest: i64,
-    (daily, latest): (&mut Vec<SatisfactionRow>, &mut Vec<SatisfactionRow>),
-    stats: &mut PassStats,
-) -> Result<(), Abandoned> {
-    let today = crate::domain::time::clickhouse_date(newest);
-    let key_of = |row: &SatisfactionRow| {
-        format!(
-            "{}|{}|{}|{}",
-            row.framework, row.unit_id, row.window, row.as_of
-        )
-    };
-    let hashes = written.for_day(newest);
-    let mut unchanged = std::collections::HashSet::new();
-    for row in daily.iter().filter(|r| r.as_of == today) {
-        let hash = content_hash(&(
-            row.respondents,
-            row.sipas.map(f64::to_bits),
-            &row.criterion_valid,
-            &row.criterion_satisfied,
-            &row.criterion_missing,
-            row.expectation_shares
-                .iter()
-                .map(|v| v.to_bits())
-                .collect::<Vec<_>>(),
-        ));
-        let key = key_of(row);
-        if hashes.insert(key.clone(), hash) == Some(hash) {
-            unchanged.insert(key);
-        }
-    }
-    daily.retain(|row| !unchanged.contains(&key_of(row)));
-    latest.retain(|row| !unchanged.contains(&key_of(row)));
-    stats.satisfaction_rows += daily.len() + latest.len();
-    let (a, b) = tokio::join!(
-        writer.insert(tables::SATISFACTION_DAILY, &daily),
-        writer.insert(tables::SATISFACTION_LATEST, &latest),
-    );
-    for failure in a?.into_iter().chain(b?) {
-        tracing::error!(message = %failure.message, "ClickHouse refused a window row");
-    }
-    daily.clear();
-    latest.clear();
-    Ok(())
-}
-
-/// Writes window rows, leaving out newest-day rows whose content did not change, and
-/// empties the lists.
-async fn write_hotline(
-    writer: &RawEventWriter,
-    written: &mut WrittenRows,
-    newest: i64,
-    (daily, latest): (&mut Vec<HotlineKpiRow>, &mut Vec<HotlineKpiRow>),
-    stats: &mut PassStats,
-) -> Result<(), Abandoned> {
-    let today = crate::domain::time::clickhouse_date(newest);
-    let key_of = |row: &HotlineKpiRow| {
-        format!(
-            "{}|{}|{}|{}",
-            row.unit_type, row.unit_id, row.window, row.as_of
-        )
-    };
-    let hashes = written.for_day(newest);
-    let mut unchanged = std::collections::HashSet::new();
-    for row in daily.iter().filter(|r| r.as_of == today) {
-        let hash = content_hash(&(
-            row.received,
-            row.responded,
-            row.responded_on_time,
-            row.median_response_hours.map(f64::to_bits),
-            row.rated,
-            row.satisfaction_rate.map(f64::to_bits),
-            row.reopened,
-            row.rejected,
-            row.open_past_due,
-        ));
-        let key = key_of(row);
-        if hashes.insert(key.clone(), hash) == Some(hash) {
-            unchanged.insert(key);
-        }
-    }
-    daily.retain(|row| !unchanged.contains(&key_of(row)));
-    latest.retain(|row| !unchanged.contains(&key_of(row)));
-    stats.hotline_rows += daily.len() + latest.len();
-    let (a, b) = tokio::join!(
-        writer.insert(tables::HOTLINE_KPI_DAILY, &daily),
-        writer.insert(tables::HOTLINE_KPI_LATEST, &latest),
-    );
-    for failure in a?.into_iter().chain(b?) {
-        tracing::error!(message = %failure.message, "ClickHouse refused a hotline KPI row");
-    }
-    daily.clear();
-    latest.clear();
-    Ok(())
-}
 
 /// One unit's day sums as read from ClickHouse: complete for days ≥ `from`, except the
 /// `stale` days, which changed since they were read.
@@ -597,26 +494,43 @@ impl Materialiser {
                     }
                 }
             }
-            // Written as they come, so a pass over a year holds a bounded number of rows.
-            if daily.len() >= ROWS_PER_WRITE {
-                write_satisfaction(
-                    &self.writer,
-                    &mut self.survey_rows_written,
-                    newest,
-                    (&mut daily, &mut latest),
-                    stats,
-                )
-                .await?;
+        }
+        let today = crate::domain::time::clickhouse_date(newest);
+        let key_of = |row: &SatisfactionRow| {
+            format!(
+                "{}|{}|{}|{}",
+                row.framework, row.unit_id, row.window, row.as_of
+            )
+        };
+        let written = self.survey_rows_written.for_day(newest);
+        let mut unchanged = std::collections::HashSet::new();
+        for row in daily.iter().filter(|r| r.as_of == today) {
+            let hash = content_hash(&(
+                row.respondents,
+                row.sipas.map(f64::to_bits),
+                &row.criterion_valid,
+                &row.criterion_satisfied,
+                &row.criterion_missing,
+                row.expectation_shares
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect::<Vec<_>>(),
+            ));
+            let key = key_of(row);
+            if written.insert(key.clone(), hash) == Some(hash) {
+                unchanged.insert(key);
             }
         }
-        write_satisfaction(
-            &self.writer,
-            &mut self.survey_rows_written,
-            newest,
-            (&mut daily, &mut latest),
-            stats,
-        )
-        .await?;
+        daily.retain(|row| !unchanged.contains(&key_of(row)));
+        latest.retain(|row| !unchanged.contains(&key_of(row)));
+        stats.satisfaction_rows += daily.len() + latest.len();
+        let (a, b) = tokio::join!(
+            self.writer.insert(tables::SATISFACTION_DAILY, &daily),
+            self.writer.insert(tables::SATISFACTION_LATEST, &latest),
+        );
+        for failure in a?.into_iter().chain(b?) {
+            tracing::error!(message = %failure.message, "ClickHouse refused a window row");
+        }
         self.survey_written = Some(self.survey_written.map_or(newest, |w| w.max(newest)));
         let keep_from = newest - CACHE_DAYS;
         for cache in self.surveys.values_mut() {
@@ -877,25 +791,43 @@ impl Materialiser {
                     }
                 }
             }
-            if daily.len() >= ROWS_PER_WRITE {
-                write_hotline(
-                    &self.writer,
-                    &mut self.hotline_rows_written,
-                    newest,
-                    (&mut daily, &mut latest),
-                    stats,
-                )
-                .await?;
+        }
+        let today = crate::domain::time::clickhouse_date(newest);
+        let key_of = |row: &HotlineKpiRow| {
+            format!(
+                "{}|{}|{}|{}",
+                row.unit_type, row.unit_id, row.window, row.as_of
+            )
+        };
+        let written = self.hotline_rows_written.for_day(newest);
+        let mut unchanged = std::collections::HashSet::new();
+        for row in daily.iter().filter(|r| r.as_of == today) {
+            let hash = content_hash(&(
+                row.received,
+                row.responded,
+                row.responded_on_time,
+                row.median_response_hours.map(f64::to_bits),
+                row.rated,
+                row.satisfaction_rate.map(f64::to_bits),
+                row.reopened,
+                row.rejected,
+                row.open_past_due,
+            ));
+            let key = key_of(row);
+            if written.insert(key.clone(), hash) == Some(hash) {
+                unchanged.insert(key);
             }
         }
-        write_hotline(
-            &self.writer,
-            &mut self.hotline_rows_written,
-            newest,
-            (&mut daily, &mut latest),
-            stats,
-        )
-        .await?;
+        daily.retain(|row| !unchanged.contains(&key_of(row)));
+        latest.retain(|row| !unchanged.contains(&key_of(row)));
+        stats.hotline_rows += daily.len() + latest.len();
+        let (a, b) = tokio::join!(
+            self.writer.insert(tables::HOTLINE_KPI_DAILY, &daily),
+            self.writer.insert(tables::HOTLINE_KPI_LATEST, &latest),
+        );
+        for failure in a?.into_iter().chain(b?) {
+            tracing::error!(message = %failure.message, "ClickHouse refused a hotline KPI row");
+        }
         self.hotline_written = Some(self.hotline_written.map_or(newest, |w| w.max(newest)));
         let keep_from = newest - CACHE_DAYS;
         for cache in self.hotline.values_mut() {
