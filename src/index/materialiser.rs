@@ -617,6 +617,7 @@ impl Materialiser {
         }
         // The span to read per province (all its categories at once).
         let mut spans: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        let mut need_from_of: BTreeMap<String, i64> = BTreeMap::new();
         for ((_, province), intervals) in &plan {
             let categories: Vec<&UnitCache<HotlineDayCounts>> = self
                 .hotline
@@ -626,6 +627,8 @@ impl Materialiser {
                 .collect();
             for &(a, b) in intervals {
                 let need_from = (a - MAX_WINDOW_DAYS).max(0);
+                let entry = need_from_of.entry(province.clone()).or_insert(need_from);
+                *entry = (*entry).min(need_from);
                 let mut missing: Vec<(i64, i64)> = categories
                     .iter()
                     .filter_map(|c| c.missing(need_from, b))
@@ -640,7 +643,9 @@ impl Materialiser {
                 }
             }
         }
-        if !spans.is_empty() {
+        // A category first seen in a read of a few days has older days too: its province is
+        // then read again from the oldest day the plan needs.
+        while !spans.is_empty() {
             let from = spans.values().map(|s| s.0).min().unwrap_or(0);
             let to = spans.values().map(|s| s.1).max().unwrap_or(newest);
             let provinces: Vec<String> = spans.keys().cloned().collect();
@@ -713,7 +718,14 @@ impl Materialiser {
                     .filter(|(p, _)| spans.contains_key(p))
                     .cloned(),
             );
+            let mut again: BTreeMap<String, (i64, i64)> = BTreeMap::new();
             for key in keys {
+                if !self.hotline.contains_key(&key) {
+                    let need_from = need_from_of.get(&key.0).copied().unwrap_or(0);
+                    if need_from < from {
+                        again.insert(key.0.clone(), (need_from, to));
+                    }
+                }
                 let days = read.remove(&key).unwrap_or_default();
                 let cache = self.hotline.entry(key.clone()).or_default();
                 // Days before the span are dropped: `base` now holds them.
@@ -722,6 +734,7 @@ impl Materialiser {
                 cache.replace(from, to, days);
                 cache.base = base.get(&key).copied().unwrap_or(0);
             }
+            spans = again;
         }
         // Compute and write: the province (all categories) and each category.
         let mut daily = Vec::new();
