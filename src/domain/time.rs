@@ -40,6 +40,11 @@ pub fn vietnam_day(unix: i64) -> i64 {
     (unix + VIETNAM_OFFSET_SECONDS).div_euclid(SECONDS_PER_DAY)
 }
 
+/// End of a Vietnam day (exclusive), as Unix seconds.
+pub fn day_end(day: i64) -> i64 {
+    (day + 1) * 86_400 - VIETNAM_OFFSET_SECONDS
+}
+
 /// Days since 1970-01-01 as `YYYY-MM-DD` (what ClickHouse's `toDate` reads).
 pub fn format_day(day: i64) -> String {
     match time::Date::from_julian_day((day + 2_440_588).clamp(0, 5_000_000) as i32) {

@@ -1,17 +1,6 @@
 //! Hotline KPIs from summed day counts (`index::ticket` defines what each count means).
 //! These are hotline KPIs, a live proxy for SIPAS factor 5, never the official SIPAS.
-use crate::domain::time::VIETNAM_OFFSET_SECONDS;
 use crate::index::ticket::HotlineDayCounts;
-
-/// Response-time histogram: bin `i` holds responses of `[e^(i/8) - 1, e^((i+1)/8) - 1)`
-/// minutes (about 13 % wide), up to ~60 days; the median is read to within one bin.
-pub const RESPONSE_BINS: usize = 96;
-
-pub fn response_bin(minutes: f64) -> usize {
-    ((minutes.max(0.0) + 1.0).ln() * 8.0)
-        .floor()
-        .clamp(0.0, (RESPONSE_BINS - 1) as f64) as usize
-}
 
 fn bin_midpoint_hours(bin: usize) -> f64 {
     let low = (bin as f64 / 8.0).exp() - 1.0;
@@ -83,14 +72,10 @@ pub fn kpi(counts: &HotlineDayCounts, open_past_due: i64) -> HotlineKpi {
     }
 }
 
-/// End of a Vietnam day (exclusive), as Unix seconds.
-pub fn day_end(day: i64) -> i64 {
-    (day + 1) * 86_400 - VIETNAM_OFFSET_SECONDS
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::ticket::response_bin;
 
     #[test]
     fn kpi_rates_and_median() {

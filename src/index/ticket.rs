@@ -67,9 +67,18 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::time::vietnam_day;
+use crate::domain::time::{day_end, vietnam_day};
 use crate::domain::{HotlineChannel, HotlineEvent, HotlineEventType, Rating};
-use crate::index::hotline::{day_end, response_bin};
+
+/// Response-time histogram: bin `i` holds responses of `[e^(i/8) - 1, e^((i+1)/8) - 1)`
+/// minutes (about 13 % wide), up to ~60 days; the median is read to within one bin.
+pub const RESPONSE_BINS: usize = 96;
+
+pub fn response_bin(minutes: f64) -> usize {
+    ((minutes.max(0.0) + 1.0).ln() * 8.0)
+        .floor()
+        .clamp(0.0, (RESPONSE_BINS - 1) as f64) as usize
+}
 
 /// Where a ticket's counts are added up.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
