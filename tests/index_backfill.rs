@@ -9,7 +9,7 @@ use sipas_stream::contract::decode::EventKind;
 use sipas_stream::domain::time::parse_rfc3339;
 use sipas_stream::domain::{FrameworkCatalog, ProvinceRegistry};
 use sipas_stream::simulate::generator::{as_json_line, SimEvent, SimSettings, Simulator};
-use support::index::{assert_same, windows};
+use support::index::{assert_same, assert_windows_add_up, windows};
 use support::*;
 
 fn events(seed: u64, start: &str, count: usize, step_seconds: f64) -> Vec<SimEvent> {
@@ -164,6 +164,7 @@ async fn an_import_of_older_records_gives_what_the_merged_log_gives() {
         "2025 has its own year value"
     );
 
+    assert_windows_add_up(&env).await;
     let (got, want) = (windows(&env).await, windows(&merged_env).await);
     assert!(
         got.0.len() > 1000,

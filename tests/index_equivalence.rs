@@ -6,7 +6,7 @@ mod support;
 use sipas_stream::domain::{FrameworkCatalog, ProvinceRegistry};
 use sipas_stream::index::rows::{HotlineDayCountRow, SurveyDayCountRow};
 use sipas_stream::simulate::generator::{SimSettings, Simulator};
-use support::index::{assert_same, windows};
+use support::index::{assert_same, assert_windows_add_up, windows};
 use support::*;
 
 const EVENTS: u64 = 30_000;
@@ -29,6 +29,7 @@ async fn facts(env: &TestEnv) -> (Vec<SurveyDayCountRow>, Vec<HotlineDayCountRow
 
 /// Facts and windows of `got` equal those of `want`.
 async fn assert_equivalent(what: &str, got: &TestEnv, want: &TestEnv) {
+    assert_windows_add_up(got).await;
     let (g, w) = (facts(got).await, facts(want).await);
     assert_same(&format!("satisfaction_day_counts {what}"), &g.0, &w.0);
     assert_same(&format!("hotline_day_counts {what}"), &g.1, &w.1);
@@ -57,17 +58,23 @@ async fn crash_and_rebuild_give_the_same_rows_as_an_uninterrupted_run() {
         frameworks.get("BNV-2640-2017").unwrap().clone(),
     );
     let events: Vec<_> = (0..EVENTS).map(|_| sim.next_event()).collect();
-    live.produce_events(&events);
 
-    // (a) uninterrupted
+    // (a) uninterrupted, the log arriving in ten parts: each part is folded and its windows
+    // recomputed incrementally (from the materialiser's cached day sums) before the next.
     let mut a = Pipeline::start(&live);
-    wait_for("the uninterrupted run", || async {
-        a.index_position().await == EVENTS as f64
-    })
-    .await;
+    let part = events.len() / 10;
+    for (i, chunk) in events.chunks(part).enumerate() {
+        live.produce_events(chunk);
+        let produced = ((i + 1) * part).min(events.len()) as f64;
+        wait_for("the uninterrupted run", || async {
+            a.index_position().await == produced
+        })
+        .await;
+    }
     assert!(a.terminate().success());
     let reference = facts(&live).await;
     let reference_windows = windows(&live).await;
+    assert_windows_add_up(&live).await;
     assert!(
         reference.0.len() > 5_000 && reference.1.len() > 1_000,
         "{} / {} fact rows",

@@ -18,6 +18,7 @@ use serde::Deserialize;
 
 use crate::domain::framework::FrameworkCatalog;
 use crate::domain::time::format_day;
+use crate::index::day_cache::{Carried, DayCache};
 use crate::index::rows::{tables, HotlineKpiRow, SatisfactionRow};
 use crate::index::state::ChangedDays;
 use crate::index::survey::SurveyCounts;
@@ -123,60 +124,29 @@ type Detected = (
     Vec<String>,
 );
 
-/// One unit's day sums as read from ClickHouse: complete for days ≥ `from`, except the
-/// `stale` days, which changed since they were read.
-#[derive(Debug)]
-struct UnitCache<C> {
-    from: Option<i64>,
-    days: BTreeMap<i64, C>,
-    stale: BTreeSet<i64>,
-    /// Σ past_due_delta of the days before `from` (hotline only).
-    base: i64,
-}
-
-impl<C> Default for UnitCache<C> {
-    fn default() -> Self {
-        Self {
-            from: None,
-            days: BTreeMap::new(),
-            stale: BTreeSet::new(),
-            base: 0,
-        }
+impl Carried for SurveyCounts {
+    fn carried(&self) -> i64 {
+        0
     }
 }
 
-impl<C> UnitCache<C> {
-    /// The span to read so that `[need_from, to]` is complete.
-    fn missing(&self, need_from: i64, to: i64) -> Option<(i64, i64)> {
-        let mut span: Option<(i64, i64)> = match self.from {
-            None => Some((need_from, to)),
-            Some(from) if need_from < from => Some((need_from, from - 1)),
-            Some(_) => None,
-        };
-        for day in self.stale.range(need_from..=to) {
-            span = Some(span.map_or((*day, *day), |(a, b)| (a.min(*day), b.max(*day))));
-        }
-        span
-    }
-
-    fn replace(&mut self, from: i64, to: i64, read: impl IntoIterator<Item = (i64, C)>) {
-        let mut kept = self.days.split_off(&from);
-        let mut after = kept.split_off(&(to + 1));
-        self.days.append(&mut after);
-        self.days.extend(read);
-        self.stale.retain(|d| *d < from || *d > to);
-        self.from = Some(self.from.map_or(from, |f| f.min(from)));
+impl Carried for HotlineDayCounts {
+    fn carried(&self) -> i64 {
+        i64::from(self.past_due_delta)
     }
 }
+
+/// The one unit of a survey cache (a province has no sub-units there).
+const WHOLE: &str = "";
 
 pub struct Materialiser {
     writer: RawEventWriter,
     frameworks: FrameworkCatalog,
     /// (framework, province) → day sums.
-    surveys: HashMap<(String, String), UnitCache<SurveyCounts>>,
+    surveys: HashMap<(String, String), DayCache<SurveyCounts>>,
     survey_prints: HashMap<(String, String, i64), Print>,
-    /// (province, category) → day sums.
-    hotline: HashMap<(String, String), UnitCache<HotlineDayCounts>>,
+    /// province → day sums per category.
+    hotline: HashMap<String, DayCache<HotlineDayCounts>>,
     hotline_prints: HashMap<(String, i64), Print>,
     /// The newest `as_of` written, once known.
     survey_written: Option<i64>,
@@ -394,8 +364,7 @@ impl Materialiser {
             self.surveys
                 .entry(key.clone())
                 .or_default()
-                .stale
-                .extend(days.iter().copied());
+                .mark_stale(days.iter().copied());
         }
         let plan = Self::plan(&changed, &recent, self.survey_written, newest, everything);
         // Read what the plan needs and the cache lacks, one query per framework.
@@ -458,7 +427,12 @@ impl Materialiser {
                 self.surveys
                     .entry((framework.clone(), province))
                     .or_default()
-                    .replace(from, to, days);
+                    .apply_read(
+                        from,
+                        to,
+                        BTreeMap::from([(WHOLE.to_owned(), days)]),
+                        &BTreeMap::new(),
+                    );
             }
         }
         // Compute and write.
@@ -468,17 +442,18 @@ impl Materialiser {
             let Some(framework) = self.frameworks.get(&key.0) else {
                 continue;
             };
-            let Some(cache) = self.surveys.get(key) else {
+            let Some(days) = self.surveys.get(key).and_then(|c| c.units().get(WHOLE)) else {
                 continue;
             };
+            let days = &days.days;
             let unit = UnitKey {
                 unit_type: UnitType::Province,
                 unit_id: key.1.clone(),
                 province_code: key.1.clone(),
             };
             for &(a, b) in intervals {
-                let first = cache.days.keys().next().copied().unwrap_or(b + 1);
-                for (as_of, sums) in window_sums(&cache.days, a.max(first), b, &WINDOWS) {
+                let first = days.keys().next().copied().unwrap_or(b + 1);
+                for (as_of, sums) in window_sums(days, a.max(first), b, &WINDOWS) {
                     stats.as_of_days += 1;
                     if as_of != newest && sums.iter().all(|s| s.respondents == 0) {
                         continue;
@@ -534,12 +509,9 @@ impl Materialiser {
         self.survey_written = Some(self.survey_written.map_or(newest, |w| w.max(newest)));
         let keep_from = newest - CACHE_DAYS;
         for cache in self.surveys.values_mut() {
-            cache.days = cache.days.split_off(&keep_from);
-            cache.from = cache.from.map(|f| f.max(keep_from));
-            cache.stale = cache.stale.split_off(&keep_from);
+            cache.trim(keep_from);
         }
-        self.surveys
-            .retain(|_, c| !c.days.is_empty() || !c.stale.is_empty());
+        self.surveys.retain(|_, c| !c.is_empty());
         self.survey_prints.retain(|(_, _, d), _| *d >= keep_from);
         Ok(())
     }
@@ -607,45 +579,26 @@ impl Materialiser {
             .map(|((_, p, d), print)| ((p, d), print))
             .collect();
         let plan = Self::plan(&changed, &recent, self.hotline_written, newest, everything);
-        // A province's categories are cached apart; its changed days are stale in each.
-        let changed_by_province: BTreeMap<&String, &BTreeSet<i64>> =
-            changed.iter().map(|((_, p), d)| (p, d)).collect();
-        for ((province, _), cache) in self.hotline.iter_mut() {
-            if let Some(days) = changed_by_province.get(province) {
-                cache.stale.extend(days.iter().copied());
+        for ((_, province), days) in &changed {
+            if let Some(cache) = self.hotline.get_mut(province) {
+                cache.mark_stale(days.iter().copied());
             }
         }
         // The span to read per province (all its categories at once).
         let mut spans: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-        let mut need_from_of: BTreeMap<String, i64> = BTreeMap::new();
         for ((_, province), intervals) in &plan {
-            let categories: Vec<&UnitCache<HotlineDayCounts>> = self
-                .hotline
-                .iter()
-                .filter(|((p, _), _)| p == province)
-                .map(|(_, c)| c)
-                .collect();
+            let cache = self.hotline.get(province);
             for &(a, b) in intervals {
                 let need_from = (a - MAX_WINDOW_DAYS).max(0);
-                let entry = need_from_of.entry(province.clone()).or_insert(need_from);
-                *entry = (*entry).min(need_from);
-                let mut missing: Vec<(i64, i64)> = categories
-                    .iter()
-                    .filter_map(|c| c.missing(need_from, b))
-                    .collect();
-                if categories.is_empty() {
-                    missing.push((need_from, b));
-                }
-                for (x, y) in missing {
+                let missing = cache.map_or(Some((need_from, b)), |c| c.missing(need_from, b));
+                if let Some((x, y)) = missing {
                     let span = spans.entry(province.clone()).or_insert((x, y));
                     span.0 = span.0.min(x);
                     span.1 = span.1.max(y);
                 }
             }
         }
-        // A category first seen in a read of a few days has older days too: its province is
-        // then read again from the oldest day the plan needs.
-        while !spans.is_empty() {
+        if !spans.is_empty() {
             let from = spans.values().map(|s| s.0).min().unwrap_or(0);
             let to = spans.values().map(|s| s.1).max().unwrap_or(newest);
             let provinces: Vec<String> = spans.keys().cloned().collect();
@@ -681,8 +634,8 @@ impl Materialiser {
                     c.query(&base_sql).bind(&provinces).bind(&from_text)
                 })
                 .await?;
-            let mut read: BTreeMap<(String, String), Vec<(i64, HotlineDayCounts)>> =
-                BTreeMap::new();
+            type Read = BTreeMap<String, Vec<(i64, HotlineDayCounts)>>;
+            let mut read: BTreeMap<String, Read> = BTreeMap::new();
             for row in rows {
                 let counts = HotlineDayCounts {
                     received: narrow_signed(row.received),
@@ -701,40 +654,27 @@ impl Materialiser {
                         .map(|(b, c)| (*b, narrow_signed(*c)))
                         .collect(),
                 };
-                read.entry((row.province_code, row.category))
+                read.entry(row.province_code)
+                    .or_default()
+                    .entry(row.category)
                     .or_default()
                     .push((i64::from(row.d), counts));
             }
-            let base: HashMap<(String, String), i64> = bases
-                .into_iter()
-                .map(|b| ((b.province_code, b.category), b.base))
-                .collect();
-            // Every category of a read province is replaced on the whole span read.
-            let mut keys: BTreeSet<(String, String)> = read.keys().cloned().collect();
-            keys.extend(base.keys().cloned());
-            keys.extend(
-                self.hotline
-                    .keys()
-                    .filter(|(p, _)| spans.contains_key(p))
-                    .cloned(),
-            );
-            let mut again: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-            for key in keys {
-                if !self.hotline.contains_key(&key) {
-                    let need_from = need_from_of.get(&key.0).copied().unwrap_or(0);
-                    if need_from < from {
-                        again.insert(key.0.clone(), (need_from, to));
-                    }
-                }
-                let days = read.remove(&key).unwrap_or_default();
-                let cache = self.hotline.entry(key.clone()).or_default();
-                // Days before the span are dropped: `base` now holds them.
-                cache.days = cache.days.split_off(&from);
-                cache.from = None;
-                cache.replace(from, to, days);
-                cache.base = base.get(&key).copied().unwrap_or(0);
+            let mut carried: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+            for b in bases {
+                carried
+                    .entry(b.province_code)
+                    .or_default()
+                    .insert(b.category, b.base);
             }
-            spans = again;
+            for province in provinces {
+                let days = read.remove(&province).unwrap_or_default();
+                let carried = carried.remove(&province).unwrap_or_default();
+                self.hotline
+                    .entry(province)
+                    .or_default()
+                    .apply_read(from, to, days, &carried);
+            }
         }
         // Compute and write: the province (all categories) and each category.
         let mut daily = Vec::new();
@@ -743,14 +683,12 @@ impl Materialiser {
             let mut total: BTreeMap<i64, HotlineDayCounts> = BTreeMap::new();
             let mut total_base = 0;
             let mut units: Vec<(UnitKey, &BTreeMap<i64, HotlineDayCounts>, i64)> = Vec::new();
-            for ((p, category), cache) in &self.hotline {
-                if p != province {
-                    continue;
-                }
+            let categories = self.hotline.get(province).map(|c| c.units());
+            for (category, cache) in categories.into_iter().flatten() {
                 for (day, counts) in &cache.days {
                     total.entry(*day).or_default().add(counts, 1);
                 }
-                total_base += cache.base;
+                total_base += cache.carried;
                 if !category.is_empty() {
                     units.push((
                         UnitKey {
@@ -759,7 +697,7 @@ impl Materialiser {
                             province_code: province.clone(),
                         },
                         &cache.days,
-                        cache.base,
+                        cache.carried,
                     ));
                 }
             }
@@ -844,18 +782,9 @@ impl Materialiser {
         self.hotline_written = Some(self.hotline_written.map_or(newest, |w| w.max(newest)));
         let keep_from = newest - CACHE_DAYS;
         for cache in self.hotline.values_mut() {
-            if cache.from.is_some_and(|f| f < keep_from) {
-                let kept = cache.days.split_off(&keep_from);
-                cache.base += cache
-                    .days
-                    .values()
-                    .map(|c| i64::from(c.past_due_delta))
-                    .sum::<i64>();
-                cache.days = kept;
-                cache.from = Some(keep_from);
-            }
-            cache.stale = cache.stale.split_off(&keep_from);
+            cache.trim(keep_from);
         }
+        self.hotline.retain(|_, c| !c.is_empty());
         self.hotline_prints.retain(|(_, d), _| *d >= keep_from);
         Ok(())
     }
@@ -936,19 +865,5 @@ mod tests {
             vec!["01".to_owned()],
             "01's day comes from two partitions"
         );
-    }
-
-    #[test]
-    fn a_unit_cache_knows_what_it_lacks() {
-        let mut cache: UnitCache<u32> = UnitCache::default();
-        assert_eq!(cache.missing(10, 20), Some((10, 20)));
-        cache.replace(10, 20, [(12, 1), (15, 2)]);
-        assert_eq!(cache.missing(10, 20), None);
-        assert_eq!(cache.missing(5, 20), Some((5, 9)));
-        cache.stale.insert(15);
-        assert_eq!(cache.missing(10, 20), Some((15, 15)));
-        cache.replace(15, 15, [(15, 3)]);
-        assert_eq!(cache.days, BTreeMap::from([(12, 1), (15, 3)]));
-        assert!(cache.stale.is_empty());
     }
 }

@@ -9,6 +9,7 @@
 //! I/O: `checkpoint` (partition state and ids in ClickHouse), `processor` (folds and writes
 //! the facts), `materialiser` (province and category windows from the summed facts).
 pub mod checkpoint;
+pub mod day_cache;
 pub mod hotline;
 pub mod input;
 pub mod materialiser;
