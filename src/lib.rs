@@ -20,6 +20,8 @@ pub mod sink;
 /// mimalloc instead of glibc's malloc for everything linked with this library: decoding,
 /// rows and the index allocate many small strings and vectors per message, and glibc's
 /// allocator took about a third of the processing instructions (BENCHMARKS.md,
-/// "Processing cost from memory").
+/// "Processing cost from memory"). The `system-allocator` feature keeps the system's,
+/// for heap profilers that hook malloc (heaptrack, valgrind).
+#[cfg(not(feature = "system-allocator"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
