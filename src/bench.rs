@@ -965,6 +965,17 @@ fn index_rows(metrics: &Metrics) -> (u64, u64) {
     )
 }
 
+/// Each index flush stage's (observations, total seconds) so far.
+fn stage_times(metrics: &Metrics) -> Vec<(&'static str, u64, f64)> {
+    ["facts", "windows", "checkpoint"]
+        .into_iter()
+        .map(|stage| {
+            let h = metrics.index_stage_seconds.with_label_values(&[stage]);
+            (stage, h.get_sample_count(), h.get_sample_sum())
+        })
+        .collect()
+}
+
 /// Checkpoint bytes written while `until` runs: the state of every checkpoint row that
 /// appears meanwhile (polled each second; one is written every `checkpoint_interval_ms`)
 /// plus the id chunks appended meanwhile.
@@ -1068,6 +1079,7 @@ async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Result<()> {
     probe.lock().expect("probe lock").clear();
     reset_peak_rss();
     let (cpu, rows_before) = (cpu_seconds(), index_rows(&metrics));
+    let stages_before = stage_times(&metrics);
     let measured = (rate * args.seconds as f64) as u64;
     let bar = indicatif::ProgressBar::new(measured);
     let produced_at = Instant::now();
@@ -1093,6 +1105,7 @@ async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Result<()> {
     let cpu = cpu_seconds() - cpu;
     let rss = peak_rss_mib();
     let rows_after = index_rows(&metrics);
+    let stages_after = stage_times(&metrics);
     let mut samples = std::mem::take(&mut *probe.lock().expect("probe lock"));
     trigger.trigger();
     ingest.await??;
@@ -1122,6 +1135,18 @@ async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Result<()> {
         cpu / measured.max(1) as f64 * 1e6
     );
     println!("| peak RSS of this process over the measured span | {rss:.0} MiB |");
+    let stages: Vec<String> = stages_after
+        .iter()
+        .zip(&stages_before)
+        .map(|((stage, n, sum), (_, n0, sum0))| {
+            let n = n - n0;
+            format!("{stage} {:.1} ms × {n}", (sum - sum0) / n.max(1) as f64 * 1e3)
+        })
+        .collect();
+    println!(
+        "| index flush stages, mean time × count (facts, windows, checkpoint) | {} |",
+        stages.join(", ")
+    );
     query_figures(&config, &decoder).await?;
     if !args.keep {
         drop_bench_database(&config).await?;

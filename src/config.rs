@@ -245,7 +245,7 @@ pub struct IndexConfig {
     pub allowed_lateness_hours: u32,
     /// Changed day counts are written, and the windows they change recomputed, once the
     /// oldest fold not yet written was read this long ago (also once 50,000 are pending).
-    /// Default 250 ms.
+    /// Default 150 ms.
     pub flush_interval_ms: u64,
     /// How often partition state is checkpointed to ClickHouse with its offset. Default 30000 ms.
     pub checkpoint_interval_ms: u64,
@@ -257,7 +257,7 @@ impl Default for IndexConfig {
             enabled: true,
             group_id: "sipas-index".into(),
             allowed_lateness_hours: 48,
-            flush_interval_ms: 250,
+            flush_interval_ms: 150,
             checkpoint_interval_ms: 30_000,
         }
     }
@@ -340,7 +340,7 @@ impl Default for ClickHouseConfig {
 pub struct PipelineConfig {
     /// A batch is written when it holds this many messages. Default 20000.
     pub batch_max_messages: usize,
-    /// ...or when its first message is this old. Default 200 ms (index freshness
+    /// ...or when its first message is this old. Default 100 ms (index freshness
     /// includes it).
     pub batch_max_wait_ms: u64,
     /// Messages larger than this go to the DLQ as `oversize`. Default 65536 (64 KiB).
@@ -357,7 +357,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
             batch_max_messages: 20_000,
-            batch_max_wait_ms: 200,
+            batch_max_wait_ms: 100,
             max_message_bytes: 64 * 1024,
             retry_initial_ms: 200,
             retry_max_ms: 10_000,

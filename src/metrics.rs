@@ -30,6 +30,9 @@ pub struct Metrics {
     pub index_window_rows: IntCounterVec,
     /// Produce time (the message timestamp) to the latest values including it being stored.
     pub index_freshness: Histogram,
+    /// Time of each stage of an index flush: `facts` (day-count rows), `windows` (the
+    /// materialiser's pass), `checkpoint`.
+    pub index_stage_seconds: HistogramVec,
     /// `sipas serve`: ClickHouse queries issued (cache misses), per endpoint.
     pub serve_queries: IntCounterVec,
     /// `sipas serve`: responses per endpoint and status code.
@@ -169,6 +172,20 @@ impl Metrics {
         registry
             .register(Box::new(index_freshness.clone()))
             .expect("unique metric");
+        let index_stage_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "index_stage_duration_seconds",
+                "Time of each stage of an index flush: facts, windows, checkpoint.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["stage"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(index_stage_seconds.clone()))
+            .expect("unique metric");
         let index_position = gauge_vec(
             &registry,
             "index_position",
@@ -208,6 +225,7 @@ impl Metrics {
             index_split_provinces,
             index_window_rows,
             index_freshness,
+            index_stage_seconds,
             registry,
             consumed,
             valid,

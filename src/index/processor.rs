@@ -327,6 +327,7 @@ impl IndexProcessor {
             hotline_rows = hotline.len()
         );
         let _entered = span.enter();
+        let started = Instant::now();
         let (a, b) = tokio::join!(
             self.writer
                 .insert(tables::SATISFACTION_DAY_COUNTS, &surveys),
@@ -337,9 +338,12 @@ impl IndexProcessor {
         for failure in a?.into_iter().chain(b?) {
             tracing::error!(message = %failure.message, "ClickHouse refused an index row");
         }
+        self.observe_stage("facts", started);
         // A rebuild computes the windows once, at the end, from every fact.
         if matches!(self.mode, Mode::Live) && !changed.is_empty() {
+            let started = Instant::now();
             self.materialise(&changed, false).await?;
+            self.observe_stage("windows", started);
         }
         for ((topic, partition), slot) in &self.slots {
             self.metrics
@@ -349,6 +353,7 @@ impl IndexProcessor {
         }
         self.record_freshness();
         if checkpoint && !self.slots.is_empty() {
+            let started = Instant::now();
             let now = crate::domain::time::unix_now() as u32;
             let mut rows: Vec<CheckpointRow> = Vec::new();
             let mut chunks: Vec<StateChunkRow> = Vec::new();
@@ -369,8 +374,16 @@ impl IndexProcessor {
                 .await?;
             self.writer.insert(tables::INDEX_CHECKPOINTS, &rows).await?;
             self.dirty = false;
+            self.observe_stage("checkpoint", started);
         }
         Ok(())
+    }
+
+    fn observe_stage(&self, stage: &str, started: Instant) {
+        self.metrics
+            .index_stage_seconds
+            .with_label_values(&[stage])
+            .observe(started.elapsed().as_secs_f64());
     }
 
     async fn materialise(

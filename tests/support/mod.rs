@@ -67,7 +67,6 @@ impl TestEnv {
         config.contract.frameworks_dir = root().join("config/frameworks");
         config.contract.schemas_dir = root().join("schemas");
         config.pipeline.batch_max_messages = 5_000;
-        config.pipeline.batch_max_wait_ms = 200;
         config.pipeline.retry_max_ms = 2_000;
         let env = Self {
             name: name.to_owned(),
