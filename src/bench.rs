@@ -1140,7 +1140,10 @@ async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Result<()> {
         .zip(&stages_before)
         .map(|((stage, n, sum), (_, n0, sum0))| {
             let n = n - n0;
-            format!("{stage} {:.1} ms × {n}", (sum - sum0) / n.max(1) as f64 * 1e3)
+            format!(
+                "{stage} {:.1} ms × {n}",
+                (sum - sum0) / n.max(1) as f64 * 1e3
+            )
         })
         .collect();
     println!(

@@ -1,0 +1,342 @@
+//! Hotline KPI windows of provinces and of their categories (`hotline_kpi_daily`,
+//! `hotline_kpi_latest`) from the day counts summed over every partition.
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Deserialize;
+
+use crate::domain::time::format_day;
+use crate::index::day_cache::{Carried, DayCache};
+use crate::index::rows::{tables, HotlineKpiRow};
+use crate::index::state::ChangedDays;
+use crate::index::ticket::HotlineDayCounts;
+use crate::index::values::{hotline_value, window_sums, UnitKey, UnitType};
+use crate::index::window::{MAX_WINDOW_DAYS, WINDOWS};
+use crate::sink::writer::{Abandoned, RawEventWriter};
+
+use super::plan::{detect, plan, print_floor, Print, PrintRow};
+use super::{content_hash, newest_day, PassStats, WrittenRows, CACHE_DAYS};
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct HotlineSumRow {
+    province_code: String,
+    category: String,
+    d: u16,
+    received: i64,
+    responded: i64,
+    responded_on_time: i64,
+    rated: i64,
+    rated_satisfied: i64,
+    reopened: i64,
+    rejected: i64,
+    past_due_delta: i64,
+    bins: Vec<u8>,
+    bin_counts: Vec<i64>,
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct PastDueBaseRow {
+    province_code: String,
+    category: String,
+    base: i64,
+}
+
+fn narrow_signed(value: i64) -> i32 {
+    value.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+}
+
+impl Carried for HotlineDayCounts {
+    fn carried(&self) -> i64 {
+        i64::from(self.past_due_delta)
+    }
+}
+
+#[derive(Default)]
+pub struct HotlineWindows {
+    /// province → day sums per category.
+    cache: HashMap<String, DayCache<HotlineDayCounts>>,
+    prints: HashMap<(String, i64), Print>,
+    /// The newest `as_of` written, once known.
+    written: Option<i64>,
+    /// Fingerprints were read once; before that nothing counts as changed by others.
+    primed: bool,
+    rows_written: WrittenRows,
+}
+
+impl HotlineWindows {
+    pub async fn pass(
+        &mut self,
+        writer: &RawEventWriter,
+        own: &ChangedDays,
+        everything: bool,
+        version: u64,
+        stats: &mut PassStats,
+    ) -> Result<(), Abandoned> {
+        if everything {
+            self.cache.clear();
+            self.prints.clear();
+        }
+        let Some(newest) = newest_day(writer, format!(
+                // Days with events; a deadline's past-due toggle can lie ahead of them.
+                "SELECT toUInt16(max(day)) AS d FROM {} WHERE received != 0 OR responded != 0 OR rated != 0 OR reopened != 0 OR rejected != 0",
+                tables::HOTLINE_DAY_COUNTS
+            ))
+            .await?
+        else {
+            return Ok(());
+        };
+        if self.written.is_none() && !everything {
+            self.written = newest_day(
+                writer,
+                format!(
+                    "SELECT toUInt16(max(as_of)) AS d FROM {} WHERE unit_type = 'province'",
+                    tables::HOTLINE_KPI_DAILY
+                ),
+            )
+            .await?;
+        }
+        // Keyed like the survey side, with an empty framework.
+        let own_days: BTreeMap<(String, String), Vec<i64>> = own
+            .hotline
+            .iter()
+            .map(|(p, d)| ((String::new(), p.clone()), d.clone()))
+            .collect();
+        let floor = if everything {
+            0
+        } else {
+            print_floor(&own_days, newest)
+        };
+        let sql = format!(
+            "SELECT '' AS framework, province_code, toUInt16(day) AS d, count() AS rows, sum(version) AS versions, uniqExact(source_partition) AS partitions FROM {} WHERE day >= toDate(?) GROUP BY province_code, d",
+            tables::HOTLINE_DAY_COUNTS
+        );
+        let floor_text = format_day(floor.max(0));
+        let prints: Vec<PrintRow> = writer
+            .fetch_all("hotline fingerprints", |c| c.query(&sql).bind(&floor_text))
+            .await?;
+        let mut known: HashMap<(String, String, i64), Print> = self
+            .prints
+            .drain()
+            .map(|((p, d), print)| ((String::new(), p, d), print))
+            .collect();
+        let (changed, recent, split) = detect(
+            prints,
+            &mut known,
+            &own_days,
+            self.primed || everything,
+            newest,
+        );
+        stats.split_hotline_provinces = split;
+        self.prints = known
+            .into_iter()
+            .map(|((_, p, d), print)| ((p, d), print))
+            .collect();
+        let plan = plan(&changed, &recent, self.written, newest, everything);
+        for ((_, province), days) in &changed {
+            if let Some(cache) = self.cache.get_mut(province) {
+                cache.mark_stale(days.iter().copied());
+            }
+        }
+        // The span to read per province (all its categories at once).
+        let mut spans: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+        for ((_, province), intervals) in &plan {
+            let cache = self.cache.get(province);
+            for &(a, b) in intervals {
+                let need_from = (a - MAX_WINDOW_DAYS).max(0);
+                let missing = cache.map_or(Some((need_from, b)), |c| c.missing(need_from, b));
+                if let Some((x, y)) = missing {
+                    let span = spans.entry(province.clone()).or_insert((x, y));
+                    span.0 = span.0.min(x);
+                    span.1 = span.1.max(y);
+                }
+            }
+        }
+        if !spans.is_empty() {
+            let from = spans.values().map(|s| s.0).min().unwrap_or(0);
+            let to = spans.values().map(|s| s.1).max().unwrap_or(newest);
+            let provinces: Vec<String> = spans.keys().cloned().collect();
+            let sql = format!(
+                "SELECT province_code, category, toUInt16(day) AS d, sum(received) AS received, sum(responded) AS responded, \
+                 sum(responded_on_time) AS responded_on_time, sum(rated) AS rated, sum(rated_satisfied) AS rated_satisfied, \
+                 sum(reopened) AS reopened, sum(rejected) AS rejected, sum(past_due_delta) AS past_due_delta, \
+                 tupleElement(sumMap(response_bins, response_counts), 1) AS bins, \
+                 arrayMap(x -> toInt64(x), tupleElement(sumMap(response_bins, response_counts), 2)) AS bin_counts \
+                 FROM {} FINAL WHERE has(?, province_code) AND day >= toDate(?) AND day <= toDate(?) \
+                 GROUP BY province_code, category, d",
+                tables::HOTLINE_DAY_COUNTS
+            );
+            let (from_text, to_text) = (format_day(from), format_day(to));
+            let rows: Vec<HotlineSumRow> = writer
+                .fetch_all("hotline day sums", |c| {
+                    c.query(&sql)
+                        .bind(&provinces)
+                        .bind(&from_text)
+                        .bind(&to_text)
+                })
+                .await?;
+            stats.days_read += rows.len();
+            let base_sql = format!(
+                "SELECT province_code, category, sum(past_due_delta) AS base FROM {} FINAL \
+                 WHERE has(?, province_code) AND day < toDate(?) GROUP BY province_code, category",
+                tables::HOTLINE_DAY_COUNTS
+            );
+            let bases: Vec<PastDueBaseRow> = writer
+                .fetch_all("hotline past-due base", |c| {
+                    c.query(&base_sql).bind(&provinces).bind(&from_text)
+                })
+                .await?;
+            type Read = BTreeMap<String, Vec<(i64, HotlineDayCounts)>>;
+            let mut read: BTreeMap<String, Read> = BTreeMap::new();
+            for row in rows {
+                let counts = HotlineDayCounts {
+                    received: narrow_signed(row.received),
+                    responded: narrow_signed(row.responded),
+                    responded_on_time: narrow_signed(row.responded_on_time),
+                    rated: narrow_signed(row.rated),
+                    rated_satisfied: narrow_signed(row.rated_satisfied),
+                    reopened: narrow_signed(row.reopened),
+                    rejected: narrow_signed(row.rejected),
+                    past_due_delta: narrow_signed(row.past_due_delta),
+                    response_bins: row
+                        .bins
+                        .iter()
+                        .zip(&row.bin_counts)
+                        .filter(|(_, c)| **c != 0)
+                        .map(|(b, c)| (*b, narrow_signed(*c)))
+                        .collect(),
+                };
+                read.entry(row.province_code)
+                    .or_default()
+                    .entry(row.category)
+                    .or_default()
+                    .push((i64::from(row.d), counts));
+            }
+            let mut carried: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+            for b in bases {
+                carried
+                    .entry(b.province_code)
+                    .or_default()
+                    .insert(b.category, b.base);
+            }
+            for province in provinces {
+                let days = read.remove(&province).unwrap_or_default();
+                let carried = carried.remove(&province).unwrap_or_default();
+                self.cache
+                    .entry(province)
+                    .or_default()
+                    .apply_read(from, to, days, &carried);
+            }
+        }
+        // Compute and write: the province (all categories) and each category.
+        let mut daily = Vec::new();
+        let mut latest = Vec::new();
+        for ((_, province), intervals) in &plan {
+            let mut total: BTreeMap<i64, HotlineDayCounts> = BTreeMap::new();
+            let mut total_base = 0;
+            let mut units: Vec<(UnitKey, &BTreeMap<i64, HotlineDayCounts>, i64)> = Vec::new();
+            let categories = self.cache.get(province).map(|c| c.units());
+            for (category, cache) in categories.into_iter().flatten() {
+                for (day, counts) in &cache.days {
+                    total.entry(*day).or_default().add(counts, 1);
+                }
+                total_base += cache.carried;
+                if !category.is_empty() {
+                    units.push((
+                        UnitKey {
+                            unit_type: UnitType::Category,
+                            unit_id: format!("{province}/{category}"),
+                            province_code: province.clone(),
+                        },
+                        &cache.days,
+                        cache.carried,
+                    ));
+                }
+            }
+            let province_unit = UnitKey {
+                unit_type: UnitType::Province,
+                unit_id: province.clone(),
+                province_code: province.clone(),
+            };
+            units.push((province_unit, &total, total_base));
+            for (unit, days, base) in units {
+                let Some(first) = days.keys().next().copied() else {
+                    continue;
+                };
+                for &(a, b) in intervals {
+                    let a = a.max(first);
+                    if a > b {
+                        continue;
+                    }
+                    // Open past due as of a day = every delta up to it.
+                    let mut open = base
+                        + days
+                            .range(..a)
+                            .map(|(_, c)| i64::from(c.past_due_delta))
+                            .sum::<i64>();
+                    for (as_of, sums) in window_sums(days, a, b, &WINDOWS) {
+                        stats.as_of_days += 1;
+                        if let Some(c) = days.get(&as_of) {
+                            open += i64::from(c.past_due_delta);
+                        }
+                        if as_of != newest && open == 0 && sums.iter().all(|s| s.is_zero()) {
+                            continue;
+                        }
+                        for (window, counts) in WINDOWS.iter().zip(&sums) {
+                            let row = HotlineKpiRow::new(&hotline_value(
+                                &unit, *window, as_of, counts, open, version,
+                            ));
+                            if as_of == newest {
+                                latest.push(row.clone());
+                            }
+                            daily.push(row);
+                        }
+                    }
+                }
+            }
+        }
+        let today = crate::domain::time::clickhouse_date(newest);
+        let key_of = |row: &HotlineKpiRow| {
+            format!(
+                "{}|{}|{}|{}",
+                row.unit_type, row.unit_id, row.window, row.as_of
+            )
+        };
+        let written = self.rows_written.for_day(newest);
+        let mut unchanged = std::collections::HashSet::new();
+        for row in daily.iter().filter(|r| r.as_of == today) {
+            let hash = content_hash(&(
+                row.received,
+                row.responded,
+                row.responded_on_time,
+                row.median_response_hours.map(f64::to_bits),
+                row.rated,
+                row.satisfaction_rate.map(f64::to_bits),
+                row.reopened,
+                row.rejected,
+                row.open_past_due,
+            ));
+            let key = key_of(row);
+            if written.insert(key.clone(), hash) == Some(hash) {
+                unchanged.insert(key);
+            }
+        }
+        daily.retain(|row| !unchanged.contains(&key_of(row)));
+        latest.retain(|row| !unchanged.contains(&key_of(row)));
+        stats.hotline_rows += daily.len() + latest.len();
+        let (a, b) = tokio::join!(
+            writer.insert(tables::HOTLINE_KPI_DAILY, &daily),
+            writer.insert(tables::HOTLINE_KPI_LATEST, &latest),
+        );
+        for failure in a?.into_iter().chain(b?) {
+            tracing::error!(message = %failure.message, "ClickHouse refused a hotline KPI row");
+        }
+        self.written = Some(self.written.map_or(newest, |w| w.max(newest)));
+        let keep_from = newest - CACHE_DAYS;
+        for cache in self.cache.values_mut() {
+            cache.trim(keep_from);
+        }
+        self.cache.retain(|_, c| !c.is_empty());
+        self.prints.retain(|(_, d), _| *d >= keep_from);
+        self.primed = true;
+        Ok(())
+    }
+}

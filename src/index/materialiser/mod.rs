@@ -1,0 +1,134 @@
+//! Window values of provinces (satisfaction and hotline) and of hotline categories,
+//! computed from the day counts **summed over every source partition** and written to
+//! `satisfaction_daily` / `hotline_kpi_daily` for every `as_of` day, and to the `*_latest`
+//! tables at the newest day with data anywhere (the same day for every unit).
+//!
+//! A pass runs after the processor's fact rows were acknowledged. It recomputes:
+//! - for every day whose counts changed (the processor's own rows, or another instance's,
+//!   seen as a changed fingerprint `(rows, Σ version)` of that province-day), the window
+//!   values of the days that contain it: as_of ∈ [day, day + 365];
+//! - when the newest day moves, every unit at the new days.
+//!
+//! So the cost of a late event is bounded: its province's day sums are read (once, then
+//! cached), and at most 366 `as_of` days × 6 windows are rewritten for its province (and
+//! category). Rows carry the snapshot time as `version`: the latest snapshot wins.
+//!
+//! Rooms: `plan` (pure: which as_of days a pass recomputes), `survey` and `hotline` (each
+//! kind's reads, cache and writes). The two kinds run concurrently: they share nothing
+//! but the ClickHouse client.
+use std::collections::HashMap;
+
+use serde::Deserialize;
+
+use crate::domain::framework::FrameworkCatalog;
+use crate::index::state::ChangedDays;
+use crate::index::window::MAX_WINDOW_DAYS;
+use crate::sink::writer::{Abandoned, RawEventWriter};
+
+mod hotline;
+mod plan;
+mod survey;
+
+use hotline::HotlineWindows;
+use survey::SurveyWindows;
+
+/// Days kept in the cache behind the newest day (and covered by the fingerprints).
+const CACHE_DAYS: i64 = MAX_WINDOW_DAYS + 30;
+
+/// What one pass did.
+#[derive(Debug, Default, Clone)]
+pub struct PassStats {
+    pub satisfaction_rows: usize,
+    pub hotline_rows: usize,
+    /// Unit-days of sums read from ClickHouse.
+    pub days_read: usize,
+    /// (unit, as_of) pairs recomputed.
+    pub as_of_days: usize,
+    /// Provinces whose day counts of the last year come from several partitions.
+    pub split_survey_provinces: Vec<String>,
+    pub split_hotline_provinces: Vec<String>,
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct DayRow {
+    d: u16,
+}
+
+/// A day (`toUInt16(…) AS d`) read by `sql`, if there is one.
+async fn newest_day(writer: &RawEventWriter, sql: String) -> Result<Option<i64>, Abandoned> {
+    let rows: Vec<DayRow> = writer.fetch_all("newest day", |c| c.query(&sql)).await?;
+    Ok(rows.first().map(|r| i64::from(r.d)).filter(|d| *d > 0))
+}
+
+/// Content hashes (without `version`) of the rows last written for the newest day, by row
+/// key: a recomputed row that did not change is not written again (between flushes most
+/// of a changed province's categories and windows stay the same).
+#[derive(Default)]
+struct WrittenRows {
+    day: Option<i64>,
+    hashes: HashMap<String, u64>,
+}
+
+impl WrittenRows {
+    /// The hashes of `day`; those of an older day are dropped.
+    fn for_day(&mut self, day: i64) -> &mut HashMap<String, u64> {
+        if self.day != Some(day) {
+            self.hashes.clear();
+            self.day = Some(day);
+        }
+        &mut self.hashes
+    }
+}
+
+/// A row's content without its version, hashed (stable within a process).
+fn content_hash<T: std::hash::Hash>(value: &T) -> u64 {
+    use std::hash::Hasher;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish()
+}
+
+pub struct Materialiser {
+    writer: RawEventWriter,
+    surveys: SurveyWindows,
+    hotline: HotlineWindows,
+}
+
+impl Materialiser {
+    pub fn new(writer: RawEventWriter, frameworks: FrameworkCatalog) -> Self {
+        Self {
+            writer,
+            surveys: SurveyWindows::new(frameworks),
+            hotline: HotlineWindows::default(),
+        }
+    }
+
+    /// Recomputes what `changed` (the caller's own fact rows) and other writers' changes
+    /// require. With `everything`, every unit at every day with data (a rebuild).
+    pub async fn pass(
+        &mut self,
+        changed: &ChangedDays,
+        everything: bool,
+    ) -> Result<PassStats, Abandoned> {
+        let version = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let (mut survey, mut hotline) = (PassStats::default(), PassStats::default());
+        let (a, b) = tokio::join!(
+            self.surveys
+                .pass(&self.writer, changed, everything, version, &mut survey),
+            self.hotline
+                .pass(&self.writer, changed, everything, version, &mut hotline),
+        );
+        a?;
+        b?;
+        Ok(PassStats {
+            satisfaction_rows: survey.satisfaction_rows,
+            hotline_rows: hotline.hotline_rows,
+            days_read: survey.days_read + hotline.days_read,
+            as_of_days: survey.as_of_days + hotline.as_of_days,
+            split_survey_provinces: survey.split_survey_provinces,
+            split_hotline_provinces: hotline.split_hotline_provinces,
+        })
+    }
+}

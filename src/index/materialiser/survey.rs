@@ -1,0 +1,283 @@
+//! Province satisfaction windows (`satisfaction_daily`, `satisfaction_latest`) from the
+//! day counts summed over every partition, per framework.
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Deserialize;
+
+use crate::domain::framework::FrameworkCatalog;
+use crate::domain::time::format_day;
+use crate::index::day_cache::{Carried, DayCache};
+use crate::index::rows::{tables, SatisfactionRow};
+use crate::index::state::ChangedDays;
+use crate::index::survey::SurveyCounts;
+use crate::index::values::{satisfaction_value, window_sums, UnitKey, UnitType};
+use crate::index::window::{MAX_WINDOW_DAYS, WINDOWS};
+use crate::sink::writer::{Abandoned, RawEventWriter};
+
+use super::plan::{detect, plan, print_floor, Print, PrintRow};
+use super::{content_hash, newest_day, PassStats, WrittenRows, CACHE_DAYS};
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct SurveySumRow {
+    province_code: String,
+    d: u16,
+    respondents: u64,
+    n1: Vec<u64>,
+    n2: Vec<u64>,
+    n3: Vec<u64>,
+    n4: Vec<u64>,
+    n5: Vec<u64>,
+    missing: Vec<u64>,
+    ticks: Vec<u64>,
+}
+
+fn narrow(values: &[u64]) -> Vec<u32> {
+    values
+        .iter()
+        .map(|v| (*v).min(u64::from(u32::MAX)) as u32)
+        .collect()
+}
+
+impl Carried for SurveyCounts {
+    fn carried(&self) -> i64 {
+        0
+    }
+}
+
+/// The one unit of a survey cache (a province has no sub-units there).
+const WHOLE: &str = "";
+
+pub struct SurveyWindows {
+    frameworks: FrameworkCatalog,
+    /// (framework, province) → day sums.
+    cache: HashMap<(String, String), DayCache<SurveyCounts>>,
+    prints: HashMap<(String, String, i64), Print>,
+    /// The newest `as_of` written, once known.
+    written: Option<i64>,
+    /// Fingerprints were read once; before that nothing counts as changed by others.
+    primed: bool,
+    rows_written: WrittenRows,
+}
+
+impl SurveyWindows {
+    pub fn new(frameworks: FrameworkCatalog) -> Self {
+        Self {
+            frameworks,
+            cache: HashMap::new(),
+            prints: HashMap::new(),
+            written: None,
+            primed: false,
+            rows_written: WrittenRows::default(),
+        }
+    }
+
+    pub async fn pass(
+        &mut self,
+        writer: &RawEventWriter,
+        own: &ChangedDays,
+        everything: bool,
+        version: u64,
+        stats: &mut PassStats,
+    ) -> Result<(), Abandoned> {
+        if everything {
+            self.cache.clear();
+            self.prints.clear();
+        }
+        let Some(newest) = newest_day(
+            writer,
+            format!(
+                "SELECT toUInt16(max(day)) AS d FROM {}",
+                tables::SATISFACTION_DAY_COUNTS
+            ),
+        )
+        .await?
+        else {
+            return Ok(());
+        };
+        if self.written.is_none() && !everything {
+            self.written = newest_day(
+                writer,
+                format!(
+                    "SELECT toUInt16(max(as_of)) AS d FROM {} WHERE unit_type = 'province'",
+                    tables::SATISFACTION_DAILY
+                ),
+            )
+            .await?;
+        }
+        let floor = if everything {
+            0
+        } else {
+            print_floor(&own.surveys, newest)
+        };
+        let sql = format!(
+            "SELECT framework, province_code, toUInt16(day) AS d, count() AS rows, sum(version) AS versions, uniqExact(source_partition) AS partitions FROM {} WHERE day >= toDate(?) GROUP BY framework, province_code, d",
+            tables::SATISFACTION_DAY_COUNTS
+        );
+        let floor_text = format_day(floor.max(0));
+        let prints: Vec<PrintRow> = writer
+            .fetch_all("survey fingerprints", |c| c.query(&sql).bind(&floor_text))
+            .await?;
+        let (changed, recent, split) = detect(
+            prints,
+            &mut self.prints,
+            &own.surveys,
+            self.primed || everything,
+            newest,
+        );
+        stats.split_survey_provinces = split;
+        for (key, days) in &changed {
+            self.cache
+                .entry(key.clone())
+                .or_default()
+                .mark_stale(days.iter().copied());
+        }
+        let plan = plan(&changed, &recent, self.written, newest, everything);
+        // Read what the plan needs and the cache lacks, one query per framework.
+        let mut spans: BTreeMap<String, (i64, i64, Vec<String>)> = BTreeMap::new();
+        for (key, intervals) in &plan {
+            let cache = self.cache.entry(key.clone()).or_default();
+            for &(a, b) in intervals {
+                if let Some((x, y)) = cache.missing((a - MAX_WINDOW_DAYS).max(0), b) {
+                    let span = spans.entry(key.0.clone()).or_insert((x, y, Vec::new()));
+                    span.0 = span.0.min(x);
+                    span.1 = span.1.max(y);
+                    if !span.2.contains(&key.1) {
+                        span.2.push(key.1.clone());
+                    }
+                }
+            }
+        }
+        let sql = format!(
+            "SELECT province_code, toUInt16(day) AS d, sum(respondents) AS respondents, \
+             sumForEach(criterion_n1) AS n1, sumForEach(criterion_n2) AS n2, sumForEach(criterion_n3) AS n3, \
+             sumForEach(criterion_n4) AS n4, sumForEach(criterion_n5) AS n5, sumForEach(criterion_missing) AS missing, \
+             sumForEach(expectation_ticks) AS ticks \
+             FROM {} FINAL WHERE framework = ? AND has(?, province_code) AND day >= toDate(?) AND day <= toDate(?) \
+             GROUP BY province_code, d",
+            tables::SATISFACTION_DAY_COUNTS
+        );
+        for (framework, (from, to, provinces)) in spans {
+            let (from_text, to_text) = (format_day(from), format_day(to));
+            let rows: Vec<SurveySumRow> = writer
+                .fetch_all("survey day sums", |c| {
+                    c.query(&sql)
+                        .bind(&framework)
+                        .bind(&provinces)
+                        .bind(&from_text)
+                        .bind(&to_text)
+                })
+                .await?;
+            stats.days_read += rows.len();
+            let mut read: HashMap<String, Vec<(i64, SurveyCounts)>> = HashMap::new();
+            for row in rows {
+                let counts = SurveyCounts::from_distribution(
+                    row.respondents.min(u64::from(u32::MAX)) as u32,
+                    [
+                        &narrow(&row.n1),
+                        &narrow(&row.n2),
+                        &narrow(&row.n3),
+                        &narrow(&row.n4),
+                        &narrow(&row.n5),
+                    ],
+                    &narrow(&row.missing),
+                    &narrow(&row.ticks),
+                );
+                read.entry(row.province_code)
+                    .or_default()
+                    .push((i64::from(row.d), counts));
+            }
+            for province in provinces {
+                let days = read.remove(&province).unwrap_or_default();
+                self.cache
+                    .entry((framework.clone(), province))
+                    .or_default()
+                    .apply_read(
+                        from,
+                        to,
+                        BTreeMap::from([(WHOLE.to_owned(), days)]),
+                        &BTreeMap::new(),
+                    );
+            }
+        }
+        // Compute and write.
+        let mut daily = Vec::new();
+        let mut latest = Vec::new();
+        for (key, intervals) in &plan {
+            let Some(framework) = self.frameworks.get(&key.0) else {
+                continue;
+            };
+            let Some(days) = self.cache.get(key).and_then(|c| c.units().get(WHOLE)) else {
+                continue;
+            };
+            let days = &days.days;
+            let unit = UnitKey {
+                unit_type: UnitType::Province,
+                unit_id: key.1.clone(),
+                province_code: key.1.clone(),
+            };
+            for &(a, b) in intervals {
+                let first = days.keys().next().copied().unwrap_or(b + 1);
+                for (as_of, sums) in window_sums(days, a.max(first), b, &WINDOWS) {
+                    stats.as_of_days += 1;
+                    if as_of != newest && sums.iter().all(|s| s.respondents == 0) {
+                        continue;
+                    }
+                    for (window, counts) in WINDOWS.iter().zip(&sums) {
+                        let value =
+                            satisfaction_value(framework, &unit, *window, as_of, counts, version);
+                        let row = SatisfactionRow::new(&value, framework);
+                        if as_of == newest {
+                            latest.push(row.clone());
+                        }
+                        daily.push(row);
+                    }
+                }
+            }
+        }
+        let today = crate::domain::time::clickhouse_date(newest);
+        let key_of = |row: &SatisfactionRow| {
+            format!(
+                "{}|{}|{}|{}",
+                row.framework, row.unit_id, row.window, row.as_of
+            )
+        };
+        let written = self.rows_written.for_day(newest);
+        let mut unchanged = std::collections::HashSet::new();
+        for row in daily.iter().filter(|r| r.as_of == today) {
+            let hash = content_hash(&(
+                row.respondents,
+                row.sipas.map(f64::to_bits),
+                &row.criterion_valid,
+                &row.criterion_satisfied,
+                &row.criterion_missing,
+                row.expectation_shares
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect::<Vec<_>>(),
+            ));
+            let key = key_of(row);
+            if written.insert(key.clone(), hash) == Some(hash) {
+                unchanged.insert(key);
+            }
+        }
+        daily.retain(|row| !unchanged.contains(&key_of(row)));
+        latest.retain(|row| !unchanged.contains(&key_of(row)));
+        stats.satisfaction_rows += daily.len() + latest.len();
+        let (a, b) = tokio::join!(
+            writer.insert(tables::SATISFACTION_DAILY, &daily),
+            writer.insert(tables::SATISFACTION_LATEST, &latest),
+        );
+        for failure in a?.into_iter().chain(b?) {
+            tracing::error!(message = %failure.message, "ClickHouse refused a window row");
+        }
+        self.written = Some(self.written.map_or(newest, |w| w.max(newest)));
+        let keep_from = newest - CACHE_DAYS;
+        for cache in self.cache.values_mut() {
+            cache.trim(keep_from);
+        }
+        self.cache.retain(|_, c| !c.is_empty());
+        self.prints.retain(|(_, _, d), _| *d >= keep_from);
+        self.primed = true;
+        Ok(())
+    }
+}
