@@ -5,7 +5,8 @@
 //! day counts), `hotline` (KPIs), `window` (Vietnam-day windows), `values` (window values
 //! from day counts), `state` (one partition's fold into day-count rows), `position`
 //! (where an assigned partition starts), `input` (what the consumer loop hands over),
-//! `rows` (the index tables' rows and names).
+//! `rows` (the index tables' rows and names), `day_cache` (the materialiser's copy of day
+//! sums and what it lacks).
 //! I/O: `checkpoint` (partition state and ids in ClickHouse), `processor` (folds and writes
 //! the facts), `materialiser` (province and category windows from the summed facts).
 pub mod checkpoint;
