@@ -226,7 +226,8 @@ pub fn dead_letter(
         payload,
         key: message.key.clone(),
         reason: reason.code(),
-        detail,
+        // Not only the contract's details: a ClickHouse error may quote a value of the row.
+        detail: crate::contract::scrub::scrub_string(detail),
         source_topic: message.topic.to_string(),
         source_partition: message.partition,
         source_offset: message.offset,
