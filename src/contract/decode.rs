@@ -484,6 +484,136 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_number_typed_phone_is_not_quoted_in_the_detail_nor_kept_in_the_letter() {
+        let d = decoder();
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&hotline("2026-11-21T08:00:00+07:00")).unwrap();
+        value["reporter_phone"] = 84913444555u64.into();
+        let rejected = d
+            .decode(
+                EventKind::Hotline,
+                &serde_json::to_vec(&value).unwrap(),
+                received(),
+            )
+            .unwrap_err();
+        assert_eq!(rejected.reject.reason, RejectReason::Undecodable);
+        let detail = &rejected.reject.detail;
+        assert!(!detail.contains("913444555"), "{detail}");
+        assert!(
+            detail.starts_with(
+                "invalid JSON (data): invalid type: integer, expected a string at line 1 column"
+            ),
+            "{detail}"
+        );
+        let letter = String::from_utf8(rejected.dlq_payload.expect("scrubbed")).unwrap();
+        assert!(!letter.contains("913444555"), "{letter}");
+        assert!(!letter.contains("nguyen.van.a"), "{letter}");
+        assert!(letter.contains("\"event_id\":\"e-1\""), "{letter}");
+    }
+
+    #[test]
+    fn survey_letters_are_scrubbed_too_and_kept_when_there_is_nothing_to_scrub() {
+        let d = decoder();
+        // A hotline event on the surveys topic by mistake.
+        let rejected = d
+            .decode(
+                EventKind::Survey,
+                &hotline("2026-11-21T08:00:00+07:00"),
+                received(),
+            )
+            .unwrap_err();
+        assert_eq!(rejected.reject.reason, RejectReason::MissingField);
+        let letter = String::from_utf8(rejected.dlq_payload.expect("scrubbed")).unwrap();
+        assert!(
+            !letter.contains("912345678") && !letter.contains("example.vn"),
+            "{letter}"
+        );
+        assert!(letter.contains("\"reporter_phone\":\"hmac:"), "{letter}");
+        // A survey with fields the contract does not have, refused for another reason.
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&survey("2026-11-21T08:00:00+07:00")).unwrap();
+        value["respondent_phone"] = "+84 912-345-678".into();
+        value["respondent_email"] = "Lan.Nguyen@Example.VN".into();
+        value["channel"] = "fax".into();
+        let rejected = d
+            .decode(
+                EventKind::Survey,
+                &serde_json::to_vec(&value).unwrap(),
+                received(),
+            )
+            .unwrap_err();
+        assert_eq!(rejected.reject.reason, RejectReason::UnknownEnumValue);
+        assert_eq!(
+            rejected.reject.detail,
+            "`channel` has unknown value \"fax\""
+        );
+        let letter = String::from_utf8(rejected.dlq_payload.expect("scrubbed")).unwrap();
+        assert!(
+            !letter.contains("912-345-678") && !letter.contains("Lan.Nguyen"),
+            "{letter}"
+        );
+        assert!(
+            letter.contains("\"agency_id\":\"79-commune-001\""),
+            "{letter}"
+        );
+        assert!(
+            letter.contains("\"submitted_at\":\"2026-11-21T08:00:00+07:00\""),
+            "{letter}"
+        );
+        // Nothing to scrub: the original bytes.
+        let rejected = d
+            .decode(
+                EventKind::Survey,
+                &survey("2036-11-21T08:00:00+07:00"),
+                received(),
+            )
+            .unwrap_err();
+        assert_eq!(rejected.dlq_payload, None);
+    }
+
+    #[test]
+    fn a_value_quoted_in_a_detail_is_scrubbed() {
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&survey("2026-11-21T08:00:00+07:00")).unwrap();
+        value["channel"] = "gọi 0912 345 678".into();
+        let rejected = decoder()
+            .decode(
+                EventKind::Survey,
+                &serde_json::to_vec(&value).unwrap(),
+                received(),
+            )
+            .unwrap_err();
+        assert_eq!(
+            rejected.reject.detail,
+            "`channel` has unknown value \"gọi **** *** ***\""
+        );
+    }
+
+    #[test]
+    fn a_hotline_reason_is_stored_without_phone_numbers_or_addresses() {
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&hotline("2026-11-21T08:00:00+07:00")).unwrap();
+        value["type"] = "rejected".into();
+        value["reason"] =
+            "trùng phản ánh, liên hệ 0912.345.678 hoặc lan@example.vn ngày 21/11/2026".into();
+        let (decoded, _) = decoder()
+            .decode(
+                EventKind::Hotline,
+                &serde_json::to_vec(&value).unwrap(),
+                received(),
+            )
+            .unwrap();
+        let Decoded::Hotline(event) = decoded else {
+            panic!("a hotline event")
+        };
+        assert_eq!(
+            event.reason.as_deref(),
+            Some("trùng phản ánh, liên hệ ****.***.*** hoặc ************** ngày 21/11/2026")
+        );
+        assert_eq!(event.reporter_phone_hash.map(|h| h.len()), Some(64));
+    }
+
+    #[test]
     fn spans_read_like_durations() {
         assert_eq!(span(86_400), "1 day");
         assert_eq!(span(86_401), "1 day 1 second");
