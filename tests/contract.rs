@@ -225,6 +225,54 @@ fn hotline_dead_letters_never_carry_clear_personal_data() {
     }
 }
 
+/// The payloads of `tests/fixtures/pii_corpus.toml`, refused on either topic: neither the
+/// letter nor the detail holds what the corpus lists as absent.
+#[test]
+fn corpus_payloads_are_refused_without_their_personal_data_on_either_topic() {
+    #[derive(serde::Deserialize)]
+    struct Corpus {
+        payload: Vec<Payload>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Payload {
+        name: String,
+        input: String,
+        absent: Vec<String>,
+    }
+    let corpus: Corpus =
+        toml::from_str(include_str!("fixtures/pii_corpus.toml")).expect("the corpus parses");
+    let readable = |text: &str| -> String {
+        text.replace("\\u0040", "@")
+            .chars()
+            .filter_map(|c| match c {
+                '０'..='９' => char::from_u32(c as u32 - '０' as u32 + '0' as u32),
+                c if " .-/_()\u{a0}\u{3000}".contains(c) => None,
+                c => Some(c),
+            })
+            .collect()
+    };
+    for case in corpus.payload {
+        for kind in [EventKind::Survey, EventKind::Hotline] {
+            let Err(rejected) = decoder().decode(kind, case.input.as_bytes(), received()) else {
+                continue;
+            };
+            let letter = rejected
+                .dlq_payload
+                .unwrap_or_else(|| case.input.clone().into_bytes());
+            let letter = readable(&String::from_utf8_lossy(&letter));
+            let detail = readable(&rejected.reject.detail);
+            for absent in &case.absent {
+                let absent = readable(absent);
+                assert!(
+                    !letter.contains(&absent) && !detail.contains(&absent),
+                    "{} on {kind:?}: {absent} in {letter} / {detail}",
+                    case.name
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn survey_dead_letters_keep_the_original_bytes() {
     let rejected = decoder()

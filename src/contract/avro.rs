@@ -218,9 +218,12 @@ fn v1_result<T>(
     }
 }
 
-/// Avro errors may quote the offending value; keep the message short and generic.
+/// Avro errors may quote the offending value: drop what is quoted, keep the message short.
 fn short(message: &str) -> String {
-    message.chars().take(200).collect()
+    crate::contract::scrub::unquote(message)
+        .chars()
+        .take(200)
+        .collect()
 }
 
 pub fn to_raw_survey(value: Value) -> Result<RawSurvey, Reject> {

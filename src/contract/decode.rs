@@ -3,9 +3,9 @@ use std::sync::Arc;
 
 use crate::contract::avro::{self, ReaderSchemas, SchemaCatalog};
 use crate::contract::json;
-use crate::contract::pii::scrub_unparsed;
 use crate::contract::raw::{RawHotline, RawSurvey};
 use crate::contract::reject::{Reject, RejectReason};
+use crate::contract::scrub::scrub_payload;
 use crate::contract::validate::Validator;
 use crate::domain::time::format_vietnam;
 use crate::domain::{HotlineEvent, SurveySubmission};
@@ -52,7 +52,7 @@ pub enum Decoded {
 }
 
 /// A rejected message. `dlq_payload` replaces the original bytes on the dead-letter topic
-/// when those could carry personal data in clear (hotline messages).
+/// when those held personal data (see `contract::scrub`): a message from either topic.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rejected {
     pub reject: Reject,
@@ -122,24 +122,36 @@ impl Decoder {
         bytes: &[u8],
         received_at: Option<i64>,
     ) -> Result<(Decoded, Encoding), Rejected> {
+        // Every refusal, whatever the topic or the reason, leaves with a scrubbed copy:
+        // a message on the wrong topic, or with fields the contract does not name, can
+        // carry personal data as well as a hotline event.
+        self.decode_event(kind, bytes, received_at)
+            .map_err(|reject| Rejected {
+                dlq_payload: scrub_payload(bytes, &self.validator.pii),
+                reject,
+            })
+    }
+
+    fn decode_event(
+        &self,
+        kind: EventKind,
+        bytes: &[u8],
+        received_at: Option<i64>,
+    ) -> Result<(Decoded, Encoding), Reject> {
         let encoding = if avro::framed_schema_id(bytes).is_some() {
             Encoding::Avro
         } else {
             Encoding::Json
         };
-        let scrub = |reject: Reject| Rejected {
-            reject,
-            dlq_payload: (kind == EventKind::Hotline).then(|| scrub_unparsed(bytes)),
-        };
         if bytes.len() > self.max_message_bytes {
-            return Err(scrub(Reject::new(
+            return Err(Reject::new(
                 RejectReason::Oversize,
                 format!(
                     "message is {} bytes, the limit is {}",
                     bytes.len(),
                     self.max_message_bytes
                 ),
-            )));
+            ));
         }
         match kind {
             EventKind::Survey => {
@@ -148,32 +160,16 @@ impl Decoder {
                     Encoding::Avro => self.avro_survey(bytes)?,
                 };
                 let survey = self.validator.survey(raw)?;
-                self.not_in_future(
-                    kind,
-                    bytes,
-                    "submitted_at",
-                    survey.submitted_at,
-                    received_at,
-                )?;
+                self.not_in_future("submitted_at", survey.submitted_at, received_at)?;
                 Ok((Decoded::Survey(survey), encoding))
             }
             EventKind::Hotline => {
                 let raw = match encoding {
-                    Encoding::Json => json::decode_hotline(bytes),
-                    Encoding::Avro => self.avro_hotline(bytes),
-                }
-                .map_err(scrub)?;
-                // Redacted only when refused: hashing the personal data twice (once for
-                // the event, once for a dead letter that is not written) cost more than
-                // the rest of validating the event.
-                let event = self
-                    .validator
-                    .hotline_or_back(raw)
-                    .map_err(|(reject, raw)| Rejected {
-                        reject,
-                        dlq_payload: raw.has_personal_data().then(|| self.redacted_json(&raw)),
-                    })?;
-                self.not_in_future(kind, bytes, "occurred_at", event.occurred_at, received_at)?;
+                    Encoding::Json => json::decode_hotline(bytes)?,
+                    Encoding::Avro => self.avro_hotline(bytes)?,
+                };
+                let event = self.validator.hotline(raw)?;
+                self.not_in_future("occurred_at", event.occurred_at, received_at)?;
                 Ok((Decoded::Hotline(event), encoding))
             }
         }
@@ -183,29 +179,20 @@ impl Decoder {
     #[inline]
     fn not_in_future(
         &self,
-        kind: EventKind,
-        bytes: &[u8],
         field: &str,
         event_time: i64,
         received_at: Option<i64>,
-    ) -> Result<(), Rejected> {
+    ) -> Result<(), Reject> {
         match received_at {
             Some(received) if event_time.saturating_sub(received) > self.max_future_skew => {
-                Err(self.future_timestamp(kind, bytes, field, event_time, received))
+                Err(self.future_timestamp(field, event_time, received))
             }
             _ => Ok(()),
         }
     }
 
     #[cold]
-    fn future_timestamp(
-        &self,
-        kind: EventKind,
-        bytes: &[u8],
-        field: &str,
-        event_time: i64,
-        received: i64,
-    ) -> Rejected {
+    fn future_timestamp(&self, field: &str, event_time: i64, received: i64) -> Reject {
         let detail = format!(
             "{field} {} is {} after the message was received ({}; limit {})",
             format_vietnam(event_time),
@@ -213,12 +200,7 @@ impl Decoder {
             format_vietnam(received),
             span(self.max_future_skew),
         );
-        // The message is valid, so a hotline one may carry personal data in clear.
-        let (payload, redacted) = self.dlq_safe_payload(kind, bytes);
-        Rejected {
-            reject: Reject::new(RejectReason::FutureTimestamp, detail),
-            dlq_payload: redacted.then_some(payload),
-        }
+        Reject::new(RejectReason::FutureTimestamp, detail)
     }
 
     /// The writer schema of a framed message.
@@ -258,24 +240,12 @@ impl Decoder {
     }
 
     /// Bytes fit for the dead-letter topic for a message that decoded but was refused later
-    /// (e.g. by ClickHouse): hotline personal data hashed, or masked if undecodable.
-    pub fn dlq_safe_payload(&self, kind: EventKind, bytes: &[u8]) -> (Vec<u8>, bool) {
-        if kind == EventKind::Survey {
-            return (bytes.to_vec(), false);
+    /// (e.g. by ClickHouse), and whether they differ from the original (`contract::scrub`).
+    pub fn dlq_safe_payload(&self, bytes: &[u8]) -> (Vec<u8>, bool) {
+        match scrub_payload(bytes, &self.validator.pii) {
+            Some(scrubbed) => (scrubbed, true),
+            None => (bytes.to_vec(), false),
         }
-        let raw = match avro::framed_schema_id(bytes) {
-            Some(_) => self.avro_hotline(bytes),
-            None => json::decode_hotline(bytes),
-        };
-        match raw {
-            Ok(raw) if raw.has_personal_data() => (self.redacted_json(&raw), true),
-            Ok(_) => (bytes.to_vec(), false),
-            Err(_) => (scrub_unparsed(bytes), true),
-        }
-    }
-
-    fn redacted_json(&self, raw: &RawHotline) -> Vec<u8> {
-        serde_json::to_vec(&raw.redacted(&self.validator.pii)).unwrap_or_default()
     }
 }
 
@@ -511,6 +481,136 @@ pub(crate) mod tests {
             )),
             Some(RejectReason::FutureTimestamp)
         );
+    }
+
+    #[test]
+    fn a_number_typed_phone_is_not_quoted_in_the_detail_nor_kept_in_the_letter() {
+        let d = decoder();
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&hotline("2026-11-21T08:00:00+07:00")).unwrap();
+        value["reporter_phone"] = 84913444555u64.into();
+        let rejected = d
+            .decode(
+                EventKind::Hotline,
+                &serde_json::to_vec(&value).unwrap(),
+                received(),
+            )
+            .unwrap_err();
+        assert_eq!(rejected.reject.reason, RejectReason::Undecodable);
+        let detail = &rejected.reject.detail;
+        assert!(!detail.contains("913444555"), "{detail}");
+        assert!(
+            detail.starts_with(
+                "invalid JSON (data): invalid type: integer, expected a string at line 1 column"
+            ),
+            "{detail}"
+        );
+        let letter = String::from_utf8(rejected.dlq_payload.expect("scrubbed")).unwrap();
+        assert!(!letter.contains("913444555"), "{letter}");
+        assert!(!letter.contains("nguyen.van.a"), "{letter}");
+        assert!(letter.contains("\"event_id\":\"e-1\""), "{letter}");
+    }
+
+    #[test]
+    fn survey_letters_are_scrubbed_too_and_kept_when_there_is_nothing_to_scrub() {
+        let d = decoder();
+        // A hotline event on the surveys topic by mistake.
+        let rejected = d
+            .decode(
+                EventKind::Survey,
+                &hotline("2026-11-21T08:00:00+07:00"),
+                received(),
+            )
+            .unwrap_err();
+        assert_eq!(rejected.reject.reason, RejectReason::MissingField);
+        let letter = String::from_utf8(rejected.dlq_payload.expect("scrubbed")).unwrap();
+        assert!(
+            !letter.contains("912345678") && !letter.contains("example.vn"),
+            "{letter}"
+        );
+        assert!(letter.contains("\"reporter_phone\":\"hmac:"), "{letter}");
+        // A survey with fields the contract does not have, refused for another reason.
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&survey("2026-11-21T08:00:00+07:00")).unwrap();
+        value["respondent_phone"] = "+84 912-345-678".into();
+        value["respondent_email"] = "Lan.Nguyen@Example.VN".into();
+        value["channel"] = "fax".into();
+        let rejected = d
+            .decode(
+                EventKind::Survey,
+                &serde_json::to_vec(&value).unwrap(),
+                received(),
+            )
+            .unwrap_err();
+        assert_eq!(rejected.reject.reason, RejectReason::UnknownEnumValue);
+        assert_eq!(
+            rejected.reject.detail,
+            "`channel` has unknown value \"fax\""
+        );
+        let letter = String::from_utf8(rejected.dlq_payload.expect("scrubbed")).unwrap();
+        assert!(
+            !letter.contains("912-345-678") && !letter.contains("Lan.Nguyen"),
+            "{letter}"
+        );
+        assert!(
+            letter.contains("\"agency_id\":\"79-commune-001\""),
+            "{letter}"
+        );
+        assert!(
+            letter.contains("\"submitted_at\":\"2026-11-21T08:00:00+07:00\""),
+            "{letter}"
+        );
+        // Nothing to scrub: the original bytes.
+        let rejected = d
+            .decode(
+                EventKind::Survey,
+                &survey("2036-11-21T08:00:00+07:00"),
+                received(),
+            )
+            .unwrap_err();
+        assert_eq!(rejected.dlq_payload, None);
+    }
+
+    #[test]
+    fn a_value_quoted_in_a_detail_is_scrubbed() {
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&survey("2026-11-21T08:00:00+07:00")).unwrap();
+        value["channel"] = "gọi 0912 345 678".into();
+        let rejected = decoder()
+            .decode(
+                EventKind::Survey,
+                &serde_json::to_vec(&value).unwrap(),
+                received(),
+            )
+            .unwrap_err();
+        assert_eq!(
+            rejected.reject.detail,
+            "`channel` has unknown value \"gọi **** *** ***\""
+        );
+    }
+
+    #[test]
+    fn a_hotline_reason_is_stored_without_phone_numbers_or_addresses() {
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&hotline("2026-11-21T08:00:00+07:00")).unwrap();
+        value["type"] = "rejected".into();
+        value["reason"] =
+            "trùng phản ánh, liên hệ 0912.345.678 hoặc lan@example.vn ngày 21/11/2026".into();
+        let (decoded, _) = decoder()
+            .decode(
+                EventKind::Hotline,
+                &serde_json::to_vec(&value).unwrap(),
+                received(),
+            )
+            .unwrap();
+        let Decoded::Hotline(event) = decoded else {
+            panic!("a hotline event")
+        };
+        assert_eq!(
+            event.reason.as_deref(),
+            Some("trùng phản ánh, liên hệ ****.***.*** hoặc ************** ngày 21/11/2026")
+        );
+        assert_eq!(event.reporter_phone_hash.map(|h| h.len()), Some(64));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! JSON encoding of the contract (one object per message).
 use crate::contract::raw::{RawHotline, RawSurvey};
 use crate::contract::reject::{Reject, RejectReason};
+use crate::contract::scrub::unquote;
 
 pub fn decode_survey(bytes: &[u8]) -> Result<RawSurvey, Reject> {
     from_bytes(bytes)
@@ -22,8 +23,18 @@ fn from_bytes<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Reject>
 }
 
 fn undecodable(error: serde_json::Error) -> Reject {
-    // serde_json's messages name the position and the expected type, never the value.
-    Reject::new(RejectReason::Undecodable, format!("invalid JSON: {error}"))
+    // serde_json's messages quote the offending value (a phone sent as a number, say):
+    // only the kind of value, what was expected and the position are kept.
+    let category = match error.classify() {
+        serde_json::error::Category::Io => "I/O",
+        serde_json::error::Category::Syntax => "syntax",
+        serde_json::error::Category::Data => "data",
+        serde_json::error::Category::Eof => "end of input",
+    };
+    Reject::new(
+        RejectReason::Undecodable,
+        format!("invalid JSON ({category}): {}", unquote(&error.to_string())),
+    )
 }
 
 #[cfg(test)]

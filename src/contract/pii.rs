@@ -56,63 +56,6 @@ pub fn normalize_phone(phone: &str) -> String {
     digits
 }
 
-/// Masks anything that looks like an email address or a phone number in bytes that could
-/// not be decoded, so that a dead letter from the hotline topic never carries them in clear.
-pub fn scrub_unparsed(bytes: &[u8]) -> Vec<u8> {
-    let mut out = bytes.to_vec();
-    mask_emails(&mut out);
-    mask_phone_numbers(&mut out);
-    out
-}
-
-fn mask_emails(bytes: &mut [u8]) {
-    let is_local = |b: u8| b.is_ascii_alphanumeric() || b"._%+-".contains(&b);
-    let is_domain = |b: u8| b.is_ascii_alphanumeric() || b".-".contains(&b);
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'@' {
-            let mut start = i;
-            while start > 0 && is_local(bytes[start - 1]) {
-                start -= 1;
-            }
-            let mut end = i + 1;
-            while end < bytes.len() && is_domain(bytes[end]) {
-                end += 1;
-            }
-            if start < i && end > i + 1 {
-                bytes[start..end].fill(b'*');
-            }
-            i = end;
-        } else {
-            i += 1;
-        }
-    }
-}
-
-fn mask_phone_numbers(bytes: &mut [u8]) {
-    let is_phone_char = |b: u8| b.is_ascii_digit() || b" +-.()".contains(&b);
-    let mut i = 0;
-    while i < bytes.len() {
-        if !bytes[i].is_ascii_digit() && bytes[i] != b'+' {
-            i += 1;
-            continue;
-        }
-        let mut end = i;
-        while end < bytes.len() && is_phone_char(bytes[end]) {
-            end += 1;
-        }
-        let digits = bytes[i..end].iter().filter(|b| b.is_ascii_digit()).count();
-        if digits >= 8 {
-            for b in &mut bytes[i..end] {
-                if b.is_ascii_digit() {
-                    *b = b'*';
-                }
-            }
-        }
-        i = end.max(i + 1);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,15 +74,5 @@ mod tests {
         );
         assert_eq!(a.phone("0901234567").len(), 64);
         assert!(!a.phone("0901234567").contains("0901234567"));
-    }
-
-    #[test]
-    fn scrub_masks_emails_and_phone_numbers() {
-        let scrubbed = scrub_unparsed(br#"{"reporter_phone":"+84 901 234 567","reporter_email":"lan.nguyen@example.vn", "ticket":"T-12"#);
-        let text = String::from_utf8(scrubbed).unwrap();
-        assert!(!text.contains("901 234 567"), "{text}");
-        assert!(!text.contains("example.vn"), "{text}");
-        assert!(!text.contains("lan.nguyen"), "{text}");
-        assert!(text.contains("T-12"), "short numbers survive: {text}");
     }
 }

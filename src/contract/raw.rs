@@ -68,26 +68,6 @@ pub struct RawHotline {
     pub reporter_email: Option<String>,
 }
 
-impl RawHotline {
-    /// A copy fit for the dead-letter topic: personal fields replaced by their keyed hashes.
-    pub fn redacted(&self, hasher: &crate::contract::pii::PiiHasher) -> RawHotline {
-        let mut copy = self.clone();
-        copy.reporter_phone = self
-            .reporter_phone
-            .as_deref()
-            .map(|p| format!("hmac:{}", hasher.phone(p)));
-        copy.reporter_email = self
-            .reporter_email
-            .as_deref()
-            .map(|e| format!("hmac:{}", hasher.email(e)));
-        copy
-    }
-
-    pub fn has_personal_data(&self) -> bool {
-        self.reporter_phone.is_some() || self.reporter_email.is_some()
-    }
-}
-
 /// Accepts `"2004"` as well as `2004`.
 fn string_or_number<'de, D: Deserializer<'de>>(
     deserializer: D,

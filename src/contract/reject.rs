@@ -72,7 +72,10 @@ impl fmt::Display for RejectReason {
     }
 }
 
-/// A rejection with a human-readable detail. The detail never contains personal data.
+/// A rejection with a human-readable detail. The detail may quote a code as sent (an
+/// unknown enum value, a province code) for diagnosis, but never personal data: it is
+/// scrubbed here, the one way every detail is made (DLQ header, gateway answer, import
+/// report).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reject {
     pub reason: RejectReason,
@@ -83,7 +86,7 @@ impl Reject {
     pub fn new(reason: RejectReason, detail: impl Into<String>) -> Self {
         Self {
             reason,
-            detail: detail.into(),
+            detail: crate::contract::scrub::scrub_string(detail.into()),
         }
     }
 }

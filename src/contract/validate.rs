@@ -2,6 +2,7 @@
 use crate::contract::pii::PiiHasher;
 use crate::contract::raw::{RawAnswer, RawHotline, RawSurvey};
 use crate::contract::reject::{Reject, RejectReason};
+use crate::contract::scrub::scrub_string;
 use crate::domain::event::HOTLINE_CATEGORIES;
 use crate::domain::time::{in_storable_range, parse_rfc3339};
 use crate::domain::{
@@ -226,19 +227,8 @@ impl Validator {
     }
 
     pub fn hotline(&self, raw: RawHotline) -> Result<HotlineEvent, Reject> {
-        self.hotline_or_back(raw).map_err(|(reject, _)| reject)
-    }
-
-    /// Like `hotline`, but a rejected event is handed back with its reason (so that the
-    /// caller can redact it for the dead-letter topic without copying every event first).
-    pub fn hotline_or_back(
-        &self,
-        raw: RawHotline,
-    ) -> Result<HotlineEvent, (Reject, Box<RawHotline>)> {
-        match self.check_hotline(&raw) {
-            Ok(checked) => Ok(self.hotline_event(raw, checked)),
-            Err(reject) => Err((reject, Box::new(raw))),
-        }
+        let checked = self.check_hotline(&raw)?;
+        Ok(self.hotline_event(raw, checked))
     }
 
     fn check_hotline(&self, raw: &RawHotline) -> Result<CheckedHotline, Reject> {
@@ -310,7 +300,8 @@ impl Validator {
             agency_id: non_blank(raw.agency_id),
             due_at: checked.due_at,
             rating: checked.rating,
-            reason: non_blank(raw.reason),
+            // Free text: people write phone numbers and addresses into it.
+            reason: non_blank(raw.reason).map(scrub_string),
             reporter_phone_hash: non_blank(raw.reporter_phone).map(|p| self.pii.phone(&p)),
             reporter_email_hash: non_blank(raw.reporter_email).map(|e| self.pii.email(&e)),
         }

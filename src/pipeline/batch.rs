@@ -224,9 +224,14 @@ pub fn dead_letter(
 ) -> DeadLetter {
     DeadLetter {
         payload,
-        key: message.key.clone(),
+        // Producers key by province; one keying by reporter must not put them in the DLQ.
+        key: message
+            .key
+            .as_deref()
+            .map(|key| crate::contract::scrub::mask_bytes(key).unwrap_or_else(|| key.to_vec())),
         reason: reason.code(),
-        detail,
+        // Not only the contract's details: a ClickHouse error may quote a value of the row.
+        detail: crate::contract::scrub::scrub_string(detail),
         source_topic: message.topic.to_string(),
         source_partition: message.partition,
         source_offset: message.offset,
@@ -309,6 +314,37 @@ mod tests {
             Some(&4),
             "refused messages are consumed like any other"
         );
+    }
+
+    #[test]
+    fn a_survey_letter_is_scrubbed_in_its_payload_key_and_detail() {
+        let decoder = decoder();
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&survey("2026-11-21T08:30:00+07:00")).unwrap();
+        value["respondent_phone"] = 84913444555u64.into();
+        value["channel"] = "lan@example.vn".into();
+        let mut message = message(
+            EventKind::Survey,
+            3,
+            None,
+            serde_json::to_vec(&value).unwrap(),
+        );
+        message.key = Some(b"0912 345 678".to_vec());
+        let out = BatchOutput::build(&decoder, &[message], 0, false);
+        let letter = &out.dead_letters[0];
+        assert_eq!(letter.reason, "unknown_enum_value");
+        assert_eq!(
+            letter.detail,
+            "`channel` has unknown value \"**************\""
+        );
+        assert_eq!(letter.key.as_deref(), Some(&b"**** *** ***"[..]));
+        assert!(letter.redacted);
+        let payload = String::from_utf8_lossy(&letter.payload);
+        assert!(
+            !payload.contains("913444555") && !payload.contains("example.vn"),
+            "{payload}"
+        );
+        assert!(payload.contains("\"submission_id\":\"s-1\""), "{payload}");
     }
 
     #[test]

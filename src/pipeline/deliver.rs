@@ -169,7 +169,7 @@ impl Delivery {
                 let message = &batch[sources[failure.index]];
                 let (payload, redacted) = self
                     .decoder
-                    .dlq_safe_payload(message.kind, message.payload.as_deref().unwrap_or_default());
+                    .dlq_safe_payload(message.payload.as_deref().unwrap_or_default());
                 output.dead_letters.push(dead_letter(
                     message,
                     payload,

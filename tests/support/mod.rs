@@ -294,10 +294,10 @@ impl TestEnv {
                 headers.get("source_partition").cloned().unwrap_or_default(),
                 headers.get("source_offset").cloned().unwrap_or_default(),
             );
-            letters
-                .payloads
-                .push(message.payload().unwrap_or_default().to_vec());
+            let payload = message.payload().unwrap_or_default().to_vec();
+            letters.payloads.push(payload.clone());
             letters.total += 1;
+            letters.payload_by_source.insert(source.clone(), payload);
             letters.by_source.insert(source, headers);
         }
         letters
@@ -309,6 +309,8 @@ pub struct DeadLetters {
     pub total: usize,
     /// (source topic, partition, offset) -> headers of its letter.
     pub by_source: BTreeMap<(String, String, String), BTreeMap<String, String>>,
+    /// (source topic, partition, offset) -> payload of its letter.
+    pub payload_by_source: BTreeMap<(String, String, String), Vec<u8>>,
     pub payloads: Vec<Vec<u8>>,
 }
 
