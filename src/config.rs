@@ -36,6 +36,49 @@ pub struct Config {
     pub import: ImportConfig,
     pub gateway: GatewayConfig,
     pub serve: ServeConfig,
+    pub http: HttpConfig,
+    pub log: LogConfig,
+}
+
+/// Limits of every HTTP server `sipas` runs (`serve`, `gateway`, the `/metrics` of `run`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// A connection must send a request's head within this, also when idle between
+    /// keep-alive requests; it is closed otherwise. Default 10000 ms.
+    pub header_read_timeout_ms: u64,
+    /// A request body must have arrived this long after its head (the gateway answers
+    /// 408 otherwise). Default 30000 ms.
+    pub body_read_timeout_ms: u64,
+    /// Open connections per server; further ones wait in the listen backlog. Default 1024.
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            max_connections: 1024,
+        }
+    }
+}
+
+/// How log lines are written (to standard error).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (default) or `json` (one object per line, for log shippers).
+    /// `--log-format` overrides it.
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -535,6 +578,17 @@ impl Config {
                 "gateway limits must be positive".into(),
             ));
         }
+        let h = &self.http;
+        if h.header_read_timeout_ms == 0
+            || h.body_read_timeout_ms == 0
+            || h.max_connections == 0
+            || h.max_connections > tokio::sync::Semaphore::MAX_PERMITS
+            || u32::try_from(h.max_connections).is_err()
+        {
+            return Err(ConfigError::Invalid(
+                "http.header_read_timeout_ms, body_read_timeout_ms and max_connections must be positive (max_connections at most 2^32 - 1)".into(),
+            ));
+        }
         let s = &self.serve;
         if s.refresh_interval_ms == 0 || s.query_timeout_ms == 0 || s.cache_max_entries == 0 {
             return Err(ConfigError::Invalid("serve.refresh_interval_ms, query_timeout_ms and cache_max_entries must be positive".into()));
@@ -686,6 +740,25 @@ mod tests {
         let err = Config::load_with_env(None, env(&[("SIPAS__KAFKA__BROKER", "x")])).unwrap_err();
         assert!(err.to_string().contains("broker"), "{err}");
         assert!(Config::load_with_env(None, env(&[("SIPAS__NOPE__X", "1")])).is_err());
+    }
+
+    #[test]
+    fn log_format_and_http_limits_from_the_environment() {
+        let config = Config::load_with_env(
+            None,
+            env(&[
+                ("SIPAS__LOG__FORMAT", "json"),
+                ("SIPAS__HTTP__MAX_CONNECTIONS", "16"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.log.format, LogFormat::Json);
+        assert_eq!(config.http.max_connections, 16);
+        assert_eq!(Config::default().log.format, LogFormat::Text);
+        assert!(Config::load_with_env(None, env(&[("SIPAS__LOG__FORMAT", "yaml")])).is_err());
+        assert!(
+            Config::load_with_env(None, env(&[("SIPAS__HTTP__MAX_CONNECTIONS", "0")])).is_err()
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod config;
 pub mod contract;
 pub mod domain;
 pub mod gateway;
+pub mod http;
 pub mod import;
 pub mod index;
 pub mod kafka;

@@ -180,10 +180,14 @@ async fn serve(config: &Config) -> Result<()> {
     let (trigger, mut stop) = shutdown::channel();
     shutdown::on_signals(trigger);
     let app = sipas_stream::serve::router(state).merge(gw::router(gateway));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.wait().await })
-        .await
-        .context("serving HTTP")?;
+    sipas_stream::http::serve(
+        listener,
+        app,
+        &config.http,
+        async move { stop.wait().await },
+    )
+    .await
+    .context("serving HTTP")?;
     Ok(())
 }
 
@@ -260,9 +264,16 @@ async fn run(config: Config, setup: bool) -> Result<()> {
         .with_context(|| format!("binding the metrics endpoint to {}", config.metrics.listen))?;
     tracing::info!("metrics on http://{}/metrics", config.metrics.listen);
     let mut metrics_stop = stop.clone();
-    let metrics_server = tokio::spawn(metrics::serve(metrics.clone(), listener, async move {
-        metrics_stop.wait().await
-    }));
+    let limits = config.http.clone();
+    let metrics_server = tokio::spawn({
+        let metrics = metrics.clone();
+        async move {
+            metrics::serve(metrics, listener, &limits, async move {
+                metrics_stop.wait().await
+            })
+            .await
+        }
+    });
 
     let (pipeline, index) =
         sipas_stream::pipeline::service::live(&config, decoder, metrics, stop.clone())
@@ -604,9 +615,13 @@ async fn gateway(config: &Config) -> Result<()> {
         "gateway on http://{}/api/v1/surveys and /api/v1/hotline",
         config.gateway.listen
     );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.wait().await })
-        .await?;
+    sipas_stream::http::serve(
+        listener,
+        app,
+        &config.http,
+        async move { stop.wait().await },
+    )
+    .await?;
     Ok(())
 }
 

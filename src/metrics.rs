@@ -268,6 +268,7 @@ impl Metrics {
 pub async fn serve(
     metrics: Metrics,
     listener: tokio::net::TcpListener,
+    limits: &crate::config::HttpConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use axum::routing::get;
@@ -285,9 +286,7 @@ pub async fn serve(
             }),
         )
         .route("/health", get(|| async { "ok" }));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::http::serve(listener, app, limits, shutdown).await
 }
 
 #[cfg(test)]

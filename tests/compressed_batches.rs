@@ -80,7 +80,9 @@ async fn every_codec_is_consumed() {
                     &env.config.kafka.hotline_topic
                 }
             };
-            let record = FutureRecord::to(topic).key(&event.key).payload(&event.payload);
+            let record = FutureRecord::to(topic)
+                .key(&event.key)
+                .payload(&event.payload);
             deliveries.push(
                 producer
                     .send_result(record)

@@ -636,6 +636,14 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
         ("/api/v1/hotline/kpis?province=99", "province"),
         ("/api/v1/hotline/kpis?by=ward", "by"),
         ("/api/v1/stream?window=week", "window"),
+        // Only YYYY-MM-DD: no sign, no other number of digits.
+        ("/api/v1/rankings?as_of=-0001-01-01", "as_of"),
+        ("/api/v1/rankings?as_of=%2B2026-11-01", "as_of"),
+        ("/api/v1/breakdown?as_of=20261-11-01", "as_of"),
+        // Path segments that do not decode to UTF-8.
+        ("/api/v1/units/%FF", "unit_id"),
+        ("/api/v1/provinces/%C3%28/agencies", "province"),
+        ("/api/v1/provinces/79/agencies/%FF%FE", "agency_id"),
     ] {
         let response = serve.get(path, &[]).await;
         assert_eq!(response.status, 400, "{path}");
@@ -654,6 +662,16 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
         .get("/api/v1/provinces/79/agencies/no-such-agency", &[])
         .await;
     assert_eq!(missing.status, 404, "{}", missing.text());
+    // Paths and methods the API does not know answer the same JSON shape.
+    for (path, status) in [("/api/v1/%FF", 404), ("/api/v1/no-such-endpoint", 404)] {
+        let response = serve.get(path, &[]).await;
+        assert_eq!(response.status, status, "{path}");
+        assert!(
+            response.json()["error"].is_string(),
+            "{path}: {}",
+            response.text()
+        );
+    }
 
     // --- Health and metrics.
     let health = serve.json("/api/v1/health").await;

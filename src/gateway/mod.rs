@@ -194,6 +194,14 @@ impl Gateway {
         let body = match axum::body::to_bytes(body, self.max_body_bytes).await {
             Ok(body) => body,
             Err(e) if is_length_limit(&e) => return too_large(),
+            Err(e) if crate::http::is_body_timeout(&e) => {
+                return error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    e.to_string(),
+                    Vec::new(),
+                )
+            }
             Err(_) => {
                 return error(
                     StatusCode::BAD_REQUEST,

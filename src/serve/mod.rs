@@ -26,6 +26,7 @@ use crate::config::{Config, KafkaConfig, ServeConfig};
 use crate::domain::framework::FrameworkError;
 use crate::domain::{FrameworkCatalog, ProvinceRegistry};
 use crate::metrics::Metrics;
+use error::ApiError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -88,16 +89,25 @@ pub fn router(state: ServeState) -> Router {
         .merge(api::routes(state.clone()))
         .merge(stream::routes(state))
         .merge(dashboard::routes())
-    // Further route groups are merged here, e.g. `.merge(gateway::routes(gateway_state))`.
+        // Further route groups are merged here, e.g. `.merge(gateway::routes(gateway_state))`;
+        // they must not set fallbacks of their own (axum allows one).
+        .fallback(|| async { ApiError::not_found("no such path".into()).response() })
+        .method_not_allowed_fallback(|| async {
+            ApiError {
+                status: axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                message: "method not allowed on this path".into(),
+                parameter: None,
+            }
+            .response()
+        })
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` resolves.
 pub async fn serve(
     state: ServeState,
     listener: tokio::net::TcpListener,
+    limits: &crate::config::HttpConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    crate::http::serve(listener, router(state), limits, shutdown).await
 }

@@ -112,10 +112,25 @@ pub fn date(query: &BTreeMap<String, String>, name: &str) -> Result<Option<i64>,
     let Some(text) = value(query, name) else {
         return Ok(None);
     };
+    parse_date(text)
+        .map(Some)
+        .ok_or_else(|| ParamError::new(name, format!("`{name}` must be a date YYYY-MM-DD")))
+}
+
+/// Exactly four digits, two, two: `time`'s `[year]` also takes a sign (`+2026-11-01`,
+/// `-0001-01-01`), which would then be echoed back in another spelling.
+pub fn parse_date(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    let shape = bytes.len() == 10
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            4 | 7 => *b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    if !shape {
+        return None;
+    }
     let format = time::macros::format_description!("[year]-[month]-[day]");
-    let parsed = time::Date::parse(text, &format)
-        .map_err(|_| ParamError::new(name, format!("`{name}` must be a date YYYY-MM-DD")))?;
-    Ok(Some(window::from_date(parsed)))
+    time::Date::parse(text, &format).ok().map(window::from_date)
 }
 
 /// A bounded positive integer with a default.
@@ -390,6 +405,26 @@ mod tests {
                 .parameter,
             "as_of"
         );
+        for signed in [
+            "-0001-01-01",
+            "+2026-11-01",
+            "+002026-11-01",
+            "2026-11-1",
+            "02026-11-01",
+        ] {
+            assert_eq!(
+                date(&query(&[("as_of", signed)]), "as_of")
+                    .unwrap_err()
+                    .parameter,
+                "as_of",
+                "{signed}"
+            );
+        }
+        assert_eq!(
+            parse_date("0001-01-01"),
+            Some(window::from_date(time::macros::date!(0001 - 01 - 01)))
+        );
+        assert_eq!(parse_date("2026-02-30"), None);
         assert_eq!(
             date(&query(&[("as_of", "2026-11-20")]), "as_of").unwrap(),
             Some(window::from_date(time::macros::date!(2026 - 11 - 20)))

@@ -351,7 +351,8 @@ impl Pipeline {
         Self::start_command_with(env, args, &[])
     }
 
-    /// Like `start_command`, with extra environment variables (e.g. `SIPAS__GATEWAY__…`).
+    /// Like `start_command`, with extra environment variables (e.g. `SIPAS__GATEWAY__…`,
+    /// `RUST_LOG`).
     pub fn start_command_with(
         env: &TestEnv,
         args: &[&str],
@@ -365,13 +366,14 @@ impl Pipeline {
             .current_dir(root())
             .env_clear()
             .envs(env.child_env(metrics_port))
-            .envs(extra_env.iter().cloned())
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env(
                 "RUST_LOG",
                 std::env::var("SIPAS_TEST_CHILD_LOG")
                     .unwrap_or_else(|_| "info,rdkafka=warn".into()),
             )
+            // Last, so a test can set RUST_LOG too.
+            .envs(extra_env.iter().cloned())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
