@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 
-use sipas_stream::config::Config;
+use sipas_stream::config::{Config, LogFormat};
 use sipas_stream::contract::avro::SchemaCatalog;
 use sipas_stream::contract::pii::PiiHasher;
 use sipas_stream::contract::validate::Validator;
@@ -33,8 +33,18 @@ struct Cli {
     /// Configuration file (TOML). Every key can also be set as SIPAS__SECTION__KEY.
     #[arg(long, short, env = "SIPAS_CONFIG", global = true)]
     config: Option<PathBuf>,
+    /// Log line format on standard error; default `log.format` (`text`). `json`: one object
+    /// per line with the fields of the event and of its spans.
+    #[arg(long, value_enum, global = true)]
+    log_format: Option<LogFormatArg>,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormatArg {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -140,16 +150,17 @@ struct SimulateArgs {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rdkafka=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
-    let config = Config::load(cli.config.as_deref()).context("loading configuration")?;
+    let config = Config::load(cli.config.as_deref());
+    // A configuration that does not load is reported as text: its log format is unknown.
+    let format = match (cli.log_format, &config) {
+        (Some(LogFormatArg::Json), _) => LogFormat::Json,
+        (Some(LogFormatArg::Text), _) => LogFormat::Text,
+        (None, Ok(config)) => config.log.format,
+        (None, Err(_)) => LogFormat::Text,
+    };
+    init_logging(format);
+    let config = config.context("loading configuration")?;
     match cli.command {
         Command::Run { setup } => run(config, setup).await,
         Command::Migrate => migrate(&config).await,
@@ -162,6 +173,28 @@ async fn main() -> Result<()> {
         Command::Gateway => gateway(&config).await,
         Command::GatewayToken(args) => gateway_token(args),
         Command::Serve => serve(&config).await,
+    }
+}
+
+/// Levels from RUST_LOG (default `info,rdkafka=warn`), lines to standard error.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,rdkafka=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+        // The event's fields at the top level; `span` is the innermost span, `spans` all of
+        // them from the outermost, each with its fields (README, Logs).
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(true)
+            .init(),
     }
 }
 

@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use prometheus::IntCounterVec;
+use tracing::Instrument;
 
 use crate::config::GatewayConfig;
 use crate::contract::decode::{Decoder, EventKind};
@@ -132,11 +133,24 @@ fn error(
 }
 
 impl Gateway {
+    /// One request in a `gateway_request` span: `token` is the token's configured name
+    /// (never the token), recorded once it is authenticated.
     async fn ingest(&self, kind: EventKind, headers: HeaderMap, body: Body) -> Response {
-        let response = self.handle(kind, &headers, body).await;
-        self.requests
-            .with_label_values(&[response.status().as_str()])
-            .inc();
+        let span = tracing::info_span!(
+            "gateway_request",
+            kind = kind.as_str(),
+            token = tracing::field::Empty,
+            records = tracing::field::Empty,
+            status = tracing::field::Empty,
+        );
+        let response = self
+            .handle(kind, &headers, body)
+            .instrument(span.clone())
+            .await;
+        let status = response.status();
+        span.record("status", status.as_u16());
+        self.requests.with_label_values(&[status.as_str()]).inc();
+        span.in_scope(|| tracing::info!("gateway request answered"));
         response
     }
 
@@ -145,7 +159,10 @@ impl Gateway {
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         let grant = match self.tokens.authenticate(authorization) {
-            Ok(grant) => grant,
+            Ok(grant) => {
+                tracing::Span::current().record("token", grant.name.as_str());
+                grant
+            }
             Err(e) => {
                 let mut response = error(
                     StatusCode::UNAUTHORIZED,
@@ -235,6 +252,7 @@ impl Gateway {
                 Vec::new(),
             );
         }
+        tracing::Span::current().record("records", parts.len());
         let (results, accepted) = self.validate(kind, &parts, received_at);
         if let Some(response) = forbidden(&grant, &results, &accepted) {
             tracing::info!(token = %grant.name, "gateway: records for provinces the token may not submit for");

@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::config::Config;
 use crate::contract::decode::Decoded;
@@ -85,6 +86,8 @@ pub struct IndexProcessor {
     dirty: bool,
     /// Produce timestamps (ms) of the messages folded since the last flush.
     unflushed_timestamps: Vec<i64>,
+    /// Flushes so far, numbering their log span.
+    flushes: u64,
     pub progress: Option<indicatif::ProgressBar>,
     /// Receives every freshness sample (seconds) as well as the histogram; for benchmarks.
     pub freshness_probe: Option<Arc<Mutex<Vec<f64>>>>,
@@ -129,6 +132,7 @@ impl IndexProcessor {
             oldest_unwritten: None,
             dirty: false,
             unflushed_timestamps: Vec::new(),
+            flushes: 0,
             progress: None,
             freshness_probe: None,
         };
@@ -137,7 +141,16 @@ impl IndexProcessor {
 
     /// Runs until shutdown (Live), the end offsets (Rebuild), or the feeder hanging up.
     /// Returns early only if ClickHouse writes are abandoned at shutdown.
-    pub async fn run(mut self) {
+    pub async fn run(self) {
+        let mode = match self.mode {
+            Mode::Live => "live",
+            Mode::Rebuild { .. } => "rebuild",
+        };
+        let span = tracing::info_span!("index", mode, checkpoints = %self.checkpoint_key);
+        self.process().instrument(span).await
+    }
+
+    async fn process(mut self) {
         let live = matches!(self.mode, Mode::Live);
         let mut checkpoint_due = Instant::now() + self.checkpoint_interval;
         let mut shutdown = self.shutdown.clone();
@@ -225,6 +238,7 @@ impl IndexProcessor {
                     .index_position
                     .with_label_values(&[&topic, &partition.to_string()])
                     .set(state.next_offset);
+                tracing::info!(%topic, partition, next_offset = state.next_offset, "index state taken over for an assigned partition");
                 if let Some(old) = self.slots.insert(
                     (topic.into(), partition),
                     Slot {
@@ -311,6 +325,25 @@ impl IndexProcessor {
     /// Writes the changed fact rows, recomputes the windows they change, then
     /// (optionally) checkpoints.
     async fn flush(&mut self, checkpoint: bool) -> Result<(), Abandoned> {
+        self.flushes += 1;
+        let span = tracing::info_span!(
+            "index_flush",
+            flush = self.flushes,
+            folds = self.pending_folds,
+            checkpoint,
+            survey_rows = tracing::field::Empty,
+            hotline_rows = tracing::field::Empty,
+        );
+        self.write_flush(checkpoint, &span)
+            .instrument(span.clone())
+            .await
+    }
+
+    async fn write_flush(
+        &mut self,
+        checkpoint: bool,
+        span: &tracing::Span,
+    ) -> Result<(), Abandoned> {
         let mut surveys = Vec::new();
         let mut hotline = Vec::new();
         let mut changed = ChangedDays::default();
@@ -321,12 +354,8 @@ impl IndexProcessor {
             changed.merge(taken.changed);
             slot.unflushed = 0;
         }
-        let span = tracing::debug_span!(
-            "index_flush",
-            survey_rows = surveys.len(),
-            hotline_rows = hotline.len()
-        );
-        let _entered = span.enter();
+        span.record("survey_rows", surveys.len());
+        span.record("hotline_rows", hotline.len());
         let started = Instant::now();
         let (a, b) = tokio::join!(
             self.writer
@@ -352,8 +381,19 @@ impl IndexProcessor {
                 .set(slot.state.next_offset);
         }
         self.record_freshness();
+        tracing::debug!("index rows written");
         if checkpoint && !self.slots.is_empty() {
             let started = Instant::now();
+            let span = tracing::info_span!("checkpoint", partitions = self.slots.len());
+            self.write_checkpoint().instrument(span).await?;
+            self.observe_stage("checkpoint", started);
+        }
+        Ok(())
+    }
+
+    /// Every held partition's state: its chunk of ids and tickets, then its state row.
+    async fn write_checkpoint(&mut self) -> Result<(), Abandoned> {
+        {
             let now = crate::domain::time::unix_now() as u32;
             let mut rows: Vec<CheckpointRow> = Vec::new();
             let mut chunks: Vec<StateChunkRow> = Vec::new();
@@ -374,7 +414,13 @@ impl IndexProcessor {
                 .await?;
             self.writer.insert(tables::INDEX_CHECKPOINTS, &rows).await?;
             self.dirty = false;
-            self.observe_stage("checkpoint", started);
+            for row in &rows {
+                tracing::debug!(topic = %row.topic, partition = row.partition, next_offset = row.next_offset, "index checkpoint written");
+            }
+            tracing::info!(
+                positions = %self.positions(),
+                "index checkpoint written"
+            );
         }
         Ok(())
     }
@@ -384,6 +430,21 @@ impl IndexProcessor {
             .index_stage_seconds
             .with_label_values(&[stage])
             .observe(started.elapsed().as_secs_f64());
+    }
+
+    /// `topic/partition:next_offset` of every held partition, for the log.
+    fn positions(&self) -> String {
+        let mut positions: Vec<(&str, i32, i64)> = self
+            .slots
+            .iter()
+            .map(|((topic, partition), slot)| (&**topic, *partition, slot.state.next_offset))
+            .collect();
+        positions.sort_unstable();
+        positions
+            .iter()
+            .map(|(topic, partition, next)| format!("{topic}/{partition}:{next}"))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     async fn materialise(

@@ -98,6 +98,8 @@ pub struct IngestContext {
     metrics: Metrics,
     index: Option<IndexStates>,
     events: Mutex<Vec<RebalanceEvent>>,
+    /// Rebalances seen by this process, numbering their log span.
+    rebalances: std::sync::atomic::AtomicU64,
     /// Woken when a rebalance is recorded: the consumer loop must hand it on even when no
     /// message follows (a partition taken over with nothing left to read would otherwise
     /// wait, unassigned in the index, until the next message).
@@ -203,6 +205,25 @@ impl ClientContext for IngestContext {
 }
 
 impl ConsumerContext for IngestContext {
+    /// librdkafka commits the stored offsets in the background; this is where a batch's
+    /// `offsets stored` becomes durable (`offsets` are the next offsets to read).
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        offsets: &TopicPartitionList,
+    ) {
+        match result {
+            Ok(()) => tracing::debug!(offsets = %describe_offsets(offsets), "offsets committed"),
+            // Nothing new to commit since the last interval.
+            Err(rdkafka::error::KafkaError::ConsumerCommit(
+                rdkafka::types::RDKafkaErrorCode::NoOffset,
+            )) => {}
+            Err(error) => {
+                tracing::warn!(%error, offsets = %describe_offsets(offsets), "offset commit failed; it is retried at the next interval")
+            }
+        }
+    }
+
     /// Replaces librdkafka's default so that start offsets can be set before assigning.
     fn rebalance(
         &self,
@@ -214,6 +235,15 @@ impl ConsumerContext for IngestContext {
             consumer.rebalance_protocol(),
             RebalanceProtocol::Cooperative
         );
+        let kind = match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => "assign",
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => "revoke",
+            _ => "error",
+        };
+        let number = 1 + self
+            .rebalances
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _span = tracing::info_span!("rebalance", rebalance = number, kind).entered();
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
                 self.prepare(consumer, tpl);
@@ -250,6 +280,18 @@ impl ConsumerContext for IngestContext {
             }
         }
     }
+}
+
+/// `topic/partition:offset` of each element, for the log.
+fn describe_offsets(tpl: &rdkafka::TopicPartitionList) -> String {
+    tpl.elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(offset) => format!("{}/{}:{offset}", e.topic(), e.partition()),
+            other => format!("{}/{}:{other:?}", e.topic(), e.partition()),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn describe(tpl: &rdkafka::TopicPartitionList) -> Vec<String> {
@@ -313,6 +355,7 @@ fn context(metrics: Metrics, index: Option<IndexStates>) -> IngestContext {
         metrics,
         index,
         events: Mutex::new(Vec::new()),
+        rebalances: Default::default(),
         rebalanced: tokio::sync::Notify::new(),
     }
 }

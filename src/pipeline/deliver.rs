@@ -8,6 +8,7 @@ use std::sync::Arc;
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::contract::decode::Decoder;
 use crate::contract::reject::RejectReason;
@@ -22,8 +23,78 @@ use crate::sink::writer::{Abandoned, RawEventWriter};
 
 /// What the consumer loop hands over, in the order it consumed it.
 pub enum Work {
-    Batch(Vec<InputMessage>),
+    Batch(Vec<InputMessage>, BatchTrace),
     Rebalance(Vec<RebalanceEvent>),
+}
+
+/// The messages of one partition in a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionRange {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub messages: usize,
+}
+
+impl PartitionRange {
+    /// Per partition, in first-seen order (a batch holds few partitions).
+    pub fn of(batch: &[InputMessage]) -> Vec<PartitionRange> {
+        let mut ranges: Vec<PartitionRange> = Vec::new();
+        for message in batch {
+            match ranges
+                .iter_mut()
+                .find(|r| r.partition == message.partition && r.topic == message.topic)
+            {
+                Some(range) => {
+                    range.first_offset = range.first_offset.min(message.offset);
+                    range.last_offset = range.last_offset.max(message.offset);
+                    range.messages += 1;
+                }
+                None => ranges.push(PartitionRange {
+                    topic: Arc::clone(&message.topic),
+                    partition: message.partition,
+                    first_offset: message.offset,
+                    last_offset: message.offset,
+                    messages: 1,
+                }),
+            }
+        }
+        ranges
+    }
+}
+
+/// How a batch is followed in the log: its span (`batch` = its number in this process,
+/// `messages`, `offsets` = `topic/partition:first-last` per partition; `valid` and
+/// `dead_letters` once decoded) and its partitions.
+pub struct BatchTrace {
+    pub span: tracing::Span,
+    pub ranges: Vec<PartitionRange>,
+}
+
+impl BatchTrace {
+    pub fn new(sequence: u64, batch: &[InputMessage]) -> Self {
+        let ranges = PartitionRange::of(batch);
+        let offsets = ranges
+            .iter()
+            .map(|r| {
+                format!(
+                    "{}/{}:{}-{}",
+                    r.topic, r.partition, r.first_offset, r.last_offset
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
+        let span = tracing::info_span!(
+            "batch",
+            batch = sequence,
+            messages = batch.len(),
+            offsets = %offsets,
+            valid = tracing::field::Empty,
+            dead_letters = tracing::field::Empty,
+        );
+        Self { span, ranges }
+    }
 }
 
 /// Why a batch was not carried through.
@@ -74,18 +145,25 @@ impl Delivery {
                         break;
                     }
                 }
-                Work::Batch(batch) => {
+                Work::Batch(batch, trace) => {
                     let batch = Arc::new(batch);
                     summary.messages += batch.len() as u64;
                     summary.batches += 1;
-                    match self.process(Arc::clone(&batch)).await {
+                    let span = tracing::info_span!(parent: &trace.span, "deliver");
+                    match self
+                        .process(Arc::clone(&batch), &trace)
+                        .instrument(span.clone())
+                        .await
+                    {
                         Ok(()) => {}
                         Err(Interrupted::Abandoned) => {
                             summary.abandoned_batches += 1;
-                            tracing::warn!(
-                                messages = batch.len(),
-                                "in-flight batch abandoned at shutdown; it will be re-consumed"
-                            );
+                            span.in_scope(|| {
+                                tracing::warn!(
+                                    messages = batch.len(),
+                                    "in-flight batch abandoned at shutdown; it will be re-consumed"
+                                )
+                            });
                         }
                         Err(Interrupted::IndexStopped) => {
                             index_stopped = true;
@@ -128,7 +206,11 @@ impl Delivery {
         Ok(())
     }
 
-    async fn process(&mut self, batch: Arc<Vec<InputMessage>>) -> Result<(), Interrupted> {
+    async fn process(
+        &mut self,
+        batch: Arc<Vec<InputMessage>>,
+        trace: &BatchTrace,
+    ) -> Result<(), Interrupted> {
         self.fetch_missing_schemas(&batch).await;
         let now = unix_now();
         let decoder = Arc::clone(&self.decoder);
@@ -139,6 +221,10 @@ impl Delivery {
             tokio::task::spawn_blocking(move || BatchOutput::build(&decoder, &shared, now, fold))
                 .await
                 .expect("decoding does not panic");
+        let valid: u64 = output.valid_by_kind.values().sum();
+        trace.span.record("valid", valid);
+        trace.span.record("dead_letters", output.dead_letters.len());
+        tracing::debug!("batch decoded");
         if let Some(index) = &self.index {
             // Before the raw write: the index has its own acknowledgement path.
             index
@@ -185,9 +271,19 @@ impl Delivery {
             self.metrics.observe_event_time(newest);
         }
         self.store_offsets(&output.next_offsets);
-        for ((topic, partition), next_offset) in &output.next_offsets {
-            tracing::debug_span!("partition", %topic, partition)
-                .in_scope(|| tracing::debug!(next_offset, "acknowledged"));
+        for range in &trace.ranges {
+            let next_offset = output
+                .next_offsets
+                .get(&(range.topic.to_string(), range.partition));
+            tracing::info_span!(
+                "partition",
+                topic = %range.topic,
+                partition = range.partition,
+                first_offset = range.first_offset,
+                last_offset = range.last_offset,
+                messages = range.messages,
+            )
+            .in_scope(|| tracing::debug!(next_offset, "offsets stored"));
         }
         Ok(())
     }

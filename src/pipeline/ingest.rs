@@ -18,6 +18,7 @@ use std::time::Duration;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::config::Config;
 use crate::contract::decode::{Decoder, EventKind};
@@ -27,7 +28,7 @@ use crate::kafka::consumer::{IngestConsumer, RebalanceEvent};
 use crate::kafka::dlq::DeadLetterProducer;
 use crate::metrics::Metrics;
 use crate::pipeline::batch::InputMessage;
-use crate::pipeline::deliver::{Delivery, Work};
+use crate::pipeline::deliver::{BatchTrace, Delivery, Work};
 use crate::registry::SchemaRegistry;
 use crate::shutdown::Shutdown;
 use crate::sink::writer::RawEventWriter;
@@ -66,6 +67,8 @@ pub struct IngestPipeline {
     starts: Vec<(String, i32, Start)>,
     /// A message consumed just after a rebalance, held until the rebalance is handed on.
     held: Option<InputMessage>,
+    /// The consumer group, for the log.
+    group: String,
 }
 
 impl IngestPipeline {
@@ -105,7 +108,14 @@ impl IngestPipeline {
             raw: true,
             starts: Vec::new(),
             held: None,
+            group: config.kafka.group_id.clone(),
         }
+    }
+
+    /// The consumer group named in the log, when it is not `kafka.group_id` (a rebuild's).
+    pub fn in_group(mut self, group: &str) -> Self {
+        self.group = group.to_owned();
+        self
     }
 
     /// Also feeds the index processor behind `handle`.
@@ -127,7 +137,12 @@ impl IngestPipeline {
         self.delivery.as_mut().expect("configured before run")
     }
 
-    pub async fn run(mut self) -> Result<RunSummary, PipelineError> {
+    pub async fn run(self) -> Result<RunSummary, PipelineError> {
+        let span = tracing::info_span!("consumer", group = %self.group);
+        self.consume().instrument(span).await
+    }
+
+    async fn consume(mut self) -> Result<RunSummary, PipelineError> {
         self.consumer
             .subscribe(&[&self.surveys_topic, &self.hotline_topic])?;
         let index = self.stage().index.is_some();
@@ -135,7 +150,8 @@ impl IngestPipeline {
         // One batch waiting while one is written: the loop reads ahead by at most that.
         let (work, queue) = mpsc::channel(1);
         let delivery = self.delivery.take().expect("run once");
-        let delivering = tokio::spawn(delivery.run(queue));
+        let delivering = tokio::spawn(delivery.run(queue).in_current_span());
+        let mut sequence = 0u64;
         loop {
             let events = self.consumer.context().take_rebalance_events();
             if !events.is_empty() {
@@ -145,8 +161,13 @@ impl IngestPipeline {
                 }
             }
             let batch = self.next_batch().await;
-            if !batch.is_empty() && work.send(Work::Batch(batch)).await.is_err() {
-                break;
+            if !batch.is_empty() {
+                sequence += 1;
+                let trace = BatchTrace::new(sequence, &batch);
+                trace.span.in_scope(|| tracing::debug!("batch polled"));
+                if work.send(Work::Batch(batch, trace)).await.is_err() {
+                    break;
+                }
             }
             if self.shutdown.is_triggered() {
                 break;

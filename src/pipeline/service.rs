@@ -84,7 +84,9 @@ pub fn rebuild(
         shutdown.clone(),
         Mode::Rebuild { end_offsets },
     );
-    let pipeline = assemble(config, consumer, decoder, metrics, shutdown)?.index_only(handle);
+    let pipeline = assemble(config, consumer, decoder, metrics, shutdown)?
+        .index_only(handle)
+        .in_group(&group);
     Ok((pipeline, processor))
 }
 

@@ -82,7 +82,7 @@ impl ServeState {
     }
 }
 
-/// All route groups of `sipas serve`.
+/// All route groups of `sipas serve`, each request in an `api_request` span.
 pub fn router(state: ServeState) -> Router {
     Router::new()
         .merge(health::routes(state.clone()))
@@ -100,6 +100,29 @@ pub fn router(state: ServeState) -> Router {
             }
             .response()
         })
+        .layer(axum::middleware::from_fn(trace_request))
+}
+
+/// The request's method and path (not its query: free text from anyone) and, when it is
+/// answered, its status. Numbered per process, so a request's lines can be told apart.
+async fn trace_request(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tracing::Instrument;
+    static REQUESTS: AtomicU64 = AtomicU64::new(0);
+    let span = tracing::info_span!(
+        "api_request",
+        request = REQUESTS.fetch_add(1, Ordering::Relaxed) + 1,
+        method = %request.method(),
+        path = %request.uri().path(),
+        status = tracing::field::Empty,
+    );
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("status", response.status().as_u16());
+    span.in_scope(|| tracing::debug!("request answered"));
+    response
 }
 
 /// Serves `router(state)` on `listener` until `shutdown` resolves.
