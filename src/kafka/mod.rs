@@ -17,3 +17,23 @@ pub fn client_config(kafka: &KafkaConfig) -> ClientConfig {
     }
     config
 }
+
+#[cfg(test)]
+mod tests {
+    /// Producers may compress batches with any codec Kafka knows; a consumer built without
+    /// one cannot read those batches (librdkafka reports a decompression error per batch).
+    #[test]
+    fn librdkafka_is_built_with_every_codec() {
+        let features = rdkafka::ClientConfig::new()
+            .create_native_config()
+            .unwrap()
+            .get("builtin.features")
+            .unwrap();
+        for codec in ["gzip", "snappy", "lz4", "zstd"] {
+            assert!(
+                features.split(',').any(|f| f == codec),
+                "{codec} not in {features}"
+            );
+        }
+    }
+}
