@@ -393,35 +393,34 @@ impl IndexProcessor {
 
     /// Every held partition's state: its chunk of ids and tickets, then its state row.
     async fn write_checkpoint(&mut self) -> Result<(), Abandoned> {
-        {
-            let now = crate::domain::time::unix_now() as u32;
-            let mut rows: Vec<CheckpointRow> = Vec::new();
-            let mut chunks: Vec<StateChunkRow> = Vec::new();
-            for ((topic, partition), slot) in self.slots.iter_mut() {
-                let (row, chunk) = checkpoint::rows(
-                    &self.checkpoint_key,
-                    topic,
-                    *partition,
-                    &mut slot.state,
-                    now,
-                );
-                rows.push(row);
-                chunks.extend(chunk);
-            }
-            // The chunks first: a checkpoint row never refers to ids or tickets not stored.
-            self.writer
-                .insert(tables::INDEX_STATE_CHUNKS, &chunks)
-                .await?;
-            self.writer.insert(tables::INDEX_CHECKPOINTS, &rows).await?;
-            self.dirty = false;
-            for row in &rows {
-                tracing::debug!(topic = %row.topic, partition = row.partition, next_offset = row.next_offset, "index checkpoint written");
-            }
-            tracing::info!(
-                positions = %self.positions(),
-                "index checkpoint written"
+        let now = crate::domain::time::unix_now() as u32;
+        let mut rows: Vec<CheckpointRow> = Vec::new();
+        let mut chunks: Vec<StateChunkRow> = Vec::new();
+        for ((topic, partition), slot) in self.slots.iter_mut() {
+            let (row, chunk) = checkpoint::rows(
+                &self.checkpoint_key,
+                topic,
+                *partition,
+                &mut slot.state,
+                now,
             );
+            rows.push(row);
+            chunks.extend(chunk);
         }
+        // The chunks first: a checkpoint row never refers to ids or tickets not stored.
+        self.writer
+            .insert(tables::INDEX_STATE_CHUNKS, &chunks)
+            .await?;
+        self.writer.insert(tables::INDEX_CHECKPOINTS, &rows).await?;
+        self.dirty = false;
+        for row in &rows {
+            tracing::debug!(topic = %row.topic, partition = row.partition, next_offset = row.next_offset, "index checkpoint written");
+        }
+        tracing::info!(
+            positions = %self.positions(),
+            "index checkpoint written"
+        );
+
         Ok(())
     }
 

@@ -239,6 +239,46 @@ pub fn dead_letter(
     }
 }
 
+/// The messages of one partition in a batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionRange {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+    pub messages: usize,
+}
+
+impl PartitionRange {
+    /// Per partition, in first-seen order (a batch holds few partitions).
+    pub fn of(batch: &[InputMessage]) -> Vec<PartitionRange> {
+        let mut ranges: Vec<PartitionRange> = Vec::new();
+        for message in batch {
+            match ranges
+                .iter_mut()
+                // The topic names are shared `Arc`s: usually one pointer comparison.
+                .find(|r| {
+                    r.partition == message.partition
+                        && (Arc::ptr_eq(&r.topic, &message.topic) || r.topic == message.topic)
+                }) {
+                Some(range) => {
+                    range.first_offset = range.first_offset.min(message.offset);
+                    range.last_offset = range.last_offset.max(message.offset);
+                    range.messages += 1;
+                }
+                None => ranges.push(PartitionRange {
+                    topic: Arc::clone(&message.topic),
+                    partition: message.partition,
+                    first_offset: message.offset,
+                    last_offset: message.offset,
+                    messages: 1,
+                }),
+            }
+        }
+        ranges
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -366,5 +406,38 @@ mod tests {
             out.dead_letters.is_empty(),
             "index-only: not dead-lettered again"
         );
+    }
+
+    #[test]
+    fn partition_ranges_span_each_partition_s_offsets() {
+        let at = |kind, partition, offset| InputMessage {
+            partition,
+            ..message(kind, offset, None, Vec::new())
+        };
+        let batch = vec![
+            at(EventKind::Survey, 1, 7),
+            at(EventKind::Hotline, 1, 3),
+            at(EventKind::Survey, 1, 9),
+            at(EventKind::Survey, 0, 2),
+            at(EventKind::Survey, 1, 8),
+        ];
+        let ranges: Vec<(&str, i32, i64, i64, usize)> = PartitionRange::of(&batch)
+            .iter()
+            .map(|r| {
+                (
+                    &*r.topic,
+                    r.partition,
+                    r.first_offset,
+                    r.last_offset,
+                    r.messages,
+                )
+            })
+            .map(|(t, p, f, l, n)| (if t == "sipas.surveys" { "s" } else { "h" }, p, f, l, n))
+            .collect();
+        assert_eq!(
+            ranges,
+            [("s", 1, 7, 9, 3), ("h", 1, 3, 3, 1), ("s", 0, 2, 2, 1)]
+        );
+        assert!(PartitionRange::of(&[]).is_empty());
     }
 }

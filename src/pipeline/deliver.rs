@@ -16,7 +16,7 @@ use crate::index::input::IndexHandle;
 use crate::kafka::consumer::{IngestConsumer, RebalanceEvent};
 use crate::kafka::dlq::DeadLetterProducer;
 use crate::metrics::Metrics;
-use crate::pipeline::batch::{dead_letter, BatchOutput, InputMessage};
+use crate::pipeline::batch::{dead_letter, BatchOutput, InputMessage, PartitionRange};
 use crate::pipeline::ingest::{unix_now, RunSummary};
 use crate::registry::SchemaRegistry;
 use crate::sink::writer::{Abandoned, RawEventWriter};
@@ -25,43 +25,6 @@ use crate::sink::writer::{Abandoned, RawEventWriter};
 pub enum Work {
     Batch(Vec<InputMessage>, BatchTrace),
     Rebalance(Vec<RebalanceEvent>),
-}
-
-/// The messages of one partition in a batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PartitionRange {
-    pub topic: Arc<str>,
-    pub partition: i32,
-    pub first_offset: i64,
-    pub last_offset: i64,
-    pub messages: usize,
-}
-
-impl PartitionRange {
-    /// Per partition, in first-seen order (a batch holds few partitions).
-    pub fn of(batch: &[InputMessage]) -> Vec<PartitionRange> {
-        let mut ranges: Vec<PartitionRange> = Vec::new();
-        for message in batch {
-            match ranges
-                .iter_mut()
-                .find(|r| r.partition == message.partition && r.topic == message.topic)
-            {
-                Some(range) => {
-                    range.first_offset = range.first_offset.min(message.offset);
-                    range.last_offset = range.last_offset.max(message.offset);
-                    range.messages += 1;
-                }
-                None => ranges.push(PartitionRange {
-                    topic: Arc::clone(&message.topic),
-                    partition: message.partition,
-                    first_offset: message.offset,
-                    last_offset: message.offset,
-                    messages: 1,
-                }),
-            }
-        }
-        ranges
-    }
 }
 
 /// How a batch is followed in the log: its span (`batch` = its number in this process,
