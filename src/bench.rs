@@ -976,6 +976,30 @@ fn stage_times(metrics: &Metrics) -> Vec<(&'static str, u64, f64)> {
         .collect()
 }
 
+/// Each of the process's own ClickHouse queries: "label mean ms × count".
+fn query_times(metrics: &Metrics) -> Vec<String> {
+    metrics
+        .registry
+        .gather()
+        .iter()
+        .filter(|family| family.name().ends_with("query_duration_seconds"))
+        .flat_map(|family| family.get_metric().to_vec())
+        .map(|m| {
+            let label = m
+                .get_label()
+                .first()
+                .map(|l| l.value().to_owned())
+                .unwrap_or_default();
+            let h = m.get_histogram();
+            let n = h.get_sample_count();
+            format!(
+                "{label} {:.1} ms × {n}",
+                h.get_sample_sum() / n.max(1) as f64 * 1e3
+            )
+        })
+        .collect()
+}
+
 /// Checkpoint bytes written while `until` runs: the state of every checkpoint row that
 /// appears meanwhile (polled each second; one is written every `checkpoint_interval_ms`)
 /// plus the id chunks appended meanwhile.
@@ -1149,6 +1173,10 @@ async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Result<()> {
     println!(
         "| index flush stages, mean time × count (facts, windows, checkpoint) | {} |",
         stages.join(", ")
+    );
+    println!(
+        "| ClickHouse reads of the process, mean time × count (warm-up included) | {} |",
+        query_times(&metrics).join(", ")
     );
     query_figures(&config, &decoder).await?;
     if !args.keep {

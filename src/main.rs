@@ -150,6 +150,7 @@ struct SimulateArgs {
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    sipas_stream::release_freed_memory_promptly();
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref());
     // A configuration that does not load is reported as text: its log format is unknown.

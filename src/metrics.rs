@@ -15,6 +15,8 @@ pub struct Metrics {
     pub dlq: IntCounterVec,
     pub inserted_rows: IntCounterVec,
     pub insert_seconds: HistogramVec,
+    /// ClickHouse read latency of the pipeline's own queries, per query.
+    pub query_seconds: HistogramVec,
     pub insert_retries: IntCounter,
     pub batch_messages: Histogram,
     pub consumer_lag: IntGaugeVec,
@@ -103,6 +105,20 @@ impl Metrics {
         .expect("valid metric");
         registry
             .register(Box::new(insert_seconds.clone()))
+            .expect("unique metric");
+        let query_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "query_duration_seconds",
+                "ClickHouse read latency of the pipeline's own queries (index materialiser, checkpoints), per query.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+            &["query"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(query_seconds.clone()))
             .expect("unique metric");
         let insert_retries = IntCounter::new(
             "insert_retries_total",
@@ -232,6 +248,7 @@ impl Metrics {
             dlq,
             inserted_rows,
             insert_seconds,
+            query_seconds,
             insert_retries,
             batch_messages,
             consumer_lag,

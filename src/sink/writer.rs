@@ -136,8 +136,15 @@ impl RawEventWriter {
     {
         let mut delay = self.retry_initial;
         loop {
+            let started = std::time::Instant::now();
             match build(&self.client).fetch_all::<T>().await {
-                Ok(rows) => return Ok(rows),
+                Ok(rows) => {
+                    self.metrics
+                        .query_seconds
+                        .with_label_values(&[what])
+                        .observe(started.elapsed().as_secs_f64());
+                    return Ok(rows);
+                }
                 Err(error) => {
                     if self.shutdown.is_triggered() {
                         return Err(Abandoned);

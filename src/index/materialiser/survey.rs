@@ -156,17 +156,26 @@ impl SurveyWindows {
              GROUP BY province_code, d",
             tables::SATISFACTION_DAY_COUNTS
         );
-        for (framework, (from, to, provinces)) in spans {
-            let (from_text, to_text) = (format_day(from), format_day(to));
-            let rows: Vec<SurveySumRow> = writer
-                .fetch_all("survey day sums", |c| {
-                    c.query(&sql)
-                        .bind(&framework)
-                        .bind(&provinces)
-                        .bind(&from_text)
-                        .bind(&to_text)
-                })
-                .await?;
+        // One query per framework, concurrently: each reads a whole changed day.
+        let reads =
+            futures::future::join_all(spans.iter().map(|(framework, (from, to, provinces))| {
+                let (from_text, to_text) = (format_day(*from), format_day(*to));
+                let sql = &sql;
+                async move {
+                    writer
+                        .fetch_all::<SurveySumRow>("survey day sums", |c| {
+                            c.query(sql)
+                                .bind(framework)
+                                .bind(provinces)
+                                .bind(&from_text)
+                                .bind(&to_text)
+                        })
+                        .await
+                }
+            }))
+            .await;
+        for ((framework, (from, to, provinces)), rows) in spans.into_iter().zip(reads) {
+            let rows = rows?;
             stats.days_read += rows.len();
             let mut read: HashMap<String, Vec<(i64, SurveyCounts)>> = HashMap::new();
             for row in rows {
