@@ -54,7 +54,10 @@ mod allocator_tests {
         assert!(before == 1000 || before == 10, "option 15 is {before}");
         if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
             super::release_freed_memory_promptly();
-            assert_eq!(unsafe { libmimalloc_sys::mi_option_get(super::PURGE_DELAY) }, 10);
+            assert_eq!(
+                unsafe { libmimalloc_sys::mi_option_get(super::PURGE_DELAY) },
+                10
+            );
         }
     }
 }

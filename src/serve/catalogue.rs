@@ -186,6 +186,20 @@ fn entries() -> Vec<Entry> {
             survey_query(&client, in_province, SurveyGroup::Agency, &[(month, as_of)]),
         ),
         entry::<SurveySumRow>(
+            "agencies: compared with the previous period and the previous year (compare=true)",
+            Some(SURVEY_SUM_TYPES),
+            survey_query(
+                &client,
+                in_province,
+                SurveyGroup::Agency,
+                &[
+                    (as_of - 29, as_of),
+                    (as_of - 59, as_of - 30),
+                    (as_of - 394, as_of - 365),
+                ],
+            ),
+        ),
+        entry::<SurveySumRow>(
             "breakdown: a province by procedure",
             Some(SURVEY_SUM_TYPES),
             survey_query(

@@ -133,6 +133,18 @@ pub fn parse_date(text: &str) -> Option<i64> {
     time::Date::parse(text, &format).ok().map(window::from_date)
 }
 
+/// `true` or `false`, default false.
+pub fn flag(query: &BTreeMap<String, String>, name: &str) -> Result<bool, ParamError> {
+    match value(query, name) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(ParamError::new(
+            name,
+            format!("`{name}` must be `true` or `false`"),
+        )),
+    }
+}
+
 /// A bounded positive integer with a default.
 pub fn integer(
     query: &BTreeMap<String, String>,
@@ -314,6 +326,16 @@ pub fn previous_as_of(window: Window, as_of: i64) -> i64 {
     }
 }
 
+/// The earlier days a value at `as_of` is compared with: the previous period and the same
+/// period of the previous year (one day when they coincide), ascending.
+pub fn comparison_days(window: Window, as_of: i64) -> Vec<i64> {
+    let mut days = vec![previous_as_of(window, as_of)];
+    days.extend(previous_year_as_of(window, as_of));
+    days.sort_unstable();
+    days.dedup();
+    days
+}
+
 /// The same period of the previous year: for rolling windows the value one calendar year
 /// earlier (29 February → 28 February); for calendar windows the whole same month,
 /// quarter or year of the previous year (its value on its last day). `None` outside the
@@ -344,6 +366,29 @@ pub use crate::domain::time::format_day;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_value_is_compared_with_two_earlier_days() {
+        let day = crate::index::window::from_date(time::macros::date!(2026 - 11 - 20));
+        assert_eq!(
+            comparison_days(Window::Rolling(30), day),
+            vec![
+                crate::index::window::from_date(time::macros::date!(2025 - 11 - 20)),
+                day - 30
+            ]
+        );
+        // The year window's previous period is the previous year.
+        assert_eq!(comparison_days(Window::Year, day).len(), 1);
+    }
+
+    #[test]
+    fn flags_are_true_or_false() {
+        let q = |v: &str| BTreeMap::from([("compare".to_owned(), v.to_owned())]);
+        assert!(flag(&q("true"), "compare").unwrap());
+        assert!(!flag(&q("false"), "compare").unwrap());
+        assert!(!flag(&BTreeMap::new(), "compare").unwrap());
+        assert!(flag(&q("1"), "compare").is_err());
+    }
 
     fn query(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         pairs

@@ -354,6 +354,12 @@ pub struct AgencyEntry {
     pub ci_n: u32,
     pub ranked: bool,
     pub factors: BTreeMap<String, Option<f64>>,
+    /// With `compare=true`: against the previous period, ranked among that period's agencies.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<Change>,
+    /// With `compare=true`: against the same period of the previous year.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub previous_year: Option<Change>,
 }
 
 /// Where a window ending on `as_of` starts and which period it is (for response headers).
@@ -375,17 +381,37 @@ pub struct AgencyRankingInput<'a> {
     pub as_of: Option<i64>,
     /// Agency rows (unit id = agency id) with each agency's level.
     pub agencies: Vec<(SatisfactionRow, String)>,
+    /// With a comparison: the agencies' rows at the earlier days (any order).
+    pub earlier: Option<Vec<SatisfactionRow>>,
     pub provinces: &'a ProvinceRegistry,
 }
 
 pub fn agency_ranking(input: AgencyRankingInput<'_>) -> AgencyRanking {
     let refs: Vec<&SatisfactionRow> = input.agencies.iter().map(|(r, _)| r).collect();
     let rank = ranks(&refs);
+    let earlier = input.earlier.as_deref().map(ranked_by_day);
+    let compare = |r: &SatisfactionRow, rank: Option<u32>, day: i64| {
+        earlier.as_ref().map(|earlier| {
+            let now = Ranked {
+                sipas: r.sipas,
+                rank,
+                ci_n: r.ci_n,
+            };
+            change(now, day, earlier, &r.unit_id)
+        })
+    };
     let mut agencies: Vec<AgencyEntry> = input
         .agencies
         .iter()
         .zip(rank)
         .map(|((r, level), rank)| AgencyEntry {
+            change: compare(r, rank, previous_as_of(input.window, i64::from(r.as_of))),
+            previous_year: compare(
+                r,
+                rank,
+                previous_year_as_of(input.window, i64::from(r.as_of))
+                    .unwrap_or(i64::from(r.as_of) - 365),
+            ),
             rank,
             agency_id: r.unit_id.clone(),
             agency_level: level.clone(),
@@ -967,8 +993,13 @@ mod tests {
                 (c.clone(), "province".into()),
                 (b.clone(), "province".into()),
             ],
+            earlier: None,
             provinces: &registry,
         });
+        assert!(
+            ranking.agencies[0].change.is_none(),
+            "no comparison unless asked"
+        );
         let ids: Vec<(&str, Option<u32>)> = ranking
             .agencies
             .iter()
@@ -979,6 +1010,41 @@ mod tests {
         assert_eq!(ranking.period.as_deref(), Some("2026-11"));
         assert_eq!(ranking.agencies[0].factors["access"], Some(80.0));
         assert_eq!(ranking.agencies[1].agency_level, "commune");
+
+        // Compared with the previous month: a was alone there (rank 1, now 2).
+        let october = previous_as_of(Window::Month, as_of);
+        let mut a_before = row(f, "a", october, 45, 45, 45);
+        a_before.province_code = "79".into();
+        let compared = agency_ranking(AgencyRankingInput {
+            framework: f,
+            window: Window::Month,
+            province: "79",
+            requested: None,
+            as_of: Some(as_of),
+            agencies: vec![
+                (a.clone(), "commune".into()),
+                (b.clone(), "province".into()),
+            ],
+            earlier: Some(vec![a_before.clone()]),
+            provinces: &registry,
+        });
+        let a_entry = compared
+            .agencies
+            .iter()
+            .find(|e| e.agency_id == "a")
+            .unwrap();
+        let change = a_entry.change.as_ref().unwrap();
+        assert_eq!(change.previous_as_of, format_day(october));
+        assert_eq!(change.previous_sipas, a_before.sipas);
+        assert_eq!(change.previous_rank, Some(1));
+        assert_eq!(change.rank_delta, Some(-1));
+        let b_entry = compared
+            .agencies
+            .iter()
+            .find(|e| e.agency_id == "b")
+            .unwrap();
+        assert_eq!(b_entry.change.as_ref().unwrap().previous_sipas, None);
+        assert_eq!(b_entry.previous_year.as_ref().unwrap().previous_sipas, None);
 
         let parts = vec![a, b, c];
         let split = breakdown(BreakdownInput {

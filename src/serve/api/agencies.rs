@@ -2,7 +2,10 @@
 //! `as_of` day (default: the newest day with survey data anywhere), ranked among the
 //! agencies with at least `min_sample` respondents. Computed at query time: one statement
 //! sums the province's day counts per agency over the window (the primary key's prefix
-//! framework, province, day bounds what it reads), then the index math per agency.
+//! framework, province, day bounds what it reads), then the index math per agency. With
+//! `compare=true` the same statement also sums the previous period and the same period of
+//! the previous year, and each agency carries `change` and `previous_year` as in the
+//! province ranking (opt-in: it reads up to twice the days).
 use std::collections::BTreeMap;
 
 use axum::extract::State;
@@ -28,16 +31,18 @@ pub struct AgenciesRequest {
     pub province: String,
     pub window: Window,
     pub as_of: Option<i64>,
+    pub compare: bool,
 }
 
 impl NormalisedRequest for AgenciesRequest {
     fn key(&self) -> String {
         format!(
-            "agencies|{}|{}|{}|{:?}",
+            "agencies|{}|{}|{}|{:?}|{}",
             self.framework,
             self.province,
             self.window.label(),
-            self.as_of
+            self.as_of,
+            self.compare
         )
     }
 }
@@ -48,7 +53,7 @@ impl AgenciesRequest {
         query: &BTreeMap<String, String>,
         province: &str,
     ) -> Result<Self, ParamError> {
-        params::check_names(query, &["window", "framework", "as_of"])?;
+        params::check_names(query, &["window", "framework", "as_of", "compare"])?;
         Ok(Self {
             province: params::province_path(province, &state.provinces)?,
             window: params::window(query)?,
@@ -58,6 +63,7 @@ impl AgenciesRequest {
                 &state.config.default_framework,
             )?,
             as_of: params::date(query, "as_of")?,
+            compare: params::flag(query, "compare")?,
         })
     }
 }
@@ -75,14 +81,26 @@ pub async fn compute_agencies(
         None => newest_survey_day(state, ENDPOINT).await?,
     };
     let mut agencies = Vec::new();
+    let mut earlier = Vec::new();
     if let Some(day) = as_of.filter(|d| storable_day(*d)) {
         let scope = SurveyScope {
             framework,
             province: Some(&request.province),
             agency: None,
         };
-        let period = [(request.window.start(day), day)];
-        for sum in survey_sums(state, ENDPOINT, scope, SurveyGroup::Agency, &period).await? {
+        let mut days = vec![day];
+        if request.compare {
+            days.extend(
+                params::comparison_days(request.window, day)
+                    .into_iter()
+                    .filter(|d| storable_day(*d)),
+            );
+        }
+        let periods: Vec<(i64, i64)> = days
+            .iter()
+            .map(|d| (request.window.start(*d), *d))
+            .collect();
+        for sum in survey_sums(state, ENDPOINT, scope, SurveyGroup::Agency, &periods).await? {
             if sum.counts.respondents == 0 {
                 continue;
             }
@@ -91,8 +109,13 @@ pub async fn compute_agencies(
                 unit_id: sum.key,
                 province_code: request.province.clone(),
             };
-            let row = satisfaction_row(framework, &unit, request.window, day, &sum.counts);
-            agencies.push((row, sum.agency_level));
+            let at = days[sum.period];
+            let row = satisfaction_row(framework, &unit, request.window, at, &sum.counts);
+            if sum.period == 0 {
+                agencies.push((row, sum.agency_level));
+            } else {
+                earlier.push(row);
+            }
         }
     }
     to_json(&views::agency_ranking(AgencyRankingInput {
@@ -102,6 +125,7 @@ pub async fn compute_agencies(
         requested: request.as_of,
         as_of,
         agencies,
+        earlier: request.compare.then_some(earlier),
         provinces: &state.provinces,
     }))
 }

@@ -17,9 +17,7 @@ use crate::index::rows::{tables, SatisfactionRow};
 use crate::index::values::{UnitKey, UnitType};
 use crate::index::window::Window;
 use crate::serve::db::{fetch, newest_survey_day};
-use crate::serve::params::{
-    self, format_day, materialised, previous_as_of, previous_year_as_of, storable_day, ParamError,
-};
+use crate::serve::params::{self, format_day, materialised, storable_day, ParamError};
 use crate::serve::rows::{views::NATION_DAILY, NationRow};
 use crate::serve::sums::{satisfaction_row, survey_sums, SurveyGroup, SurveyScope};
 use crate::serve::views::{self, Nation, RankingInput};
@@ -59,15 +57,6 @@ impl NormalisedRequest for RankingsRequest {
             self.as_of
         )
     }
-}
-
-/// The earlier days a ranking at `as_of` is compared with.
-fn earlier_days(window: Window, as_of: i64) -> Vec<i64> {
-    let mut days = vec![previous_as_of(window, as_of)];
-    days.extend(previous_year_as_of(window, as_of));
-    days.sort_unstable();
-    days.dedup();
-    days
 }
 
 pub async fn compute_rankings(
@@ -158,7 +147,7 @@ async fn materialised_values(
     let Some(as_of) = current.iter().map(|r| i64::from(r.as_of)).max() else {
         return Ok((current, Vec::new(), None));
     };
-    let days = earlier_days(request.window, as_of);
+    let days = params::comparison_days(request.window, as_of);
     let earlier: Vec<SatisfactionRow> =
         fetch(state, ENDPOINT, earlier_query(client, request, &days)).await?;
     let nation: Vec<NationRow> =
@@ -184,7 +173,7 @@ async fn query_time_values(
     };
     let window = request.window;
     let mut days = vec![as_of];
-    days.extend(earlier_days(window, as_of));
+    days.extend(params::comparison_days(window, as_of));
     let periods: Vec<(i64, i64)> = days.iter().map(|d| (window.start(*d), *d)).collect();
     let scope = SurveyScope {
         framework,
@@ -226,23 +215,4 @@ pub async fn handler(
         compute_rankings(&s, &r).await
     })
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_ranking_is_compared_with_two_earlier_days() {
-        let day = crate::index::window::from_date(time::macros::date!(2026 - 11 - 20));
-        assert_eq!(
-            earlier_days(Window::Rolling(30), day),
-            vec![
-                crate::index::window::from_date(time::macros::date!(2025 - 11 - 20)),
-                day - 30
-            ]
-        );
-        // The year window's previous period is the previous year.
-        assert_eq!(earlier_days(Window::Year, day).len(), 1);
-    }
 }
