@@ -394,6 +394,11 @@ pub struct PipelineConfig {
     pub retry_max_ms: u64,
     /// How often stored offsets are committed to Kafka. Default 1000 ms.
     pub commit_interval_ms: u64,
+    /// An assigned partition whose position has not moved for this long while its log has
+    /// messages ahead is reported stalled (`sipas_partition_stalled`, a warning). Also the
+    /// grace period after a rebalance before an instance holding no partitions is warned
+    /// about. Default 60000 ms.
+    pub stall_after_ms: u64,
 }
 
 impl Default for PipelineConfig {
@@ -405,6 +410,7 @@ impl Default for PipelineConfig {
             retry_initial_ms: 200,
             retry_max_ms: 10_000,
             commit_interval_ms: 1_000,
+            stall_after_ms: 60_000,
         }
     }
 }
