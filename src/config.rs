@@ -776,6 +776,16 @@ mod tests {
         }
     }
 
+    /// The local stack notices a killed member as fast as the tests do (tests/support).
+    #[test]
+    fn local_config_has_the_tests_session_timeout() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let local = Config::load_with_env(Some(&root.join("config/local.toml")), env(&[])).unwrap();
+        let property = |key: &str| local.kafka.properties.get(key).map(String::as_str);
+        assert_eq!(property("session.timeout.ms"), Some("6000"));
+        assert_eq!(property("heartbeat.interval.ms"), Some("1000"));
+    }
+
     #[test]
     fn secret_is_required_and_not_short() {
         assert!(PiiConfig::default().secret().is_err());
