@@ -220,40 +220,12 @@ impl ClientContext for IngestContext {
                     p.lo_offset,
                     p.hi_offset,
                 );
-                match watch.observe(topic, *partition, seen, now) {
-                    Some(Change::Stalled {
-                        idle,
-                        position,
-                        high_watermark,
-                    }) => tracing::warn!(
-                        %topic,
-                        partition,
-                        idle_s = idle.as_secs(),
-                        ?position,
-                        ?high_watermark,
-                        fetch_state = %p.fetch_state,
-                        "partition stalled: assigned but not advancing while its log has messages ahead"
-                    ),
-                    Some(Change::Recovered) => {
-                        tracing::info!(%topic, partition, ?seen.position, "partition advancing again")
-                    }
-                    None => {}
-                }
-                if let Some((stalled, idle)) = watch.status(topic, *partition, now) {
-                    self.metrics
-                        .partition_stalled
-                        .with_label_values(&[topic, &label])
-                        .set(i64::from(stalled));
-                    self.metrics
-                        .partition_idle_seconds
-                        .with_label_values(&[topic, &label])
-                        .set(idle.as_secs() as i64);
+                if let Some(change) = watch.observe(topic, *partition, seen, now) {
+                    log_change(topic, *partition, &change, Some(&p.fetch_state));
                 }
             }
         }
-        self.metrics
-            .assigned_partitions
-            .set(watch.assigned_count() as i64);
+        self.publish(&watch, now);
         if let Some(since) = watch.unassigned_warning(topic_partitions, now) {
             tracing::warn!(
                 topic_partitions,
@@ -265,25 +237,42 @@ impl ClientContext for IngestContext {
 }
 
 impl IngestContext {
-    /// Notes partitions now held: counted, and neither stalled nor idle.
-    fn held(&self, tpl: &TopicPartitionList) {
-        let partitions = partitions(tpl);
+    /// Judges held partitions between statistics, which stop while the consumer loop waits
+    /// on the delivery stage; call it periodically.
+    pub fn check_progress(&self) {
+        let now = Instant::now();
         let mut watch = self.watch.lock().expect("watch lock");
-        watch.assign(&partitions, Instant::now());
-        for (topic, partition) in &partitions {
+        for ((topic, partition), change) in watch.check(now) {
+            log_change(&topic, partition, &change, None);
+        }
+        self.publish(&watch, now);
+    }
+
+    /// The watch's view as metrics.
+    fn publish(&self, watch: &ProgressWatch, now: Instant) {
+        for ((topic, partition), stalled, idle) in watch.statuses(now) {
             let labels = [topic.as_str(), &partition.to_string()];
             self.metrics
                 .partition_stalled
                 .with_label_values(&labels)
-                .set(0);
+                .set(i64::from(stalled));
             self.metrics
                 .partition_idle_seconds
                 .with_label_values(&labels)
-                .set(0);
+                .set(idle.as_secs() as i64);
         }
         self.metrics
             .assigned_partitions
             .set(watch.assigned_count() as i64);
+    }
+
+    /// Notes partitions now held: counted, and neither stalled nor idle.
+    fn held(&self, tpl: &TopicPartitionList) {
+        let partitions = partitions(tpl);
+        let mut watch = self.watch.lock().expect("watch lock");
+        let now = Instant::now();
+        watch.assign(&partitions, now);
+        self.publish(&watch, now);
     }
 
     /// Forgets partitions no longer held (all of them for `None`) and their series.
@@ -391,6 +380,26 @@ impl ConsumerContext for IngestContext {
                 self.released(None);
             }
         }
+    }
+}
+
+/// `fetch_state` is librdkafka's, when judged at its statistics.
+fn log_change(topic: &str, partition: i32, change: &Change, fetch_state: Option<&str>) {
+    match change {
+        Change::Stalled {
+            idle,
+            position,
+            high_watermark,
+        } => tracing::warn!(
+            %topic,
+            partition,
+            idle_s = idle.as_secs(),
+            ?position,
+            ?high_watermark,
+            ?fetch_state,
+            "partition stalled: assigned but not advancing while its log has messages ahead"
+        ),
+        Change::Recovered => tracing::info!(%topic, partition, "partition advancing again"),
     }
 }
 

@@ -151,6 +151,22 @@ impl IngestPipeline {
         let (work, queue) = mpsc::channel(1);
         let delivery = self.delivery.take().expect("run once");
         let delivering = tokio::spawn(delivery.run(queue).in_current_span());
+        // Statistics stop while this loop waits on the delivery stage; held partitions are
+        // judged on a clock of their own so that such a stall still shows.
+        let watching = {
+            let consumer = Arc::clone(&self.consumer);
+            tokio::spawn(
+                async move {
+                    let mut every = tokio::time::interval(Duration::from_secs(1));
+                    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    loop {
+                        every.tick().await;
+                        consumer.context().check_progress();
+                    }
+                }
+                .in_current_span(),
+            )
+        };
         let mut sequence = 0u64;
         loop {
             let events = self.consumer.context().take_rebalance_events();
@@ -174,6 +190,7 @@ impl IngestPipeline {
             }
         }
         drop(work);
+        watching.abort();
         let delivered = delivering.await.expect("the delivery stage does not panic");
         tracing::info!(summary = ?delivered.summary, "consumer loop stopped");
         // A rebuild's processor stops by itself at the end offsets; a live one only at

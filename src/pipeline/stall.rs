@@ -65,6 +65,8 @@ pub enum Change {
 #[derive(Debug, Clone)]
 struct Partition {
     marks: [Option<i64>; 3],
+    /// The latest observation, for the log when judged between observations.
+    seen: Observation,
     /// Since when the position has not moved while behind the high watermark.
     behind_since: Option<Instant>,
     stalled: bool,
@@ -108,6 +110,7 @@ impl ProgressWatch {
                 key.clone(),
                 Partition {
                     marks: [None; 3],
+                    seen: Observation::default(),
                     behind_since: None,
                     stalled: false,
                 },
@@ -149,19 +152,26 @@ impl ProgressWatch {
         } else if p.behind_since.is_none() {
             p.behind_since = Some(now);
         }
-        let idle = idle(p, now);
-        let stalled = p.behind_since.is_some() && idle >= stall_after;
-        let change = match (p.stalled, stalled) {
-            (false, true) => Some(Change::Stalled {
-                idle,
-                position: seen.position,
-                high_watermark: seen.high_watermark,
-            }),
-            (true, false) => Some(Change::Recovered),
-            _ => None,
-        };
-        p.stalled = stalled;
-        change
+        p.seen = seen;
+        judge(p, stall_after, now)
+    }
+
+    /// Judges every held partition at `now` from its latest observation: statistics arrive
+    /// only while the consumer polls, and a consumer loop blocked downstream polls no more.
+    pub fn check(&mut self, now: Instant) -> Vec<((String, i32), Change)> {
+        let stall_after = self.stall_after;
+        self.partitions
+            .iter_mut()
+            .filter_map(|(key, p)| Some((key.clone(), judge(p, stall_after, now)?)))
+            .collect()
+    }
+
+    /// Every held partition with its (stalled, time not advancing while behind) at `now`.
+    pub fn statuses(&self, now: Instant) -> Vec<(&(String, i32), bool, Duration)> {
+        self.partitions
+            .iter()
+            .map(|(key, p)| (key, p.stalled, idle(p, now)))
+            .collect()
     }
 
     /// A held partition's (stalled, time not advancing while behind) as of `now`.
@@ -189,6 +199,23 @@ impl ProgressWatch {
         }
         None
     }
+}
+
+/// Updates the partition's stall flag at `now`; the change, if any.
+fn judge(p: &mut Partition, stall_after: Duration, now: Instant) -> Option<Change> {
+    let idle = idle(p, now);
+    let stalled = p.behind_since.is_some() && idle >= stall_after;
+    let change = match (p.stalled, stalled) {
+        (false, true) => Some(Change::Stalled {
+            idle,
+            position: p.seen.position,
+            high_watermark: p.seen.high_watermark,
+        }),
+        (true, false) => Some(Change::Recovered),
+        _ => None,
+    };
+    p.stalled = stalled;
+    change
 }
 
 fn idle(p: &Partition, now: Instant) -> Duration {
@@ -268,6 +295,37 @@ mod tests {
             Some(Change::Recovered)
         );
         assert_eq!(w.status("s", 0, at(t, 70)), Some((false, Duration::ZERO)));
+    }
+
+    #[test]
+    fn stalls_between_observations_when_statistics_stop() {
+        let t = Instant::now();
+        let mut w = watch_with(t, &[("s", 0), ("s", 1)]);
+        w.observe("s", 0, seen(10, 20), at(t, 0));
+        w.observe("s", 1, seen(20, 20), at(t, 0));
+        assert!(w.check(at(t, 59)).is_empty());
+        let changes = w.check(at(t, 60));
+        assert_eq!(
+            changes,
+            vec![(
+                ("s".to_string(), 0),
+                Change::Stalled {
+                    idle: AFTER,
+                    position: Some(10),
+                    high_watermark: Some(20)
+                }
+            )]
+        );
+        assert!(w.check(at(t, 90)).is_empty());
+        let statuses = w.statuses(at(t, 90));
+        assert!(statuses[0].1);
+        assert_eq!(statuses[0].2, Duration::from_secs(90));
+        assert_eq!((statuses[1].1, statuses[1].2), (false, Duration::ZERO));
+        // The next observation that moves recovers it.
+        assert_eq!(
+            w.observe("s", 0, seen(12, 20), at(t, 95)),
+            Some(Change::Recovered)
+        );
     }
 
     #[test]
