@@ -378,6 +378,9 @@ impl Default for ClickHouseConfig {
     }
 }
 
+/// How often the ingest consumer's librdkafka reports statistics (lag, offsets).
+pub const STATISTICS_INTERVAL_MS: u64 = 5_000;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
@@ -397,7 +400,7 @@ pub struct PipelineConfig {
     /// An assigned partition whose position has not moved for this long while its log has
     /// messages ahead is reported stalled (`sipas_partition_stalled`, a warning). Also the
     /// grace period after a rebalance before an instance holding no partitions is warned
-    /// about. Default 60000 ms.
+    /// about. At least 10000 (twice the statistics interval). Default 60000 ms.
     pub stall_after_ms: u64,
 }
 
@@ -583,6 +586,14 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "gateway limits must be positive".into(),
             ));
+        }
+        if self.pipeline.stall_after_ms < 2 * STATISTICS_INTERVAL_MS {
+            // Offsets are observed once per statistics interval: a shorter threshold would
+            // call a partition stalled between two observations of it advancing.
+            return Err(ConfigError::Invalid(format!(
+                "pipeline.stall_after_ms must be at least {} (twice the consumer's statistics interval)",
+                2 * STATISTICS_INTERVAL_MS
+            )));
         }
         let h = &self.http;
         if h.header_read_timeout_ms == 0
@@ -774,6 +785,21 @@ mod tests {
             Config::load_with_env(Some(&root.join(name)), env(&[]))
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
+    }
+
+    #[test]
+    fn stall_threshold_is_at_least_two_statistics_intervals() {
+        let with =
+            |ms: &str| Config::load_with_env(None, env(&[("SIPAS__PIPELINE__STALL_AFTER_MS", ms)]));
+        assert!(with("9999").is_err());
+        assert_eq!(with("10000").unwrap().pipeline.stall_after_ms, 10_000);
+        assert_eq!(
+            Config::load_with_env(None, env(&[]))
+                .unwrap()
+                .pipeline
+                .stall_after_ms,
+            60_000
+        );
     }
 
     /// The local stack notices a killed member as fast as the tests do (tests/support).

@@ -447,7 +447,10 @@ pub fn ingest_consumer(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
-        .set("statistics.interval.ms", "5000")
+        .set(
+            "statistics.interval.ms",
+            crate::config::STATISTICS_INTERVAL_MS.to_string(),
+        )
         // Bounds what librdkafka prefetches while the pipeline is paused on a failing sink.
         .set("queued.max.messages.kbytes", "32768")
         // Headroom for a ClickHouse outage before the group considers us dead; if exceeded,
