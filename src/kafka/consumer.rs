@@ -197,14 +197,12 @@ impl ClientContext for IngestContext {
     fn stats(&self, statistics: Statistics) {
         let now = Instant::now();
         let mut watch = self.watch.lock().expect("watch lock");
-        let mut topic_partitions = 0;
         for (topic, stats) in &statistics.topics {
             for (partition, p) in &stats.partitions {
                 // Partition -1 is librdkafka's internal "unassigned" queue.
                 if *partition < 0 {
                     continue;
                 }
-                topic_partitions += 1;
                 let label = partition.to_string();
                 // Lag -1 means unknown.
                 if p.consumer_lag >= 0 {
@@ -226,13 +224,6 @@ impl ClientContext for IngestContext {
             }
         }
         self.publish(&watch, now);
-        if let Some(since) = watch.unassigned_warning(topic_partitions, now) {
-            tracing::warn!(
-                topic_partitions,
-                since_rebalance_s = since.as_secs(),
-                "this instance holds no partitions although its topics have some; if no other member of the group consumes them, restart it"
-            );
-        }
     }
 }
 
@@ -246,6 +237,26 @@ impl IngestContext {
             log_change(&topic, partition, &change, None);
         }
         self.publish(&watch, now);
+    }
+
+    /// Whether this instance has held no partitions long enough to be warned about, once
+    /// the topics are known to have some (`warn_if_unassigned`).
+    pub fn unassigned_due(&self) -> bool {
+        let watch = self.watch.lock().expect("watch lock");
+        watch.unassigned_due(Instant::now())
+    }
+
+    /// Warns (at most once a minute) that this instance holds no partitions although the
+    /// topics have `topic_partitions`.
+    pub fn warn_if_unassigned(&self, topic_partitions: usize) {
+        let mut watch = self.watch.lock().expect("watch lock");
+        if let Some(since) = watch.unassigned_warning(topic_partitions, Instant::now()) {
+            tracing::warn!(
+                topic_partitions,
+                since_rebalance_s = since.as_secs(),
+                "this instance holds no partitions although its topics have some; if no other member of the group consumes them, restart it"
+            );
+        }
     }
 
     /// The watch's view as metrics.

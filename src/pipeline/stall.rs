@@ -180,24 +180,30 @@ impl ProgressWatch {
         Some((p.stalled, idle(p, now)))
     }
 
-    /// Whether to warn now that this instance holds no partitions: none held for longer
-    /// than `stall_after` since the last rebalance while the topics have `topic_partitions`,
-    /// and not warned within `UNASSIGNED_WARNING_EVERY`. Returns the time since the last
-    /// rebalance.
+    /// Whether a warning that this instance holds no partitions may be due: none held for
+    /// `stall_after` since the last rebalance, and not warned within
+    /// `UNASSIGNED_WARNING_EVERY`. The caller then learns how many partitions the topics
+    /// have and asks `unassigned_warning`.
+    pub fn unassigned_due(&self, now: Instant) -> bool {
+        let since = now.saturating_duration_since(self.last_rebalance);
+        let quiet = self
+            .last_unassigned_warning
+            .is_none_or(|last| now.saturating_duration_since(last) >= UNASSIGNED_WARNING_EVERY);
+        self.partitions.is_empty() && since >= self.stall_after && quiet
+    }
+
+    /// Whether to warn now that this instance holds no partitions while the topics have
+    /// `topic_partitions`; if so, noted as warned, and the time since the last rebalance.
     pub fn unassigned_warning(
         &mut self,
         topic_partitions: usize,
         now: Instant,
     ) -> Option<Duration> {
-        let since = now.saturating_duration_since(self.last_rebalance);
-        let due = self
-            .last_unassigned_warning
-            .is_none_or(|last| now.saturating_duration_since(last) >= UNASSIGNED_WARNING_EVERY);
-        if self.partitions.is_empty() && topic_partitions > 0 && since >= self.stall_after && due {
-            self.last_unassigned_warning = Some(now);
-            return Some(since);
+        if !self.unassigned_due(now) || topic_partitions == 0 {
+            return None;
         }
-        None
+        self.last_unassigned_warning = Some(now);
+        Some(now.saturating_duration_since(self.last_rebalance))
     }
 }
 
@@ -421,8 +427,11 @@ mod tests {
     fn no_partitions_is_warned_after_the_grace_period_and_then_once_a_minute() {
         let t = Instant::now();
         let mut w = ProgressWatch::new(AFTER, t);
+        assert!(!w.unassigned_due(at(t, 59)));
         assert_eq!(w.unassigned_warning(8, at(t, 59)), None);
+        assert!(w.unassigned_due(at(t, 60)));
         assert_eq!(w.unassigned_warning(8, at(t, 60)), Some(AFTER));
+        assert!(!w.unassigned_due(at(t, 61)));
         assert_eq!(w.unassigned_warning(8, at(t, 61)), None);
         assert_eq!(w.unassigned_warning(8, at(t, 119)), None);
         assert_eq!(
@@ -440,7 +449,13 @@ mod tests {
         let t = Instant::now();
         let mut w = ProgressWatch::new(AFTER, t);
         assert_eq!(w.unassigned_warning(0, at(t, 600)), None);
+        // Not noted as warned: the topics may gain partitions.
+        assert_eq!(
+            w.unassigned_warning(2, at(t, 601)),
+            Some(Duration::from_secs(601))
+        );
         w.assign(&[("s".into(), 0)], at(t, 600));
+        assert!(!w.unassigned_due(at(t, 6000)));
         assert_eq!(w.unassigned_warning(8, at(t, 6000)), None);
         w.revoke(&[("s".into(), 0)], at(t, 6000));
         assert_eq!(w.unassigned_warning(8, at(t, 6060)), Some(AFTER));
