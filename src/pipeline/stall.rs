@@ -2,9 +2,10 @@
 //! clock is passed in). Fed from librdkafka's statistics by `kafka::consumer`, which turns
 //! the answers into metrics and log lines.
 //!
-//! A partition is *stalled* when its position (consumed, stored or committed offset) has
-//! not moved for `stall_after` while the log had messages ahead of it. A partition that
-//! is caught up is never stalled, however quiet its topic.
+//! A partition is *stalled* when none of its consumed, stored and committed offsets has
+//! moved for `stall_after` while the log had messages ahead of its position (what is
+//! consumed and acknowledged). A partition that is caught up is never stalled, however
+//! quiet its topic.
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -15,8 +16,9 @@ pub const UNASSIGNED_WARNING_EVERY: Duration = Duration::from_secs(60);
 /// yet (its -1001) are `None`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Observation {
-    /// The next offset the consumer hands to the application, else the furthest of the
-    /// stored and committed ones. Behind a committed offset while the index re-reads.
+    /// The lower of the next offset handed to the application and the stored one (a
+    /// batch consumed but not yet acknowledged is not progress), else the committed one.
+    /// Behind a committed offset while the index re-reads.
     pub position: Option<i64>,
     /// The consumed, stored and committed offsets: the partition advances when any moves.
     pub marks: [Option<i64>; 3],
@@ -31,7 +33,10 @@ impl Observation {
     pub fn from_offsets(app: i64, stored: i64, committed: i64, low: i64, high: i64) -> Self {
         let known = |o: i64| (o >= 0).then_some(o);
         Self {
-            position: known(app).or(known(stored).max(known(committed))),
+            position: match (known(app), known(stored)) {
+                (Some(app), Some(stored)) => Some(app.min(stored)),
+                (app, stored) => app.or(stored).or(known(committed)),
+            },
             marks: [known(app), known(stored), known(committed)],
             low_watermark: known(low),
             high_watermark: known(high),
@@ -262,6 +267,11 @@ mod tests {
             Observation::from_offsets(3, -1001, 500, 0, 400).position,
             Some(3)
         );
+        // Consumed to 100, acknowledged to 90: 10 messages still to be delivered.
+        assert_eq!(
+            Observation::from_offsets(100, 90, 80, 0, 100).position,
+            Some(90)
+        );
         let o = Observation::from_offsets(-1001, 7, 5, -1001, 9);
         assert_eq!(o.position, Some(7));
         assert_eq!(o.low_watermark, None);
@@ -369,6 +379,24 @@ mod tests {
         assert!(matches!(
             w.observe("s", 0, stuck, at(t, 330)),
             Some(Change::Stalled { .. })
+        ));
+    }
+
+    #[test]
+    fn consumed_to_the_end_but_never_acknowledged_stalls() {
+        let t = Instant::now();
+        let mut w = watch_with(t, &[("s", 0)]);
+        let waiting = Observation::from_offsets(50, 40, 40, 0, 50);
+        assert_eq!(w.observe("s", 0, waiting, at(t, 0)), None);
+        assert!(matches!(
+            w.check(at(t, 60)).as_slice(),
+            [(
+                _,
+                Change::Stalled {
+                    position: Some(40),
+                    ..
+                }
+            )]
         ));
     }
 
