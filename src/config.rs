@@ -378,6 +378,9 @@ impl Default for ClickHouseConfig {
     }
 }
 
+/// How often the ingest consumer's librdkafka reports statistics (lag, offsets).
+pub const STATISTICS_INTERVAL_MS: u64 = 5_000;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
@@ -395,6 +398,11 @@ pub struct PipelineConfig {
     pub retry_max_ms: u64,
     /// How often stored offsets are committed to Kafka. Default 1000 ms.
     pub commit_interval_ms: u64,
+    /// An assigned partition whose position has not moved for this long while its log has
+    /// messages ahead is reported stalled (`sipas_partition_stalled`, a warning). Also the
+    /// grace period after a rebalance before an instance holding no partitions is warned
+    /// about. At least 10000 (twice the statistics interval). Default 60000 ms.
+    pub stall_after_ms: u64,
 }
 
 impl Default for PipelineConfig {
@@ -406,6 +414,7 @@ impl Default for PipelineConfig {
             retry_initial_ms: 200,
             retry_max_ms: 10_000,
             commit_interval_ms: 1_000,
+            stall_after_ms: 60_000,
         }
     }
 }
@@ -578,6 +587,14 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "gateway limits must be positive".into(),
             ));
+        }
+        if self.pipeline.stall_after_ms < 2 * STATISTICS_INTERVAL_MS {
+            // Offsets are observed once per statistics interval: a shorter threshold would
+            // call a partition stalled between two observations of it advancing.
+            return Err(ConfigError::Invalid(format!(
+                "pipeline.stall_after_ms must be at least {} (twice the consumer's statistics interval)",
+                2 * STATISTICS_INTERVAL_MS
+            )));
         }
         let h = &self.http;
         if h.header_read_timeout_ms == 0
@@ -769,6 +786,31 @@ mod tests {
             Config::load_with_env(Some(&root.join(name)), env(&[]))
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
         }
+    }
+
+    #[test]
+    fn stall_threshold_is_at_least_two_statistics_intervals() {
+        let with =
+            |ms: &str| Config::load_with_env(None, env(&[("SIPAS__PIPELINE__STALL_AFTER_MS", ms)]));
+        assert!(with("9999").is_err());
+        assert_eq!(with("10000").unwrap().pipeline.stall_after_ms, 10_000);
+        assert_eq!(
+            Config::load_with_env(None, env(&[]))
+                .unwrap()
+                .pipeline
+                .stall_after_ms,
+            60_000
+        );
+    }
+
+    /// The local stack notices a killed member as fast as the tests do (tests/support).
+    #[test]
+    fn local_config_has_the_tests_session_timeout() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let local = Config::load_with_env(Some(&root.join("config/local.toml")), env(&[])).unwrap();
+        let property = |key: &str| local.kafka.properties.get(key).map(String::as_str);
+        assert_eq!(property("session.timeout.ms"), Some("6000"));
+        assert_eq!(property("heartbeat.interval.ms"), Some("1000"));
     }
 
     #[test]

@@ -22,6 +22,12 @@ pub struct Metrics {
     pub consumer_lag: IntGaugeVec,
     pub committed_offset: IntGaugeVec,
     pub paused: IntGauge,
+    /// Partitions this instance holds.
+    pub assigned_partitions: IntGauge,
+    /// 1 for a held partition not advancing while its log has messages ahead.
+    pub partition_stalled: IntGaugeVec,
+    /// Seconds a held partition has not advanced while its log had messages ahead.
+    pub partition_idle_seconds: IntGaugeVec,
     pub freshness_seconds: IntGauge,
     pub late_events: IntCounter,
     pub index_position: IntGaugeVec,
@@ -157,6 +163,26 @@ impl Metrics {
         registry
             .register(Box::new(paused.clone()))
             .expect("unique metric");
+        let assigned_partitions = IntGauge::new(
+            "assigned_partitions",
+            "Input partitions this instance holds.",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(assigned_partitions.clone()))
+            .expect("unique metric");
+        let partition_stalled = gauge_vec(
+            &registry,
+            "partition_stalled",
+            "1 while a held partition's position has not moved for pipeline.stall_after_ms although its log has messages ahead; 0 otherwise.",
+            &["topic", "partition"],
+        );
+        let partition_idle_seconds = gauge_vec(
+            &registry,
+            "partition_idle_seconds",
+            "Seconds a held partition's position has not moved while its log had messages ahead (0 when advancing or caught up).",
+            &["topic", "partition"],
+        );
         let freshness_seconds = IntGauge::new(
             "freshness_seconds",
             "Now minus the newest event time written to ClickHouse.",
@@ -254,6 +280,9 @@ impl Metrics {
             consumer_lag,
             committed_offset,
             paused,
+            assigned_partitions,
+            partition_stalled,
+            partition_idle_seconds,
             freshness_seconds,
             newest_event_time: Arc::new(AtomicI64::new(0)),
         }

@@ -8,7 +8,7 @@
 //! order, for the consumer loop, which hands them to the index processor between the
 //! messages consumed before and after them.
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{
     BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
@@ -22,6 +22,7 @@ use crate::index::checkpoint;
 use crate::index::position::{self, Start};
 use crate::index::state::PartitionState;
 use crate::metrics::Metrics;
+use crate::pipeline::stall::{Change, Observation, ProgressWatch};
 use crate::shutdown::Shutdown;
 
 /// A partition given to this consumer, with the index state it starts from.
@@ -92,10 +93,14 @@ impl IndexStates {
     }
 }
 
-/// Feeds librdkafka's statistics (consumer lag per partition) into our metrics, logs
-/// rebalances and, with the index attached, positions assigned partitions.
+/// Feeds librdkafka's statistics (consumer lag per partition, whether held partitions
+/// advance) into our metrics, logs rebalances and, with the index attached, positions
+/// assigned partitions.
 pub struct IngestContext {
     metrics: Metrics,
+    /// The partitions held and their progress, told by the rebalance callback and judged
+    /// at each statistics interval.
+    watch: Mutex<ProgressWatch>,
     index: Option<IndexStates>,
     events: Mutex<Vec<RebalanceEvent>>,
     /// Rebalances seen by this process, numbering their log span.
@@ -190,17 +195,116 @@ impl IngestContext {
 
 impl ClientContext for IngestContext {
     fn stats(&self, statistics: Statistics) {
+        let now = Instant::now();
+        let mut watch = self.watch.lock().expect("watch lock");
         for (topic, stats) in &statistics.topics {
             for (partition, p) in &stats.partitions {
-                // Partition -1 is librdkafka's internal "unassigned" queue; lag -1 means unknown.
-                if *partition >= 0 && p.consumer_lag >= 0 {
+                // Partition -1 is librdkafka's internal "unassigned" queue.
+                if *partition < 0 {
+                    continue;
+                }
+                let label = partition.to_string();
+                // Lag -1 means unknown.
+                if p.consumer_lag >= 0 {
                     self.metrics
                         .consumer_lag
-                        .with_label_values(&[topic, &partition.to_string()])
+                        .with_label_values(&[topic, &label])
                         .set(p.consumer_lag);
+                }
+                let seen = Observation::from_offsets(
+                    p.app_offset,
+                    p.stored_offset,
+                    p.committed_offset,
+                    p.lo_offset,
+                    p.hi_offset,
+                );
+                if let Some(change) = watch.observe(topic, *partition, seen, now) {
+                    log_change(topic, *partition, &change, Some(&p.fetch_state));
                 }
             }
         }
+        self.publish(&watch, now);
+    }
+}
+
+impl IngestContext {
+    /// Judges held partitions between statistics, which stop while the consumer loop waits
+    /// on the delivery stage; call it periodically.
+    pub fn check_progress(&self) {
+        let now = Instant::now();
+        let mut watch = self.watch.lock().expect("watch lock");
+        for ((topic, partition), change) in watch.check(now) {
+            log_change(&topic, partition, &change, None);
+        }
+        self.publish(&watch, now);
+    }
+
+    /// Whether this instance has held no partitions long enough to be warned about, once
+    /// the topics are known to have some (`warn_if_unassigned`).
+    pub fn unassigned_due(&self) -> bool {
+        let watch = self.watch.lock().expect("watch lock");
+        watch.unassigned_due(Instant::now())
+    }
+
+    /// Warns (at most once a minute) that this instance holds no partitions although the
+    /// topics have `topic_partitions`.
+    pub fn warn_if_unassigned(&self, topic_partitions: usize) {
+        let mut watch = self.watch.lock().expect("watch lock");
+        if let Some(since) = watch.unassigned_warning(topic_partitions, Instant::now()) {
+            tracing::warn!(
+                topic_partitions,
+                since_rebalance_s = since.as_secs(),
+                "this instance holds no partitions although its topics have some; if no other member of the group consumes them, restart it"
+            );
+        }
+    }
+
+    /// The watch's view as metrics.
+    fn publish(&self, watch: &ProgressWatch, now: Instant) {
+        for ((topic, partition), stalled, idle) in watch.statuses(now) {
+            let labels = [topic.as_str(), &partition.to_string()];
+            self.metrics
+                .partition_stalled
+                .with_label_values(&labels)
+                .set(i64::from(stalled));
+            self.metrics
+                .partition_idle_seconds
+                .with_label_values(&labels)
+                .set(idle.as_secs() as i64);
+        }
+        self.metrics
+            .assigned_partitions
+            .set(watch.assigned_count() as i64);
+    }
+
+    /// Notes partitions now held: counted, and neither stalled nor idle.
+    fn held(&self, tpl: &TopicPartitionList) {
+        let partitions = partitions(tpl);
+        let mut watch = self.watch.lock().expect("watch lock");
+        let now = Instant::now();
+        watch.assign(&partitions, now);
+        self.publish(&watch, now);
+    }
+
+    /// Forgets partitions no longer held (all of them for `None`) and their series.
+    fn released(&self, tpl: Option<&TopicPartitionList>) {
+        let mut watch = self.watch.lock().expect("watch lock");
+        let now = Instant::now();
+        let released = match tpl {
+            Some(tpl) => watch.revoke(&partitions(tpl), now),
+            None => watch.revoke_all(now),
+        };
+        for (topic, partition) in &released {
+            let labels = [topic.as_str(), &partition.to_string()];
+            let _ = self.metrics.partition_stalled.remove_label_values(&labels);
+            let _ = self
+                .metrics
+                .partition_idle_seconds
+                .remove_label_values(&labels);
+        }
+        self.metrics
+            .assigned_partitions
+            .set(watch.assigned_count() as i64);
     }
 }
 
@@ -252,7 +356,10 @@ impl ConsumerContext for IngestContext {
                     false => consumer.assign(tpl),
                 };
                 match assigned {
-                    Ok(()) => tracing::info!(partitions = ?describe(tpl), "partitions assigned"),
+                    Ok(()) => {
+                        self.held(tpl);
+                        tracing::info!(partitions = ?describe(tpl), "partitions assigned")
+                    }
                     Err(error) => tracing::error!(%error, "assigning partitions failed"),
                 }
             }
@@ -269,6 +376,10 @@ impl ConsumerContext for IngestContext {
                     true => consumer.incremental_unassign(tpl),
                     false => consumer.unassign(),
                 };
+                self.released(match cooperative {
+                    true => Some(tpl),
+                    false => None,
+                });
                 match unassigned {
                     Ok(()) => tracing::info!(partitions = ?describe(tpl), "partitions revoked"),
                     Err(error) => tracing::error!(%error, "unassigning partitions failed"),
@@ -277,8 +388,29 @@ impl ConsumerContext for IngestContext {
             other => {
                 tracing::warn!(error = ?other, "rebalance error");
                 let _ = consumer.unassign();
+                self.released(None);
             }
         }
+    }
+}
+
+/// `fetch_state` is librdkafka's, when judged at its statistics.
+fn log_change(topic: &str, partition: i32, change: &Change, fetch_state: Option<&str>) {
+    match change {
+        Change::Stalled {
+            idle,
+            position,
+            high_watermark,
+        } => tracing::warn!(
+            %topic,
+            partition,
+            idle_s = idle.as_secs(),
+            ?position,
+            ?high_watermark,
+            ?fetch_state,
+            "partition stalled: assigned but not advancing while its log has messages ahead"
+        ),
+        Change::Recovered => tracing::info!(%topic, partition, "partition advancing again"),
     }
 }
 
@@ -292,6 +424,13 @@ fn describe_offsets(tpl: &rdkafka::TopicPartitionList) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+fn partitions(tpl: &TopicPartitionList) -> Vec<(String, i32)> {
+    tpl.elements()
+        .iter()
+        .map(|e| (e.topic().to_owned(), e.partition()))
+        .collect()
 }
 
 fn describe(tpl: &rdkafka::TopicPartitionList) -> Vec<String> {
@@ -319,7 +458,10 @@ pub fn ingest_consumer(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
-        .set("statistics.interval.ms", "5000")
+        .set(
+            "statistics.interval.ms",
+            crate::config::STATISTICS_INTERVAL_MS.to_string(),
+        )
         // Bounds what librdkafka prefetches while the pipeline is paused on a failing sink.
         .set("queued.max.messages.kbytes", "32768")
         // Headroom for a ClickHouse outage before the group considers us dead; if exceeded,
@@ -328,7 +470,7 @@ pub fn ingest_consumer(
         // Index values are written within a flush interval of their events being read; a
         // fetch must not wait on the broker for half a second first (librdkafka's default).
         .set("fetch.wait.max.ms", "100")
-        .create_with_context(context(metrics, index))
+        .create_with_context(context(metrics, index, pipeline))
 }
 
 /// A consumer for `sipas rebuild`: a fresh group reading every partition from its start,
@@ -347,12 +489,18 @@ pub fn rebuild_consumer(
         .set("enable.partition.eof", "false")
         .set("queued.max.messages.kbytes", "32768")
         .set("max.poll.interval.ms", "600000")
-        .create_with_context(context(metrics, Some(index)))
+        .create_with_context(context(metrics, Some(index), &PipelineConfig::default()))
 }
 
-fn context(metrics: Metrics, index: Option<IndexStates>) -> IngestContext {
+fn context(
+    metrics: Metrics,
+    index: Option<IndexStates>,
+    pipeline: &PipelineConfig,
+) -> IngestContext {
+    let stall_after = Duration::from_millis(pipeline.stall_after_ms);
     IngestContext {
         metrics,
+        watch: Mutex::new(ProgressWatch::new(stall_after, Instant::now())),
         index,
         events: Mutex::new(Vec::new()),
         rebalances: Default::default(),

@@ -151,6 +151,18 @@ impl IngestPipeline {
         let (work, queue) = mpsc::channel(1);
         let delivery = self.delivery.take().expect("run once");
         let delivering = tokio::spawn(delivery.run(queue).in_current_span());
+        // Statistics stop while this loop waits on the delivery stage; held partitions are
+        // judged on a clock of their own so that such a stall still shows.
+        let watching = tokio::spawn(
+            watch(
+                Arc::clone(&self.consumer),
+                [
+                    self.surveys_topic.to_string(),
+                    self.hotline_topic.to_string(),
+                ],
+            )
+            .in_current_span(),
+        );
         let mut sequence = 0u64;
         loop {
             let events = self.consumer.context().take_rebalance_events();
@@ -174,6 +186,7 @@ impl IngestPipeline {
             }
         }
         drop(work);
+        watching.abort();
         let delivered = delivering.await.expect("the delivery stage does not panic");
         tracing::info!(summary = ?delivered.summary, "consumer loop stopped");
         // A rebuild's processor stops by itself at the end offsets; a live one only at
@@ -279,6 +292,44 @@ impl IngestPipeline {
             }
         }
         batch
+    }
+}
+
+/// Every second: judges the held partitions, and warns when none are held although the
+/// topics have some. Librdkafka's statistics cover only topics with a held partition, so
+/// the topics' partitions are counted from metadata, and only when a warning is due.
+async fn watch(consumer: Arc<IngestConsumer>, topics: [String; 2]) {
+    let mut every = tokio::time::interval(Duration::from_secs(1));
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        consumer.context().check_progress();
+        if !consumer.context().unassigned_due() {
+            continue;
+        }
+        let metadata = {
+            let consumer = Arc::clone(&consumer);
+            let topics = topics.clone();
+            tokio::task::spawn_blocking(move || {
+                topics.iter().try_fold(0, |count, topic| {
+                    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+                    Ok::<_, rdkafka::error::KafkaError>(
+                        count
+                            + metadata
+                                .topics()
+                                .iter()
+                                .map(|t| t.partitions().len())
+                                .sum::<usize>(),
+                    )
+                })
+            })
+            .await
+        };
+        match metadata {
+            Ok(Ok(partitions)) => consumer.context().warn_if_unassigned(partitions),
+            Ok(Err(error)) => tracing::debug!(%error, "cannot read the topics' metadata"),
+            Err(_) => {}
+        }
     }
 }
 

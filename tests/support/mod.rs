@@ -41,6 +41,15 @@ impl TestEnv {
     }
 
     pub async fn with_clickhouse(name: &str, clickhouse_url: &str) -> Self {
+        Self::create(name, clickhouse_url, 4).await
+    }
+
+    /// Like `new`, with `partitions` per input topic.
+    pub async fn with_partitions(name: &str, partitions: i32) -> Self {
+        Self::create(name, &required_env("SIPAS__CLICKHOUSE__URL"), partitions).await
+    }
+
+    async fn create(name: &str, clickhouse_url: &str, partitions: i32) -> Self {
         let unique = format!(
             "{}_{}",
             std::process::id(),
@@ -55,7 +64,7 @@ impl TestEnv {
         config.kafka.hotline_topic = format!("it.{name}.{unique}.hotline");
         config.kafka.dlq_topic = format!("it.{name}.{unique}.dlq");
         config.kafka.group_id = format!("it-{name}-{unique}");
-        config.kafka.partitions = 4;
+        config.kafka.partitions = partitions;
         // See config/local.toml: tansu skips the rest of a batch when a fetch starts inside it.
         config
             .kafka
