@@ -441,13 +441,19 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
         );
         assert_eq!(a["ranked"], n >= 30, "{id}");
     }
-    assert!(listed[0].get("change").is_none(), "no comparison unless asked");
+    assert!(
+        listed[0].get("change").is_none(),
+        "no comparison unless asked"
+    );
     // With compare=true, each agency against the previous 30 days, from the raw submissions.
     let compared = serve
         .json("/api/v1/provinces/79/agencies?window=30d&compare=true")
         .await;
     let before = raw_values(&ch, "agency_id", Some("79"), as_of_day - 59, as_of_day - 30).await;
-    assert!(!before.is_empty(), "the log has agencies in the previous period");
+    assert!(
+        !before.is_empty(),
+        "the log has agencies in the previous period"
+    );
     for a in compared["agencies"].as_array().unwrap() {
         let id = a["agency_id"].as_str().unwrap();
         assert_eq!(a["change"]["previous_as_of"], day(as_of_day - 30).as_str());

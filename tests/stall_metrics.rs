@@ -104,5 +104,12 @@ async fn an_instance_given_no_partitions_reports_zero_and_warns() {
             held,
             "one stall series per held partition:\n{text}"
         );
+        // Lag and stored offsets of a partition given up in a rebalance are not exported.
+        for name in ["sipas_consumer_lag_messages", "sipas_stored_offset"] {
+            assert!(
+                series(&text, name).len() as f64 <= held,
+                "{name}: no series for partitions not held:\n{text}"
+            );
+        }
     }
 }

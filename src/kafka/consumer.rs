@@ -204,8 +204,9 @@ impl ClientContext for IngestContext {
                     continue;
                 }
                 let label = partition.to_string();
-                // Lag -1 means unknown.
-                if p.consumer_lag >= 0 {
+                // Lag -1 means unknown. Statistics also list partitions of the topics this
+                // instance does not hold (or no longer holds): not ours to report.
+                if p.consumer_lag >= 0 && watch.is_assigned(topic, *partition) {
                     self.metrics
                         .consumer_lag
                         .with_label_values(&[topic, &label])
@@ -364,6 +365,13 @@ impl ConsumerContext for IngestContext {
                 }
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                // A partition given up is another member's to report: its last lag would
+                // otherwise stay exported by this instance.
+                for e in tpl.elements() {
+                    let labels = [e.topic(), &e.partition().to_string()];
+                    let _ = self.metrics.consumer_lag.remove_label_values(&labels);
+                    let _ = self.metrics.committed_offset.remove_label_values(&labels);
+                }
                 if self.index.is_some() {
                     let revoked = tpl
                         .elements()
