@@ -11,7 +11,7 @@ use apache_avro::types::Value;
 use apache_avro::Schema;
 use serde::Deserialize;
 
-use crate::contract::decode::EventKind;
+use crate::contract::kind::EventKind;
 use crate::contract::raw::{RawAnswer, RawHotline, RawSurvey};
 use crate::contract::reject::{Reject, RejectReason};
 

@@ -14,21 +14,7 @@ use crate::domain::{HotlineEvent, SurveySubmission};
 /// after the moment its message was received.
 pub const DEFAULT_MAX_FUTURE_SKEW_SECONDS: u32 = 86_400;
 
-/// Which contract a topic carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventKind {
-    Survey,
-    Hotline,
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventKind::Survey => "survey",
-            EventKind::Hotline => "hotline",
-        }
-    }
-}
+pub use crate::contract::kind::EventKind;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {

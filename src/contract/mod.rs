@@ -6,6 +6,7 @@ pub mod avro;
 mod avro_v1;
 pub mod decode;
 pub mod json;
+pub mod kind;
 pub mod pii;
 pub mod raw;
 pub mod reject;

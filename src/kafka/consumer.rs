@@ -21,8 +21,8 @@ use crate::config::{KafkaConfig, PipelineConfig};
 use crate::index::checkpoint;
 use crate::index::position::{self, Start};
 use crate::index::state::PartitionState;
+use crate::kafka::stall::{Change, Observation, ProgressWatch};
 use crate::metrics::Metrics;
-use crate::pipeline::stall::{Change, Observation, ProgressWatch};
 use crate::shutdown::Shutdown;
 
 /// A partition given to this consumer, with the index state it starts from.

@@ -3,6 +3,7 @@ pub mod admin;
 pub mod consumer;
 pub mod dlq;
 pub mod producer;
+pub mod stall;
 
 use rdkafka::ClientConfig;
 

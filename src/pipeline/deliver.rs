@@ -12,14 +12,22 @@ use tracing::Instrument;
 
 use crate::contract::decode::Decoder;
 use crate::contract::reject::RejectReason;
+use crate::domain::time::unix_now;
 use crate::index::input::IndexHandle;
 use crate::kafka::consumer::{IngestConsumer, RebalanceEvent};
 use crate::kafka::dlq::DeadLetterProducer;
 use crate::metrics::Metrics;
 use crate::pipeline::batch::{dead_letter, BatchOutput, InputMessage, PartitionRange};
-use crate::pipeline::ingest::{unix_now, RunSummary};
 use crate::registry::SchemaRegistry;
 use crate::sink::writer::{Abandoned, RawEventWriter};
+
+/// Totals of one `run`, for logs and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    pub messages: u64,
+    pub batches: u64,
+    pub abandoned_batches: u64,
+}
 
 /// What the consumer loop hands over, in the order it consumed it.
 pub enum Work {

@@ -41,13 +41,7 @@ pub enum PipelineError {
     IndexStopped(#[from] IndexStopped),
 }
 
-/// Totals of one `run`, for logs and tests.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct RunSummary {
-    pub messages: u64,
-    pub batches: u64,
-    pub abandoned_batches: u64,
-}
+pub use crate::pipeline::deliver::RunSummary;
 
 pub struct IngestPipeline {
     consumer: Arc<IngestConsumer>,

@@ -7,7 +7,6 @@ pub mod batch;
 pub mod deliver;
 pub mod ingest;
 pub mod service;
-pub mod stall;
 
 pub use batch::{BatchOutput, InputMessage};
 pub use ingest::{IngestPipeline, PipelineError};

@@ -14,7 +14,7 @@ use crate::index::window::{MAX_WINDOW_DAYS, WINDOWS};
 use crate::sink::writer::{Abandoned, RawEventWriter};
 
 use super::plan::{detect, plan, print_floor, Print, PrintRow};
-use super::{content_hash, newest_day, PassStats, WrittenRows, CACHE_DAYS};
+use super::{content_hash, newest_day, PassStats, WindowRow, WrittenRows, CACHE_DAYS};
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
 struct HotlineSumRow {
@@ -293,34 +293,8 @@ impl HotlineWindows {
                 }
             }
         }
-        let today = crate::domain::time::clickhouse_date(newest);
-        let key_of = |row: &HotlineKpiRow| {
-            format!(
-                "{}|{}|{}|{}",
-                row.unit_type, row.unit_id, row.window, row.as_of
-            )
-        };
-        let written = self.rows_written.for_day(newest);
-        let mut unchanged = std::collections::HashSet::new();
-        for row in daily.iter().filter(|r| r.as_of == today) {
-            let hash = content_hash(&(
-                row.received,
-                row.responded,
-                row.responded_on_time,
-                row.median_response_hours.map(f64::to_bits),
-                row.rated,
-                row.satisfaction_rate.map(f64::to_bits),
-                row.reopened,
-                row.rejected,
-                row.open_past_due,
-            ));
-            let key = key_of(row);
-            if written.insert(key.clone(), hash) == Some(hash) {
-                unchanged.insert(key);
-            }
-        }
-        daily.retain(|row| !unchanged.contains(&key_of(row)));
-        latest.retain(|row| !unchanged.contains(&key_of(row)));
+        self.rows_written
+            .drop_unchanged(newest, &mut daily, &mut latest);
         stats.hotline_rows += daily.len() + latest.len();
         let (a, b) = tokio::join!(
             writer.insert(tables::HOTLINE_KPI_DAILY, &daily),
@@ -338,5 +312,32 @@ impl HotlineWindows {
         self.prints.retain(|(_, d), _| *d >= keep_from);
         self.primed = true;
         Ok(())
+    }
+}
+
+impl WindowRow for HotlineKpiRow {
+    fn as_of(&self) -> u16 {
+        self.as_of
+    }
+
+    fn key(&self) -> String {
+        format!(
+            "{}|{}|{}|{}",
+            self.unit_type, self.unit_id, self.window, self.as_of
+        )
+    }
+
+    fn content(&self) -> u64 {
+        content_hash(&(
+            self.received,
+            self.responded,
+            self.responded_on_time,
+            self.median_response_hours.map(f64::to_bits),
+            self.rated,
+            self.satisfaction_rate.map(f64::to_bits),
+            self.reopened,
+            self.rejected,
+            self.open_past_due,
+        ))
     }
 }

@@ -69,18 +69,42 @@ struct WrittenRows {
     hashes: HashMap<String, u64>,
 }
 
+/// A window row as the newest-day filter sees it.
+trait WindowRow {
+    /// The day the row is for (ClickHouse `Date`).
+    fn as_of(&self) -> u16;
+    /// What identifies the row in its table.
+    fn key(&self) -> String;
+    /// Its content without `version`, hashed (stable within a process).
+    fn content(&self) -> u64;
+}
+
 impl WrittenRows {
-    /// The hashes of `day`; those of an older day are dropped.
-    fn for_day(&mut self, day: i64) -> &mut HashMap<String, u64> {
+    /// Drops from `daily` and `latest` the rows of the newest day `day` whose content is
+    /// what was last written under their key, and remembers the others' content.
+    fn drop_unchanged<R: WindowRow>(&mut self, day: i64, daily: &mut Vec<R>, latest: &mut Vec<R>) {
         if self.day != Some(day) {
             self.hashes.clear();
             self.day = Some(day);
         }
-        &mut self.hashes
+        let today = crate::domain::time::clickhouse_date(day);
+        let mut unchanged = std::collections::HashSet::new();
+        for row in daily.iter().filter(|r| r.as_of() == today) {
+            let (key, hash) = (row.key(), row.content());
+            if self.hashes.insert(key.clone(), hash) == Some(hash) {
+                unchanged.insert(key);
+            }
+        }
+        if unchanged.is_empty() {
+            return;
+        }
+        let changed = |row: &R| row.as_of() != today || !unchanged.contains(&row.key());
+        daily.retain(changed);
+        latest.retain(changed);
     }
 }
 
-/// A row's content without its version, hashed (stable within a process).
+/// A value hashed (stable within a process).
 fn content_hash<T: std::hash::Hash>(value: &T) -> u64 {
     use std::hash::Hasher;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();

@@ -15,7 +15,7 @@ use crate::index::window::{MAX_WINDOW_DAYS, WINDOWS};
 use crate::sink::writer::{Abandoned, RawEventWriter};
 
 use super::plan::{detect, plan, print_floor, Print, PrintRow};
-use super::{content_hash, newest_day, PassStats, WrittenRows, CACHE_DAYS};
+use super::{content_hash, newest_day, PassStats, WindowRow, WrittenRows, CACHE_DAYS};
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
 struct SurveySumRow {
@@ -243,34 +243,8 @@ impl SurveyWindows {
                 }
             }
         }
-        let today = crate::domain::time::clickhouse_date(newest);
-        let key_of = |row: &SatisfactionRow| {
-            format!(
-                "{}|{}|{}|{}",
-                row.framework, row.unit_id, row.window, row.as_of
-            )
-        };
-        let written = self.rows_written.for_day(newest);
-        let mut unchanged = std::collections::HashSet::new();
-        for row in daily.iter().filter(|r| r.as_of == today) {
-            let hash = content_hash(&(
-                row.respondents,
-                row.sipas.map(f64::to_bits),
-                &row.criterion_valid,
-                &row.criterion_satisfied,
-                &row.criterion_missing,
-                row.expectation_shares
-                    .iter()
-                    .map(|v| v.to_bits())
-                    .collect::<Vec<_>>(),
-            ));
-            let key = key_of(row);
-            if written.insert(key.clone(), hash) == Some(hash) {
-                unchanged.insert(key);
-            }
-        }
-        daily.retain(|row| !unchanged.contains(&key_of(row)));
-        latest.retain(|row| !unchanged.contains(&key_of(row)));
+        self.rows_written
+            .drop_unchanged(newest, &mut daily, &mut latest);
         stats.satisfaction_rows += daily.len() + latest.len();
         let (a, b) = tokio::join!(
             writer.insert(tables::SATISFACTION_DAILY, &daily),
@@ -288,5 +262,32 @@ impl SurveyWindows {
         self.prints.retain(|(_, _, d), _| *d >= keep_from);
         self.primed = true;
         Ok(())
+    }
+}
+
+impl WindowRow for SatisfactionRow {
+    fn as_of(&self) -> u16 {
+        self.as_of
+    }
+
+    fn key(&self) -> String {
+        format!(
+            "{}|{}|{}|{}",
+            self.framework, self.unit_id, self.window, self.as_of
+        )
+    }
+
+    fn content(&self) -> u64 {
+        content_hash(&(
+            self.respondents,
+            self.sipas.map(f64::to_bits),
+            &self.criterion_valid,
+            &self.criterion_satisfied,
+            &self.criterion_missing,
+            self.expectation_shares
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<Vec<_>>(),
+        ))
     }
 }
