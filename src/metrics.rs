@@ -36,6 +36,9 @@ pub struct Metrics {
     pub index_split_provinces: IntGaugeVec,
     /// Window rows the materialiser wrote, per table kind.
     pub index_window_rows: IntCounterVec,
+    /// Unit-day sums the materialiser took, by source: `read` back from ClickHouse, or
+    /// `delta` (this process's own new rows added to a sum it holds).
+    pub index_day_sums: IntCounterVec,
     /// Produce time (the message timestamp) to the latest values including it being stored.
     pub index_freshness: Histogram,
     /// Time of each stage of an index flush: `facts` (day-count rows), `windows` (the
@@ -246,6 +249,12 @@ impl Metrics {
             "Window rows (province and category values per as_of day) written by the materialiser.",
             &["kind"],
         );
+        let index_day_sums = counter_vec(
+            &registry,
+            "index_day_sums_total",
+            "Unit-day sums the materialiser took: read back from ClickHouse (`read`) or updated with this process's own new rows (`delta`).",
+            &["source"],
+        );
         let serve_queries = counter_vec(
             &registry,
             "serve_clickhouse_queries_total",
@@ -266,6 +275,7 @@ impl Metrics {
             index_duplicates,
             index_split_provinces,
             index_window_rows,
+            index_day_sums,
             index_freshness,
             index_stage_seconds,
             registry,

@@ -12,6 +12,8 @@
 //!   ≥ f has nothing before f: its `carried` is 0).
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::index::values::Counts;
+
 /// The part of a day's counts that is carried over from all earlier days.
 pub trait Carried {
     fn carried(&self) -> i64;
@@ -116,6 +118,33 @@ impl<C: Carried> DayCache<C> {
         if extends_down {
             self.from = Some(from);
         }
+    }
+
+    /// The first day held, once anything was read.
+    pub fn from(&self) -> Option<i64> {
+        self.from
+    }
+
+    /// Whether the sums of `day` are held as they are in ClickHouse (read, and not changed
+    /// since; a day after every read is held as empty).
+    pub fn holds(&self, day: i64) -> bool {
+        self.from.is_some_and(|from| day >= from) && !self.stale.contains(&day)
+    }
+
+    /// Adds what a writer's new rows changed on a held day (see [`DayCache::holds`]), so
+    /// that the day need not be read again.
+    pub fn add_to_day(&mut self, unit: &str, day: i64, delta: &C)
+    where
+        C: Counts,
+    {
+        debug_assert!(self.holds(day), "a delta for day {day}, not held");
+        self.units
+            .entry(unit.to_owned())
+            .or_default()
+            .days
+            .entry(day)
+            .or_default()
+            .add(delta, 1);
     }
 
     /// Folds the days before `keep_from` into `carried`.

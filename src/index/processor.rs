@@ -27,7 +27,7 @@ use crate::contract::decode::Decoded;
 use crate::domain::FrameworkCatalog;
 use crate::index::checkpoint;
 use crate::index::input::{FoldInput, IndexHandle, IndexInput};
-use crate::index::materialiser::Materialiser;
+use crate::index::materialiser::{Materialiser, Writes};
 use crate::index::rows::{tables, CheckpointRow, StateChunkRow};
 use crate::index::state::{ChangedDays, PartitionState};
 use crate::metrics::Metrics;
@@ -86,6 +86,12 @@ pub struct IndexProcessor {
     dirty: bool,
     /// Produce timestamps (ms) of the messages folded since the last flush.
     unflushed_timestamps: Vec<i64>,
+    /// Which slots' rows are survey and which hotline fact rows.
+    surveys_topic: Arc<str>,
+    hotline_topic: Arc<str>,
+    /// Counts assignments, revocations and refused rows: the materialiser trusts the day
+    /// sums it holds for this process's deltas only within one generation.
+    generation: u64,
     /// Flushes so far, numbering their log span.
     flushes: u64,
     pub progress: Option<indicatif::ProgressBar>,
@@ -132,6 +138,9 @@ impl IndexProcessor {
             oldest_unwritten: None,
             dirty: false,
             unflushed_timestamps: Vec::new(),
+            surveys_topic: Arc::from(config.kafka.surveys_topic.as_str()),
+            hotline_topic: Arc::from(config.kafka.hotline_topic.as_str()),
+            generation: 0,
             flushes: 0,
             progress: None,
             freshness_probe: None,
@@ -234,6 +243,7 @@ impl IndexProcessor {
                 partition,
                 state,
             } => {
+                self.generation += 1;
                 self.metrics
                     .index_position
                     .with_label_values(&[&topic, &partition.to_string()])
@@ -257,6 +267,7 @@ impl IndexProcessor {
                 }
             }
             IndexInput::Revoke(partitions) => {
+                self.generation += 1;
                 for (topic, partition) in partitions {
                     let key = (Arc::from(topic), partition);
                     if let Some(slot) = self.slots.remove(&key) {
@@ -365,6 +376,8 @@ impl IndexProcessor {
         self.pending_folds = 0;
         self.oldest_unwritten = None;
         for failure in a?.into_iter().chain(b?) {
+            // The deltas no longer describe the table: read the days back.
+            self.generation += 1;
             tracing::error!(message = %failure.message, "ClickHouse refused an index row");
         }
         self.observe_stage("facts", started);
@@ -431,6 +444,19 @@ impl IndexProcessor {
             .observe(started.elapsed().as_secs_f64());
     }
 
+    /// The partitions of `topic` held, and how far their rows are written.
+    fn writes(&self, topic: &str) -> Writes {
+        Writes {
+            generation: self.generation,
+            through: self
+                .slots
+                .iter()
+                .filter(|((t, _), _)| &**t == topic)
+                .map(|((_, partition), slot)| (*partition as u32, slot.state.next_offset - 1))
+                .collect(),
+        }
+    }
+
     /// `topic/partition:next_offset` of every held partition, for the log.
     fn positions(&self) -> String {
         let mut positions: Vec<(&str, i32, i64)> = self
@@ -451,7 +477,14 @@ impl IndexProcessor {
         changed: &ChangedDays,
         everything: bool,
     ) -> Result<(), Abandoned> {
-        let stats = self.materialiser.pass(changed, everything).await?;
+        let (surveys, hotline) = (
+            self.writes(&self.surveys_topic),
+            self.writes(&self.hotline_topic),
+        );
+        let stats = self
+            .materialiser
+            .pass(changed, &surveys, &hotline, everything)
+            .await?;
         for (kind, split) in [
             ("surveys", &stats.split_survey_provinces),
             ("hotline", &stats.split_hotline_provinces),
@@ -477,7 +510,16 @@ impl IndexProcessor {
             .index_window_rows
             .with_label_values(&["hotline"])
             .inc_by(stats.hotline_rows as u64);
+        self.metrics
+            .index_day_sums
+            .with_label_values(&["read"])
+            .inc_by(stats.days_read as u64);
+        self.metrics
+            .index_day_sums
+            .with_label_values(&["delta"])
+            .inc_by(stats.days_from_deltas as u64);
         tracing::debug!(
+            days_from_deltas = stats.days_from_deltas,
             satisfaction_rows = stats.satisfaction_rows,
             hotline_rows = stats.hotline_rows,
             days_read = stats.days_read,

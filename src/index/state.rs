@@ -67,13 +67,26 @@ pub struct Applied {
     pub late: bool,
 }
 
-/// The days whose counts changed, for recomputing the windows that contain them.
+/// The days whose counts changed, for recomputing the windows that contain them, and by
+/// how much.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ChangedDays {
     /// (framework, province) → days.
     pub surveys: BTreeMap<(String, String), Vec<i64>>,
     /// province → days.
     pub hotline: BTreeMap<String, Vec<i64>>,
+    pub deltas: DayDeltas,
+}
+
+/// What folds added to the day sums since the rows were last taken, per source partition:
+/// Σ (row taken − the row written for the same key before). The materialiser adds them to
+/// the day sums it holds instead of reading those days back.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DayDeltas {
+    /// (framework, province, day, partition) → counts added.
+    pub surveys: BTreeMap<(String, String, i64, u32), SurveyCounts>,
+    /// (province, category, day, partition) → counts added (signed).
+    pub hotline: BTreeMap<(String, String, i64, u32), HotlineDayCounts>,
 }
 
 impl ChangedDays {
@@ -88,6 +101,9 @@ impl ChangedDays {
         for (key, days) in other.hotline {
             self.hotline.entry(key).or_default().extend(days);
         }
+        // Keys carry their partition: two states never share one.
+        self.deltas.surveys.extend(other.deltas.surveys);
+        self.deltas.hotline.extend(other.deltas.hotline);
     }
 
     fn normalise(&mut self) {
@@ -127,6 +143,10 @@ pub struct PartitionState {
     /// Rows of blocks that closed since the last take.
     #[serde(skip)]
     closed: TakenRows,
+    /// What was folded since the last take, per day sum (not checkpointed: a restored
+    /// state's cells are what was written for them).
+    #[serde(skip)]
+    deltas: DayDeltas,
     /// Ids folded in (64-bit hashes) with their event day. Checkpointed apart, in
     /// append-only chunks (`index_seen_ids`), not with the rest of the state.
     #[serde(skip)]
@@ -275,6 +295,16 @@ impl PartitionState {
             open.counts.add(survey, framework);
             open.version = offset;
             open.changed = true;
+            self.deltas
+                .surveys
+                .entry((
+                    survey.framework.clone(),
+                    survey.province_code.clone(),
+                    day,
+                    self.partition,
+                ))
+                .or_insert_with(|| SurveyCounts::new(framework))
+                .add(survey, framework);
         }
         self.advance(survey.submitted_at, offset);
         Applied {
@@ -304,6 +334,16 @@ impl PartitionState {
         }
         let ticket = self.tickets.entry(event.ticket_id.clone()).or_default();
         for (cell, day, delta) in ticket.fold_diff(event) {
+            self.deltas
+                .hotline
+                .entry((
+                    cell.province_code.clone(),
+                    cell.category.clone(),
+                    day,
+                    self.partition,
+                ))
+                .or_default()
+                .add(&delta, 1);
             let open = self.hotline.entry((cell, day)).or_default();
             open.counts.add(&delta, 1);
             open.version = offset;
@@ -349,6 +389,7 @@ impl PartitionState {
         let mut taken = std::mem::take(&mut self.closed);
         self.take_open_into(&mut taken);
         taken.changed.normalise();
+        taken.changed.deltas = std::mem::take(&mut self.deltas);
         // The framework's id lists are shared by every row (built once per framework).
         for row in &mut taken.surveys {
             if let Some(framework) = frameworks.get(&row.framework) {
@@ -751,7 +792,26 @@ mod tests {
             65536,
         );
         let events: Vec<_> = (0..12_000).map(|_| sim.next_event()).collect();
+        type SurveySums = BTreeMap<(String, String, i64), SurveyCounts>;
+        type HotlineSums = BTreeMap<(String, String, i64), HotlineDayCounts>;
+        // The day sums a reader of the table would keep by adding every take's deltas.
+        let absorb = |sums: &mut (SurveySums, HotlineSums), taken: &TakenRows| {
+            for ((f, p, d, partition), delta) in &taken.changed.deltas.surveys {
+                assert_eq!(*partition, 0);
+                sums.0
+                    .entry((f.clone(), p.clone(), *d))
+                    .or_default()
+                    .merge(delta);
+            }
+            for ((p, c, d, _), delta) in &taken.changed.deltas.hotline {
+                sums.1
+                    .entry((p.clone(), c.clone(), *d))
+                    .or_default()
+                    .add(delta, 1);
+            }
+        };
         let run = |cuts: &[usize], flush_every: usize| {
+            let mut from_deltas: (SurveySums, HotlineSums) = Default::default();
             let mut state = PartitionState::new(0, 0);
             let mut chunks: Vec<(i64, i64, Vec<u8>)> = Vec::new();
             let (mut surveys, mut hotline) = (Vec::new(), Vec::new());
@@ -760,6 +820,7 @@ mod tests {
                 if cuts.contains(&offset) {
                     // Checkpoint, then "crash": restore from the checkpoint and go on.
                     let taken = state.take_rows(&f);
+                    absorb(&mut from_deltas, &taken);
                     surveys.extend(taken.surveys);
                     hotline.extend(taken.hotline);
                     let (row, chunk) = crate::index::checkpoint::rows("g", "t", 0, &mut state, 0);
@@ -800,6 +861,7 @@ mod tests {
                 offset += 1;
                 if offset.is_multiple_of(flush_every) {
                     let taken = state.take_rows(&f);
+                    absorb(&mut from_deltas, &taken);
                     surveys.extend(taken.surveys);
                     hotline.extend(taken.hotline);
                 }
@@ -810,6 +872,7 @@ mod tests {
                 }
             }
             let taken = state.take_rows(&f);
+            absorb(&mut from_deltas, &taken);
             surveys.extend(taken.surveys);
             hotline.extend(taken.hotline);
             let mut hot: BTreeMap<String, HotlineDayCountRow> = BTreeMap::new();
@@ -827,7 +890,73 @@ mod tests {
                     hot.insert(key, row);
                 }
             }
-            (final_rows(&surveys), hot)
+            // The deltas add up to the table's day sums.
+            let kept = final_rows(&surveys);
+            let mut table: (SurveySums, HotlineSums) = Default::default();
+            for row in kept.values() {
+                let counts = SurveyCounts::from_distribution(
+                    row.respondents,
+                    [
+                        &row.criterion_n1,
+                        &row.criterion_n2,
+                        &row.criterion_n3,
+                        &row.criterion_n4,
+                        &row.criterion_n5,
+                    ],
+                    &row.criterion_missing,
+                    &row.expectation_ticks,
+                );
+                let key = (
+                    row.framework.clone(),
+                    row.province_code.clone(),
+                    i64::from(row.day),
+                );
+                table.0.entry(key).or_default().merge(&counts);
+            }
+            for row in hot.values() {
+                let mut counts = HotlineDayCounts {
+                    received: row.received,
+                    responded: row.responded,
+                    responded_on_time: row.responded_on_time,
+                    rated: row.rated,
+                    rated_satisfied: row.rated_satisfied,
+                    reopened: row.reopened,
+                    rejected: row.rejected,
+                    past_due_delta: row.past_due_delta,
+                    response_bins: Vec::new(),
+                };
+                for (bin, count) in row.response_bins.iter().zip(&row.response_counts) {
+                    counts.add_bin(*bin, *count);
+                }
+                let key = (
+                    row.province_code.clone(),
+                    row.category.clone(),
+                    i64::from(row.day),
+                );
+                table.1.entry(key).or_default().add(&counts, 1);
+            }
+            // Day numbers: the table's are ClickHouse dates.
+            let shift = |sums: SurveySums| -> SurveySums {
+                sums.into_iter()
+                    .map(|((f, p, d), c)| ((f, p, i64::from(clickhouse_date(d))), c))
+                    .collect()
+            };
+            let shift_h = |sums: HotlineSums| -> HotlineSums {
+                sums.into_iter()
+                    .map(|((p, c, d), v)| ((p, c, i64::from(clickhouse_date(d))), v))
+                    .filter(|(_, v)| !v.is_zero())
+                    .collect()
+            };
+            let table_h: HotlineSums = table.1.into_iter().filter(|(_, v)| !v.is_zero()).collect();
+            assert!(
+                shift(from_deltas.0) == table.0,
+                "survey deltas add up to the table"
+            );
+            assert!(
+                shift_h(from_deltas.1) == table_h,
+                "hotline deltas add up to the table"
+            );
+            (kept, hot)
         };
         let whole = run(&[], 1_000_000);
         assert!(

@@ -13,7 +13,7 @@ use crate::index::values::{hotline_value, window_sums, UnitKey, UnitType};
 use crate::index::window::{MAX_WINDOW_DAYS, WINDOWS};
 use crate::sink::writer::{Abandoned, RawEventWriter};
 
-use super::plan::{detect, plan, print_floor, Print, PrintRow};
+use super::plan::{detect, plan, print_floor, PrintRow, Trust, Writes};
 use super::{content_hash, newest_day, PassStats, WindowRow, WrittenRows, CACHE_DAYS};
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
@@ -21,6 +21,8 @@ struct HotlineSumRow {
     province_code: String,
     category: String,
     d: u16,
+    p: u32,
+    top: u64,
     received: i64,
     responded: i64,
     responded_on_time: i64,
@@ -54,7 +56,9 @@ impl Carried for HotlineDayCounts {
 pub struct HotlineWindows {
     /// province → day sums per category.
     cache: HashMap<String, DayCache<HotlineDayCounts>>,
-    prints: HashMap<(String, i64), Print>,
+    /// Per cached province-day: whose deltas may be added to it.
+    trust: HashMap<String, BTreeMap<i64, Trust>>,
+    prints: HashMap<(String, String, i64, u32), u64>,
     /// The newest `as_of` written, once known.
     written: Option<i64>,
     /// Fingerprints were read once; before that nothing counts as changed by others.
@@ -67,12 +71,14 @@ impl HotlineWindows {
         &mut self,
         writer: &RawEventWriter,
         own: &ChangedDays,
+        writes: &Writes,
         everything: bool,
         version: u64,
         stats: &mut PassStats,
     ) -> Result<(), Abandoned> {
         if everything {
             self.cache.clear();
+            self.trust.clear();
             self.prints.clear();
         }
         let Some(newest) = newest_day(writer, format!(
@@ -106,36 +112,35 @@ impl HotlineWindows {
             print_floor(&own_days, newest)
         };
         let sql = format!(
-            "SELECT '' AS framework, province_code, toUInt16(day) AS d, count() AS rows, sum(version) AS versions, uniqExact(source_partition) AS partitions FROM {} WHERE day >= toDate(?) GROUP BY province_code, d",
+            "SELECT '' AS framework, province_code, toUInt16(day) AS d, source_partition AS p, max(version) AS top FROM {} WHERE day >= toDate(?) GROUP BY province_code, d, p",
             tables::HOTLINE_DAY_COUNTS
         );
         let floor_text = format_day(floor.max(0));
         let prints: Vec<PrintRow> = writer
             .fetch_all("hotline fingerprints", |c| c.query(&sql).bind(&floor_text))
             .await?;
-        let mut known: HashMap<(String, String, i64), Print> = self
-            .prints
-            .drain()
-            .map(|((p, d), print)| ((String::new(), p, d), print))
-            .collect();
-        let (changed, recent, split) = detect(
+        let found = detect(
             prints,
-            &mut known,
+            &mut self.prints,
             &own_days,
+            writes,
             self.primed || everything,
             newest,
         );
-        stats.split_hotline_provinces = split;
-        self.prints = known
-            .into_iter()
-            .map(|((_, p, d), print)| ((p, d), print))
-            .collect();
-        let plan = plan(&changed, &recent, self.written, newest, everything);
-        for ((_, province), days) in &changed {
+        stats.split_hotline_provinces = found.split;
+        for ((_, province), days) in &found.foreign {
             if let Some(cache) = self.cache.get_mut(province) {
                 cache.mark_stale(days.iter().copied());
             }
         }
+        stats.days_from_deltas += self.add_own_deltas(own, writes);
+        let plan = plan(
+            &found.changed,
+            &found.recent,
+            self.written,
+            newest,
+            everything,
+        );
         // The span to read per province (all its categories at once).
         let mut spans: BTreeMap<String, (i64, i64)> = BTreeMap::new();
         for ((_, province), intervals) in &plan {
@@ -155,13 +160,13 @@ impl HotlineWindows {
             let to = spans.values().map(|s| s.1).max().unwrap_or(newest);
             let provinces: Vec<String> = spans.keys().cloned().collect();
             let sql = format!(
-                "SELECT province_code, category, toUInt16(day) AS d, sum(received) AS received, sum(responded) AS responded, \
+                "SELECT province_code, category, toUInt16(day) AS d, source_partition AS p, max(version) AS top, sum(received) AS received, sum(responded) AS responded, \
                  sum(responded_on_time) AS responded_on_time, sum(rated) AS rated, sum(rated_satisfied) AS rated_satisfied, \
                  sum(reopened) AS reopened, sum(rejected) AS rejected, sum(past_due_delta) AS past_due_delta, \
                  tupleElement(sumMap(response_bins, response_counts), 1) AS bins, \
                  arrayMap(x -> toInt64(x), tupleElement(sumMap(response_bins, response_counts), 2)) AS bin_counts \
                  FROM {} FINAL WHERE has(?, province_code) AND day >= toDate(?) AND day <= toDate(?) \
-                 GROUP BY province_code, category, d",
+                 GROUP BY province_code, category, d, p",
                 tables::HOTLINE_DAY_COUNTS
             );
             let (from_text, to_text) = (format_day(from), format_day(to));
@@ -184,8 +189,10 @@ impl HotlineWindows {
                     c.query(&base_sql).bind(&provinces).bind(&from_text)
                 })
                 .await?;
-            type Read = BTreeMap<String, Vec<(i64, HotlineDayCounts)>>;
+            type Read = BTreeMap<String, BTreeMap<i64, HotlineDayCounts>>;
             let mut read: BTreeMap<String, Read> = BTreeMap::new();
+            // Per province-day, each partition's top (over categories).
+            let mut tops: BTreeMap<(String, i64), Vec<(u32, u64)>> = BTreeMap::new();
             for row in rows {
                 let counts = HotlineDayCounts {
                     received: narrow_signed(row.received),
@@ -204,11 +211,19 @@ impl HotlineWindows {
                         .map(|(b, c)| (*b, narrow_signed(*c)))
                         .collect(),
                 };
+                let day = i64::from(row.d);
+                let day_tops = tops.entry((row.province_code.clone(), day)).or_default();
+                match day_tops.iter_mut().find(|(p, _)| *p == row.p) {
+                    Some((_, top)) => *top = (*top).max(row.top),
+                    None => day_tops.push((row.p, row.top)),
+                }
                 read.entry(row.province_code)
                     .or_default()
                     .entry(row.category)
                     .or_default()
-                    .push((i64::from(row.d), counts));
+                    .entry(day)
+                    .or_default()
+                    .add(&counts, 1);
             }
             let mut carried: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
             for b in bases {
@@ -218,7 +233,19 @@ impl HotlineWindows {
                     .insert(b.category, b.base);
             }
             for province in provinces {
-                let days = read.remove(&province).unwrap_or_default();
+                let trust = self.trust.entry(province.clone()).or_default();
+                for day in from..=to {
+                    let day_tops = tops
+                        .get(&(province.clone(), day))
+                        .map_or(&[][..], Vec::as_slice);
+                    trust.insert(day, writes.trusted(day_tops));
+                }
+                let days = read
+                    .remove(&province)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(category, days)| (category, days.into_iter().collect()))
+                    .collect();
                 let carried = carried.remove(&province).unwrap_or_default();
                 self.cache
                     .entry(province)
@@ -309,9 +336,47 @@ impl HotlineWindows {
             cache.trim(keep_from);
         }
         self.cache.retain(|_, c| !c.is_empty());
-        self.prints.retain(|(_, d), _| *d >= keep_from);
+        for (province, trust) in self.trust.iter_mut() {
+            match self.cache.get(province) {
+                Some(_) => *trust = trust.split_off(&keep_from),
+                None => trust.clear(),
+            }
+        }
+        self.trust.retain(|_, t| !t.is_empty());
+        self.prints.retain(|(_, _, d, _), _| *d >= keep_from);
         self.primed = true;
         Ok(())
+    }
+
+    /// This process's new rows, added to the province-days held (see the survey side).
+    fn add_own_deltas(&mut self, own: &ChangedDays, writes: &Writes) -> usize {
+        let mut added = 0;
+        for ((province, category, day, partition), delta) in &own.deltas.hotline {
+            let Some(cache) = self.cache.get_mut(province) else {
+                continue;
+            };
+            if cache.from().is_some_and(|from| *day < from) {
+                // Its past-due toggle is part of the carried base: read it all again.
+                self.cache.remove(province);
+                self.trust.remove(province);
+                continue;
+            }
+            if !cache.holds(*day) {
+                continue;
+            }
+            let trusted = self
+                .trust
+                .get(province)
+                .and_then(|t| t.get(day))
+                .is_some_and(|t| t.allows(writes, *partition));
+            if trusted {
+                cache.add_to_day(category, *day, delta);
+                added += 1;
+            } else {
+                cache.mark_stale([*day]);
+            }
+        }
+        added
     }
 }
 

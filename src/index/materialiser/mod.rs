@@ -4,10 +4,20 @@
 //! tables at the newest day with data anywhere (the same day for every unit).
 //!
 //! A pass runs after the processor's fact rows were acknowledged. It recomputes:
-//! - for every day whose counts changed (the processor's own rows, or another instance's,
-//!   seen as a changed fingerprint `(rows, Σ version)` of that province-day), the window
-//!   values of the days that contain it: as_of ∈ [day, day + 365];
+//! - for every day whose counts changed (the processor's own rows, or another writer's,
+//!   seen as a risen fingerprint: the top `version` per source partition of that
+//!   province-day), the window values of the days that contain it: as_of ∈ [day, day + 365];
 //! - when the newest day moves, every unit at the new days.
+//!
+//! Day sums are read from ClickHouse once and cached. The processor's own rows then change
+//! them by the deltas it folded (`ChangedDays::deltas`), without a read, on days whose read
+//! showed nothing of a held partition beyond what this process had written, and only until
+//! the next rebalance ([`Writes`]). Why that is exact: a partition's rows are written by
+//! one log position at a time; once this process has written through offset `t`, every key
+//! of that partition with a row at version ≤ `t` holds what this process last wrote for it
+//! (or the same content, or is superseded by it), so a sum read then plus the
+//! differences of the later rows is the sum of the table. Other writers' rows, and rows
+//! beyond `t`, move the fingerprint and the day is read again.
 //!
 //! So the cost of a late event is bounded: its province's day sums are read (once, then
 //! cached), and at most 366 `as_of` days × 6 windows are rewritten for its province (and
@@ -30,6 +40,7 @@ mod plan;
 mod survey;
 
 use hotline::HotlineWindows;
+pub use plan::Writes;
 use survey::SurveyWindows;
 
 /// Days kept in the cache behind the newest day (and covered by the fingerprints).
@@ -42,6 +53,8 @@ pub struct PassStats {
     pub hotline_rows: usize,
     /// Unit-days of sums read from ClickHouse.
     pub days_read: usize,
+    /// Unit-day sums updated with the processor's own deltas instead.
+    pub days_from_deltas: usize,
     /// (unit, as_of) pairs recomputed.
     pub as_of_days: usize,
     /// Provinces whose day counts of the last year come from several partitions.
@@ -127,22 +140,44 @@ impl Materialiser {
         }
     }
 
-    /// Recomputes what `changed` (the caller's own fact rows) and other writers' changes
-    /// require. With `everything`, every unit at every day with data (a rebuild).
+    /// Recomputes what `changed` (the caller's own fact rows, written as `survey_writes`
+    /// and `hotline_writes` say) and other writers' changes require. With `everything`, every unit at
+    /// every day with data (a rebuild).
     pub async fn pass(
         &mut self,
         changed: &ChangedDays,
+        survey_writes: &Writes,
+        hotline_writes: &Writes,
         everything: bool,
     ) -> Result<PassStats, Abandoned> {
         let version = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_micros() as u64);
         let (mut survey, mut hotline) = (PassStats::default(), PassStats::default());
+        // A rebuild recomputes every day with data, its own writes included.
+        let none = Writes::default();
+        let (survey_writes, hotline_writes) = if everything {
+            (&none, &none)
+        } else {
+            (survey_writes, hotline_writes)
+        };
         let (a, b) = tokio::join!(
-            self.surveys
-                .pass(&self.writer, changed, everything, version, &mut survey),
-            self.hotline
-                .pass(&self.writer, changed, everything, version, &mut hotline),
+            self.surveys.pass(
+                &self.writer,
+                changed,
+                survey_writes,
+                everything,
+                version,
+                &mut survey
+            ),
+            self.hotline.pass(
+                &self.writer,
+                changed,
+                hotline_writes,
+                everything,
+                version,
+                &mut hotline
+            ),
         );
         a?;
         b?;
@@ -150,6 +185,7 @@ impl Materialiser {
             satisfaction_rows: survey.satisfaction_rows,
             hotline_rows: hotline.hotline_rows,
             days_read: survey.days_read + hotline.days_read,
+            days_from_deltas: survey.days_from_deltas + hotline.days_from_deltas,
             as_of_days: survey.as_of_days + hotline.as_of_days,
             split_survey_provinces: survey.split_survey_provinces,
             split_hotline_provinces: hotline.split_hotline_provinces,

@@ -10,36 +10,86 @@ use crate::index::window::MAX_WINDOW_DAYS;
 
 use super::CACHE_DAYS;
 
-/// A unit-day's fingerprint: its fact rows and the sum of their versions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Print {
-    pub rows: u64,
-    pub versions: u64,
-}
-
+/// A unit-day's fingerprint per source partition: the highest `version` of its rows. A
+/// partition's writer gives every changed row the offset of its last change, so the top
+/// rises with every change and, unlike a row count, is not moved by ClickHouse's merges.
 #[derive(Debug, clickhouse::Row, Deserialize)]
 pub struct PrintRow {
     pub framework: String,
     pub province_code: String,
     pub d: u16,
-    pub rows: u64,
-    pub versions: u64,
-    pub partitions: u64,
+    pub p: u32,
+    pub top: u64,
 }
 
-/// What a fingerprint read found: changed days per unit, the units with data near the
-/// newest day, and the provinces whose recent days come from several partitions.
-pub type Detected = (
-    BTreeMap<(String, String), BTreeSet<i64>>,
-    BTreeSet<(String, String)>,
-    Vec<String>,
-);
-/// Days changed per key: ours, and those whose fingerprint moved since the last pass.
-/// Returns them with the keys that have data near the newest day.
+/// The partitions this process writes fact rows for, and how far their rows are written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Writes {
+    /// Changes at every assignment and revocation: a day read before it is not trusted.
+    pub generation: u64,
+    /// Partition → the offset through which its rows are written (acknowledged).
+    pub through: BTreeMap<u32, i64>,
+}
+
+impl Writes {
+    /// A row of `partition` with version `top` is one this process wrote (or the same
+    /// row another writer of the same log wrote, or one this process superseded).
+    pub fn covers(&self, partition: u32, top: u64) -> bool {
+        self.through
+            .get(&partition)
+            .is_some_and(|through| *through >= 0 && top <= *through as u64)
+    }
+
+    /// The partitions whose deltas a read may take: held, and with nothing on the day
+    /// beyond what this process has written (`tops`: the read's top per partition).
+    pub fn trusted(&self, tops: &[(u32, u64)]) -> Trust {
+        let mut mask = 0u64;
+        for partition in self.through.keys().filter(|p| **p < 64) {
+            let written = tops
+                .iter()
+                .filter(|(p, _)| p == partition)
+                .all(|(p, top)| self.covers(*p, *top));
+            if written {
+                mask |= 1 << partition;
+            }
+        }
+        Trust {
+            generation: self.generation,
+            mask,
+        }
+    }
+}
+
+/// For a day read: which held partitions' deltas may be added to its sums afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trust {
+    generation: u64,
+    mask: u64,
+}
+
+impl Trust {
+    pub fn allows(&self, writes: &Writes, partition: u32) -> bool {
+        self.generation == writes.generation && partition < 64 && self.mask & (1 << partition) != 0
+    }
+}
+
+/// What a fingerprint read found: the days to recompute per unit (own and others'), the
+/// days others changed (to read again), the units with data near the newest day, and the
+/// provinces whose recent days come from several partitions.
+pub struct Detected {
+    pub changed: BTreeMap<(String, String), BTreeSet<i64>>,
+    pub foreign: BTreeMap<(String, String), BTreeSet<i64>>,
+    pub recent: BTreeSet<(String, String)>,
+    pub split: Vec<String>,
+}
+
+/// Days changed per key: ours, and those whose fingerprint moved since the last pass
+/// beyond what this process wrote.
 pub fn detect(
     prints: Vec<PrintRow>,
-    known: &mut HashMap<(String, String, i64), Print>,
+    known: &mut HashMap<(String, String, i64, u32), u64>,
     own: &BTreeMap<(String, String), Vec<i64>>,
+    writes: &Writes,
     others_count: bool,
     newest: i64,
 ) -> Detected {
@@ -47,27 +97,36 @@ pub fn detect(
         .iter()
         .map(|(k, days)| (k.clone(), days.iter().copied().collect()))
         .collect();
+    let mut foreign: BTreeMap<(String, String), BTreeSet<i64>> = BTreeMap::new();
     let mut recent = BTreeSet::new();
+    let mut sources: HashMap<(String, i64), u32> = HashMap::new();
     let mut split = BTreeSet::new();
-    for p in prints {
-        let day = i64::from(p.d);
-        if p.partitions > 1 && day > newest - MAX_WINDOW_DAYS {
-            split.insert(p.province_code.clone());
+    for print in prints {
+        let day = i64::from(print.d);
+        if day > newest - MAX_WINDOW_DAYS {
+            let first = *sources
+                .entry((print.province_code.clone(), day))
+                .or_insert(print.p);
+            if first != print.p {
+                split.insert(print.province_code.clone());
+            }
         }
-        let key = (p.framework, p.province_code);
-        let print = Print {
-            rows: p.rows,
-            versions: p.versions,
-        };
-        let previous = known.insert((key.0.clone(), key.1.clone(), day), print);
-        if others_count && previous != Some(print) {
+        let key = (print.framework, print.province_code);
+        let previous = known.insert((key.0.clone(), key.1.clone(), day, print.p), print.top);
+        if others_count && previous != Some(print.top) && !writes.covers(print.p, print.top) {
             changed.entry(key.clone()).or_default().insert(day);
+            foreign.entry(key.clone()).or_default().insert(day);
         }
         if day > newest - MAX_WINDOW_DAYS {
             recent.insert(key);
         }
     }
-    (changed, recent, split.into_iter().collect())
+    Detected {
+        changed,
+        foreign,
+        recent,
+        split: split.into_iter().collect(),
+    }
 }
 
 /// The as_of intervals to recompute per key.
@@ -151,41 +210,127 @@ mod tests {
 
     #[test]
     fn fingerprints_detect_other_writers_once_primed() {
-        let print = |p: &str, d: u16, rows: u64, partitions: u64| PrintRow {
+        let print = |p: &str, d: u16, partition: u32, top: u64| PrintRow {
             framework: "F".into(),
             province_code: p.into(),
             d,
-            rows,
-            versions: rows * 10,
-            partitions,
+            p: partition,
+            top,
         };
         let mut known = HashMap::new();
         let own = BTreeMap::new();
-        let (changed, recent, split) =
-            detect(vec![print("01", 990, 1, 1)], &mut known, &own, false, 1000);
-        assert!(
-            changed.is_empty(),
-            "the first read only learns the fingerprints"
-        );
-        assert_eq!(recent, BTreeSet::from([key("01")]));
-        assert!(split.is_empty());
-        let (changed, _, split) = detect(
-            vec![print("01", 990, 2, 2), print("79", 995, 1, 1)],
+        let none = Writes::default();
+        let found = detect(
+            vec![print("01", 990, 0, 1)],
             &mut known,
             &own,
+            &none,
+            false,
+            1000,
+        );
+        assert!(
+            found.changed.is_empty(),
+            "the first read only learns the fingerprints"
+        );
+        assert_eq!(found.recent, BTreeSet::from([key("01")]));
+        assert!(found.split.is_empty());
+        let found = detect(
+            vec![
+                print("01", 990, 0, 1),
+                print("01", 990, 1, 7),
+                print("79", 995, 0, 3),
+            ],
+            &mut known,
+            &own,
+            &none,
             true,
             1000,
         );
-        assert_eq!(changed[&key("01")], BTreeSet::from([990]));
+        assert_eq!(found.changed[&key("01")], BTreeSet::from([990]));
+        assert_eq!(found.foreign[&key("01")], BTreeSet::from([990]));
         assert_eq!(
-            changed[&key("79")],
+            found.changed[&key("79")],
             BTreeSet::from([995]),
             "a new day is a change"
         );
         assert_eq!(
-            split,
+            found.split,
             vec!["01".to_owned()],
             "01's day comes from two partitions"
+        );
+        // Nothing moved: nothing changed.
+        let found = detect(
+            vec![print("01", 990, 0, 1), print("01", 990, 1, 7)],
+            &mut known,
+            &own,
+            &none,
+            true,
+            1000,
+        );
+        assert!(found.changed.is_empty());
+    }
+
+    #[test]
+    fn rows_this_process_wrote_are_not_foreign_but_rows_beyond_them_are() {
+        let print = |d: u16, partition: u32, top: u64| PrintRow {
+            framework: "F".into(),
+            province_code: "01".into(),
+            d,
+            p: partition,
+            top,
+        };
+        let writes = Writes {
+            generation: 1,
+            through: BTreeMap::from([(0, 500)]),
+        };
+        let mut known = HashMap::new();
+        let own = BTreeMap::from([(key("01"), vec![990])]);
+        detect(
+            vec![print(990, 0, 100)],
+            &mut known,
+            &own,
+            &writes,
+            true,
+            1000,
+        );
+        let found = detect(
+            vec![print(990, 0, 500), print(991, 0, 501), print(992, 1, 3)],
+            &mut known,
+            &own,
+            &writes,
+            true,
+            1000,
+        );
+        assert_eq!(
+            found.foreign[&key("01")],
+            BTreeSet::from([991, 992]),
+            "ours up to 500; 501 is a writer ahead of us, partition 1 is not ours"
+        );
+        assert_eq!(found.changed[&key("01")], BTreeSet::from([990, 991, 992]));
+    }
+
+    #[test]
+    fn a_read_trusts_held_partitions_written_through_its_tops_until_a_rebalance() {
+        let writes = Writes {
+            generation: 4,
+            through: BTreeMap::from([(0, 500), (2, 90)]),
+        };
+        let trust = writes.trusted(&[(0, 480), (2, 91), (3, 7)]);
+        assert!(trust.allows(&writes, 0));
+        assert!(!trust.allows(&writes, 2), "a row of 2 beyond what we wrote");
+        assert!(!trust.allows(&writes, 3), "not held when read");
+        let empty = writes.trusted(&[]);
+        assert!(
+            empty.allows(&writes, 2),
+            "no rows at all: nothing to supersede"
+        );
+        let moved = Writes {
+            generation: 5,
+            ..writes.clone()
+        };
+        assert!(
+            !trust.allows(&moved, 0),
+            "assignments changed since the read"
         );
     }
 }

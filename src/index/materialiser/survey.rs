@@ -14,13 +14,15 @@ use crate::index::values::{satisfaction_value, window_sums, UnitKey, UnitType};
 use crate::index::window::{MAX_WINDOW_DAYS, WINDOWS};
 use crate::sink::writer::{Abandoned, RawEventWriter};
 
-use super::plan::{detect, plan, print_floor, Print, PrintRow};
+use super::plan::{detect, plan, print_floor, PrintRow, Trust, Writes};
 use super::{content_hash, newest_day, PassStats, WindowRow, WrittenRows, CACHE_DAYS};
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
 struct SurveySumRow {
     province_code: String,
     d: u16,
+    p: u32,
+    top: u64,
     respondents: u64,
     n1: Vec<u64>,
     n2: Vec<u64>,
@@ -51,7 +53,9 @@ pub struct SurveyWindows {
     frameworks: FrameworkCatalog,
     /// (framework, province) → day sums.
     cache: HashMap<(String, String), DayCache<SurveyCounts>>,
-    prints: HashMap<(String, String, i64), Print>,
+    /// Per cached day: whose deltas may be added to it (see [`Writes::trusted`]).
+    trust: HashMap<(String, String), BTreeMap<i64, Trust>>,
+    prints: HashMap<(String, String, i64, u32), u64>,
     /// The newest `as_of` written, once known.
     written: Option<i64>,
     /// Fingerprints were read once; before that nothing counts as changed by others.
@@ -64,6 +68,7 @@ impl SurveyWindows {
         Self {
             frameworks,
             cache: HashMap::new(),
+            trust: HashMap::new(),
             prints: HashMap::new(),
             written: None,
             primed: false,
@@ -75,12 +80,14 @@ impl SurveyWindows {
         &mut self,
         writer: &RawEventWriter,
         own: &ChangedDays,
+        writes: &Writes,
         everything: bool,
         version: u64,
         stats: &mut PassStats,
     ) -> Result<(), Abandoned> {
         if everything {
             self.cache.clear();
+            self.trust.clear();
             self.prints.clear();
         }
         let Some(newest) = newest_day(
@@ -110,27 +117,30 @@ impl SurveyWindows {
             print_floor(&own.surveys, newest)
         };
         let sql = format!(
-            "SELECT framework, province_code, toUInt16(day) AS d, count() AS rows, sum(version) AS versions, uniqExact(source_partition) AS partitions FROM {} WHERE day >= toDate(?) GROUP BY framework, province_code, d",
+            "SELECT framework, province_code, toUInt16(day) AS d, source_partition AS p, max(version) AS top FROM {} WHERE day >= toDate(?) GROUP BY framework, province_code, d, p",
             tables::SATISFACTION_DAY_COUNTS
         );
         let floor_text = format_day(floor.max(0));
         let prints: Vec<PrintRow> = writer
             .fetch_all("survey fingerprints", |c| c.query(&sql).bind(&floor_text))
             .await?;
-        let (changed, recent, split) = detect(
+        let found = detect(
             prints,
             &mut self.prints,
             &own.surveys,
+            writes,
             self.primed || everything,
             newest,
         );
-        stats.split_survey_provinces = split;
-        for (key, days) in &changed {
+        stats.split_survey_provinces = found.split;
+        for (key, days) in &found.foreign {
             self.cache
                 .entry(key.clone())
                 .or_default()
                 .mark_stale(days.iter().copied());
         }
+        stats.days_from_deltas += self.add_own_deltas(own, writes);
+        let (changed, recent) = (found.changed, found.recent);
         let plan = plan(&changed, &recent, self.written, newest, everything);
         // Read what the plan needs and the cache lacks, one query per framework.
         let mut spans: BTreeMap<String, (i64, i64, Vec<String>)> = BTreeMap::new();
@@ -148,12 +158,12 @@ impl SurveyWindows {
             }
         }
         let sql = format!(
-            "SELECT province_code, toUInt16(day) AS d, sum(respondents) AS respondents, \
+            "SELECT province_code, toUInt16(day) AS d, source_partition AS p, max(version) AS top, sum(respondents) AS respondents, \
              sumForEach(criterion_n1) AS n1, sumForEach(criterion_n2) AS n2, sumForEach(criterion_n3) AS n3, \
              sumForEach(criterion_n4) AS n4, sumForEach(criterion_n5) AS n5, sumForEach(criterion_missing) AS missing, \
              sumForEach(expectation_ticks) AS ticks \
              FROM {} FINAL WHERE framework = ? AND has(?, province_code) AND day >= toDate(?) AND day <= toDate(?) \
-             GROUP BY province_code, d",
+             GROUP BY province_code, d, p",
             tables::SATISFACTION_DAY_COUNTS
         );
         // One query per framework, concurrently: each reads a whole changed day.
@@ -177,7 +187,10 @@ impl SurveyWindows {
         for ((framework, (from, to, provinces)), rows) in spans.into_iter().zip(reads) {
             let rows = rows?;
             stats.days_read += rows.len();
-            let mut read: HashMap<String, Vec<(i64, SurveyCounts)>> = HashMap::new();
+            // Summed over partitions; each partition's top decides whose deltas the day
+            // takes from now on.
+            let mut read: HashMap<String, BTreeMap<i64, (SurveyCounts, Vec<(u32, u64)>)>> =
+                HashMap::new();
             for row in rows {
                 let counts = SurveyCounts::from_distribution(
                     row.respondents.min(u64::from(u32::MAX)) as u32,
@@ -191,21 +204,32 @@ impl SurveyWindows {
                     &narrow(&row.missing),
                     &narrow(&row.ticks),
                 );
-                read.entry(row.province_code)
+                let (sum, tops) = read
+                    .entry(row.province_code)
                     .or_default()
-                    .push((i64::from(row.d), counts));
+                    .entry(i64::from(row.d))
+                    .or_default();
+                sum.merge(&counts);
+                tops.push((row.p, row.top));
             }
             for province in provinces {
                 let days = read.remove(&province).unwrap_or_default();
-                self.cache
-                    .entry((framework.clone(), province))
-                    .or_default()
-                    .apply_read(
-                        from,
-                        to,
-                        BTreeMap::from([(WHOLE.to_owned(), days)]),
-                        &BTreeMap::new(),
-                    );
+                let key = (framework.clone(), province);
+                let trust = self.trust.entry(key.clone()).or_default();
+                let mut sums = Vec::with_capacity(days.len());
+                for day in from..=to {
+                    let tops = days.get(&day).map_or(&[][..], |(_, tops)| tops);
+                    trust.insert(day, writes.trusted(tops));
+                }
+                for (day, (sum, _)) in days {
+                    sums.push((day, sum));
+                }
+                self.cache.entry(key).or_default().apply_read(
+                    from,
+                    to,
+                    BTreeMap::from([(WHOLE.to_owned(), sums)]),
+                    &BTreeMap::new(),
+                );
             }
         }
         // Compute and write.
@@ -259,9 +283,44 @@ impl SurveyWindows {
             cache.trim(keep_from);
         }
         self.cache.retain(|_, c| !c.is_empty());
-        self.prints.retain(|(_, _, d), _| *d >= keep_from);
+        for (key, trust) in self.trust.iter_mut() {
+            match self.cache.get(key) {
+                Some(_) => *trust = trust.split_off(&keep_from),
+                None => trust.clear(),
+            }
+        }
+        self.trust.retain(|_, t| !t.is_empty());
+        self.prints.retain(|(_, _, d, _), _| *d >= keep_from);
         self.primed = true;
         Ok(())
+    }
+
+    /// This process's new rows, added to the days held; a day whose read does not allow
+    /// it (read before a rebalance, or with rows beyond what this process wrote) is read
+    /// again instead.
+    fn add_own_deltas(&mut self, own: &ChangedDays, writes: &Writes) -> usize {
+        let mut added = 0;
+        for ((framework, province, day, partition), delta) in &own.deltas.surveys {
+            let key = (framework.clone(), province.clone());
+            let Some(cache) = self.cache.get_mut(&key) else {
+                continue; // nothing held: a read will include it
+            };
+            if !cache.holds(*day) {
+                continue; // before the days held (no carried part), or to be read anyway
+            }
+            let trusted = self
+                .trust
+                .get(&key)
+                .and_then(|t| t.get(day))
+                .is_some_and(|t| t.allows(writes, *partition));
+            if trusted {
+                cache.add_to_day(WHOLE, *day, delta);
+                added += 1;
+            } else {
+                cache.mark_stale([*day]);
+            }
+        }
+        added
     }
 }
 
