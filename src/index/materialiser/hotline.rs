@@ -81,15 +81,6 @@ impl HotlineWindows {
             self.trust.clear();
             self.prints.clear();
         }
-        let Some(newest) = newest_day(writer, format!(
-                // Days with events; a deadline's past-due toggle can lie ahead of them.
-                "SELECT toUInt16(max(day)) AS d FROM {} WHERE received != 0 OR responded != 0 OR rated != 0 OR reopened != 0 OR rejected != 0",
-                tables::HOTLINE_DAY_COUNTS
-            ))
-            .await?
-        else {
-            return Ok(());
-        };
         if self.written.is_none() && !everything {
             self.written = newest_day(
                 writer,
@@ -106,19 +97,30 @@ impl HotlineWindows {
             .iter()
             .map(|(p, d)| ((String::new(), p.clone()), d.clone()))
             .collect();
-        let floor = if everything {
-            0
-        } else {
-            print_floor(&own_days, newest)
+        // As on the survey side: fingerprints from below the last newest day, beside it.
+        let floor = match self.written {
+            Some(previous) if !everything => print_floor(&own_days, previous),
+            _ => 0,
         };
         let sql = format!(
             "SELECT '' AS framework, province_code, toUInt16(day) AS d, source_partition AS p, max(version) AS top FROM {} WHERE day >= toDate(?) GROUP BY province_code, d, p",
             tables::HOTLINE_DAY_COUNTS
         );
         let floor_text = format_day(floor.max(0));
-        let prints: Vec<PrintRow> = writer
-            .fetch_all("hotline fingerprints", |c| c.query(&sql).bind(&floor_text))
-            .await?;
+        let (newest, prints) = tokio::join!(
+            newest_day(writer, format!(
+                // Days with events; a deadline's past-due toggle can lie ahead of them.
+                "SELECT toUInt16(max(day)) AS d FROM {} WHERE received != 0 OR responded != 0 OR rated != 0 OR reopened != 0 OR rejected != 0",
+                tables::HOTLINE_DAY_COUNTS
+            )),
+            writer.fetch_all::<PrintRow>("hotline fingerprints", |c| c
+                .query(&sql)
+                .bind(&floor_text)),
+        );
+        let Some(newest) = newest? else {
+            return Ok(());
+        };
+        let prints = prints?;
         let found = detect(
             prints,
             &mut self.prints,
