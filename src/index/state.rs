@@ -972,4 +972,218 @@ mod tests {
             "same final rows with flushes every 333 events and checkpoint restores at 2500, 4096, 9001"
         );
     }
+
+    /// The materialiser's delta protocol against a model of the table: one partition
+    /// written by this process (flushing, checkpointing, crashing and restarting from its
+    /// last checkpoint while its predecessor's rows are ahead of it) and by zombies (a
+    /// crashed copy that keeps folding and writing). After every pass, every day the cache
+    /// holds equals the table's sum, whatever the interleaving.
+    mod delta_protocol {
+        use super::*;
+        use crate::index::day_cache::DayCache;
+        use crate::index::materialiser::Writes;
+        use proptest::prelude::*;
+
+        const DAYS: [&str; 3] = [
+            "2026-10-30T09:00:00+07:00",
+            "2026-10-31T09:00:00+07:00",
+            "2026-11-01T09:00:00+07:00",
+        ];
+
+        fn event(i: usize, choice: u8) -> SurveySubmission {
+            let mut s = survey(
+                &format!("s{i}"),
+                DAYS[usize::from(choice % 3)],
+                "01",
+                Some(1 + choice % 5),
+            );
+            s.agency_id = format!("A{}", choice % 4);
+            s
+        }
+
+        type Table = BTreeMap<String, SurveyDayCountRow>;
+
+        fn write(table: &mut Table, rows: Vec<SurveyDayCountRow>) {
+            for row in rows {
+                let key = format!("{}|{}|{}", row.day, row.agency_id, row.source_block);
+                // Ties keep the later write: equal versions must hold equal content.
+                if table.get(&key).is_none_or(|k| k.version <= row.version) {
+                    table.insert(key, row);
+                }
+            }
+        }
+
+        fn day_sum(table: &Table, day: u16) -> SurveyCounts {
+            let mut sum = SurveyCounts::default();
+            for row in table.values().filter(|r| r.day == day) {
+                sum.merge(&SurveyCounts::from_distribution(
+                    row.respondents,
+                    [
+                        &row.criterion_n1,
+                        &row.criterion_n2,
+                        &row.criterion_n3,
+                        &row.criterion_n4,
+                        &row.criterion_n5,
+                    ],
+                    &row.criterion_missing,
+                    &row.expectation_ticks,
+                ));
+            }
+            sum
+        }
+
+        fn top(table: &Table, day: u16) -> Option<u64> {
+            table
+                .values()
+                .filter(|r| r.day == day)
+                .map(|r| r.version)
+                .max()
+        }
+
+        fn restore(checkpoint: &[u8]) -> PartitionState {
+            crate::index::checkpoint::decode(checkpoint).expect("checkpoint decodes")
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+            #[test]
+            fn held_days_equal_the_table_after_every_pass(
+                choices in prop::collection::vec(0u8..60, 40..160),
+                steps in prop::collection::vec((0u8..10, 1usize..12), 1..60),
+            ) {
+                let f = frameworks();
+                let events: Vec<SurveySubmission> =
+                    choices.iter().enumerate().map(|(i, c)| event(i, *c)).collect();
+                let days: Vec<i64> = DAYS
+                    .iter()
+                    .map(|at| vietnam_day(parse_rfc3339(at).unwrap()))
+                    .collect();
+                let mut table = Table::new();
+                let mut state = PartitionState::new(0, 0);
+                let mut checkpoint = {
+                    let (row, _) = crate::index::checkpoint::rows("g", "t", 0, &mut state, 0);
+                    row.state
+                };
+                let mut zombies: Vec<PartitionState> = Vec::new();
+                let mut generation = 1u64;
+                let mut cache: DayCache<SurveyCounts> = DayCache::default();
+                let mut trust = BTreeMap::new();
+                let mut known = std::collections::HashMap::new();
+                let mut primed = false;
+                let fold = |state: &mut PartitionState, n: usize| {
+                    for _ in 0..n {
+                        let offset = state.next_offset;
+                        if let Some(e) = events.get(offset as usize) {
+                            // Small blocks: rows close and reopen often.
+                            state.apply_survey(e, offset * (BLOCK_OFFSETS / 4), &f, LATENESS);
+                            state.next_offset = offset + 1;
+                        }
+                    }
+                };
+                for (action, n) in steps {
+                    match action {
+                        0..=3 => fold(&mut state, n),
+                        4..=6 => {
+                            // A flush of this process, then the materialiser's pass (and
+                            // with 6 a checkpoint after them, as the processor writes it).
+                            let taken = state.take_rows(&f);
+                            write(&mut table, taken.surveys);
+                            let writes = Writes {
+                                generation,
+                                // Offsets are spread (×1024) to make blocks small.
+                                through: BTreeMap::from([(0, (state.next_offset - 1) * (BLOCK_OFFSETS / 4))]),
+                            };
+                            let prints = days
+                                .iter()
+                                .filter_map(|d| {
+                                    let date = clickhouse_date(*d);
+                                    top(&table, date).map(|t| crate::index::materialiser::PrintRow {
+                                        framework: "F".into(),
+                                        province_code: "01".into(),
+                                        d: date,
+                                        p: 0,
+                                        top: t,
+                                    })
+                                })
+                                .collect();
+                            let found = crate::index::materialiser::detect(
+                                prints,
+                                &mut known,
+                                &BTreeMap::new(),
+                                &writes,
+                                primed,
+                                days[2],
+                            );
+                            primed = true;
+                            for day in found.foreign.values().flatten() {
+                                cache.mark_stale([*day]);
+                            }
+                            for ((_, _, day, partition), delta) in &taken.changed.deltas.surveys {
+                                if !cache.holds(*day) {
+                                    continue;
+                                }
+                                let allowed = trust
+                                    .get(day)
+                                    .is_some_and(|t: &crate::index::materialiser::Trust| t.allows(&writes, *partition));
+                                if allowed {
+                                    cache.add_to_day("", *day, delta);
+                                } else {
+                                    cache.mark_stale([*day]);
+                                }
+                            }
+                            // Read what is missing or stale, with each day's trust.
+                            if let Some((a, b)) = cache.missing(days[0], days[2]) {
+                                let mut read = Vec::new();
+                                for day in a..=b {
+                                    let date = clickhouse_date(day);
+                                    let tops: Vec<(u32, u64)> =
+                                        top(&table, date).map(|t| (0, t)).into_iter().collect();
+                                    trust.insert(day, writes.trusted(&tops));
+                                    read.push((day, day_sum(&table, date)));
+                                }
+                                cache.apply_read(a, b, BTreeMap::from([(String::new(), read)]), &BTreeMap::new());
+                            }
+                            for day in &days {
+                                let held = cache
+                                    .units()
+                                    .get("")
+                                    .and_then(|u| u.days.get(day))
+                                    .cloned()
+                                    .unwrap_or_default();
+                                let want = day_sum(&table, clickhouse_date(*day));
+                                prop_assert!(
+                                    held.respondents == want.respondents && (held == want || want.respondents == 0),
+                                    "day {day}: cache {} respondents, table {}",
+                                    held.respondents,
+                                    want.respondents
+                                );
+                            }
+                            if action == 6 {
+                                let (row, _) = crate::index::checkpoint::rows("g", "t", 0, &mut state, 0);
+                                checkpoint = row.state;
+                            }
+                        }
+                        7 => {
+                            // The partition is taken over from the last checkpoint (a crash,
+                            // or a rebalance while the materialiser keeps its cache); the
+                            // old owner may live on as a zombie.
+                            let old = std::mem::replace(&mut state, restore(&checkpoint));
+                            if n % 2 == 0 {
+                                zombies.push(old);
+                            }
+                            generation += 1;
+                        }
+                        _ => {
+                            // A zombie folds on and writes.
+                            if let Some(z) = zombies.last_mut() {
+                                fold(z, n);
+                                let taken = z.take_rows(&f);
+                                write(&mut table, taken.surveys);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -41,6 +41,8 @@ mod survey;
 
 use hotline::HotlineWindows;
 pub use plan::Writes;
+#[cfg(test)]
+pub(crate) use plan::{detect, PrintRow, Trust};
 use survey::SurveyWindows;
 
 /// Days kept in the cache behind the newest day (and covered by the fingerprints).
