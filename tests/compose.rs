@@ -371,7 +371,7 @@ fn healthchecks(doc: &Value, found: &mut Vec<String>) {
         ),
         (
             "clickhouse",
-            vec!["8123/ping".into()],
+            vec!["/8123".into(), "GET /ping ".into()],
             "ClickHouse's /ping on 8123",
         ),
         (
@@ -605,12 +605,10 @@ fn secrets(doc: &Value, files: &Files, found: &mut Vec<String>) {
                     "{name}: {key} carries a password or secret in the compose file; mount it from ./secrets/ (…_FILE)"
                 ));
             }
-            if upper.ends_with("_FILE") {
-                if !mounted.iter().any(|(_, target)| target == value) {
-                    found.push(format!(
-                        "{name}: {key} = {value} is not one of the service's mounted secrets {mounted:?}"
-                    ));
-                }
+            if upper.ends_with("_FILE") && !mounted.iter().any(|(_, target)| target == value) {
+                found.push(format!(
+                    "{name}: {key} = {value} is not one of the service's mounted secrets {mounted:?}"
+                ));
             }
         }
         // Every command that validates events pseudonymises reporters with the HMAC key.
@@ -879,11 +877,10 @@ fn dockerfile(files: &Files, found: &mut Vec<String>) {
             .iter()
             .find(|i| is_cargo_build_of_sipas(i) && i.contains("/usr/local/bin/sipas"))
     });
-    match real_build {
-        None => found.push(
+    if real_build.is_none() {
+        found.push(
             "Dockerfile: no `cargo build --release --locked --bin sipas` of the copied sources (after COPY src) installing /usr/local/bin/sipas".into(),
-        ),
-        Some(_) => {}
+        );
     }
     // FEATURES reaches every cargo build, and the builder has what kafka-ssl links.
     if !builder.iter().any(|i| {
@@ -1550,18 +1547,23 @@ fn run_probe(test: &[String], from_port: &str, to_port: u16) -> bool {
     }
 }
 
-/// The sipas and dashboard healthchecks, run as written (bash and coreutils as in the
-/// image): healthy on 200 from the right path, unhealthy on 503 or with nothing listening.
+/// The ClickHouse, sipas and dashboard healthchecks, run as written (bash and coreutils, as
+/// in the images): healthy on 200 from the right path, unhealthy on 503 or with nothing
+/// listening.
 #[test]
 fn healthchecks_probe_the_endpoints_they_name() {
     let doc = parse_compose(&Files::shipped().compose).unwrap();
     for (name, port_key, path) in [
+        ("clickhouse", "", "/ping"),
         ("sipas", "SIPAS__METRICS__LISTEN", "/health"),
         ("dashboard", "SIPAS__SERVE__LISTEN", "/api/v1/health"),
     ] {
         let svc = service(&doc, name).unwrap();
         let env = environment(svc);
-        let port = port_of(env_value(&env, port_key).unwrap()).to_owned();
+        let port = env_value(&env, port_key)
+            .map(port_of)
+            .unwrap_or("8123")
+            .to_owned();
         let test: Vec<String> = svc["healthcheck"]["test"]
             .as_sequence()
             .unwrap()
