@@ -31,7 +31,7 @@ pub enum ConfigError {
 
 /// The contents of a secret file, trimmed (editors and `echo` add a final newline).
 /// Missing, unreadable, non-UTF-8 and empty files are errors naming `key` and the path.
-pub fn read_secret_file(key: &'static str, path: &Path) -> Result<String, ConfigError> {
+fn read_secret_file(key: &'static str, path: &Path) -> Result<String, ConfigError> {
     let error = |reason: String| ConfigError::SecretFile {
         key,
         path: path.to_owned(),
@@ -522,7 +522,7 @@ impl PiiConfig {
             ),
             (None, None) => {
                 return Err(ConfigError::Invalid(format!(
-                    "pii.hmac_secret or pii.hmac_secret_file must be set (a secret of at least {MIN_HMAC_SECRET_LEN} characters)"
+                    "pii.hmac_secret or pii.hmac_secret_file must be set (a secret of at least {MIN_HMAC_SECRET_LEN} bytes)"
                 )))
             }
         };
