@@ -19,6 +19,34 @@ pub enum ConfigError {
     Env { name: String, message: String },
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    /// A secret read from a file (`pii.hmac_secret_file`, `clickhouse.password_file`); the
+    /// message never quotes the file's contents.
+    #[error("{key} {path}: {reason}")]
+    SecretFile {
+        key: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+}
+
+/// The contents of a secret file, trimmed (editors and `echo` add a final newline).
+/// Missing, unreadable, non-UTF-8 and empty files are errors naming `key` and the path.
+fn read_secret_file(key: &'static str, path: &Path) -> Result<String, ConfigError> {
+    let error = |reason: String| ConfigError::SecretFile {
+        key,
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => error("no such file".into()),
+        std::io::ErrorKind::InvalidData => error("not UTF-8 text".into()),
+        _ => error(format!("cannot be read: {e}")),
+    })?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        return Err(error("is empty".into()));
+    }
+    Ok(secret.to_owned())
 }
 
 pub const ENV_PREFIX: &str = "SIPAS__";
@@ -365,6 +393,9 @@ pub struct ClickHouseConfig {
     pub user: String,
     /// Default empty.
     pub password: String,
+    /// A file holding the password (contents trimmed), e.g. a mounted secret; read when the
+    /// configuration is loaded. Exclusive with `password`. Default none.
+    pub password_file: Option<PathBuf>,
 }
 
 impl Default for ClickHouseConfig {
@@ -374,7 +405,25 @@ impl Default for ClickHouseConfig {
             database: "sipas".into(),
             user: "default".into(),
             password: String::new(),
+            password_file: None,
         }
+    }
+}
+
+impl ClickHouseConfig {
+    /// Fills `password` from `password_file`, so that every client built from this
+    /// configuration logs in with it.
+    fn resolve_password_file(&mut self) -> Result<(), ConfigError> {
+        let Some(path) = &self.password_file else {
+            return Ok(());
+        };
+        if !self.password.is_empty() {
+            return Err(ConfigError::Invalid(
+                "set either clickhouse.password or clickhouse.password_file, not both".into(),
+            ));
+        }
+        self.password = read_secret_file("clickhouse.password_file", path)?;
+        Ok(())
     }
 }
 
@@ -442,36 +491,46 @@ impl Default for ContractConfig {
     }
 }
 
+/// Shortest accepted HMAC secret, in bytes.
+pub const MIN_HMAC_SECRET_LEN: usize = 16;
+
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct PiiConfig {
-    /// Secret key of the HMAC that replaces reporters' phone numbers and emails.
-    /// Required by `sipas run`; no default. Prefer `SIPAS__PII__HMAC_SECRET` or `hmac_secret_file`.
+    /// Secret key of the HMAC that replaces reporters' phone numbers and emails, at least
+    /// 16 bytes. Required by every command that validates events; no default. Prefer
+    /// `SIPAS__PII__HMAC_SECRET` or `hmac_secret_file`. Exclusive with `hmac_secret_file`.
     pub hmac_secret: Option<String>,
-    /// A file holding the secret (first line), e.g. a mounted Kubernetes/Docker secret.
+    /// A file holding the secret (its contents, trimmed), e.g. a mounted Docker/Kubernetes
+    /// secret. Exclusive with `hmac_secret`.
     pub hmac_secret_file: Option<PathBuf>,
 }
 
 impl PiiConfig {
+    /// The secret from exactly one of `hmac_secret` and `hmac_secret_file`.
     pub fn secret(&self) -> Result<Vec<u8>, ConfigError> {
-        let secret = match (&self.hmac_secret, &self.hmac_secret_file) {
-            (Some(s), _) => s.clone(),
-            (None, Some(path)) => std::fs::read_to_string(path)
-                .map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                })?
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_owned(),
-            (None, None) => String::new(),
+        let (secret, source) = match (&self.hmac_secret, &self.hmac_secret_file) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "set either pii.hmac_secret or pii.hmac_secret_file, not both".into(),
+                ))
+            }
+            (Some(secret), None) => (secret.clone(), "pii.hmac_secret".to_owned()),
+            (None, Some(path)) => (
+                read_secret_file("pii.hmac_secret_file", path)?,
+                format!("pii.hmac_secret_file {}", path.display()),
+            ),
+            (None, None) => {
+                return Err(ConfigError::Invalid(format!(
+                    "pii.hmac_secret or pii.hmac_secret_file must be set (a secret of at least {MIN_HMAC_SECRET_LEN} bytes)"
+                )))
+            }
         };
-        if secret.len() < 16 {
-            return Err(ConfigError::Invalid(
-                "pii.hmac_secret (or pii.hmac_secret_file) must be set to at least 16 characters"
-                    .into(),
-            ));
+        if secret.len() < MIN_HMAC_SECRET_LEN {
+            return Err(ConfigError::Invalid(format!(
+                "{source}: the secret is {} bytes long, at least {MIN_HMAC_SECRET_LEN} are required",
+                secret.len()
+            )));
         }
         Ok(secret.into_bytes())
     }
@@ -524,7 +583,7 @@ impl Config {
         for (name, value) in overrides {
             apply_override(&mut table, &name, &value)?;
         }
-        let config: Config =
+        let mut config: Config =
             toml::Value::Table(table)
                 .try_into()
                 .map_err(|e: toml::de::Error| ConfigError::Parse {
@@ -534,6 +593,7 @@ impl Config {
                     message: e.to_string(),
                 })?;
         config.check()?;
+        config.clickhouse.resolve_password_file()?;
         Ok(config)
     }
 
@@ -815,11 +875,185 @@ mod tests {
 
     #[test]
     fn secret_is_required_and_not_short() {
-        assert!(PiiConfig::default().secret().is_err());
+        let err = PiiConfig::default().secret().unwrap_err().to_string();
+        assert!(
+            err.contains("pii.hmac_secret or pii.hmac_secret_file must be set"),
+            "{err}"
+        );
         let ok = PiiConfig {
             hmac_secret: Some("0123456789abcdef".into()),
             hmac_secret_file: None,
         };
         assert_eq!(ok.secret().unwrap().len(), 16);
+        let short = PiiConfig {
+            hmac_secret: Some("0123456789abcde".into()),
+            hmac_secret_file: None,
+        };
+        let err = short.secret().unwrap_err().to_string();
+        assert!(err.contains("15 bytes long, at least 16"), "{err}");
+        assert!(
+            !err.contains("0123456789abcde"),
+            "the error quotes the secret: {err}"
+        );
+    }
+
+    /// A directory of its own per test, removed at the end.
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> Self {
+            let dir =
+                std::env::temp_dir().join(format!("sipas-config-{name}-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+
+        fn file(&self, name: &str, contents: &[u8]) -> PathBuf {
+            let path = self.0.join(name);
+            std::fs::write(&path, contents).unwrap();
+            path
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn from_file(path: PathBuf) -> PiiConfig {
+        PiiConfig {
+            hmac_secret: None,
+            hmac_secret_file: Some(path),
+        }
+    }
+
+    #[test]
+    fn secret_file_contents_are_trimmed() {
+        let dir = TempDir::new("secret-trimmed");
+        let path = dir.file("hmac", b"  0123456789abcdef0123\n");
+        assert_eq!(
+            from_file(path).secret().unwrap(),
+            b"0123456789abcdef0123".to_vec()
+        );
+        // The same secret from the environment, as a compose service would set it.
+        let path = dir.file("hmac-env", b"0123456789abcdef0123\r\n");
+        let config = Config::load_with_env(
+            None,
+            env(&[("SIPAS__PII__HMAC_SECRET_FILE", path.to_str().unwrap())]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.pii.secret().unwrap(),
+            b"0123456789abcdef0123".to_vec()
+        );
+    }
+
+    #[test]
+    fn secret_file_missing_empty_or_short_is_a_clear_error() {
+        let dir = TempDir::new("secret-errors");
+        let missing = dir.0.join("absent");
+        let err = from_file(missing.clone()).secret().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!("pii.hmac_secret_file {}: no such file", missing.display())
+        );
+
+        let empty = dir.file("empty", b" \n\n");
+        let err = from_file(empty.clone()).secret().unwrap_err().to_string();
+        assert_eq!(
+            err,
+            format!("pii.hmac_secret_file {}: is empty", empty.display())
+        );
+
+        let short = dir.file("short", b"tooshort\n");
+        let err = from_file(short.clone()).secret().unwrap_err().to_string();
+        assert!(err.contains(&short.display().to_string()), "{err}");
+        assert!(err.contains("8 bytes long, at least 16"), "{err}");
+        assert!(
+            !err.contains("tooshort"),
+            "the error quotes the secret: {err}"
+        );
+
+        let binary = dir.file("binary", &[0xff, 0xfe, 0x00, 0x41]);
+        let err = from_file(binary).secret().unwrap_err().to_string();
+        assert!(err.ends_with("not UTF-8 text"), "{err}");
+    }
+
+    #[test]
+    fn secret_and_secret_file_are_exclusive() {
+        let dir = TempDir::new("secret-both");
+        let path = dir.file("hmac", b"0123456789abcdef");
+        let both = PiiConfig {
+            hmac_secret: Some("0123456789abcdef".into()),
+            hmac_secret_file: Some(path),
+        };
+        let err = both.secret().unwrap_err().to_string();
+        assert!(
+            err.contains("either pii.hmac_secret or pii.hmac_secret_file"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn clickhouse_password_file_is_read_at_load() {
+        let dir = TempDir::new("clickhouse-password");
+        let path = dir.file("writer", b"s3cret-writer\n");
+        let config = Config::load_with_env(
+            None,
+            env(&[
+                ("SIPAS__CLICKHOUSE__USER", "sipas_writer"),
+                ("SIPAS__CLICKHOUSE__PASSWORD_FILE", path.to_str().unwrap()),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.clickhouse.user, "sipas_writer");
+        assert_eq!(config.clickhouse.password, "s3cret-writer");
+
+        let both = Config::load_with_env(
+            None,
+            env(&[
+                ("SIPAS__CLICKHOUSE__PASSWORD", "inline"),
+                ("SIPAS__CLICKHOUSE__PASSWORD_FILE", path.to_str().unwrap()),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            both.contains("either clickhouse.password or clickhouse.password_file"),
+            "{both}"
+        );
+
+        let missing = dir.0.join("absent");
+        let err = Config::load_with_env(
+            None,
+            env(&[(
+                "SIPAS__CLICKHOUSE__PASSWORD_FILE",
+                missing.to_str().unwrap(),
+            )]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            format!(
+                "clickhouse.password_file {}: no such file",
+                missing.display()
+            )
+        );
+
+        let empty = dir.file("empty", b"\n");
+        let err = Config::load_with_env(
+            None,
+            env(&[("SIPAS__CLICKHOUSE__PASSWORD_FILE", empty.to_str().unwrap())]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.ends_with("is empty"), "{err}");
+
+        // Without a file the inline password (default empty) is kept.
+        let inline =
+            Config::load_with_env(None, env(&[("SIPAS__CLICKHOUSE__PASSWORD", "inline")])).unwrap();
+        assert_eq!(inline.clickhouse.password, "inline");
     }
 }
