@@ -13,7 +13,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use prometheus::IntCounterVec;
 use tracing::Instrument;
@@ -103,6 +103,51 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .with_state(gateway)
 }
 
+/// The gateway's OpenAPI document, served at `GET /openapi.json` by `sipas gateway`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// `sipas gateway` alone: the ingest routes, `/openapi.json`, `/health` and `/metrics`;
+/// unknown paths and methods answer the same JSON error shape as the ingest routes.
+pub fn standalone_router(gateway: Arc<Gateway>, metrics: Metrics) -> Router {
+    let metrics_route = get(move || {
+        let metrics = metrics.clone();
+        async move {
+            (
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                metrics.render(),
+            )
+        }
+    });
+    router(gateway)
+        .route(
+            "/openapi.json",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    OPENAPI.as_bytes(),
+                )
+            }),
+        )
+        .route("/metrics", metrics_route)
+        .route("/health", get(|| async { "ok" }))
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such path; see /openapi.json",
+                Vec::new(),
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this path; see /openapi.json",
+                Vec::new(),
+            )
+        })
+}
+
 fn json(status: StatusCode, body: &impl serde::Serialize) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     (
@@ -190,6 +235,12 @@ impl Gateway {
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             return response;
         }
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().map_err(|_| ()));
+        if let Err(e) = records::check_media_type(content_type) {
+            return body_error(&e);
+        }
         let too_large = || {
             error(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -231,27 +282,10 @@ impl Gateway {
         // The receive instant of every record in the request: the event-time guard refuses
         // records dated more than `contract.max_future_skew_seconds` after it.
         let received_at = unix_now();
-        let parts = records::split(&body);
-        if parts.is_empty() {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "empty_body",
-                "send one JSON object or NDJSON (one object per line)",
-                Vec::new(),
-            );
-        }
-        if parts.len() > self.max_records {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_many_records",
-                format!(
-                    "{} records in one request; the limit is {}",
-                    parts.len(),
-                    self.max_records
-                ),
-                Vec::new(),
-            );
-        }
+        let parts = match records::records(&body, self.max_records) {
+            Ok(parts) => parts,
+            Err(e) => return body_error(&e),
+        };
         tracing::Span::current().record("records", parts.len());
         let (results, accepted) = self.validate(kind, &parts, received_at);
         if let Some(response) = forbidden(&grant, &results, &accepted) {
@@ -368,6 +402,11 @@ fn forbidden(
         ),
         listed,
     ))
+}
+
+fn body_error(e: &records::BodyError) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    error(status, e.code(), e.to_string(), Vec::new())
 }
 
 /// Whether reading a body failed because it exceeded the limit (a body sent without

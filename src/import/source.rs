@@ -58,8 +58,13 @@ pub enum Records {
         kind: EventKind,
         line: u64,
         bytes: u64,
+        max_record_bytes: usize,
     },
 }
+
+/// Longest NDJSON line kept in memory unless [`Records::with_max_record_bytes`] says
+/// otherwise; a longer one is read past and rejected as `oversize`.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
 
 impl Records {
     pub fn open(
@@ -107,7 +112,52 @@ impl Records {
                 kind,
                 line: 0,
                 bytes: 0,
+                max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             }),
+        }
+    }
+
+    /// NDJSON lines longer than `limit` (the decoder's `pipeline.max_message_bytes`) are
+    /// rejected as `oversize` without being held in memory.
+    pub fn with_max_record_bytes(mut self, limit: usize) -> Self {
+        if let Records::Ndjson {
+            max_record_bytes, ..
+        } = &mut self
+        {
+            *max_record_bytes = limit;
+        }
+        self
+    }
+}
+
+/// Reads one line (with its `\n`) into `buffer`, keeping at most `limit + 1` bytes of it;
+/// returns the line's whole length (0 at the end of the input).
+fn read_line_bounded(
+    reader: &mut dyn BufRead,
+    buffer: &mut Vec<u8>,
+    limit: usize,
+) -> std::io::Result<usize> {
+    let mut total = 0;
+    loop {
+        let available = match reader.fill_buf() {
+            Ok(available) => available,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(total);
+        }
+        let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
+            Some(end) => (&available[..=end], true),
+            None => (available, false),
+        };
+        let room = (limit + 1).saturating_sub(buffer.len());
+        buffer.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let used = chunk.len();
+        total += used;
+        reader.consume(used);
+        if done {
+            return Ok(total);
         }
     }
 }
@@ -142,21 +192,34 @@ impl Iterator for Records {
                 kind,
                 line,
                 bytes,
+                max_record_bytes,
             } => loop {
                 let mut buffer = Vec::new();
-                match reader.read_until(b'\n', &mut buffer) {
+                match read_line_bounded(reader.as_mut(), &mut buffer, *max_record_bytes) {
                     Ok(0) => return None,
                     Err(error) => return Some(Err(error.into())),
                     Ok(n) => {
                         *line += 1;
                         *bytes += n as u64;
+                        // Editors on Windows start UTF-8 files with a byte order mark.
+                        if *line == 1 && buffer.starts_with(b"\xEF\xBB\xBF") {
+                            buffer.drain(..3);
+                        }
                         if buffer.iter().all(u8::is_ascii_whitespace) {
                             continue;
                         }
+                        let payload = if n > *max_record_bytes {
+                            Err(Reject::new(
+                                RejectReason::Oversize,
+                                format!("the line is {n} bytes, the limit is {max_record_bytes}"),
+                            ))
+                        } else {
+                            Ok(ndjson_payload(*kind, buffer))
+                        };
                         return Some(Ok(SourceRecord {
                             line: *line,
                             byte_end: *bytes,
-                            payload: Ok(ndjson_payload(*kind, buffer)),
+                            payload,
                         }));
                     }
                 }
@@ -262,6 +325,33 @@ mod tests {
             .unwrap()
             .starts_with("imp-"));
         assert_eq!(rows[2].payload.as_ref().unwrap(), b"not json\n");
+    }
+
+    #[test]
+    fn ndjson_drops_a_byte_order_mark_and_refuses_overlong_lines_unread() {
+        let text = format!(
+            "\u{feff}{{\"submission_id\":\"s-1\"}}\n{}\n{{}}\n",
+            "x".repeat(100)
+        );
+        let input: Box<dyn Read + Send> = Box::new(std::io::Cursor::new(text.into_bytes()));
+        let rows: Vec<SourceRecord> = Records::open(
+            EventKind::Survey,
+            Format::Ndjson,
+            input,
+            &ImportConfig::default(),
+        )
+        .unwrap()
+        .with_max_record_bytes(50)
+        .map(Result::unwrap)
+        .collect();
+        assert_eq!(
+            rows[0].payload.as_ref().unwrap(),
+            b"{\"submission_id\":\"s-1\"}\n"
+        );
+        let long = rows[1].payload.as_ref().unwrap_err();
+        assert_eq!(long.reason, RejectReason::Oversize);
+        assert!(long.detail.contains("101 bytes"), "{}", long.detail);
+        assert_eq!((rows[2].line, rows[2].payload.is_ok()), (3, true));
     }
 
     #[test]
