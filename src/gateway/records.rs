@@ -73,9 +73,8 @@ pub fn check_media_type(header: Option<Result<&str, ()>>) -> Result<(), BodyErro
 
 /// The records of a body as (1-based line, record bytes), at most `max_records` of them.
 /// A UTF-8 byte order mark at the start is dropped. A body that is one JSON value (even
-/// spread over lines) is one record; otherwise every non-blank line is a record (a line
-/// ending in `\r\n` keeps its `\r`, which JSON reads as white space). What a record holds
-/// is the decoder's to judge.
+/// spread over lines) is one record; otherwise every non-blank line, without its line
+/// ending (`\n` or `\r\n`), is a record. What a record holds is the decoder's to judge.
 pub fn records(body: &[u8], max_records: usize) -> Result<Vec<(usize, &[u8])>, BodyError> {
     let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     let mut parts = lines(body);
@@ -117,7 +116,7 @@ fn lines(body: &[u8]) -> Box<dyn Iterator<Item = (usize, &[u8])> + '_> {
         body.split(|b| *b == b'\n')
             .enumerate()
             .filter(|(_, line)| !line.iter().all(u8::is_ascii_whitespace))
-            .map(|(i, line)| (i + 1, line)),
+            .map(|(i, line)| (i + 1, line.strip_suffix(b"\r").unwrap_or(line))),
     )
 }
 
@@ -170,6 +169,7 @@ mod tests {
             batch.iter().map(|(line, _)| *line).collect::<Vec<_>>(),
             vec![1, 3, 4]
         );
+        assert_eq!(batch[1].1, b"{\"a\":2}");
         assert_eq!(batch[2].1, b"not json");
     }
 

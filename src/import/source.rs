@@ -75,8 +75,12 @@ impl Records {
     ) -> Result<Self, SourceError> {
         match format {
             Format::Csv => {
+                // Records end at `\n` only: with the default (`\r`, `\n` or `\r\n`) the csv
+                // crate reports the lines of a CRLF file one too low. The `\r` before it
+                // stays in the last cell, and cells and header names are trimmed.
                 let mut reader = csv::ReaderBuilder::new()
                     .delimiter(config.delimiter.as_bytes().first().copied().unwrap_or(b','))
+                    .terminator(csv::Terminator::Any(b'\n'))
                     .flexible(true)
                     .from_reader(input);
                 let header = reader.byte_headers()?.clone();
@@ -171,22 +175,28 @@ impl Iterator for Records {
                 reader,
                 layout,
                 kind,
-            } => {
+            } => loop {
                 let mut record = csv::ByteRecord::new();
                 match reader.read_byte_record(&mut record) {
-                    Ok(false) => None,
-                    Err(error) => Some(Err(error.into())),
+                    Ok(false) => return None,
+                    Err(error) => return Some(Err(error.into())),
+                    // A blank line (here: a lone `\r` of a CRLF file) is no row.
+                    Ok(true)
+                        if record.len() == 1 && record[0].iter().all(u8::is_ascii_whitespace) =>
+                    {
+                        continue
+                    }
                     Ok(true) => {
                         let line = record.position().map(|p| p.line()).unwrap_or(0);
                         let byte_end = reader.position().byte();
-                        Some(Ok(SourceRecord {
+                        return Some(Ok(SourceRecord {
                             line,
                             byte_end,
                             payload: csv_payload(*kind, layout, &record),
-                        }))
+                        }));
                     }
                 }
-            }
+            },
             Records::Ndjson {
                 reader,
                 kind,
@@ -207,6 +217,14 @@ impl Iterator for Records {
                         }
                         if buffer.iter().all(u8::is_ascii_whitespace) {
                             continue;
+                        }
+                        // The record is the line's text: decoder messages then point into
+                        // it, and the gateway produces the same bytes for the same line.
+                        if buffer.ends_with(b"\n") {
+                            buffer.pop();
+                            if buffer.ends_with(b"\r") {
+                                buffer.pop();
+                            }
                         }
                         let payload = if n > *max_record_bytes {
                             Err(Reject::new(
@@ -307,6 +325,19 @@ mod tests {
     }
 
     #[test]
+    fn csv_lines_are_right_with_crlf_endings() {
+        let text = "submission_id,access.1\r\ns-1,5\r\n\r\ns-2,\"a\r\nb\"\r\ns-3,4\r\n";
+        let rows = records(EventKind::Survey, Format::Csv, text);
+        assert_eq!(
+            rows.iter().map(|r| r.line).collect::<Vec<_>>(),
+            vec![2, 4, 6]
+        );
+        let last: serde_json::Value =
+            serde_json::from_slice(rows[2].payload.as_ref().unwrap()).unwrap();
+        assert_eq!(last["answers"]["access.1"], 4);
+    }
+
+    #[test]
     fn ndjson_skips_blank_lines_and_adds_missing_ids_only() {
         let text = "{\"submission_id\":\"s-1\"}\n\n{\"agency_id\":\"x\"}\nnot json\n";
         let rows = records(EventKind::Survey, Format::Ndjson, text);
@@ -316,7 +347,7 @@ mod tests {
         );
         assert_eq!(
             rows[0].payload.as_ref().unwrap(),
-            b"{\"submission_id\":\"s-1\"}\n"
+            b"{\"submission_id\":\"s-1\"}"
         );
         let second: serde_json::Value =
             serde_json::from_slice(rows[1].payload.as_ref().unwrap()).unwrap();
@@ -324,7 +355,7 @@ mod tests {
             .as_str()
             .unwrap()
             .starts_with("imp-"));
-        assert_eq!(rows[2].payload.as_ref().unwrap(), b"not json\n");
+        assert_eq!(rows[2].payload.as_ref().unwrap(), b"not json");
     }
 
     #[test]
@@ -346,7 +377,7 @@ mod tests {
         .collect();
         assert_eq!(
             rows[0].payload.as_ref().unwrap(),
-            b"{\"submission_id\":\"s-1\"}\n"
+            b"{\"submission_id\":\"s-1\"}"
         );
         let long = rows[1].payload.as_ref().unwrap_err();
         assert_eq!(long.reason, RejectReason::Oversize);
