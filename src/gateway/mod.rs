@@ -419,6 +419,63 @@ fn is_length_limit(error: &axum::Error) -> bool {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_openapi_document_names_every_route_and_error_code() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let mut paths: Vec<&str> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        paths.sort();
+        assert_eq!(
+            paths,
+            [
+                "/api/v1/hotline",
+                "/api/v1/surveys",
+                "/health",
+                "/metrics",
+                "/openapi.json"
+            ]
+        );
+        let codes = doc["components"]["schemas"]["Error"]["properties"]["error"]["enum"]
+            .as_array()
+            .unwrap();
+        let body_errors = [
+            records::BodyError::UnsupportedMediaType(String::new()),
+            records::BodyError::Empty,
+            records::BodyError::TooManyRecords { count: 0, limit: 0 },
+        ];
+        // Every code this module answers with: the `"code"` right after the status in each
+        // `error(StatusCode::…, "code", …)` above.
+        let source = include_str!("mod.rs");
+        let literal_codes: Vec<&str> = source
+            .split("StatusCode::")
+            .skip(1)
+            .filter_map(|rest| {
+                let rest = rest.trim_start_matches(|c: char| c.is_ascii_uppercase() || c == '_');
+                let rest = rest.strip_prefix(',')?.trim_start().strip_prefix('"')?;
+                rest.split('"').next()
+            })
+            .collect();
+        assert!(literal_codes.len() >= 8, "{literal_codes:?}");
+        for code in body_errors.iter().map(|e| e.code()).chain(literal_codes) {
+            assert!(
+                codes.contains(&code.into()),
+                "{code} is not in the document"
+            );
+        }
+        for operation in ["/api/v1/surveys", "/api/v1/hotline"] {
+            let responses = doc["paths"][operation]["post"]["responses"]
+                .as_object()
+                .unwrap();
+            for status in body_errors.iter().map(|e| e.status().to_string()) {
+                assert!(responses.contains_key(&status), "{operation}: {status}");
+            }
+        }
+    }
+
     #[tokio::test]
     async fn an_oversized_body_is_recognised_while_reading() {
         let error = axum::body::to_bytes(Body::from(vec![b'x'; 100]), 10)
