@@ -238,7 +238,12 @@ impl Gateway {
         let content_type = headers
             .get(header::CONTENT_TYPE)
             .map(|v| v.to_str().map_err(|_| ()));
-        if let Err(e) = records::check_media_type(content_type) {
+        let encoding = headers
+            .get(header::CONTENT_ENCODING)
+            .map(|v| v.to_str().map_err(|_| ()));
+        if let Err(e) = records::check_media_type(content_type)
+            .and_then(|()| records::check_content_encoding(encoding))
+        {
             return body_error(&e);
         }
         let too_large = || {
@@ -444,6 +449,7 @@ mod tests {
             .unwrap();
         let body_errors = [
             records::BodyError::UnsupportedMediaType(String::new()),
+            records::BodyError::UnsupportedEncoding(String::new()),
             records::BodyError::Empty,
             records::BodyError::TooManyRecords { count: 0, limit: 0 },
         ];

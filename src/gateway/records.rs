@@ -19,6 +19,8 @@ pub enum BodyError {
         "Content-Type {0:?} is not accepted; send application/json or application/x-ndjson (UTF-8)"
     )]
     UnsupportedMediaType(String),
+    #[error("Content-Encoding {0:?} is not accepted; send the body uncompressed")]
+    UnsupportedEncoding(String),
     #[error("the body is empty; send one JSON object or NDJSON (one object per line)")]
     Empty,
     #[error("{count} records in one request; the limit is {limit}")]
@@ -29,6 +31,7 @@ impl BodyError {
     pub fn code(&self) -> &'static str {
         match self {
             BodyError::UnsupportedMediaType(_) => "unsupported_media_type",
+            BodyError::UnsupportedEncoding(_) => "unsupported_content_encoding",
             BodyError::Empty => "empty_body",
             BodyError::TooManyRecords { .. } => "too_many_records",
         }
@@ -37,7 +40,7 @@ impl BodyError {
     /// The HTTP status it is answered with.
     pub fn status(&self) -> u16 {
         match self {
-            BodyError::UnsupportedMediaType(_) => 415,
+            BodyError::UnsupportedMediaType(_) | BodyError::UnsupportedEncoding(_) => 415,
             BodyError::Empty => 400,
             BodyError::TooManyRecords { .. } => 413,
         }
@@ -69,6 +72,19 @@ pub fn check_media_type(header: Option<Result<&str, ()>>) -> Result<(), BodyErro
         }
     }
     Ok(())
+}
+
+/// Checks a `Content-Encoding` header: the body is read as sent, so only `identity` (or
+/// none) is accepted; a compressed body would otherwise be judged as garbled JSON.
+pub fn check_content_encoding(header: Option<Result<&str, ()>>) -> Result<(), BodyError> {
+    match header {
+        None => Ok(()),
+        Some(Ok(value)) if value.trim().eq_ignore_ascii_case("identity") => Ok(()),
+        Some(Ok(value)) => Err(BodyError::UnsupportedEncoding(
+            value.chars().take(100).collect(),
+        )),
+        Some(Err(())) => Err(BodyError::UnsupportedEncoding("(not ASCII)".into())),
+    }
 }
 
 /// The records of a body as (1-based line, record bytes), at most `max_records` of them.
