@@ -364,6 +364,24 @@ fn deep_nesting_huge_lines_and_huge_bodies_are_rejected_not_fatal() {
     }
 }
 
+/// An unclosed quote early in a large CSV file: the reading stops at a bound, naming the
+/// line, instead of holding the rest of the file as one cell.
+#[test]
+fn an_unclosed_csv_quote_stops_the_import_at_a_bound() {
+    let mut file = std::fs::read(corpus_dir().join("bom_crlf.csv")).unwrap();
+    file.extend_from_slice(b"hs-open,\"never closed\r\n");
+    for i in 0..40_000 {
+        file.extend_from_slice(format!("hs-{i},BNV-2640-2017,2026-11-20T09:00:00+07:00,79,a,commune,online,citizen,5,4\r\n").as_bytes());
+    }
+    let (outcomes, error) = through_importer(EventKind::Survey, Format::Csv, &file);
+    assert_eq!(outcomes.len(), 2, "{}", show(&outcomes));
+    let error = error.expect("the reading stops");
+    assert!(
+        error.contains("starting on line 4") && error.contains("1048576 bytes"),
+        "{error}"
+    );
+}
+
 fn survey_value(id: &str) -> Value {
     json!({"submission_id": format!("hs-{id}"), "framework": "BNV-2640-2017",
            "submitted_at": "2026-11-20T09:00:00+07:00", "province_code": "79",
