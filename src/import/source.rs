@@ -53,7 +53,7 @@ pub struct SourceRecord {
 
 pub enum Records {
     Csv {
-        reader: csv::Reader<Bounded>,
+        reader: Box<csv::Reader<Bounded>>,
         layout: Layout,
         kind: EventKind,
         budget: Arc<ReadBudget>,
@@ -181,7 +181,7 @@ impl Records {
                 let layout = Layout::new(kind, &names, mapping, &config.list_separator)?;
                 Ok(Records::Csv {
                     next_line: reader.position().line(),
-                    reader,
+                    reader: Box::new(reader),
                     layout,
                     kind,
                     budget,
