@@ -60,7 +60,7 @@ pub fn check_media_type(header: Option<Result<&str, ()>>) -> Result<(), BodyErro
     if !MEDIA_TYPES.iter().any(|t| t.eq_ignore_ascii_case(essence)) {
         return Err(refused());
     }
-    for parameter in parts {
+    for parameter in parts.filter(|p| !p.trim().is_empty()) {
         let (name, value) = parameter.split_once('=').ok_or_else(refused)?;
         let utf8 = name.trim().eq_ignore_ascii_case("charset")
             && matches!(
@@ -208,6 +208,7 @@ mod tests {
             Some(Ok("application/json")),
             Some(Ok("Application/X-NDJSON; charset=UTF-8")),
             Some(Ok("application/jsonl;charset=\"utf-8\"")),
+            Some(Ok("application/json;")),
         ] {
             assert_eq!(check_media_type(accepted), Ok(()), "{accepted:?}");
         }
