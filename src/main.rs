@@ -551,7 +551,8 @@ async fn import_file(config: &Config, args: ImportArgs) -> Result<()> {
         .with_context(|| format!("opening {}", args.file.display()))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let records = import::Records::open(kind, format, Box::new(file), &mapping)
-        .with_context(|| format!("reading {}", args.file.display()))?;
+        .with_context(|| format!("reading {}", args.file.display()))?
+        .with_max_record_bytes(config.pipeline.max_message_bytes);
     let publisher = match args.dry_run {
         true => None,
         false => Some(Publisher::new(&config.kafka).context("creating the Kafka producer")?),
@@ -633,20 +634,9 @@ async fn gateway(config: &Config) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(&config.gateway.listen)
         .await
         .with_context(|| format!("binding the gateway to {}", config.gateway.listen))?;
-    let metrics_route = axum::routing::get(move || {
-        let metrics = metrics.clone();
-        async move {
-            (
-                [("content-type", "text/plain; version=0.0.4")],
-                metrics.render(),
-            )
-        }
-    });
-    let app = gw::router(gateway)
-        .route("/metrics", metrics_route)
-        .route("/health", axum::routing::get(|| async { "ok" }));
+    let app = gw::standalone_router(gateway, metrics);
     println!(
-        "gateway on http://{}/api/v1/surveys and /api/v1/hotline",
+        "gateway on http://{0}/api/v1/surveys and /api/v1/hotline (OpenAPI: http://{0}/openapi.json)",
         config.gateway.listen
     );
     sipas_stream::http::serve(

@@ -4,12 +4,9 @@
 //! records, and only those, arrive in the topics (keyed by province) and in ClickHouse.
 mod support;
 
-use std::time::Duration;
-
-use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::Message;
 use serde_json::{json, Value};
 use sipas_stream::gateway::tokens::hash_token;
+use support::gateway::{post, read_topic};
 use support::*;
 
 const HCM_TOKEN: &str = "hcm-token-4f1d9c0a7b2e";
@@ -37,83 +34,6 @@ fn ndjson(records: &[Value]) -> Vec<u8> {
         .collect::<Vec<_>>()
         .join("\n")
         .into_bytes()
-}
-
-struct Reply {
-    status: u16,
-    headers: String,
-    body: Value,
-}
-
-async fn post(base: &str, path: &str, token: Option<&str>, body: &[u8]) -> Reply {
-    static REQUESTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let file = log_path(&format!("gateway-body-{}-{n}", std::process::id()));
-    std::fs::write(&file, body).unwrap();
-    let mut command = tokio::process::Command::new("curl");
-    command.args([
-        "-sS",
-        "-i",
-        "-X",
-        "POST",
-        "-H",
-        "Expect:",
-        "-H",
-        "Content-Type: application/x-ndjson",
-        "--data-binary",
-    ]);
-    command.arg(format!("@{}", file.display()));
-    if let Some(token) = token {
-        command.args(["-H", &format!("Authorization: Bearer {token}")]);
-    }
-    let output = command
-        .arg(format!("{base}{path}"))
-        .output()
-        .await
-        .expect("curl runs");
-    let _ = std::fs::remove_file(&file);
-    let text = String::from_utf8_lossy(&output.stdout).replace("\r\n", "\n");
-    let (headers, body) = text
-        .split_once("\n\n")
-        .unwrap_or_else(|| panic!("no HTTP answer: {text:?}"));
-    let status = headers
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    Reply {
-        status,
-        headers: headers.to_lowercase(),
-        body: serde_json::from_str(body).unwrap_or(Value::Null),
-    }
-}
-
-/// Every message of a topic as (key, payload), read from the beginning.
-async fn read_topic(env: &TestEnv, topic: &str, expected: usize) -> Vec<(String, Value)> {
-    let consumer: StreamConsumer = sipas_stream::kafka::client_config(&env.config.kafka)
-        .set(
-            "group.id",
-            format!("{}-reader-{topic}", env.config.kafka.group_id),
-        )
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    consumer.subscribe(&[topic]).unwrap();
-    let mut messages = Vec::new();
-    let started = std::time::Instant::now();
-    while messages.len() < expected && started.elapsed() < PATIENCE {
-        let Ok(Ok(message)) = tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await
-        else {
-            continue;
-        };
-        let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
-        messages.push((
-            key,
-            serde_json::from_slice(message.payload().unwrap_or_default()).unwrap(),
-        ));
-    }
-    messages
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

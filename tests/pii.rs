@@ -97,6 +97,7 @@ async fn post(base: &str, path: &str, body: &[u8]) -> (u16, String) {
             "Expect:",
         ])
         .args(["-H", &format!("Authorization: Bearer {TOKEN}")])
+        .args(["-H", "Content-Type: application/x-ndjson"])
         .arg("--data-binary")
         .arg(format!("@{}", file.display()))
         .arg(format!("{base}{path}"))

@@ -13,7 +13,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use prometheus::IntCounterVec;
 use tracing::Instrument;
@@ -103,6 +103,51 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .with_state(gateway)
 }
 
+/// The gateway's OpenAPI document, served at `GET /openapi.json` by `sipas gateway`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// `sipas gateway` alone: the ingest routes, `/openapi.json`, `/health` and `/metrics`;
+/// unknown paths and methods answer the same JSON error shape as the ingest routes.
+pub fn standalone_router(gateway: Arc<Gateway>, metrics: Metrics) -> Router {
+    let metrics_route = get(move || {
+        let metrics = metrics.clone();
+        async move {
+            (
+                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+                metrics.render(),
+            )
+        }
+    });
+    router(gateway)
+        .route(
+            "/openapi.json",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    OPENAPI.as_bytes(),
+                )
+            }),
+        )
+        .route("/metrics", metrics_route)
+        .route("/health", get(|| async { "ok" }))
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such path; see /openapi.json",
+                Vec::new(),
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this path; see /openapi.json",
+                Vec::new(),
+            )
+        })
+}
+
 fn json(status: StatusCode, body: &impl serde::Serialize) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     (
@@ -190,6 +235,17 @@ impl Gateway {
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             return response;
         }
+        let content_type = headers
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().map_err(|_| ()));
+        let encoding = headers
+            .get(header::CONTENT_ENCODING)
+            .map(|v| v.to_str().map_err(|_| ()));
+        if let Err(e) = records::check_media_type(content_type)
+            .and_then(|()| records::check_content_encoding(encoding))
+        {
+            return body_error(&e);
+        }
         let too_large = || {
             error(
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -231,27 +287,10 @@ impl Gateway {
         // The receive instant of every record in the request: the event-time guard refuses
         // records dated more than `contract.max_future_skew_seconds` after it.
         let received_at = unix_now();
-        let parts = records::split(&body);
-        if parts.is_empty() {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "empty_body",
-                "send one JSON object or NDJSON (one object per line)",
-                Vec::new(),
-            );
-        }
-        if parts.len() > self.max_records {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_many_records",
-                format!(
-                    "{} records in one request; the limit is {}",
-                    parts.len(),
-                    self.max_records
-                ),
-                Vec::new(),
-            );
-        }
+        let parts = match records::records(&body, self.max_records) {
+            Ok(parts) => parts,
+            Err(e) => return body_error(&e),
+        };
         tracing::Span::current().record("records", parts.len());
         let (results, accepted) = self.validate(kind, &parts, received_at);
         if let Some(response) = forbidden(&grant, &results, &accepted) {
@@ -370,6 +409,11 @@ fn forbidden(
     ))
 }
 
+fn body_error(e: &records::BodyError) -> Response {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    error(status, e.code(), e.to_string(), Vec::new())
+}
+
 /// Whether reading a body failed because it exceeded the limit (a body sent without
 /// `Content-Length`, e.g. chunked, is only measured while it is read).
 fn is_length_limit(error: &axum::Error) -> bool {
@@ -379,6 +423,64 @@ fn is_length_limit(error: &axum::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_openapi_document_names_every_route_and_error_code() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let mut paths: Vec<&str> = doc["paths"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        paths.sort();
+        assert_eq!(
+            paths,
+            [
+                "/api/v1/hotline",
+                "/api/v1/surveys",
+                "/health",
+                "/metrics",
+                "/openapi.json"
+            ]
+        );
+        let codes = doc["components"]["schemas"]["Error"]["properties"]["error"]["enum"]
+            .as_array()
+            .unwrap();
+        let body_errors = [
+            records::BodyError::UnsupportedMediaType(String::new()),
+            records::BodyError::UnsupportedEncoding(String::new()),
+            records::BodyError::Empty,
+            records::BodyError::TooManyRecords { count: 0, limit: 0 },
+        ];
+        // Every code this module answers with: the `"code"` right after the status in each
+        // `error(StatusCode::…, "code", …)` above.
+        let source = include_str!("mod.rs");
+        let literal_codes: Vec<&str> = source
+            .split("StatusCode::")
+            .skip(1)
+            .filter_map(|rest| {
+                let rest = rest.trim_start_matches(|c: char| c.is_ascii_uppercase() || c == '_');
+                let rest = rest.strip_prefix(',')?.trim_start().strip_prefix('"')?;
+                rest.split('"').next()
+            })
+            .collect();
+        assert!(literal_codes.len() >= 8, "{literal_codes:?}");
+        for code in body_errors.iter().map(|e| e.code()).chain(literal_codes) {
+            assert!(
+                codes.contains(&code.into()),
+                "{code} is not in the document"
+            );
+        }
+        for operation in ["/api/v1/surveys", "/api/v1/hotline"] {
+            let responses = doc["paths"][operation]["post"]["responses"]
+                .as_object()
+                .unwrap();
+            for status in body_errors.iter().map(|e| e.status().to_string()) {
+                assert!(responses.contains_key(&status), "{operation}: {status}");
+            }
+        }
+    }
 
     #[tokio::test]
     async fn an_oversized_body_is_recognised_while_reading() {

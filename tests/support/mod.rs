@@ -467,6 +467,7 @@ pub fn metric_sum(text: &str, prefix: &str) -> f64 {
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
+pub mod gateway;
 pub mod index;
 pub mod serve;
 

@@ -260,25 +260,87 @@ pub fn survey(
 
 /// Runs `program args…` to completion; panics (with its output) if it outlives `PATIENCE`.
 /// Runs in the temporary directory so that tools' caches stay out of the working tree.
+/// Output goes through files: a child writing more than a pipe holds would otherwise
+/// block until the deadline.
 pub fn run_to_end(program: &str, args: &[String]) -> std::process::Output {
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = std::path::Path::new(program)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let out = log_path(&format!("{name}-{}-{n}.stdout", std::process::id()));
+    let err = log_path(&format!("{name}-{}-{n}.stderr", std::process::id()));
     let mut child = Command::new(program)
         .args(args)
         .current_dir(std::env::temp_dir())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
         .spawn()
         .unwrap_or_else(|e| {
             panic!("{program} does not start ({e}); ./scripts/test.sh installs it")
         });
     let started = Instant::now();
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            return child.wait_with_output().unwrap();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
         }
         if started.elapsed() > PATIENCE {
             let _ = child.kill();
-            panic!("{program} did not finish within {PATIENCE:?}");
+            panic!(
+                "{program} did not finish within {PATIENCE:?}:\n{}",
+                std::fs::read_to_string(&out).unwrap_or_default()
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
+    };
+    let output = std::process::Output {
+        status,
+        stdout: std::fs::read(&out).unwrap_or_default(),
+        stderr: std::fs::read(&err).unwrap_or_default(),
+    };
+    let _ = (std::fs::remove_file(&out), std::fs::remove_file(&err));
+    output
+}
+
+/// Runs schemathesis (`SIPAS_TEST_SCHEMATHESIS`, installed by `scripts/test-tools.sh`)
+/// against the OpenAPI document at `document`: every check, deterministic generation, the
+/// examples, coverage and fuzzing phases, then `extra` (e.g. `-H`, `--exclude-path`).
+/// Panics with its report unless it found no problem.
+pub fn schemathesis(config: Option<&std::path::Path>, document: &str, extra: &[String]) {
+    let st = std::env::var("SIPAS_TEST_SCHEMATHESIS")
+        .expect("SIPAS_TEST_SCHEMATHESIS: run ./scripts/test.sh, which installs schemathesis");
+    let mut args: Vec<String> = Vec::new();
+    if let Some(config) = config {
+        args.extend(["--config-file".into(), config.display().to_string()]);
     }
+    args.extend(
+        [
+            "run",
+            document,
+            "--checks",
+            "all",
+            "--max-examples",
+            "30",
+            "--generation-deterministic",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--workers",
+            "2",
+            "--no-color",
+        ]
+        .map(String::from),
+    );
+    args.extend(extra.iter().cloned());
+    let output = run_to_end(&st, &args);
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success(),
+        "schemathesis found problems:\n{report}"
+    );
+    assert!(report.contains("passed"), "{report}");
 }
