@@ -164,7 +164,7 @@ fn bench_frameworks(
 fn index_fold(config: &Config, args: &BenchArgs, events: u64) -> Result<()> {
     use sipas_stream::contract::Decoded;
     use sipas_stream::index::state::PartitionState;
-    let mut decoder = crate::build_decoder(config)?;
+    let mut decoder = sipas_stream::assemble::decoder(config)?;
     let framework_list = bench_frameworks(&mut decoder, args.frameworks)?;
     let frameworks = decoder.validator.frameworks.clone();
     let settings = SimSettings {
@@ -442,7 +442,7 @@ fn fold_pass(
 }
 
 fn processing_only(config: &Config, events: u64) -> Result<()> {
-    let decoder = crate::build_decoder(config)?;
+    let decoder = sipas_stream::assemble::decoder(config)?;
     let p = processing(config, &decoder, events)?;
     println!(
         "sipas bench --processing-only: {} messages ({} surveys, {} hotline, {} dead letters), 30 days of event time, batch {} msgs, one thread",
@@ -557,7 +557,7 @@ fn scaled_decoder(
     Arc<sipas_stream::contract::Decoder>,
     Vec<sipas_stream::domain::Framework>,
 )> {
-    let mut decoder = crate::build_decoder(config)?;
+    let mut decoder = sipas_stream::assemble::decoder(config)?;
     let frameworks = bench_frameworks(&mut decoder, args.frameworks)?;
     Ok((Arc::new(decoder), frameworks))
 }
@@ -626,7 +626,7 @@ async fn produce(
 
 async fn end_offsets(config: &Config) -> Result<std::collections::HashMap<(String, i32), i64>> {
     let probe = config.clone();
-    tokio::task::spawn_blocking(move || crate::end_offsets(&probe)).await?
+    Ok(sipas_stream::assemble::end_offsets(&probe).await?)
 }
 
 /// A rebuild's figures: until the facts cover `ends`, then until the processor stopped
@@ -1211,7 +1211,7 @@ pub async fn run(base: &Config, args: BenchArgs) -> Result<()> {
         return queries(base, &args, events).await;
     }
     let config = bench_config(base);
-    let decoder = Arc::new(crate::build_decoder(&config)?);
+    let decoder = Arc::new(sipas_stream::assemble::decoder(&config)?);
 
     // 1. Pre-fill the topics with the log (generated as it is produced, not held).
     migrations::migrate(&config.clickhouse).await?;
