@@ -98,7 +98,7 @@ pub(super) async fn index_until_caught_up(
         pipeline_service::live(config, Arc::clone(decoder), metrics.clone(), stop)?;
     let processor = processor.context("the index is disabled in this configuration")?;
     let total: i64 = ends.values().sum();
-    let bar = events_bar(label, total.max(0) as u64);
+    let bar = crate::cli::progress::events(label, total.max(0) as u64);
     let started = Instant::now();
     let ingest = tokio::spawn(pipeline.run());
     let task = tokio::spawn(processor.run());
@@ -164,18 +164,6 @@ pub(super) fn year_simulator(
     .with_frameworks(frameworks)
 }
 
-/// A progress bar over `total` events, labelled.
-pub(super) fn events_bar(label: &str, total: u64) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(total);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "{label} {{bar:30}} {{pos}}/{{len}} events {{per_sec}}"
-        ))
-        .expect("valid template"),
-    );
-    bar
-}
-
 /// Produces `count` events of `sim` into the bench topics as fast as the broker takes
 /// them; the bar advances from `start`.
 pub(super) async fn produce(
@@ -199,13 +187,6 @@ pub(super) async fn produce(
     )
     .await?;
     Ok(())
-}
-
-pub(super) async fn end_offsets(
-    config: &Config,
-) -> Result<std::collections::HashMap<(String, i32), i64>> {
-    let probe = config.clone();
-    Ok(sipas_stream::assemble::end_offsets(&probe).await?)
 }
 
 /// A rebuild's figures: until the facts cover `ends`, then until the processor stopped
@@ -234,7 +215,7 @@ pub(super) async fn rebuild_to(
         stop,
         ends.clone(),
     )?;
-    let bar = events_bar("rebuild", total.max(0) as u64);
+    let bar = crate::cli::progress::events("rebuild", total.max(0) as u64);
     let (cpu, started) = (cpu_seconds(), Instant::now());
     let reader = tokio::spawn(reader.run());
     let task = tokio::spawn(processor.run());

@@ -5,6 +5,7 @@ use rdkafka::Message;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use sipas_stream::assemble::end_offsets;
 use sipas_stream::config::Config;
 use sipas_stream::kafka::{admin, producer};
 use sipas_stream::metrics::Metrics;
@@ -13,7 +14,7 @@ use sipas_stream::shutdown;
 use sipas_stream::simulate::sink as sim_sink;
 use sipas_stream::sink::migrations;
 
-use super::fixtures::{bench_config, drop_bench_database, end_offsets, simulator};
+use super::fixtures::{bench_config, drop_bench_database, simulator};
 use super::measure::{cpu_seconds, index_rows, indexed_up_to, peak_rss_mib, reset_peak_rss};
 use super::processing::processing;
 use super::BenchArgs;

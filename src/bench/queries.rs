@@ -1,13 +1,13 @@
 //! `sipas bench --queries N`: read latency over a year of day counts.
 use anyhow::{Context, Result};
 
+use sipas_stream::assemble::end_offsets;
 use sipas_stream::config::Config;
 use sipas_stream::kafka::{admin, producer};
 use sipas_stream::sink::{self, migrations};
 
 use super::fixtures::{
-    bench_config, drop_bench_database, end_offsets, events_bar, produce, rebuild_to,
-    scaled_decoder, year_simulator,
+    bench_config, drop_bench_database, produce, rebuild_to, scaled_decoder, year_simulator,
 };
 use super::measure::{latencies, print_table_rows, quantile};
 use super::BenchArgs;
@@ -23,7 +23,7 @@ pub(super) async fn queries(base: &Config, args: &BenchArgs, events: u64) -> Res
     admin::ensure_topics(k, &[&k.surveys_topic, &k.hotline_topic, &k.dlq_topic]).await?;
     let mut sim = year_simulator(args, framework_list, 11, events);
     let producer = producer::idempotent_producer(k)?;
-    let bar = events_bar("produce", events);
+    let bar = crate::cli::progress::events("produce", events);
     produce(&config, &mut sim, &producer, events, &bar, 0).await?;
     bar.finish_and_clear();
     let ends = end_offsets(&config).await?;

@@ -2,13 +2,14 @@
 //! over the same log and the read queries.
 use anyhow::Result;
 
+use sipas_stream::assemble::end_offsets;
 use sipas_stream::config::Config;
 use sipas_stream::kafka::{admin, producer};
 use sipas_stream::sink::migrations;
 
 use super::fixtures::{
-    bench_config, drop_bench_database, end_offsets, events_bar, index_until_caught_up, produce,
-    rebuild_to, scaled_decoder, year_simulator,
+    bench_config, drop_bench_database, index_until_caught_up, produce, rebuild_to, scaled_decoder,
+    year_simulator,
 };
 use super::measure::{checkpoint_bytes, peak_rss_mib, print_table_rows, reset_peak_rss};
 use super::queries::query_figures;
@@ -27,7 +28,7 @@ pub(super) async fn restart(base: &Config, args: &BenchArgs, events: u64) -> Res
     admin::ensure_topics(k, &[&k.surveys_topic, &k.hotline_topic, &k.dlq_topic]).await?;
     let mut sim = year_simulator(args, framework_list, 9, events);
     let producer = producer::idempotent_producer(k)?;
-    let bar = events_bar("produce", events + args.tail);
+    let bar = crate::cli::progress::events("produce", events + args.tail);
     produce(&config, &mut sim, &producer, events, &bar, 0).await?;
     let history_ends = end_offsets(&config).await?;
     let history = index_until_caught_up(&config, &decoder, &history_ends, "history").await?;
