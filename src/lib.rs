@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod publish;
 pub mod registry;
+pub mod retry;
 pub mod serve;
 pub mod shutdown;
 pub mod simulate;

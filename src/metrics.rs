@@ -306,10 +306,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let newest = self.newest_event_time.load(Ordering::Relaxed);
         if newest > 0 {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
+            let now = crate::domain::time::unix_now();
             self.freshness_seconds.set(now - newest);
         }
         let mut out = Vec::new();

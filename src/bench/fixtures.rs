@@ -22,7 +22,7 @@ pub(super) fn simulator(config: &Config, events: u64) -> Result<Simulator> {
         .get("BNV-2640-2017")
         .context("framework BNV-2640-2017 missing")?
         .clone();
-    let now = sipas_stream::pipeline::ingest::unix_now();
+    let now = sipas_stream::domain::time::unix_now();
     let settings = SimSettings {
         seed: 7,
         start_unix: now - 30 * 86_400,
@@ -60,7 +60,7 @@ pub(super) fn bench_frameworks(
 
 /// A copy of the configuration on fresh topics, groups and database.
 pub(super) fn bench_config(base: &Config) -> Config {
-    let stamp = sipas_stream::pipeline::ingest::unix_now();
+    let stamp = sipas_stream::domain::time::unix_now();
     let mut config = base.clone();
     config.kafka.surveys_topic = format!("sipas.bench.{stamp}.surveys");
     config.kafka.hotline_topic = format!("sipas.bench.{stamp}.hotline");
@@ -147,7 +147,7 @@ pub(super) fn year_simulator(
     seed: u64,
     events: u64,
 ) -> Simulator {
-    let now = sipas_stream::pipeline::ingest::unix_now();
+    let now = sipas_stream::domain::time::unix_now();
     let year = 365.0 * 86_400.0;
     let settings = SimSettings {
         seed,

@@ -42,7 +42,7 @@ pub(super) async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Res
     let task = tokio::spawn(processor.run());
     let settings = SimSettings {
         seed: 10,
-        start_unix: sipas_stream::pipeline::ingest::unix_now(),
+        start_unix: sipas_stream::domain::time::unix_now(),
         step_seconds: 1.0 / rate,
         late_share: 0.0,
         agencies_per_province: args.agencies,

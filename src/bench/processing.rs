@@ -45,7 +45,7 @@ pub(super) fn processing(
     let topic: Arc<str> = "mem".into();
     // Received now, as if consumed live: the event-time guard runs as in `sipas run` (the
     // simulated log ends at the simulator's start, before this).
-    let received_ms = sipas_stream::pipeline::ingest::unix_now() * 1000;
+    let received_ms = sipas_stream::domain::time::unix_now() * 1000;
     let messages: Vec<InputMessage> = (0..events)
         .map(|i| {
             let e = sim.next_event();
@@ -61,7 +61,7 @@ pub(super) fn processing(
             }
         })
         .collect();
-    let stamp = sipas_stream::pipeline::ingest::unix_now();
+    let stamp = sipas_stream::domain::time::unix_now();
     let batch = config.pipeline.batch_max_messages;
 
     let (started, cpu) = (Instant::now(), cpu_seconds());

@@ -20,8 +20,8 @@ use tracing::Instrument;
 
 use crate::config::GatewayConfig;
 use crate::contract::decode::{Decoder, EventKind};
+use crate::domain::time::unix_now;
 use crate::metrics::Metrics;
-use crate::pipeline::ingest::unix_now;
 use crate::publish::{check, Checked, Publisher};
 use limit::RateLimiter;
 use records::{ErrorBody, IngestResponse, RecordResult};

@@ -53,10 +53,7 @@ impl TestEnv {
         let unique = format!(
             "{}_{}",
             std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis()
+            sipas_stream::domain::time::unix_now_millis()
         );
         let mut config = Config::load_with_env(None, Vec::new()).unwrap();
         config.kafka.brokers = required_env("SIPAS__KAFKA__BROKERS");
