@@ -138,6 +138,7 @@ fn ranks(values: &BTreeMap<String, (u64, Option<f64>)>) -> BTreeMap<String, u32>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
 async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
     let env = TestEnv::new("serve").await;
     // The same agency id in two provinces: two agencies (all 5s in Hà Nội, all 2s in TP.HCM).

@@ -1,6 +1,8 @@
 //! Shared harness for the integration tests. They run against the real broker and the real
 //! ClickHouse started by `scripts/test.sh` (addresses come from SIPAS__KAFKA__BROKERS and
 //! SIPAS__CLICKHOUSE__URL). Every test gets its own topics, consumer group and database.
+//! Each such test is `#[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]`:
+//! a plain `cargo test` lists it as ignored, `scripts/test.sh` runs it (`--include-ignored`).
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
