@@ -1,6 +1,7 @@
 //! sipas-stream: an event-sourced pipeline for SIPAS satisfaction surveys and 1022 hotline
 //! events. Pure logic lives in `domain` and `contract`; I/O in `kafka`, `sink`, `registry`
-//! and `metrics`; `pipeline` wires them together.
+//! and `metrics`; `pipeline` wires them together; `assemble` builds the running parts
+//! from configuration for the `sipas` binary (and tests).
 pub mod assemble;
 pub mod config;
 pub mod contract;

@@ -7,6 +7,7 @@ use sipas_stream::config::Config;
 
 mod bench;
 mod cli;
+mod progress;
 
 #[tokio::main]
 async fn main() -> Result<()> {

@@ -98,7 +98,7 @@ pub(super) async fn index_until_caught_up(
         pipeline_service::live(config, Arc::clone(decoder), metrics.clone(), stop)?;
     let processor = processor.context("the index is disabled in this configuration")?;
     let total: i64 = ends.values().sum();
-    let bar = crate::cli::progress::events(label, total.max(0) as u64);
+    let bar = crate::progress::events(label, total.max(0) as u64);
     let started = Instant::now();
     let ingest = tokio::spawn(pipeline.run());
     let task = tokio::spawn(processor.run());
@@ -215,7 +215,7 @@ pub(super) async fn rebuild_to(
         stop,
         ends.clone(),
     )?;
-    let bar = crate::cli::progress::events("rebuild", total.max(0) as u64);
+    let bar = crate::progress::events("rebuild", total.max(0) as u64);
     let (cpu, started) = (cpu_seconds(), Instant::now());
     let reader = tokio::spawn(reader.run());
     let task = tokio::spawn(processor.run());

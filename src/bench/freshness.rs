@@ -72,7 +72,7 @@ pub(super) async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Res
     let (cpu, rows_before) = (cpu_seconds(), index_rows(&metrics));
     let stages_before = stage_times(&metrics);
     let measured = (rate * args.seconds as f64) as u64;
-    let bar = crate::cli::progress::events("", measured);
+    let bar = crate::progress::events("", measured);
     let produced_at = Instant::now();
     let (achieved, checkpointed) = checkpoint_bytes_during(&config, async {
         sim_sink::to_kafka(

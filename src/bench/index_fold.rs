@@ -39,7 +39,7 @@ pub(super) fn index_fold(config: &Config, args: &BenchArgs, events: u64) -> Resu
     let rss_before = current_rss_mib();
     let (mut rows, mut fold_cpu, mut decode_cpu, started) = (0usize, 0.0, 0.0, Instant::now());
     let (mut checkpoint_bytes, mut checkpoints) = (0usize, 0usize);
-    let bar = crate::cli::progress::events("", events);
+    let bar = crate::progress::events("", events);
     let mut offset = 0i64;
     while (offset as u64) < events {
         let chunk = (events - offset as u64).min(20_000);

@@ -23,7 +23,7 @@ pub(super) async fn queries(base: &Config, args: &BenchArgs, events: u64) -> Res
     admin::ensure_topics(k, &[&k.surveys_topic, &k.hotline_topic, &k.dlq_topic]).await?;
     let mut sim = year_simulator(args, framework_list, 11, events);
     let producer = producer::idempotent_producer(k)?;
-    let bar = crate::cli::progress::events("produce", events);
+    let bar = crate::progress::events("produce", events);
     produce(&config, &mut sim, &producer, events, &bar, 0).await?;
     bar.finish_and_clear();
     let ends = end_offsets(&config).await?;

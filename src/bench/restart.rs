@@ -28,7 +28,7 @@ pub(super) async fn restart(base: &Config, args: &BenchArgs, events: u64) -> Res
     admin::ensure_topics(k, &[&k.surveys_topic, &k.hotline_topic, &k.dlq_topic]).await?;
     let mut sim = year_simulator(args, framework_list, 9, events);
     let producer = producer::idempotent_producer(k)?;
-    let bar = crate::cli::progress::events("produce", events + args.tail);
+    let bar = crate::progress::events("produce", events + args.tail);
     produce(&config, &mut sim, &producer, events, &bar, 0).await?;
     let history_ends = end_offsets(&config).await?;
     let history = index_until_caught_up(&config, &decoder, &history_ends, "history").await?;

@@ -61,7 +61,7 @@ pub async fn run(config: &Config, args: ImportArgs) -> Result<()> {
         true => None,
         false => Some(Publisher::new(&config.kafka).context("creating the Kafka producer")?),
     };
-    let bar = super::progress::bytes(size);
+    let bar = crate::progress::bytes(size);
     let report = import::run(
         &decoder,
         publisher.as_ref(),

@@ -10,7 +10,6 @@ pub mod gateway;
 pub mod gateway_token;
 pub mod import;
 pub mod migrate;
-pub mod progress;
 pub mod rebuild;
 pub mod run;
 pub mod serve;

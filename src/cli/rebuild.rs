@@ -20,7 +20,7 @@ pub async fn run(config: &Config) -> Result<()> {
     let finished = shutdown::on_signals_keep(trigger);
     let (reader, mut processor) =
         sipas_stream::pipeline::service::rebuild(config, decoder, Metrics::new(), stop, ends)?;
-    let bar = super::progress::events("", total.max(0) as u64);
+    let bar = crate::progress::events("", total.max(0) as u64);
     processor.progress = Some(bar.clone());
     let started = std::time::Instant::now();
     let reader = tokio::spawn(reader.run());

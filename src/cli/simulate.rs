@@ -91,7 +91,7 @@ pub async fn run(config: &Config, args: SimulateArgs) -> Result<()> {
         ..Default::default()
     };
     let mut simulator = Simulator::new(settings, &ProvinceRegistry::builtin(), framework);
-    let bar = super::progress::events("", args.count);
+    let bar = crate::progress::events("", args.count);
     let tally = match &args.to_dir {
         Some(dir) => sim_sink::to_files(&mut simulator, dir, args.count, |t| {
             bar.set_position(t.total())

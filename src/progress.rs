@@ -1,4 +1,4 @@
-//! The one progress-bar style of every command (on standard error; standard output keeps
+//! The one progress-bar style of every command and benchmark (on standard error; standard output keeps
 //! only the results scripts read).
 use indicatif::{ProgressBar, ProgressStyle};
 
