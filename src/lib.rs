@@ -1,6 +1,8 @@
 //! sipas-stream: an event-sourced pipeline for SIPAS satisfaction surveys and 1022 hotline
 //! events. Pure logic lives in `domain` and `contract`; I/O in `kafka`, `sink`, `registry`
-//! and `metrics`; `pipeline` wires them together.
+//! and `metrics`; `pipeline` wires them together; `assemble` builds the running parts
+//! from configuration for the `sipas` binary (and tests).
+pub mod assemble;
 pub mod config;
 pub mod contract;
 pub mod domain;
@@ -13,6 +15,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod publish;
 pub mod registry;
+pub mod retry;
 pub mod serve;
 pub mod shutdown;
 pub mod simulate;

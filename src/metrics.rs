@@ -306,10 +306,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let newest = self.newest_event_time.load(Ordering::Relaxed);
         if newest > 0 {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
+            let now = crate::domain::time::unix_now();
             self.freshness_seconds.set(now - newest);
         }
         let mut out = Vec::new();
@@ -320,6 +317,34 @@ impl Metrics {
     }
 }
 
+/// The answer to `GET /metrics`: the Prometheus text format of `metrics`.
+pub fn response(metrics: &Metrics) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        metrics.render(),
+    )
+        .into_response()
+}
+
+/// `GET /metrics` and `GET /health` (always `ok`), for the processes that serve nothing
+/// else of their own there (`sipas run`, `sipas gateway`).
+pub fn routes(metrics: Metrics) -> axum::Router {
+    use axum::routing::get;
+    axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move { response(&metrics) }
+            }),
+        )
+        .route("/health", get(|| async { "ok" }))
+}
+
 /// Serves `GET /metrics` until `shutdown` resolves.
 pub async fn serve(
     metrics: Metrics,
@@ -327,22 +352,7 @@ pub async fn serve(
     limits: &crate::config::HttpConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::routing::get;
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            get(move || {
-                let metrics = metrics.clone();
-                async move {
-                    (
-                        [("content-type", "text/plain; version=0.0.4")],
-                        metrics.render(),
-                    )
-                }
-            }),
-        )
-        .route("/health", get(|| async { "ok" }));
-    crate::http::serve(listener, app, limits, shutdown).await
+    crate::http::serve(listener, routes(metrics), limits, shutdown).await
 }
 
 #[cfg(test)]

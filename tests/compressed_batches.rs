@@ -56,6 +56,7 @@ fn sql_list(ids: &[String]) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
 async fn every_codec_is_consumed() {
     let env = TestEnv::new("compressed").await;
     let mut sim = simulator();

@@ -37,6 +37,7 @@ fn ndjson(records: &[Value]) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
 async fn gateway_validates_authorises_limits_and_produces() {
     let env = TestEnv::new("gateway").await;
     let tokens = log_path(&format!("gateway-tokens-{}.toml", std::process::id()));

@@ -100,6 +100,7 @@ fn assert_refused(case: &Case, reply: &Reply) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
 async fn hostile_requests_are_refused_with_reasons_in_bounded_memory_and_produce_nothing() {
     let env = TestEnv::new("gateway_hostile").await;
     let tokens = tokens_file("gateway-hostile", &[("hcm", HCM_TOKEN, &["79"])]);

@@ -13,6 +13,7 @@ use support::*;
 const TOKEN: &str = "openapi-token-0b7e4c2d91a6";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
 async fn the_gateway_answers_as_its_openapi_document_says() {
     let env = TestEnv::new("gateway_openapi").await;
     let tokens = tokens_file("gateway-openapi", &[("everywhere", TOKEN, &["*"])]);

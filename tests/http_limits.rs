@@ -75,6 +75,7 @@ fn read_until_closed(stream: &mut TcpStream) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
 async fn stalled_heads_and_bodies_are_cut_and_connections_capped() {
     let env = TestEnv::new("http_limits").await;
 

@@ -136,6 +136,7 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
 async fn csv_and_ndjson_import_exactly_once() {
     let env = TestEnv::new("import").await;
     let dir = log_path(&format!("import-{}", std::process::id()));

@@ -52,6 +52,7 @@ async fn year_values(env: &TestEnv, as_of: &str) -> Vec<YearValue> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
 async fn an_import_of_older_records_gives_what_the_merged_log_gives() {
     // Live: ten days of November 2026. Old: 2025-12-20 .. 2026-01-14, across the new year.
     let live = events(41, "2026-11-01T00:00:00+07:00", 5_000, 170.0);

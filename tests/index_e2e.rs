@@ -128,6 +128,7 @@ fn close(a: f64, b: f64) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
 async fn daily_values_and_the_ranking_match_an_independent_computation() {
     let env = TestEnv::new("index").await;
     let producer = env.producer();

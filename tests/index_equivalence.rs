@@ -41,6 +41,7 @@ async fn assert_equivalent(what: &str, got: &TestEnv, want: &TestEnv) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
 async fn crash_and_rebuild_give_the_same_rows_as_an_uninterrupted_run() {
     let live = TestEnv::new("equiv").await;
     let frameworks = FrameworkCatalog::load_dir(&root().join("config/frameworks")).unwrap();
@@ -135,6 +136,7 @@ async fn crash_and_rebuild_give_the_same_rows_as_an_uninterrupted_run() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
 async fn two_instances_with_one_stopped_midway_equal_a_single_instance() {
     const EVENTS: u64 = 20_000;
     let single = TestEnv::new("scale").await;

@@ -41,6 +41,7 @@ struct Kpi {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
 async fn hotline_definitions_hold_whatever_the_arrival_order() {
     let env = TestEnv::new("hotline").await;
     let s = |v: &str| v.to_owned();

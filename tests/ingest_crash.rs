@@ -27,6 +27,7 @@ fn simulator(seed: u64) -> Simulator {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
 async fn sigkill_mid_stream_loses_nothing_and_counts_nothing_twice() {
     const EVENTS: u64 = 100_000;
     let env = TestEnv::new("crash").await;

@@ -56,6 +56,7 @@ fn hotline(event: &str, ticket: &str, kind: &str) -> RawHotline {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
 async fn mixed_set_lands_exactly_once_and_bad_input_is_explained() {
     let env = TestEnv::new("mixed").await;
     let producer = env.producer();

@@ -44,6 +44,7 @@ fn span<'a>(line: &'a Value, name: &str) -> &'a Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
 async fn json_lines_carry_the_span_fields_and_no_personal_data() {
     let env = TestEnv::new("log_json").await;
     let frameworks = FrameworkCatalog::load_dir(&root().join("config/frameworks")).unwrap();

@@ -111,6 +111,7 @@ async fn post(base: &str, path: &str, body: &[u8]) -> (u16, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
 async fn personal_data_outside_the_contract_fields_is_never_kept_or_answered_in_clear() {
     let env = TestEnv::new("pii").await;
     let (surveys_topic, hotline_topic) = (

@@ -66,6 +66,7 @@ fn same(a: Option<f64>, b: Option<f64>) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
 async fn dashboard_in_headless_chromium_shows_the_api_ranking() {
     let chromium = std::env::var("SIPAS_TEST_CHROMIUM")
         .expect("SIPAS_TEST_CHROMIUM: run ./scripts/test.sh, which installs chromium");

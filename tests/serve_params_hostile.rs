@@ -56,6 +56,7 @@ fn hostile_values() -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
 async fn hostile_query_parameters_are_400s_that_reach_no_query() {
     let env = TestEnv::new("serve_params_hostile").await;
     let serve = Serve::start(&env, 60_000).await;

@@ -12,10 +12,24 @@ pub const PROVINCE_MERGER_UNIX: i64 = 1_751_302_800;
 
 /// The wall clock, as Unix seconds (only at the edges: ingest time, checkpoint stamps).
 pub fn unix_now() -> i64 {
+    since_epoch().as_secs() as i64
+}
+
+/// The wall clock in Unix milliseconds (the unit of Kafka message timestamps).
+pub fn unix_now_millis() -> i64 {
+    since_epoch().as_millis() as i64
+}
+
+/// The wall clock in Unix microseconds (window rows' `version`: the later snapshot wins).
+pub fn unix_now_micros() -> u64 {
+    since_epoch().as_micros() as u64
+}
+
+/// Time since 1970; zero for a clock set before it.
+fn since_epoch() -> std::time::Duration {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+        .unwrap_or_default()
 }
 
 /// Parses an RFC 3339 timestamp that carries an explicit offset; returns Unix seconds.

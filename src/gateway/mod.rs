@@ -20,8 +20,8 @@ use tracing::Instrument;
 
 use crate::config::GatewayConfig;
 use crate::contract::decode::{Decoder, EventKind};
+use crate::domain::time::unix_now;
 use crate::metrics::Metrics;
-use crate::pipeline::ingest::unix_now;
 use crate::publish::{check, Checked, Publisher};
 use limit::RateLimiter;
 use records::{ErrorBody, IngestResponse, RecordResult};
@@ -109,15 +109,6 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 /// `sipas gateway` alone: the ingest routes, `/openapi.json`, `/health` and `/metrics`;
 /// unknown paths and methods answer the same JSON error shape as the ingest routes.
 pub fn standalone_router(gateway: Arc<Gateway>, metrics: Metrics) -> Router {
-    let metrics_route = get(move || {
-        let metrics = metrics.clone();
-        async move {
-            (
-                [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-                metrics.render(),
-            )
-        }
-    });
     router(gateway)
         .route(
             "/openapi.json",
@@ -128,8 +119,7 @@ pub fn standalone_router(gateway: Arc<Gateway>, metrics: Metrics) -> Router {
                 )
             }),
         )
-        .route("/metrics", metrics_route)
-        .route("/health", get(|| async { "ok" }))
+        .merge(crate::metrics::routes(metrics))
         .fallback(|| async {
             error(
                 StatusCode::NOT_FOUND,

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::contract::decode::{Decoder, EventKind};
 use crate::contract::{Reject, RejectReason};
-use crate::pipeline::ingest::unix_now;
+use crate::domain::time::unix_now;
 use crate::publish::{check, Checked, PublishError, Publisher};
 pub use source::{Format, Records, SourceError, SourceRecord};
 

@@ -530,9 +530,7 @@ impl IndexProcessor {
 
     /// Every message folded since the last flush is now visible in the latest tables.
     fn record_freshness(&mut self) {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now_ms = crate::domain::time::unix_now_millis();
         let samples: Vec<f64> = self
             .unflushed_timestamps
             .drain(..)

@@ -326,5 +326,3 @@ async fn watch(consumer: Arc<IngestConsumer>, topics: [String; 2]) {
         }
     }
 }
-
-pub use crate::domain::time::unix_now;

@@ -69,7 +69,7 @@ pub fn rebuild(
     let group = format!(
         "{}-rebuild-{}",
         config.index.group_id,
-        crate::pipeline::ingest::unix_now()
+        crate::domain::time::unix_now()
     );
     let consumer = consumer::rebuild_consumer(
         &config.kafka,

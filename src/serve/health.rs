@@ -119,9 +119,5 @@ async fn health(axum::extract::State(state): axum::extract::State<ServeState>) -
 }
 
 async fn metrics(axum::extract::State(state): axum::extract::State<ServeState>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
-        .into_response()
+    crate::metrics::response(&state.metrics)
 }

@@ -116,10 +116,7 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<Vec<u32>, ClickHouseEr
             .with_database(db)
             .insert::<MigrationRecord>("schema_migrations")
             .await?;
-        let applied_at = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as u32)
-            .unwrap_or(0);
+        let applied_at = crate::domain::time::unix_now() as u32;
         insert
             .write(&MigrationRecord {
                 version: migration.version,

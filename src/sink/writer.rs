@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use clickhouse::{Client, RowOwned, RowRead, RowWrite};
 
 use crate::metrics::Metrics;
+use crate::retry::Backoff;
 use crate::shutdown::Shutdown;
 use crate::sink::client::is_data_error;
 
@@ -16,10 +17,7 @@ pub struct InsertFailure {
     pub message: String,
 }
 
-/// Shutdown was requested while ClickHouse was failing; the batch was not (fully) written.
-#[derive(Debug, thiserror::Error)]
-#[error("shutdown requested while a ClickHouse write was being retried")]
-pub struct Abandoned;
+pub use crate::retry::Abandoned;
 
 pub struct RawEventWriter {
     client: Client,
@@ -71,7 +69,7 @@ impl RawEventWriter {
     where
         T: RowOwned + RowWrite,
     {
-        let mut delay = self.retry_initial;
+        let mut backoff = Backoff::new(self.retry_initial, self.retry_max, &self.shutdown);
         loop {
             let started = Instant::now();
             let result = self.insert_once(table, rows).await;
@@ -112,13 +110,8 @@ impl RawEventWriter {
                     }
                     self.metrics.insert_retries.inc();
                     self.metrics.paused.set(1);
-                    tracing::warn!(table, rows = rows.len(), %error, retry_in_ms = delay.as_millis() as u64, "ClickHouse insert failed; retrying");
-                    let mut shutdown = self.shutdown.clone();
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.wait() => return Err(Abandoned),
-                    }
-                    delay = (delay * 2).min(self.retry_max);
+                    tracing::warn!(table, rows = rows.len(), %error, retry_in_ms = backoff.delay().as_millis() as u64, "ClickHouse insert failed; retrying");
+                    backoff.wait().await?;
                 }
             }
         }
@@ -134,7 +127,7 @@ impl RawEventWriter {
     where
         T: RowOwned + RowRead,
     {
-        let mut delay = self.retry_initial;
+        let mut backoff = Backoff::new(self.retry_initial, self.retry_max, &self.shutdown);
         loop {
             let started = std::time::Instant::now();
             match build(&self.client).fetch_all::<T>().await {
@@ -150,13 +143,8 @@ impl RawEventWriter {
                         return Err(Abandoned);
                     }
                     self.metrics.insert_retries.inc();
-                    tracing::warn!(what, %error, retry_in_ms = delay.as_millis() as u64, "ClickHouse query failed; retrying");
-                    let mut shutdown = self.shutdown.clone();
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.wait() => return Err(Abandoned),
-                    }
-                    delay = (delay * 2).min(self.retry_max);
+                    tracing::warn!(what, %error, retry_in_ms = backoff.delay().as_millis() as u64, "ClickHouse query failed; retrying");
+                    backoff.wait().await?;
                 }
             }
         }

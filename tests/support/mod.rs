@@ -1,6 +1,8 @@
 //! Shared harness for the integration tests. They run against the real broker and the real
 //! ClickHouse started by `scripts/test.sh` (addresses come from SIPAS__KAFKA__BROKERS and
 //! SIPAS__CLICKHOUSE__URL). Every test gets its own topics, consumer group and database.
+//! Each such test is `#[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]`:
+//! a plain `cargo test` lists it as ignored, `scripts/test.sh` runs it (`--include-ignored`).
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -53,10 +55,7 @@ impl TestEnv {
         let unique = format!(
             "{}_{}",
             std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_millis()
+            sipas_stream::domain::time::unix_now_millis()
         );
         let mut config = Config::load_with_env(None, Vec::new()).unwrap();
         config.kafka.brokers = required_env("SIPAS__KAFKA__BROKERS");

@@ -148,10 +148,7 @@ pub async fn fill_with(
     use sipas_stream::simulate::{sink, SimSettings, Simulator};
     let frameworks = FrameworkCatalog::load_dir(&env.config.contract.frameworks_dir).unwrap();
     let framework = frameworks.get("BNV-2640-2017").unwrap().clone();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = sipas_stream::domain::time::unix_now();
     let settings = SimSettings {
         seed,
         start_unix: now - (days * 86_400.0) as i64,

@@ -152,9 +152,7 @@ impl Materialiser {
         hotline_writes: &Writes,
         everything: bool,
     ) -> Result<PassStats, Abandoned> {
-        let version = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_micros() as u64);
+        let version = crate::domain::time::unix_now_micros();
         let (mut survey, mut hotline) = (PassStats::default(), PassStats::default());
         // A rebuild recomputes every day with data, its own writes included.
         let none = Writes::default();

@@ -1,0 +1,153 @@
+//! `sipas bench --freshness RATE`: freshness at a steady produce rate.
+use anyhow::{Context, Result};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sipas_stream::config::Config;
+use sipas_stream::domain::ProvinceRegistry;
+use sipas_stream::kafka::{admin, producer};
+use sipas_stream::metrics::Metrics;
+use sipas_stream::pipeline::service as pipeline_service;
+use sipas_stream::shutdown;
+use sipas_stream::simulate::{sink as sim_sink, SimSettings, Simulator};
+use sipas_stream::sink::migrations;
+
+use super::fixtures::{bench_config, drop_bench_database, scaled_decoder};
+use super::measure::{
+    checkpoint_bytes_during, cpu_seconds, index_rows, peak_rss_mib, quantile, query_times,
+    reset_peak_rss, stage_times,
+};
+use super::queries::query_figures;
+use super::BenchArgs;
+
+/// Freshness at a steady rate: a live index processor follows fresh topics while events
+/// are produced at `rate` (34 provinces × `--agencies` × `--frameworks`); each event is
+/// timed from its produce timestamp until the latest values that include it are
+/// acknowledged by ClickHouse (the processor records it after the materialiser's pass).
+/// Meanwhile: the checkpoint bytes written, the fact and window rows written per event.
+pub(super) async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Result<()> {
+    let config = bench_config(base);
+    let (decoder, framework_list) = scaled_decoder(&config, args)?;
+    migrations::migrate(&config.clickhouse).await?;
+    let k = &config.kafka;
+    admin::ensure_topics(k, &[&k.surveys_topic, &k.hotline_topic, &k.dlq_topic]).await?;
+    let metrics = Metrics::new();
+    let (trigger, stop) = shutdown::channel();
+    let (pipeline, processor) =
+        pipeline_service::live(&config, Arc::clone(&decoder), metrics.clone(), stop)?;
+    let mut processor = processor.context("the index is disabled in this configuration")?;
+    let probe = Arc::new(std::sync::Mutex::new(Vec::new()));
+    processor.freshness_probe = Some(Arc::clone(&probe));
+    let ingest = tokio::spawn(pipeline.run());
+    let task = tokio::spawn(processor.run());
+    let settings = SimSettings {
+        seed: 10,
+        start_unix: sipas_stream::domain::time::unix_now(),
+        step_seconds: 1.0 / rate,
+        late_share: 0.0,
+        agencies_per_province: args.agencies,
+        ..Default::default()
+    };
+    let mut sim = Simulator::new(
+        settings,
+        &ProvinceRegistry::builtin(),
+        framework_list[0].clone(),
+    )
+    .with_frameworks(framework_list);
+    let producer = producer::idempotent_producer(k)?;
+    let warm_up = (rate * 10.0) as u64;
+    sim_sink::to_kafka(
+        &mut sim,
+        &producer,
+        &k.surveys_topic,
+        &k.hotline_topic,
+        warm_up,
+        rate,
+        |_| {},
+        || false,
+    )
+    .await?;
+    probe.lock().expect("probe lock").clear();
+    reset_peak_rss();
+    let (cpu, rows_before) = (cpu_seconds(), index_rows(&metrics));
+    let stages_before = stage_times(&metrics);
+    let measured = (rate * args.seconds as f64) as u64;
+    let bar = crate::progress::events("", measured);
+    let produced_at = Instant::now();
+    let (achieved, checkpointed) = checkpoint_bytes_during(&config, async {
+        sim_sink::to_kafka(
+            &mut sim,
+            &producer,
+            &k.surveys_topic,
+            &k.hotline_topic,
+            measured,
+            rate,
+            |t| bar.set_position(t.total()),
+            || false,
+        )
+        .await?;
+        let achieved = measured as f64 / produced_at.elapsed().as_secs_f64().max(1e-9);
+        bar.finish_and_clear();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        Ok(achieved)
+    })
+    .await?;
+    let span = produced_at.elapsed().as_secs_f64();
+    let cpu = cpu_seconds() - cpu;
+    let rss = peak_rss_mib();
+    let rows_after = index_rows(&metrics);
+    let stages_after = stage_times(&metrics);
+    let mut samples = std::mem::take(&mut *probe.lock().expect("probe lock"));
+    trigger.trigger();
+    ingest.await??;
+    task.await?;
+    samples.sort_by(f64::total_cmp);
+    let per_event = |after: u64, before: u64| (after - before) as f64 / measured.max(1) as f64;
+    println!("sipas bench --freshness: {measured} events at {rate:.0} events/s requested ({achieved:.0} achieved) after a 10 s warm-up, 34 provinces × {} agencies × {} frameworks; flush_interval {} ms, checkpoint_interval {} ms", args.agencies, args.frameworks, config.index.flush_interval_ms, config.index.checkpoint_interval_ms);
+    println!("| figure | value |");
+    println!("|---|---|");
+    println!("| samples | {} |", samples.len());
+    println!("| freshness p50 / p90 / p99 / max (produce -> latest stored) | {:.3} / {:.3} / {:.3} / {:.3} s |", quantile(&samples, 0.5), quantile(&samples, 0.9), quantile(&samples, 0.99), samples.last().copied().unwrap_or(f64::NAN));
+    println!(
+        "| fact rows written per event (day counts) | {:.3} |",
+        per_event(rows_after.0, rows_before.0)
+    );
+    println!(
+        "| window rows written per event (materialiser: daily + latest, provinces and categories) | {:.2} |",
+        per_event(rows_after.1, rows_before.1)
+    );
+    println!(
+        "| checkpoint bytes written (state rows + id chunks) per minute | {:.2} MiB ({:.2} MiB over {span:.0} s) |",
+        checkpointed as f64 / 1_048_576.0 / span.max(1e-9) * 60.0,
+        checkpointed as f64 / 1_048_576.0
+    );
+    println!(
+        "| CPU of this process (producer + pipeline + processor) | {:.2} s per million events |",
+        cpu / measured.max(1) as f64 * 1e6
+    );
+    println!("| peak RSS of this process over the measured span | {rss:.0} MiB |");
+    let stages: Vec<String> = stages_after
+        .iter()
+        .zip(&stages_before)
+        .map(|((stage, n, sum), (_, n0, sum0))| {
+            let n = n - n0;
+            format!(
+                "{stage} {:.1} ms × {n}",
+                (sum - sum0) / n.max(1) as f64 * 1e3
+            )
+        })
+        .collect();
+    println!(
+        "| index flush stages, mean time × count (facts, windows, checkpoint) | {} |",
+        stages.join(", ")
+    );
+    println!(
+        "| ClickHouse reads of the process, mean time × count (warm-up included) | {} |",
+        query_times(&metrics).join(", ")
+    );
+    query_figures(&config, &decoder).await?;
+    if !args.keep {
+        drop_bench_database(&config).await?;
+    }
+    Ok(())
+}

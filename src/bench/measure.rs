@@ -1,0 +1,227 @@
+//! What the scenarios measure: CPU time and memory of this process (getrusage,
+//! /proc/self/status), the process's own counters (rows written, flush stages, queries),
+//! checkpoint bytes in ClickHouse, latency quantiles; and the table rows they print.
+use anyhow::{Context, Result};
+use std::time::{Duration, Instant};
+
+use sipas_stream::config::Config;
+use sipas_stream::index::rows::tables;
+use sipas_stream::metrics::Metrics;
+use sipas_stream::sink::{self};
+
+pub(super) fn cpu_seconds() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a complete rusage struct into the pointer it is given.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// A memory figure of this process from /proc/self/status (`VmHWM`, `VmRSS`), in MiB.
+pub(super) fn status_mib(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| {
+                    l.strip_prefix(field)
+                        .is_some_and(|rest| rest.starts_with(':'))
+                })
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(0.0)
+}
+
+/// Resets VmHWM (Linux ≥ 4.0), so that a step's peak excludes earlier steps.
+pub(super) fn reset_peak_rss() {
+    if let Err(error) = std::fs::write("/proc/self/clear_refs", "5") {
+        tracing::warn!(%error, "cannot reset the peak RSS; later peaks include earlier steps");
+    }
+}
+
+pub(super) fn peak_rss_mib() -> f64 {
+    status_mib("VmHWM")
+}
+
+pub(super) fn current_rss_mib() -> f64 {
+    status_mib("VmRSS")
+}
+
+/// Messages whose index rows are written, summed over partitions, counting each partition
+/// at most up to its end offset.
+pub(super) fn indexed_up_to(
+    metrics: &Metrics,
+    ends: &std::collections::HashMap<(String, i32), i64>,
+) -> i64 {
+    ends.iter()
+        .map(|((topic, partition), end)| {
+            metrics
+                .index_position
+                .with_label_values(&[topic, &partition.to_string()])
+                .get()
+                .min(*end)
+        })
+        .sum()
+}
+
+/// Bytes of the latest checkpoint per partition and of every id chunk stored.
+pub(super) async fn checkpoint_bytes(config: &Config) -> Result<(u64, u64)> {
+    let client = sink::connect(&config.clickhouse);
+    let state: u64 = client
+        .query("SELECT toUInt64(sum(length(state))) FROM (SELECT topic, partition, argMax(state, next_offset) AS state FROM index_checkpoints GROUP BY topic, partition)")
+        .fetch_one()
+        .await?;
+    let ids: u64 = client
+        .query("SELECT toUInt64(sum(length(chunk))) FROM index_state_chunks")
+        .fetch_one()
+        .await?;
+    Ok((state, ids))
+}
+
+/// Rows of the index tables in the bench database (facts, and daily windows), as table rows.
+pub(super) async fn print_table_rows(config: &Config) -> Result<()> {
+    let client = sink::connect(&config.clickhouse);
+    for table in [
+        tables::SATISFACTION_DAY_COUNTS,
+        tables::HOTLINE_DAY_COUNTS,
+        tables::SATISFACTION_DAILY,
+        tables::HOTLINE_KPI_DAILY,
+    ] {
+        let rows: u64 = client
+            .query(&format!("SELECT count() FROM {table} FINAL"))
+            .fetch_one()
+            .await?;
+        println!("| rows in {table} | {rows} |");
+    }
+    Ok(())
+}
+
+/// Latencies in ms, sorted, of `count` sequential runs of `query`, and its last answer.
+pub(super) async fn latencies<T, F, Fut>(count: usize, mut query: F) -> Result<(Vec<f64>, T)>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut ms = Vec::with_capacity(count);
+    let mut last = None;
+    for _ in 0..count {
+        let started = Instant::now();
+        last = Some(query().await?);
+        ms.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    ms.sort_by(f64::total_cmp);
+    Ok((ms, last.context("no query ran")?))
+}
+
+pub(super) fn quantile(sorted: &[f64], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Every index table's inserted rows and the window rows the materialiser wrote, from the
+/// process's counters: (fact rows, window rows).
+pub(super) fn index_rows(metrics: &Metrics) -> (u64, u64) {
+    let inserted = |t: &str| metrics.inserted_rows.with_label_values(&[t]).get();
+    let windows = ["satisfaction", "hotline"]
+        .iter()
+        .map(|k| metrics.index_window_rows.with_label_values(&[k]).get())
+        .sum();
+    (
+        inserted(tables::SATISFACTION_DAY_COUNTS) + inserted(tables::HOTLINE_DAY_COUNTS),
+        windows,
+    )
+}
+
+/// Each index flush stage's (observations, total seconds) so far.
+pub(super) fn stage_times(metrics: &Metrics) -> Vec<(&'static str, u64, f64)> {
+    ["facts", "windows", "checkpoint"]
+        .into_iter()
+        .map(|stage| {
+            let h = metrics.index_stage_seconds.with_label_values(&[stage]);
+            (stage, h.get_sample_count(), h.get_sample_sum())
+        })
+        .collect()
+}
+
+/// Each of the process's own ClickHouse queries: "label mean ms × count".
+pub(super) fn query_times(metrics: &Metrics) -> Vec<String> {
+    metrics
+        .registry
+        .gather()
+        .iter()
+        .filter(|family| family.name().ends_with("query_duration_seconds"))
+        .flat_map(|family| family.get_metric().to_vec())
+        .map(|m| {
+            let label = m
+                .get_label()
+                .first()
+                .map(|l| l.value().to_owned())
+                .unwrap_or_default();
+            let h = m.get_histogram();
+            let n = h.get_sample_count();
+            format!(
+                "{label} {:.1} ms × {n}",
+                h.get_sample_sum() / n.max(1) as f64 * 1e3
+            )
+        })
+        .collect()
+}
+
+/// Checkpoint bytes written while `until` runs: the state of every checkpoint row that
+/// appears meanwhile (polled each second; one is written every `checkpoint_interval_ms`)
+/// plus the id chunks appended meanwhile.
+pub(super) async fn checkpoint_bytes_during<T>(
+    config: &Config,
+    until: impl std::future::Future<Output = Result<T>>,
+) -> Result<(T, u64)> {
+    #[derive(clickhouse::Row, serde::Deserialize)]
+    struct Written {
+        topic: String,
+        partition: u32,
+        next_offset: i64,
+        bytes: u64,
+    }
+    let client = sink::connect(&config.clickhouse);
+    let poll = || async {
+        let rows: Vec<Written> = client
+            .query("SELECT topic, partition, next_offset, toUInt64(length(state)) FROM index_checkpoints")
+            .fetch_all()
+            .await?;
+        let ids: u64 = client
+            .query("SELECT toUInt64(sum(length(chunk))) FROM index_state_chunks")
+            .fetch_one()
+            .await?;
+        anyhow::Ok((rows, ids))
+    };
+    let (before, ids_before) = poll().await?;
+    let mut seen: std::collections::HashMap<(String, u32, i64), u64> = before
+        .into_iter()
+        .map(|w| ((w.topic, w.partition, w.next_offset), 0))
+        .collect();
+    tokio::pin!(until);
+    let output = loop {
+        tokio::select! {
+            output = &mut until => break output?,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {
+                for w in poll().await?.0 {
+                    seen.entry((w.topic, w.partition, w.next_offset)).or_insert(w.bytes);
+                }
+            }
+        }
+    };
+    let (last, ids_after) = poll().await?;
+    for w in last {
+        seen.entry((w.topic, w.partition, w.next_offset))
+            .or_insert(w.bytes);
+    }
+    Ok((
+        output,
+        seen.values().sum::<u64>() + ids_after.saturating_sub(ids_before),
+    ))
+}
