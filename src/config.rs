@@ -403,6 +403,10 @@ pub struct PipelineConfig {
     /// grace period after a rebalance before an instance holding no partitions is warned
     /// about. At least 10000 (twice the statistics interval). Default 60000 ms.
     pub stall_after_ms: u64,
+    /// librdkafka's `max.poll.interval.ms` for the ingest consumer: a consumer loop held
+    /// longer than this (a long ClickHouse or DLQ outage) leaves its group, and rejoins at
+    /// its next poll. At least `session.timeout.ms`. Default 600000 ms.
+    pub max_poll_interval_ms: u64,
 }
 
 impl Default for PipelineConfig {
@@ -415,6 +419,7 @@ impl Default for PipelineConfig {
             retry_max_ms: 10_000,
             commit_interval_ms: 1_000,
             stall_after_ms: 60_000,
+            max_poll_interval_ms: 600_000,
         }
     }
 }

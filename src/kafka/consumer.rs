@@ -474,7 +474,10 @@ pub fn ingest_consumer(
         .set("queued.max.messages.kbytes", "32768")
         // Headroom for a ClickHouse outage before the group considers us dead; if exceeded,
         // the partitions are re-consumed from the last commit and duplicates collapse.
-        .set("max.poll.interval.ms", "600000")
+        .set(
+            "max.poll.interval.ms",
+            pipeline.max_poll_interval_ms.to_string(),
+        )
         // Index values are written within a flush interval of their events being read; a
         // fetch must not wait on the broker for half a second first (librdkafka's default).
         .set("fetch.wait.max.ms", "100")
