@@ -134,7 +134,6 @@ async fn clickhouse_outage_longer_than_max_poll_interval_rejoins_and_loses_nothi
             MAX_POLL_INTERVAL_MS.to_string(),
         )],
     );
-    let log = log_path(&format!("{}-{}.log", env.name, pipeline.metrics_port));
     feed.produce(&env, EVENTS / 3);
     wait_for("first rows", || async {
         env.try_count("SELECT count() AS n FROM survey_submissions")
@@ -167,11 +166,11 @@ async fn clickhouse_outage_longer_than_max_poll_interval_rejoins_and_loses_nothi
         || async { feed.raw_complete(&env).await && pipeline.index_position().await == total },
     )
     .await;
-    let text = std::fs::read_to_string(&log).unwrap();
+    let text = pipeline.log_text();
     assert!(
         text.contains("partitions revoked") && text.matches("partitions assigned").count() >= 2,
         "the consumer left its group and rejoined (see {})",
-        log.display()
+        pipeline.log.display()
     );
     assert!(pipeline.terminate().success());
     feed.assert_stored_exactly(&env).await;

@@ -365,6 +365,8 @@ pub fn free_port() -> u16 {
 pub struct Pipeline {
     pub child: Child,
     pub metrics_port: u16,
+    /// Its standard error (the log).
+    pub log: PathBuf,
 }
 
 impl Pipeline {
@@ -385,8 +387,8 @@ impl Pipeline {
         extra_env: &[(String, String)],
     ) -> Self {
         let metrics_port = free_port();
-        let log =
-            std::fs::File::create(log_path(&format!("{}-{}.log", env.name, metrics_port))).unwrap();
+        let log_file = log_path(&format!("{}-{}.log", env.name, metrics_port));
+        let log = std::fs::File::create(&log_file).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_sipas"))
             .args(args)
             .current_dir(root())
@@ -407,7 +409,13 @@ impl Pipeline {
         Self {
             child,
             metrics_port,
+            log: log_file,
         }
+    }
+
+    /// What it logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     pub fn kill9(&mut self) {
