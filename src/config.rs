@@ -723,6 +723,19 @@ mod tests {
         }
     }
 
+    /// The fault tests shorten it to exceed it within a test.
+    #[test]
+    fn max_poll_interval_defaults_to_ten_minutes_and_is_overridden_from_the_environment() {
+        let default = Config::load_with_env(None, Vec::new()).unwrap();
+        assert_eq!(default.pipeline.max_poll_interval_ms, 600_000);
+        let config = Config::load_with_env(
+            None,
+            env(&[("SIPAS__PIPELINE__MAX_POLL_INTERVAL_MS", "10000")]),
+        )
+        .unwrap();
+        assert_eq!(config.pipeline.max_poll_interval_ms, 10_000);
+    }
+
     #[test]
     fn environment_overrides_file_and_types_values() {
         let dir = std::env::temp_dir().join(format!("sipas-config-test-{}", std::process::id()));
