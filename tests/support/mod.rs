@@ -55,6 +55,11 @@ impl TestEnv {
         Self::create(name, &required_env("SIPAS__CLICKHOUSE__URL"), brokers, 4).await
     }
 
+    /// On a private ClickHouse and a private broker.
+    pub async fn with_services(name: &str, clickhouse_url: &str, brokers: &str) -> Self {
+        Self::create(name, clickhouse_url, brokers, 4).await
+    }
+
     /// Like `new`, with `partitions` per input topic.
     pub async fn with_partitions(name: &str, partitions: i32) -> Self {
         Self::create(
