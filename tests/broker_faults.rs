@@ -72,7 +72,10 @@ async fn broker_restart_mid_stream_loses_and_doubles_nothing() {
 
     let rebuilt = env.sibling("rebuild").await;
     let mut rebuild = Pipeline::start_command(&rebuilt, &["rebuild"]);
-    assert!(rebuild.child.wait().expect("rebuild exits").success());
+    assert!(
+        rebuild.wait_exit(PATIENCE).success(),
+        "sipas rebuild succeeded"
+    );
     support::index::assert_equivalent("after a broker restart", &env, &rebuilt).await;
 }
 

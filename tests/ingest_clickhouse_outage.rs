@@ -177,6 +177,9 @@ async fn clickhouse_outage_longer_than_max_poll_interval_rejoins_and_loses_nothi
 
     let rebuilt = env.sibling("rebuild").await;
     let mut rebuild = Pipeline::start_command(&rebuilt, &["rebuild"]);
-    assert!(rebuild.child.wait().expect("rebuild exits").success());
+    assert!(
+        rebuild.wait_exit(PATIENCE).success(),
+        "sipas rebuild succeeded"
+    );
     support::index::assert_equivalent("after the long outage", &env, &rebuilt).await;
 }

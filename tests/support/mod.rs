@@ -429,6 +429,23 @@ impl Pipeline {
         self.child.wait().expect("reaped");
     }
 
+    /// Waits for it to exit by itself (a `sipas rebuild`), at most `patience`.
+    pub fn wait_exit(&mut self, patience: Duration) -> std::process::ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                started.elapsed() < patience,
+                "sipas did not exit within {} s (see {})",
+                patience.as_secs(),
+                self.log.display()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// SIGTERM and wait for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id() as i32;
@@ -478,14 +495,27 @@ pub fn log_path(name: &str) -> PathBuf {
 }
 
 /// Polls `probe` until it returns true; panics with `what` after `PATIENCE`.
-pub async fn wait_for<F, Fut>(what: &str, mut probe: F)
+pub async fn wait_for<F, Fut>(what: &str, probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    wait_for_within(what, PATIENCE, probe).await
+}
+
+/// Like `wait_for`, with its own bound (a soak's catch-up).
+pub async fn wait_for_within<F, Fut>(what: &str, patience: Duration, mut probe: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let started = Instant::now();
     while !probe().await {
-        assert!(started.elapsed() < PATIENCE, "gave up waiting for: {what}");
+        assert!(
+            started.elapsed() < patience,
+            "gave up waiting for: {what} (after {} s)",
+            patience.as_secs()
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
