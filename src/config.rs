@@ -452,6 +452,10 @@ pub struct PipelineConfig {
     /// grace period after a rebalance before an instance holding no partitions is warned
     /// about. At least 10000 (twice the statistics interval). Default 60000 ms.
     pub stall_after_ms: u64,
+    /// librdkafka's `max.poll.interval.ms` for the ingest consumer: a consumer loop held
+    /// longer than this (a long ClickHouse or DLQ outage) leaves its group, and rejoins at
+    /// its next poll. At least `session.timeout.ms`. Default 600000 ms.
+    pub max_poll_interval_ms: u64,
 }
 
 impl Default for PipelineConfig {
@@ -464,6 +468,7 @@ impl Default for PipelineConfig {
             retry_max_ms: 10_000,
             commit_interval_ms: 1_000,
             stall_after_ms: 60_000,
+            max_poll_interval_ms: 600_000,
         }
     }
 }
@@ -776,6 +781,19 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    /// The fault tests shorten it to exceed it within a test.
+    #[test]
+    fn max_poll_interval_defaults_to_ten_minutes_and_is_overridden_from_the_environment() {
+        let default = Config::load_with_env(None, Vec::new()).unwrap();
+        assert_eq!(default.pipeline.max_poll_interval_ms, 600_000);
+        let config = Config::load_with_env(
+            None,
+            env(&[("SIPAS__PIPELINE__MAX_POLL_INTERVAL_MS", "10000")]),
+        )
+        .unwrap();
+        assert_eq!(config.pipeline.max_poll_interval_ms, 10_000);
     }
 
     #[test]

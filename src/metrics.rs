@@ -29,6 +29,14 @@ pub struct Metrics {
     /// Seconds a held partition has not advanced while its log had messages ahead.
     pub partition_idle_seconds: IntGaugeVec,
     pub freshness_seconds: IntGauge,
+    /// 1 while the ingest consumer reaches a broker, 0 while none answers.
+    pub kafka_broker_up: IntGauge,
+    /// Errors of the Kafka clients, per client (`consumer`, `dlq`) and librdkafka error name.
+    pub kafka_errors: IntCounterVec,
+    /// 1 while a client's requests keep failing (its records are retried), per client.
+    pub kafka_client_failing: IntGaugeVec,
+    /// Kafka clients replaced by a new one after a fatal error or repeated failures.
+    pub kafka_client_recreations: IntCounterVec,
     pub late_events: IntCounter,
     pub index_position: IntGaugeVec,
     pub index_duplicates: IntCounter,
@@ -261,6 +269,32 @@ impl Metrics {
             "ClickHouse queries issued by the read API (one per cache miss), per endpoint.",
             &["endpoint"],
         );
+        let kafka_broker_up = IntGauge::new(
+            "kafka_broker_up",
+            "1 while the ingest consumer reaches a Kafka broker; 0 while none answers (at start-up until the first answer, or after every broker went away).",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(kafka_broker_up.clone()))
+            .expect("unique metric");
+        let kafka_errors = counter_vec(
+            &registry,
+            "kafka_errors_total",
+            "Errors reported by the Kafka clients, per client (consumer, dlq) and librdkafka error name.",
+            &["client", "error"],
+        );
+        let kafka_client_failing = gauge_vec(
+            &registry,
+            "kafka_client_failing",
+            "1 while a Kafka client's requests keep failing and its records are retried; 0 once they succeed again.",
+            &["client"],
+        );
+        let kafka_client_recreations = counter_vec(
+            &registry,
+            "kafka_client_recreations_total",
+            "Kafka clients replaced by a new one after a fatal error or repeated failed deliveries.",
+            &["client"],
+        );
         let serve_responses = counter_vec(
             &registry,
             "serve_responses_total",
@@ -294,6 +328,10 @@ impl Metrics {
             partition_stalled,
             partition_idle_seconds,
             freshness_seconds,
+            kafka_broker_up,
+            kafka_errors,
+            kafka_client_failing,
+            kafka_client_recreations,
             newest_event_time: Arc::new(AtomicI64::new(0)),
         }
     }

@@ -4,41 +4,11 @@
 mod support;
 
 use sipas_stream::domain::{FrameworkCatalog, ProvinceRegistry};
-use sipas_stream::index::rows::{HotlineDayCountRow, SurveyDayCountRow};
 use sipas_stream::simulate::generator::{SimSettings, Simulator};
-use support::index::{assert_same, assert_windows_add_up, windows};
+use support::index::{assert_equivalent, assert_windows_add_up, facts, windows};
 use support::*;
 
 const EVENTS: u64 = 30_000;
-
-/// The fact rows, every column (their `version` is the log offset that last changed them).
-async fn facts(env: &TestEnv) -> (Vec<SurveyDayCountRow>, Vec<HotlineDayCountRow>) {
-    let client = env.clickhouse();
-    let surveys = client
-        .query("SELECT ?fields FROM satisfaction_day_counts FINAL ORDER BY framework, province_code, day, agency_id, agency_level, channel, respondent_type, procedure_code, source_partition, source_block")
-        .fetch_all::<SurveyDayCountRow>()
-        .await
-        .unwrap();
-    let hotline = client
-        .query("SELECT ?fields FROM hotline_day_counts FINAL ORDER BY province_code, day, agency_id, category, channel, source_partition, source_block")
-        .fetch_all::<HotlineDayCountRow>()
-        .await
-        .unwrap();
-    (surveys, hotline)
-}
-
-/// Facts and windows of `got` equal those of `want`.
-async fn assert_equivalent(what: &str, got: &TestEnv, want: &TestEnv) {
-    assert_windows_add_up(got).await;
-    let (g, w) = (facts(got).await, facts(want).await);
-    assert_same(&format!("satisfaction_day_counts {what}"), &g.0, &w.0);
-    assert_same(&format!("hotline_day_counts {what}"), &g.1, &w.1);
-    let (g, w) = (windows(got).await, windows(want).await);
-    assert_same(&format!("satisfaction_daily {what}"), &g.0, &w.0);
-    assert_same(&format!("hotline_kpi_daily {what}"), &g.1, &w.1);
-    assert_same(&format!("satisfaction_latest {what}"), &g.2, &w.2);
-    assert_same(&format!("hotline_kpi_latest {what}"), &g.3, &w.3);
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]

@@ -7,12 +7,14 @@
 //! the index are served (`index::position`). Revocations and assignments are queued, in
 //! order, for the consumer loop, which hands them to the index processor between the
 //! messages consumed before and after them.
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{
     BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol, StreamConsumer,
 };
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
@@ -21,7 +23,8 @@ use crate::config::{KafkaConfig, PipelineConfig};
 use crate::index::checkpoint;
 use crate::index::position::{self, Start};
 use crate::index::state::PartitionState;
-use crate::kafka::stall::{Change, Observation, ProgressWatch};
+use crate::kafka::health::{BrokerHealth, Change};
+use crate::kafka::stall::{self, Observation, ProgressWatch};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 
@@ -67,24 +70,39 @@ impl IndexStates {
         }
     }
 
+    /// The partitions' latest checkpointed states, read concurrently: the rebalance
+    /// callback waits for them and the group's rebalance for the callback (read one after
+    /// the other, a member's 4 partitions took 4 s on a loaded machine).
+    fn load_all(&self, partitions: &[(String, i32)]) -> Vec<PartitionState> {
+        let Some((client, key)) = &self.checkpoints else {
+            return partitions
+                .iter()
+                .map(|(_, partition)| PartitionState::new(*partition as u32, 0))
+                .collect();
+        };
+        let loads = partitions
+            .iter()
+            .map(|(topic, partition)| self.load(client, key, topic, *partition));
+        // The callback runs inside the consumer's poll, on a runtime worker.
+        tokio::task::block_in_place(|| self.runtime.block_on(futures::future::join_all(loads)))
+    }
+
     /// The partition's latest checkpointed state; ClickHouse errors are retried. If
     /// shutdown comes first, an empty state (folding from offset 0 is always correct).
-    fn load(&self, topic: &str, partition: i32) -> PartitionState {
-        let Some((client, key)) = &self.checkpoints else {
-            return PartitionState::new(partition as u32, 0);
-        };
+    async fn load(
+        &self,
+        client: &clickhouse::Client,
+        key: &str,
+        topic: &str,
+        partition: i32,
+    ) -> PartitionState {
         let mut delay = Duration::from_millis(200);
         loop {
-            // The callback runs inside the consumer's poll, on a runtime worker.
-            let loaded = tokio::task::block_in_place(|| {
-                self.runtime
-                    .block_on(checkpoint::load(client, key, topic, partition))
-            });
-            match loaded {
+            match checkpoint::load(client, key, topic, partition).await {
                 Ok(state) => return state,
                 Err(error) if !self.shutdown.is_triggered() => {
                     tracing::warn!(%error, topic, partition, "cannot read the index checkpoint; retrying");
-                    std::thread::sleep(delay);
+                    tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(Duration::from_secs(5));
                 }
                 Err(_) => return PartitionState::new(partition as u32, 0),
@@ -109,9 +127,91 @@ pub struct IngestContext {
     /// message follows (a partition taken over with nothing left to read would otherwise
     /// wait, unassigned in the index, until the next message).
     rebalanced: tokio::sync::Notify,
+    /// `kafka.brokers`, named when they cannot be reached.
+    brokers: String,
+    /// The configured `pipeline.max_poll_interval_ms`, named when it was exceeded.
+    max_poll_interval_ms: u64,
+    health: Mutex<BrokerHealth>,
+    /// Mirrors `health.is_reachable()`, read once per consumed message.
+    reachable: AtomicBool,
 }
 
 impl IngestContext {
+    /// An error the consumer reported. Unreachable brokers are a state (`kafka::health`),
+    /// reported when it begins, every `health::REPEAT_EVERY` while it lasts and when it
+    /// ends, not once per reconnection attempt.
+    pub fn consumer_error(&self, error: &KafkaError) {
+        self.metrics
+            .kafka_errors
+            .with_label_values(&["consumer", &super::producer::error_label(error)])
+            .inc();
+        match error.rdkafka_error_code() {
+            Some(
+                RDKafkaErrorCode::BrokerTransportFailure
+                | RDKafkaErrorCode::AllBrokersDown
+                | RDKafkaErrorCode::Resolve
+                | RDKafkaErrorCode::NetworkException,
+            ) => {
+                let change = self
+                    .health
+                    .lock()
+                    .expect("health lock")
+                    .connection_failed(Instant::now());
+                self.reachable.store(false, Ordering::Relaxed);
+                self.metrics.kafka_broker_up.set(0);
+                match change {
+                    Some(Change::Unreachable) => tracing::warn!(
+                        brokers = %self.brokers,
+                        %error,
+                        "Kafka broker {} unreachable; retrying until it answers (consumption waits meanwhile)",
+                        self.brokers
+                    ),
+                    Some(Change::StillUnreachable(for_)) => tracing::warn!(
+                        brokers = %self.brokers,
+                        %error,
+                        unreachable_s = for_.as_secs(),
+                        "Kafka broker {} still unreachable after {} s; retrying",
+                        self.brokers,
+                        for_.as_secs()
+                    ),
+                    _ => {}
+                }
+            }
+            Some(RDKafkaErrorCode::PollExceeded) => tracing::warn!(
+                max_poll_interval_ms = self.max_poll_interval_ms,
+                "the consumer loop was held longer than pipeline.max_poll_interval_ms (a ClickHouse or dead-letter outage) and left its group; it rejoins now, and its partitions restart from the committed offsets and index checkpoints"
+            ),
+            _ => tracing::warn!(%error, "Kafka consumer error"),
+        }
+    }
+
+    /// A broker answered: a message arrived, a rebalance happened, or statistics show one up.
+    pub fn broker_answered(&self) {
+        if self.reachable.load(Ordering::Relaxed) {
+            return;
+        }
+        self.reachable.store(true, Ordering::Relaxed);
+        self.metrics.kafka_broker_up.set(1);
+        let change = self
+            .health
+            .lock()
+            .expect("health lock")
+            .answered(Instant::now());
+        if let Some(Change::Reachable { after }) = change {
+            match after {
+                Some(after) => tracing::info!(
+                    brokers = %self.brokers,
+                    unreachable_s = after.as_secs(),
+                    "Kafka broker {} reachable again",
+                    self.brokers
+                ),
+                None => {
+                    tracing::info!(brokers = %self.brokers, "Kafka broker {} reachable", self.brokers)
+                }
+            }
+        }
+    }
+
     /// Resolves once a rebalance was recorded since the last wait.
     pub async fn rebalanced(&self) {
         self.rebalanced.notified().await
@@ -155,9 +255,9 @@ impl IngestContext {
             .iter()
             .map(|e| (e.topic().to_owned(), e.partition()))
             .collect();
+        let states = index.load_all(&partitions);
         let mut assigned = Vec::new();
-        for (topic, partition) in partitions {
-            let state = index.load(&topic, partition);
+        for ((topic, partition), state) in partitions.into_iter().zip(states) {
             let start = match &committed {
                 _ if rebuild => position::rebuild_start(),
                 Some(committed) => {
@@ -195,6 +295,9 @@ impl IngestContext {
 
 impl ClientContext for IngestContext {
     fn stats(&self, statistics: Statistics) {
+        if statistics.brokers.values().any(|b| b.state == "UP") {
+            self.broker_answered();
+        }
         let now = Instant::now();
         let mut watch = self.watch.lock().expect("watch lock");
         for (topic, stats) in &statistics.topics {
@@ -356,6 +459,7 @@ impl ConsumerContext for IngestContext {
                     true => consumer.incremental_assign(tpl),
                     false => consumer.assign(tpl),
                 };
+                self.broker_answered();
                 match assigned {
                     Ok(()) => {
                         self.held(tpl);
@@ -403,9 +507,9 @@ impl ConsumerContext for IngestContext {
 }
 
 /// `fetch_state` is librdkafka's, when judged at its statistics.
-fn log_change(topic: &str, partition: i32, change: &Change, fetch_state: Option<&str>) {
+fn log_change(topic: &str, partition: i32, change: &stall::Change, fetch_state: Option<&str>) {
     match change {
-        Change::Stalled {
+        stall::Change::Stalled {
             idle,
             position,
             high_watermark,
@@ -418,7 +522,7 @@ fn log_change(topic: &str, partition: i32, change: &Change, fetch_state: Option<
             ?fetch_state,
             "partition stalled: assigned but not advancing while its log has messages ahead"
         ),
-        Change::Recovered => tracing::info!(%topic, partition, "partition advancing again"),
+        stall::Change::Recovered => tracing::info!(%topic, partition, "partition advancing again"),
     }
 }
 
@@ -474,11 +578,14 @@ pub fn ingest_consumer(
         .set("queued.max.messages.kbytes", "32768")
         // Headroom for a ClickHouse outage before the group considers us dead; if exceeded,
         // the partitions are re-consumed from the last commit and duplicates collapse.
-        .set("max.poll.interval.ms", "600000")
+        .set(
+            "max.poll.interval.ms",
+            pipeline.max_poll_interval_ms.to_string(),
+        )
         // Index values are written within a flush interval of their events being read; a
         // fetch must not wait on the broker for half a second first (librdkafka's default).
         .set("fetch.wait.max.ms", "100")
-        .create_with_context(context(metrics, index, pipeline))
+        .create_with_context(context(kafka, metrics, index, pipeline))
 }
 
 /// A consumer for `sipas rebuild`: a fresh group reading every partition from its start,
@@ -497,10 +604,16 @@ pub fn rebuild_consumer(
         .set("enable.partition.eof", "false")
         .set("queued.max.messages.kbytes", "32768")
         .set("max.poll.interval.ms", "600000")
-        .create_with_context(context(metrics, Some(index), &PipelineConfig::default()))
+        .create_with_context(context(
+            kafka,
+            metrics,
+            Some(index),
+            &PipelineConfig::default(),
+        ))
 }
 
 fn context(
+    kafka: &KafkaConfig,
     metrics: Metrics,
     index: Option<IndexStates>,
     pipeline: &PipelineConfig,
@@ -513,5 +626,9 @@ fn context(
         events: Mutex::new(Vec::new()),
         rebalances: Default::default(),
         rebalanced: tokio::sync::Notify::new(),
+        brokers: kafka.brokers.clone(),
+        max_poll_interval_ms: pipeline.max_poll_interval_ms,
+        health: Mutex::new(BrokerHealth::default()),
+        reachable: AtomicBool::new(false),
     }
 }

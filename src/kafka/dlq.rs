@@ -1,13 +1,21 @@
 //! The dead-letter topic: the original bytes (or a redacted copy for hotline messages that
 //! carry personal data), with headers saying why and where the message came from.
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
+use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
+use crate::config::KafkaConfig;
+use crate::kafka::producer::{self, Recovery};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::sink::writer::Abandoned;
+
+/// The `client` label of this producer's metrics.
+const CLIENT: &str = "dlq";
 
 /// One dead letter. Header values never contain personal data.
 #[derive(Debug, Clone)]
@@ -22,32 +30,46 @@ pub struct DeadLetter {
     pub redacted: bool,
 }
 
+/// The dead-letter producer. A producer that failed fatally, or whose deliveries keep
+/// failing, is replaced by a new one (`producer::recovery`): an idempotent producer can be
+/// left unable to deliver by a broker that lost or refuses its state, and would otherwise
+/// retry one batch's letters forever while consumption waits.
 pub struct DeadLetterProducer {
-    producer: FutureProducer,
+    kafka: KafkaConfig,
+    producer: Mutex<FutureProducer>,
     topic: String,
     metrics: Metrics,
     retry_initial: Duration,
     retry_max: Duration,
     shutdown: Shutdown,
+    /// Consecutive delivery rounds with a failure, across calls; reset by a clean round or
+    /// a new producer.
+    failed_rounds: AtomicU32,
 }
 
 impl DeadLetterProducer {
     pub fn new(
-        producer: FutureProducer,
+        kafka: &KafkaConfig,
         topic: String,
         metrics: Metrics,
         retry_initial: Duration,
         retry_max: Duration,
         shutdown: Shutdown,
-    ) -> Self {
-        Self {
-            producer,
+    ) -> Result<Self, KafkaError> {
+        Ok(Self {
+            producer: Mutex::new(producer::idempotent_producer(kafka)?),
+            kafka: kafka.clone(),
             topic,
             metrics,
             retry_initial,
             retry_max,
             shutdown,
-        }
+            failed_rounds: AtomicU32::new(0),
+        })
+    }
+
+    fn current(&self) -> FutureProducer {
+        self.producer.lock().expect("producer lock").clone()
     }
 
     /// Sends every letter and waits for the broker's acknowledgement; retries failures
@@ -56,33 +78,101 @@ impl DeadLetterProducer {
         let mut pending: Vec<&DeadLetter> = letters.iter().collect();
         let mut delay = self.retry_initial;
         while !pending.is_empty() {
-            let deliveries = pending.iter().map(|letter| self.send_one(letter));
+            let producer = self.current();
+            let deliveries = pending
+                .iter()
+                .map(|letter| self.send_one(&producer, letter));
             let results = futures::future::join_all(deliveries).await;
             let mut failed = Vec::new();
+            let mut last_error = None;
             for (letter, result) in pending.into_iter().zip(results) {
                 match result {
                     Ok(()) => self.metrics.dlq.with_label_values(&[letter.reason]).inc(),
                     Err(error) => {
                         tracing::warn!(%error, reason = letter.reason, source_topic = %letter.source_topic, source_offset = letter.source_offset, "dead-letter write failed; retrying");
+                        self.metrics
+                            .kafka_errors
+                            .with_label_values(&[CLIENT, &producer::error_label(&error)])
+                            .inc();
                         failed.push(letter);
+                        last_error = Some(error);
                     }
                 }
             }
             pending = failed;
-            if !pending.is_empty() {
-                self.metrics.insert_retries.inc();
-                let mut shutdown = self.shutdown.clone();
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.wait() => return Err(Abandoned),
-                }
-                delay = (delay * 2).min(self.retry_max);
+            let Some(last_error) = last_error else {
+                self.recovered();
+                break;
+            };
+            self.metrics.insert_retries.inc();
+            self.metrics
+                .kafka_client_failing
+                .with_label_values(&[CLIENT])
+                .set(1);
+            let failed_rounds = 1 + self.failed_rounds.fetch_add(1, Ordering::Relaxed);
+            let fatal = producer.client().fatal_error();
+            drop(producer);
+            if producer::recovery(fatal.is_some(), failed_rounds) == Recovery::Recreate {
+                self.recreate(failed_rounds, fatal, &last_error).await;
             }
+            let mut shutdown = self.shutdown.clone();
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = shutdown.wait() => return Err(Abandoned),
+            }
+            delay = (delay * 2).min(self.retry_max);
         }
         Ok(())
     }
 
-    async fn send_one(&self, letter: &DeadLetter) -> Result<(), rdkafka::error::KafkaError> {
+    /// Notes a clean round: the producer delivers (again).
+    fn recovered(&self) {
+        if self.failed_rounds.swap(0, Ordering::Relaxed) > 0 {
+            tracing::info!("dead-letter producer delivers again");
+        }
+        self.metrics
+            .kafka_client_failing
+            .with_label_values(&[CLIENT])
+            .set(0);
+    }
+
+    /// Replaces the producer; the old one's unsent records are purged when it is dropped.
+    async fn recreate(
+        &self,
+        failed_rounds: u32,
+        fatal: Option<(rdkafka::error::RDKafkaErrorCode, String)>,
+        last_error: &KafkaError,
+    ) {
+        match producer::idempotent_producer(&self.kafka) {
+            Ok(fresh) => {
+                let old =
+                    std::mem::replace(&mut *self.producer.lock().expect("producer lock"), fresh);
+                // Dropping waits briefly for the purged records' reports: not on a runtime thread.
+                let _ = tokio::task::spawn_blocking(move || drop(old)).await;
+                self.failed_rounds.store(0, Ordering::Relaxed);
+                self.metrics
+                    .kafka_client_recreations
+                    .with_label_values(&[CLIENT])
+                    .inc();
+                tracing::warn!(
+                    brokers = %self.kafka.brokers,
+                    failed_rounds,
+                    fatal = ?fatal.map(|(code, reason)| format!("{code:?}: {reason}")),
+                    error = %last_error,
+                    "dead-letter producer recreated after a fatal error or repeated failed deliveries; its letters are sent again"
+                );
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot create a new dead-letter producer; retrying with the old one")
+            }
+        }
+    }
+
+    async fn send_one(
+        &self,
+        producer: &FutureProducer,
+        letter: &DeadLetter,
+    ) -> Result<(), KafkaError> {
         let partition = letter.source_partition.to_string();
         let offset = letter.source_offset.to_string();
         let headers = OwnedHeaders::new()
@@ -116,10 +206,175 @@ impl DeadLetterProducer {
         if let Some(key) = &letter.key {
             record = record.key(key);
         }
-        self.producer
+        producer
             .send(record, Duration::from_secs(30))
             .await
             .map(|_| ())
             .map_err(|(error, _)| error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against librdkafka's mock cluster: a broker that fails the producer fatally, or
+    //! answers every produce request with an error for a while.
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    use super::*;
+
+    const TOPIC: &str = "dlq";
+
+    fn letter(offset: i64) -> DeadLetter {
+        DeadLetter {
+            payload: b"{}".to_vec(),
+            key: None,
+            reason: "undecodable",
+            detail: "test".into(),
+            source_topic: "surveys".into(),
+            source_partition: 0,
+            source_offset: offset,
+            redacted: false,
+        }
+    }
+
+    fn dead_letter_producer(
+        cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+        metrics: &Metrics,
+    ) -> DeadLetterProducer {
+        let mut kafka = KafkaConfig {
+            brokers: cluster.bootstrap_servers(),
+            ..Default::default()
+        };
+        // A failed delivery is reported within seconds instead of two minutes.
+        kafka
+            .producer_properties
+            .insert("message.timeout.ms".into(), "1500".into());
+        kafka
+            .producer_properties
+            .insert("retry.backoff.ms".into(), "50".into());
+        let (trigger, shutdown) = crate::shutdown::channel();
+        // Dropping the trigger would count as shutdown; these tests never shut down.
+        std::mem::forget(trigger);
+        DeadLetterProducer::new(
+            &kafka,
+            TOPIC.into(),
+            metrics.clone(),
+            Duration::from_millis(50),
+            Duration::from_millis(200),
+            shutdown,
+        )
+        .unwrap()
+    }
+
+    fn recreations(metrics: &Metrics) -> u64 {
+        metrics
+            .kafka_client_recreations
+            .with_label_values(&[CLIENT])
+            .get()
+    }
+
+    /// Bounded: a wedged producer fails the test with a message instead of hanging it.
+    async fn send_within(dlq: &DeadLetterProducer, letters: &[DeadLetter], what: &str) {
+        tokio::time::timeout(Duration::from_secs(60), dlq.send_all(letters))
+            .await
+            .unwrap_or_else(|_| panic!("{what}: the letters were not delivered within 60 s"))
+            .expect("not abandoned");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fatally_failed_producer_is_replaced_and_the_letters_delivered() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic(TOPIC, 1, 1).unwrap();
+        let metrics = Metrics::new();
+        let dlq = dead_letter_producer(&cluster, &metrics);
+        send_within(&dlq, &[letter(0)], "before the fault").await;
+        assert_eq!(recreations(&metrics), 0);
+
+        // What an idempotent producer raises when the broker lost or refuses its sequence
+        // state; the producer never delivers again.
+        let reason = std::ffi::CString::new("injected by the test").unwrap();
+        // SAFETY: the pointer is the live producer's; librdkafka copies the reason.
+        unsafe {
+            rdkafka::bindings::rd_kafka_test_fatal_error(
+                dlq.current().client().native_ptr(),
+                RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER,
+                reason.as_ptr(),
+            );
+        }
+        assert!(dlq.current().client().fatal_error().is_some());
+        send_within(&dlq, &[letter(1), letter(2)], "after a fatal error").await;
+        assert_eq!(recreations(&metrics), 1, "replaced once");
+        assert!(dlq.current().client().fatal_error().is_none());
+        assert_eq!(
+            metrics
+                .kafka_client_failing
+                .with_label_values(&[CLIENT])
+                .get(),
+            0
+        );
+        assert_eq!(metrics.dlq.with_label_values(&["undecodable"]).get(), 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_broker_answering_every_request_with_an_error_does_not_wedge_the_producer() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic(TOPIC, 1, 1).unwrap();
+        let metrics = Metrics::new();
+        let dlq = Arc::new(dead_letter_producer(&cluster, &metrics));
+        send_within(&dlq, &[letter(0)], "before the fault").await;
+
+        // Every produce request and every producer-id request fails, as from a broker that
+        // lost its state, until the errors are cleared.
+        let errors = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 100_000];
+        cluster.request_errors(RDKafkaApiKey::Produce, &errors);
+        cluster.request_errors(RDKafkaApiKey::InitProducerId, &errors);
+        let sending = tokio::spawn({
+            let dlq = Arc::clone(&dlq);
+            async move { dlq.send_all(&[letter(1), letter(2)]).await }
+        });
+        let failing = || {
+            metrics
+                .kafka_client_failing
+                .with_label_values(&[CLIENT])
+                .get()
+        };
+        let started = std::time::Instant::now();
+        while recreations(&metrics) == 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the failing producer was not replaced within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(failing(), 1, "failing while the broker errs");
+        assert!(
+            !sending.is_finished(),
+            "nothing delivered while the broker errs"
+        );
+
+        cluster.clear_request_errors(RDKafkaApiKey::Produce);
+        cluster.clear_request_errors(RDKafkaApiKey::InitProducerId);
+        tokio::time::timeout(Duration::from_secs(60), sending)
+            .await
+            .expect("the letters are delivered within 60 s of the broker recovering")
+            .unwrap()
+            .expect("not abandoned");
+        assert_eq!(failing(), 0);
+        assert!(
+            metrics
+                .kafka_errors
+                .with_label_values(&[CLIENT, "MessageTimedOut"])
+                .get()
+                + metrics
+                    .kafka_errors
+                    .with_label_values(&[CLIENT, "Unknown"])
+                    .get()
+                > 0,
+            "the failures are counted by error"
+        );
     }
 }

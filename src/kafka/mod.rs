@@ -1,7 +1,9 @@
-//! Kafka I/O: client settings, the ingest consumer, the dead-letter producer, topic admin.
+//! Kafka I/O: client settings, the ingest consumer, the dead-letter producer, topic admin;
+//! `stall` and `health` (pure) judge partitions' progress and the brokers' reachability.
 pub mod admin;
 pub mod consumer;
 pub mod dlq;
+pub mod health;
 pub mod producer;
 pub mod stall;
 

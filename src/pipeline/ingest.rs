@@ -249,10 +249,11 @@ impl IngestPipeline {
                     let message = match received {
                         Ok(message) => message,
                         Err(error) => {
-                            tracing::warn!(%error, "Kafka consumer error");
+                            consumer.context().consumer_error(&error);
                             continue;
                         }
                     };
+                    consumer.context().broker_answered();
                     let topic = message.topic();
                     let (kind, topic, consumed) = if topic == &*self.surveys_topic {
                         (EventKind::Survey, Arc::clone(&self.surveys_topic), &self.consumed[0])

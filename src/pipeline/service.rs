@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::contract::decode::Decoder;
 use crate::index::processor::{IndexProcessor, Mode};
 use crate::kafka::consumer::{self, IndexStates};
-use crate::kafka::{dlq::DeadLetterProducer, producer};
+use crate::kafka::dlq::DeadLetterProducer;
 use crate::metrics::Metrics;
 use crate::pipeline::ingest::{IngestPipeline, PipelineError};
 use crate::registry::SchemaRegistry;
@@ -103,13 +103,13 @@ fn assemble(
         Duration::from_millis(p.retry_max_ms),
     );
     let dlq = DeadLetterProducer::new(
-        producer::idempotent_producer(&config.kafka)?,
+        &config.kafka,
         config.kafka.dlq_topic.clone(),
         metrics.clone(),
         retry.0,
         retry.1,
         shutdown.clone(),
-    );
+    )?;
     let writer = RawEventWriter::new(
         sink::connect(&config.clickhouse),
         metrics.clone(),

@@ -2,12 +2,16 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::contract::decode::EventKind;
+use crate::kafka::producer;
 use crate::simulate::generator::{Expected, SimEvent, Simulator};
 
 /// What was written, by expected outcome (for the operator and for tests).
@@ -52,7 +56,12 @@ pub enum SimSinkError {
 }
 
 /// Produces `count` events (or until `stop` returns true), at most `rate` per second
-/// (0 = as fast as the broker takes them). Waits for every acknowledgement.
+/// (0 = as fast as the broker takes them). Waits for every acknowledgement. A record whose
+/// delivery fails for a reason that may pass (a broker restarting or answering with errors
+/// for a while, a timeout, an unknown error) is sent again with capped backoff, so it may
+/// arrive after later records of its key; only a permanent failure
+/// (`kafka::producer::is_permanent`) ends the run.
+#[allow(clippy::too_many_arguments)]
 pub async fn to_kafka(
     simulator: &mut Simulator,
     producer: &FutureProducer,
@@ -66,6 +75,7 @@ pub async fn to_kafka(
     let mut tally = SimTally::default();
     let started = Instant::now();
     let mut in_flight = FuturesUnordered::new();
+    let retries = Arc::new(RetryLog::default());
     const MAX_IN_FLIGHT: usize = 20_000;
     while tally.total() < count && !stop() {
         let event = simulator.next_event();
@@ -75,10 +85,13 @@ pub async fn to_kafka(
             EventKind::Hotline => hotline_topic,
         };
         let SimEvent { key, payload, .. } = event;
-        let delivery = producer
-            .send_result(FutureRecord::to(topic).key(&key).payload(&payload))
-            .map_err(|(e, _)| e)?;
-        in_flight.push(delivery);
+        in_flight.push(deliver(
+            producer.clone(),
+            topic.to_owned(),
+            key.into_bytes(),
+            payload,
+            Arc::clone(&retries),
+        ));
         while in_flight.len() >= MAX_IN_FLIGHT {
             acknowledge(in_flight.next().await)?;
         }
@@ -99,16 +112,60 @@ pub async fn to_kafka(
     Ok(tally)
 }
 
-type Delivery = Result<
-    rdkafka::producer::future_producer::OwnedDeliveryResult,
-    futures::channel::oneshot::Canceled,
->;
+/// Failed sends, logged at most every few seconds however many records fail at once.
+#[derive(Default)]
+struct RetryLog {
+    failures: AtomicU64,
+    last_logged: Mutex<Option<Instant>>,
+}
 
-fn acknowledge(result: Option<Delivery>) -> Result<(), SimSinkError> {
+impl RetryLog {
+    fn note(&self, error: &KafkaError) {
+        let failures = 1 + self.failures.fetch_add(1, Ordering::Relaxed);
+        let mut last = self.last_logged.lock().expect("retry log lock");
+        if last.is_none_or(|at| at.elapsed() >= Duration::from_secs(5)) {
+            *last = Some(Instant::now());
+            tracing::warn!(%error, failures, "producing failed; the records are sent again with backoff");
+        }
+    }
+}
+
+/// Sends one record until it is acknowledged or fails permanently.
+async fn deliver(
+    producer: FutureProducer,
+    topic: String,
+    key: Vec<u8>,
+    payload: Vec<u8>,
+    retries: Arc<RetryLog>,
+) -> Result<(), KafkaError> {
+    let mut failures = 0;
+    loop {
+        let record = FutureRecord::to(&topic).key(&key).payload(&payload);
+        let error = match producer.send_result(record) {
+            Ok(delivery) => match delivery.await {
+                Ok(Ok(_)) => return Ok(()),
+                Ok(Err((error, _))) => error,
+                Err(_) => KafkaError::Canceled,
+            },
+            // Typically a full local queue.
+            Err((error, _)) => error,
+        };
+        if producer::is_permanent(&error) {
+            return Err(error);
+        }
+        failures += 1;
+        retries.note(&error);
+        tokio::time::sleep(producer::backoff(RETRY_INITIAL, RETRY_MAX, failures)).await;
+    }
+}
+
+const RETRY_INITIAL: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+fn acknowledge(result: Option<Result<(), KafkaError>>) -> Result<(), SimSinkError> {
     match result {
-        Some(Ok(Ok(_))) | None => Ok(()),
-        Some(Ok(Err((error, _)))) => Err(SimSinkError::Kafka(error)),
-        Some(Err(_)) => Err(SimSinkError::Kafka(rdkafka::error::KafkaError::Canceled)),
+        Some(Ok(())) | None => Ok(()),
+        Some(Err(error)) => Err(SimSinkError::Kafka(error)),
     }
 }
 
@@ -152,4 +209,88 @@ pub fn to_files(
     hotline.flush().map_err(io(&hotline_path))?;
     progress(&tally);
     Ok(tally)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::mocking::MockCluster;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
+
+    use super::*;
+    use crate::config::KafkaConfig;
+    use crate::domain::{FrameworkCatalog, ProvinceRegistry};
+    use crate::simulate::generator::SimSettings;
+
+    /// A broker that answers produce requests with unknown errors for a while: the
+    /// simulator retries and every record arrives, instead of aborting on the first error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unknown_broker_errors_are_retried_until_every_record_is_acknowledged() {
+        const COUNT: u64 = 300;
+        let cluster = MockCluster::new(1).unwrap();
+        for topic in ["surveys", "hotline"] {
+            cluster.create_topic(topic, 2, 1).unwrap();
+        }
+        let mut kafka = KafkaConfig {
+            brokers: cluster.bootstrap_servers(),
+            ..Default::default()
+        };
+        kafka
+            .producer_properties
+            .insert("message.timeout.ms".into(), "1000".into());
+        let producer = producer::idempotent_producer(&kafka).unwrap();
+        cluster.request_errors(
+            RDKafkaApiKey::Produce,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 40],
+        );
+        let frameworks = FrameworkCatalog::load_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("config/frameworks"),
+        )
+        .unwrap();
+        let mut simulator = Simulator::new(
+            SimSettings::default(),
+            &ProvinceRegistry::builtin(),
+            frameworks.get("BNV-2640-2017").unwrap().clone(),
+        );
+        let tally = tokio::time::timeout(
+            Duration::from_secs(120),
+            to_kafka(
+                &mut simulator,
+                &producer,
+                "surveys",
+                "hotline",
+                COUNT,
+                0.0,
+                |_| {},
+                || false,
+            ),
+        )
+        .await
+        .expect("every record acknowledged within 120 s")
+        .expect("broker errors are retried, not returned");
+        assert_eq!(tally.total(), COUNT);
+
+        let consumer: BaseConsumer = crate::kafka::client_config(&kafka)
+            .set("group.id", "watermarks")
+            .create()
+            .unwrap();
+        let stored: i64 = tokio::task::spawn_blocking(move || {
+            ["surveys", "hotline"]
+                .iter()
+                .flat_map(|topic| (0..2).map(move |p| (*topic, p)))
+                .map(|(topic, p)| {
+                    consumer
+                        .fetch_watermarks(topic, p, Duration::from_secs(10))
+                        .unwrap()
+                        .1
+                })
+                .sum()
+        })
+        .await
+        .unwrap();
+        // Retried records whose first attempt was stored after all may be there twice.
+        assert!(stored >= COUNT as i64, "{stored} of {COUNT} records stored");
+    }
 }

@@ -1,6 +1,8 @@
 //! Reading the index's window tables, and comparing row lists, for the index tests.
 #![allow(dead_code)]
-use sipas_stream::index::rows::{HotlineKpiRow, SatisfactionRow};
+use sipas_stream::index::rows::{
+    HotlineDayCountRow, HotlineKpiRow, SatisfactionRow, SurveyDayCountRow,
+};
 
 use super::TestEnv;
 
@@ -40,6 +42,35 @@ pub async fn windows(
     hotline_daily.iter_mut().for_each(|r| r.version = 0);
     hotline_latest.iter_mut().for_each(|r| r.version = 0);
     (daily, hotline_daily, latest, hotline_latest)
+}
+
+/// The fact rows, every column (their `version` is the log offset that last changed them).
+pub async fn facts(env: &TestEnv) -> (Vec<SurveyDayCountRow>, Vec<HotlineDayCountRow>) {
+    let client = env.clickhouse();
+    let surveys = client
+        .query("SELECT ?fields FROM satisfaction_day_counts FINAL ORDER BY framework, province_code, day, agency_id, agency_level, channel, respondent_type, procedure_code, source_partition, source_block")
+        .fetch_all::<SurveyDayCountRow>()
+        .await
+        .unwrap();
+    let hotline = client
+        .query("SELECT ?fields FROM hotline_day_counts FINAL ORDER BY province_code, day, agency_id, category, channel, source_partition, source_block")
+        .fetch_all::<HotlineDayCountRow>()
+        .await
+        .unwrap();
+    (surveys, hotline)
+}
+
+/// Facts and windows of `got` equal those of `want`.
+pub async fn assert_equivalent(what: &str, got: &TestEnv, want: &TestEnv) {
+    assert_windows_add_up(got).await;
+    let (g, w) = (facts(got).await, facts(want).await);
+    assert_same(&format!("satisfaction_day_counts {what}"), &g.0, &w.0);
+    assert_same(&format!("hotline_day_counts {what}"), &g.1, &w.1);
+    let (g, w) = (windows(got).await, windows(want).await);
+    assert_same(&format!("satisfaction_daily {what}"), &g.0, &w.0);
+    assert_same(&format!("hotline_kpi_daily {what}"), &g.1, &w.1);
+    assert_same(&format!("satisfaction_latest {what}"), &g.2, &w.2);
+    assert_same(&format!("hotline_kpi_latest {what}"), &g.3, &w.3);
 }
 
 /// Equal, or a panic that shows the first differing row.

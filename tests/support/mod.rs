@@ -43,22 +43,44 @@ impl TestEnv {
     }
 
     pub async fn with_clickhouse(name: &str, clickhouse_url: &str) -> Self {
-        Self::create(name, clickhouse_url, 4).await
+        Self::create(
+            name,
+            clickhouse_url,
+            &required_env("SIPAS__KAFKA__BROKERS"),
+            4,
+        )
+        .await
+    }
+
+    /// Like `new`, on the broker at `brokers` (a private one).
+    pub async fn with_broker(name: &str, brokers: &str) -> Self {
+        Self::create(name, &required_env("SIPAS__CLICKHOUSE__URL"), brokers, 4).await
+    }
+
+    /// On a private ClickHouse and a private broker.
+    pub async fn with_services(name: &str, clickhouse_url: &str, brokers: &str) -> Self {
+        Self::create(name, clickhouse_url, brokers, 4).await
     }
 
     /// Like `new`, with `partitions` per input topic.
     pub async fn with_partitions(name: &str, partitions: i32) -> Self {
-        Self::create(name, &required_env("SIPAS__CLICKHOUSE__URL"), partitions).await
+        Self::create(
+            name,
+            &required_env("SIPAS__CLICKHOUSE__URL"),
+            &required_env("SIPAS__KAFKA__BROKERS"),
+            partitions,
+        )
+        .await
     }
 
-    async fn create(name: &str, clickhouse_url: &str, partitions: i32) -> Self {
+    async fn create(name: &str, clickhouse_url: &str, brokers: &str, partitions: i32) -> Self {
         let unique = format!(
             "{}_{}",
             std::process::id(),
             sipas_stream::domain::time::unix_now_millis()
         );
         let mut config = Config::load_with_env(None, Vec::new()).unwrap();
-        config.kafka.brokers = required_env("SIPAS__KAFKA__BROKERS");
+        config.kafka.brokers = brokers.to_owned();
         config.kafka.surveys_topic = format!("it.{name}.{unique}.surveys");
         config.kafka.hotline_topic = format!("it.{name}.{unique}.hotline");
         config.kafka.dlq_topic = format!("it.{name}.{unique}.dlq");
@@ -347,6 +369,8 @@ pub fn free_port() -> u16 {
 pub struct Pipeline {
     pub child: Child,
     pub metrics_port: u16,
+    /// Its standard error (the log).
+    pub log: PathBuf,
 }
 
 impl Pipeline {
@@ -367,8 +391,8 @@ impl Pipeline {
         extra_env: &[(String, String)],
     ) -> Self {
         let metrics_port = free_port();
-        let log =
-            std::fs::File::create(log_path(&format!("{}-{}.log", env.name, metrics_port))).unwrap();
+        let log_file = log_path(&format!("{}-{}.log", env.name, metrics_port));
+        let log = std::fs::File::create(&log_file).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_sipas"))
             .args(args)
             .current_dir(root())
@@ -389,13 +413,36 @@ impl Pipeline {
         Self {
             child,
             metrics_port,
+            log: log_file,
         }
+    }
+
+    /// What it logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     pub fn kill9(&mut self) {
         // Child::kill sends SIGKILL on Unix.
         self.child.kill().expect("SIGKILL");
         self.child.wait().expect("reaped");
+    }
+
+    /// Waits for it to exit by itself (a `sipas rebuild`), at most `patience`.
+    pub fn wait_exit(&mut self, patience: Duration) -> std::process::ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                started.elapsed() < patience,
+                "sipas did not exit within {} s (see {})",
+                patience.as_secs(),
+                self.log.display()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
 
     /// SIGTERM and wait for a clean exit.
@@ -447,14 +494,27 @@ pub fn log_path(name: &str) -> PathBuf {
 }
 
 /// Polls `probe` until it returns true; panics with `what` after `PATIENCE`.
-pub async fn wait_for<F, Fut>(what: &str, mut probe: F)
+pub async fn wait_for<F, Fut>(what: &str, probe: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    wait_for_within(what, PATIENCE, probe).await
+}
+
+/// Like `wait_for`, with its own bound (a soak's catch-up).
+pub async fn wait_for_within<F, Fut>(what: &str, patience: Duration, mut probe: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
     let started = Instant::now();
     while !probe().await {
-        assert!(started.elapsed() < PATIENCE, "gave up waiting for: {what}");
+        assert!(
+            started.elapsed() < patience,
+            "gave up waiting for: {what} (after {} s)",
+            patience.as_secs()
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -469,6 +529,7 @@ pub fn metric_sum(text: &str, prefix: &str) -> f64 {
 pub mod gateway;
 pub mod index;
 pub mod serve;
+pub mod services;
 
 /// Messages in a topic: the sum of its partitions' high watermarks (topics here start empty).
 pub async fn topic_messages(env: &TestEnv, topic: &str) -> i64 {
@@ -500,4 +561,125 @@ pub async fn topic_messages(env: &TestEnv, topic: &str) -> i64 {
     })
     .await
     .unwrap()
+}
+
+/// Simulated traffic produced in parts, with what the pipeline must end up holding: the
+/// valid ids per kind and the number of invalid messages (one dead letter each).
+pub struct SimFeed {
+    sim: sipas_stream::simulate::generator::Simulator,
+    producer: FutureProducer,
+    pub surveys: std::collections::HashSet<String>,
+    pub hotline: std::collections::HashSet<String>,
+    pub invalid: usize,
+    pub produced: u64,
+}
+
+impl SimFeed {
+    pub fn new(env: &TestEnv, settings: sipas_stream::simulate::generator::SimSettings) -> Self {
+        let frameworks =
+            sipas_stream::domain::FrameworkCatalog::load_dir(&root().join("config/frameworks"))
+                .unwrap();
+        let sim = sipas_stream::simulate::generator::Simulator::new(
+            settings,
+            &sipas_stream::domain::ProvinceRegistry::builtin(),
+            frameworks.get("BNV-2640-2017").unwrap().clone(),
+        );
+        Self {
+            sim,
+            producer: env.producer(),
+            surveys: Default::default(),
+            hotline: Default::default(),
+            invalid: 0,
+            produced: 0,
+        }
+    }
+
+    /// Produces the next `n` events and waits for every acknowledgement.
+    pub fn produce(&mut self, env: &TestEnv, n: u64) {
+        use sipas_stream::contract::decode::EventKind;
+        use sipas_stream::simulate::generator::Expected;
+        for _ in 0..n {
+            let event = self.sim.next_event();
+            match (&event.expected, event.kind) {
+                (Expected::Valid(id), EventKind::Survey) => {
+                    self.surveys.insert(id.clone());
+                }
+                (Expected::Valid(id), EventKind::Hotline) => {
+                    self.hotline.insert(id.clone());
+                }
+                (Expected::Invalid(_), _) => self.invalid += 1,
+                (Expected::Duplicate(_), _) => {}
+            }
+            let topic = match event.kind {
+                EventKind::Survey => &env.config.kafka.surveys_topic,
+                EventKind::Hotline => &env.config.kafka.hotline_topic,
+            };
+            self.producer
+                .send_result(
+                    FutureRecord::to(topic)
+                        .key(&event.key)
+                        .payload(&event.payload),
+                )
+                .map_err(|(e, _)| e)
+                .expect("queued");
+        }
+        rdkafka::producer::Producer::flush(&self.producer, Duration::from_secs(120))
+            .expect("produced");
+        self.produced += n;
+    }
+
+    /// Whether the `*_dedup` views hold exactly the valid ids produced so far (`None`
+    /// while ClickHouse does not answer).
+    pub async fn raw_complete(&self, env: &TestEnv) -> bool {
+        env.try_count("SELECT count() AS n FROM survey_submissions_dedup")
+            .await
+            == Some(self.surveys.len() as u64)
+            && env
+                .try_count("SELECT count() AS n FROM hotline_events_dedup")
+                .await
+                == Some(self.hotline.len() as u64)
+    }
+
+    /// The `*_dedup` views hold exactly the produced valid ids (each once), and the DLQ
+    /// exactly one letter per invalid message.
+    pub async fn assert_stored_exactly(&self, env: &TestEnv) {
+        #[derive(clickhouse::Row, serde::Deserialize)]
+        struct Id {
+            id: String,
+        }
+        for (view, column, want) in [
+            ("survey_submissions_dedup", "submission_id", &self.surveys),
+            ("hotline_events_dedup", "event_id", &self.hotline),
+        ] {
+            let rows: Vec<Id> = env
+                .clickhouse()
+                .query(&format!("SELECT {column} AS id FROM {view}"))
+                .fetch_all()
+                .await
+                .unwrap();
+            let got: std::collections::HashSet<String> =
+                rows.iter().map(|r| r.id.clone()).collect();
+            assert_eq!(got.len(), rows.len(), "{view}: an id is stored twice");
+            assert!(
+                &got == want,
+                "{view}: {} ids stored, {} produced valid; missing {:?}, unexpected {:?}",
+                got.len(),
+                want.len(),
+                want.difference(&got).take(5).collect::<Vec<_>>(),
+                got.difference(want).take(5).collect::<Vec<_>>()
+            );
+        }
+        let letters = env.dead_letters(self.invalid).await;
+        assert_eq!(
+            letters.by_source.len(),
+            self.invalid,
+            "one dead letter per invalid message (by source offset): {:?}",
+            letters.reasons()
+        );
+        assert!(
+            !letters.reasons().contains_key("clickhouse_rejected"),
+            "no valid message dead-lettered: {:?}",
+            letters.reasons()
+        );
+    }
 }

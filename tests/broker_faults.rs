@@ -1,0 +1,142 @@
+//! The broker fails under a running `sipas run`: it restarts mid-stream (on durable sqlite
+//! storage, so topics and committed offsets survive), or it is not there yet when
+//! `sipas run` starts. Each test runs its own tansu broker through scripts/services.sh
+//! (own data directory and port), so stopping it disturbs no other test.
+mod support;
+
+use sipas_stream::simulate::generator::SimSettings;
+use support::services::PrivateBroker;
+use support::*;
+
+fn settings(seed: u64) -> SimSettings {
+    SimSettings {
+        seed,
+        start_unix: 1_790_000_000,
+        step_seconds: 20.0,
+        ..Default::default()
+    }
+}
+
+/// The broker stops and restarts while `sipas run` catches up: the consumer, the DLQ
+/// producer and the group carry on, and the raw views, the DLQ and the index (equal to a
+/// `sipas rebuild`) hold each event once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_restart_mid_stream_loses_and_doubles_nothing() {
+    const EVENTS: u64 = 20_000;
+    let broker = PrivateBroker::start();
+    let env = TestEnv::with_broker("broker_restart", &broker.address()).await;
+    let mut feed = SimFeed::new(&env, settings(7));
+    feed.produce(&env, EVENTS / 2);
+    let mut pipeline = Pipeline::start(&env);
+    wait_for("the pipeline to be catching up", || async {
+        env.try_count("SELECT count() AS n FROM survey_submissions")
+            .await
+            .unwrap_or(0)
+            > 0
+    })
+    .await;
+
+    broker.down();
+    wait_for("the pipeline to notice the broker went away", || async {
+        metric_sum(&pipeline.metrics().await, "sipas_kafka_broker_up ") == 0.0
+    })
+    .await;
+    assert!(
+        pipeline.child.try_wait().unwrap().is_none(),
+        "sipas run keeps running without a broker"
+    );
+    broker.up();
+    feed.produce(&env, EVENTS - EVENTS / 2);
+
+    let total = feed.produced as f64;
+    wait_for("every event after the broker came back", || async {
+        feed.raw_complete(&env).await && pipeline.index_position().await == total
+    })
+    .await;
+    assert!(
+        !broker.log().contains("panicked"),
+        "the broker panicked:\n{}",
+        broker.log()
+    );
+    assert!(
+        pipeline.log_text().contains("reachable again"),
+        "the pipeline says the broker is back (see {})",
+        pipeline.log.display()
+    );
+    assert_eq!(
+        metric_sum(&pipeline.metrics().await, "sipas_kafka_broker_up "),
+        1.0
+    );
+    assert!(pipeline.terminate().success());
+    feed.assert_stored_exactly(&env).await;
+
+    let rebuilt = env.sibling("rebuild").await;
+    let mut rebuild = Pipeline::start_command(&rebuilt, &["rebuild"]);
+    assert!(
+        rebuild.wait_exit(PATIENCE).success(),
+        "sipas rebuild succeeded"
+    );
+    support::index::assert_equivalent("after a broker restart", &env, &rebuilt).await;
+}
+
+/// `sipas run` started with no broker listening says so, naming the broker, keeps
+/// retrying (the error counter grows, the process lives) with `sipas_kafka_broker_up` 0,
+/// and consumes once the broker appears.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broker_unreachable_at_start_up_is_reported_and_retried_until_it_appears() {
+    const EVENTS: u64 = 3_000;
+    let broker = PrivateBroker::start();
+    // Topics and migrations first; then the broker goes away before `sipas run` starts.
+    let env = TestEnv::with_broker("broker_late", &broker.address()).await;
+    broker.down();
+    let mut pipeline = Pipeline::start(&env);
+
+    let unreachable = format!("Kafka broker {} unreachable", broker.address());
+    wait_for("the pipeline to say the broker is unreachable", || async {
+        pipeline.log_text().contains(&unreachable)
+    })
+    .await;
+    let errors = || async {
+        metric_sum(
+            &pipeline.metrics().await,
+            "sipas_kafka_errors_total{client=\"consumer\"",
+        )
+    };
+    let first = errors().await;
+    assert!(first > 0.0, "connection errors are counted");
+    // The fault lasts a while: the pipeline neither exits nor stops trying meanwhile.
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    assert!(errors().await > first, "the pipeline keeps retrying");
+    assert_eq!(
+        metric_sum(&pipeline.metrics().await, "sipas_kafka_broker_up "),
+        0.0
+    );
+    assert!(
+        pipeline.child.try_wait().unwrap().is_none(),
+        "sipas run keeps running without a broker"
+    );
+    assert_eq!(
+        pipeline.log_text().matches(&unreachable).count(),
+        1,
+        "reported once, not per reconnection attempt"
+    );
+
+    broker.up();
+    let mut feed = SimFeed::new(&env, settings(8));
+    feed.produce(&env, EVENTS);
+    wait_for("every event once the broker is there", || async {
+        feed.raw_complete(&env).await
+    })
+    .await;
+    assert_eq!(
+        metric_sum(&pipeline.metrics().await, "sipas_kafka_broker_up "),
+        1.0
+    );
+    assert!(
+        pipeline.log_text().contains("reachable again"),
+        "the pipeline says the broker answers (see {})",
+        pipeline.log.display()
+    );
+    assert!(pipeline.terminate().success());
+    feed.assert_stored_exactly(&env).await;
+}
