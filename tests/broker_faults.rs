@@ -21,6 +21,7 @@ fn settings(seed: u64) -> SimSettings {
 /// producer and the group carry on, and the raw views, the DLQ and the index (equal to a
 /// `sipas rebuild`) hold each event once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
 async fn broker_restart_mid_stream_loses_and_doubles_nothing() {
     const EVENTS: u64 = 20_000;
     let broker = PrivateBroker::start();
@@ -83,6 +84,7 @@ async fn broker_restart_mid_stream_loses_and_doubles_nothing() {
 /// retrying (the error counter grows, the process lives) with `sipas_kafka_broker_up` 0,
 /// and consumes once the broker appears.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
 async fn broker_unreachable_at_start_up_is_reported_and_retried_until_it_appears() {
     const EVENTS: u64 = 3_000;
     let broker = PrivateBroker::start();

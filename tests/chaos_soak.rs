@@ -7,7 +7,7 @@
 //!
 //! Private broker and ClickHouse (scripts/services.sh), so no other test is disturbed.
 //! Not part of the default run (10-17 minutes on two cores, most of it the sqlite-backed
-//! broker taking 300,000 messages): `./scripts/test.sh --test chaos_soak -- --ignored`.
+//! broker taking 300,000 messages): `./scripts/test.sh --test chaos_soak`.
 //! `SIPAS_SOAK_EVENTS` shortens it (default 300,000).
 mod support;
 
@@ -63,7 +63,7 @@ fn signal(pipeline: &Pipeline, signal: i32) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a soak of 10-17 minutes here: cargo test --test chaos_soak -- --ignored"]
+#[ignore = "a soak of 10-17 minutes, its own command: ./scripts/test.sh --test chaos_soak"]
 async fn chaos_soak_loses_and_doubles_nothing() {
     let events: u64 = std::env::var("SIPAS_SOAK_EVENTS")
         .ok()

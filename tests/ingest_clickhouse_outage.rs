@@ -113,6 +113,7 @@ async fn clickhouse_outage_mid_stream_loses_nothing() {
 /// continues. The `*_dedup` views hold exactly the valid ids, the DLQ the invalid ones, and
 /// the index tables equal a `sipas rebuild` of the same log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
 async fn clickhouse_outage_longer_than_max_poll_interval_rejoins_and_loses_nothing() {
     const EVENTS: u64 = 24_000;
     const MAX_POLL_INTERVAL_MS: u64 = 10_000;
