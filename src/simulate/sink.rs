@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use crate::contract::decode::EventKind;
 use crate::kafka::producer;
@@ -85,7 +85,13 @@ pub async fn to_kafka(
             EventKind::Hotline => hotline_topic,
         };
         let SimEvent { key, payload, .. } = event;
+        // Handed to the producer now, at its paced moment; only a retry waits for the
+        // future to be polled.
+        let first = producer
+            .send_result(FutureRecord::to(topic).key(&key).payload(&payload))
+            .map_err(|(error, _)| error);
         in_flight.push(deliver(
+            first,
             producer.clone(),
             topic.to_owned(),
             key.into_bytes(),
@@ -98,7 +104,15 @@ pub async fn to_kafka(
         if rate > 0.0 {
             let due = Duration::from_secs_f64(tally.total() as f64 / rate);
             if let Some(wait) = due.checked_sub(started.elapsed()) {
-                tokio::time::sleep(wait).await;
+                // Acknowledgements (and retries) go on while the pace waits.
+                let pause = tokio::time::sleep(wait);
+                tokio::pin!(pause);
+                loop {
+                    tokio::select! {
+                        _ = &mut pause => break,
+                        Some(result) = in_flight.next() => acknowledge(Some(result))?,
+                    }
+                }
             }
         }
         if tally.total() % 1000 == 0 {
@@ -130,8 +144,10 @@ impl RetryLog {
     }
 }
 
-/// Sends one record until it is acknowledged or fails permanently.
+/// Waits for a record's first send (`first`) and sends it again until it is acknowledged
+/// or fails permanently.
 async fn deliver(
+    first: Result<DeliveryFuture, KafkaError>,
     producer: FutureProducer,
     topic: String,
     key: Vec<u8>,
@@ -139,16 +155,22 @@ async fn deliver(
     retries: Arc<RetryLog>,
 ) -> Result<(), KafkaError> {
     let mut failures = 0;
+    let mut first = Some(first);
     loop {
-        let record = FutureRecord::to(&topic).key(&key).payload(&payload);
-        let error = match producer.send_result(record) {
+        let sent = match first.take() {
+            Some(sent) => sent,
+            None => producer
+                .send_result(FutureRecord::to(&topic).key(&key).payload(&payload))
+                .map_err(|(error, _)| error),
+        };
+        let error = match sent {
             Ok(delivery) => match delivery.await {
                 Ok(Ok(_)) => return Ok(()),
                 Ok(Err((error, _))) => error,
                 Err(_) => KafkaError::Canceled,
             },
             // Typically a full local queue.
-            Err((error, _)) => error,
+            Err(error) => error,
         };
         if producer::is_permanent(&error) {
             return Err(error);
