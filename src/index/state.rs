@@ -634,6 +634,22 @@ mod tests {
         kept
     }
 
+    /// A survey fact row's counts, as a reader of the table sums them.
+    fn row_counts(row: &SurveyDayCountRow) -> SurveyCounts {
+        SurveyCounts::from_distribution(
+            row.respondents,
+            [
+                &row.criterion_n1,
+                &row.criterion_n2,
+                &row.criterion_n3,
+                &row.criterion_n4,
+                &row.criterion_n5,
+            ],
+            &row.criterion_missing,
+            &row.expectation_ticks,
+        )
+    }
+
     #[test]
     fn a_survey_adds_one_respondent_to_its_cell_and_day_with_the_distribution() {
         let f = frameworks();
@@ -894,18 +910,7 @@ mod tests {
             let kept = final_rows(&surveys);
             let mut table: (SurveySums, HotlineSums) = Default::default();
             for row in kept.values() {
-                let counts = SurveyCounts::from_distribution(
-                    row.respondents,
-                    [
-                        &row.criterion_n1,
-                        &row.criterion_n2,
-                        &row.criterion_n3,
-                        &row.criterion_n4,
-                        &row.criterion_n5,
-                    ],
-                    &row.criterion_missing,
-                    &row.expectation_ticks,
-                );
+                let counts = row_counts(row);
                 let key = (
                     row.framework.clone(),
                     row.province_code.clone(),
@@ -1016,18 +1021,7 @@ mod tests {
         fn day_sum(table: &Table, day: u16) -> SurveyCounts {
             let mut sum = SurveyCounts::default();
             for row in table.values().filter(|r| r.day == day) {
-                sum.merge(&SurveyCounts::from_distribution(
-                    row.respondents,
-                    [
-                        &row.criterion_n1,
-                        &row.criterion_n2,
-                        &row.criterion_n3,
-                        &row.criterion_n4,
-                        &row.criterion_n5,
-                    ],
-                    &row.criterion_missing,
-                    &row.expectation_ticks,
-                ));
+                sum.merge(&row_counts(row));
             }
             sum
         }

@@ -46,6 +46,9 @@ impl Carried for SurveyCounts {
     }
 }
 
+/// A day's sums over partitions, with each partition's top `version`.
+type PartitionedSum = (SurveyCounts, Vec<(u32, u64)>);
+
 /// The one unit of a survey cache (a province has no sub-units there).
 const WHOLE: &str = "";
 
@@ -191,8 +194,7 @@ impl SurveyWindows {
             stats.days_read += rows.len();
             // Summed over partitions; each partition's top decides whose deltas the day
             // takes from now on.
-            let mut read: HashMap<String, BTreeMap<i64, (SurveyCounts, Vec<(u32, u64)>)>> =
-                HashMap::new();
+            let mut read: HashMap<String, BTreeMap<i64, PartitionedSum>> = HashMap::new();
             for row in rows {
                 let counts = SurveyCounts::from_distribution(
                     row.respondents.min(u64::from(u32::MAX)) as u32,
