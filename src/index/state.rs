@@ -56,6 +56,10 @@ struct OpenCell<C> {
     version: i64,
     /// Changed since its row was last taken.
     changed: bool,
+    /// What was folded into it since its row was last taken (not checkpointed: a restored
+    /// cell is what was written for it).
+    #[serde(skip)]
+    since_taken: C,
 }
 
 /// What folding one message did, for metrics.
@@ -143,10 +147,6 @@ pub struct PartitionState {
     /// Rows of blocks that closed since the last take.
     #[serde(skip)]
     closed: TakenRows,
-    /// What was folded since the last take, per day sum (not checkpointed: a restored
-    /// state's cells are what was written for them).
-    #[serde(skip)]
-    deltas: DayDeltas,
     /// Ids folded in (64-bit hashes) with their event day. Checkpointed apart, in
     /// append-only chunks (`index_seen_ids`), not with the rest of the state.
     #[serde(skip)]
@@ -292,19 +292,14 @@ impl PartitionState {
                 counts: SurveyCounts::new(framework),
                 ..Default::default()
             });
+            if !open.changed {
+                // Emptied (or never filled) at the last take: in the framework's shape.
+                open.since_taken = SurveyCounts::new(framework);
+            }
             open.counts.add(survey, framework);
+            open.since_taken.add(survey, framework);
             open.version = offset;
             open.changed = true;
-            self.deltas
-                .surveys
-                .entry((
-                    survey.framework.clone(),
-                    survey.province_code.clone(),
-                    day,
-                    self.partition,
-                ))
-                .or_insert_with(|| SurveyCounts::new(framework))
-                .add(survey, framework);
         }
         self.advance(survey.submitted_at, offset);
         Applied {
@@ -334,18 +329,9 @@ impl PartitionState {
         }
         let ticket = self.tickets.entry(event.ticket_id.clone()).or_default();
         for (cell, day, delta) in ticket.fold_diff(event) {
-            self.deltas
-                .hotline
-                .entry((
-                    cell.province_code.clone(),
-                    cell.category.clone(),
-                    day,
-                    self.partition,
-                ))
-                .or_default()
-                .add(&delta, 1);
             let open = self.hotline.entry((cell, day)).or_default();
             open.counts.add(&delta, 1);
+            open.since_taken.add(&delta, 1);
             open.version = offset;
             open.changed = true;
         }
@@ -389,7 +375,6 @@ impl PartitionState {
         let mut taken = std::mem::take(&mut self.closed);
         self.take_open_into(&mut taken);
         taken.changed.normalise();
-        taken.changed.deltas = std::mem::take(&mut self.deltas);
         // The framework's id lists are shared by every row (built once per framework).
         for row in &mut taken.surveys {
             if let Some(framework) = frameworks.get(&row.framework) {
@@ -403,14 +388,17 @@ impl PartitionState {
 
     fn take_open_into(&mut self, taken: &mut TakenRows) {
         let (partition, block) = (self.partition, self.block as u32);
+        let changed = &mut taken.changed;
         for (cell, open) in self.surveys.iter_mut().filter(|(_, o)| o.changed) {
             open.changed = false;
-            taken
-                .changed
+            let unit = (cell.framework.clone(), cell.province_code.clone());
+            changed
+                .deltas
                 .surveys
-                .entry((cell.framework.clone(), cell.province_code.clone()))
+                .entry((unit.0.clone(), unit.1.clone(), cell.day, partition))
                 .or_default()
-                .push(cell.day);
+                .merge(&std::mem::take(&mut open.since_taken));
+            changed.surveys.entry(unit).or_default().push(cell.day);
             taken.surveys.push(survey_row(
                 cell,
                 &open.counts,
@@ -421,8 +409,18 @@ impl PartitionState {
         }
         for ((cell, day), open) in self.hotline.iter_mut().filter(|(_, o)| o.changed) {
             open.changed = false;
-            taken
-                .changed
+            changed
+                .deltas
+                .hotline
+                .entry((
+                    cell.province_code.clone(),
+                    cell.category.clone(),
+                    *day,
+                    partition,
+                ))
+                .or_default()
+                .add(&std::mem::take(&mut open.since_taken), 1);
+            changed
                 .hotline
                 .entry(cell.province_code.clone())
                 .or_default()
