@@ -141,6 +141,7 @@ try:
         "INSERT INTO satisfaction_day_counts (framework, province_code, day, agency_id, agency_level, channel, respondent_type, procedure_code, source_partition, source_block, respondents, criterion_ids, criterion_n1, criterion_n2, criterion_n3, criterion_n4, criterion_n5, criterion_missing, expectation_ids, expectation_ticks, version) VALUES ('F','79','2026-11-20','a','province','online','citizen','P1',0,0,2,['access.1','staff.1'],[0,1],[0,0],[0,0],[1,0],[1,0],[0,1],['expect.x'],[1],1),('F','79','2026-11-20','a','province','online','citizen','P1',0,0,9,['access.1','staff.1'],[9,9],[0,0],[0,0],[0,0],[0,0],[0,0],['expect.x'],[0],0)",
         "INSERT INTO hotline_day_counts (province_code, day, agency_id, category, channel, source_partition, source_block, received, responded, responded_on_time, rated, rated_satisfied, reopened, rejected, past_due_delta, response_bins, response_counts, version) VALUES ('79','2026-11-20','a','water','zalo',0,0,3,2,1,1,1,0,0,1,[3,7],[1,1],1)",
         "INSERT INTO hotline_kpi_latest (unit_type, unit_id, province_code, window, as_of, received, version) VALUES ('province','79','79','30d','2026-11-20',3,1),('category','79/water','79','30d','2026-11-20',3,1)",
+        "INSERT INTO hotline_kpi_daily (unit_type, unit_id, province_code, window, as_of, received, version) VALUES ('province','79','79','30d','2026-11-20',3,1),('category','79/water','79','30d','2026-11-20',3,1)",
     ]
     engine.use(API_DB)
     for f in fixtures:

@@ -574,6 +574,52 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
         .is_string()));
     }
 
+    // --- Hotline KPIs at an earlier day: the materialised daily values of that day, and
+    // the agencies summed at query time add up to the province's value of that day.
+    let earlier: u16 = ch
+        .query("SELECT toUInt16(max(as_of) - 2) FROM hotline_kpi_daily FINAL WHERE unit_type = 'province' AND unit_id = '79' AND window = '30d'")
+        .fetch_one()
+        .await
+        .unwrap();
+    let at_day = |by: &str| {
+        format!(
+            "/api/v1/hotline/kpis?province=79&window=30d&by={by}&as_of={}",
+            day(earlier)
+        )
+    };
+    let kpis = serve.json(&at_day("category")).await;
+    assert_eq!(kpis["as_of"], day(earlier).as_str());
+    let want: Vec<Kpi> = ch
+        .query("SELECT ?fields FROM hotline_kpi_daily FINAL WHERE unit_type = 'category' AND province_code = '79' AND window = '30d' AND as_of = toDate(?)")
+        .bind(day(earlier))
+        .fetch_all()
+        .await
+        .unwrap();
+    let units = kpis["units"].as_array().unwrap();
+    assert!(!want.is_empty(), "categories of 79 on {}", day(earlier));
+    assert_eq!(units.len(), want.len());
+    for w in &want {
+        let got = units
+            .iter()
+            .find(|u| u["unit_id"] == w.unit_id.as_str())
+            .unwrap();
+        assert_eq!(got["received"].as_u64(), Some(u64::from(w.received)));
+        assert_eq!(got["as_of"], day(earlier).as_str());
+    }
+    let province: ProvinceKpi = ch
+        .query("SELECT received, responded, open_past_due FROM hotline_kpi_daily FINAL WHERE unit_type = 'province' AND unit_id = '79' AND window = '30d' AND as_of = toDate(?)")
+        .bind(day(earlier))
+        .fetch_one()
+        .await
+        .unwrap();
+    let agencies = serve.json(&at_day("agency")).await;
+    let units = agencies["units"].as_array().unwrap();
+    let total = |field: &str| -> u64 { units.iter().map(|u| u[field].as_u64().unwrap()).sum() };
+    assert_eq!(total("received"), u64::from(province.received));
+    assert_eq!(total("responded"), u64::from(province.responded));
+    assert_eq!(total("open_past_due"), u64::from(province.open_past_due));
+    assert!(units.iter().all(|u| u["as_of"] == day(earlier).as_str()));
+
     // --- ETag and 304.
     let first = serve.get("/api/v1/rankings?window=30d", &[]).await;
     let etag = first.header("etag").expect("an ETag");
@@ -658,6 +704,7 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
         ("/api/v1/breakdown?by=agency", "by"),
         ("/api/v1/breakdown?province=7", "province"),
         ("/api/v1/breakdown?as_of=yesterday", "as_of"),
+        ("/api/v1/hotline/kpis?as_of=2026-13-01", "as_of"),
         ("/api/v1/hotline/kpis?province=99", "province"),
         ("/api/v1/hotline/kpis?by=ward", "by"),
         ("/api/v1/stream?window=week", "window"),

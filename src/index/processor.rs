@@ -27,7 +27,7 @@ use crate::contract::decode::Decoded;
 use crate::domain::FrameworkCatalog;
 use crate::index::checkpoint;
 use crate::index::input::{FoldInput, IndexHandle, IndexInput};
-use crate::index::materialiser::{Materialiser, Writes};
+use crate::index::materialiser::{FactsAcked, Materialiser, PassStats, Writes};
 use crate::index::rows::{tables, CheckpointRow, StateChunkRow};
 use crate::index::state::{ChangedDays, PartitionState};
 use crate::metrics::Metrics;
@@ -367,25 +367,55 @@ impl IndexProcessor {
         }
         span.record("survey_rows", surveys.len());
         span.record("hotline_rows", hotline.len());
-        let started = Instant::now();
-        let (a, b) = tokio::join!(
-            self.writer
-                .insert(tables::SATISFACTION_DAY_COUNTS, &surveys),
-            self.writer.insert(tables::HOTLINE_DAY_COUNTS, &hotline),
+        // The windows pass runs beside the fact inserts; it waits for them only to read day
+        // sums ([`FactsAcked`]). A rebuild computes the windows once, at the end.
+        let windows_due = matches!(self.mode, Mode::Live) && !changed.is_empty();
+        let (survey_writes, hotline_writes) = (
+            self.writes(&self.surveys_topic),
+            self.writes(&self.hotline_topic),
         );
+        let (acked_sender, acked) = FactsAcked::pending();
+        let (writer, materialiser, metrics) = (&self.writer, &mut self.materialiser, &self.metrics);
+        let facts = async {
+            let started = Instant::now();
+            let written = tokio::join!(
+                writer.insert(tables::SATISFACTION_DAY_COUNTS, &surveys),
+                writer.insert(tables::HOTLINE_DAY_COUNTS, &hotline),
+            );
+            let _ = acked_sender.send(true);
+            observe_stage(metrics, "facts", started);
+            written
+        };
+        let windows = async {
+            if !windows_due {
+                return None;
+            }
+            let started = Instant::now();
+            let pass = materialiser
+                .pass(&changed, &survey_writes, &hotline_writes, false, &acked)
+                .await;
+            observe_stage(metrics, "windows", started);
+            Some(pass)
+        };
+        let ((a, b), pass) = tokio::join!(facts, windows);
         self.pending_folds = 0;
         self.oldest_unwritten = None;
-        for failure in a?.into_iter().chain(b?) {
-            // The deltas no longer describe the table: read the days back.
-            self.generation += 1;
+        let failures: Vec<_> = a?.into_iter().chain(b?).collect();
+        let pass = pass.transpose()?;
+        for failure in &failures {
             tracing::error!(message = %failure.message, "ClickHouse refused an index row");
         }
-        self.observe_stage("facts", started);
-        // A rebuild computes the windows once, at the end, from every fact.
-        if matches!(self.mode, Mode::Live) && !changed.is_empty() {
-            let started = Instant::now();
-            self.materialise(&changed, false).await?;
-            self.observe_stage("windows", started);
+        if let Some(stats) = pass {
+            self.note_pass(&stats);
+            if !failures.is_empty() {
+                // The deltas no longer describe the table: a new generation trusts no held
+                // day, so the pass again reads the changed days back and rewrites their
+                // windows without the refused rows.
+                self.generation += 1;
+                self.materialise(&changed, false).await?;
+            }
+        } else if !failures.is_empty() {
+            self.generation += 1;
         }
         for ((topic, partition), slot) in &self.slots {
             self.metrics
@@ -438,10 +468,7 @@ impl IndexProcessor {
     }
 
     fn observe_stage(&self, stage: &str, started: Instant) {
-        self.metrics
-            .index_stage_seconds
-            .with_label_values(&[stage])
-            .observe(started.elapsed().as_secs_f64());
+        observe_stage(&self.metrics, stage, started);
     }
 
     /// The partitions of `topic` held, and how far their rows are written.
@@ -483,8 +510,14 @@ impl IndexProcessor {
         );
         let stats = self
             .materialiser
-            .pass(changed, &surveys, &hotline, everything)
+            .pass(changed, &surveys, &hotline, everything, &FactsAcked::open())
             .await?;
+        self.note_pass(&stats);
+        Ok(())
+    }
+
+    /// A pass's figures into the metrics and the log.
+    fn note_pass(&self, stats: &PassStats) {
         for (kind, split) in [
             ("surveys", &stats.split_survey_provinces),
             ("hotline", &stats.split_hotline_provinces),
@@ -525,7 +558,6 @@ impl IndexProcessor {
             days_read = stats.days_read,
             "windows recomputed"
         );
-        Ok(())
     }
 
     /// Every message folded since the last flush is now visible in the latest tables.
@@ -543,4 +575,11 @@ impl IndexProcessor {
             probe.lock().expect("freshness probe lock").extend(samples);
         }
     }
+}
+
+fn observe_stage(metrics: &Metrics, stage: &str, started: Instant) {
+    metrics
+        .index_stage_seconds
+        .with_label_values(&[stage])
+        .observe(started.elapsed().as_secs_f64());
 }

@@ -81,10 +81,11 @@ fn entries() -> Vec<Entry> {
         unit_id: "79".into(),
         province_code: "79".into(),
     };
-    let hotline_request = |by, province: Option<&str>| HotlineRequest {
+    let hotline_request = |by, province: Option<&str>, as_of| HotlineRequest {
         by,
         province: province.map(str::to_owned),
         window: Window::Rolling(30),
+        as_of,
     };
     let in_province = SurveyScope {
         framework,
@@ -217,17 +218,25 @@ fn entries() -> Vec<Entry> {
         entry::<HotlineKpiRow>(
             "hotline: materialised provinces",
             None,
-            Some(hotline::latest_query(
+            Some(hotline::materialised_query(
                 &client,
-                &hotline_request(HotlineBy::Province, None),
+                &hotline_request(HotlineBy::Province, None, None),
             )),
         ),
         entry::<HotlineKpiRow>(
             "hotline: materialised categories of a province",
             None,
-            Some(hotline::latest_query(
+            Some(hotline::materialised_query(
                 &client,
-                &hotline_request(HotlineBy::Category, Some("79")),
+                &hotline_request(HotlineBy::Category, Some("79"), None),
+            )),
+        ),
+        entry::<HotlineKpiRow>(
+            "hotline: materialised categories of a province at a requested day",
+            None,
+            Some(hotline::materialised_query(
+                &client,
+                &hotline_request(HotlineBy::Category, Some("79"), Some(as_of)),
             )),
         ),
         entry::<HotlineSumRow>(

@@ -108,6 +108,7 @@ async fn stream(State(state): State<ServeState>, query: QueryMap) -> Response {
             by: HotlineBy::Province,
             province: None,
             window: params::window(&query)?,
+            as_of: None,
         };
         Ok::<_, ParamError>((rankings, hotline))
     })();

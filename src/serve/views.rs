@@ -759,14 +759,17 @@ pub fn hotline(
     window: &str,
     by: HotlineBy,
     province: Option<String>,
+    requested: Option<i64>,
     rows: Vec<HotlineKpiRow>,
     provinces: &ProvinceRegistry,
 ) -> HotlineKpis {
-    let as_of = rows
-        .iter()
-        .map(|r| r.as_of)
-        .max()
-        .map(|d| format_day(i64::from(d)));
+    // The requested day, even with no values at it; else the day the values are at.
+    let as_of = requested.map(format_day).or_else(|| {
+        rows.iter()
+            .map(|r| r.as_of)
+            .max()
+            .map(|d| format_day(i64::from(d)))
+    });
     let mut units: Vec<HotlineUnit> = rows
         .into_iter()
         .map(|r| HotlineUnit {
@@ -1151,6 +1154,7 @@ mod tests {
             "30d",
             HotlineBy::Category,
             Some("79".into()),
+            None,
             vec![row("79/water", 10), row("79/traffic", 12)],
             &registry,
         );
@@ -1165,6 +1169,7 @@ mod tests {
             "30d",
             HotlineBy::Agency,
             None,
+            None,
             vec![row("79/a/b", 1)],
             &registry,
         );
@@ -1175,9 +1180,21 @@ mod tests {
             "30d",
             HotlineBy::Channel,
             None,
+            None,
             vec![row("zalo", 1)],
             &registry,
         );
         assert_eq!(k.units[0].channel.as_deref(), Some("zalo"));
+        // A requested day is answered as that day, with or without values at it.
+        let k = hotline(
+            "30d",
+            HotlineBy::Province,
+            None,
+            Some(19990),
+            Vec::new(),
+            &registry,
+        );
+        assert_eq!(k.as_of, Some(format_day(19990)));
+        assert!(k.units.is_empty());
     }
 }

@@ -14,7 +14,7 @@ use crate::index::window::{MAX_WINDOW_DAYS, WINDOWS};
 use crate::sink::writer::{Abandoned, RawEventWriter};
 
 use super::plan::{detect, plan, print_floor, PrintRow, Trust, Writes};
-use super::{content_hash, newest_day, PassStats, WindowRow, WrittenRows, CACHE_DAYS};
+use super::{content_hash, newest_day, PassInput, PassStats, WindowRow, WrittenRows, CACHE_DAYS};
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
 struct HotlineSumRow {
@@ -70,12 +70,16 @@ impl HotlineWindows {
     pub async fn pass(
         &mut self,
         writer: &RawEventWriter,
-        own: &ChangedDays,
+        pass: &PassInput<'_>,
         writes: &Writes,
-        everything: bool,
-        version: u64,
         stats: &mut PassStats,
     ) -> Result<(), Abandoned> {
+        let PassInput {
+            own,
+            everything,
+            version,
+            facts,
+        } = *pass;
         if everything {
             self.cache.clear();
             self.trust.clear();
@@ -117,12 +121,19 @@ impl HotlineWindows {
                 .query(&sql)
                 .bind(&floor_text)),
         );
-        let Some(newest) = newest? else {
+        // The fact rows of this flush may still be in flight: their days count.
+        let Some(newest) = newest?.max(own.newest_hotline_event_day()) else {
             return Ok(());
         };
         let prints = prints?;
+        let in_flight = own
+            .deltas
+            .hotline
+            .keys()
+            .map(|(province, _, day, p)| ("", province.as_str(), *day, *p));
         let found = detect(
             prints,
+            in_flight,
             &mut self.prints,
             &own_days,
             writes,
@@ -158,6 +169,7 @@ impl HotlineWindows {
             }
         }
         if !spans.is_empty() {
+            facts.wait().await;
             let from = spans.values().map(|s| s.0).min().unwrap_or(0);
             let to = spans.values().map(|s| s.1).max().unwrap_or(newest);
             let provinces: Vec<String> = spans.keys().cloned().collect();

@@ -15,7 +15,7 @@ use crate::index::window::{MAX_WINDOW_DAYS, WINDOWS};
 use crate::sink::writer::{Abandoned, RawEventWriter};
 
 use super::plan::{detect, plan, print_floor, PrintRow, Trust, Writes};
-use super::{content_hash, newest_day, PassStats, WindowRow, WrittenRows, CACHE_DAYS};
+use super::{content_hash, newest_day, PassInput, PassStats, WindowRow, WrittenRows, CACHE_DAYS};
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
 struct SurveySumRow {
@@ -82,12 +82,16 @@ impl SurveyWindows {
     pub async fn pass(
         &mut self,
         writer: &RawEventWriter,
-        own: &ChangedDays,
+        pass: &PassInput<'_>,
         writes: &Writes,
-        everything: bool,
-        version: u64,
         stats: &mut PassStats,
     ) -> Result<(), Abandoned> {
+        let PassInput {
+            own,
+            everything,
+            version,
+            facts,
+        } = *pass;
         if everything {
             self.cache.clear();
             self.trust.clear();
@@ -125,12 +129,19 @@ impl SurveyWindows {
             writer
                 .fetch_all::<PrintRow>("survey fingerprints", |c| c.query(&sql).bind(&floor_text)),
         );
-        let Some(newest) = newest? else {
+        // The fact rows of this flush may still be in flight: their days count.
+        let Some(newest) = newest?.max(own.newest_survey_day()) else {
             return Ok(());
         };
         let prints = prints?;
+        let in_flight = own
+            .deltas
+            .surveys
+            .keys()
+            .map(|(f, province, day, p)| (f.as_str(), province.as_str(), *day, *p));
         let found = detect(
             prints,
+            in_flight,
             &mut self.prints,
             &own.surveys,
             writes,
@@ -171,6 +182,9 @@ impl SurveyWindows {
              GROUP BY province_code, d, p",
             tables::SATISFACTION_DAY_COUNTS
         );
+        if !spans.is_empty() {
+            facts.wait().await;
+        }
         // One query per framework, concurrently: each reads a whole changed day.
         let reads =
             futures::future::join_all(spans.iter().map(|(framework, (from, to, provinces))| {
