@@ -149,5 +149,38 @@ pub(super) async fn query_figures(
         quantile(&ms, 0.5),
         quantile(&ms, 0.99)
     );
+    fingerprint_figures(client, newest).await
+}
+
+/// The materialiser's per-pass fingerprint read over the days it covers (396 back from
+/// the newest), from the fingerprint table it reads and, for comparison, computed from
+/// the fact rows themselves (what it read before the fingerprint table existed).
+async fn fingerprint_figures(client: &clickhouse::Client, newest: i64) -> Result<()> {
+    const QUERIES: usize = 50;
+    let floor = sipas_stream::domain::time::format_day(newest - 396);
+    for (source, sql) in [
+        (
+            "satisfaction_day_prints",
+            "SELECT framework, province_code, toUInt16(day) AS d, source_partition AS p, maxMerge(top) AS top FROM satisfaction_day_prints WHERE day >= toDate(?) GROUP BY framework, province_code, d, p",
+        ),
+        (
+            "satisfaction_day_counts (scan)",
+            "SELECT framework, province_code, toUInt16(day) AS d, source_partition AS p, max(version) AS top FROM satisfaction_day_counts WHERE day >= toDate(?) GROUP BY framework, province_code, d, p",
+        ),
+    ] {
+        let floor = &floor;
+        let (ms, prints) = latencies(QUERIES, move || async move {
+            let rows: Vec<(String, String, u16, u32, u64)> =
+                client.query(sql).bind(floor).fetch_all().await?;
+            anyhow::ensure!(!rows.is_empty(), "no fingerprints");
+            Ok(rows.len())
+        })
+        .await?;
+        println!(
+            "| fingerprint read of a pass over 396 days, from {source} ({prints} rows), {QUERIES} sequential: p50 / p99 | {:.1} / {:.1} ms |",
+            quantile(&ms, 0.5),
+            quantile(&ms, 0.99)
+        );
+    }
     Ok(())
 }

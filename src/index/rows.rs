@@ -12,6 +12,10 @@ use crate::index::values::{HotlineValue, SatisfactionValue};
 pub mod tables {
     pub const SATISFACTION_DAY_COUNTS: &str = "satisfaction_day_counts";
     pub const HOTLINE_DAY_COUNTS: &str = "hotline_day_counts";
+    /// The day counts' fingerprints (top `version` per unit, day and source partition),
+    /// kept by materialised views on the day-count tables.
+    pub const SATISFACTION_DAY_PRINTS: &str = "satisfaction_day_prints";
+    pub const HOTLINE_DAY_PRINTS: &str = "hotline_day_prints";
     pub const SATISFACTION_DAILY: &str = "satisfaction_daily";
     pub const SATISFACTION_LATEST: &str = "satisfaction_latest";
     pub const HOTLINE_KPI_DAILY: &str = "hotline_kpi_daily";
@@ -22,6 +26,8 @@ pub mod tables {
     pub const ALL: &[&str] = &[
         SATISFACTION_DAY_COUNTS,
         HOTLINE_DAY_COUNTS,
+        SATISFACTION_DAY_PRINTS,
+        HOTLINE_DAY_PRINTS,
         SATISFACTION_DAILY,
         SATISFACTION_LATEST,
         HOTLINE_KPI_DAILY,

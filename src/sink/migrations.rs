@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "day_counts",
         sql: include_str!("migrations/0003_day_counts.sql"),
     },
+    Migration {
+        version: 4,
+        name: "day_prints",
+        sql: include_str!("migrations/0004_day_prints.sql"),
+    },
 ];
 
 fn quote(text: &str) -> String {

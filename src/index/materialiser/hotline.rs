@@ -107,8 +107,8 @@ impl HotlineWindows {
             _ => 0,
         };
         let sql = format!(
-            "SELECT '' AS framework, province_code, toUInt16(day) AS d, source_partition AS p, max(version) AS top FROM {} WHERE day >= toDate(?) GROUP BY province_code, d, p",
-            tables::HOTLINE_DAY_COUNTS
+            "SELECT '' AS framework, province_code, toUInt16(day) AS d, source_partition AS p, maxMerge(top) AS top FROM {} WHERE day >= toDate(?) GROUP BY province_code, d, p",
+            tables::HOTLINE_DAY_PRINTS
         );
         let floor_text = format_day(floor.max(0));
         let (newest, prints) = tokio::join!(

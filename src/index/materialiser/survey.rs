@@ -114,8 +114,8 @@ impl SurveyWindows {
             _ => 0,
         };
         let sql = format!(
-            "SELECT framework, province_code, toUInt16(day) AS d, source_partition AS p, max(version) AS top FROM {} WHERE day >= toDate(?) GROUP BY framework, province_code, d, p",
-            tables::SATISFACTION_DAY_COUNTS
+            "SELECT framework, province_code, toUInt16(day) AS d, source_partition AS p, maxMerge(top) AS top FROM {} WHERE day >= toDate(?) GROUP BY framework, province_code, d, p",
+            tables::SATISFACTION_DAY_PRINTS
         );
         let floor_text = format_day(floor.max(0));
         let (newest, prints) = tokio::join!(
