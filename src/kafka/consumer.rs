@@ -574,8 +574,10 @@ pub fn ingest_consumer(
             "statistics.interval.ms",
             crate::config::STATISTICS_INTERVAL_MS.to_string(),
         )
-        // Bounds what librdkafka prefetches while the pipeline is paused on a failing sink.
-        .set("queued.max.messages.kbytes", "32768")
+        // Bounds what librdkafka prefetches (per partition) while the pipeline is paused on
+        // a failing sink or behind in a catch-up: 8 MiB is seconds of a partition's
+        // traffic, and 8 partitions of it stay well inside the process's memory budget.
+        .set("queued.max.messages.kbytes", PREFETCH_KBYTES)
         // Headroom for a ClickHouse outage before the group considers us dead; if exceeded,
         // the partitions are re-consumed from the last commit and duplicates collapse.
         .set(
@@ -587,6 +589,9 @@ pub fn ingest_consumer(
         .set("fetch.wait.max.ms", "100")
         .create_with_context(context(kafka, metrics, index, pipeline))
 }
+
+/// librdkafka's prefetch per partition (`queued.max.messages.kbytes`), in KiB.
+const PREFETCH_KBYTES: &str = "8192";
 
 /// A consumer for `sipas rebuild`: a fresh group reading every partition from its start,
 /// committing nothing.
@@ -602,7 +607,7 @@ pub fn rebuild_consumer(
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
-        .set("queued.max.messages.kbytes", "32768")
+        .set("queued.max.messages.kbytes", PREFETCH_KBYTES)
         .set("max.poll.interval.ms", "600000")
         .create_with_context(context(
             kafka,
