@@ -13,6 +13,7 @@ use sipas_stream::pipeline::service as pipeline_service;
 use sipas_stream::shutdown;
 use sipas_stream::simulate::sink as sim_sink;
 use sipas_stream::sink::migrations;
+use sipas_stream::tables;
 
 use super::fixtures::{bench_config, drop_bench_database, simulator};
 use super::measure::{cpu_seconds, index_rows, indexed_up_to, peak_rss_mib, reset_peak_rss};
@@ -79,7 +80,7 @@ pub(super) async fn ingest(base: &Config, args: BenchArgs) -> Result<()> {
     let task = tokio::spawn(pipeline.run());
     let index_task = processor.map(|p| tokio::spawn(p.run()));
     let acknowledged = || {
-        let rows: u64 = ["survey_submissions", "hotline_events"]
+        let rows: u64 = [tables::SURVEY_SUBMISSIONS, tables::HOTLINE_EVENTS]
             .iter()
             .map(|t| metrics.inserted_rows.with_label_values(&[t]).get())
             .sum();

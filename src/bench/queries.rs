@@ -5,6 +5,7 @@ use sipas_stream::assemble::end_offsets;
 use sipas_stream::config::Config;
 use sipas_stream::kafka::{admin, producer};
 use sipas_stream::sink::{self, migrations};
+use sipas_stream::tables;
 
 use super::fixtures::{
     bench_config, drop_bench_database, produce, rebuild_to, scaled_decoder, year_simulator,
@@ -114,11 +115,18 @@ pub(super) async fn query_figures(
     for window in ["30d", "365d"] {
         let (ms, provinces) = latencies(QUERIES, move || async move {
             let rows: Vec<(String, u32)> = client
-                .query("SELECT province_code, toUInt32(ifNull(rank, 0)) FROM province_ranking_latest WHERE window = ?")
+                .query(&format!(
+                    "SELECT province_code, toUInt32(ifNull(rank, 0)) FROM {} WHERE window = ?",
+                    tables::PROVINCE_RANKING_LATEST
+                ))
                 .bind(window)
                 .fetch_all()
                 .await?;
-            anyhow::ensure!(!rows.is_empty(), "province_ranking_latest is empty");
+            anyhow::ensure!(
+                !rows.is_empty(),
+                "{} is empty",
+                tables::PROVINCE_RANKING_LATEST
+            );
             Ok(rows.len())
         })
         .await?;
@@ -134,7 +142,7 @@ pub(super) async fn query_figures(
         .get("BNV-2640-2017")
         .context("framework BNV-2640-2017 missing")?;
     let (province, newest): (String, u16) = client
-        .query("SELECT province_code, toUInt16(max(day)) FROM satisfaction_day_counts WHERE framework = ? GROUP BY province_code ORDER BY sum(respondents) DESC LIMIT 1")
+        .query(&format!("SELECT province_code, toUInt16(max(day)) FROM {} WHERE framework = ? GROUP BY province_code ORDER BY sum(respondents) DESC LIMIT 1", tables::SATISFACTION_DAY_COUNTS))
         .bind(&framework.id)
         .fetch_one()
         .await?;
