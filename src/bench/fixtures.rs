@@ -178,8 +178,7 @@ pub(super) async fn produce(
     sim_sink::to_kafka(
         sim,
         producer,
-        &k.surveys_topic,
-        &k.hotline_topic,
+        k.input_topics(),
         count,
         0.0,
         |t| bar.set_position(start + t.total()),

@@ -30,7 +30,7 @@ pub(super) async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Res
     let (decoder, framework_list) = scaled_decoder(&config, args)?;
     migrations::migrate(&config.clickhouse).await?;
     let k = &config.kafka;
-    admin::ensure_topics(k, &[&k.surveys_topic, &k.hotline_topic, &k.dlq_topic]).await?;
+    admin::ensure_topics(k, &k.all_topics()).await?;
     let metrics = Metrics::new();
     let (trigger, stop) = shutdown::channel();
     let (pipeline, processor) =
@@ -59,8 +59,7 @@ pub(super) async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Res
     sim_sink::to_kafka(
         &mut sim,
         &producer,
-        &k.surveys_topic,
-        &k.hotline_topic,
+        k.input_topics(),
         warm_up,
         rate,
         |_| {},
@@ -78,8 +77,7 @@ pub(super) async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Res
         sim_sink::to_kafka(
             &mut sim,
             &producer,
-            &k.surveys_topic,
-            &k.hotline_topic,
+            k.input_topics(),
             measured,
             rate,
             |t| bar.set_position(t.total()),

@@ -29,15 +29,14 @@ pub(super) async fn ingest(base: &Config, args: BenchArgs) -> Result<()> {
     // 1. Pre-fill the topics with the log (generated as it is produced, not held).
     migrations::migrate(&config.clickhouse).await?;
     let k = &config.kafka;
-    admin::ensure_topics(k, &[&k.surveys_topic, &k.hotline_topic, &k.dlq_topic]).await?;
+    admin::ensure_topics(k, &k.all_topics()).await?;
     let mut sim = simulator(&config, args.events)?;
     let producer = producer::idempotent_producer(k)?;
     let produce_started = Instant::now();
     let tally = sim_sink::to_kafka(
         &mut sim,
         &producer,
-        &k.surveys_topic,
-        &k.hotline_topic,
+        k.input_topics(),
         args.events,
         0.0,
         |_| {},

@@ -21,7 +21,7 @@ pub(super) async fn queries(base: &Config, args: &BenchArgs, events: u64) -> Res
     let (decoder, framework_list) = scaled_decoder(&config, args)?;
     migrations::migrate(&config.clickhouse).await?;
     let k = &config.kafka;
-    admin::ensure_topics(k, &[&k.surveys_topic, &k.hotline_topic, &k.dlq_topic]).await?;
+    admin::ensure_topics(k, &k.all_topics()).await?;
     let mut sim = year_simulator(args, framework_list, 11, events);
     let producer = producer::idempotent_producer(k)?;
     let bar = crate::progress::events("produce", events);

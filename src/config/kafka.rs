@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::ConfigError;
+use crate::contract::kind::{EventKind, PerKind};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -48,17 +49,35 @@ impl Default for KafkaConfig {
 }
 
 impl KafkaConfig {
+    /// The input topic of `kind`.
+    pub fn topic(&self, kind: EventKind) -> &str {
+        match kind {
+            EventKind::Survey => &self.surveys_topic,
+            EventKind::Hotline => &self.hotline_topic,
+        }
+    }
+
+    /// The input topic of every kind.
+    pub fn input_topics(&self) -> PerKind<&str> {
+        PerKind::from_fn(|kind| self.topic(kind))
+    }
+
+    /// The input topics and the dead-letter topic: what `sipas topics` creates.
+    pub fn all_topics(&self) -> Vec<&str> {
+        let mut topics: Vec<&str> = self.input_topics().values().copied().collect();
+        topics.push(&self.dlq_topic);
+        topics
+    }
+
     pub(super) fn check(&self) -> Result<(), ConfigError> {
-        let topics = [&self.surveys_topic, &self.hotline_topic, &self.dlq_topic];
+        let topics = self.all_topics();
         if topics.iter().any(|t| t.is_empty()) {
             return Err(ConfigError::Invalid(
                 "kafka topic names must not be empty".into(),
             ));
         }
-        if self.dlq_topic == self.surveys_topic
-            || self.dlq_topic == self.hotline_topic
-            || self.surveys_topic == self.hotline_topic
-        {
+        let distinct: std::collections::BTreeSet<&str> = topics.iter().copied().collect();
+        if distinct.len() < topics.len() {
             return Err(ConfigError::Invalid(
                 "kafka.surveys_topic, kafka.hotline_topic and kafka.dlq_topic must differ".into(),
             ));
