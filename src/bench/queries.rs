@@ -3,13 +3,11 @@ use anyhow::{Context, Result};
 
 use sipas_stream::assemble::end_offsets;
 use sipas_stream::config::Config;
-use sipas_stream::kafka::{admin, producer};
-use sipas_stream::sink::{self, migrations};
+use sipas_stream::kafka::producer;
+use sipas_stream::sink;
 use sipas_stream::tables;
 
-use super::fixtures::{
-    bench_config, drop_bench_database, produce, rebuild_to, scaled_decoder, year_simulator,
-};
+use super::fixtures::{drop_bench_database, fresh_stack, produce, rebuild_to, year_simulator};
 use super::measure::{latencies, print_table_rows, quantile};
 use super::BenchArgs;
 
@@ -17,11 +15,8 @@ use super::BenchArgs;
 /// 34 provinces × `--agencies` × `--frameworks`) folded by `sipas rebuild`'s index
 /// processor into a fresh database, then the ranking queries timed.
 pub(super) async fn queries(base: &Config, args: &BenchArgs, events: u64) -> Result<()> {
-    let config = bench_config(base);
-    let (decoder, framework_list) = scaled_decoder(&config, args)?;
-    migrations::migrate(&config.clickhouse).await?;
+    let (config, decoder, framework_list) = fresh_stack(base, args).await?;
     let k = &config.kafka;
-    admin::ensure_topics(k, &k.all_topics()).await?;
     let mut sim = year_simulator(args, framework_list, 11, events);
     let producer = producer::idempotent_producer(k)?;
     let bar = crate::progress::events("produce", events);
