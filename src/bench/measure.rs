@@ -75,14 +75,19 @@ pub(super) async fn checkpoint_bytes(config: &Config) -> Result<(u64, u64)> {
         .query(&format!("SELECT toUInt64(sum(length(state))) FROM (SELECT topic, partition, argMax(state, next_offset) AS state FROM {} GROUP BY topic, partition)", tables::INDEX_CHECKPOINTS))
         .fetch_one()
         .await?;
-    let ids: u64 = client
+    Ok((state, id_chunk_bytes(&client).await?))
+}
+
+/// Bytes of every id chunk stored.
+async fn id_chunk_bytes(client: &clickhouse::Client) -> Result<u64> {
+    let bytes = client
         .query(&format!(
             "SELECT toUInt64(sum(length(chunk))) FROM {}",
             tables::INDEX_STATE_CHUNKS
         ))
         .fetch_one()
         .await?;
-    Ok((state, ids))
+    Ok(bytes)
 }
 
 /// Rows of the index tables in the bench database (facts, and daily windows), as table rows.
@@ -199,14 +204,7 @@ pub(super) async fn checkpoint_bytes_during<T>(
             ))
             .fetch_all()
             .await?;
-        let ids: u64 = client
-            .query(&format!(
-                "SELECT toUInt64(sum(length(chunk))) FROM {}",
-                tables::INDEX_STATE_CHUNKS
-            ))
-            .fetch_one()
-            .await?;
-        anyhow::Ok((rows, ids))
+        anyhow::Ok((rows, id_chunk_bytes(&client).await?))
     };
     let (before, ids_before) = poll().await?;
     let mut seen: std::collections::HashMap<(String, u32, i64), u64> = before
