@@ -20,6 +20,7 @@ pub mod serve;
 pub mod shutdown;
 pub mod simulate;
 pub mod sink;
+pub mod tables;
 
 /// mimalloc instead of glibc's malloc for everything linked with this library: decoding,
 /// rows and the index allocate many small strings and vectors per message, and glibc's

@@ -10,6 +10,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use crate::config::KafkaConfig;
 use crate::contract::decode::{Decoded, Decoder, EventKind};
+use crate::contract::kind::PerKind;
 use crate::contract::Reject;
 
 /// A record that passed validation, ready to produce.
@@ -61,24 +62,19 @@ pub enum PublishError {
 #[derive(Clone)]
 pub struct Publisher {
     producer: FutureProducer,
-    surveys_topic: String,
-    hotline_topic: String,
+    topics: PerKind<String>,
 }
 
 impl Publisher {
     pub fn new(kafka: &KafkaConfig) -> Result<Self, rdkafka::error::KafkaError> {
         Ok(Self {
             producer: crate::kafka::producer::idempotent_producer(kafka)?,
-            surveys_topic: kafka.surveys_topic.clone(),
-            hotline_topic: kafka.hotline_topic.clone(),
+            topics: PerKind::from_fn(|kind| kafka.topic(kind).to_owned()),
         })
     }
 
     pub fn topic(&self, kind: EventKind) -> &str {
-        match kind {
-            EventKind::Survey => &self.surveys_topic,
-            EventKind::Hotline => &self.hotline_topic,
-        }
+        &self.topics[kind]
     }
 
     /// Sends every record and returns once the broker acknowledged all of them, or with an

@@ -84,16 +84,8 @@ async fn broker_restart_mid_stream_loses_and_doubles_nothing() {
         metric_sum(&pipeline.metrics().await, "sipas_kafka_broker_up "),
         1.0
     );
-    assert!(pipeline.terminate().success());
-    feed.assert_stored_exactly(&env).await;
-
-    let rebuilt = env.sibling("rebuild").await;
-    let mut rebuild = Pipeline::start_command(&rebuilt, &["rebuild"]);
-    assert!(
-        rebuild.wait_exit(PATIENCE).success(),
-        "sipas rebuild succeeded"
-    );
-    support::index::assert_equivalent("after a broker restart", &env, &rebuilt).await;
+    feed.assert_stored_and_index_equals_rebuild("after a broker restart", &env, &mut pipeline)
+        .await;
 }
 
 /// `sipas run` started with no broker listening says so, naming the broker, keeps

@@ -174,14 +174,6 @@ async fn clickhouse_outage_longer_than_max_poll_interval_rejoins_and_loses_nothi
         "the consumer left its group and rejoined (see {})",
         pipeline.log.display()
     );
-    assert!(pipeline.terminate().success());
-    feed.assert_stored_exactly(&env).await;
-
-    let rebuilt = env.sibling("rebuild").await;
-    let mut rebuild = Pipeline::start_command(&rebuilt, &["rebuild"]);
-    assert!(
-        rebuild.wait_exit(PATIENCE).success(),
-        "sipas rebuild succeeded"
-    );
-    support::index::assert_equivalent("after the long outage", &env, &rebuilt).await;
+    feed.assert_stored_and_index_equals_rebuild("after the long outage", &env, &mut pipeline)
+        .await;
 }

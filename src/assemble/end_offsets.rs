@@ -30,18 +30,18 @@ pub fn end_offsets_blocking(
         .set("group.id", "sipas-rebuild-probe")
         .create()?;
     let mut ends = HashMap::new();
-    for topic in [&config.kafka.surveys_topic, &config.kafka.hotline_topic] {
+    for topic in config.kafka.input_topics().values().copied() {
         let metadata = consumer
             .fetch_metadata(Some(topic), Duration::from_secs(30))
             .map_err(|source| EndOffsetsError::Metadata {
-                topic: topic.clone(),
+                topic: topic.to_owned(),
                 source,
             })?;
         for t in metadata.topics() {
             for p in t.partitions() {
                 let (_, high) =
                     consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(30))?;
-                ends.insert((topic.clone(), p.id()), high);
+                ends.insert((topic.to_owned(), p.id()), high);
             }
         }
     }

@@ -7,11 +7,12 @@ use std::time::{Duration, Instant};
 
 use sipas_stream::config::Config;
 use sipas_stream::domain::{FrameworkCatalog, ProvinceRegistry};
+use sipas_stream::kafka::admin;
 use sipas_stream::metrics::Metrics;
 use sipas_stream::pipeline::service as pipeline_service;
 use sipas_stream::shutdown;
 use sipas_stream::simulate::{sink as sim_sink, SimSettings, Simulator};
-use sipas_stream::sink::{self};
+use sipas_stream::sink::{self, migrations};
 
 use super::measure::{cpu_seconds, indexed_up_to};
 use super::BenchArgs;
@@ -126,6 +127,25 @@ pub(super) async fn index_until_caught_up(
     Ok(elapsed)
 }
 
+/// A fresh bench stack: the configuration on fresh topics and database
+/// ([`bench_config`]), migrated, with its topics created; the decoder with `--frameworks`
+/// frameworks and their list ([`scaled_decoder`]).
+pub(super) async fn fresh_stack(
+    base: &Config,
+    args: &BenchArgs,
+) -> Result<(
+    Config,
+    Arc<sipas_stream::contract::Decoder>,
+    Vec<sipas_stream::domain::Framework>,
+)> {
+    let config = bench_config(base);
+    let (decoder, frameworks) = scaled_decoder(&config, args)?;
+    migrations::migrate(&config.clickhouse).await?;
+    let k = &config.kafka;
+    admin::ensure_topics(k, &k.all_topics()).await?;
+    Ok((config, decoder, frameworks))
+}
+
 /// The decoder with `--frameworks` frameworks (copies of BNV-2640-2017), and their list.
 pub(super) fn scaled_decoder(
     config: &Config,
@@ -156,6 +176,14 @@ pub(super) fn year_simulator(
         agencies_per_province: args.agencies,
         ..Default::default()
     };
+    scaled_simulator(settings, frameworks)
+}
+
+/// The simulator of `settings` over every one of `frameworks` (the first is the default).
+pub(super) fn scaled_simulator(
+    settings: SimSettings,
+    frameworks: Vec<sipas_stream::domain::Framework>,
+) -> Simulator {
     Simulator::new(
         settings,
         &ProvinceRegistry::builtin(),
@@ -178,8 +206,7 @@ pub(super) async fn produce(
     sim_sink::to_kafka(
         sim,
         producer,
-        &k.surveys_topic,
-        &k.hotline_topic,
+        k.input_topics(),
         count,
         0.0,
         |t| bar.set_position(start + t.total()),

@@ -4,15 +4,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sipas_stream::config::Config;
-use sipas_stream::domain::ProvinceRegistry;
-use sipas_stream::kafka::{admin, producer};
+use sipas_stream::kafka::producer;
 use sipas_stream::metrics::Metrics;
 use sipas_stream::pipeline::service as pipeline_service;
 use sipas_stream::shutdown;
-use sipas_stream::simulate::{sink as sim_sink, SimSettings, Simulator};
-use sipas_stream::sink::migrations;
+use sipas_stream::simulate::{sink as sim_sink, SimSettings};
 
-use super::fixtures::{bench_config, drop_bench_database, scaled_decoder};
+use super::fixtures::{drop_bench_database, fresh_stack, scaled_simulator};
 use super::measure::{
     checkpoint_bytes_during, cpu_seconds, index_rows, peak_rss_mib, quantile, query_times,
     reset_peak_rss, stage_times,
@@ -26,11 +24,8 @@ use super::BenchArgs;
 /// acknowledged by ClickHouse (the processor records it after the materialiser's pass).
 /// Meanwhile: the checkpoint bytes written, the fact and window rows written per event.
 pub(super) async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Result<()> {
-    let config = bench_config(base);
-    let (decoder, framework_list) = scaled_decoder(&config, args)?;
-    migrations::migrate(&config.clickhouse).await?;
+    let (config, decoder, framework_list) = fresh_stack(base, args).await?;
     let k = &config.kafka;
-    admin::ensure_topics(k, &[&k.surveys_topic, &k.hotline_topic, &k.dlq_topic]).await?;
     let metrics = Metrics::new();
     let (trigger, stop) = shutdown::channel();
     let (pipeline, processor) =
@@ -48,19 +43,13 @@ pub(super) async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Res
         agencies_per_province: args.agencies,
         ..Default::default()
     };
-    let mut sim = Simulator::new(
-        settings,
-        &ProvinceRegistry::builtin(),
-        framework_list[0].clone(),
-    )
-    .with_frameworks(framework_list);
+    let mut sim = scaled_simulator(settings, framework_list);
     let producer = producer::idempotent_producer(k)?;
     let warm_up = (rate * 10.0) as u64;
     sim_sink::to_kafka(
         &mut sim,
         &producer,
-        &k.surveys_topic,
-        &k.hotline_topic,
+        k.input_topics(),
         warm_up,
         rate,
         |_| {},
@@ -78,8 +67,7 @@ pub(super) async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Res
         sim_sink::to_kafka(
             &mut sim,
             &producer,
-            &k.surveys_topic,
-            &k.hotline_topic,
+            k.input_topics(),
             measured,
             rate,
             |t| bar.set_position(t.total()),

@@ -4,10 +4,9 @@ use anyhow::{Context, Result};
 use std::time::Instant;
 
 use sipas_stream::config::Config;
-use sipas_stream::domain::ProvinceRegistry;
-use sipas_stream::simulate::{SimSettings, Simulator};
+use sipas_stream::simulate::SimSettings;
 
-use super::fixtures::bench_frameworks;
+use super::fixtures::{bench_frameworks, scaled_simulator};
 use super::measure::{cpu_seconds, current_rss_mib, peak_rss_mib};
 use super::BenchArgs;
 
@@ -28,12 +27,7 @@ pub(super) fn index_fold(config: &Config, args: &BenchArgs, events: u64) -> Resu
         agencies_per_province: args.agencies,
         ..Default::default()
     };
-    let mut sim = Simulator::new(
-        settings,
-        &ProvinceRegistry::builtin(),
-        framework_list[0].clone(),
-    )
-    .with_frameworks(framework_list);
+    let mut sim = scaled_simulator(settings, framework_list);
     let lateness = config.index.lateness_seconds();
     let mut state = PartitionState::new(0, 0);
     let rss_before = current_rss_mib();

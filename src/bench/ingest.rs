@@ -13,6 +13,7 @@ use sipas_stream::pipeline::service as pipeline_service;
 use sipas_stream::shutdown;
 use sipas_stream::simulate::sink as sim_sink;
 use sipas_stream::sink::migrations;
+use sipas_stream::tables;
 
 use super::fixtures::{bench_config, drop_bench_database, simulator};
 use super::measure::{cpu_seconds, index_rows, indexed_up_to, peak_rss_mib, reset_peak_rss};
@@ -28,15 +29,14 @@ pub(super) async fn ingest(base: &Config, args: BenchArgs) -> Result<()> {
     // 1. Pre-fill the topics with the log (generated as it is produced, not held).
     migrations::migrate(&config.clickhouse).await?;
     let k = &config.kafka;
-    admin::ensure_topics(k, &[&k.surveys_topic, &k.hotline_topic, &k.dlq_topic]).await?;
+    admin::ensure_topics(k, &k.all_topics()).await?;
     let mut sim = simulator(&config, args.events)?;
     let producer = producer::idempotent_producer(k)?;
     let produce_started = Instant::now();
     let tally = sim_sink::to_kafka(
         &mut sim,
         &producer,
-        &k.surveys_topic,
-        &k.hotline_topic,
+        k.input_topics(),
         args.events,
         0.0,
         |_| {},
@@ -79,7 +79,7 @@ pub(super) async fn ingest(base: &Config, args: BenchArgs) -> Result<()> {
     let task = tokio::spawn(pipeline.run());
     let index_task = processor.map(|p| tokio::spawn(p.run()));
     let acknowledged = || {
-        let rows: u64 = ["survey_submissions", "hotline_events"]
+        let rows: u64 = [tables::SURVEY_SUBMISSIONS, tables::HOTLINE_EVENTS]
             .iter()
             .map(|t| metrics.inserted_rows.with_label_values(&[t]).get())
             .sum();

@@ -5,9 +5,9 @@ use anyhow::{Context, Result};
 use std::time::{Duration, Instant};
 
 use sipas_stream::config::Config;
-use sipas_stream::index::rows::tables;
 use sipas_stream::metrics::Metrics;
 use sipas_stream::sink::{self};
+use sipas_stream::tables;
 
 pub(super) fn cpu_seconds() -> f64 {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
@@ -72,14 +72,22 @@ pub(super) fn indexed_up_to(
 pub(super) async fn checkpoint_bytes(config: &Config) -> Result<(u64, u64)> {
     let client = sink::connect(&config.clickhouse);
     let state: u64 = client
-        .query("SELECT toUInt64(sum(length(state))) FROM (SELECT topic, partition, argMax(state, next_offset) AS state FROM index_checkpoints GROUP BY topic, partition)")
+        .query(&format!("SELECT toUInt64(sum(length(state))) FROM (SELECT topic, partition, argMax(state, next_offset) AS state FROM {} GROUP BY topic, partition)", tables::INDEX_CHECKPOINTS))
         .fetch_one()
         .await?;
-    let ids: u64 = client
-        .query("SELECT toUInt64(sum(length(chunk))) FROM index_state_chunks")
+    Ok((state, id_chunk_bytes(&client).await?))
+}
+
+/// Bytes of every id chunk stored.
+async fn id_chunk_bytes(client: &clickhouse::Client) -> Result<u64> {
+    let bytes = client
+        .query(&format!(
+            "SELECT toUInt64(sum(length(chunk))) FROM {}",
+            tables::INDEX_STATE_CHUNKS
+        ))
         .fetch_one()
         .await?;
-    Ok((state, ids))
+    Ok(bytes)
 }
 
 /// Rows of the index tables in the bench database (facts, and daily windows), as table rows.
@@ -190,14 +198,13 @@ pub(super) async fn checkpoint_bytes_during<T>(
     let client = sink::connect(&config.clickhouse);
     let poll = || async {
         let rows: Vec<Written> = client
-            .query("SELECT topic, partition, next_offset, toUInt64(length(state)) FROM index_checkpoints")
+            .query(&format!(
+                "SELECT topic, partition, next_offset, toUInt64(length(state)) FROM {}",
+                tables::INDEX_CHECKPOINTS
+            ))
             .fetch_all()
             .await?;
-        let ids: u64 = client
-            .query("SELECT toUInt64(sum(length(chunk))) FROM index_state_chunks")
-            .fetch_one()
-            .await?;
-        anyhow::Ok((rows, ids))
+        anyhow::Ok((rows, id_chunk_bytes(&client).await?))
     };
     let (before, ids_before) = poll().await?;
     let mut seen: std::collections::HashMap<(String, u32, i64), u64> = before

@@ -3,12 +3,11 @@ use anyhow::{Context, Result};
 
 use sipas_stream::assemble::end_offsets;
 use sipas_stream::config::Config;
-use sipas_stream::kafka::{admin, producer};
-use sipas_stream::sink::{self, migrations};
+use sipas_stream::kafka::producer;
+use sipas_stream::sink;
+use sipas_stream::tables;
 
-use super::fixtures::{
-    bench_config, drop_bench_database, produce, rebuild_to, scaled_decoder, year_simulator,
-};
+use super::fixtures::{drop_bench_database, fresh_stack, produce, rebuild_to, year_simulator};
 use super::measure::{latencies, print_table_rows, quantile};
 use super::BenchArgs;
 
@@ -16,11 +15,8 @@ use super::BenchArgs;
 /// 34 provinces × `--agencies` × `--frameworks`) folded by `sipas rebuild`'s index
 /// processor into a fresh database, then the ranking queries timed.
 pub(super) async fn queries(base: &Config, args: &BenchArgs, events: u64) -> Result<()> {
-    let config = bench_config(base);
-    let (decoder, framework_list) = scaled_decoder(&config, args)?;
-    migrations::migrate(&config.clickhouse).await?;
+    let (config, decoder, framework_list) = fresh_stack(base, args).await?;
     let k = &config.kafka;
-    admin::ensure_topics(k, &[&k.surveys_topic, &k.hotline_topic, &k.dlq_topic]).await?;
     let mut sim = year_simulator(args, framework_list, 11, events);
     let producer = producer::idempotent_producer(k)?;
     let bar = crate::progress::events("produce", events);
@@ -114,11 +110,18 @@ pub(super) async fn query_figures(
     for window in ["30d", "365d"] {
         let (ms, provinces) = latencies(QUERIES, move || async move {
             let rows: Vec<(String, u32)> = client
-                .query("SELECT province_code, toUInt32(ifNull(rank, 0)) FROM province_ranking_latest WHERE window = ?")
+                .query(&format!(
+                    "SELECT province_code, toUInt32(ifNull(rank, 0)) FROM {} WHERE window = ?",
+                    tables::PROVINCE_RANKING_LATEST
+                ))
                 .bind(window)
                 .fetch_all()
                 .await?;
-            anyhow::ensure!(!rows.is_empty(), "province_ranking_latest is empty");
+            anyhow::ensure!(
+                !rows.is_empty(),
+                "{} is empty",
+                tables::PROVINCE_RANKING_LATEST
+            );
             Ok(rows.len())
         })
         .await?;
@@ -134,7 +137,7 @@ pub(super) async fn query_figures(
         .get("BNV-2640-2017")
         .context("framework BNV-2640-2017 missing")?;
     let (province, newest): (String, u16) = client
-        .query("SELECT province_code, toUInt16(max(day)) FROM satisfaction_day_counts WHERE framework = ? GROUP BY province_code ORDER BY sum(respondents) DESC LIMIT 1")
+        .query(&format!("SELECT province_code, toUInt16(max(day)) FROM {} WHERE framework = ? GROUP BY province_code ORDER BY sum(respondents) DESC LIMIT 1", tables::SATISFACTION_DAY_COUNTS))
         .bind(&framework.id)
         .fetch_one()
         .await?;

@@ -4,12 +4,10 @@ use anyhow::Result;
 
 use sipas_stream::assemble::end_offsets;
 use sipas_stream::config::Config;
-use sipas_stream::kafka::{admin, producer};
-use sipas_stream::sink::migrations;
+use sipas_stream::kafka::producer;
 
 use super::fixtures::{
-    bench_config, drop_bench_database, index_until_caught_up, produce, rebuild_to, scaled_decoder,
-    year_simulator,
+    drop_bench_database, fresh_stack, index_until_caught_up, produce, rebuild_to, year_simulator,
 };
 use super::measure::{checkpoint_bytes, peak_rss_mib, print_table_rows, reset_peak_rss};
 use super::queries::query_figures;
@@ -21,11 +19,8 @@ use super::BenchArgs;
 /// from start until its outputs cover the whole log. Then `rebuild` over the same log, and
 /// the read queries on what it wrote.
 pub(super) async fn restart(base: &Config, args: &BenchArgs, events: u64) -> Result<()> {
-    let config = bench_config(base);
-    let (decoder, framework_list) = scaled_decoder(&config, args)?;
-    migrations::migrate(&config.clickhouse).await?;
+    let (config, decoder, framework_list) = fresh_stack(base, args).await?;
     let k = &config.kafka;
-    admin::ensure_topics(k, &[&k.surveys_topic, &k.hotline_topic, &k.dlq_topic]).await?;
     let mut sim = year_simulator(args, framework_list, 9, events);
     let producer = producer::idempotent_producer(k)?;
     let bar = crate::progress::events("produce", events + args.tail);

@@ -102,8 +102,7 @@ pub async fn run(config: &Config, args: SimulateArgs) -> Result<()> {
             sim_sink::to_kafka(
                 &mut simulator,
                 &producer,
-                &k.surveys_topic,
-                &k.hotline_topic,
+                k.input_topics(),
                 args.count,
                 args.rate,
                 |t| bar.set_position(t.total()),

@@ -3,6 +3,7 @@ use anyhow::{Context, Result};
 
 use sipas_stream::config::Config;
 use sipas_stream::sink;
+use sipas_stream::tables;
 
 #[derive(clickhouse::Row, serde::Deserialize)]
 struct Count {
@@ -15,17 +16,7 @@ pub async fn run(config: &Config) -> Result<()> {
         "ClickHouse {} database {}:",
         config.clickhouse.url, config.clickhouse.database
     );
-    let raw = [
-        "survey_submissions",
-        "survey_submissions_dedup",
-        "survey_answers",
-        "hotline_events",
-        "hotline_events_dedup",
-    ];
-    for table in raw
-        .into_iter()
-        .chain(sipas_stream::index::rows::tables::ALL.iter().copied())
-    {
+    for table in tables::RAW.iter().chain(tables::INDEX) {
         let count = client
             .query(&format!("SELECT count() AS n FROM {table}"))
             .fetch_one::<Count>()

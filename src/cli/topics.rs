@@ -6,15 +6,13 @@ use sipas_stream::kafka::admin;
 
 pub async fn run(config: &Config) -> Result<()> {
     let k = &config.kafka;
-    let created = admin::ensure_topics(k, &[&k.surveys_topic, &k.hotline_topic, &k.dlq_topic])
+    let created = admin::ensure_topics(k, &k.all_topics())
         .await
         .with_context(|| format!("creating topics on {}", k.brokers))?;
     println!(
-        "topics ready ({} created): {}, {}, {}",
+        "topics ready ({} created): {}",
         created.len(),
-        k.surveys_topic,
-        k.hotline_topic,
-        k.dlq_topic
+        k.all_topics().join(", ")
     );
     Ok(())
 }

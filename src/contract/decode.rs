@@ -23,6 +23,9 @@ pub enum Encoding {
 }
 
 impl Encoding {
+    /// Every encoding, in the order of their discriminants (`encoding as usize` indexes it).
+    pub const ALL: [Encoding; 2] = [Encoding::Json, Encoding::Avro];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Encoding::Json => "json",

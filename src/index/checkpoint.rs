@@ -9,8 +9,9 @@
 //! that one and those after it, not every chunk ever written.
 use bincode::Options;
 
-use crate::index::rows::{tables, CheckpointRow, StateChunkRow};
+use crate::index::rows::{CheckpointRow, StateChunkRow};
 use crate::index::state::{PartitionState, StateChunk};
+use crate::tables;
 
 /// Bumped whenever `PartitionState`'s layout changes; older checkpoints are ignored
 /// (the partition is then rebuilt from the log).

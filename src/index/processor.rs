@@ -28,11 +28,12 @@ use crate::domain::FrameworkCatalog;
 use crate::index::checkpoint;
 use crate::index::input::{FoldInput, IndexHandle, IndexInput};
 use crate::index::materialiser::{FactsAcked, Materialiser, PassStats, Writes};
-use crate::index::rows::{tables, CheckpointRow, StateChunkRow};
+use crate::index::rows::{CheckpointRow, StateChunkRow};
 use crate::index::state::{ChangedDays, PartitionState};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::sink::writer::{Abandoned, RawEventWriter};
+use crate::tables;
 
 /// Fact rows held before they are written, whatever the flush interval (a catch-up closes
 /// a block every 4096 offsets).

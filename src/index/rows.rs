@@ -8,35 +8,6 @@ use crate::domain::framework::Framework;
 use crate::domain::time::clickhouse_date;
 use crate::index::values::{HotlineValue, SatisfactionValue};
 
-/// Table names, read by the migrations' callers, the processor, serve and `status`.
-pub mod tables {
-    pub const SATISFACTION_DAY_COUNTS: &str = "satisfaction_day_counts";
-    pub const HOTLINE_DAY_COUNTS: &str = "hotline_day_counts";
-    /// The day counts' fingerprints (top `version` per unit, day and source partition),
-    /// kept by materialised views on the day-count tables.
-    pub const SATISFACTION_DAY_PRINTS: &str = "satisfaction_day_prints";
-    pub const HOTLINE_DAY_PRINTS: &str = "hotline_day_prints";
-    pub const SATISFACTION_DAILY: &str = "satisfaction_daily";
-    pub const SATISFACTION_LATEST: &str = "satisfaction_latest";
-    pub const HOTLINE_KPI_DAILY: &str = "hotline_kpi_daily";
-    pub const HOTLINE_KPI_LATEST: &str = "hotline_kpi_latest";
-    pub const INDEX_CHECKPOINTS: &str = "index_checkpoints";
-    pub const INDEX_STATE_CHUNKS: &str = "index_state_chunks";
-    /// Every table the index writes, for `sipas status`.
-    pub const ALL: &[&str] = &[
-        SATISFACTION_DAY_COUNTS,
-        HOTLINE_DAY_COUNTS,
-        SATISFACTION_DAY_PRINTS,
-        HOTLINE_DAY_PRINTS,
-        SATISFACTION_DAILY,
-        SATISFACTION_LATEST,
-        HOTLINE_KPI_DAILY,
-        HOTLINE_KPI_LATEST,
-        INDEX_CHECKPOINTS,
-        INDEX_STATE_CHUNKS,
-    ];
-}
-
 /// One survey fact: what one block of one partition's offsets added to one cell and day.
 #[derive(Debug, Clone, PartialEq, Eq, clickhouse::Row, Serialize, Deserialize)]
 pub struct SurveyDayCountRow {

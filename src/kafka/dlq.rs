@@ -11,8 +11,8 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use crate::config::KafkaConfig;
 use crate::kafka::producer::{self, Recovery};
 use crate::metrics::Metrics;
+use crate::retry::{Abandoned, Backoff};
 use crate::shutdown::Shutdown;
-use crate::sink::writer::Abandoned;
 
 /// The `client` label of this producer's metrics.
 const CLIENT: &str = "dlq";
@@ -76,7 +76,7 @@ impl DeadLetterProducer {
     /// until they succeed or shutdown is requested.
     pub async fn send_all(&self, letters: &[DeadLetter]) -> Result<(), Abandoned> {
         let mut pending: Vec<&DeadLetter> = letters.iter().collect();
-        let mut delay = self.retry_initial;
+        let mut backoff = Backoff::new(self.retry_initial, self.retry_max, &self.shutdown);
         while !pending.is_empty() {
             let producer = self.current();
             let deliveries = pending
@@ -115,12 +115,7 @@ impl DeadLetterProducer {
             if producer::recovery(fatal.is_some(), failed_rounds) == Recovery::Recreate {
                 self.recreate(failed_rounds, fatal, &last_error).await;
             }
-            let mut shutdown = self.shutdown.clone();
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = shutdown.wait() => return Err(Abandoned),
-            }
-            delay = (delay * 2).min(self.retry_max);
+            backoff.wait().await?;
         }
         Ok(())
     }

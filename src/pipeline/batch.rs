@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::contract::decode::{Decoded, Decoder, Encoding, EventKind};
+use crate::contract::kind::PerKind;
 use crate::contract::reject::RejectReason;
 use crate::domain::SurveySubmission;
 use crate::index::input::FoldInput;
@@ -59,7 +60,7 @@ impl BatchOutput {
         // the batch is read (a batch holds a few partitions) and moved into the maps at the
         // end: a map entry per message cost a String and a B-tree search each.
         let mut next_offsets: Vec<(&Arc<str>, i32, i64)> = Vec::new();
-        let mut valid = [[0u64; 2]; 2];
+        let mut valid: PerKind<[u64; Encoding::ALL.len()]> = PerKind::default();
         for (index, message) in messages.iter().enumerate() {
             let decoded = message
                 .payload
@@ -102,7 +103,7 @@ impl BatchOutput {
                         offset: message.offset,
                         ingested_at,
                     };
-                    valid[message.kind as usize][encoding as usize] += 1;
+                    valid[message.kind][encoding as usize] += 1;
                     // Without the fold the event moves into its row; with it, the row
                     // copies what it needs and the event goes on to the index.
                     match &decoded {
@@ -170,9 +171,9 @@ impl BatchOutput {
                 .or_insert(0);
             *entry = (*entry).max(next);
         }
-        for kind in [EventKind::Survey, EventKind::Hotline] {
-            for encoding in [Encoding::Json, Encoding::Avro] {
-                let count = valid[kind as usize][encoding as usize];
+        for (kind, counts) in valid.iter() {
+            for encoding in Encoding::ALL {
+                let count = counts[encoding as usize];
                 if count > 0 {
                     out.valid_by_kind
                         .insert((kind.as_str(), encoding.as_str()), count);

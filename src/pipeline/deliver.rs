@@ -20,6 +20,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::batch::{dead_letter, BatchOutput, InputMessage, PartitionRange};
 use crate::registry::SchemaRegistry;
 use crate::sink::writer::{Abandoned, RawEventWriter};
+use crate::tables;
 
 /// Totals of one `run`, for logs and tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -215,8 +216,9 @@ impl Delivery {
         }
 
         let (survey_failures, hotline_failures) = tokio::join!(
-            self.writer.insert("survey_submissions", &output.surveys),
-            self.writer.insert("hotline_events", &output.hotline),
+            self.writer
+                .insert(tables::SURVEY_SUBMISSIONS, &output.surveys),
+            self.writer.insert(tables::HOTLINE_EVENTS, &output.hotline),
         );
         for (failures, sources) in [
             (survey_failures?, &output.survey_sources),

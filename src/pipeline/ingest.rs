@@ -22,6 +22,7 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::contract::decode::{Decoder, EventKind};
+use crate::contract::kind::PerKind;
 use crate::index::input::{IndexHandle, IndexStopped};
 use crate::index::position::Start;
 use crate::kafka::consumer::{IngestConsumer, RebalanceEvent};
@@ -48,11 +49,11 @@ pub struct IngestPipeline {
     shutdown: Shutdown,
     /// The second stage, until `run` moves it into its task.
     delivery: Option<Delivery>,
-    surveys_topic: Arc<str>,
-    hotline_topic: Arc<str>,
-    /// `consumed_messages_total` of the surveys and the hotline topic, looked up once
-    /// rather than per message.
-    consumed: [prometheus::IntCounter; 2],
+    /// The input topic of each kind.
+    topics: PerKind<Arc<str>>,
+    /// `consumed_messages_total` of each input topic, looked up once rather than per
+    /// message.
+    consumed: PerKind<prometheus::IntCounter>,
     batch_max_messages: usize,
     batch_max_wait: Duration,
     /// False for a rebuild: only the index is fed; no raw rows, letters or offsets.
@@ -78,8 +79,8 @@ impl IngestPipeline {
         shutdown: Shutdown,
     ) -> Self {
         let consumer = Arc::new(consumer);
-        let consumed = [&config.kafka.surveys_topic, &config.kafka.hotline_topic]
-            .map(|topic| metrics.consumed.with_label_values(&[topic]));
+        let topics = config.kafka.input_topics();
+        let consumed = PerKind::from_fn(|kind| metrics.consumed.with_label_values(&[topics[kind]]));
         Self {
             consumer: Arc::clone(&consumer),
             shutdown,
@@ -95,8 +96,7 @@ impl IngestPipeline {
                 stored: BTreeMap::new(),
             }),
             consumed,
-            surveys_topic: config.kafka.surveys_topic.as_str().into(),
-            hotline_topic: config.kafka.hotline_topic.as_str().into(),
+            topics: PerKind::from_fn(|kind| Arc::from(topics[kind])),
             batch_max_messages: config.pipeline.batch_max_messages,
             batch_max_wait: Duration::from_millis(config.pipeline.batch_max_wait_ms),
             raw: true,
@@ -137,26 +137,18 @@ impl IngestPipeline {
     }
 
     async fn consume(mut self) -> Result<RunSummary, PipelineError> {
-        self.consumer
-            .subscribe(&[&self.surveys_topic, &self.hotline_topic])?;
+        let topics: Vec<String> = self.topics.values().map(|t| t.to_string()).collect();
+        let subscribed: Vec<&str> = topics.iter().map(String::as_str).collect();
+        self.consumer.subscribe(&subscribed)?;
         let index = self.stage().index.is_some();
-        tracing::info!(surveys = %self.surveys_topic, hotline = %self.hotline_topic, index, raw = self.raw, "consuming");
+        tracing::info!(topics = %subscribed.join(", "), index, raw = self.raw, "consuming");
         // One batch waiting while one is written: the loop reads ahead by at most that.
         let (work, queue) = mpsc::channel(1);
         let delivery = self.delivery.take().expect("run once");
         let delivering = tokio::spawn(delivery.run(queue).in_current_span());
         // Statistics stop while this loop waits on the delivery stage; held partitions are
         // judged on a clock of their own so that such a stall still shows.
-        let watching = tokio::spawn(
-            watch(
-                Arc::clone(&self.consumer),
-                [
-                    self.surveys_topic.to_string(),
-                    self.hotline_topic.to_string(),
-                ],
-            )
-            .in_current_span(),
-        );
+        let watching = tokio::spawn(watch(Arc::clone(&self.consumer), topics).in_current_span());
         let mut sequence = 0u64;
         loop {
             let events = self.consumer.context().take_rebalance_events();
@@ -255,14 +247,11 @@ impl IngestPipeline {
                     };
                     consumer.context().broker_answered();
                     let topic = message.topic();
-                    let (kind, topic, consumed) = if topic == &*self.surveys_topic {
-                        (EventKind::Survey, Arc::clone(&self.surveys_topic), &self.consumed[0])
-                    } else if topic == &*self.hotline_topic {
-                        (EventKind::Hotline, Arc::clone(&self.hotline_topic), &self.consumed[1])
-                    } else {
+                    let Some(kind) = EventKind::ALL.into_iter().find(|&k| topic == &*self.topics[k]) else {
                         continue;
                     };
-                    consumed.inc();
+                    let topic = Arc::clone(&self.topics[kind]);
+                    self.consumed[kind].inc();
                     let mut input = InputMessage {
                         kind,
                         topic,
@@ -293,7 +282,7 @@ impl IngestPipeline {
 /// Every second: judges the held partitions, and warns when none are held although the
 /// topics have some. Librdkafka's statistics cover only topics with a held partition, so
 /// the topics' partitions are counted from metadata, and only when a warning is due.
-async fn watch(consumer: Arc<IngestConsumer>, topics: [String; 2]) {
+async fn watch(consumer: Arc<IngestConsumer>, topics: Vec<String>) {
     let mut every = tokio::time::interval(Duration::from_secs(1));
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

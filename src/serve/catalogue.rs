@@ -14,9 +14,10 @@ use super::params::HotlineBy;
 use super::rows::{HotlineSumRow, NationRow, SurveySumRow};
 use super::sums::{hotline_query, survey_query, HotlineGroup, SurveyGroup, SurveyScope};
 use crate::domain::FrameworkCatalog;
-use crate::index::rows::{tables, HotlineKpiRow, SatisfactionRow};
+use crate::index::rows::{HotlineKpiRow, SatisfactionRow};
 use crate::index::values::{UnitKey, UnitType};
 use crate::index::window::{from_date, Window};
+use crate::tables;
 
 const PATH: &str = "scripts/serve-queries.sql";
 

@@ -1,10 +1,10 @@
 //! The read API's ClickHouse access: every query counted per endpoint and bounded by the
 //! timeout; the newest days with data. SQL text is fixed (table names come from
-//! `index::rows::tables`); request values are bound with `?`.
+//! `tables`); request values are bound with `?`.
 use super::error::ApiError;
 use super::rows::DayRow;
 use super::ServeState;
-use crate::index::rows::tables;
+use crate::tables;
 
 /// Runs one query, counted in `sipas_serve_clickhouse_queries_total`, bounded by the timeout.
 pub async fn fetch<T>(

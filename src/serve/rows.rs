@@ -3,11 +3,6 @@
 //! (see `src/sink/migrations/0003_day_counts.sql`). Dates arrive as days since 1970-01-01.
 use serde::Deserialize;
 
-/// Views the index defines beside its tables (`index::rows::tables` names the tables).
-pub mod views {
-    pub const NATION_DAILY: &str = "nation_daily";
-}
-
 /// A row of `nation_daily`.
 #[derive(Debug, Clone, clickhouse::Row, Deserialize)]
 pub struct NationRow {

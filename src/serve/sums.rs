@@ -19,11 +19,12 @@ use super::rows::{HotlineSumRow, SurveySumRow};
 use super::ServeState;
 use crate::domain::framework::Framework;
 use crate::domain::time::format_day;
-use crate::index::rows::{tables, HotlineKpiRow, SatisfactionRow};
+use crate::index::rows::{HotlineKpiRow, SatisfactionRow};
 use crate::index::survey::SurveyCounts;
 use crate::index::ticket::HotlineDayCounts;
 use crate::index::values::{hotline_value, satisfaction_value, window_sums, UnitKey, UnitType};
 use crate::index::window::Window;
+use crate::tables;
 
 /// What survey counts are summed by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

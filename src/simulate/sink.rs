@@ -11,6 +11,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use crate::contract::decode::EventKind;
+use crate::contract::kind::PerKind;
 use crate::kafka::producer;
 use crate::simulate::generator::{Expected, SimEvent, Simulator};
 
@@ -65,8 +66,7 @@ pub enum SimSinkError {
 pub async fn to_kafka(
     simulator: &mut Simulator,
     producer: &FutureProducer,
-    surveys_topic: &str,
-    hotline_topic: &str,
+    topics: PerKind<&str>,
     count: u64,
     rate: f64,
     mut progress: impl FnMut(&SimTally),
@@ -80,10 +80,7 @@ pub async fn to_kafka(
     while tally.total() < count && !stop() {
         let event = simulator.next_event();
         tally.add(&event);
-        let topic = match event.kind {
-            EventKind::Survey => surveys_topic,
-            EventKind::Hotline => hotline_topic,
-        };
+        let topic = topics[event.kind];
         let SimEvent { key, payload, .. } = event;
         // Handed to the producer now, at its paced moment; only a retry waits for the
         // future to be polled.
@@ -281,8 +278,10 @@ mod tests {
             to_kafka(
                 &mut simulator,
                 &producer,
-                "surveys",
-                "hotline",
+                PerKind::from_fn(|kind| match kind {
+                    EventKind::Survey => "surveys",
+                    EventKind::Hotline => "hotline",
+                }),
                 COUNT,
                 0.0,
                 |_| {},

@@ -3,6 +3,7 @@
 //! the versions that completed. `{db}` in a file is replaced by the configured database.
 use crate::config::ClickHouseConfig;
 use crate::sink::client::{client_without_database, ClickHouseError};
+use crate::tables::SCHEMA_MIGRATIONS;
 
 pub struct Migration {
     pub version: u32,
@@ -91,14 +92,14 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<Vec<u32>, ClickHouseEr
         .await?;
     client
         .query(&format!(
-            "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (version UInt32, name String, applied_at DateTime('UTC')) \
+            "CREATE TABLE IF NOT EXISTS {db}.{SCHEMA_MIGRATIONS} (version UInt32, name String, applied_at DateTime('UTC')) \
              ENGINE = ReplacingMergeTree() ORDER BY version"
         ))
         .execute()
         .await?;
     let applied: Vec<u32> = client
         .query(&format!(
-            "SELECT DISTINCT version FROM {db}.schema_migrations"
+            "SELECT DISTINCT version FROM {db}.{SCHEMA_MIGRATIONS}"
         ))
         .fetch_all::<AppliedVersion>()
         .await?
@@ -119,7 +120,7 @@ pub async fn migrate(config: &ClickHouseConfig) -> Result<Vec<u32>, ClickHouseEr
         let mut insert = client
             .clone()
             .with_database(db)
-            .insert::<MigrationRecord>("schema_migrations")
+            .insert::<MigrationRecord>(SCHEMA_MIGRATIONS)
             .await?;
         let applied_at = crate::domain::time::unix_now() as u32;
         insert
@@ -159,5 +160,50 @@ mod tests {
     #[test]
     fn versions_are_increasing() {
         assert!(MIGRATIONS.windows(2).all(|w| w[0].version < w[1].version));
+    }
+
+    /// The names the migrations create, in the schema as it stands after the last one.
+    fn created_by_migrations() -> std::collections::BTreeSet<String> {
+        let mut created = std::collections::BTreeSet::new();
+        for migration in MIGRATIONS {
+            for statement in statements(migration.sql, "db") {
+                let words: Vec<&str> = statement.split_whitespace().collect();
+                let name = |at: usize| {
+                    words[at]
+                        .strip_prefix("db.")
+                        .unwrap_or_else(|| panic!("{} is not a `{{db}}.` name", words[at]))
+                        .to_owned()
+                };
+                match words.as_slice() {
+                    ["CREATE", "TABLE" | "VIEW", "IF", "NOT", "EXISTS", ..] => {
+                        created.insert(name(5));
+                    }
+                    ["CREATE", "MATERIALIZED", "VIEW", "IF", "NOT", "EXISTS", ..] => {
+                        created.insert(name(6));
+                    }
+                    ["DROP", "TABLE" | "VIEW", "IF", "EXISTS", ..] => {
+                        created.remove(&name(4));
+                    }
+                    ["CREATE" | "DROP" | "RENAME", ..] => {
+                        panic!("a statement this test does not read: {statement}")
+                    }
+                    _ => {}
+                }
+            }
+        }
+        created
+    }
+
+    #[test]
+    fn every_table_name_is_created_by_a_migration_and_every_created_one_is_named() {
+        let named: std::collections::BTreeSet<String> =
+            crate::tables::migrated().map(str::to_owned).collect();
+        assert_eq!(
+            named.len(),
+            crate::tables::migrated().count(),
+            "a name listed twice in `tables`"
+        );
+        assert_eq!(named, created_by_migrations());
+        assert!(!named.contains(SCHEMA_MIGRATIONS));
     }
 }

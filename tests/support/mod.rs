@@ -682,4 +682,27 @@ impl SimFeed {
             letters.reasons()
         );
     }
+
+    /// The end of a fault test: stops `pipeline` (it must exit cleanly), checks the raw
+    /// views and the DLQ against what was produced ([`assert_stored_exactly`]), rebuilds
+    /// the index from the same log into a sibling database and asserts the pipeline's
+    /// index equals it.
+    ///
+    /// [`assert_stored_exactly`]: Self::assert_stored_exactly
+    pub async fn assert_stored_and_index_equals_rebuild(
+        &self,
+        what: &str,
+        env: &TestEnv,
+        pipeline: &mut Pipeline,
+    ) {
+        assert!(pipeline.terminate().success());
+        self.assert_stored_exactly(env).await;
+        let rebuilt = env.sibling("rebuild").await;
+        let mut rebuild = Pipeline::start_command(&rebuilt, &["rebuild"]);
+        assert!(
+            rebuild.wait_exit(PATIENCE).success(),
+            "sipas rebuild succeeded"
+        );
+        index::assert_equivalent(what, env, &rebuilt).await;
+    }
 }

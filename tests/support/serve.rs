@@ -161,8 +161,7 @@ pub async fn fill_with(
     let tally = sink::to_kafka(
         &mut simulator,
         &producer,
-        &k.surveys_topic,
-        &k.hotline_topic,
+        k.input_topics(),
         count,
         0.0,
         |_| {},

@@ -7,12 +7,13 @@ use serde::Deserialize;
 use crate::domain::framework::FrameworkCatalog;
 use crate::domain::time::format_day;
 use crate::index::day_cache::{Carried, DayCache};
-use crate::index::rows::{tables, SatisfactionRow};
+use crate::index::rows::SatisfactionRow;
 use crate::index::state::ChangedDays;
 use crate::index::survey::SurveyCounts;
 use crate::index::values::{satisfaction_value, window_sums, UnitKey, UnitType};
 use crate::index::window::{MAX_WINDOW_DAYS, WINDOWS};
 use crate::sink::writer::{Abandoned, RawEventWriter};
+use crate::tables;
 
 use super::plan::{detect, plan, print_floor, PrintRow, Trust, Writes};
 use super::{content_hash, newest_day, PassInput, PassStats, WindowRow, WrittenRows, CACHE_DAYS};

@@ -12,13 +12,14 @@ use axum::response::Response;
 use clickhouse::query::Query;
 
 use super::{answer, query_map, to_json, ApiError, NormalisedRequest, QueryMap};
-use crate::index::rows::{tables, HotlineKpiRow};
+use crate::index::rows::HotlineKpiRow;
 use crate::index::window::Window;
 use crate::serve::db::{fetch, newest_hotline_day};
 use crate::serve::params::{self, format_day, materialised, storable_day, HotlineBy, ParamError};
 use crate::serve::sums::hotline_sums;
 use crate::serve::views;
 use crate::serve::ServeState;
+use crate::tables;
 
 const ENDPOINT: &str = "hotline";
 

@@ -13,15 +13,16 @@ use axum::response::Response;
 use clickhouse::query::Query;
 
 use super::{answer, query_map, to_json, ApiError, NormalisedRequest, QueryMap};
-use crate::index::rows::{tables, SatisfactionRow};
+use crate::index::rows::SatisfactionRow;
 use crate::index::values::{UnitKey, UnitType};
 use crate::index::window::Window;
 use crate::serve::db::{fetch, newest_survey_day};
 use crate::serve::params::{self, format_day, materialised, storable_day, ParamError};
-use crate::serve::rows::{views::NATION_DAILY, NationRow};
+use crate::serve::rows::NationRow;
 use crate::serve::sums::{satisfaction_row, survey_sums, SurveyGroup, SurveyScope};
 use crate::serve::views::{self, Nation, RankingInput};
 use crate::serve::ServeState;
+use crate::tables;
 
 const ENDPOINT: &str = "rankings";
 
@@ -130,7 +131,8 @@ pub fn earlier_query(
 pub fn nation_query(client: &clickhouse::Client, request: &RankingsRequest, as_of: i64) -> Query {
     client
         .query(&format!(
-            "SELECT ?fields FROM {NATION_DAILY} WHERE framework = ? AND window = ? AND as_of = toDate(?)"
+            "SELECT ?fields FROM {} WHERE framework = ? AND window = ? AND as_of = toDate(?)",
+            tables::NATION_DAILY
         ))
         .bind(&request.framework)
         .bind(request.window.label())

@@ -14,7 +14,7 @@ use super::{
     answer, path_parts, query_map, to_json, ApiError, NormalisedRequest, PathParts, QueryMap,
 };
 use crate::domain::Framework;
-use crate::index::rows::{tables, SatisfactionRow};
+use crate::index::rows::SatisfactionRow;
 use crate::index::survey::SurveyCounts;
 use crate::index::values::{UnitKey, UnitType};
 use crate::index::window::Window;
@@ -23,6 +23,7 @@ use crate::serve::params::{self, format_day, materialised, ParamError};
 use crate::serve::sums::{daily_values, satisfaction_row, SurveyScope};
 use crate::serve::views;
 use crate::serve::ServeState;
+use crate::tables;
 
 /// A normalised unit request: a province, or an agency within it.
 #[derive(Debug, Clone)]
