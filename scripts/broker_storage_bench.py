@@ -12,6 +12,10 @@ messages by default):
   paced    `sipas simulate --rate R` for a few seconds: the rate a steady producer gets
            (what `sipas bench --freshness R` and the demo's trickle need);
 with the broker's data directory size, its RSS and the machine's load beside each figure.
+With --demo-load, the local stack's steady clients run meanwhile, from the topics' creation
+on: the demo's trickle (`sipas simulate --rate 5`) and a consumer group following the log
+as `sipas run` does (subscribed, offsets committed each second, fetch.wait.max.ms 100,
+session.timeout.ms 6000 as config/local.toml); its rebalances and longest wait are reported.
 A step that does not finish within its timeout is recorded as such and ends that engine's
 run (later sizes would only be slower). Everything it starts is stopped.
 """
@@ -106,6 +110,52 @@ def worker_fetch(a):
                       "longest_wait_s": longest_wait, "complete": count >= a.expect}))
 
 
+def worker_tail(a):
+    """Follows TOPICS in a consumer group until killed; writes its counters to a.tail_file."""
+    from confluent_kafka import Consumer
+    c = Consumer({
+        "bootstrap.servers": a.brokers,
+        "group.id": "sipas-storage-bench-tail",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": True,
+        "auto.commit.interval.ms": 1000,
+        "fetch.wait.max.ms": 100,
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 1000,
+        "queued.max.messages.kbytes": 32768,
+    })
+    state = {"consumed": 0, "assignments": 0, "revocations": 0, "longest_wait_s": 0.0}
+
+    def on_assign(_, parts):
+        state["assignments"] += 1
+
+    def on_revoke(_, parts):
+        state["revocations"] += 1
+
+    c.subscribe(list(TOPICS), on_assign=on_assign, on_revoke=on_revoke)
+    last_message, last_write = time.monotonic(), 0.0
+    while True:
+        msgs = c.consume(num_messages=10000, timeout=0.5)
+        now = time.monotonic()
+        if any(m.error() is None for m in msgs):
+            state["longest_wait_s"] = round(max(state["longest_wait_s"], now - last_message), 1)
+            last_message = now
+            state["consumed"] += sum(1 for m in msgs if m.error() is None)
+        if now - last_write > 2:
+            with open(a.tail_file + ".tmp", "w") as f:
+                json.dump(state, f)
+            os.replace(a.tail_file + ".tmp", a.tail_file)
+            last_write = now
+
+
+def read_tail(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
 # ---------------------------------------------------------------- one engine
 
 class Broker:
@@ -188,13 +238,23 @@ def measure_engine(a, url, seed):
     os.makedirs(data_dir)
     side_log = os.path.join(data_dir, "clients.log")
     broker = Broker(a, url, data_dir)
-    result = {"storage": url, "steps": []}
+    result = {"storage": url, "demo_load": a.demo_load, "steps": []}
+    background = []
+    tail_file = os.path.join(data_dir, "tail.json")
     try:
         broker.start()
         code, _ = run_bounded([a.sipas, "topics"], sipas_env(a), 120, side_log)
         if code != 0:
             result["error"] = f"sipas topics failed (exit {code}); see {side_log}"
             return result
+        if a.demo_load:
+            out = open(side_log, "ab")
+            background.append(subprocess.Popen(
+                [a.sipas, "simulate", "--count", "100000000", "--rate", "5", "--seed", "999"],
+                env=sipas_env(a), stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
+            background.append(subprocess.Popen(
+                [sys.executable, os.path.abspath(__file__), "--tail-worker", "--port", str(a.port),
+                 "--tail-file", tail_file], stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
         produced = 0
         for target in a.sizes:
             step = {"log_messages_target": target, "load_before": loadavg()}
@@ -205,9 +265,10 @@ def measure_engine(a, url, seed):
                 sipas_env(a), a.step_timeout, side_log)
             seed += 1
             now = log_size(a)
-            step["produce"] = {"messages": (now or produced) - produced, "seconds": round(seconds, 1),
+            done = target - produced if code == 0 else (now or produced) - produced
+            step["produce"] = {"messages": done, "seconds": round(seconds, 1),
                                "exit": code, "timed_out": code is None,
-                               "events_per_s": round(((now or produced) - produced) / seconds) if seconds else None}
+                               "events_per_s": round(done / seconds) if seconds else None}
             step["load_after_produce"] = loadavg()
             produced = now if now is not None else produced
             step["log_messages"] = produced
@@ -235,7 +296,7 @@ def measure_engine(a, url, seed):
                 sipas_env(a), a.paced_seconds * 10, side_log)
             seed += 1
             now = log_size(a)
-            paced_done = (now - produced) if now is not None else 0
+            paced_done = count if code == 0 else (now - produced) if now is not None else 0
             step["paced"] = {"requested_per_s": a.paced_rate, "messages": paced_done, "seconds": round(seconds, 1),
                              "achieved_per_s": round(paced_done / seconds) if seconds else None,
                              "timed_out": code is None, "exit": code}
@@ -243,11 +304,17 @@ def measure_engine(a, url, seed):
             produced = now if now is not None else produced + count
             step["disk_bytes"] = dir_bytes(data_dir)
             step["broker_rss_mib"] = rss_mib(broker.proc.pid)
+            if a.demo_load:
+                step["tail_consumer"] = read_tail(tail_file)
             if not fetch.get("complete"):
                 step["gave_up"] = f"fetch incomplete after {fetch.get('seconds', 0):.0f} s"
                 log(f"{name}: {step['gave_up']}")
                 break
     finally:
+        for proc in background:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
         broker.stop()
         result["disk_bytes_after_stop"] = dir_bytes(data_dir)
         if not a.keep:
@@ -261,11 +328,12 @@ def fmt_rate(x):
 
 def print_table(results):
     print("| storage | log (messages) | on disk | broker RSS | produce events/s | full fetch events/s "
-          "(first message) | paced producer achieved / requested | load (1-min) before, after produce, fetch, paced |")
-    print("|---|---|---|---|---|---|---|---|")
+          "(first message) | paced producer achieved / requested | load (1-min) before, after produce, fetch, paced |"
+          " following group: rebalances, longest wait |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         if r.get("error"):
-            print(f"| {r['storage']} | {r['error']} | | | | | | |")
+            print(f"| {r['storage']} | {r['error']} | | | | | | | |")
         for s in r["steps"]:
             p, f, q = s.get("produce", {}), s.get("fetch", {}), s.get("paced", {})
             produce = fmt_rate(p.get("events_per_s")) + (" (timed out)" if p.get("timed_out") else "")
@@ -280,8 +348,10 @@ def print_table(results):
                      + (" (timed out)" if q.get("timed_out") else "")) if q else "-"
             loads = ", ".join(s.get(k, "-").split()[0] for k in
                               ("load_before", "load_after_produce", "load_after_fetch", "load_after_paced") if s.get(k))
+            t = s.get("tail_consumer")
+            tail = f"{t['assignments']}, {t['longest_wait_s']} s" if t else "-"
             print(f"| {r['storage']} | {s.get('log_messages', 0):,} | {s.get('disk_bytes', 0) / 1048576:.0f} MiB | "
-                  f"{s.get('broker_rss_mib') or '-'} MiB | {produce} | {fetch} | {paced} | {loads} |"
+                  f"{s.get('broker_rss_mib') or '-'} MiB | {produce} | {fetch} | {paced} | {loads} | {tail} |"
                   + (f" gave up: {s['gave_up']}" if s.get("gave_up") else ""))
 
 
@@ -290,6 +360,10 @@ def main():
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--expect", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--timeout", type=float, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--tail-worker", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--tail-file", help=argparse.SUPPRESS)
+    p.add_argument("--demo-load", action="store_true",
+                   help="run the demo's trickle and a following consumer group meanwhile")
     p.add_argument("--storage", action="append", help="tansu STORAGE_ENGINE URL (repeatable); "
                    "default: sqlite://tansu.db and memory://tansu/")
     p.add_argument("--sizes", default="100000,300000,1000000", help="log sizes to measure at (messages)")
@@ -310,6 +384,8 @@ def main():
     a.brokers = f"127.0.0.1:{a.port}"
     if a.worker:
         return worker_fetch(a)
+    if a.tail_worker:
+        return worker_tail(a)
     a.sizes = [int(x) for x in a.sizes.split(",")]
     storages = a.storage or ["sqlite://tansu.db", "memory://tansu/"]
     for path, what in ((a.sipas, "sipas"), (a.tansu, "tansu")):

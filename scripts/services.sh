@@ -148,18 +148,12 @@ stop_one() { # NAME PIDFILE
 
 # broker_log_summary: the running broker's storage URL and its log's size on disk.
 broker_log_summary() {
-  local storage file bytes=0 suffix
-  storage="$(sed -n 's/^storage=//p' "$TANSU_DIR/broker.info" 2>/dev/null)"
+  local storage bytes
+  storage="$(broker_storage)"
   [ -n "$storage" ] || { echo "storage unknown (no $TANSU_DIR/broker.info)"; return; }
-  case "$storage" in
-    sqlite://*)
-      file="${storage#sqlite://}"; file="${file%%\?*}"; file="${file#/}"
-      for suffix in "" -wal -shm -journal; do
-        [ -f "$TANSU_DIR/$file$suffix" ] && bytes=$((bytes + $(stat -c %s "$TANSU_DIR/$file$suffix")))
-      done
-      echo "storage $storage, log $((bytes / 1048576)) MiB on disk ($TANSU_DIR/$file)" ;;
-    *) echo "storage $storage, log not on disk" ;;
-  esac
+  bytes="$(broker_log_bytes)"
+  if [ -n "$bytes" ]; then echo "storage $storage, log $((bytes / 1048576)) MiB on disk"
+  else echo "storage $storage, log not on disk"; fi
 }
 
 reset_all() {
