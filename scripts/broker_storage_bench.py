@@ -11,6 +11,9 @@ messages by default):
            log from offset 0;
   paced    `sipas simulate --rate R` for a few seconds: the rate a steady producer gets
            (what `sipas bench --freshness R` and the demo's trickle need);
+  fresh    the same paced producer into new, empty topics while a consumer group follows
+           them (what `sipas bench --freshness` and bench-baseline.sh do beside the big log),
+           then a full fetch of those topics;
 with the broker's data directory size, its RSS and the machine's load beside each figure.
 With --demo-load, the local stack's steady clients run meanwhile, from the topics' creation
 on: the demo's trickle (`sipas simulate --rate 5`) and a consumer group following the log
@@ -77,7 +80,7 @@ def scheme(url):
 # ---------------------------------------------------------------- the fetch worker (child process)
 
 def worker_fetch(a):
-    """Reads every partition of TOPICS from offset 0 until `expect` messages or the timeout."""
+    """Reads every partition of the topics from offset 0 until `expect` messages or the timeout."""
     from confluent_kafka import Consumer, TopicPartition, OFFSET_BEGINNING
     c = Consumer({
         "bootstrap.servers": a.brokers,
@@ -88,7 +91,7 @@ def worker_fetch(a):
         "queued.max.messages.kbytes": 32768,
     })
     parts = []
-    for topic in TOPICS:
+    for topic in a.topics:
         md = c.list_topics(topic, timeout=30)
         parts += [TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(md.topics[topic].partitions)]
     start = time.monotonic()
@@ -115,7 +118,7 @@ def worker_tail(a):
     from confluent_kafka import Consumer
     c = Consumer({
         "bootstrap.servers": a.brokers,
-        "group.id": "sipas-storage-bench-tail",
+        "group.id": "sipas-storage-bench-tail-" + a.topics[0],
         "auto.offset.reset": "earliest",
         "enable.auto.commit": True,
         "auto.commit.interval.ms": 1000,
@@ -132,7 +135,7 @@ def worker_tail(a):
     def on_revoke(_, parts):
         state["revocations"] += 1
 
-    c.subscribe(list(TOPICS), on_assign=on_assign, on_revoke=on_revoke)
+    c.subscribe(list(a.topics), on_assign=on_assign, on_revoke=on_revoke)
     last_message, last_write = time.monotonic(), 0.0
     while True:
         msgs = c.consume(num_messages=10000, timeout=0.5)
@@ -192,9 +195,55 @@ class Broker:
         self.log_file.close()
 
 
-def sipas_env(a):
-    return dict(os.environ, SIPAS_CONFIG=a.config, SIPAS__KAFKA__BROKERS=f"127.0.0.1:{a.port}",
-                RUST_LOG="warn")
+def sipas_env(a, config=None, prefix=None):
+    env = dict(os.environ, SIPAS_CONFIG=config or a.config, SIPAS__KAFKA__BROKERS=f"127.0.0.1:{a.port}",
+               RUST_LOG="warn")
+    if prefix:
+        env.update(SIPAS__KAFKA__SURVEYS_TOPIC=f"{prefix}.surveys", SIPAS__KAFKA__HOTLINE_TOPIC=f"{prefix}.hotline",
+                   SIPAS__KAFKA__DLQ_TOPIC=f"{prefix}.dlq")
+    return env
+
+
+def fetch_all(a, topics, expect):
+    out = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--worker", "--port", str(a.port), "--topics", *topics,
+         "--expect", str(expect), "--timeout", str(a.step_timeout)],
+        stdout=subprocess.PIPE, text=True, timeout=a.step_timeout + 120)
+    fetch = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {"error": out.returncode}
+    if fetch.get("seconds"):
+        fetch["events_per_s"] = round(fetch["messages"] / fetch["seconds"])
+    return fetch
+
+
+def fresh_probe(a, target, seed, side_log, data_dir):
+    """A paced producer into new topics that a consumer group follows, then their full fetch."""
+    prefix = f"sipas.fresh{target}"
+    topics = [f"{prefix}.surveys", f"{prefix}.hotline"]
+    env = sipas_env(a, prefix=prefix)
+    code, _ = run_bounded([a.sipas, "topics"], env, 120, side_log)
+    if code != 0:
+        return {"error": f"sipas topics failed (exit {code})"}
+    tail_file = os.path.join(data_dir, f"tail-{prefix}.json")
+    with open(side_log, "ab") as out:
+        tail = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--tail-worker", "--port", str(a.port),
+                                 "--tail-file", tail_file, "--topics", *topics],
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        count = int(a.paced_rate * a.paced_seconds)
+        code, seconds = run_bounded(
+            [a.sipas, "simulate", "--count", str(count), "--rate", str(a.paced_rate), "--seed", str(seed)],
+            env, a.paced_seconds * 10, side_log)
+        # Let the group read what was produced (bounded), then take its counters.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and ((read_tail(tail_file) or {}).get("consumed", 0) < count):
+            time.sleep(1)
+        follower = read_tail(tail_file)
+    finally:
+        os.killpg(tail.pid, signal.SIGKILL)
+        tail.wait()
+    return {"requested_per_s": a.paced_rate, "seconds": round(seconds, 1), "exit": code, "timed_out": code is None,
+            "achieved_per_s": round(count / seconds) if code == 0 and seconds else None,
+            "follower": follower, "fetch": fetch_all(a, topics, count if code == 0 else 1)}
 
 
 def run_bounded(cmd, env, timeout, log_path):
@@ -254,7 +303,8 @@ def measure_engine(a, url, seed):
                 env=sipas_env(a), stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
             background.append(subprocess.Popen(
                 [sys.executable, os.path.abspath(__file__), "--tail-worker", "--port", str(a.port),
-                 "--tail-file", tail_file], stdout=out, stderr=subprocess.STDOUT, start_new_session=True))
+                 "--tail-file", tail_file, "--topics", *TOPICS], stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True))
         produced = 0
         for target in a.sizes:
             step = {"log_messages_target": target, "load_before": loadavg()}
@@ -262,7 +312,7 @@ def measure_engine(a, url, seed):
             log(f"{name}: producing {target - produced:,} messages (log {produced:,} -> {target:,})…")
             code, seconds = run_bounded(
                 [a.sipas, "simulate", "--count", str(target - produced), "--days", "30", "--seed", str(seed)],
-                sipas_env(a), a.step_timeout, side_log)
+                sipas_env(a, config=a.fill_config), a.step_timeout, side_log)
             seed += 1
             now = log_size(a)
             done = target - produced if code == 0 else (now or produced) - produced
@@ -280,13 +330,7 @@ def measure_engine(a, url, seed):
                 log(f"{name}: {step['gave_up']}")
                 break
             log(f"{name}: fetching {produced:,} messages from offset 0…")
-            out = subprocess.run(
-                [sys.executable, os.path.abspath(__file__), "--worker", "--port", str(a.port),
-                 "--expect", str(produced), "--timeout", str(a.step_timeout)],
-                stdout=subprocess.PIPE, text=True, timeout=a.step_timeout + 120)
-            fetch = json.loads(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 else {"error": out.returncode}
-            if fetch.get("seconds"):
-                fetch["events_per_s"] = round(fetch["messages"] / fetch["seconds"])
+            fetch = fetch_all(a, TOPICS, produced)
             step["fetch"] = fetch
             step["load_after_fetch"] = loadavg()
             count = int(a.paced_rate * a.paced_seconds)
@@ -302,6 +346,10 @@ def measure_engine(a, url, seed):
                              "timed_out": code is None, "exit": code}
             step["load_after_paced"] = loadavg()
             produced = now if now is not None else produced + count
+            log(f"{name}: paced producer into new topics, a group following them…")
+            step["fresh"] = fresh_probe(a, target, seed, side_log, data_dir)
+            seed += 1
+            step["load_after_fresh"] = loadavg()
             step["disk_bytes"] = dir_bytes(data_dir)
             step["broker_rss_mib"] = rss_mib(broker.proc.pid)
             if a.demo_load:
@@ -328,12 +376,13 @@ def fmt_rate(x):
 
 def print_table(results):
     print("| storage | log (messages) | on disk | broker RSS | produce events/s | full fetch events/s "
-          "(first message) | paced producer achieved / requested | load (1-min) before, after produce, fetch, paced |"
-          " following group: rebalances, longest wait |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "(first message) | paced producer achieved / requested | load (1-min) before, after produce, fetch, paced, new topics |"
+          " following group: rebalances, longest wait | new topics beside it: paced producer achieved, "
+          "follower's longest wait, full fetch events/s |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         if r.get("error"):
-            print(f"| {r['storage']} | {r['error']} | | | | | | | |")
+            print(f"| {r['storage']} | {r['error']} | | | | | | | | |")
         for s in r["steps"]:
             p, f, q = s.get("produce", {}), s.get("fetch", {}), s.get("paced", {})
             produce = fmt_rate(p.get("events_per_s")) + (" (timed out)" if p.get("timed_out") else "")
@@ -347,11 +396,16 @@ def print_table(results):
             paced = (f"{fmt_rate(q.get('achieved_per_s'))} / {q['requested_per_s']:.0f}"
                      + (" (timed out)" if q.get("timed_out") else "")) if q else "-"
             loads = ", ".join(s.get(k, "-").split()[0] for k in
-                              ("load_before", "load_after_produce", "load_after_fetch", "load_after_paced") if s.get(k))
+                              ("load_before", "load_after_produce", "load_after_fetch", "load_after_paced",
+                               "load_after_fresh") if s.get(k))
             t = s.get("tail_consumer")
             tail = f"{t['assignments']}, {t['longest_wait_s']} s" if t else "-"
+            fr = s.get("fresh") or {}
+            fresh = (f"{fmt_rate(fr.get('achieved_per_s'))} / {fr.get('requested_per_s', 0):.0f}, "
+                     f"{(fr.get('follower') or {}).get('longest_wait_s', '-')} s, "
+                     f"{fmt_rate((fr.get('fetch') or {}).get('events_per_s'))}") if fr else "-"
             print(f"| {r['storage']} | {s.get('log_messages', 0):,} | {s.get('disk_bytes', 0) / 1048576:.0f} MiB | "
-                  f"{s.get('broker_rss_mib') or '-'} MiB | {produce} | {fetch} | {paced} | {loads} | {tail} |"
+                  f"{s.get('broker_rss_mib') or '-'} MiB | {produce} | {fetch} | {paced} | {loads} | {tail} | {fresh} |"
                   + (f" gave up: {s['gave_up']}" if s.get("gave_up") else ""))
 
 
@@ -362,6 +416,9 @@ def main():
     p.add_argument("--timeout", type=float, default=0, help=argparse.SUPPRESS)
     p.add_argument("--tail-worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--tail-file", help=argparse.SUPPRESS)
+    p.add_argument("--topics", nargs="+", default=list(TOPICS), help=argparse.SUPPRESS)
+    p.add_argument("--fill-config", help="the configuration of the producer that fills the log "
+                   "(default: --config); e.g. config/default.toml (batching) to reach a size quickly")
     p.add_argument("--demo-load", action="store_true",
                    help="run the demo's trickle and a following consumer group meanwhile")
     p.add_argument("--storage", action="append", help="tansu STORAGE_ENGINE URL (repeatable); "
@@ -387,6 +444,7 @@ def main():
     if a.tail_worker:
         return worker_tail(a)
     a.sizes = [int(x) for x in a.sizes.split(",")]
+    a.fill_config = a.fill_config or a.config
     storages = a.storage or ["sqlite://tansu.db", "memory://tansu/"]
     for path, what in ((a.sipas, "sipas"), (a.tansu, "tansu")):
         if not os.access(path, os.X_OK):
@@ -400,7 +458,7 @@ def main():
     for url in storages:
         results.append(measure_engine(a, url, a.seed))
         with open(os.path.join(a.out_dir, f"broker-storage-{stamp}-{a.port}.json"), "w") as f:
-            json.dump({"config": a.config, "sizes": a.sizes, "nproc": os.cpu_count(), "results": results}, f, indent=2)
+            json.dump({"config": a.config, "fill_config": a.fill_config, "sizes": a.sizes, "nproc": os.cpu_count(), "results": results}, f, indent=2)
     print_table(results)
     print(f"JSON: {os.path.relpath(os.path.join(a.out_dir, f'broker-storage-{stamp}-{a.port}.json'), ROOT)}")
 
