@@ -10,13 +10,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$SIPAS_ROOT"
 
-source scripts/bench-venv.sh
-
-SIPAS="${CARGO_TARGET_DIR:-$SIPAS_ROOT/target}/release/sipas"
-if [ ! -x "$SIPAS" ]; then
-  say "building sipas (release)…"
-  cargo build --release --locked --bin sipas 2>&1 | tail -n 2
-fi
+source scripts/bench-setup.sh
 
 started=()
 cleanup() {
