@@ -466,10 +466,52 @@ def try_kafka_engine(args, database, topic, log_dir, wait_s):
 SERVICE_HOME = os.environ.get("SIPAS_HOME", os.path.join(ROOT, ".local"))
 
 
+def broker_state(brokers):
+    """The broker's storage URL and its log's size now, as scripts/services.sh recorded them in
+    its data directory (broker.info: storage=, listener=; the directory is SIPAS_BROKER_DIR,
+    else SIPAS_HOME/tansu), read as `sipas bench` reads them (src/bench/broker.rs)."""
+    directory = os.environ.get("SIPAS_BROKER_DIR") or os.path.join(SERVICE_HOME, "tansu")
+    info_path = os.path.join(directory, "broker.info")
+    try:
+        with open(info_path) as f:
+            info = dict(line.strip().split("=", 1) for line in f if "=" in line)
+    except OSError:
+        return f"broker storage unknown (no {info_path})"
+    storage, listener = info.get("storage"), info.get("listener")
+    norm = lambda s: s.strip().replace("localhost", "127.0.0.1")
+    if not storage or not listener:
+        return f"broker storage unknown ({info_path} lacks storage= or listener=)"
+    if norm(listener) not in [norm(b) for b in brokers.split(",")]:
+        return f"broker storage unknown ({info_path} is for {listener}, not {brokers})"
+    text = f"{storage}, "
+    if storage.startswith("sqlite://"):
+        name = storage[len("sqlite://"):].split("?")[0].split("#")[0].lstrip("/")
+        size = sum(os.path.getsize(p) for p in (os.path.join(directory, name + s) for s in ("", "-wal", "-shm", "-journal"))
+                   if os.path.isfile(p))
+        text += f"log {size / 1048576:.0f} MiB on disk"
+    else:
+        text += "log not on disk"
+    try:
+        with open(os.path.join(directory, "pid")) as f:
+            text += f", broker RSS {proc_rss_kib(int(f.read().strip())) / 1024:.0f} MiB"
+    except (OSError, ValueError):
+        pass
+    return text
+
+
+def proc_rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise ValueError("no VmRSS")
+
+
 def machine_snapshot():
     """CPU seconds so far of the broker and ClickHouse (their pid files under SIPAS_HOME)
-    and of the whole machine (busy and total, /proc/stat)."""
-    snap = {"time": time.monotonic()}
+    and of the whole machine (busy and total, /proc/stat); the broker's storage and log."""
+    snap = {"time": time.monotonic(),
+            "broker_log": broker_state(os.environ.get("SIPAS__KAFKA__BROKERS", "127.0.0.1:19092"))}
     for name, pidfile in (("broker", "tansu/pid"), ("clickhouse", "clickhouse/pid")):
         try:
             with open(os.path.join(SERVICE_HOME, pidfile)) as f:
@@ -487,7 +529,7 @@ def machine_snapshot():
 def step_usage(before, after):
     """Cores used by the broker, ClickHouse and the whole machine during a step."""
     wall = after["time"] - before["time"]
-    out = {"wall_seconds": round(wall, 1)}
+    out = {"wall_seconds": round(wall, 1), "broker_log": after.get("broker_log")}
     for key in ("broker", "clickhouse", "machine_busy"):
         if before.get(key) is not None and after.get(key) is not None and wall > 0:
             out[f"{key}_cores"] = round((after[key] - before[key]) / wall, 2)
@@ -587,8 +629,12 @@ def run_freshness(args, env):
     log(f"sipas bench --freshness {args.freshness_rate} --seconds {args.freshness_seconds}…")
     r = subprocess.run([args.sipas, "bench", "--freshness", str(args.freshness_rate), "--seconds",
                         str(args.freshness_seconds)], env=e, text=True, stdout=subprocess.PIPE,
-                       stderr=subprocess.DEVNULL, timeout=args.timeout)
-    out = {"exit_code": r.returncode, "rate": args.freshness_rate}
+                       stderr=subprocess.PIPE, timeout=args.timeout)
+    out = {"exit_code": r.returncode, "rate": args.freshness_rate, "broker_log": broker_state(args.brokers)}
+    if r.returncode != 0:
+        # `sipas bench --freshness` refuses when its producer fell short of the rate.
+        reason = [line for line in r.stderr.splitlines() if "freshness not reported" in line]
+        out["refused"] = reason[-1].split("Error: ", 1)[-1] if reason else f"exit {r.returncode}: {r.stderr.strip()[-300:]}"
     m = re.search(r"\(([0-9]+) achieved\)", r.stdout)
     if m:
         out["achieved_rate"] = int(m.group(1))
@@ -679,7 +725,7 @@ def main():
 
     report = {"date": dt.datetime.now(UTC).isoformat(timespec="seconds"), "events": a.events, "seed": a.seed,
               "machine": {"cpus": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version()},
-              "broker_storage": os.environ.get("SIPAS_KAFKA_STORAGE", "scripts/services.sh default (sqlite) unless already running"),
+              "broker_storage": broker_state(a.brokers),
               "topics": topics,
               "databases": {"pipeline": db_pipeline, "baseline": db_baseline, "pipeline_ingest_only": db_ingest_only}}
     try:
@@ -709,6 +755,7 @@ def main():
         offsets = end_offsets(a.brokers, [topics["surveys"], topics["hotline"]])
         total = total_messages(offsets)
         report["prefill"]["messages_in_topics"] = total
+        report["prefill"]["broker_log"] = broker_state(a.brokers)
         log(f"pre-filled {total} messages in {sim_s:.1f}s: {report['prefill']['summary']}")
 
         in_topics = [topics["surveys"], topics["hotline"]]
@@ -801,9 +848,10 @@ def main():
          rebuild.get("peak_rss_kib")),
     ]
     figures = {}
-    for name, _, r, cpu, rss in rows:
+    for name, step, r, cpu, rss in rows:
         figures[name] = {"events_per_s": r and round(r), "cpu_s_per_million": cpu and round(cpu, 2),
-                         "peak_rss_mib": rss and round(rss / 1024, 1)}
+                         "peak_rss_mib": rss and round(rss / 1024, 1),
+                         "broker": step.get("usage", {}).get("broker_log")}
     ratios = {}
     p_rate, c_rate, b_rate = rows[3][2], rows[0][2], rows[1][2]
     if p_rate and c_rate:
@@ -828,11 +876,13 @@ def main():
     with open(out, "w") as f:
         json.dump(report, f, indent=2, default=str)
 
-    print(f"\n{total:,} messages in the topics ({report['prefill']['summary']})")
-    print(f"{'measurement':<46} {'events/s':>10} {'CPU s/M ev':>11} {'peak RSS MiB':>13}")
-    for name, _, r, cpu, rss in rows:
+    print(f"\n{total:,} messages in the topics ({report['prefill']['summary']}); broker after the pre-fill: "
+          f"{report['prefill'].get('broker_log')}")
+    print(f"broker before the pre-fill: {report['broker_storage']}")
+    print(f"{'measurement':<46} {'events/s':>10} {'CPU s/M ev':>11} {'peak RSS MiB':>13}  broker after the step")
+    for name, step, r, cpu, rss in rows:
         print(f"{name:<46} {('%.0f' % r) if r else 'incomplete':>10} {('%.2f' % cpu) if cpu else '-':>11} "
-              f"{('%.1f' % (rss / 1024)) if rss else '-':>13}")
+              f"{('%.1f' % (rss / 1024)) if rss else '-':>13}  {step.get('usage', {}).get('broker_log', '-')}")
     for k, v in ratios.items():
         print(f"ratio {k}: {v}")
     for name, r in (("ceiling", ceiling), ("baseline", baseline), ("pipeline", pipeline),
@@ -856,10 +906,14 @@ def main():
     print(f"province_ranking_latest (30d, {q.get('queries')} sequential queries): p50 {q.get('p50_ms')} ms, p99 {q.get('p99_ms')} ms")
     print(f"rankings API, {api.get('connections')} concurrent pollers: p50 {api.get('p50_ms')} ms, p99 {api.get('p99_ms')} ms, "
           f"{api.get('requests_per_s')} requests/s, {api.get('non_2xx')} non-2xx" + (f"; {api['error']}" if api.get("error") else ""))
-    if fr:
+    if fr and fr.get("refused"):
+        print(f"freshness at {fr.get('rate')} events/s requested ({fr.get('achieved_rate')} achieved): {fr['refused']}; "
+              f"broker: {fr.get('broker_log')}")
+    elif fr:
         print(f"freshness at {fr.get('rate')} events/s requested ({fr.get('achieved_rate')} achieved): p50 {fr.get('p50_s')} s, "
               f"p99 {fr.get('p99_s')} s, max {fr.get('max_s')} s; per event {fr.get('fact_rows_per_event')} fact rows, "
-              f"{fr.get('window_rows_per_event')} window rows; checkpoints {fr.get('checkpoint_mib_per_minute')} MiB/min")
+              f"{fr.get('window_rows_per_event')} window rows; checkpoints {fr.get('checkpoint_mib_per_minute')} MiB/min; "
+              f"broker: {fr.get('broker_log')}")
     ke = report.get("kafka_engine")
     if ke:
         print(f"ClickHouse Kafka engine: {ke.get('consumed_rows', 0)} rows in {ke.get('seconds_waited', 0)}s"

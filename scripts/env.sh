@@ -23,5 +23,22 @@ die() { printf '[sipas] ERROR: %s\n' "$*" >&2; exit 1; }
 # port_in_use PORT: true when something listens on 127.0.0.1:PORT.
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
+# broker_storage: the storage URL scripts/services.sh started the broker with (from
+# $SIPAS_HOME/tansu/broker.info), or nothing.
+broker_storage() { sed -n 's/^storage=//p' "$SIPAS_HOME/tansu/broker.info" 2>/dev/null || true; }
+
+# broker_log_bytes: the size on disk of the broker's sqlite log (database, WAL, shared
+# memory), or nothing when its storage is not sqlite or unknown.
+broker_log_bytes() {
+  local storage file bytes=0 suffix
+  storage="$(broker_storage)"
+  case "$storage" in sqlite://*) ;; *) return 0 ;; esac
+  file="${storage#sqlite://}"; file="${file%%\?*}"; file="${file#/}"
+  for suffix in "" -wal -shm -journal; do
+    [ -f "$SIPAS_HOME/tansu/$file$suffix" ] && bytes=$((bytes + $(stat -c %s "$SIPAS_HOME/tansu/$file$suffix")))
+  done
+  echo "$bytes"
+}
+
 # pid_alive FILE: true when FILE holds the pid of a running process.
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }

@@ -6,6 +6,8 @@
 # until Ctrl-C; then they and the services this script started are stopped.
 #   --once            exit after printing the summary
 #   SIPAS_DEMO_EVENTS number of simulated messages to start with (default 20000)
+#   SIPAS_LOG_WARN_MIB warn at start when the broker's sqlite log is larger (default 150, about
+#                     250,000 messages: BENCHMARKS.md "Broker storage")
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$SIPAS_ROOT"
@@ -29,6 +31,17 @@ trap 'exit 0' INT TERM
 for service in clickhouse kafka; do
   if [ -n "$(scripts/services.sh up "$service")" ]; then started+=("$service"); fi
 done
+# The trickle below adds about 430,000 messages (≈ 250 MiB of sqlite log) a day.
+log_bytes="$(broker_log_bytes)"
+if [ -n "$log_bytes" ]; then
+  say "broker storage $(broker_storage), log $((log_bytes / 1048576)) MiB on disk"
+  if [ "$log_bytes" -gt $(( ${SIPAS_LOG_WARN_MIB:-150} * 1048576 )) ]; then
+    say "warning: the broker's log is over ${SIPAS_LOG_WARN_MIB:-150} MiB; benchmarks on this broker measure slower beside it (BENCHMARKS.md, \"Broker storage\"); to start afresh, stop this script and run scripts/services.sh reset (it deletes the log and ClickHouse's data)"
+  fi
+else
+  storage="$(broker_storage)"
+  say "broker storage ${storage:-unknown (no $SIPAS_HOME/tansu/broker.info)}, log not on disk"
+fi
 
 say "building sipas (release)…"
 cargo build --release --locked --bin sipas 2>&1 | tail -n 2

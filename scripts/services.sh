@@ -2,7 +2,9 @@
 # Local ClickHouse + Kafka-compatible broker (tansu) on loopback.
 #   scripts/services.sh up       install if missing, start if not running (idempotent)
 #   scripts/services.sh down     stop what `up` started (idempotent)
-#   scripts/services.sh status   show what runs
+#   scripts/services.sh status   show what runs, the broker's storage and its log size
+#   scripts/services.sh reset    delete the broker's log and ClickHouse's data (everything
+#                                derived from the log), restart what was running (idempotent)
 # `up` prints the names of the services it started itself on stdout, one per line,
 # so callers can stop exactly those (and nothing they did not start).
 set -euo pipefail
@@ -11,6 +13,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 CH_DIR="$SIPAS_HOME/clickhouse"
 TANSU_DIR="$SIPAS_HOME/tansu"
 TANSU_BIN="$SIPAS_TOOLS_DIR/bin/tansu"
+# sqlite storage keeps topics and committed offsets across broker restarts. The path is
+# relative: tansu resolves it against its working directory ($TANSU_DIR).
+TANSU_STORAGE="${SIPAS_KAFKA_STORAGE:-sqlite://tansu.db}"
 STARTUP_TIMEOUT="${SIPAS_STARTUP_TIMEOUT:-60}"
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -101,9 +106,9 @@ start_tansu() {
   fi
   mkdir -p "$TANSU_DIR"
   if ! pid_alive "$pidfile"; then
-    # sqlite storage (the default) keeps topics and committed offsets across broker
-    # restarts. The path is relative: tansu resolves it against its working directory.
-    ( cd "$TANSU_DIR" && exec setsid env STORAGE_ENGINE="${SIPAS_KAFKA_STORAGE:-sqlite://tansu.db}" RUST_LOG="${TANSU_LOG:-warn}" \
+    # What `sipas bench` and scripts/bench-baseline.sh print beside their figures.
+    printf 'storage=%s\nlistener=127.0.0.1:%s\n' "$TANSU_STORAGE" "$SIPAS_KAFKA_PORT" > "$TANSU_DIR/broker.info"
+    ( cd "$TANSU_DIR" && exec setsid env STORAGE_ENGINE="$TANSU_STORAGE" RUST_LOG="${TANSU_LOG:-warn}" \
         "$TANSU_BIN" broker \
         --listener-url "tcp://127.0.0.1:$SIPAS_KAFKA_PORT" \
         --advertised-listener-url "tcp://127.0.0.1:$SIPAS_KAFKA_PORT" >"$TANSU_DIR/broker.log" 2>&1 ) &
@@ -141,6 +146,45 @@ stop_one() { # NAME PIDFILE
   say "stopped $1"
 }
 
+# broker_log_summary: the running broker's storage URL and its log's size on disk.
+broker_log_summary() {
+  local storage bytes
+  storage="$(broker_storage)"
+  [ -n "$storage" ] || { echo "storage unknown (no $TANSU_DIR/broker.info)"; return; }
+  bytes="$(broker_log_bytes)"
+  if [ -n "$bytes" ]; then echo "storage $storage, log $((bytes / 1048576)) MiB on disk"
+  else echo "storage $storage, log not on disk"; fi
+}
+
+reset_all() {
+  # ClickHouse's tables are a function of the broker's log (raw rows carry its offsets, the
+  # index checkpoints hold the next offset to fold): a new, empty log needs new tables too.
+  port_in_use "$SIPAS_METRICS_PORT" && die "port $SIPAS_METRICS_PORT (metrics) is in use: stop run-local.sh or sipas run first"
+  if ! pid_alive "$CH_DIR/pid" && clickhouse_ready; then
+    die "the ClickHouse on port $SIPAS_CH_HTTP_PORT was not started by scripts/services.sh; not resetting it"
+  fi
+  local ch_was_up=false kafka_was_up=false
+  pid_alive "$CH_DIR/pid" && ch_was_up=true
+  pid_alive "$TANSU_DIR/pid" && kafka_was_up=true
+  stop_one tansu "$TANSU_DIR/pid"
+  stop_one clickhouse "$CH_DIR/pid"
+  if [ -d "$TANSU_DIR" ]; then
+    say "deleting the broker's log: $TANSU_DIR ($(du -sh "$TANSU_DIR" | cut -f1))"
+    rm -rf "$TANSU_DIR"
+  else
+    say "no broker log at $TANSU_DIR"
+  fi
+  if [ -d "$CH_DIR/data" ]; then
+    say "deleting ClickHouse's data: $CH_DIR/data ($(du -sh "$CH_DIR/data" | cut -f1))"
+    rm -rf "$CH_DIR/data" "$CH_DIR/tmp"
+  else
+    say "no ClickHouse data at $CH_DIR/data"
+  fi
+  if $ch_was_up; then start_clickhouse || true; say "ClickHouse up again on http://127.0.0.1:$SIPAS_CH_HTTP_PORT (empty: run sipas migrate, or run-local.sh)"; fi
+  if $kafka_was_up; then start_tansu || true; say "tansu broker up again on 127.0.0.1:$SIPAS_KAFKA_PORT (empty log: run sipas topics, or run-local.sh)"; fi
+  $ch_was_up || $kafka_was_up || say "nothing was running; nothing started"
+}
+
 cmd="${1:-status}"; shift || true
 mkdir -p "$SIPAS_HOME"
 case "$cmd" in
@@ -163,7 +207,8 @@ case "$cmd" in
     ;;
   status)
     pid_alive "$CH_DIR/pid" && echo "clickhouse: running (pid $(cat "$CH_DIR/pid"))" || echo "clickhouse: stopped"
-    pid_alive "$TANSU_DIR/pid" && echo "kafka (tansu): running (pid $(cat "$TANSU_DIR/pid"))" || echo "kafka (tansu): stopped"
+    pid_alive "$TANSU_DIR/pid" && echo "kafka (tansu): running (pid $(cat "$TANSU_DIR/pid")), $(broker_log_summary)" || echo "kafka (tansu): stopped"
     ;;
-  *) die "usage: $0 up [clickhouse|kafka] | down [clickhouse|kafka] | status" ;;
+  reset) reset_all ;;
+  *) die "usage: $0 up [clickhouse|kafka] | down [clickhouse|kafka] | status | reset" ;;
 esac

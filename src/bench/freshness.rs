@@ -18,6 +18,23 @@ use super::measure::{
 use super::queries::query_figures;
 use super::BenchArgs;
 
+/// The share of the requested rate the producer must achieve for freshness to be reported.
+/// A producer that falls behind queues events before they reach the broker (or the broker
+/// queues them), so the times measured would be that queue's length, not the pipeline's.
+pub(super) const MIN_ACHIEVED_SHARE: f64 = 0.95;
+
+/// Why freshness cannot be reported from a run whose producer achieved `achieved` of the
+/// `requested` events/s, or `None` when it can.
+pub(super) fn refusal(requested: f64, achieved: f64) -> Option<String> {
+    if achieved.is_finite() && achieved >= requested * MIN_ACHIEVED_SHARE {
+        return None;
+    }
+    Some(format!(
+        "freshness not reported: the producer achieved {achieved:.0} events/s, less than {:.0} % of the {requested:.0} events/s requested, so the times measured would be the producer's and the broker's queue, not the pipeline's (a slow local broker: see BENCHMARKS.md, \"Broker storage\")",
+        MIN_ACHIEVED_SHARE * 100.0
+    ))
+}
+
 /// Freshness at a steady rate: a live index processor follows fresh topics while events
 /// are produced at `rate` (34 provinces × `--agencies` × `--frameworks`); each event is
 /// timed from its produce timestamp until the latest values that include it are
@@ -89,9 +106,18 @@ pub(super) async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Res
     trigger.trigger();
     ingest.await??;
     task.await?;
+    let broker = super::broker::snapshot(&k.brokers);
+    let header = format!("sipas bench --freshness: {measured} events at {rate:.0} events/s requested ({achieved:.0} achieved) after a 10 s warm-up, 34 provinces × {} agencies × {} frameworks; flush_interval {} ms, checkpoint_interval {} ms; broker: {broker}", args.agencies, args.frameworks, config.index.flush_interval_ms, config.index.checkpoint_interval_ms);
+    if let Some(why) = refusal(rate, achieved) {
+        println!("{header}");
+        if !args.keep {
+            drop_bench_database(&config).await?;
+        }
+        anyhow::bail!(why);
+    }
     samples.sort_by(f64::total_cmp);
     let per_event = |after: u64, before: u64| (after - before) as f64 / measured.max(1) as f64;
-    println!("sipas bench --freshness: {measured} events at {rate:.0} events/s requested ({achieved:.0} achieved) after a 10 s warm-up, 34 provinces × {} agencies × {} frameworks; flush_interval {} ms, checkpoint_interval {} ms", args.agencies, args.frameworks, config.index.flush_interval_ms, config.index.checkpoint_interval_ms);
+    println!("{header}");
     println!("| figure | value |");
     println!("|---|---|");
     println!("| samples | {} |", samples.len());
@@ -114,6 +140,7 @@ pub(super) async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Res
         cpu / measured.max(1) as f64 * 1e6
     );
     println!("| peak RSS of this process over the measured span | {rss:.0} MiB |");
+    println!("| broker storage, its log at the end of the measured span | {broker} |");
     let stages: Vec<String> = stages_after
         .iter()
         .zip(&stages_before)
@@ -138,4 +165,24 @@ pub(super) async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Res
         drop_bench_database(&config).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn freshness_is_reported_only_when_the_producer_kept_the_rate() {
+        assert_eq!(refusal(1000.0, 1000.0), None);
+        assert_eq!(refusal(1000.0, 1012.0), None);
+        assert_eq!(refusal(1000.0, 950.0), None);
+        let why = refusal(1000.0, 949.0).expect("949 of 1000 events/s is refused");
+        assert!(
+            why.contains("949 events/s") && why.contains("95 %"),
+            "{why}"
+        );
+        assert!(refusal(1000.0, 237.0).is_some());
+        assert!(refusal(1000.0, 0.0).is_some());
+        assert!(refusal(1000.0, f64::NAN).is_some());
+    }
 }

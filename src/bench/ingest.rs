@@ -44,6 +44,8 @@ pub(super) async fn ingest(base: &Config, args: BenchArgs) -> Result<()> {
     )
     .await?;
     let produce_elapsed = produce_started.elapsed();
+    // The log the ceiling and the pipeline read (nothing is produced after this).
+    let broker = super::broker::snapshot(&k.brokers);
 
     // 2. Ceiling: a bare consumer that only counts.
     let ceiling_consumer: StreamConsumer = sipas_stream::kafka::client_config(k)
@@ -134,7 +136,7 @@ pub(super) async fn ingest(base: &Config, args: BenchArgs) -> Result<()> {
     let ceiling_rate = n / ceiling_elapsed.as_secs_f64().max(1e-9);
     let ingest_rate = n / ingest_elapsed.as_secs_f64().max(1e-9);
     println!(
-        "sipas bench: {} events ({} surveys, {} hotline; {} invalid, {} duplicates), batch {} msgs",
+        "sipas bench: {} events ({} surveys, {} hotline; {} invalid, {} duplicates), batch {} msgs; broker: {broker}",
         tally.total(),
         tally.surveys,
         tally.hotline,
@@ -167,5 +169,8 @@ pub(super) async fn ingest(base: &Config, args: BenchArgs) -> Result<()> {
         window_rows as f64 / n
     );
     println!("| peak RSS during the pipeline step | {pipeline_rss:.0} MiB |");
+    println!(
+        "| broker storage, its log when produce, ceiling and pipeline were measured | {broker} |"
+    );
     Ok(())
 }

@@ -8,6 +8,7 @@ use anyhow::Result;
 
 use sipas_stream::config::Config;
 
+mod broker;
 mod fixtures;
 mod freshness;
 mod index_fold;

@@ -25,8 +25,9 @@ pub(super) async fn queries(base: &Config, args: &BenchArgs, events: u64) -> Res
     let ends = end_offsets(&config).await?;
     let total: i64 = ends.values().sum();
     let rebuild = rebuild_to(&config, &decoder, &ends).await?;
+    let broker = super::broker::snapshot(&k.brokers);
     println!(
-        "sipas bench --queries: {events} events (one year of event time), {} partitions, 34 provinces × {} agencies × {} frameworks, folded by `sipas rebuild`'s index processor",
+        "sipas bench --queries: {events} events (one year of event time), {} partitions, 34 provinces × {} agencies × {} frameworks, folded by `sipas rebuild`'s index processor; broker: {broker}",
         ends.len(),
         args.agencies,
         args.frameworks
@@ -39,6 +40,7 @@ pub(super) async fn queries(base: &Config, args: &BenchArgs, events: u64) -> Res
         total as f64 / rebuild.facts.as_secs_f64().max(1e-9),
         rebuild.total.as_secs_f64()
     );
+    println!("| broker storage, its log when the rebuild was measured | {broker} |");
     print_table_rows(&config).await?;
     query_figures(&config, &decoder).await?;
     if !args.keep {

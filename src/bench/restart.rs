@@ -40,8 +40,9 @@ pub(super) async fn restart(base: &Config, args: &BenchArgs, events: u64) -> Res
 
     let total: i64 = ends.values().sum();
     let rebuild = rebuild_to(&config, &decoder, &ends).await?;
+    let broker = super::broker::snapshot(&k.brokers);
     println!(
-        "sipas bench --restart: {events} events of history (one year of event time) + {} after the last checkpoint, {} partitions, 34 provinces × {} agencies × {} frameworks",
+        "sipas bench --restart: {events} events of history (one year of event time) + {} after the last checkpoint, {} partitions, 34 provinces × {} agencies × {} frameworks; broker: {broker}",
         args.tail,
         ends.len(),
         args.agencies,
@@ -81,6 +82,9 @@ pub(super) async fn restart(base: &Config, args: &BenchArgs, events: u64) -> Res
     print_table_rows(&config).await?;
     query_figures(&config, &decoder).await?;
     println!("| peak RSS of this process | {:.0} MiB |", peak_rss_mib());
+    println!(
+        "| broker storage, its log when history, restart and rebuild were measured | {broker} |"
+    );
     if !args.keep {
         drop_bench_database(&config).await?;
     }
