@@ -97,9 +97,9 @@ kafka_ready() { port_in_use "$SIPAS_KAFKA_PORT"; }
 # each returned record's headers: every record fetched scans every header stored (the
 # dead-letter topic's), so consumers slow down as the DLQ grows (3 ms a record at 10,000
 # header rows). The index makes that lookup a search. tansu creates its tables before it
-# listens; the index is created at its first start, on a fresh and idle database, and is
-# found at later starts (nothing written then): no write of ours meets tansu's, whose
-# connections set no busy timeout.
+# listens; the index is created when missing (at a fresh database's first start, while it
+# is idle; an older database's at its next start) and found at later starts, when nothing
+# is written: tansu's connections set no busy timeout.
 index_tansu_headers() {
   local storage="${SIPAS_KAFKA_STORAGE:-sqlite://tansu.db}"
   case "$storage" in sqlite://*) ;; *) return 0 ;; esac
