@@ -98,6 +98,27 @@ start_clickhouse() {
 
 kafka_ready() { port_in_use "$SIPAS_KAFKA_PORT"; }
 
+# tansu 0.6.0's sqlite schema has no index on the `header` table, and its fetch looks up
+# each returned record's headers: every record fetched scans every header stored (the
+# dead-letter topic's), so consumers slow down as the DLQ grows (3 ms a record at 10,000
+# header rows). The index makes that lookup a search. tansu creates its tables before it
+# listens; the index is created when missing (at a fresh database's first start, while it
+# is idle; an older database's at its next start) and found at later starts, when nothing
+# is written: tansu's connections set no busy timeout.
+index_tansu_headers() {
+  local storage="${SIPAS_KAFKA_STORAGE:-sqlite://tansu.db}"
+  case "$storage" in sqlite://*) ;; *) return 0 ;; esac
+  local db="${storage#sqlite://}"
+  case "$db" in /*) ;; *) db="$TANSU_DIR/$db" ;; esac
+  python3 - "$db" <<'PY' || die "could not index the broker's header table in $db"
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], timeout=30)
+if not db.execute("select 1 from sqlite_master where type = 'index' and name = 'sipas_header_record'").fetchone():
+    db.execute("create index if not exists sipas_header_record on header (topition, offset_id)")
+    db.commit()
+PY
+}
+
 start_tansu() {
   local pidfile="$TANSU_DIR/pid"
   if pid_alive "$pidfile" && kafka_ready; then return 1; fi
@@ -120,6 +141,7 @@ start_tansu() {
     [ "$waited" -ge "$STARTUP_TIMEOUT" ] && die "tansu did not listen on 127.0.0.1:$SIPAS_KAFKA_PORT within ${STARTUP_TIMEOUT}s; see $TANSU_DIR/broker.log"
     sleep 1; waited=$((waited + 1))
   done
+  index_tansu_headers
   return 0
 }
 

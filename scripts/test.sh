@@ -54,8 +54,6 @@ else
   # it rewrites at each produce request, so over a whole suite (hundreds of producers)
   # produce requests slow down until a test's own producer times out and is fenced.
   for test_file in tests/*.rs; do
-    # The chaos soak (10–17 minutes) is its own command: ./scripts/test.sh --test chaos_soak
-    [ "$test_file" = tests/chaos_soak.rs ] && continue
     if [[ " ${started[*]} " == *" kafka "* ]]; then
       scripts/services.sh down kafka >/dev/null
       scripts/services.sh up kafka >/dev/null

@@ -60,6 +60,9 @@ pub enum Mode {
 
 struct Slot {
     state: PartitionState,
+    /// Where this process took the partition over (the restored `next_offset`): the rows
+    /// below it were written by a predecessor.
+    since: i64,
     /// Folds since the last flush (a bound on the rows pending).
     unflushed: usize,
 }
@@ -253,6 +256,7 @@ impl IndexProcessor {
                 if let Some(old) = self.slots.insert(
                     (topic.into(), partition),
                     Slot {
+                        since: state.next_offset,
                         state: *state,
                         unflushed: 0,
                     },
@@ -481,6 +485,12 @@ impl IndexProcessor {
                 .iter()
                 .filter(|((t, _), _)| &**t == topic)
                 .map(|((_, partition), slot)| (*partition as u32, slot.state.next_offset - 1))
+                .collect(),
+            since: self
+                .slots
+                .iter()
+                .filter(|((t, _), _)| &**t == topic)
+                .map(|((_, partition), slot)| (*partition as u32, slot.since))
                 .collect(),
         }
     }

@@ -1060,7 +1060,7 @@ mod tests {
             #[test]
             fn held_days_equal_the_table_after_every_pass(
                 choices in prop::collection::vec(0u8..60, 40..160),
-                steps in prop::collection::vec((0u8..10, 1usize..12), 1..60),
+                steps in prop::collection::vec((0u8..11, 1usize..12), 1..60),
             ) {
                 let f = frameworks();
                 let events: Vec<SurveySubmission> =
@@ -1077,6 +1077,8 @@ mod tests {
                 };
                 let mut zombies: Vec<PartitionState> = Vec::new();
                 let mut generation = 1u64;
+                // Where this process took the partition over.
+                let mut since = 0i64;
                 let mut cache: DayCache<SurveyCounts> = DayCache::default();
                 let mut trust = BTreeMap::new();
                 let mut known = std::collections::HashMap::new();
@@ -1103,6 +1105,7 @@ mod tests {
                                 generation,
                                 // Offsets are spread (×1024) to make blocks small.
                                 through: BTreeMap::from([(0, (state.next_offset - 1) * (BLOCK_OFFSETS / 4))]),
+                                since: BTreeMap::from([(0, since * (BLOCK_OFFSETS / 4))]),
                             };
                             let prints = days
                                 .iter()
@@ -1183,7 +1186,24 @@ mod tests {
                             if n % 2 == 0 {
                                 zombies.push(old);
                             }
+                            since = state.next_offset;
                             generation += 1;
+                        }
+                        10 => {
+                            // The partition moves to another process, which takes it over
+                            // from the last checkpoint, folds on, writes and checkpoints;
+                            // then it comes back here from that checkpoint. No pass ran
+                            // here meanwhile: this process's cache saw none of those rows,
+                            // which are all below where it takes the partition over.
+                            let mut other = restore(&checkpoint);
+                            fold(&mut other, n);
+                            let taken = other.take_rows(&f);
+                            write(&mut table, taken.surveys);
+                            let (row, _) = crate::index::checkpoint::rows("g", "t", 0, &mut other, 0);
+                            checkpoint = row.state;
+                            state = restore(&checkpoint);
+                            since = state.next_offset;
+                            generation += 2;
                         }
                         _ => {
                             // A zombie folds on and writes.

@@ -62,11 +62,16 @@ pub async fn facts(env: &TestEnv) -> (Vec<SurveyDayCountRow>, Vec<HotlineDayCoun
 
 /// Facts and windows of `got` equal those of `want`.
 pub async fn assert_equivalent(what: &str, got: &TestEnv, want: &TestEnv) {
-    assert_windows_add_up(got).await;
-    let (g, w) = (facts(got).await, facts(want).await);
+    // Each table read once, both sides at the same time.
+    let ((got_facts, got_windows), (want_facts, want_windows)) =
+        tokio::join!(async { tokio::join!(facts(got), windows(got)) }, async {
+            tokio::join!(facts(want), windows(want))
+        },);
+    assert_windows_add_up_to(got, &got_windows).await;
+    let (g, w) = (got_facts, want_facts);
     assert_same(&format!("satisfaction_day_counts {what}"), &g.0, &w.0);
     assert_same(&format!("hotline_day_counts {what}"), &g.1, &w.1);
-    let (g, w) = (windows(got).await, windows(want).await);
+    let (g, w) = (got_windows, want_windows);
     assert_same(&format!("satisfaction_daily {what}"), &g.0, &w.0);
     assert_same(&format!("hotline_kpi_daily {what}"), &g.1, &w.1);
     assert_same(&format!("satisfaction_latest {what}"), &g.2, &w.2);
@@ -108,6 +113,20 @@ fn sum_over(days: &std::collections::BTreeMap<u16, i64>, from: u16, to: u16) -> 
 /// a row at every `as_of` whose 30-day window holds data: an independent check of the
 /// materialiser's incremental recomputation and caching.
 pub async fn assert_windows_add_up(env: &TestEnv) {
+    assert_windows_add_up_to(env, &windows(env).await).await;
+}
+
+/// `assert_windows_add_up` on window rows already read by [`windows`].
+#[allow(clippy::type_complexity)]
+async fn assert_windows_add_up_to(
+    env: &TestEnv,
+    windows: &(
+        Vec<SatisfactionRow>,
+        Vec<HotlineKpiRow>,
+        Vec<SatisfactionRow>,
+        Vec<HotlineKpiRow>,
+    ),
+) {
     use std::collections::BTreeMap;
     let client = env.clickhouse();
     let hotline: Vec<HotlineDay> = client
@@ -131,10 +150,10 @@ pub async fn assert_windows_add_up(env: &TestEnv) {
             }
         }
     }
-    let (_, kpi, _, _) = windows(env).await;
+    let kpi = &windows.1;
     assert!(!kpi.is_empty(), "hotline window rows exist");
     let mut seen: std::collections::BTreeSet<(String, u16)> = Default::default();
-    for row in &kpi {
+    for row in kpi {
         let Some(days) = facts.get(&row.unit_id) else {
             panic!("a hotline window row without facts: {row:?}");
         };
@@ -171,7 +190,7 @@ pub async fn assert_windows_add_up(env: &TestEnv) {
             .entry(row.d)
             .or_default() += row.respondents as i64;
     }
-    let (daily, _, _, _) = windows(env).await;
+    let daily = &windows.0;
     assert!(!daily.is_empty(), "satisfaction window rows exist");
     let mut seen: std::collections::BTreeSet<(String, String, u16)> = Default::default();
     for row in daily.iter().filter(|r| r.unit_type == "province") {

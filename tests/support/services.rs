@@ -18,6 +18,16 @@ fn services(home: &Path, action: &str, service: &str, vars: &[(&str, String)]) {
     assert!(status.success(), "services.sh {action} {service} failed");
 }
 
+/// Removes a private service's data, unless the test is failing: then it stays for a look
+/// (`scripts/services.sh up` with `SIPAS_HOME` set to it starts the service on it again).
+fn keep_if_failed(home: &Path) {
+    if std::thread::panicking() {
+        eprintln!("kept for inspection: {}", home.display());
+    } else {
+        let _ = std::fs::remove_dir_all(home);
+    }
+}
+
 fn private_home(what: &str) -> PathBuf {
     root().join(format!(
         "target/test-{what}-{}-{}",
@@ -67,7 +77,7 @@ impl PrivateClickHouse {
 impl Drop for PrivateClickHouse {
     fn drop(&mut self) {
         self.down();
-        let _ = std::fs::remove_dir_all(&self.home);
+        keep_if_failed(&self.home);
     }
 }
 
@@ -122,6 +132,6 @@ impl PrivateBroker {
 impl Drop for PrivateBroker {
     fn drop(&mut self) {
         self.down();
-        let _ = std::fs::remove_dir_all(&self.home);
+        keep_if_failed(&self.home);
     }
 }

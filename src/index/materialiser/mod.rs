@@ -17,7 +17,10 @@
 //! of that partition with a row at version ≤ `t` holds what this process last wrote for it
 //! (or the same content, or is superseded by it), so a sum read then plus the
 //! differences of the later rows is the sum of the table. Other writers' rows, and rows
-//! beyond `t`, move the fingerprint and the day is read again.
+//! beyond `t`, move the fingerprint and the day is read again. So do a predecessor's rows
+//! below the offset where this process took the partition over: written before the
+//! checkpoint it restored, perhaps after this process last read the day (when it did not
+//! hold the partition), they are not this process's writes whatever `t` is.
 //!
 //! So the cost of a late event is bounded: its province's day sums are read (once, then
 //! cached), and at most 366 `as_of` days × 6 windows are rewritten for its province (and

@@ -29,15 +29,21 @@ pub struct Writes {
     pub generation: u64,
     /// Partition → the offset through which its rows are written (acknowledged).
     pub through: BTreeMap<u32, i64>,
+    /// Partition → the offset from which this process folds it (where its state was
+    /// taken over; 0 when absent). Rows below it are a predecessor's: written before the
+    /// checkpoint this process restored, perhaps after this process last read the day.
+    pub since: BTreeMap<u32, i64>,
 }
 
 impl Writes {
     /// A row of `partition` with version `top` is one this process wrote (or the same
-    /// row another writer of the same log wrote, or one this process superseded).
+    /// row another writer of the same log wrote, or one this process superseded): at or
+    /// after where it took the partition over, and through what it has written.
     pub fn covers(&self, partition: u32, top: u64) -> bool {
+        let since = self.since.get(&partition).copied().unwrap_or(0).max(0);
         self.through
             .get(&partition)
-            .is_some_and(|through| *through >= 0 && top <= *through as u64)
+            .is_some_and(|through| *through >= 0 && top <= *through as u64 && top >= since as u64)
     }
 
     /// The partitions whose deltas a read may take: held, and with nothing on the day
@@ -324,6 +330,7 @@ mod tests {
         let writes = Writes {
             generation: 1,
             through: BTreeMap::from([(0, 500)]),
+            since: BTreeMap::new(),
         };
         let mut known = HashMap::new();
         let own = BTreeMap::from([(key("01"), vec![990])]);
@@ -354,10 +361,43 @@ mod tests {
     }
 
     #[test]
+    fn rows_below_where_this_process_took_the_partition_over_are_a_predecessors() {
+        let writes = Writes {
+            generation: 1,
+            through: BTreeMap::from([(0, 500)]),
+            since: BTreeMap::from([(0, 300)]),
+        };
+        assert!(writes.covers(0, 300) && writes.covers(0, 500));
+        assert!(
+            !writes.covers(0, 299),
+            "written before the checkpoint this process restored"
+        );
+        assert!(!writes.covers(0, 501));
+        assert!(!writes.trusted(&[(0, 120)]).allows(&writes, 0));
+        let mut known = HashMap::new();
+        let print = |top: u64| PrintRow {
+            framework: "F".into(),
+            province_code: "01".into(),
+            d: 990,
+            p: 0,
+            top,
+        };
+        let own = BTreeMap::new();
+        detect(vec![print(100)], &mut known, &own, &writes, true, 1000);
+        let found = detect(vec![print(250)], &mut known, &own, &writes, true, 1000);
+        assert_eq!(
+            found.foreign[&key("01")],
+            BTreeSet::from([990]),
+            "the predecessor's row, written after this process last read the day"
+        );
+    }
+
+    #[test]
     fn a_read_trusts_held_partitions_written_through_its_tops_until_a_rebalance() {
         let writes = Writes {
             generation: 4,
             through: BTreeMap::from([(0, 500), (2, 90)]),
+            since: BTreeMap::new(),
         };
         let trust = writes.trusted(&[(0, 480), (2, 91), (3, 7)]);
         assert!(trust.allows(&writes, 0));
