@@ -303,6 +303,7 @@ mod tests {
         let writes = Writes {
             generation: 1,
             through: BTreeMap::from([(0, 5), (1, 50)]),
+            since: BTreeMap::new(),
         };
         let found = detect(
             vec![print],
@@ -383,8 +384,8 @@ mod tests {
             top,
         };
         let own = BTreeMap::new();
-        detect(vec![print(100)], &mut known, &own, &writes, true, 1000);
-        let found = detect(vec![print(250)], &mut known, &own, &writes, true, 1000);
+        detect(vec![print(100)], [], &mut known, &own, &writes, true, 1000);
+        let found = detect(vec![print(250)], [], &mut known, &own, &writes, true, 1000);
         assert_eq!(
             found.foreign[&key("01")],
             BTreeSet::from([990]),
