@@ -1,8 +1,8 @@
-//! The windows pass runs beside the insert of its flush's fact rows and reads day sums
-//! only once that insert is acknowledged. Here every fact-row insert is held back by a
-//! proxy in front of ClickHouse, so a pass that read day sums too early would miss the
-//! flush's own rows for good (the deltas are added only to days held before the read):
-//! the windows of a live run must still equal those of a `sipas rebuild` of the same log.
+//! The windows pass of a flush starts once the flush's fact rows are acknowledged. Here
+//! every fact-row insert is held back by a proxy in front of ClickHouse, so a pass that
+//! read day sums before that would miss the flush's own rows for good (the deltas are
+//! added only to days held before a read): the windows of a live run must still equal
+//! those of a `sipas rebuild` of the same log.
 mod support;
 
 use std::sync::atomic::{AtomicU64, Ordering};

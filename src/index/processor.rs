@@ -27,7 +27,7 @@ use crate::contract::decode::Decoded;
 use crate::domain::FrameworkCatalog;
 use crate::index::checkpoint;
 use crate::index::input::{FoldInput, IndexHandle, IndexInput};
-use crate::index::materialiser::{FactsAcked, Materialiser, PassStats, Writes};
+use crate::index::materialiser::{Materialiser, PassStats, Writes};
 use crate::index::rows::{CheckpointRow, StateChunkRow};
 use crate::index::state::{ChangedDays, PartitionState};
 use crate::metrics::Metrics;
@@ -372,55 +372,28 @@ impl IndexProcessor {
         }
         span.record("survey_rows", surveys.len());
         span.record("hotline_rows", hotline.len());
-        // The windows pass runs beside the fact inserts; it waits for them only to read day
-        // sums ([`FactsAcked`]). A rebuild computes the windows once, at the end.
-        let windows_due = matches!(self.mode, Mode::Live) && !changed.is_empty();
-        let (survey_writes, hotline_writes) = (
-            self.writes(&self.surveys_topic),
-            self.writes(&self.hotline_topic),
+        let started = Instant::now();
+        let (a, b) = tokio::join!(
+            self.writer
+                .insert(tables::SATISFACTION_DAY_COUNTS, &surveys),
+            self.writer.insert(tables::HOTLINE_DAY_COUNTS, &hotline),
         );
-        let (acked_sender, acked) = FactsAcked::pending();
-        let (writer, materialiser, metrics) = (&self.writer, &mut self.materialiser, &self.metrics);
-        let facts = async {
-            let started = Instant::now();
-            let written = tokio::join!(
-                writer.insert(tables::SATISFACTION_DAY_COUNTS, &surveys),
-                writer.insert(tables::HOTLINE_DAY_COUNTS, &hotline),
-            );
-            let _ = acked_sender.send(true);
-            observe_stage(metrics, "facts", started);
-            written
-        };
-        let windows = async {
-            if !windows_due {
-                return None;
-            }
-            let started = Instant::now();
-            let pass = materialiser
-                .pass(&changed, &survey_writes, &hotline_writes, false, &acked)
-                .await;
-            observe_stage(metrics, "windows", started);
-            Some(pass)
-        };
-        let ((a, b), pass) = tokio::join!(facts, windows);
         self.pending_folds = 0;
         self.oldest_unwritten = None;
-        let failures: Vec<_> = a?.into_iter().chain(b?).collect();
-        let pass = pass.transpose()?;
-        for failure in &failures {
+        for failure in a?.into_iter().chain(b?) {
+            // The deltas no longer describe the table: read the days back.
+            self.generation += 1;
             tracing::error!(message = %failure.message, "ClickHouse refused an index row");
         }
-        if let Some(stats) = pass {
-            self.note_pass(&stats);
-            if !failures.is_empty() {
-                // The deltas no longer describe the table: a new generation trusts no held
-                // day, so the pass again reads the changed days back and rewrites their
-                // windows without the refused rows.
-                self.generation += 1;
-                self.materialise(&changed, false).await?;
-            }
-        } else if !failures.is_empty() {
-            self.generation += 1;
+        self.observe_stage("facts", started);
+        // Only once the fact rows are acknowledged: a window row's version is the time its
+        // pass started, and a later version must mean a view that holds every fact row
+        // acknowledged before it (ARCHITECTURE.md, "Windows from the summed facts"). A
+        // rebuild computes the windows once, at the end, from every fact.
+        if matches!(self.mode, Mode::Live) && !changed.is_empty() {
+            let started = Instant::now();
+            self.materialise(&changed, false).await?;
+            self.observe_stage("windows", started);
         }
         for ((topic, partition), slot) in &self.slots {
             self.metrics
@@ -521,7 +494,7 @@ impl IndexProcessor {
         );
         let stats = self
             .materialiser
-            .pass(changed, &surveys, &hotline, everything, &FactsAcked::open())
+            .pass(changed, &surveys, &hotline, everything)
             .await?;
         self.note_pass(&stats);
         Ok(())

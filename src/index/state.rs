@@ -98,25 +98,6 @@ impl ChangedDays {
         self.surveys.is_empty() && self.hotline.is_empty()
     }
 
-    /// The newest day these survey rows are for (each has respondents).
-    pub fn newest_survey_day(&self) -> Option<i64> {
-        self.surveys.values().flatten().copied().max()
-    }
-
-    /// The newest day these hotline rows give events to: a count that rose is above zero
-    /// in the table (a day with only a past-due toggle, or whose counts only fell, has
-    /// none from them).
-    pub fn newest_hotline_event_day(&self) -> Option<i64> {
-        self.deltas
-            .hotline
-            .iter()
-            .filter(|(_, d)| {
-                d.received > 0 || d.responded > 0 || d.rated > 0 || d.reopened > 0 || d.rejected > 0
-            })
-            .map(|((_, _, day, _), _)| *day)
-            .max()
-    }
-
     pub fn merge(&mut self, other: ChangedDays) {
         for (key, days) in other.surveys {
             self.surveys.entry(key).or_default().extend(days);
@@ -1122,7 +1103,6 @@ mod tests {
                                 .collect();
                             let found = crate::index::materialiser::detect(
                                 prints,
-                                [],
                                 &mut known,
                                 &BTreeMap::new(),
                                 &writes,

@@ -79,7 +79,6 @@ impl HotlineWindows {
             own,
             everything,
             version,
-            facts,
         } = *pass;
         if everything {
             self.cache.clear();
@@ -122,19 +121,12 @@ impl HotlineWindows {
                 .query(&sql)
                 .bind(&floor_text)),
         );
-        // The fact rows of this flush may still be in flight: their days count.
-        let Some(newest) = newest?.max(own.newest_hotline_event_day()) else {
+        let Some(newest) = newest? else {
             return Ok(());
         };
         let prints = prints?;
-        let in_flight = own
-            .deltas
-            .hotline
-            .keys()
-            .map(|(province, _, day, p)| ("", province.as_str(), *day, *p));
         let found = detect(
             prints,
-            in_flight,
             &mut self.prints,
             &own_days,
             writes,
@@ -170,7 +162,6 @@ impl HotlineWindows {
             }
         }
         if !spans.is_empty() {
-            facts.wait().await;
             let from = spans.values().map(|s| s.0).min().unwrap_or(0);
             let to = spans.values().map(|s| s.1).max().unwrap_or(newest);
             let provinces: Vec<String> = spans.keys().cloned().collect();

@@ -51,33 +51,6 @@ use survey::SurveyWindows;
 /// Days kept in the cache behind the newest day (and covered by the fingerprints).
 const CACHE_DAYS: i64 = MAX_WINDOW_DAYS + 30;
 
-/// Opens once the fact rows the pass is about are acknowledged by ClickHouse. A pass runs
-/// beside the insert of its flush's fact rows (one round trip less per flush) and reads
-/// day sums only after this opened: a sum read earlier could miss those rows, and the
-/// deltas are added only to days read before.
-#[derive(Clone)]
-pub struct FactsAcked(tokio::sync::watch::Receiver<bool>);
-
-impl FactsAcked {
-    /// The signal, and its sender: send `true` (or drop it) once the inserts returned.
-    pub fn pending() -> (tokio::sync::watch::Sender<bool>, Self) {
-        let (sender, receiver) = tokio::sync::watch::channel(false);
-        (sender, Self(receiver))
-    }
-
-    /// Nothing in flight.
-    pub fn open() -> Self {
-        Self(tokio::sync::watch::channel(true).1)
-    }
-
-    /// Waits until the inserts returned (a dropped sender counts as returned: the flush
-    /// fails with the insert's error then).
-    async fn wait(&self) {
-        let mut receiver = self.0.clone();
-        let _ = receiver.wait_for(|acked| *acked).await;
-    }
-}
-
 /// What a pass of either kind is given besides its kind's [`Writes`].
 #[derive(Clone, Copy)]
 struct PassInput<'a> {
@@ -87,7 +60,6 @@ struct PassInput<'a> {
     everything: bool,
     /// The rows' `version` (the snapshot time).
     version: u64,
-    facts: &'a FactsAcked,
 }
 
 /// What one pass did.
@@ -184,16 +156,15 @@ impl Materialiser {
         }
     }
 
-    /// Recomputes what `changed` (the caller's own fact rows, written as `survey_writes`
-    /// and `hotline_writes` say, acknowledged once `facts` opens) and other writers' changes
-    /// require. With `everything`, every unit at every day with data (a rebuild).
+    /// Recomputes what `changed` (the caller's own fact rows, acknowledged, written as
+    /// `survey_writes` and `hotline_writes` say) and other writers' changes require. With
+    /// `everything`, every unit at every day with data (a rebuild).
     pub async fn pass(
         &mut self,
         changed: &ChangedDays,
         survey_writes: &Writes,
         hotline_writes: &Writes,
         everything: bool,
-        facts: &FactsAcked,
     ) -> Result<PassStats, Abandoned> {
         let version = crate::domain::time::unix_now_micros();
         let (mut survey, mut hotline) = (PassStats::default(), PassStats::default());
@@ -208,7 +179,6 @@ impl Materialiser {
             own: changed,
             everything,
             version,
-            facts,
         };
         let (a, b) = tokio::join!(
             self.surveys

@@ -90,12 +90,9 @@ pub struct Detected {
 }
 
 /// Days changed per key: ours, and those whose fingerprint moved since the last pass
-/// beyond what this process wrote. `in_flight`: (framework, province, day, partition) of
-/// this process's rows being written beside the read, which it may not show yet; they
-/// count for the recent units and the split provinces as if read.
-pub fn detect<'a>(
+/// beyond what this process wrote.
+pub fn detect(
     prints: Vec<PrintRow>,
-    in_flight: impl IntoIterator<Item = (&'a str, &'a str, i64, u32)>,
     known: &mut HashMap<(String, String, i64, u32), u64>,
     own: &BTreeMap<(String, String), Vec<i64>>,
     writes: &Writes,
@@ -110,15 +107,6 @@ pub fn detect<'a>(
     let mut recent = BTreeSet::new();
     let mut sources: HashMap<(String, i64), u32> = HashMap::new();
     let mut split = BTreeSet::new();
-    for (framework, province, day, p) in in_flight {
-        if day > newest - MAX_WINDOW_DAYS {
-            let first = *sources.entry((province.to_owned(), day)).or_insert(p);
-            if first != p {
-                split.insert(province.to_owned());
-            }
-            recent.insert((framework.to_owned(), province.to_owned()));
-        }
-    }
     for print in prints {
         let day = i64::from(print.d);
         if day > newest - MAX_WINDOW_DAYS {
@@ -240,7 +228,6 @@ mod tests {
         let none = Writes::default();
         let found = detect(
             vec![print("01", 990, 0, 1)],
-            [],
             &mut known,
             &own,
             &none,
@@ -259,7 +246,6 @@ mod tests {
                 print("01", 990, 1, 7),
                 print("79", 995, 0, 3),
             ],
-            [],
             &mut known,
             &own,
             &none,
@@ -281,7 +267,6 @@ mod tests {
         // Nothing moved: nothing changed.
         let found = detect(
             vec![print("01", 990, 0, 1), print("01", 990, 1, 7)],
-            [],
             &mut known,
             &own,
             &none,
@@ -289,34 +274,6 @@ mod tests {
             1000,
         );
         assert!(found.changed.is_empty());
-    }
-
-    #[test]
-    fn rows_in_flight_count_for_the_recent_units_and_the_split_provinces() {
-        let print = PrintRow {
-            framework: "F".into(),
-            province_code: "01".into(),
-            d: 990,
-            p: 0,
-            top: 1,
-        };
-        let writes = Writes {
-            generation: 1,
-            through: BTreeMap::from([(0, 5), (1, 50)]),
-            since: BTreeMap::new(),
-        };
-        let found = detect(
-            vec![print],
-            [("F", "01", 990, 1), ("F", "79", 995, 1)],
-            &mut HashMap::new(),
-            &BTreeMap::from([(key("01"), vec![990]), (key("79"), vec![995])]),
-            &writes,
-            true,
-            1000,
-        );
-        assert_eq!(found.split, vec!["01".to_owned()]);
-        assert_eq!(found.recent, BTreeSet::from([key("01"), key("79")]));
-        assert!(found.foreign.is_empty(), "every row is this process's");
     }
 
     #[test]
@@ -337,7 +294,6 @@ mod tests {
         let own = BTreeMap::from([(key("01"), vec![990])]);
         detect(
             vec![print(990, 0, 100)],
-            [],
             &mut known,
             &own,
             &writes,
@@ -346,7 +302,6 @@ mod tests {
         );
         let found = detect(
             vec![print(990, 0, 500), print(991, 0, 501), print(992, 1, 3)],
-            [],
             &mut known,
             &own,
             &writes,
@@ -384,8 +339,8 @@ mod tests {
             top,
         };
         let own = BTreeMap::new();
-        detect(vec![print(100)], [], &mut known, &own, &writes, true, 1000);
-        let found = detect(vec![print(250)], [], &mut known, &own, &writes, true, 1000);
+        detect(vec![print(100)], &mut known, &own, &writes, true, 1000);
+        let found = detect(vec![print(250)], &mut known, &own, &writes, true, 1000);
         assert_eq!(
             found.foreign[&key("01")],
             BTreeSet::from([990]),

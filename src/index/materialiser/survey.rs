@@ -91,7 +91,6 @@ impl SurveyWindows {
             own,
             everything,
             version,
-            facts,
         } = *pass;
         if everything {
             self.cache.clear();
@@ -130,19 +129,12 @@ impl SurveyWindows {
             writer
                 .fetch_all::<PrintRow>("survey fingerprints", |c| c.query(&sql).bind(&floor_text)),
         );
-        // The fact rows of this flush may still be in flight: their days count.
-        let Some(newest) = newest?.max(own.newest_survey_day()) else {
+        let Some(newest) = newest? else {
             return Ok(());
         };
         let prints = prints?;
-        let in_flight = own
-            .deltas
-            .surveys
-            .keys()
-            .map(|(f, province, day, p)| (f.as_str(), province.as_str(), *day, *p));
         let found = detect(
             prints,
-            in_flight,
             &mut self.prints,
             &own.surveys,
             writes,
@@ -183,9 +175,6 @@ impl SurveyWindows {
              GROUP BY province_code, d, p",
             tables::SATISFACTION_DAY_COUNTS
         );
-        if !spans.is_empty() {
-            facts.wait().await;
-        }
         // One query per framework, concurrently: each reads a whole changed day.
         let reads =
             futures::future::join_all(spans.iter().map(|(framework, (from, to, provinces))| {
