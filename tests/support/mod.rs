@@ -531,8 +531,27 @@ pub mod index;
 pub mod serve;
 pub mod services;
 
+/// The high watermark of every partition of the test's two input topics.
+pub async fn partition_ends(env: &TestEnv) -> BTreeMap<(String, i32), i64> {
+    let mut ends = BTreeMap::new();
+    for topic in [
+        &env.config.kafka.surveys_topic,
+        &env.config.kafka.hotline_topic,
+    ] {
+        for (partition, end) in high_watermarks(env, topic).await {
+            ends.insert((topic.clone(), partition), end);
+        }
+    }
+    ends
+}
+
 /// Messages in a topic: the sum of its partitions' high watermarks (topics here start empty).
 pub async fn topic_messages(env: &TestEnv, topic: &str) -> i64 {
+    high_watermarks(env, topic).await.values().sum()
+}
+
+/// Each partition's high watermark.
+pub async fn high_watermarks(env: &TestEnv, topic: &str) -> BTreeMap<i32, i64> {
     use rdkafka::consumer::BaseConsumer;
     let kafka = env.config.kafka.clone();
     let topic = topic.to_owned();
@@ -552,12 +571,12 @@ pub async fn topic_messages(env: &TestEnv, topic: &str) -> i64 {
         partitions
             .iter()
             .map(|p| {
-                consumer
+                let (_, high) = consumer
                     .fetch_watermarks(&topic, *p, Duration::from_secs(30))
-                    .expect("watermarks")
-                    .1
+                    .expect("watermarks");
+                (*p, high)
             })
-            .sum()
+            .collect()
     })
     .await
     .unwrap()
