@@ -98,7 +98,14 @@ impl IndexStates {
     ) -> PartitionState {
         let mut delay = Duration::from_millis(200);
         loop {
-            match checkpoint::load(client, key, topic, partition).await {
+            let read = tokio::time::timeout(
+                crate::sink::writer::READ_TIMEOUT,
+                checkpoint::load(client, key, topic, partition),
+            );
+            match read
+                .await
+                .unwrap_or(Err(clickhouse::error::Error::TimedOut))
+            {
                 Ok(state) => return state,
                 Err(error) if !self.shutdown.is_triggered() => {
                     tracing::warn!(%error, topic, partition, "cannot read the index checkpoint; retrying");
