@@ -518,6 +518,18 @@ fn log_change(topic: &str, partition: i32, change: &stall::Change, fetch_state: 
     match change {
         stall::Change::Stalled {
             idle,
+            position: None,
+            high_watermark: None,
+        } => tracing::warn!(
+            %topic,
+            partition,
+            idle_s = idle.as_secs(),
+            ?fetch_state,
+            "partition stalled: assigned {} s ago and no statistics of it since (the consumer loop does not poll: see what the delivery stage and the index processor wait on)",
+            idle.as_secs()
+        ),
+        stall::Change::Stalled {
+            idle,
             position,
             high_watermark,
         } => tracing::warn!(
