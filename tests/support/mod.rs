@@ -246,21 +246,34 @@ impl TestEnv {
     ) {
         use sipas_stream::contract::decode::EventKind;
         let producer = self.producer();
+        let mut deliveries = Vec::new();
         for event in events {
             let topic = match event.kind {
                 EventKind::Survey => &self.config.kafka.surveys_topic,
                 EventKind::Hotline => &self.config.kafka.hotline_topic,
             };
-            producer
-                .send_result(
-                    FutureRecord::to(topic)
-                        .key(&event.key)
-                        .payload(&event.payload),
-                )
-                .map_err(|(e, _)| e)
-                .expect("queued");
+            deliveries.push(
+                producer
+                    .send_result(
+                        FutureRecord::to(topic)
+                            .key(&event.key)
+                            .payload(&event.payload),
+                    )
+                    .map_err(|(e, _)| e)
+                    .expect("queued"),
+            );
         }
         rdkafka::producer::Producer::flush(&producer, Duration::from_secs(120)).expect("produced");
+        // Every delivery is reported by now. A record the broker refused (tansu fences an
+        // idempotent producer now and then) would otherwise leave a test waiting for events
+        // that are not in the log, beside a pipeline that is idle because it is caught up.
+        for (i, delivery) in deliveries.into_iter().enumerate() {
+            match futures::executor::block_on(delivery) {
+                Ok(Ok(_)) => {}
+                Ok(Err((error, _))) => panic!("event {i} was not stored by the broker: {error}"),
+                Err(_) => panic!("event {i}: no delivery report"),
+            }
+        }
     }
 
     /// Produces to one partition, whatever the key (a producer not keyed by province).
