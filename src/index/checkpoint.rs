@@ -2,11 +2,16 @@
 //! (the latest by `next_offset` wins): the open block's cells. The ids folded and the
 //! tickets, which grow with history, are appended apart to `index_state_chunks`, one chunk
 //! per checkpoint with what changed over the offsets folded since the previous one, so a
-//! checkpoint writes only what changed. A restored state takes the chunks that lie wholly below its
-//! `next_offset` (a chunk written before a crash, past the checkpoint that survived, is
-//! left out: its ids are folded again by the replay). Every 200 checkpoints, and on the
-//! first after a restore, the chunk holds every id and ticket (from offset 0), so a restore reads
-//! that one and those after it, not every chunk ever written.
+//! checkpoint writes only what changed. Every 200 checkpoints, and on the first after a
+//! restore, the chunk holds every id and ticket (from offset 0). The checkpoint row names
+//! the chunks its state was stored in (`PartitionState::chain`: its latest whole chunk and
+//! those it appended after it), and a restore reads exactly those. Not "the latest whole
+//! chunk below `next_offset` and every chunk after it": around a takeover two processes
+//! checkpoint the same partition for a while (the old owner until the revocation reaches
+//! its processor, the new one from the checkpoint it restored), each cutting chunks at its
+//! own offsets, and a whole chunk of one followed by the other's increments could leave
+//! out the tickets and ids of the offsets between them. A chunk is a function of the log
+//! over its offsets, so whichever process wrote `[from, to)` wrote the same chunk.
 use bincode::Options;
 
 use crate::index::rows::{CheckpointRow, StateChunkRow};
@@ -15,12 +20,7 @@ use crate::tables;
 
 /// Bumped whenever `PartitionState`'s layout changes; older checkpoints are ignored
 /// (the partition is then rebuilt from the log).
-pub const STATE_FORMAT: u8 = 6;
-
-#[derive(Debug, clickhouse::Row, serde::Deserialize)]
-struct Offset {
-    offset: i64,
-}
+pub const STATE_FORMAT: u8 = 7;
 
 /// Variable-length integers: most counters of an open block are small.
 fn options() -> impl Options {
@@ -51,16 +51,14 @@ pub fn rows(
     now: u32,
 ) -> (CheckpointRow, Option<StateChunkRow>) {
     let chunk = state.take_chunk();
-    let whole = chunk.from_offset == 0;
-    let chunk =
-        (whole || !chunk.ids.is_empty() || !chunk.tickets.is_empty()).then(|| StateChunkRow {
-            consumer_group: key.to_owned(),
-            topic: topic.to_owned(),
-            partition: partition as u32,
-            from_offset: chunk.from_offset,
-            to_offset: chunk.to_offset,
-            chunk: options().serialize(&chunk).expect("chunk serialises"),
-        });
+    let chunk = chunk.is_stored().then(|| StateChunkRow {
+        consumer_group: key.to_owned(),
+        topic: topic.to_owned(),
+        partition: partition as u32,
+        from_offset: chunk.from_offset,
+        to_offset: chunk.to_offset,
+        chunk: options().serialize(&chunk).expect("chunk serialises"),
+    });
     let row = CheckpointRow {
         consumer_group: key.to_owned(),
         topic: topic.to_owned(),
@@ -75,6 +73,44 @@ pub fn rows(
 /// A stored chunk.
 pub fn decode_chunk(bytes: &[u8]) -> Option<StateChunk> {
     options().deserialize(bytes).ok()
+}
+
+/// Why a restored state's chunks cannot be had.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChainError {
+    /// A chunk the checkpoint names is not stored.
+    Missing { from_offset: i64, to_offset: i64 },
+    /// A chunk of another format.
+    Undecodable { from_offset: i64, to_offset: i64 },
+    /// A state past offset 0 that names no chunk.
+    Empty,
+}
+
+/// The chunks of `state`'s chain, in its order, out of the partition's stored chunks
+/// (`(from_offset, to_offset)` → bytes; others, such as another writer's, are ignored).
+pub fn chain_chunks(
+    state: &PartitionState,
+    stored: &std::collections::HashMap<(i64, i64), Vec<u8>>,
+) -> Result<Vec<StateChunk>, ChainError> {
+    if state.chain().is_empty() && state.next_offset > 0 {
+        return Err(ChainError::Empty);
+    }
+    state
+        .chain()
+        .iter()
+        .map(|&(from_offset, to_offset)| {
+            let bytes = stored
+                .get(&(from_offset, to_offset))
+                .ok_or(ChainError::Missing {
+                    from_offset,
+                    to_offset,
+                })?;
+            decode_chunk(bytes).ok_or(ChainError::Undecodable {
+                from_offset,
+                to_offset,
+            })
+        })
+        .collect()
 }
 
 /// The latest usable checkpoint of a partition with its ids, or an empty state at offset 0.
@@ -98,20 +134,9 @@ pub async fn load(
         .await?;
     match row.as_ref().and_then(|row| decode(&row.state)) {
         Some(mut state) => {
-            // The latest whole chunk (from offset 0), and the chunks after it.
-            let sql = format!(
-                "SELECT max(to_offset) AS offset FROM {} WHERE consumer_group = ? AND topic = ? AND partition = ? AND from_offset = 0 AND to_offset <= ?",
-                tables::INDEX_STATE_CHUNKS
-            );
-            let whole = client
-                .query(&sql)
-                .bind(key)
-                .bind(topic)
-                .bind(partition as u32)
-                .bind(state.next_offset)
-                .fetch_optional::<Offset>()
-                .await?
-                .map_or(0, |o| o.offset);
+            // The state's chain: its whole chunk and the ones after it (the query also
+            // returns other writers' chunks in that span; `chain_chunks` leaves them out).
+            let whole = state.chain().first().map_or(0, |&(_, to)| to);
             let sql = format!(
                 "SELECT ?fields FROM {} FINAL WHERE consumer_group = ? AND topic = ? AND partition = ? AND to_offset <= ? AND ((from_offset = 0 AND to_offset = ?) OR from_offset >= ?) ORDER BY from_offset",
                 tables::INDEX_STATE_CHUNKS
@@ -126,19 +151,23 @@ pub async fn load(
                 .bind(whole)
                 .fetch_all::<StateChunkRow>()
                 .await?;
-            let mut decoded = Vec::with_capacity(chunks.len());
-            for chunk in &chunks {
-                // A chunk that does not decode is another format's: start from scratch.
-                let Some(chunk) = decode_chunk(&chunk.chunk) else {
+            let stored = chunks
+                .into_iter()
+                .map(|c| ((c.from_offset, c.to_offset), c.chunk))
+                .collect();
+            let decoded = match chain_chunks(&state, &stored) {
+                Ok(decoded) => decoded,
+                Err(error) => {
                     tracing::warn!(
                         topic,
                         partition,
-                        "a state chunk does not decode; folding the partition from the beginning"
+                        next_offset = state.next_offset,
+                        ?error,
+                        "the checkpoint's state chunks cannot be read; folding the partition from the beginning"
                     );
                     return Ok(PartitionState::new(partition as u32, 0));
-                };
-                decoded.push(chunk);
-            }
+                }
+            };
             state.restore_chunks(decoded);
             tracing::info!(
                 topic,

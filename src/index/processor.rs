@@ -277,6 +277,12 @@ impl IndexProcessor {
                     let key = (Arc::from(topic), partition);
                     if let Some(slot) = self.slots.remove(&key) {
                         self.pending_folds -= slot.unflushed;
+                        // Its next owner reports it; this instance's last value would
+                        // otherwise stay exported beside the owner's.
+                        let _ = self
+                            .metrics
+                            .index_position
+                            .remove_label_values(&[&*key.0, &key.1.to_string()]);
                         tracing::info!(topic = %key.0, partition = key.1, "index state dropped for a revoked partition");
                     }
                 }

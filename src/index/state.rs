@@ -161,6 +161,12 @@ pub struct PartitionState {
     /// reads one whole chunk and the few after it.
     #[serde(skip)]
     chunks_since_whole: Option<u32>,
+    /// The chunks (`[from, to)`) this state's ids and tickets are stored in, oldest first:
+    /// its latest whole chunk and every chunk it appended after it. Kept in the checkpoint
+    /// row, so that a restore reads this state's own chunks and never a sequence mixed with
+    /// another writer's (an owner still checkpointing a revoked partition while the new
+    /// owner writes chunks of its own cut at other offsets).
+    chain: Vec<(i64, i64)>,
 }
 
 /// What a partition's state appends at a checkpoint besides its own row.
@@ -172,6 +178,14 @@ pub struct StateChunk {
     pub ids: Vec<(u64, i32)>,
     /// Tickets changed in `[from, to)`; `None`: forgotten.
     pub tickets: Vec<(String, Option<TicketState>)>,
+}
+
+impl StateChunk {
+    /// Whether a checkpoint stores it: a whole chunk always (a restore starts from it), an
+    /// increment only when something changed.
+    pub fn is_stored(&self) -> bool {
+        self.from_offset == 0 || !self.ids.is_empty() || !self.tickets.is_empty()
+    }
 }
 
 /// A checkpoint writes every id again (one chunk from offset 0) after this many chunks.
@@ -470,16 +484,28 @@ impl PartitionState {
         ids.sort_unstable();
         self.new_ids.clear();
         self.changed_tickets.clear();
-        StateChunk {
+        let chunk = StateChunk {
             from_offset: from,
             to_offset: self.ids_from,
             ids,
             tickets,
+        };
+        if whole {
+            self.chain.clear();
         }
+        if chunk.is_stored() {
+            self.chain.push((chunk.from_offset, chunk.to_offset));
+        }
+        chunk
     }
 
-    /// Restores ids and tickets from checkpointed chunks, oldest first (only chunks within
-    /// the state's offsets: the latest whole one and those after it).
+    /// The chunks a restore of this state reads, oldest first (see `chain`).
+    pub fn chain(&self) -> &[(i64, i64)] {
+        &self.chain
+    }
+
+    /// Restores ids and tickets from checkpointed chunks, oldest first: the chunks of its
+    /// `chain` (`checkpoint::chain_chunks`).
     pub fn restore_chunks(&mut self, chunks: Vec<StateChunk>) {
         let oldest_day = self
             .newest_day()
@@ -782,6 +808,149 @@ mod tests {
         );
     }
 
+    /// Simulated traffic, decoded (`None`: an invalid message, only skipped).
+    fn decoded_events(n: usize, seed: u64) -> Vec<Option<crate::contract::Decoded>> {
+        let f = frameworks();
+        let mut sim = crate::simulate::Simulator::new(
+            crate::simulate::SimSettings {
+                seed,
+                start_unix: 1_790_000_000,
+                step_seconds: 40.0,
+                late_share: 0.02,
+                ..Default::default()
+            },
+            &crate::domain::ProvinceRegistry::builtin(),
+            f.get("BNV-2640-2017").unwrap().clone(),
+        );
+        let decoder = crate::contract::Decoder::new(
+            crate::contract::validate::Validator {
+                provinces: crate::domain::ProvinceRegistry::builtin(),
+                frameworks: f.clone(),
+                pii: crate::contract::pii::PiiHasher::new(b"state-test-secret-1"),
+            },
+            std::sync::Arc::new(crate::contract::avro::SchemaCatalog::builtin()),
+            65536,
+        );
+        (0..n)
+            .map(|_| {
+                let e = sim.next_event();
+                decoder
+                    .decode(e.kind, &e.payload, None)
+                    .ok()
+                    .map(|(d, _)| d)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_restore_reads_its_own_chunks_while_two_owners_checkpoint_one_partition() {
+        use crate::index::checkpoint;
+        use std::collections::HashMap as Map;
+        let f = frameworks();
+        let events = decoded_events(1_300, 11);
+        let fold = |state: &mut PartitionState, to: i64| {
+            while state.next_offset < to {
+                let offset = state.next_offset;
+                match &events[offset as usize] {
+                    Some(crate::contract::Decoded::Survey(s)) => {
+                        state.apply_survey(s, offset, &f, LATENESS);
+                    }
+                    Some(crate::contract::Decoded::Hotline(h)) => {
+                        state.apply_hotline(h, offset, LATENESS);
+                    }
+                    None => state.skip(offset),
+                }
+            }
+        };
+        // Chunks by (from, to), as the table keeps them, and the latest checkpoint row.
+        type Stored = Map<(i64, i64), Vec<u8>>;
+        type Row = crate::index::rows::CheckpointRow;
+        let mut stored: Stored = Map::new();
+        let mut latest: Option<Row> = None;
+        fn write(state: &mut PartitionState, stored: &mut Stored, latest: &mut Option<Row>) {
+            let (row, chunk) = checkpoint::rows("g", "t", 0, state, 0);
+            if let Some(chunk) = chunk {
+                stored.insert((chunk.from_offset, chunk.to_offset), chunk.chunk);
+            }
+            if latest
+                .as_ref()
+                .is_none_or(|l| l.next_offset <= row.next_offset)
+            {
+                *latest = Some(row);
+            }
+        }
+        macro_rules! checkpoint {
+            ($state:expr) => {
+                write(&mut $state, &mut stored, &mut latest)
+            };
+        }
+        let restore = |row: &Row, stored: &Stored| {
+            let mut state = checkpoint::decode(&row.state).unwrap();
+            state.restore_chunks(checkpoint::chain_chunks(&state, stored).unwrap());
+            state
+        };
+        let mut first = PartitionState::new(0, 0);
+        fold(&mut first, 900);
+        checkpoint!(first);
+        let at_900 = latest.clone().unwrap();
+        // The old owner restored the checkpoint at 900 and is revoked after its first
+        // checkpoint (a whole chunk up to 901); its processor folds on to 1152 meanwhile.
+        let mut old_owner = restore(&at_900, &stored);
+        fold(&mut old_owner, 901);
+        checkpoint!(old_owner);
+        fold(&mut old_owner, 1152);
+        // The new owner restored the same checkpoint before that: its first checkpoint is
+        // a whole chunk up to 900, then increments cut where it checkpoints.
+        let mut new_owner = restore(&at_900, &stored);
+        checkpoint!(new_owner);
+        fold(&mut new_owner, 1152);
+        checkpoint!(new_owner);
+        fold(&mut new_owner, 1180);
+        checkpoint!(new_owner);
+        let row = latest.clone().unwrap();
+        assert_eq!(row.next_offset, 1180);
+        assert!(
+            stored.contains_key(&(0, 901)) && stored.contains_key(&(1152, 1180)),
+            "the old owner's whole chunk lies beyond the new owner's: {:?}",
+            stored.keys().collect::<Vec<_>>()
+        );
+        let restored = restore(&row, &stored);
+        let mut reference = PartitionState::new(0, 0);
+        fold(&mut reference, 1180);
+        assert!(
+            restored.seen == reference.seen,
+            "ids folded: {} restored, {} folded",
+            restored.seen.len(),
+            reference.seen.len()
+        );
+        assert!(
+            reference.tickets.len() > 50,
+            "{} tickets",
+            reference.tickets.len()
+        );
+        let differing = reference
+            .tickets
+            .iter()
+            .filter(|(id, t)| restored.tickets.get(*id) != Some(t))
+            .count();
+        assert!(
+            differing == 0 && restored.tickets.len() == reference.tickets.len(),
+            "tickets: {differing} of {} differ, {} restored",
+            reference.tickets.len(),
+            restored.tickets.len()
+        );
+        // A chain naming a chunk that is not stored is refused, never read with a gap.
+        stored.remove(&(900, 1152));
+        let state = checkpoint::decode(&row.state).unwrap();
+        assert_eq!(
+            checkpoint::chain_chunks(&state, &stored).err(),
+            Some(checkpoint::ChainError::Missing {
+                from_offset: 900,
+                to_offset: 1152
+            })
+        );
+    }
+
     #[test]
     fn a_checkpoint_cut_anywhere_gives_the_same_final_rows() {
         let f = frameworks();
@@ -840,26 +1009,13 @@ mod tests {
                     let (row, chunk) = crate::index::checkpoint::rows("g", "t", 0, &mut state, 0);
                     chunks.extend(chunk.map(|c| (c.from_offset, c.to_offset, c.chunk)));
                     state = crate::index::checkpoint::decode(&row.state).unwrap();
-                    // As `checkpoint::load` reads them: the latest whole chunk and those after.
-                    let whole = chunks
+                    // As `checkpoint::load` reads them: the state's chain.
+                    let stored = chunks
                         .iter()
-                        .filter(|(from, to, _)| *from == 0 && *to <= state.next_offset)
-                        .map(|(_, to, _)| *to)
-                        .max()
-                        .unwrap_or(0);
-                    let mut below: Vec<&(i64, i64, Vec<u8>)> = chunks
-                        .iter()
-                        .filter(|(from, to, _)| {
-                            *to <= state.next_offset
-                                && ((*from == 0 && *to == whole) || *from >= whole)
-                        })
+                        .map(|(from, to, c)| ((*from, *to), c.clone()))
                         .collect();
-                    below.sort_by_key(|(from, to, _)| (*from, *to));
                     state.restore_chunks(
-                        below
-                            .iter()
-                            .map(|(_, _, c)| crate::index::checkpoint::decode_chunk(c).unwrap())
-                            .collect(),
+                        crate::index::checkpoint::chain_chunks(&state, &stored).unwrap(),
                     );
                 }
                 let e = &events[offset];

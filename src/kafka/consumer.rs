@@ -98,7 +98,14 @@ impl IndexStates {
     ) -> PartitionState {
         let mut delay = Duration::from_millis(200);
         loop {
-            match checkpoint::load(client, key, topic, partition).await {
+            let read = tokio::time::timeout(
+                crate::sink::writer::READ_TIMEOUT,
+                checkpoint::load(client, key, topic, partition),
+            );
+            match read
+                .await
+                .unwrap_or(Err(clickhouse::error::Error::TimedOut))
+            {
                 Ok(state) => return state,
                 Err(error) if !self.shutdown.is_triggered() => {
                     tracing::warn!(%error, topic, partition, "cannot read the index checkpoint; retrying");
@@ -509,6 +516,18 @@ impl ConsumerContext for IngestContext {
 /// `fetch_state` is librdkafka's, when judged at its statistics.
 fn log_change(topic: &str, partition: i32, change: &stall::Change, fetch_state: Option<&str>) {
     match change {
+        stall::Change::Stalled {
+            idle,
+            position: None,
+            high_watermark: None,
+        } => tracing::warn!(
+            %topic,
+            partition,
+            idle_s = idle.as_secs(),
+            ?fetch_state,
+            "partition stalled: assigned {} s ago and no statistics of it since (the consumer loop does not poll: see what the delivery stage and the index processor wait on)",
+            idle.as_secs()
+        ),
         stall::Change::Stalled {
             idle,
             position,

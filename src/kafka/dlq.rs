@@ -1,6 +1,6 @@
 //! The dead-letter topic: the original bytes (or a redacted copy for hotline messages that
 //! carry personal data), with headers saying why and where the message came from.
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -45,6 +45,9 @@ pub struct DeadLetterProducer {
     /// Consecutive delivery rounds with a failure, across calls; reset by a clean round or
     /// a new producer.
     failed_rounds: AtomicU32,
+    /// A delivery round failed since the last clean one (also across a replacement, which
+    /// resets `failed_rounds`): the next clean round is reported.
+    failing: AtomicBool,
 }
 
 impl DeadLetterProducer {
@@ -65,6 +68,7 @@ impl DeadLetterProducer {
             retry_max,
             shutdown,
             failed_rounds: AtomicU32::new(0),
+            failing: AtomicBool::new(false),
         })
     }
 
@@ -109,6 +113,7 @@ impl DeadLetterProducer {
                 .kafka_client_failing
                 .with_label_values(&[CLIENT])
                 .set(1);
+            self.failing.store(true, Ordering::Relaxed);
             let failed_rounds = 1 + self.failed_rounds.fetch_add(1, Ordering::Relaxed);
             let fatal = producer.client().fatal_error();
             drop(producer);
@@ -122,7 +127,8 @@ impl DeadLetterProducer {
 
     /// Notes a clean round: the producer delivers (again).
     fn recovered(&self) {
-        if self.failed_rounds.swap(0, Ordering::Relaxed) > 0 {
+        self.failed_rounds.store(0, Ordering::Relaxed);
+        if self.failing.swap(false, Ordering::Relaxed) {
             tracing::info!("dead-letter producer delivers again");
         }
         self.metrics

@@ -5,7 +5,10 @@
 //! A partition is *stalled* when none of its consumed, stored and committed offsets has
 //! moved for `stall_after` while the log had messages ahead of its position (what is
 //! consumed and acknowledged). A partition that is caught up is never stalled, however
-//! quiet its topic.
+//! quiet its topic. A partition of which no statistics arrived since it was assigned counts
+//! as not advancing from its assignment on: the consumer loop polls no more (statistics
+//! come with its polls), so nothing shows whether it is behind, and a loop blocked right
+//! after a rebalance is otherwise never reported.
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -106,7 +109,8 @@ impl ProgressWatch {
         self.partitions.contains_key(&(topic.to_owned(), partition))
     }
 
-    /// Partitions given to this instance; each starts neither behind nor stalled.
+    /// Partitions given to this instance; each is not stalled, and not known to advance
+    /// until its first statistics.
     pub fn assign(&mut self, partitions: &[(String, i32)], now: Instant) {
         self.last_rebalance = now;
         self.last_unassigned_warning = None;
@@ -116,7 +120,7 @@ impl ProgressWatch {
                 Partition {
                     marks: [None; 3],
                     seen: Observation::default(),
-                    behind_since: None,
+                    behind_since: Some(now),
                     stalled: false,
                 },
             );
@@ -411,6 +415,32 @@ mod tests {
                 None
             );
         }
+    }
+
+    #[test]
+    fn a_partition_without_statistics_since_its_assignment_stalls() {
+        let t = Instant::now();
+        let mut w = watch_with(t, &[("h", 0), ("h", 1)]);
+        // Statistics of one partition came; then none (the loop stopped polling).
+        w.observe("h", 1, seen(7, 7), at(t, 1));
+        assert!(w.check(at(t, 59)).is_empty());
+        assert_eq!(
+            w.check(at(t, 60)),
+            vec![(
+                ("h".to_string(), 0),
+                Change::Stalled {
+                    idle: AFTER,
+                    position: None,
+                    high_watermark: None
+                }
+            )]
+        );
+        // Its first statistics show it caught up: not stalled.
+        assert_eq!(
+            w.observe("h", 0, seen(40, 40), at(t, 61)),
+            Some(Change::Recovered)
+        );
+        assert!(w.check(at(t, 500)).is_empty());
     }
 
     #[test]

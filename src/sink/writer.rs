@@ -29,6 +29,11 @@ pub struct RawEventWriter {
 
 const INSERT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// A read that has not been answered by then is given up and retried like a failed one
+/// (with a warning), so that no query waits without end and without a word: the client
+/// itself puts no bound on reading a response.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
 impl RawEventWriter {
     pub fn new(
         client: Client,
@@ -130,7 +135,11 @@ impl RawEventWriter {
         let mut backoff = Backoff::new(self.retry_initial, self.retry_max, &self.shutdown);
         loop {
             let started = std::time::Instant::now();
-            match build(&self.client).fetch_all::<T>().await {
+            let read = tokio::time::timeout(READ_TIMEOUT, build(&self.client).fetch_all::<T>());
+            match read
+                .await
+                .unwrap_or(Err(clickhouse::error::Error::TimedOut))
+            {
                 Ok(rows) => {
                     self.metrics
                         .query_seconds

@@ -246,21 +246,34 @@ impl TestEnv {
     ) {
         use sipas_stream::contract::decode::EventKind;
         let producer = self.producer();
+        let mut deliveries = Vec::new();
         for event in events {
             let topic = match event.kind {
                 EventKind::Survey => &self.config.kafka.surveys_topic,
                 EventKind::Hotline => &self.config.kafka.hotline_topic,
             };
-            producer
-                .send_result(
-                    FutureRecord::to(topic)
-                        .key(&event.key)
-                        .payload(&event.payload),
-                )
-                .map_err(|(e, _)| e)
-                .expect("queued");
+            deliveries.push(
+                producer
+                    .send_result(
+                        FutureRecord::to(topic)
+                            .key(&event.key)
+                            .payload(&event.payload),
+                    )
+                    .map_err(|(e, _)| e)
+                    .expect("queued"),
+            );
         }
         rdkafka::producer::Producer::flush(&producer, Duration::from_secs(120)).expect("produced");
+        // Every delivery is reported by now. A record the broker refused (tansu fences an
+        // idempotent producer now and then) would otherwise leave a test waiting for events
+        // that are not in the log, beside a pipeline that is idle because it is caught up.
+        for (i, delivery) in deliveries.into_iter().enumerate() {
+            match futures::executor::block_on(delivery) {
+                Ok(Ok(_)) => {}
+                Ok(Err((error, _))) => panic!("event {i} was not stored by the broker: {error}"),
+                Err(_) => panic!("event {i}: no delivery report"),
+            }
+        }
     }
 
     /// Produces to one partition, whatever the key (a producer not keyed by province).
@@ -531,8 +544,27 @@ pub mod index;
 pub mod serve;
 pub mod services;
 
+/// The high watermark of every partition of the test's two input topics.
+pub async fn partition_ends(env: &TestEnv) -> BTreeMap<(String, i32), i64> {
+    let mut ends = BTreeMap::new();
+    for topic in [
+        &env.config.kafka.surveys_topic,
+        &env.config.kafka.hotline_topic,
+    ] {
+        for (partition, end) in high_watermarks(env, topic).await {
+            ends.insert((topic.clone(), partition), end);
+        }
+    }
+    ends
+}
+
 /// Messages in a topic: the sum of its partitions' high watermarks (topics here start empty).
 pub async fn topic_messages(env: &TestEnv, topic: &str) -> i64 {
+    high_watermarks(env, topic).await.values().sum()
+}
+
+/// Each partition's high watermark.
+pub async fn high_watermarks(env: &TestEnv, topic: &str) -> BTreeMap<i32, i64> {
     use rdkafka::consumer::BaseConsumer;
     let kafka = env.config.kafka.clone();
     let topic = topic.to_owned();
@@ -552,12 +584,12 @@ pub async fn topic_messages(env: &TestEnv, topic: &str) -> i64 {
         partitions
             .iter()
             .map(|p| {
-                consumer
+                let (_, high) = consumer
                     .fetch_watermarks(&topic, *p, Duration::from_secs(30))
-                    .expect("watermarks")
-                    .1
+                    .expect("watermarks");
+                (*p, high)
             })
-            .sum()
+            .collect()
     })
     .await
     .unwrap()
