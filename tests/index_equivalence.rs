@@ -16,7 +16,6 @@ const EVENTS: u64 = 30_000;
 #[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
 async fn crash_and_rebuild_give_the_same_rows_as_an_uninterrupted_run() {
     let live = TestEnv::new("equiv").await;
-    let frameworks = FrameworkCatalog::load_dir(&root().join("config/frameworks")).unwrap();
     // 30,000 events over ~14 days of event time, with late, out-of-order, duplicate and invalid ones.
     let settings = SimSettings {
         seed: 21,
@@ -25,12 +24,7 @@ async fn crash_and_rebuild_give_the_same_rows_as_an_uninterrupted_run() {
         late_share: 0.01,
         ..Default::default()
     };
-    let mut sim = Simulator::new(
-        settings,
-        &ProvinceRegistry::builtin(),
-        frameworks.get("BNV-2640-2017").unwrap().clone(),
-    );
-    let events: Vec<_> = (0..EVENTS).map(|_| sim.next_event()).collect();
+    let events = simulated_events(settings, EVENTS);
 
     // (a) uninterrupted, the log arriving in ten parts: each part is folded and its windows
     // recomputed incrementally (from the materialiser's cached day sums) before the next.

@@ -14,8 +14,7 @@ use hyper::service::service_fn;
 use hyper::Request;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use sipas_stream::domain::{FrameworkCatalog, ProvinceRegistry};
-use sipas_stream::simulate::generator::{SimSettings, Simulator};
+use sipas_stream::simulate::generator::SimSettings;
 use support::index::assert_equivalent;
 use support::*;
 
@@ -74,7 +73,6 @@ async fn holding_proxy(target: String, hold: Duration) -> (String, Arc<AtomicU64
 #[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
 async fn windows_written_beside_slow_fact_inserts_equal_a_rebuild() {
     let live = TestEnv::new("slow_facts").await;
-    let frameworks = FrameworkCatalog::load_dir(&root().join("config/frameworks")).unwrap();
     // ~10 days of event time, with late and out-of-order events: passes see new days,
     // first reads of days, and deltas on days held.
     let settings = SimSettings {
@@ -84,12 +82,7 @@ async fn windows_written_beside_slow_fact_inserts_equal_a_rebuild() {
         late_share: 0.02,
         ..Default::default()
     };
-    let mut sim = Simulator::new(
-        settings,
-        &ProvinceRegistry::builtin(),
-        frameworks.get("BNV-2640-2017").unwrap().clone(),
-    );
-    let events: Vec<_> = (0..EVENTS).map(|_| sim.next_event()).collect();
+    let events = simulated_events(settings, EVENTS);
 
     let (proxy, held) = holding_proxy(live.config.clickhouse.url.clone(), HOLD).await;
     let mut run =

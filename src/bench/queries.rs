@@ -163,16 +163,12 @@ pub(super) async fn query_figures(
 async fn fingerprint_figures(client: &clickhouse::Client, newest: i64) -> Result<()> {
     const QUERIES: usize = 50;
     let floor = sipas_stream::domain::time::format_day(newest - 396);
-    for (source, sql) in [
-        (
-            "satisfaction_day_prints",
-            "SELECT framework, province_code, toUInt16(day) AS d, source_partition AS p, maxMerge(top) AS top FROM satisfaction_day_prints WHERE day >= toDate(?) GROUP BY framework, province_code, d, p",
-        ),
-        (
-            "satisfaction_day_counts (scan)",
-            "SELECT framework, province_code, toUInt16(day) AS d, source_partition AS p, max(version) AS top FROM satisfaction_day_counts WHERE day >= toDate(?) GROUP BY framework, province_code, d, p",
-        ),
+    for (source, top) in [
+        (tables::SATISFACTION_DAY_PRINTS, "maxMerge(top)"),
+        (tables::SATISFACTION_DAY_COUNTS, "max(version)"),
     ] {
+        let sql = format!("SELECT framework, province_code, toUInt16(day) AS d, source_partition AS p, {top} AS top FROM {source} WHERE day >= toDate(?) GROUP BY framework, province_code, d, p");
+        let sql = &sql;
         let floor = &floor;
         let (ms, prints) = latencies(QUERIES, move || async move {
             let rows: Vec<(String, String, u16, u32, u64)> =

@@ -452,7 +452,10 @@ impl IndexProcessor {
     }
 
     fn observe_stage(&self, stage: &str, started: Instant) {
-        observe_stage(&self.metrics, stage, started);
+        self.metrics
+            .index_stage_seconds
+            .with_label_values(&[stage])
+            .observe(started.elapsed().as_secs_f64());
     }
 
     /// The partitions of `topic` held, and how far their rows are written.
@@ -565,11 +568,4 @@ impl IndexProcessor {
             probe.lock().expect("freshness probe lock").extend(samples);
         }
     }
-}
-
-fn observe_stage(metrics: &Metrics, stage: &str, started: Instant) {
-    metrics
-        .index_stage_seconds
-        .with_label_values(&[stage])
-        .observe(started.elapsed().as_secs_f64());
 }

@@ -21,6 +21,23 @@ pub const HMAC_SECRET: &str = "integration-test-secret-0123456789";
 /// Upper bound for waiting on the pipeline; a guard against hanging, not a speed assertion.
 pub const PATIENCE: Duration = Duration::from_secs(300);
 
+/// `n` simulated events of the framework BNV-2640-2017 from `settings`, for tests that
+/// produce one fixed log (possibly in parts, or twice).
+pub fn simulated_events(
+    settings: sipas_stream::simulate::generator::SimSettings,
+    n: u64,
+) -> Vec<sipas_stream::simulate::generator::SimEvent> {
+    let frameworks =
+        sipas_stream::domain::FrameworkCatalog::load_dir(&root().join("config/frameworks"))
+            .unwrap();
+    let mut sim = sipas_stream::simulate::generator::Simulator::new(
+        settings,
+        &sipas_stream::domain::ProvinceRegistry::builtin(),
+        frameworks.get("BNV-2640-2017").unwrap().clone(),
+    );
+    (0..n).map(|_| sim.next_event()).collect()
+}
+
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
