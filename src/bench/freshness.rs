@@ -13,7 +13,7 @@ use sipas_stream::simulate::{sink as sim_sink, SimSettings};
 use super::fixtures::{drop_bench_database, fresh_stack, scaled_simulator};
 use super::measure::{
     checkpoint_bytes_during, cpu_seconds, index_rows, peak_rss_mib, quantile, query_times,
-    reset_peak_rss, stage_times,
+    reset_peak_rss, server_writes, stage_times,
 };
 use super::queries::query_figures;
 use super::BenchArgs;
@@ -77,6 +77,7 @@ pub(super) async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Res
     reset_peak_rss();
     let (cpu, rows_before) = (cpu_seconds(), index_rows(&metrics));
     let stages_before = stage_times(&metrics);
+    let server_before = server_writes(&config).await?;
     let measured = (rate * args.seconds as f64) as u64;
     let bar = crate::progress::events("", measured);
     let produced_at = Instant::now();
@@ -98,6 +99,7 @@ pub(super) async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Res
     })
     .await?;
     let span = produced_at.elapsed().as_secs_f64();
+    let server_after = server_writes(&config).await?;
     let cpu = cpu_seconds() - cpu;
     let rss = peak_rss_mib();
     let rows_after = index_rows(&metrics);
@@ -155,6 +157,10 @@ pub(super) async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Res
     println!(
         "| index flush stages, mean time × count (facts, windows, checkpoint) | {} |",
         stages.join(", ")
+    );
+    println!(
+        "| ClickHouse writes per second over the measured span (server-wide, system.events) | {} |",
+        server_before.rates_since(&server_after, span)
     );
     println!(
         "| ClickHouse reads of the process, mean time × count (warm-up included) | {} |",

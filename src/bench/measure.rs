@@ -232,3 +232,48 @@ pub(super) async fn checkpoint_bytes_during<T>(
         seen.values().sum::<u64>() + ids_after.saturating_sub(ids_before),
     ))
 }
+
+/// ClickHouse's server-wide counters (`system.events`) that the cost of writing follows:
+/// every insert block becomes a part (on 18.16 a directory of 2–4 files per column), and
+/// merges rewrite parts. Server-wide: other clients of the same server count too.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct ServerWrites {
+    pub parts_inserted: u64,
+    pub merges: u64,
+    pub insert_queries: u64,
+}
+
+pub(super) async fn server_writes(config: &Config) -> Result<ServerWrites> {
+    #[derive(clickhouse::Row, serde::Deserialize)]
+    struct Event {
+        event: String,
+        value: u64,
+    }
+    let rows: Vec<Event> = sink::connect(&config.clickhouse)
+        .query("SELECT event, toUInt64(value) FROM system.events WHERE event IN ('MergeTreeDataWriterBlocks', 'Merge', 'InsertQuery')")
+        .fetch_all()
+        .await
+        .context("reading system.events")?;
+    let mut writes = ServerWrites::default();
+    for row in rows {
+        match row.event.as_str() {
+            "MergeTreeDataWriterBlocks" => writes.parts_inserted = row.value,
+            "Merge" => writes.merges = row.value,
+            _ => writes.insert_queries = row.value,
+        }
+    }
+    Ok(writes)
+}
+
+impl ServerWrites {
+    /// The table row of what happened between `self` (before) and `after`, per second.
+    pub(super) fn rates_since(&self, after: &ServerWrites, seconds: f64) -> String {
+        let rate = |a: u64, b: u64| a.saturating_sub(b) as f64 / seconds.max(1e-9);
+        format!(
+            "{:.1} parts inserted, {:.1} merges, {:.1} insert queries",
+            rate(after.parts_inserted, self.parts_inserted),
+            rate(after.merges, self.merges),
+            rate(after.insert_queries, self.insert_queries)
+        )
+    }
+}
