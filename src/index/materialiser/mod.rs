@@ -29,12 +29,17 @@
 //! Rooms: `plan` (pure: which as_of days a pass recomputes), `survey` and `hotline` (each
 //! kind's reads, cache and writes). The two kinds run concurrently: they share nothing
 //! but the ClickHouse client.
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
 
+use clickhouse::{RowOwned, RowWrite};
 use serde::Deserialize;
 
+use crate::contract::kind::{EventKind, PerKind};
 use crate::domain::framework::FrameworkCatalog;
+use crate::index::day_cache::{Carried, DayCache};
 use crate::index::state::ChangedDays;
+use crate::index::values::Counts;
 use crate::index::window::MAX_WINDOW_DAYS;
 use crate::sink::writer::{Abandoned, RawEventWriter};
 
@@ -43,9 +48,10 @@ mod plan;
 mod survey;
 
 use hotline::HotlineWindows;
+pub(crate) use plan::Trust;
 pub use plan::Writes;
 #[cfg(test)]
-pub(crate) use plan::{detect, PrintRow, Trust};
+pub(crate) use plan::{detect, PrintRow};
 use survey::SurveyWindows;
 
 /// Days kept in the cache behind the newest day (and covered by the fingerprints).
@@ -65,17 +71,33 @@ struct PassInput<'a> {
 /// What one pass did.
 #[derive(Debug, Default, Clone)]
 pub struct PassStats {
-    pub satisfaction_rows: usize,
-    pub hotline_rows: usize,
+    /// Window rows written, per kind (`satisfaction_*`, `hotline_kpi_*`).
+    pub window_rows: PerKind<usize>,
     /// Unit-days of sums read from ClickHouse.
     pub days_read: usize,
     /// Unit-day sums updated with the processor's own deltas instead.
     pub days_from_deltas: usize,
     /// (unit, as_of) pairs recomputed.
     pub as_of_days: usize,
-    /// Provinces whose day counts of the last year come from several partitions.
-    pub split_survey_provinces: Vec<String>,
-    pub split_hotline_provinces: Vec<String>,
+    /// Per kind, the provinces whose day counts of the last year come from several
+    /// partitions.
+    pub split_provinces: PerKind<Vec<String>>,
+}
+
+impl PassStats {
+    /// Adds what another part of the pass did.
+    fn merge(&mut self, other: PassStats) {
+        for kind in EventKind::ALL {
+            self.window_rows[kind] += other.window_rows[kind];
+        }
+        self.days_read += other.days_read;
+        self.days_from_deltas += other.days_from_deltas;
+        self.as_of_days += other.as_of_days;
+        let mut split = other.split_provinces;
+        for kind in EventKind::ALL {
+            self.split_provinces[kind].append(&mut split[kind]);
+        }
+    }
 }
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
@@ -141,6 +163,145 @@ fn content_hash<T: std::hash::Hash>(value: &T) -> u64 {
     hasher.finish()
 }
 
+/// What a kind's windows keep from pass to pass: the day sums by cache key `K` (a
+/// framework's province, or a province) with whose deltas each cached day may take, the
+/// fingerprints seen, the newest `as_of` written and the newest day's rows last written.
+/// The kind's pass does its own reads and computation between [`Held::begin`] and
+/// [`Held::finish`].
+struct Held<K, C> {
+    cache: HashMap<K, DayCache<C>>,
+    /// Per cached day: whose deltas may be added to it (see [`Writes::trusted`]).
+    trust: HashMap<K, BTreeMap<i64, Trust>>,
+    prints: HashMap<(String, String, i64, u32), u64>,
+    /// The newest `as_of` written, once known.
+    written: Option<i64>,
+    /// Fingerprints were read once; before that nothing counts as changed by others.
+    primed: bool,
+    rows_written: WrittenRows,
+}
+
+impl<K, C> Default for Held<K, C> {
+    fn default() -> Self {
+        Self {
+            cache: HashMap::new(),
+            trust: HashMap::new(),
+            prints: HashMap::new(),
+            written: None,
+            primed: false,
+            rows_written: WrittenRows::default(),
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone, C: Carried + Counts> Held<K, C> {
+    /// A pass's start: a rebuild forgets what is held; otherwise the newest `as_of`
+    /// written to `daily_table` is read, once.
+    async fn begin(
+        &mut self,
+        writer: &RawEventWriter,
+        everything: bool,
+        daily_table: &str,
+    ) -> Result<(), Abandoned> {
+        if everything {
+            self.cache.clear();
+            self.trust.clear();
+            self.prints.clear();
+        }
+        if self.written.is_none() && !everything {
+            self.written = newest_day(
+                writer,
+                format!(
+                    "SELECT toUInt16(max(as_of)) AS d FROM {daily_table} WHERE unit_type = 'province'"
+                ),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// This process's new rows (`deltas`: each one's cache key, unit, day and source
+    /// partition), added to the days held; a day whose read does not allow it (read
+    /// before a rebalance, or with rows beyond what this process wrote) is read again
+    /// instead. A delta before the days held changes nothing held, unless the counts
+    /// carry over ([`Carried::CARRIES`]): then it is part of the carried base, and its
+    /// key is read again whole.
+    fn add_own_deltas<'a>(
+        &mut self,
+        deltas: impl IntoIterator<Item = (K, &'a str, i64, u32, &'a C)>,
+        writes: &Writes,
+    ) -> usize
+    where
+        C: 'a,
+    {
+        let mut added = 0;
+        for (key, unit, day, partition, delta) in deltas {
+            let Some(cache) = self.cache.get_mut(&key) else {
+                continue; // nothing held: a read will include it
+            };
+            if C::CARRIES && cache.from().is_some_and(|from| day < from) {
+                self.cache.remove(&key);
+                self.trust.remove(&key);
+                continue;
+            }
+            if !cache.holds(day) {
+                continue; // before the days held (nothing carried), or to be read anyway
+            }
+            let trusted = self
+                .trust
+                .get(&key)
+                .and_then(|t| t.get(&day))
+                .is_some_and(|t| t.allows(writes, partition));
+            if trusted {
+                cache.add_to_day(unit, day, delta);
+                added += 1;
+            } else {
+                cache.mark_stale([day]);
+            }
+        }
+        added
+    }
+
+    /// A pass's end: writes the window rows computed for days up to `newest` into
+    /// `tables` (daily, latest), except the newest day's rows unchanged since they were
+    /// last written; then keeps `newest` as written and drops what is held of the days
+    /// before the cache's. Returns the rows written; `refused` is logged per row
+    /// ClickHouse refused.
+    async fn finish<R: WindowRow + RowOwned + RowWrite>(
+        &mut self,
+        writer: &RawEventWriter,
+        [daily_table, latest_table]: [&str; 2],
+        newest: i64,
+        [mut daily, mut latest]: [Vec<R>; 2],
+        refused: &str,
+    ) -> Result<usize, Abandoned> {
+        self.rows_written
+            .drop_unchanged(newest, &mut daily, &mut latest);
+        let (a, b) = tokio::join!(
+            writer.insert(daily_table, &daily),
+            writer.insert(latest_table, &latest),
+        );
+        for failure in a?.into_iter().chain(b?) {
+            tracing::error!(message = %failure.message, "{refused}");
+        }
+        self.written = Some(self.written.map_or(newest, |w| w.max(newest)));
+        let keep_from = newest - CACHE_DAYS;
+        for cache in self.cache.values_mut() {
+            cache.trim(keep_from);
+        }
+        self.cache.retain(|_, c| !c.is_empty());
+        for (key, trust) in self.trust.iter_mut() {
+            match self.cache.get(key) {
+                Some(_) => *trust = trust.split_off(&keep_from),
+                None => trust.clear(),
+            }
+        }
+        self.trust.retain(|_, t| !t.is_empty());
+        self.prints.retain(|(_, _, d, _), _| *d >= keep_from);
+        self.primed = true;
+        Ok(daily.len() + latest.len())
+    }
+}
+
 pub struct Materialiser {
     writer: RawEventWriter,
     surveys: SurveyWindows,
@@ -157,45 +318,42 @@ impl Materialiser {
     }
 
     /// Recomputes what `changed` (the caller's own fact rows, acknowledged, written as
-    /// `survey_writes` and `hotline_writes` say) and other writers' changes require. With
-    /// `everything`, every unit at every day with data (a rebuild).
+    /// `writes` says per kind) and other writers' changes require. With `everything`,
+    /// every unit at every day with data (a rebuild).
     pub async fn pass(
         &mut self,
         changed: &ChangedDays,
-        survey_writes: &Writes,
-        hotline_writes: &Writes,
+        writes: &PerKind<Writes>,
         everything: bool,
     ) -> Result<PassStats, Abandoned> {
         let version = crate::domain::time::unix_now_micros();
         let (mut survey, mut hotline) = (PassStats::default(), PassStats::default());
         // A rebuild recomputes every day with data, its own writes included.
-        let none = Writes::default();
-        let (survey_writes, hotline_writes) = if everything {
-            (&none, &none)
-        } else {
-            (survey_writes, hotline_writes)
-        };
+        let none = PerKind::default();
+        let writes = if everything { &none } else { writes };
         let input = PassInput {
             own: changed,
             everything,
             version,
         };
+        // Each kind's windows are their own computation; they share only the client.
         let (a, b) = tokio::join!(
-            self.surveys
-                .pass(&self.writer, &input, survey_writes, &mut survey),
-            self.hotline
-                .pass(&self.writer, &input, hotline_writes, &mut hotline),
+            self.surveys.pass(
+                &self.writer,
+                &input,
+                &writes[EventKind::Survey],
+                &mut survey
+            ),
+            self.hotline.pass(
+                &self.writer,
+                &input,
+                &writes[EventKind::Hotline],
+                &mut hotline
+            ),
         );
         a?;
         b?;
-        Ok(PassStats {
-            satisfaction_rows: survey.satisfaction_rows,
-            hotline_rows: hotline.hotline_rows,
-            days_read: survey.days_read + hotline.days_read,
-            days_from_deltas: survey.days_from_deltas + hotline.days_from_deltas,
-            as_of_days: survey.as_of_days + hotline.as_of_days,
-            split_survey_provinces: survey.split_survey_provinces,
-            split_hotline_provinces: hotline.split_hotline_provinces,
-        })
+        survey.merge(hotline);
+        Ok(survey)
     }
 }
