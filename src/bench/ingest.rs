@@ -136,10 +136,9 @@ pub(super) async fn ingest(base: &Config, args: BenchArgs) -> Result<()> {
     let ceiling_rate = n / ceiling_elapsed.as_secs_f64().max(1e-9);
     let ingest_rate = n / ingest_elapsed.as_secs_f64().max(1e-9);
     println!(
-        "sipas bench: {} events ({} surveys, {} hotline; {} invalid, {} duplicates), batch {} msgs; broker: {broker}",
+        "sipas bench: {} events ({}; {} invalid, {} duplicates), batch {} msgs; broker: {broker}",
         tally.total(),
-        tally.surveys,
-        tally.hotline,
+        tally.by_kind_text(),
         tally.invalid.values().sum::<u64>(),
         tally.duplicates,
         config.pipeline.batch_max_messages
