@@ -357,3 +357,109 @@ impl Materialiser {
         Ok(survey)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A count per unit-day, carried over from earlier days or not.
+    #[derive(Debug, Clone, Default, PartialEq)]
+    struct N<const CARRIES: bool>(i64);
+
+    impl<const CARRIES: bool> Carried for N<CARRIES> {
+        const CARRIES: bool = CARRIES;
+
+        fn carried(&self) -> i64 {
+            if CARRIES {
+                self.0
+            } else {
+                0
+            }
+        }
+    }
+
+    impl<const CARRIES: bool> Counts for N<CARRIES> {
+        fn add(&mut self, other: &Self, sign: i64) {
+            self.0 += sign * other.0;
+        }
+    }
+
+    /// Province "p" holds days 10..=20 (unit "u": 1 on day 12), read when partition 0 was
+    /// written through offset 100; partition 1 is not this process's.
+    fn holding<const CARRIES: bool>() -> (Held<String, N<CARRIES>>, Writes) {
+        let writes = Writes {
+            generation: 3,
+            through: BTreeMap::from([(0, 100)]),
+            since: BTreeMap::new(),
+        };
+        let mut held = Held::default();
+        let cache: &mut DayCache<N<CARRIES>> = held.cache.entry("p".to_owned()).or_default();
+        cache.apply_read(
+            10,
+            20,
+            BTreeMap::from([("u".to_owned(), vec![(12, N(1))])]),
+            &BTreeMap::new(),
+        );
+        let trust = (10..=20).map(|day| (day, writes.trusted(&[(0, 90)])));
+        held.trust.insert("p".to_owned(), trust.collect());
+        (held, writes)
+    }
+
+    fn day<const CARRIES: bool>(held: &Held<String, N<CARRIES>>, day: i64) -> Option<i64> {
+        let units = held.cache.get("p")?.units();
+        units.get("u")?.days.get(&day).map(|n| n.0)
+    }
+
+    #[test]
+    fn own_deltas_are_added_to_trusted_held_days_and_others_are_read_again() {
+        let (mut held, writes) = holding::<false>();
+        let (five, two, seven) = (N(5), N(2), N(7));
+        let deltas = [
+            ("p".to_owned(), "u", 12, 0, &five),
+            ("p".to_owned(), "u", 14, 1, &two),
+            ("q".to_owned(), "u", 12, 0, &seven),
+        ];
+        assert_eq!(held.add_own_deltas(deltas, &writes), 1);
+        assert_eq!(day(&held, 12), Some(6));
+        let cache = &held.cache["p"];
+        assert!(!cache.holds(14), "another partition's delta: read again");
+        assert!(cache.holds(13));
+        assert!(
+            !held.cache.contains_key("q"),
+            "nothing held: a read includes it"
+        );
+
+        // After a rebalance the reads are not trusted any more.
+        let later = Writes {
+            generation: 4,
+            ..writes
+        };
+        assert_eq!(
+            held.add_own_deltas([("p".to_owned(), "u", 13, 0, &five)], &later),
+            0
+        );
+        assert!(!held.cache["p"].holds(13));
+        assert_eq!(day(&held, 12), Some(6));
+    }
+
+    #[test]
+    fn a_delta_before_the_days_held_drops_the_key_only_when_counts_carry_over() {
+        let (mut held, writes) = holding::<false>();
+        assert_eq!(
+            held.add_own_deltas([("p".to_owned(), "u", 9, 0, &N(5))], &writes),
+            0
+        );
+        assert_eq!(day(&held, 12), Some(1), "nothing held changes");
+        assert!(held.trust.contains_key("p"));
+
+        let (mut held, writes) = holding::<true>();
+        assert_eq!(
+            held.add_own_deltas([("p".to_owned(), "u", 9, 0, &N(5))], &writes),
+            0
+        );
+        assert!(
+            !held.cache.contains_key("p") && !held.trust.contains_key("p"),
+            "the carried base changed: the province is read again whole"
+        );
+    }
+}
