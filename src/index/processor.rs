@@ -30,7 +30,7 @@ use crate::index::checkpoint;
 use crate::index::input::{FoldInput, IndexHandle, IndexInput};
 use crate::index::materialiser::{Materialiser, PassStats, Writes};
 use crate::index::rows::{CheckpointRow, StateChunkRow};
-use crate::index::state::{ChangedDays, PartitionState};
+use crate::index::state::{ChangedDays, PartitionState, TakenRows};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::sink::writer::{Abandoned, RawEventWriter};
@@ -365,14 +365,18 @@ impl IndexProcessor {
         checkpoint: bool,
         span: &tracing::Span,
     ) -> Result<(), Abandoned> {
-        let mut surveys = Vec::new();
-        let mut hotline = Vec::new();
+        let (mut surveys, mut hotline) = (Vec::new(), Vec::new());
         let mut changed = ChangedDays::default();
         for slot in self.slots.values_mut() {
-            let taken = slot.state.take_rows(&self.frameworks);
-            surveys.extend(taken.surveys);
-            hotline.extend(taken.hotline);
-            changed.merge(taken.changed);
+            // Taken apart whole: a kind's fact rows missing here would not compile.
+            let TakenRows {
+                surveys: survey_rows,
+                hotline: hotline_rows,
+                changed: days,
+            } = slot.state.take_rows(&self.frameworks);
+            surveys.extend(survey_rows);
+            hotline.extend(hotline_rows);
+            changed.merge(days);
             slot.unflushed = 0;
         }
         span.record("survey_rows", surveys.len());
