@@ -14,8 +14,8 @@ use crate::index::window::{MAX_WINDOW_DAYS, WINDOWS};
 use crate::sink::writer::{Abandoned, RawEventWriter};
 use crate::tables;
 
-use super::plan::{detect, plan, print_floor, PrintRow, Writes};
-use super::{content_hash, newest_day, Held, PassInput, PassStats, WindowRow};
+use super::plan::{plan, Writes};
+use super::{content_hash, Held, PassInput, PassStats, WindowRow, WindowRows};
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
 struct HotlineSumRow {
@@ -83,38 +83,30 @@ impl HotlineWindows {
             .iter()
             .map(|(p, d)| ((String::new(), p.clone()), d.clone()))
             .collect();
-        // As on the survey side: fingerprints from below the last newest day, beside it.
-        let floor = match held.written {
-            Some(previous) if !everything => print_floor(&own_days, previous),
-            _ => 0,
-        };
-        let sql = format!(
-            "SELECT '' AS framework, province_code, toUInt16(day) AS d, source_partition AS p, maxMerge(top) AS top FROM {} WHERE day >= toDate(?) GROUP BY province_code, d, p",
-            tables::HOTLINE_DAY_PRINTS
-        );
-        let floor_text = format_day(floor.max(0));
-        let (newest, prints) = tokio::join!(
-            newest_day(writer, format!(
+        let reads = [
+            format!(
                 // Days with events; a deadline's past-due toggle can lie ahead of them.
                 "SELECT toUInt16(max(day)) AS d FROM {} WHERE received != 0 OR responded != 0 OR rated != 0 OR reopened != 0 OR rejected != 0",
                 tables::HOTLINE_DAY_COUNTS
-            )),
-            writer.fetch_all::<PrintRow>("hotline fingerprints", |c| c
-                .query(&sql)
-                .bind(&floor_text)),
-        );
-        let Some(newest) = newest? else {
+            ),
+            format!(
+                "SELECT '' AS framework, province_code, toUInt16(day) AS d, source_partition AS p, maxMerge(top) AS top FROM {} WHERE day >= toDate(?) GROUP BY province_code, d, p",
+                tables::HOTLINE_DAY_PRINTS
+            ),
+        ];
+        let Some((newest, found)) = held
+            .detect(
+                writer,
+                reads,
+                "hotline fingerprints",
+                &own_days,
+                writes,
+                everything,
+            )
+            .await?
+        else {
             return Ok(());
         };
-        let prints = prints?;
-        let found = detect(
-            prints,
-            &mut held.prints,
-            &own_days,
-            writes,
-            held.primed || everything,
-            newest,
-        );
         stats.split_provinces[EventKind::Hotline] = found.split;
         for ((_, province), days) in &found.foreign {
             if let Some(cache) = held.cache.get_mut(province) {
@@ -249,8 +241,7 @@ impl HotlineWindows {
             }
         }
         // Compute and write: the province (all categories) and each category.
-        let mut daily = Vec::new();
-        let mut latest = Vec::new();
+        let mut rows = WindowRows::new();
         for ((_, province), intervals) in &plan {
             let mut total: BTreeMap<i64, HotlineDayCounts> = BTreeMap::new();
             let mut total_base = 0;
@@ -303,32 +294,22 @@ impl HotlineWindows {
                             continue;
                         }
                         for (window, counts) in WINDOWS.iter().zip(&sums) {
-                            let row = HotlineKpiRow::new(&hotline_value(
-                                &unit, *window, as_of, counts, open, version,
-                            ));
-                            if as_of == newest {
-                                latest.push(row.clone());
-                            }
-                            daily.push(row);
+                            let value = hotline_value(&unit, *window, as_of, counts, open, version);
+                            rows.push(HotlineKpiRow::new(&value), as_of == newest);
                         }
                     }
                 }
             }
         }
-        stats.window_rows[EventKind::Hotline] += held
-            .finish(
-                writer,
-                [tables::HOTLINE_KPI_DAILY, tables::HOTLINE_KPI_LATEST],
-                newest,
-                [daily, latest],
-                "ClickHouse refused a hotline KPI row",
-            )
-            .await?;
+        stats.window_rows[EventKind::Hotline] += held.finish(writer, newest, rows).await?;
         Ok(())
     }
 }
 
 impl WindowRow for HotlineKpiRow {
+    const TABLES: [&'static str; 2] = [tables::HOTLINE_KPI_DAILY, tables::HOTLINE_KPI_LATEST];
+    const REFUSED: &'static str = "ClickHouse refused a hotline KPI row";
+
     fn as_of(&self) -> u16 {
         self.as_of
     }

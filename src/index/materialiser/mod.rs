@@ -37,6 +37,7 @@ use serde::Deserialize;
 
 use crate::contract::kind::{EventKind, PerKind};
 use crate::domain::framework::FrameworkCatalog;
+use crate::domain::time::format_day;
 use crate::index::day_cache::{Carried, DayCache};
 use crate::index::state::ChangedDays;
 use crate::index::values::Counts;
@@ -48,10 +49,9 @@ mod plan;
 mod survey;
 
 use hotline::HotlineWindows;
-pub(crate) use plan::Trust;
 pub use plan::Writes;
-#[cfg(test)]
-pub(crate) use plan::{detect, PrintRow};
+pub(crate) use plan::{detect, PrintRow, Trust};
+use plan::{print_floor, Detected};
 use survey::SurveyWindows;
 
 /// Days kept in the cache behind the newest day (and covered by the fingerprints).
@@ -120,14 +120,41 @@ struct WrittenRows {
     hashes: HashMap<String, u64>,
 }
 
-/// A window row as the newest-day filter sees it.
-trait WindowRow {
+/// A window row as the newest-day filter and [`Held::finish`] see it.
+trait WindowRow: Clone + RowOwned + RowWrite {
+    /// Its tables: every `as_of`'s (`*_daily`) and the newest day's (`*_latest`).
+    const TABLES: [&'static str; 2];
+    /// What the log says of a row ClickHouse refused.
+    const REFUSED: &'static str;
     /// The day the row is for (ClickHouse `Date`).
     fn as_of(&self) -> u16;
     /// What identifies the row in its table.
     fn key(&self) -> String;
     /// Its content without `version`, hashed (stable within a process).
     fn content(&self) -> u64;
+}
+
+/// A pass's window rows: every `as_of`'s, and the newest day's once more.
+struct WindowRows<R> {
+    daily: Vec<R>,
+    latest: Vec<R>,
+}
+
+impl<R: WindowRow> WindowRows<R> {
+    fn new() -> Self {
+        Self {
+            daily: Vec::new(),
+            latest: Vec::new(),
+        }
+    }
+
+    /// A row, and again for the `*_latest` table if it is at the `newest` day.
+    fn push(&mut self, row: R, newest: bool) {
+        if newest {
+            self.latest.push(row.clone());
+        }
+        self.daily.push(row);
+    }
 }
 
 impl WrittenRows {
@@ -219,6 +246,44 @@ impl<K: Eq + Hash + Clone, C: Carried + Counts> Held<K, C> {
         Ok(())
     }
 
+    /// The newest day with data, read by `newest_sql`, and what changed: this process's own
+    /// changed days `own` and the days whose fingerprint moved beyond what this process
+    /// wrote (`writes`). The fingerprints are read by `prints_sql` (named `what` in the
+    /// log, its day bound to the first day read) beside the newest day, from below the
+    /// last newest day on: one round trip less per pass, and a newer day only makes the
+    /// floor lower. `None`: no data.
+    async fn detect(
+        &mut self,
+        writer: &RawEventWriter,
+        [newest_sql, prints_sql]: [String; 2],
+        what: &str,
+        own: &BTreeMap<(String, String), Vec<i64>>,
+        writes: &Writes,
+        everything: bool,
+    ) -> Result<Option<(i64, Detected)>, Abandoned> {
+        let floor = match self.written {
+            Some(previous) if !everything => print_floor(own, previous),
+            _ => 0,
+        };
+        let floor_text = format_day(floor.max(0));
+        let (newest, prints) = tokio::join!(
+            newest_day(writer, newest_sql),
+            writer.fetch_all::<PrintRow>(what, |c| c.query(&prints_sql).bind(&floor_text)),
+        );
+        let Some(newest) = newest? else {
+            return Ok(None);
+        };
+        let found = detect(
+            prints?,
+            &mut self.prints,
+            own,
+            writes,
+            self.primed || everything,
+            newest,
+        );
+        Ok(Some((newest, found)))
+    }
+
     /// This process's new rows (`deltas`: each one's cache key, unit, day and source
     /// partition), added to the days held; a day whose read does not allow it (read
     /// before a rebalance, or with rows beyond what this process wrote) is read again
@@ -261,27 +326,29 @@ impl<K: Eq + Hash + Clone, C: Carried + Counts> Held<K, C> {
         added
     }
 
-    /// A pass's end: writes the window rows computed for days up to `newest` into
-    /// `tables` (daily, latest), except the newest day's rows unchanged since they were
-    /// last written; then keeps `newest` as written and drops what is held of the days
-    /// before the cache's. Returns the rows written; `refused` is logged per row
-    /// ClickHouse refused.
-    async fn finish<R: WindowRow + RowOwned + RowWrite>(
+    /// A pass's end: writes the window rows computed for days up to `newest`, except the
+    /// newest day's rows unchanged since they were last written; then keeps `newest` as
+    /// written and drops what is held of the days before the cache's. Returns the rows
+    /// written.
+    async fn finish<R: WindowRow>(
         &mut self,
         writer: &RawEventWriter,
-        [daily_table, latest_table]: [&str; 2],
         newest: i64,
-        [mut daily, mut latest]: [Vec<R>; 2],
-        refused: &str,
+        rows: WindowRows<R>,
     ) -> Result<usize, Abandoned> {
+        let WindowRows {
+            mut daily,
+            mut latest,
+        } = rows;
         self.rows_written
             .drop_unchanged(newest, &mut daily, &mut latest);
+        let [daily_table, latest_table] = R::TABLES;
         let (a, b) = tokio::join!(
             writer.insert(daily_table, &daily),
             writer.insert(latest_table, &latest),
         );
         for failure in a?.into_iter().chain(b?) {
-            tracing::error!(message = %failure.message, "{refused}");
+            tracing::error!(message = %failure.message, "{}", R::REFUSED);
         }
         self.written = Some(self.written.map_or(newest, |w| w.max(newest)));
         let keep_from = newest - CACHE_DAYS;

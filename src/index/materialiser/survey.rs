@@ -15,8 +15,8 @@ use crate::index::window::{MAX_WINDOW_DAYS, WINDOWS};
 use crate::sink::writer::{Abandoned, RawEventWriter};
 use crate::tables;
 
-use super::plan::{detect, plan, print_floor, PrintRow, Writes};
-use super::{content_hash, newest_day, Held, PassInput, PassStats, WindowRow};
+use super::plan::{plan, Writes};
+use super::{content_hash, Held, PassInput, PassStats, WindowRow, WindowRows};
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
 struct SurveySumRow {
@@ -84,40 +84,29 @@ impl SurveyWindows {
         let held = &mut self.held;
         held.begin(writer, everything, tables::SATISFACTION_DAILY)
             .await?;
-        // The fingerprints from below the last newest day, read beside the newest day
-        // (one round trip less per pass; a newer day only makes the floor lower).
-        let floor = match held.written {
-            Some(previous) if !everything => print_floor(&own.surveys, previous),
-            _ => 0,
-        };
-        let sql = format!(
-            "SELECT framework, province_code, toUInt16(day) AS d, source_partition AS p, maxMerge(top) AS top FROM {} WHERE day >= toDate(?) GROUP BY framework, province_code, d, p",
-            tables::SATISFACTION_DAY_PRINTS
-        );
-        let floor_text = format_day(floor.max(0));
-        let (newest, prints) = tokio::join!(
-            newest_day(
-                writer,
-                format!(
-                    "SELECT toUInt16(max(day)) AS d FROM {}",
-                    tables::SATISFACTION_DAY_COUNTS
-                ),
+        let reads = [
+            format!(
+                "SELECT toUInt16(max(day)) AS d FROM {}",
+                tables::SATISFACTION_DAY_COUNTS
             ),
-            writer
-                .fetch_all::<PrintRow>("survey fingerprints", |c| c.query(&sql).bind(&floor_text)),
-        );
-        let Some(newest) = newest? else {
+            format!(
+                "SELECT framework, province_code, toUInt16(day) AS d, source_partition AS p, maxMerge(top) AS top FROM {} WHERE day >= toDate(?) GROUP BY framework, province_code, d, p",
+                tables::SATISFACTION_DAY_PRINTS
+            ),
+        ];
+        let Some((newest, found)) = held
+            .detect(
+                writer,
+                reads,
+                "survey fingerprints",
+                &own.surveys,
+                writes,
+                everything,
+            )
+            .await?
+        else {
             return Ok(());
         };
-        let prints = prints?;
-        let found = detect(
-            prints,
-            &mut held.prints,
-            &own.surveys,
-            writes,
-            held.primed || everything,
-            newest,
-        );
         stats.split_provinces[EventKind::Survey] = found.split;
         for (key, days) in &found.foreign {
             held.cache
@@ -231,8 +220,7 @@ impl SurveyWindows {
             }
         }
         // Compute and write.
-        let mut daily = Vec::new();
-        let mut latest = Vec::new();
+        let mut rows = WindowRows::new();
         for (key, intervals) in &plan {
             let Some(framework) = self.frameworks.get(&key.0) else {
                 continue;
@@ -256,29 +244,20 @@ impl SurveyWindows {
                     for (window, counts) in WINDOWS.iter().zip(&sums) {
                         let value =
                             satisfaction_value(framework, &unit, *window, as_of, counts, version);
-                        let row = SatisfactionRow::new(&value, framework);
-                        if as_of == newest {
-                            latest.push(row.clone());
-                        }
-                        daily.push(row);
+                        rows.push(SatisfactionRow::new(&value, framework), as_of == newest);
                     }
                 }
             }
         }
-        stats.window_rows[EventKind::Survey] += held
-            .finish(
-                writer,
-                [tables::SATISFACTION_DAILY, tables::SATISFACTION_LATEST],
-                newest,
-                [daily, latest],
-                "ClickHouse refused a window row",
-            )
-            .await?;
+        stats.window_rows[EventKind::Survey] += held.finish(writer, newest, rows).await?;
         Ok(())
     }
 }
 
 impl WindowRow for SatisfactionRow {
+    const TABLES: [&'static str; 2] = [tables::SATISFACTION_DAILY, tables::SATISFACTION_LATEST];
+    const REFUSED: &'static str = "ClickHouse refused a window row";
+
     fn as_of(&self) -> u16 {
         self.as_of
     }
