@@ -53,7 +53,8 @@ pub(super) async fn ingest(base: &Config, args: BenchArgs) -> Result<()> {
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .create()?;
-    ceiling_consumer.subscribe(&[&k.surveys_topic, &k.hotline_topic])?;
+    let topics: Vec<&str> = k.input_topics().values().copied().collect();
+    ceiling_consumer.subscribe(&topics)?;
     let mut seen = 0u64;
     let mut first: Option<Instant> = None;
     while seen < tally.total() {

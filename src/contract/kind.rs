@@ -22,8 +22,9 @@ impl EventKind {
         }
     }
 
-    /// The name of the kind's stream of events: the default topic's suffix, the
-    /// simulator's file (`<name>.ndjson`) and the label of per-stream metrics.
+    /// The name of the kind's stream of events: the default topic's suffix, the kind's
+    /// section in the import configuration (`[import.surveys]`), the simulator's file
+    /// (`<name>.ndjson`) and the label of per-stream metrics.
     pub fn stream_name(self) -> &'static str {
         match self {
             EventKind::Survey => "surveys",

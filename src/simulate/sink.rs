@@ -248,13 +248,55 @@ mod tests {
     use crate::domain::{FrameworkCatalog, ProvinceRegistry};
     use crate::simulate::generator::SimSettings;
 
+    fn simulator() -> Simulator {
+        let frameworks = FrameworkCatalog::load_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("config/frameworks"),
+        )
+        .unwrap();
+        Simulator::new(
+            SimSettings::default(),
+            &ProvinceRegistry::builtin(),
+            frameworks.get("BNV-2640-2017").unwrap().clone(),
+        )
+    }
+
+    #[test]
+    fn files_hold_each_kind_s_events_in_order_one_per_line() {
+        const COUNT: u64 = 2_000;
+        let dir = std::env::temp_dir().join(format!("sipas-sim-files-{}", std::process::id()));
+        let tally = to_files(&mut simulator(), &dir, COUNT, |_| {}).unwrap();
+        // The same seed again, in memory.
+        let mut expected: PerKind<Vec<u8>> = PerKind::default();
+        let mut again = simulator();
+        for _ in 0..COUNT {
+            let event = again.next_event();
+            let line = crate::simulate::generator::as_json_line(&event);
+            expected[event.kind].extend(line);
+            expected[event.kind].push(b'\n');
+        }
+        for kind in EventKind::ALL {
+            let path = dir.join(format!("{}.ndjson", kind.stream_name()));
+            let written = std::fs::read(&path).unwrap();
+            assert!(tally.by_kind[kind] > 0, "{kind:?}: no events generated");
+            let lines = written.iter().filter(|b| **b == b'\n').count() as u64;
+            assert_eq!(lines, tally.by_kind[kind], "{}", path.display());
+            assert!(
+                written == expected[kind],
+                "{}: not its kind's events",
+                path.display()
+            );
+        }
+        assert_eq!(tally.total(), COUNT);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// A broker that answers produce requests with unknown errors for a while: the
     /// simulator retries and every record arrives, instead of aborting on the first error.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unknown_broker_errors_are_retried_until_every_record_is_acknowledged() {
         const COUNT: u64 = 300;
         let cluster = MockCluster::new(1).unwrap();
-        for topic in ["surveys", "hotline"] {
+        for topic in EventKind::ALL.map(EventKind::stream_name) {
             cluster.create_topic(topic, 2, 1).unwrap();
         }
         let mut kafka = KafkaConfig {
@@ -269,24 +311,13 @@ mod tests {
             RDKafkaApiKey::Produce,
             &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 40],
         );
-        let frameworks = FrameworkCatalog::load_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("config/frameworks"),
-        )
-        .unwrap();
-        let mut simulator = Simulator::new(
-            SimSettings::default(),
-            &ProvinceRegistry::builtin(),
-            frameworks.get("BNV-2640-2017").unwrap().clone(),
-        );
+        let mut simulator = simulator();
         let tally = tokio::time::timeout(
             Duration::from_secs(120),
             to_kafka(
                 &mut simulator,
                 &producer,
-                PerKind::from_fn(|kind| match kind {
-                    EventKind::Survey => "surveys",
-                    EventKind::Hotline => "hotline",
-                }),
+                PerKind::from_fn(EventKind::stream_name),
                 COUNT,
                 0.0,
                 |_| {},
