@@ -27,8 +27,10 @@
 //! category). Rows carry the snapshot time as `version`: the latest snapshot wins.
 //!
 //! Rooms: `plan` (pure: which as_of days a pass recomputes), `survey` and `hotline` (each
-//! kind's reads, cache and writes). The two kinds run concurrently: they share nothing
-//! but the ClickHouse client.
+//! kind's reads, computation and rows); here, what each kind keeps from pass to pass
+//! (`Held`: its cached day sums, the trust in them, the fingerprints seen, the rows last
+//! written) with the steps every kind's pass takes on it. The two kinds run concurrently:
+//! they share nothing but the ClickHouse client.
 use std::collections::{BTreeMap, HashMap};
 use std::hash::Hash;
 
