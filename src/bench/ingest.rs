@@ -53,7 +53,8 @@ pub(super) async fn ingest(base: &Config, args: BenchArgs) -> Result<()> {
         .set("auto.offset.reset", "earliest")
         .set("enable.auto.commit", "false")
         .create()?;
-    ceiling_consumer.subscribe(&[&k.surveys_topic, &k.hotline_topic])?;
+    let topics: Vec<&str> = k.input_topics().values().copied().collect();
+    ceiling_consumer.subscribe(&topics)?;
     let mut seen = 0u64;
     let mut first: Option<Instant> = None;
     while seen < tally.total() {
@@ -136,10 +137,9 @@ pub(super) async fn ingest(base: &Config, args: BenchArgs) -> Result<()> {
     let ceiling_rate = n / ceiling_elapsed.as_secs_f64().max(1e-9);
     let ingest_rate = n / ingest_elapsed.as_secs_f64().max(1e-9);
     println!(
-        "sipas bench: {} events ({} surveys, {} hotline; {} invalid, {} duplicates), batch {} msgs; broker: {broker}",
+        "sipas bench: {} events ({}; {} invalid, {} duplicates), batch {} msgs; broker: {broker}",
         tally.total(),
-        tally.surveys,
-        tally.hotline,
+        tally.by_kind_text(),
         tally.invalid.values().sum::<u64>(),
         tally.duplicates,
         config.pipeline.batch_max_messages

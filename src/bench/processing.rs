@@ -101,8 +101,8 @@ pub(super) fn raw_rows_pass(
     let (mut surveys, mut hotline, mut dead_letters) = (0, 0, 0);
     for chunk in messages.chunks(batch) {
         let out = BatchOutput::build(decoder, chunk, stamp, false);
-        surveys += out.surveys.len();
-        hotline += out.hotline.len();
+        surveys += out.rows.surveys.rows.len();
+        hotline += out.rows.hotline.rows.len();
         dead_letters += out.dead_letters.len();
     }
     (surveys, hotline, dead_letters)

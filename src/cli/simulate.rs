@@ -113,10 +113,9 @@ pub async fn run(config: &Config, args: SimulateArgs) -> Result<()> {
     };
     bar.finish();
     println!(
-        "wrote {} messages ({} surveys, {} hotline): {} valid, {} duplicates, {} invalid {:?}",
+        "wrote {} messages ({}): {} valid, {} duplicates, {} invalid {:?}",
         tally.total(),
-        tally.surveys,
-        tally.hotline,
+        tally.by_kind_text(),
         tally.valid,
         tally.duplicates,
         tally.invalid.values().sum::<u64>(),

@@ -229,6 +229,14 @@ mod tests {
         let config = Config::load_with_env(None, env(&[])).unwrap();
         assert_eq!(config.kafka.surveys_topic, "sipas.surveys");
         assert_eq!(config.kafka.hotline_topic, "sipas.hotline");
+        for kind in crate::contract::kind::EventKind::ALL {
+            let topic = format!("sipas.{}", kind.stream_name());
+            assert_eq!(
+                config.kafka.topic(kind),
+                topic,
+                "the default topic: the stream's name"
+            );
+        }
         assert_eq!(config.kafka.dlq_topic, "sipas.dlq");
         assert_eq!(config.pipeline.max_message_bytes, 65536);
         assert_eq!(config.clickhouse.database, "sipas");

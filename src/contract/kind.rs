@@ -1,7 +1,8 @@
 //! Which contract a topic carries: the one name both decoders (JSON and Avro) share, and
 //! the one list of kinds that the consumer loop, the batch tallies, the publishers and the
 //! configuration's topics are built from. A new event type is one more variant here (with
-//! its arm in `as_str`, its place in `ALL` and its topic in `config::KafkaConfig::topic`).
+//! its arms in `as_str` and `stream_name`, its place in `ALL` and its topic in
+//! `config::KafkaConfig::topic`).
 
 /// Which contract a topic carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -20,6 +21,16 @@ impl EventKind {
             EventKind::Hotline => "hotline",
         }
     }
+
+    /// The name of the kind's stream of events: the default topic's suffix, the kind's
+    /// section in the import configuration (`[import.surveys]`), the simulator's file
+    /// (`<name>.ndjson`) and the label of per-stream metrics.
+    pub fn stream_name(self) -> &'static str {
+        match self {
+            EventKind::Survey => "surveys",
+            EventKind::Hotline => "hotline",
+        }
+    }
 }
 
 /// One value per kind, in a fixed array: indexing by kind is an array access (no map, no
@@ -31,6 +42,19 @@ impl<T> PerKind<T> {
     /// The value of each kind from `f`.
     pub fn from_fn(mut f: impl FnMut(EventKind) -> T) -> Self {
         Self(EventKind::ALL.map(&mut f))
+    }
+
+    /// The value of each kind from `f`, in the order of `EventKind::ALL`, or the first
+    /// error (`f` is not called for the kinds after it).
+    pub fn try_from_fn<E>(mut f: impl FnMut(EventKind) -> Result<T, E>) -> Result<Self, E> {
+        let mut values = Vec::with_capacity(EventKind::ALL.len());
+        for kind in EventKind::ALL {
+            values.push(f(kind)?);
+        }
+        match values.try_into() {
+            Ok(values) => Ok(Self(values)),
+            Err(_) => unreachable!("one value per kind"),
+        }
     }
 
     /// Each kind with its value, in the order of `EventKind::ALL`.

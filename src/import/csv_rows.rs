@@ -114,7 +114,7 @@ impl Layout {
                 return Err(column_error(format!(
                     "not a {} contract field; map it in [import.{}.columns] or ignore it with \"-\"",
                     kind.as_str(),
-                    section(kind)
+                    kind.stream_name()
                 )));
             };
             let unique = match &target {
@@ -197,13 +197,6 @@ impl Layout {
             }
         }
         object
-    }
-}
-
-fn section(kind: EventKind) -> &'static str {
-    match kind {
-        EventKind::Survey => "surveys",
-        EventKind::Hotline => "hotline",
     }
 }
 

@@ -16,6 +16,10 @@ use crate::index::values::Counts;
 
 /// The part of a day's counts that is carried over from all earlier days.
 pub trait Carried {
+    /// Whether any part is (else `carried` is always 0): then a change before the days
+    /// held changes a unit's `carried`.
+    const CARRIES: bool;
+
     fn carried(&self) -> i64;
 }
 
@@ -185,6 +189,8 @@ mod tests {
     struct Count(i64);
 
     impl Carried for Count {
+        const CARRIES: bool = true;
+
         fn carried(&self) -> i64 {
             self.0
         }

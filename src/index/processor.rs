@@ -24,12 +24,13 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::contract::decode::Decoded;
+use crate::contract::kind::{EventKind, PerKind};
 use crate::domain::FrameworkCatalog;
 use crate::index::checkpoint;
 use crate::index::input::{FoldInput, IndexHandle, IndexInput};
 use crate::index::materialiser::{Materialiser, PassStats, Writes};
 use crate::index::rows::{CheckpointRow, StateChunkRow};
-use crate::index::state::{ChangedDays, PartitionState};
+use crate::index::state::{ChangedDays, PartitionState, TakenRows};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::sink::writer::{Abandoned, RawEventWriter};
@@ -90,9 +91,8 @@ pub struct IndexProcessor {
     dirty: bool,
     /// Produce timestamps (ms) of the messages folded since the last flush.
     unflushed_timestamps: Vec<i64>,
-    /// Which slots' rows are survey and which hotline fact rows.
-    surveys_topic: Arc<str>,
-    hotline_topic: Arc<str>,
+    /// Each kind's topic: which slots' rows are that kind's fact rows.
+    topics: PerKind<Arc<str>>,
     /// Counts assignments, revocations and refused rows: the materialiser trusts the day
     /// sums it holds for this process's deltas only within one generation.
     generation: u64,
@@ -142,8 +142,7 @@ impl IndexProcessor {
             oldest_unwritten: None,
             dirty: false,
             unflushed_timestamps: Vec::new(),
-            surveys_topic: Arc::from(config.kafka.surveys_topic.as_str()),
-            hotline_topic: Arc::from(config.kafka.hotline_topic.as_str()),
+            topics: PerKind::from_fn(|kind| Arc::from(config.kafka.topic(kind))),
             generation: 0,
             flushes: 0,
             progress: None,
@@ -366,14 +365,18 @@ impl IndexProcessor {
         checkpoint: bool,
         span: &tracing::Span,
     ) -> Result<(), Abandoned> {
-        let mut surveys = Vec::new();
-        let mut hotline = Vec::new();
+        let (mut surveys, mut hotline) = (Vec::new(), Vec::new());
         let mut changed = ChangedDays::default();
         for slot in self.slots.values_mut() {
-            let taken = slot.state.take_rows(&self.frameworks);
-            surveys.extend(taken.surveys);
-            hotline.extend(taken.hotline);
-            changed.merge(taken.changed);
+            // Taken apart whole: a kind's fact rows missing here would not compile.
+            let TakenRows {
+                surveys: survey_rows,
+                hotline: hotline_rows,
+                changed: days,
+            } = slot.state.take_rows(&self.frameworks);
+            surveys.extend(survey_rows);
+            hotline.extend(hotline_rows);
+            changed.merge(days);
             slot.unflushed = 0;
         }
         span.record("survey_rows", surveys.len());
@@ -497,24 +500,16 @@ impl IndexProcessor {
         changed: &ChangedDays,
         everything: bool,
     ) -> Result<(), Abandoned> {
-        let (surveys, hotline) = (
-            self.writes(&self.surveys_topic),
-            self.writes(&self.hotline_topic),
-        );
-        let stats = self
-            .materialiser
-            .pass(changed, &surveys, &hotline, everything)
-            .await?;
+        let writes = PerKind::from_fn(|kind| self.writes(&self.topics[kind]));
+        let stats = self.materialiser.pass(changed, &writes, everything).await?;
         self.note_pass(&stats);
         Ok(())
     }
 
     /// A pass's figures into the metrics and the log.
     fn note_pass(&self, stats: &PassStats) {
-        for (kind, split) in [
-            ("surveys", &stats.split_survey_provinces),
-            ("hotline", &stats.split_hotline_provinces),
-        ] {
+        for (kind, split) in stats.split_provinces.iter() {
+            let kind = kind.stream_name();
             let gauge = self
                 .metrics
                 .index_split_provinces
@@ -528,14 +523,16 @@ impl IndexProcessor {
             }
             gauge.set(split.len() as i64);
         }
-        self.metrics
-            .index_window_rows
-            .with_label_values(&["satisfaction"])
-            .inc_by(stats.satisfaction_rows as u64);
-        self.metrics
-            .index_window_rows
-            .with_label_values(&["hotline"])
-            .inc_by(stats.hotline_rows as u64);
+        for (kind, rows) in stats.window_rows.iter() {
+            let windows = match kind {
+                EventKind::Survey => "satisfaction",
+                EventKind::Hotline => "hotline",
+            };
+            self.metrics
+                .index_window_rows
+                .with_label_values(&[windows])
+                .inc_by(*rows as u64);
+        }
         self.metrics
             .index_day_sums
             .with_label_values(&["read"])
@@ -546,8 +543,8 @@ impl IndexProcessor {
             .inc_by(stats.days_from_deltas as u64);
         tracing::debug!(
             days_from_deltas = stats.days_from_deltas,
-            satisfaction_rows = stats.satisfaction_rows,
-            hotline_rows = stats.hotline_rows,
+            satisfaction_rows = stats.window_rows[EventKind::Survey],
+            hotline_rows = stats.window_rows[EventKind::Hotline],
             days_read = stats.days_read,
             "windows recomputed"
         );

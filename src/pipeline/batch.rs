@@ -28,13 +28,42 @@ pub struct InputMessage {
     pub payload: Option<Vec<u8>>,
 }
 
+/// One kind's raw rows, each with the index of its message in the batch.
+#[derive(Debug)]
+pub struct KindRows<R> {
+    pub rows: Vec<R>,
+    /// For each row, the index of its message in the batch.
+    pub sources: Vec<usize>,
+}
+
+impl<R> Default for KindRows<R> {
+    fn default() -> Self {
+        Self {
+            rows: Vec::new(),
+            sources: Vec::new(),
+        }
+    }
+}
+
+impl<R> KindRows<R> {
+    fn push(&mut self, row: R, source: usize) {
+        self.rows.push(row);
+        self.sources.push(source);
+    }
+}
+
+/// Each kind's raw rows. Their types differ, so a kind is a field here rather than a
+/// value of a `PerKind`: filled by `BatchOutput::build`, inserted by `pipeline::deliver`,
+/// which takes this apart field by field, so that a kind left out there does not compile.
+#[derive(Debug, Default)]
+pub struct RawRows {
+    pub surveys: KindRows<SurveyRow>,
+    pub hotline: KindRows<HotlineRow>,
+}
+
 #[derive(Debug, Default)]
 pub struct BatchOutput {
-    pub surveys: Vec<SurveyRow>,
-    /// For each survey row, the index of its message in the batch.
-    pub survey_sources: Vec<usize>,
-    pub hotline: Vec<HotlineRow>,
-    pub hotline_sources: Vec<usize>,
+    pub rows: RawRows,
     pub dead_letters: Vec<DeadLetter>,
     /// (topic, partition) -> next offset to consume, once this batch is acknowledged.
     pub next_offsets: BTreeMap<(String, i32), i64>,
@@ -104,43 +133,39 @@ impl BatchOutput {
                         ingested_at,
                     };
                     valid[message.kind][encoding as usize] += 1;
+                    let event_time = match &decoded {
+                        Decoded::Survey(survey) => survey.submitted_at,
+                        Decoded::Hotline(event) => event.occurred_at,
+                    };
+                    out.newest_event_time = out.newest_event_time.max(Some(event_time));
                     // Without the fold the event moves into its row; with it, the row
                     // copies what it needs and the event goes on to the index.
-                    match &decoded {
-                        Decoded::Survey(survey) => {
-                            out.newest_event_time =
-                                out.newest_event_time.max(Some(survey.submitted_at));
-                            out.survey_sources.push(index);
-                        }
-                        Decoded::Hotline(event) => {
-                            out.newest_event_time =
-                                out.newest_event_time.max(Some(event.occurred_at));
-                            out.hotline_sources.push(index);
-                        }
-                    }
                     let encoding = encoding.as_str();
+                    let rows = &mut out.rows;
                     match (decoded, fold) {
                         (Decoded::Survey(survey), false) => {
                             let row = match criteria(decoder, &survey) {
                                 Some(ids) => SurveyRow::from_owned(survey, ids, encoding, &at),
                                 None => SurveyRow::new(&survey, encoding, &at),
                             };
-                            out.surveys.push(row);
+                            rows.surveys.push(row, index);
                         }
                         (Decoded::Survey(survey), true) => {
-                            out.surveys.push(match criteria(decoder, &survey) {
+                            let row = match criteria(decoder, &survey) {
                                 Some(ids) => SurveyRow::with_criteria(&survey, ids, encoding, &at),
                                 None => SurveyRow::new(&survey, encoding, &at),
-                            });
+                            };
+                            rows.surveys.push(row, index);
                             out.folds
                                 .push(fold_input(message, Some(Decoded::Survey(survey))));
                         }
                         (Decoded::Hotline(event), false) => {
-                            out.hotline
-                                .push(HotlineRow::from_owned(event, encoding, &at));
+                            let row = HotlineRow::from_owned(event, encoding, &at);
+                            rows.hotline.push(row, index);
                         }
                         (Decoded::Hotline(event), true) => {
-                            out.hotline.push(HotlineRow::new(&event, encoding, &at));
+                            rows.hotline
+                                .push(HotlineRow::new(&event, encoding, &at), index);
                             out.folds
                                 .push(fold_input(message, Some(Decoded::Hotline(event))));
                         }
@@ -181,10 +206,6 @@ impl BatchOutput {
             }
         }
         out
-    }
-
-    pub fn message_count(&self) -> usize {
-        self.surveys.len() + self.hotline.len() + self.dead_letters.len()
     }
 }
 
@@ -327,8 +348,8 @@ mod tests {
             ),
         ];
         let out = BatchOutput::build(&decoder, &messages, 0, true);
-        assert_eq!(out.survey_sources, vec![0, 3]);
-        assert!(out.hotline.is_empty());
+        assert_eq!(out.rows.surveys.sources, vec![0, 3]);
+        assert!(out.rows.hotline.rows.is_empty());
         let letters: Vec<(i64, &str, bool)> = out
             .dead_letters
             .iter()

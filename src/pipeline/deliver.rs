@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use clickhouse::{RowOwned, RowWrite};
 use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
@@ -17,7 +18,9 @@ use crate::index::input::IndexHandle;
 use crate::kafka::consumer::{IngestConsumer, RebalanceEvent};
 use crate::kafka::dlq::DeadLetterProducer;
 use crate::metrics::Metrics;
-use crate::pipeline::batch::{dead_letter, BatchOutput, InputMessage, PartitionRange};
+use crate::pipeline::batch::{
+    dead_letter, BatchOutput, InputMessage, KindRows, PartitionRange, RawRows,
+};
 use crate::registry::SchemaRegistry;
 use crate::sink::writer::{Abandoned, RawEventWriter};
 use crate::tables;
@@ -215,28 +218,24 @@ impl Delivery {
                 .inc_by(*count);
         }
 
-        let (survey_failures, hotline_failures) = tokio::join!(
-            self.writer
-                .insert(tables::SURVEY_SUBMISSIONS, &output.surveys),
-            self.writer.insert(tables::HOTLINE_EVENTS, &output.hotline),
+        // Every kind's table (a kind missing here does not compile).
+        let RawRows { surveys, hotline } = &output.rows;
+        let (surveys, hotline) = tokio::join!(
+            insert(&self.writer, tables::SURVEY_SUBMISSIONS, surveys),
+            insert(&self.writer, tables::HOTLINE_EVENTS, hotline),
         );
-        for (failures, sources) in [
-            (survey_failures?, &output.survey_sources),
-            (hotline_failures?, &output.hotline_sources),
-        ] {
-            for failure in failures {
-                let message = &batch[sources[failure.index]];
-                let (payload, redacted) = self
-                    .decoder
-                    .dlq_safe_payload(message.payload.as_deref().unwrap_or_default());
-                output.dead_letters.push(dead_letter(
-                    message,
-                    payload,
-                    RejectReason::ClickhouseRejected,
-                    failure.message,
-                    redacted,
-                ));
-            }
+        for (source, refusal) in surveys?.into_iter().chain(hotline?) {
+            let message = &batch[source];
+            let (payload, redacted) = self
+                .decoder
+                .dlq_safe_payload(message.payload.as_deref().unwrap_or_default());
+            output.dead_letters.push(dead_letter(
+                message,
+                payload,
+                RejectReason::ClickhouseRejected,
+                refusal,
+                redacted,
+            ));
         }
         self.dlq.send_all(&output.dead_letters).await?;
         self.metrics.paused.set(0);
@@ -327,4 +326,18 @@ impl Delivery {
             }
         }
     }
+}
+
+/// Inserts one kind's rows into `table`; returns the rows ClickHouse refused as data, each
+/// as its message's index in the batch and ClickHouse's message.
+async fn insert<R: RowOwned + RowWrite>(
+    writer: &RawEventWriter,
+    table: &str,
+    rows: &KindRows<R>,
+) -> Result<Vec<(usize, String)>, Abandoned> {
+    let failures = writer.insert(table, &rows.rows).await?;
+    Ok(failures
+        .into_iter()
+        .map(|failure| (rows.sources[failure.index], failure.message))
+        .collect())
 }

@@ -15,11 +15,10 @@ use crate::contract::kind::PerKind;
 use crate::kafka::producer;
 use crate::simulate::generator::{Expected, SimEvent, Simulator};
 
-/// What was written, by expected outcome (for the operator and for tests).
+/// What was written, by kind and by expected outcome (for the operator and for tests).
 #[derive(Debug, Default, Clone)]
 pub struct SimTally {
-    pub surveys: u64,
-    pub hotline: u64,
+    pub by_kind: PerKind<u64>,
     pub valid: u64,
     pub duplicates: u64,
     pub invalid: BTreeMap<String, u64>,
@@ -27,10 +26,7 @@ pub struct SimTally {
 
 impl SimTally {
     pub fn add(&mut self, event: &SimEvent) {
-        match event.kind {
-            EventKind::Survey => self.surveys += 1,
-            EventKind::Hotline => self.hotline += 1,
-        }
+        self.by_kind[event.kind] += 1;
         match &event.expected {
             Expected::Valid(_) => self.valid += 1,
             Expected::Duplicate(_) => self.duplicates += 1,
@@ -41,7 +37,17 @@ impl SimTally {
     }
 
     pub fn total(&self) -> u64 {
-        self.surveys + self.hotline
+        self.by_kind.values().sum()
+    }
+
+    /// The counts per kind, for the operator: `3 surveys, 1 hotline`.
+    pub fn by_kind_text(&self) -> String {
+        let counts: Vec<String> = self
+            .by_kind
+            .iter()
+            .map(|(kind, count)| format!("{count} {}", kind.stream_name()))
+            .collect();
+        counts.join(", ")
     }
 }
 
@@ -193,8 +199,9 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> SimSinkError {
     move |source| SimSinkError::Io { path, source }
 }
 
-/// Writes `count` events as NDJSON: `surveys.ndjson` and `hotline.ndjson` in `dir`.
-/// Avro-encoded events are written in their JSON form.
+/// Writes `count` events as NDJSON, one file per kind in `dir`: `surveys.ndjson` and
+/// `hotline.ndjson` (`EventKind::stream_name`). Avro-encoded events are written in their
+/// JSON form.
 pub fn to_files(
     simulator: &mut Simulator,
     dir: &Path,
@@ -202,21 +209,18 @@ pub fn to_files(
     mut progress: impl FnMut(&SimTally),
 ) -> Result<SimTally, SimSinkError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
-    let surveys_path = dir.join("surveys.ndjson");
-    let hotline_path = dir.join("hotline.ndjson");
-    let mut surveys =
-        std::io::BufWriter::new(std::fs::File::create(&surveys_path).map_err(io(&surveys_path))?);
-    let mut hotline =
-        std::io::BufWriter::new(std::fs::File::create(&hotline_path).map_err(io(&hotline_path))?);
+    let paths = PerKind::from_fn(|kind| dir.join(format!("{}.ndjson", kind.stream_name())));
+    let mut files = PerKind::try_from_fn(|kind| {
+        let path = &paths[kind];
+        let file = std::fs::File::create(path).map_err(io(path))?;
+        Ok::<_, SimSinkError>(std::io::BufWriter::new(file))
+    })?;
     let mut tally = SimTally::default();
     while tally.total() < count {
         let event = simulator.next_event();
         tally.add(&event);
         let line = crate::simulate::generator::as_json_line(&event);
-        let (file, path) = match event.kind {
-            EventKind::Survey => (&mut surveys, &surveys_path),
-            EventKind::Hotline => (&mut hotline, &hotline_path),
-        };
+        let (file, path) = (&mut files[event.kind], &paths[event.kind]);
         file.write_all(&line)
             .and_then(|_| file.write_all(b"\n"))
             .map_err(io(path))?;
@@ -224,8 +228,9 @@ pub fn to_files(
             progress(&tally);
         }
     }
-    surveys.flush().map_err(io(&surveys_path))?;
-    hotline.flush().map_err(io(&hotline_path))?;
+    for kind in EventKind::ALL {
+        files[kind].flush().map_err(io(&paths[kind]))?;
+    }
     progress(&tally);
     Ok(tally)
 }
@@ -243,13 +248,55 @@ mod tests {
     use crate::domain::{FrameworkCatalog, ProvinceRegistry};
     use crate::simulate::generator::SimSettings;
 
+    fn simulator() -> Simulator {
+        let frameworks = FrameworkCatalog::load_dir(
+            &Path::new(env!("CARGO_MANIFEST_DIR")).join("config/frameworks"),
+        )
+        .unwrap();
+        Simulator::new(
+            SimSettings::default(),
+            &ProvinceRegistry::builtin(),
+            frameworks.get("BNV-2640-2017").unwrap().clone(),
+        )
+    }
+
+    #[test]
+    fn files_hold_each_kind_s_events_in_order_one_per_line() {
+        const COUNT: u64 = 2_000;
+        let dir = std::env::temp_dir().join(format!("sipas-sim-files-{}", std::process::id()));
+        let tally = to_files(&mut simulator(), &dir, COUNT, |_| {}).unwrap();
+        // The same seed again, in memory.
+        let mut expected: PerKind<Vec<u8>> = PerKind::default();
+        let mut again = simulator();
+        for _ in 0..COUNT {
+            let event = again.next_event();
+            let line = crate::simulate::generator::as_json_line(&event);
+            expected[event.kind].extend(line);
+            expected[event.kind].push(b'\n');
+        }
+        for kind in EventKind::ALL {
+            let path = dir.join(format!("{}.ndjson", kind.stream_name()));
+            let written = std::fs::read(&path).unwrap();
+            assert!(tally.by_kind[kind] > 0, "{kind:?}: no events generated");
+            let lines = written.iter().filter(|b| **b == b'\n').count() as u64;
+            assert_eq!(lines, tally.by_kind[kind], "{}", path.display());
+            assert!(
+                written == expected[kind],
+                "{}: not its kind's events",
+                path.display()
+            );
+        }
+        assert_eq!(tally.total(), COUNT);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     /// A broker that answers produce requests with unknown errors for a while: the
     /// simulator retries and every record arrives, instead of aborting on the first error.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unknown_broker_errors_are_retried_until_every_record_is_acknowledged() {
         const COUNT: u64 = 300;
         let cluster = MockCluster::new(1).unwrap();
-        for topic in ["surveys", "hotline"] {
+        for topic in EventKind::ALL.map(EventKind::stream_name) {
             cluster.create_topic(topic, 2, 1).unwrap();
         }
         let mut kafka = KafkaConfig {
@@ -264,24 +311,13 @@ mod tests {
             RDKafkaApiKey::Produce,
             &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_UNKNOWN; 40],
         );
-        let frameworks = FrameworkCatalog::load_dir(
-            &Path::new(env!("CARGO_MANIFEST_DIR")).join("config/frameworks"),
-        )
-        .unwrap();
-        let mut simulator = Simulator::new(
-            SimSettings::default(),
-            &ProvinceRegistry::builtin(),
-            frameworks.get("BNV-2640-2017").unwrap().clone(),
-        );
+        let mut simulator = simulator();
         let tally = tokio::time::timeout(
             Duration::from_secs(120),
             to_kafka(
                 &mut simulator,
                 &producer,
-                PerKind::from_fn(|kind| match kind {
-                    EventKind::Survey => "surveys",
-                    EventKind::Hotline => "hotline",
-                }),
+                PerKind::from_fn(EventKind::stream_name),
                 COUNT,
                 0.0,
                 |_| {},

@@ -1,21 +1,21 @@
 //! Hotline KPI windows of provinces and of their categories (`hotline_kpi_daily`,
 //! `hotline_kpi_latest`) from the day counts summed over every partition.
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
+use crate::contract::kind::EventKind;
 use crate::domain::time::format_day;
-use crate::index::day_cache::{Carried, DayCache};
+use crate::index::day_cache::Carried;
 use crate::index::rows::HotlineKpiRow;
-use crate::index::state::ChangedDays;
 use crate::index::ticket::HotlineDayCounts;
 use crate::index::values::{hotline_value, window_sums, UnitKey, UnitType};
 use crate::index::window::{MAX_WINDOW_DAYS, WINDOWS};
 use crate::sink::writer::{Abandoned, RawEventWriter};
 use crate::tables;
 
-use super::plan::{detect, plan, print_floor, PrintRow, Trust, Writes};
-use super::{content_hash, newest_day, PassInput, PassStats, WindowRow, WrittenRows, CACHE_DAYS};
+use super::plan::{plan, Writes};
+use super::{content_hash, Held, PassInput, PassStats, WindowRow, WindowRows};
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
 struct HotlineSumRow {
@@ -48,6 +48,8 @@ fn narrow_signed(value: i64) -> i32 {
 }
 
 impl Carried for HotlineDayCounts {
+    const CARRIES: bool = true;
+
     fn carried(&self) -> i64 {
         i64::from(self.past_due_delta)
     }
@@ -55,16 +57,8 @@ impl Carried for HotlineDayCounts {
 
 #[derive(Default)]
 pub struct HotlineWindows {
-    /// province → day sums per category.
-    cache: HashMap<String, DayCache<HotlineDayCounts>>,
-    /// Per cached province-day: whose deltas may be added to it.
-    trust: HashMap<String, BTreeMap<i64, Trust>>,
-    prints: HashMap<(String, String, i64, u32), u64>,
-    /// The newest `as_of` written, once known.
-    written: Option<i64>,
-    /// Fingerprints were read once; before that nothing counts as changed by others.
-    primed: bool,
-    rows_written: WrittenRows,
+    /// Day sums per category, by province.
+    held: Held<String, HotlineDayCounts>,
 }
 
 impl HotlineWindows {
@@ -80,77 +74,64 @@ impl HotlineWindows {
             everything,
             version,
         } = *pass;
-        if everything {
-            self.cache.clear();
-            self.trust.clear();
-            self.prints.clear();
-        }
-        if self.written.is_none() && !everything {
-            self.written = newest_day(
-                writer,
-                format!(
-                    "SELECT toUInt16(max(as_of)) AS d FROM {} WHERE unit_type = 'province'",
-                    tables::HOTLINE_KPI_DAILY
-                ),
-            )
+        let held = &mut self.held;
+        held.begin(writer, everything, tables::HOTLINE_KPI_DAILY)
             .await?;
-        }
         // Keyed like the survey side, with an empty framework.
         let own_days: BTreeMap<(String, String), Vec<i64>> = own
             .hotline
             .iter()
             .map(|(p, d)| ((String::new(), p.clone()), d.clone()))
             .collect();
-        // As on the survey side: fingerprints from below the last newest day, beside it.
-        let floor = match self.written {
-            Some(previous) if !everything => print_floor(&own_days, previous),
-            _ => 0,
-        };
-        let sql = format!(
-            "SELECT '' AS framework, province_code, toUInt16(day) AS d, source_partition AS p, maxMerge(top) AS top FROM {} WHERE day >= toDate(?) GROUP BY province_code, d, p",
-            tables::HOTLINE_DAY_PRINTS
-        );
-        let floor_text = format_day(floor.max(0));
-        let (newest, prints) = tokio::join!(
-            newest_day(writer, format!(
+        let reads = [
+            format!(
                 // Days with events; a deadline's past-due toggle can lie ahead of them.
                 "SELECT toUInt16(max(day)) AS d FROM {} WHERE received != 0 OR responded != 0 OR rated != 0 OR reopened != 0 OR rejected != 0",
                 tables::HOTLINE_DAY_COUNTS
-            )),
-            writer.fetch_all::<PrintRow>("hotline fingerprints", |c| c
-                .query(&sql)
-                .bind(&floor_text)),
-        );
-        let Some(newest) = newest? else {
+            ),
+            format!(
+                "SELECT '' AS framework, province_code, toUInt16(day) AS d, source_partition AS p, maxMerge(top) AS top FROM {} WHERE day >= toDate(?) GROUP BY province_code, d, p",
+                tables::HOTLINE_DAY_PRINTS
+            ),
+        ];
+        let Some((newest, found)) = held
+            .detect(
+                writer,
+                reads,
+                "hotline fingerprints",
+                &own_days,
+                writes,
+                everything,
+            )
+            .await?
+        else {
             return Ok(());
         };
-        let prints = prints?;
-        let found = detect(
-            prints,
-            &mut self.prints,
-            &own_days,
-            writes,
-            self.primed || everything,
-            newest,
-        );
-        stats.split_hotline_provinces = found.split;
+        stats.split_provinces[EventKind::Hotline] = found.split;
         for ((_, province), days) in &found.foreign {
-            if let Some(cache) = self.cache.get_mut(province) {
+            if let Some(cache) = held.cache.get_mut(province) {
                 cache.mark_stale(days.iter().copied());
             }
         }
-        stats.days_from_deltas += self.add_own_deltas(own, writes);
+        let deltas =
+            own.deltas
+                .hotline
+                .iter()
+                .map(|((province, category, day, partition), delta)| {
+                    (province.clone(), category.as_str(), *day, *partition, delta)
+                });
+        stats.days_from_deltas += held.add_own_deltas(deltas, writes);
         let plan = plan(
             &found.changed,
             &found.recent,
-            self.written,
+            held.written,
             newest,
             everything,
         );
         // The span to read per province (all its categories at once).
         let mut spans: BTreeMap<String, (i64, i64)> = BTreeMap::new();
         for ((_, province), intervals) in &plan {
-            let cache = self.cache.get(province);
+            let cache = held.cache.get(province);
             for &(a, b) in intervals {
                 let need_from = (a - MAX_WINDOW_DAYS).max(0);
                 let missing = cache.map_or(Some((need_from, b)), |c| c.missing(need_from, b));
@@ -239,7 +220,7 @@ impl HotlineWindows {
                     .insert(b.category, b.base);
             }
             for province in provinces {
-                let trust = self.trust.entry(province.clone()).or_default();
+                let trust = held.trust.entry(province.clone()).or_default();
                 for day in from..=to {
                     let day_tops = tops
                         .get(&(province.clone(), day))
@@ -253,20 +234,19 @@ impl HotlineWindows {
                     .map(|(category, days)| (category, days.into_iter().collect()))
                     .collect();
                 let carried = carried.remove(&province).unwrap_or_default();
-                self.cache
+                held.cache
                     .entry(province)
                     .or_default()
                     .apply_read(from, to, days, &carried);
             }
         }
         // Compute and write: the province (all categories) and each category.
-        let mut daily = Vec::new();
-        let mut latest = Vec::new();
+        let mut rows = WindowRows::new();
         for ((_, province), intervals) in &plan {
             let mut total: BTreeMap<i64, HotlineDayCounts> = BTreeMap::new();
             let mut total_base = 0;
             let mut units: Vec<(UnitKey, &BTreeMap<i64, HotlineDayCounts>, i64)> = Vec::new();
-            let categories = self.cache.get(province).map(|c| c.units());
+            let categories = held.cache.get(province).map(|c| c.units());
             for (category, cache) in categories.into_iter().flatten() {
                 for (day, counts) in &cache.days {
                     total.entry(*day).or_default().add(counts, 1);
@@ -314,79 +294,22 @@ impl HotlineWindows {
                             continue;
                         }
                         for (window, counts) in WINDOWS.iter().zip(&sums) {
-                            let row = HotlineKpiRow::new(&hotline_value(
-                                &unit, *window, as_of, counts, open, version,
-                            ));
-                            if as_of == newest {
-                                latest.push(row.clone());
-                            }
-                            daily.push(row);
+                            let value = hotline_value(&unit, *window, as_of, counts, open, version);
+                            rows.push(HotlineKpiRow::new(&value), as_of == newest);
                         }
                     }
                 }
             }
         }
-        self.rows_written
-            .drop_unchanged(newest, &mut daily, &mut latest);
-        stats.hotline_rows += daily.len() + latest.len();
-        let (a, b) = tokio::join!(
-            writer.insert(tables::HOTLINE_KPI_DAILY, &daily),
-            writer.insert(tables::HOTLINE_KPI_LATEST, &latest),
-        );
-        for failure in a?.into_iter().chain(b?) {
-            tracing::error!(message = %failure.message, "ClickHouse refused a hotline KPI row");
-        }
-        self.written = Some(self.written.map_or(newest, |w| w.max(newest)));
-        let keep_from = newest - CACHE_DAYS;
-        for cache in self.cache.values_mut() {
-            cache.trim(keep_from);
-        }
-        self.cache.retain(|_, c| !c.is_empty());
-        for (province, trust) in self.trust.iter_mut() {
-            match self.cache.get(province) {
-                Some(_) => *trust = trust.split_off(&keep_from),
-                None => trust.clear(),
-            }
-        }
-        self.trust.retain(|_, t| !t.is_empty());
-        self.prints.retain(|(_, _, d, _), _| *d >= keep_from);
-        self.primed = true;
+        stats.window_rows[EventKind::Hotline] += held.finish(writer, newest, rows).await?;
         Ok(())
-    }
-
-    /// This process's new rows, added to the province-days held (see the survey side).
-    fn add_own_deltas(&mut self, own: &ChangedDays, writes: &Writes) -> usize {
-        let mut added = 0;
-        for ((province, category, day, partition), delta) in &own.deltas.hotline {
-            let Some(cache) = self.cache.get_mut(province) else {
-                continue;
-            };
-            if cache.from().is_some_and(|from| *day < from) {
-                // Its past-due toggle is part of the carried base: read it all again.
-                self.cache.remove(province);
-                self.trust.remove(province);
-                continue;
-            }
-            if !cache.holds(*day) {
-                continue;
-            }
-            let trusted = self
-                .trust
-                .get(province)
-                .and_then(|t| t.get(day))
-                .is_some_and(|t| t.allows(writes, *partition));
-            if trusted {
-                cache.add_to_day(category, *day, delta);
-                added += 1;
-            } else {
-                cache.mark_stale([*day]);
-            }
-        }
-        added
     }
 }
 
 impl WindowRow for HotlineKpiRow {
+    const TABLES: [&'static str; 2] = [tables::HOTLINE_KPI_DAILY, tables::HOTLINE_KPI_LATEST];
+    const REFUSED: &'static str = "ClickHouse refused a hotline KPI row";
+
     fn as_of(&self) -> u16 {
         self.as_of
     }

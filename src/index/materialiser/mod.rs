@@ -27,14 +27,22 @@
 //! category). Rows carry the snapshot time as `version`: the latest snapshot wins.
 //!
 //! Rooms: `plan` (pure: which as_of days a pass recomputes), `survey` and `hotline` (each
-//! kind's reads, cache and writes). The two kinds run concurrently: they share nothing
-//! but the ClickHouse client.
-use std::collections::HashMap;
+//! kind's reads, computation and rows); here, what each kind keeps from pass to pass
+//! (`Held`: its cached day sums, the trust in them, the fingerprints seen, the rows last
+//! written) with the steps every kind's pass takes on it. The two kinds run concurrently:
+//! they share nothing but the ClickHouse client.
+use std::collections::{BTreeMap, HashMap};
+use std::hash::Hash;
 
+use clickhouse::{RowOwned, RowWrite};
 use serde::Deserialize;
 
+use crate::contract::kind::{EventKind, PerKind};
 use crate::domain::framework::FrameworkCatalog;
+use crate::domain::time::format_day;
+use crate::index::day_cache::{Carried, DayCache};
 use crate::index::state::ChangedDays;
+use crate::index::values::Counts;
 use crate::index::window::MAX_WINDOW_DAYS;
 use crate::sink::writer::{Abandoned, RawEventWriter};
 
@@ -44,8 +52,8 @@ mod survey;
 
 use hotline::HotlineWindows;
 pub use plan::Writes;
-#[cfg(test)]
 pub(crate) use plan::{detect, PrintRow, Trust};
+use plan::{print_floor, Detected};
 use survey::SurveyWindows;
 
 /// Days kept in the cache behind the newest day (and covered by the fingerprints).
@@ -65,17 +73,33 @@ struct PassInput<'a> {
 /// What one pass did.
 #[derive(Debug, Default, Clone)]
 pub struct PassStats {
-    pub satisfaction_rows: usize,
-    pub hotline_rows: usize,
+    /// Window rows written, per kind (`satisfaction_*`, `hotline_kpi_*`).
+    pub window_rows: PerKind<usize>,
     /// Unit-days of sums read from ClickHouse.
     pub days_read: usize,
     /// Unit-day sums updated with the processor's own deltas instead.
     pub days_from_deltas: usize,
     /// (unit, as_of) pairs recomputed.
     pub as_of_days: usize,
-    /// Provinces whose day counts of the last year come from several partitions.
-    pub split_survey_provinces: Vec<String>,
-    pub split_hotline_provinces: Vec<String>,
+    /// Per kind, the provinces whose day counts of the last year come from several
+    /// partitions.
+    pub split_provinces: PerKind<Vec<String>>,
+}
+
+impl PassStats {
+    /// Adds what another part of the pass did.
+    fn merge(&mut self, other: PassStats) {
+        for kind in EventKind::ALL {
+            self.window_rows[kind] += other.window_rows[kind];
+        }
+        self.days_read += other.days_read;
+        self.days_from_deltas += other.days_from_deltas;
+        self.as_of_days += other.as_of_days;
+        let mut split = other.split_provinces;
+        for kind in EventKind::ALL {
+            self.split_provinces[kind].append(&mut split[kind]);
+        }
+    }
 }
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
@@ -98,14 +122,41 @@ struct WrittenRows {
     hashes: HashMap<String, u64>,
 }
 
-/// A window row as the newest-day filter sees it.
-trait WindowRow {
+/// A window row as the newest-day filter and [`Held::finish`] see it.
+trait WindowRow: Clone + RowOwned + RowWrite {
+    /// Its tables: every `as_of`'s (`*_daily`) and the newest day's (`*_latest`).
+    const TABLES: [&'static str; 2];
+    /// What the log says of a row ClickHouse refused.
+    const REFUSED: &'static str;
     /// The day the row is for (ClickHouse `Date`).
     fn as_of(&self) -> u16;
     /// What identifies the row in its table.
     fn key(&self) -> String;
     /// Its content without `version`, hashed (stable within a process).
     fn content(&self) -> u64;
+}
+
+/// A pass's window rows: every `as_of`'s, and the newest day's once more.
+struct WindowRows<R> {
+    daily: Vec<R>,
+    latest: Vec<R>,
+}
+
+impl<R: WindowRow> WindowRows<R> {
+    fn new() -> Self {
+        Self {
+            daily: Vec::new(),
+            latest: Vec::new(),
+        }
+    }
+
+    /// A row, and again for the `*_latest` table if it is at the `newest` day.
+    fn push(&mut self, row: R, newest: bool) {
+        if newest {
+            self.latest.push(row.clone());
+        }
+        self.daily.push(row);
+    }
 }
 
 impl WrittenRows {
@@ -141,6 +192,185 @@ fn content_hash<T: std::hash::Hash>(value: &T) -> u64 {
     hasher.finish()
 }
 
+/// What a kind's windows keep from pass to pass: the day sums by cache key `K` (a
+/// framework's province, or a province) with whose deltas each cached day may take, the
+/// fingerprints seen, the newest `as_of` written and the newest day's rows last written.
+/// The kind's pass does its own reads and computation between [`Held::begin`] and
+/// [`Held::finish`].
+struct Held<K, C> {
+    cache: HashMap<K, DayCache<C>>,
+    /// Per cached day: whose deltas may be added to it (see [`Writes::trusted`]).
+    trust: HashMap<K, BTreeMap<i64, Trust>>,
+    prints: HashMap<(String, String, i64, u32), u64>,
+    /// The newest `as_of` written, once known.
+    written: Option<i64>,
+    /// Fingerprints were read once; before that nothing counts as changed by others.
+    primed: bool,
+    rows_written: WrittenRows,
+}
+
+impl<K, C> Default for Held<K, C> {
+    fn default() -> Self {
+        Self {
+            cache: HashMap::new(),
+            trust: HashMap::new(),
+            prints: HashMap::new(),
+            written: None,
+            primed: false,
+            rows_written: WrittenRows::default(),
+        }
+    }
+}
+
+impl<K: Eq + Hash + Clone, C: Carried + Counts> Held<K, C> {
+    /// A pass's start: a rebuild forgets what is held; otherwise the newest `as_of`
+    /// written to `daily_table` is read, once.
+    async fn begin(
+        &mut self,
+        writer: &RawEventWriter,
+        everything: bool,
+        daily_table: &str,
+    ) -> Result<(), Abandoned> {
+        if everything {
+            self.cache.clear();
+            self.trust.clear();
+            self.prints.clear();
+        }
+        if self.written.is_none() && !everything {
+            self.written = newest_day(
+                writer,
+                format!(
+                    "SELECT toUInt16(max(as_of)) AS d FROM {daily_table} WHERE unit_type = 'province'"
+                ),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// The newest day with data, read by `newest_sql`, and what changed: this process's own
+    /// changed days `own` and the days whose fingerprint moved beyond what this process
+    /// wrote (`writes`). The fingerprints are read by `prints_sql` (named `what` in the
+    /// log, its day bound to the first day read) beside the newest day, from below the
+    /// last newest day on: one round trip less per pass, and a newer day only makes the
+    /// floor lower. `None`: no data.
+    async fn detect(
+        &mut self,
+        writer: &RawEventWriter,
+        [newest_sql, prints_sql]: [String; 2],
+        what: &str,
+        own: &BTreeMap<(String, String), Vec<i64>>,
+        writes: &Writes,
+        everything: bool,
+    ) -> Result<Option<(i64, Detected)>, Abandoned> {
+        let floor = match self.written {
+            Some(previous) if !everything => print_floor(own, previous),
+            _ => 0,
+        };
+        let floor_text = format_day(floor.max(0));
+        let (newest, prints) = tokio::join!(
+            newest_day(writer, newest_sql),
+            writer.fetch_all::<PrintRow>(what, |c| c.query(&prints_sql).bind(&floor_text)),
+        );
+        let Some(newest) = newest? else {
+            return Ok(None);
+        };
+        let found = detect(
+            prints?,
+            &mut self.prints,
+            own,
+            writes,
+            self.primed || everything,
+            newest,
+        );
+        Ok(Some((newest, found)))
+    }
+
+    /// This process's new rows (`deltas`: each one's cache key, unit, day and source
+    /// partition), added to the days held; a day whose read does not allow it (read
+    /// before a rebalance, or with rows beyond what this process wrote) is read again
+    /// instead. A delta before the days held changes nothing held, unless the counts
+    /// carry over ([`Carried::CARRIES`]): then it is part of the carried base, and its
+    /// key is read again whole.
+    fn add_own_deltas<'a>(
+        &mut self,
+        deltas: impl IntoIterator<Item = (K, &'a str, i64, u32, &'a C)>,
+        writes: &Writes,
+    ) -> usize
+    where
+        C: 'a,
+    {
+        let mut added = 0;
+        for (key, unit, day, partition, delta) in deltas {
+            let Some(cache) = self.cache.get_mut(&key) else {
+                continue; // nothing held: a read will include it
+            };
+            if C::CARRIES && cache.from().is_some_and(|from| day < from) {
+                self.cache.remove(&key);
+                self.trust.remove(&key);
+                continue;
+            }
+            if !cache.holds(day) {
+                continue; // before the days held (nothing carried), or to be read anyway
+            }
+            let trusted = self
+                .trust
+                .get(&key)
+                .and_then(|t| t.get(&day))
+                .is_some_and(|t| t.allows(writes, partition));
+            if trusted {
+                cache.add_to_day(unit, day, delta);
+                added += 1;
+            } else {
+                cache.mark_stale([day]);
+            }
+        }
+        added
+    }
+
+    /// A pass's end: writes the window rows computed for days up to `newest`, except the
+    /// newest day's rows unchanged since they were last written; then keeps `newest` as
+    /// written and drops what is held of the days before the cache's. Returns the rows
+    /// written.
+    async fn finish<R: WindowRow>(
+        &mut self,
+        writer: &RawEventWriter,
+        newest: i64,
+        rows: WindowRows<R>,
+    ) -> Result<usize, Abandoned> {
+        let WindowRows {
+            mut daily,
+            mut latest,
+        } = rows;
+        self.rows_written
+            .drop_unchanged(newest, &mut daily, &mut latest);
+        let [daily_table, latest_table] = R::TABLES;
+        let (a, b) = tokio::join!(
+            writer.insert(daily_table, &daily),
+            writer.insert(latest_table, &latest),
+        );
+        for failure in a?.into_iter().chain(b?) {
+            tracing::error!(message = %failure.message, "{}", R::REFUSED);
+        }
+        self.written = Some(self.written.map_or(newest, |w| w.max(newest)));
+        let keep_from = newest - CACHE_DAYS;
+        for cache in self.cache.values_mut() {
+            cache.trim(keep_from);
+        }
+        self.cache.retain(|_, c| !c.is_empty());
+        for (key, trust) in self.trust.iter_mut() {
+            match self.cache.get(key) {
+                Some(_) => *trust = trust.split_off(&keep_from),
+                None => trust.clear(),
+            }
+        }
+        self.trust.retain(|_, t| !t.is_empty());
+        self.prints.retain(|(_, _, d, _), _| *d >= keep_from);
+        self.primed = true;
+        Ok(daily.len() + latest.len())
+    }
+}
+
 pub struct Materialiser {
     writer: RawEventWriter,
     surveys: SurveyWindows,
@@ -157,45 +387,148 @@ impl Materialiser {
     }
 
     /// Recomputes what `changed` (the caller's own fact rows, acknowledged, written as
-    /// `survey_writes` and `hotline_writes` say) and other writers' changes require. With
-    /// `everything`, every unit at every day with data (a rebuild).
+    /// `writes` says per kind) and other writers' changes require. With `everything`,
+    /// every unit at every day with data (a rebuild).
     pub async fn pass(
         &mut self,
         changed: &ChangedDays,
-        survey_writes: &Writes,
-        hotline_writes: &Writes,
+        writes: &PerKind<Writes>,
         everything: bool,
     ) -> Result<PassStats, Abandoned> {
         let version = crate::domain::time::unix_now_micros();
         let (mut survey, mut hotline) = (PassStats::default(), PassStats::default());
         // A rebuild recomputes every day with data, its own writes included.
-        let none = Writes::default();
-        let (survey_writes, hotline_writes) = if everything {
-            (&none, &none)
-        } else {
-            (survey_writes, hotline_writes)
-        };
+        let none = PerKind::default();
+        let writes = if everything { &none } else { writes };
         let input = PassInput {
             own: changed,
             everything,
             version,
         };
+        // Each kind's windows are their own computation; they share only the client.
         let (a, b) = tokio::join!(
-            self.surveys
-                .pass(&self.writer, &input, survey_writes, &mut survey),
-            self.hotline
-                .pass(&self.writer, &input, hotline_writes, &mut hotline),
+            self.surveys.pass(
+                &self.writer,
+                &input,
+                &writes[EventKind::Survey],
+                &mut survey
+            ),
+            self.hotline.pass(
+                &self.writer,
+                &input,
+                &writes[EventKind::Hotline],
+                &mut hotline
+            ),
         );
         a?;
         b?;
-        Ok(PassStats {
-            satisfaction_rows: survey.satisfaction_rows,
-            hotline_rows: hotline.hotline_rows,
-            days_read: survey.days_read + hotline.days_read,
-            days_from_deltas: survey.days_from_deltas + hotline.days_from_deltas,
-            as_of_days: survey.as_of_days + hotline.as_of_days,
-            split_survey_provinces: survey.split_survey_provinces,
-            split_hotline_provinces: hotline.split_hotline_provinces,
-        })
+        survey.merge(hotline);
+        Ok(survey)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A count per unit-day, carried over from earlier days or not.
+    #[derive(Debug, Clone, Default, PartialEq)]
+    struct N<const CARRIES: bool>(i64);
+
+    impl<const CARRIES: bool> Carried for N<CARRIES> {
+        const CARRIES: bool = CARRIES;
+
+        fn carried(&self) -> i64 {
+            if CARRIES {
+                self.0
+            } else {
+                0
+            }
+        }
+    }
+
+    impl<const CARRIES: bool> Counts for N<CARRIES> {
+        fn add(&mut self, other: &Self, sign: i64) {
+            self.0 += sign * other.0;
+        }
+    }
+
+    /// Province "p" holds days 10..=20 (unit "u": 1 on day 12), read when partition 0 was
+    /// written through offset 100; partition 1 is not this process's.
+    fn holding<const CARRIES: bool>() -> (Held<String, N<CARRIES>>, Writes) {
+        let writes = Writes {
+            generation: 3,
+            through: BTreeMap::from([(0, 100)]),
+            since: BTreeMap::new(),
+        };
+        let mut held = Held::default();
+        let cache: &mut DayCache<N<CARRIES>> = held.cache.entry("p".to_owned()).or_default();
+        cache.apply_read(
+            10,
+            20,
+            BTreeMap::from([("u".to_owned(), vec![(12, N(1))])]),
+            &BTreeMap::new(),
+        );
+        let trust = (10..=20).map(|day| (day, writes.trusted(&[(0, 90)])));
+        held.trust.insert("p".to_owned(), trust.collect());
+        (held, writes)
+    }
+
+    fn day<const CARRIES: bool>(held: &Held<String, N<CARRIES>>, day: i64) -> Option<i64> {
+        let units = held.cache.get("p")?.units();
+        units.get("u")?.days.get(&day).map(|n| n.0)
+    }
+
+    #[test]
+    fn own_deltas_are_added_to_trusted_held_days_and_others_are_read_again() {
+        let (mut held, writes) = holding::<false>();
+        let (five, two, seven) = (N(5), N(2), N(7));
+        let deltas = [
+            ("p".to_owned(), "u", 12, 0, &five),
+            ("p".to_owned(), "u", 14, 1, &two),
+            ("q".to_owned(), "u", 12, 0, &seven),
+        ];
+        assert_eq!(held.add_own_deltas(deltas, &writes), 1);
+        assert_eq!(day(&held, 12), Some(6));
+        let cache = &held.cache["p"];
+        assert!(!cache.holds(14), "another partition's delta: read again");
+        assert!(cache.holds(13));
+        assert!(
+            !held.cache.contains_key("q"),
+            "nothing held: a read includes it"
+        );
+
+        // After a rebalance the reads are not trusted any more.
+        let later = Writes {
+            generation: 4,
+            ..writes
+        };
+        assert_eq!(
+            held.add_own_deltas([("p".to_owned(), "u", 13, 0, &five)], &later),
+            0
+        );
+        assert!(!held.cache["p"].holds(13));
+        assert_eq!(day(&held, 12), Some(6));
+    }
+
+    #[test]
+    fn a_delta_before_the_days_held_drops_the_key_only_when_counts_carry_over() {
+        let (mut held, writes) = holding::<false>();
+        assert_eq!(
+            held.add_own_deltas([("p".to_owned(), "u", 9, 0, &N(5))], &writes),
+            0
+        );
+        assert_eq!(day(&held, 12), Some(1), "nothing held changes");
+        assert!(held.trust.contains_key("p"));
+
+        let (mut held, writes) = holding::<true>();
+        assert_eq!(
+            held.add_own_deltas([("p".to_owned(), "u", 9, 0, &N(5))], &writes),
+            0
+        );
+        assert!(
+            !held.cache.contains_key("p") && !held.trust.contains_key("p"),
+            "the carried base changed: the province is read again whole"
+        );
     }
 }

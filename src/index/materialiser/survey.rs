@@ -4,19 +4,19 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 
+use crate::contract::kind::EventKind;
 use crate::domain::framework::FrameworkCatalog;
 use crate::domain::time::format_day;
-use crate::index::day_cache::{Carried, DayCache};
+use crate::index::day_cache::Carried;
 use crate::index::rows::SatisfactionRow;
-use crate::index::state::ChangedDays;
 use crate::index::survey::SurveyCounts;
 use crate::index::values::{satisfaction_value, window_sums, UnitKey, UnitType};
 use crate::index::window::{MAX_WINDOW_DAYS, WINDOWS};
 use crate::sink::writer::{Abandoned, RawEventWriter};
 use crate::tables;
 
-use super::plan::{detect, plan, print_floor, PrintRow, Trust, Writes};
-use super::{content_hash, newest_day, PassInput, PassStats, WindowRow, WrittenRows, CACHE_DAYS};
+use super::plan::{plan, Writes};
+use super::{content_hash, Held, PassInput, PassStats, WindowRow, WindowRows};
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
 struct SurveySumRow {
@@ -42,6 +42,8 @@ fn narrow(values: &[u64]) -> Vec<u32> {
 }
 
 impl Carried for SurveyCounts {
+    const CARRIES: bool = false;
+
     fn carried(&self) -> i64 {
         0
     }
@@ -55,28 +57,15 @@ const WHOLE: &str = "";
 
 pub struct SurveyWindows {
     frameworks: FrameworkCatalog,
-    /// (framework, province) → day sums.
-    cache: HashMap<(String, String), DayCache<SurveyCounts>>,
-    /// Per cached day: whose deltas may be added to it (see [`Writes::trusted`]).
-    trust: HashMap<(String, String), BTreeMap<i64, Trust>>,
-    prints: HashMap<(String, String, i64, u32), u64>,
-    /// The newest `as_of` written, once known.
-    written: Option<i64>,
-    /// Fingerprints were read once; before that nothing counts as changed by others.
-    primed: bool,
-    rows_written: WrittenRows,
+    /// Day sums by (framework, province).
+    held: Held<(String, String), SurveyCounts>,
 }
 
 impl SurveyWindows {
     pub fn new(frameworks: FrameworkCatalog) -> Self {
         Self {
             frameworks,
-            cache: HashMap::new(),
-            trust: HashMap::new(),
-            prints: HashMap::new(),
-            written: None,
-            primed: false,
-            rows_written: WrittenRows::default(),
+            held: Held::default(),
         }
     }
 
@@ -92,69 +81,59 @@ impl SurveyWindows {
             everything,
             version,
         } = *pass;
-        if everything {
-            self.cache.clear();
-            self.trust.clear();
-            self.prints.clear();
-        }
-        if self.written.is_none() && !everything {
-            self.written = newest_day(
-                writer,
-                format!(
-                    "SELECT toUInt16(max(as_of)) AS d FROM {} WHERE unit_type = 'province'",
-                    tables::SATISFACTION_DAILY
-                ),
-            )
+        let held = &mut self.held;
+        held.begin(writer, everything, tables::SATISFACTION_DAILY)
             .await?;
-        }
-        // The fingerprints from below the last newest day, read beside the newest day
-        // (one round trip less per pass; a newer day only makes the floor lower).
-        let floor = match self.written {
-            Some(previous) if !everything => print_floor(&own.surveys, previous),
-            _ => 0,
-        };
-        let sql = format!(
-            "SELECT framework, province_code, toUInt16(day) AS d, source_partition AS p, maxMerge(top) AS top FROM {} WHERE day >= toDate(?) GROUP BY framework, province_code, d, p",
-            tables::SATISFACTION_DAY_PRINTS
-        );
-        let floor_text = format_day(floor.max(0));
-        let (newest, prints) = tokio::join!(
-            newest_day(
-                writer,
-                format!(
-                    "SELECT toUInt16(max(day)) AS d FROM {}",
-                    tables::SATISFACTION_DAY_COUNTS
-                ),
+        let reads = [
+            format!(
+                "SELECT toUInt16(max(day)) AS d FROM {}",
+                tables::SATISFACTION_DAY_COUNTS
             ),
-            writer
-                .fetch_all::<PrintRow>("survey fingerprints", |c| c.query(&sql).bind(&floor_text)),
-        );
-        let Some(newest) = newest? else {
+            format!(
+                "SELECT framework, province_code, toUInt16(day) AS d, source_partition AS p, maxMerge(top) AS top FROM {} WHERE day >= toDate(?) GROUP BY framework, province_code, d, p",
+                tables::SATISFACTION_DAY_PRINTS
+            ),
+        ];
+        let Some((newest, found)) = held
+            .detect(
+                writer,
+                reads,
+                "survey fingerprints",
+                &own.surveys,
+                writes,
+                everything,
+            )
+            .await?
+        else {
             return Ok(());
         };
-        let prints = prints?;
-        let found = detect(
-            prints,
-            &mut self.prints,
-            &own.surveys,
-            writes,
-            self.primed || everything,
-            newest,
-        );
-        stats.split_survey_provinces = found.split;
+        stats.split_provinces[EventKind::Survey] = found.split;
         for (key, days) in &found.foreign {
-            self.cache
+            held.cache
                 .entry(key.clone())
                 .or_default()
                 .mark_stale(days.iter().copied());
         }
-        stats.days_from_deltas += self.add_own_deltas(own, writes);
+        let deltas =
+            own.deltas
+                .surveys
+                .iter()
+                .map(|((framework, province, day, partition), delta)| {
+                    (
+                        (framework.clone(), province.clone()),
+                        WHOLE,
+                        *day,
+                        *partition,
+                        delta,
+                    )
+                });
+        stats.days_from_deltas += held.add_own_deltas(deltas, writes);
         let (changed, recent) = (found.changed, found.recent);
-        let plan = plan(&changed, &recent, self.written, newest, everything);
+        let plan = plan(&changed, &recent, held.written, newest, everything);
         // Read what the plan needs and the cache lacks, one query per framework.
         let mut spans: BTreeMap<String, (i64, i64, Vec<String>)> = BTreeMap::new();
         for (key, intervals) in &plan {
-            let cache = self.cache.entry(key.clone()).or_default();
+            let cache = held.cache.entry(key.clone()).or_default();
             for &(a, b) in intervals {
                 if let Some((x, y)) = cache.missing((a - MAX_WINDOW_DAYS).max(0), b) {
                     let span = spans.entry(key.0.clone()).or_insert((x, y, Vec::new()));
@@ -223,7 +202,7 @@ impl SurveyWindows {
             for province in provinces {
                 let days = read.remove(&province).unwrap_or_default();
                 let key = (framework.clone(), province);
-                let trust = self.trust.entry(key.clone()).or_default();
+                let trust = held.trust.entry(key.clone()).or_default();
                 let mut sums = Vec::with_capacity(days.len());
                 for day in from..=to {
                     let tops = days.get(&day).map_or(&[][..], |(_, tops)| tops);
@@ -232,7 +211,7 @@ impl SurveyWindows {
                 for (day, (sum, _)) in days {
                     sums.push((day, sum));
                 }
-                self.cache.entry(key).or_default().apply_read(
+                held.cache.entry(key).or_default().apply_read(
                     from,
                     to,
                     BTreeMap::from([(WHOLE.to_owned(), sums)]),
@@ -241,13 +220,12 @@ impl SurveyWindows {
             }
         }
         // Compute and write.
-        let mut daily = Vec::new();
-        let mut latest = Vec::new();
+        let mut rows = WindowRows::new();
         for (key, intervals) in &plan {
             let Some(framework) = self.frameworks.get(&key.0) else {
                 continue;
             };
-            let Some(days) = self.cache.get(key).and_then(|c| c.units().get(WHOLE)) else {
+            let Some(days) = held.cache.get(key).and_then(|c| c.units().get(WHOLE)) else {
                 continue;
             };
             let days = &days.days;
@@ -266,73 +244,20 @@ impl SurveyWindows {
                     for (window, counts) in WINDOWS.iter().zip(&sums) {
                         let value =
                             satisfaction_value(framework, &unit, *window, as_of, counts, version);
-                        let row = SatisfactionRow::new(&value, framework);
-                        if as_of == newest {
-                            latest.push(row.clone());
-                        }
-                        daily.push(row);
+                        rows.push(SatisfactionRow::new(&value, framework), as_of == newest);
                     }
                 }
             }
         }
-        self.rows_written
-            .drop_unchanged(newest, &mut daily, &mut latest);
-        stats.satisfaction_rows += daily.len() + latest.len();
-        let (a, b) = tokio::join!(
-            writer.insert(tables::SATISFACTION_DAILY, &daily),
-            writer.insert(tables::SATISFACTION_LATEST, &latest),
-        );
-        for failure in a?.into_iter().chain(b?) {
-            tracing::error!(message = %failure.message, "ClickHouse refused a window row");
-        }
-        self.written = Some(self.written.map_or(newest, |w| w.max(newest)));
-        let keep_from = newest - CACHE_DAYS;
-        for cache in self.cache.values_mut() {
-            cache.trim(keep_from);
-        }
-        self.cache.retain(|_, c| !c.is_empty());
-        for (key, trust) in self.trust.iter_mut() {
-            match self.cache.get(key) {
-                Some(_) => *trust = trust.split_off(&keep_from),
-                None => trust.clear(),
-            }
-        }
-        self.trust.retain(|_, t| !t.is_empty());
-        self.prints.retain(|(_, _, d, _), _| *d >= keep_from);
-        self.primed = true;
+        stats.window_rows[EventKind::Survey] += held.finish(writer, newest, rows).await?;
         Ok(())
-    }
-
-    /// This process's new rows, added to the days held; a day whose read does not allow
-    /// it (read before a rebalance, or with rows beyond what this process wrote) is read
-    /// again instead.
-    fn add_own_deltas(&mut self, own: &ChangedDays, writes: &Writes) -> usize {
-        let mut added = 0;
-        for ((framework, province, day, partition), delta) in &own.deltas.surveys {
-            let key = (framework.clone(), province.clone());
-            let Some(cache) = self.cache.get_mut(&key) else {
-                continue; // nothing held: a read will include it
-            };
-            if !cache.holds(*day) {
-                continue; // before the days held (no carried part), or to be read anyway
-            }
-            let trusted = self
-                .trust
-                .get(&key)
-                .and_then(|t| t.get(day))
-                .is_some_and(|t| t.allows(writes, *partition));
-            if trusted {
-                cache.add_to_day(WHOLE, *day, delta);
-                added += 1;
-            } else {
-                cache.mark_stale([*day]);
-            }
-        }
-        added
     }
 }
 
 impl WindowRow for SatisfactionRow {
+    const TABLES: [&'static str; 2] = [tables::SATISFACTION_DAILY, tables::SATISFACTION_LATEST];
+    const REFUSED: &'static str = "ClickHouse refused a window row";
+
     fn as_of(&self) -> u16 {
         self.as_of
     }
