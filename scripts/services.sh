@@ -7,10 +7,17 @@
 #                                derived from the log), restart what was running (idempotent)
 # `up` prints the names of the services it started itself on stdout, one per line,
 # so callers can stop exactly those (and nothing they did not start).
+# SIPAS_CH_DATA_DIR moves ClickHouse's data directory (default $SIPAS_HOME/clickhouse/data;
+# kept for later calls in $SIPAS_HOME/clickhouse/data.path).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 
 CH_DIR="$SIPAS_HOME/clickhouse"
+# ClickHouse's data directory: SIPAS_CH_DATA_DIR, else the one it was last started with
+# (data.path), else under SIPAS_HOME. A tmpfs or a journaled filesystem suits it better than
+# an ext4 without a journal (scripts/env.sh, journalless_ext4).
+CH_DATA="${SIPAS_CH_DATA_DIR:-$(cat "$CH_DIR/data.path" 2>/dev/null || true)}"
+CH_DATA="${CH_DATA:-$CH_DIR/data}"
 TANSU_DIR="$SIPAS_HOME/tansu"
 TANSU_BIN="$SIPAS_TOOLS_DIR/bin/tansu"
 # sqlite storage keeps topics and committed offsets across broker restarts. The path is
@@ -43,7 +50,11 @@ install_tansu() {
 clickhouse_ready() { curl -fsS "http://127.0.0.1:$SIPAS_CH_HTTP_PORT/?query=SELECT%201" >/dev/null 2>&1; }
 
 write_clickhouse_config() {
-  mkdir -p "$CH_DIR/data" "$CH_DIR/tmp" "$CH_DIR/log"
+  mkdir -p "$CH_DATA" "$CH_DIR/tmp" "$CH_DIR/log"
+  echo "$CH_DATA" > "$CH_DIR/data.path"
+  if journalless_ext4 "$CH_DATA"; then
+    say "warning: ClickHouse's data directory $CH_DATA is on ext4 without a journal, where creating files slows down under sustained writes; insert latency and index freshness degrade with it. Set SIPAS_CH_DATA_DIR to a tmpfs (e.g. /dev/shm/sipas-clickhouse) or a journaled filesystem (BENCHMARKS.md, \"Freshness and the filesystem\")"
+  fi
   sed -e 's#<path>.*</path>##' /etc/clickhouse-server/users.xml > "$CH_DIR/users.xml"
   cat > "$CH_DIR/config.xml" <<XML
 <?xml version="1.0"?>
@@ -58,7 +69,7 @@ write_clickhouse_config() {
   <http_port>$SIPAS_CH_HTTP_PORT</http_port>
   <tcp_port>$SIPAS_CH_TCP_PORT</tcp_port>
   <listen_host>127.0.0.1</listen_host>
-  <path>$CH_DIR/data/</path>
+  <path>$CH_DATA/</path>
   <tmp_path>$CH_DIR/tmp/</tmp_path>
   <users_config>$CH_DIR/users.xml</users_config>
   <default_profile>default</default_profile>
@@ -196,11 +207,11 @@ reset_all() {
   else
     say "no broker log at $TANSU_DIR"
   fi
-  if [ -d "$CH_DIR/data" ]; then
-    say "deleting ClickHouse's data: $CH_DIR/data ($(du -sh "$CH_DIR/data" | cut -f1))"
-    rm -rf "$CH_DIR/data" "$CH_DIR/tmp"
+  if [ -d "$CH_DATA" ]; then
+    say "deleting ClickHouse's data: $CH_DATA ($(du -sh "$CH_DATA" | cut -f1))"
+    rm -rf "$CH_DATA" "$CH_DIR/tmp"
   else
-    say "no ClickHouse data at $CH_DIR/data"
+    say "no ClickHouse data at $CH_DATA"
   fi
   if $ch_was_up; then start_clickhouse || true; say "ClickHouse up again on http://127.0.0.1:$SIPAS_CH_HTTP_PORT (empty: run sipas migrate, or run-local.sh)"; fi
   if $kafka_was_up; then start_tansu || true; say "tansu broker up again on 127.0.0.1:$SIPAS_KAFKA_PORT (empty log: run sipas topics, or run-local.sh)"; fi
@@ -214,7 +225,7 @@ case "$cmd" in
     only="${1:-all}"
     if [ "$only" = all ] || [ "$only" = clickhouse ]; then
       install_clickhouse
-      if start_clickhouse; then say "ClickHouse up on http://127.0.0.1:$SIPAS_CH_HTTP_PORT (data: $CH_DIR)"; echo clickhouse; fi
+      if start_clickhouse; then say "ClickHouse up on http://127.0.0.1:$SIPAS_CH_HTTP_PORT (data: $CH_DATA)"; echo clickhouse; fi
     fi
     if [ "$only" = all ] || [ "$only" = kafka ]; then
       install_tansu
@@ -228,7 +239,7 @@ case "$cmd" in
     true
     ;;
   status)
-    pid_alive "$CH_DIR/pid" && echo "clickhouse: running (pid $(cat "$CH_DIR/pid"))" || echo "clickhouse: stopped"
+    pid_alive "$CH_DIR/pid" && echo "clickhouse: running (pid $(cat "$CH_DIR/pid")), data in $CH_DATA" || echo "clickhouse: stopped"
     pid_alive "$TANSU_DIR/pid" && echo "kafka (tansu): running (pid $(cat "$TANSU_DIR/pid")), $(broker_log_summary)" || echo "kafka (tansu): stopped"
     ;;
   reset) reset_all ;;
