@@ -146,14 +146,8 @@ impl DeadLetterProducer {
             let mut last_error = None;
             for (letter, result) in pending.into_iter().zip(results) {
                 match result {
-                    Ok(()) => {
-                        self.context.reach.answered(Instant::now(), CLIENT);
-                        self.metrics.dlq.with_label_values(&[letter.reason]).inc()
-                    }
+                    Ok(()) => self.metrics.dlq.with_label_values(&[letter.reason]).inc(),
                     Err(error) => {
-                        if reach::means_unreachable(&error) {
-                            self.context.reach.failed(Instant::now(), CLIENT, &error);
-                        }
                         tracing::warn!(%error, reason = letter.reason, source_topic = %letter.source_topic, source_offset = letter.source_offset, "dead-letter write failed; retrying");
                         self.metrics
                             .kafka_errors
@@ -268,11 +262,21 @@ impl DeadLetterProducer {
         if let Some(key) = &letter.key {
             record = record.key(key);
         }
-        producer
+        let result = producer
             .send(record, Duration::from_secs(30))
             .await
             .map(|_| ())
-            .map_err(|(error, _)| error)
+            .map_err(|(error, _)| error);
+        // Told as the report arrives, not when the round ends: a letter delivered before
+        // the broker went away is no answer after the producer saw it go.
+        match &result {
+            Ok(()) => self.context.reach.answered(Instant::now(), CLIENT),
+            Err(error) if reach::means_unreachable(error) => {
+                self.context.reach.failed(Instant::now(), CLIENT, error)
+            }
+            Err(_) => {}
+        }
+        result
     }
 }
 
