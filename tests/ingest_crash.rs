@@ -36,6 +36,7 @@ async fn sigkill_mid_stream_loses_nothing_and_counts_nothing_twice() {
     let (mut surveys, mut hotline, mut invalid) = (HashSet::new(), HashSet::new(), 0usize);
     let mut pipeline = Pipeline::start(&env);
     let mut killed = false;
+    let mut deliveries = Vec::with_capacity(EVENTS as usize);
     for i in 0..EVENTS {
         let event = sim.next_event();
         match (&event.expected, event.kind) {
@@ -48,14 +49,16 @@ async fn sigkill_mid_stream_loses_nothing_and_counts_nothing_twice() {
             EventKind::Survey => &env.config.kafka.surveys_topic,
             EventKind::Hotline => &env.config.kafka.hotline_topic,
         };
-        producer
-            .send_result(
-                rdkafka::producer::FutureRecord::to(topic)
-                    .key(&event.key)
-                    .payload(&event.payload),
-            )
-            .map_err(|(e, _)| e)
-            .expect("queued");
+        deliveries.push(
+            producer
+                .send_result(
+                    rdkafka::producer::FutureRecord::to(topic)
+                        .key(&event.key)
+                        .payload(&event.payload),
+                )
+                .map_err(|(e, _)| e)
+                .expect("queued"),
+        );
         // Kill once the pipeline is demonstrably mid-stream: rows written, more to come.
         if !killed
             && i % 5_000 == 0
@@ -72,6 +75,8 @@ async fn sigkill_mid_stream_loses_nothing_and_counts_nothing_twice() {
     }
     rdkafka::producer::Producer::flush(&producer, std::time::Duration::from_secs(120))
         .expect("all produced");
+    // Every record is in the log, or the test stops here rather than waiting for it.
+    assert_delivered(deliveries);
     if !killed {
         // The pipeline was slower than the producer: kill it now, while it catches up.
         wait_for("some rows before the kill", || async {

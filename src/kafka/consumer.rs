@@ -7,7 +7,7 @@
 //! the index are served (`index::position`). Revocations and assignments are queued, in
 //! order, for the consumer loop, which hands them to the index processor between the
 //! messages consumed before and after them.
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,8 @@ use crate::config::{KafkaConfig, PipelineConfig};
 use crate::index::checkpoint;
 use crate::index::position::{self, Start};
 use crate::index::state::PartitionState;
-use crate::kafka::health::{BrokerHealth, Change};
+use crate::kafka::health;
+use crate::kafka::reach::BrokerReach;
 use crate::kafka::stall::{self, Observation, ProgressWatch};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -134,56 +135,32 @@ pub struct IngestContext {
     /// message follows (a partition taken over with nothing left to read would otherwise
     /// wait, unassigned in the index, until the next message).
     rebalanced: tokio::sync::Notify,
-    /// `kafka.brokers`, named when they cannot be reached.
-    brokers: String,
     /// The configured `pipeline.max_poll_interval_ms`, named when it was exceeded.
     max_poll_interval_ms: u64,
-    health: Mutex<BrokerHealth>,
-    /// Mirrors `health.is_reachable()`, read once per consumed message.
-    reachable: AtomicBool,
+    /// The process's view of the brokers, shared with the dead-letter producer.
+    reach: BrokerReach,
+    created: Instant,
+    /// When the newest statistics read were made, in nanoseconds after `created`.
+    statistics_made: AtomicU64,
 }
 
+/// The `client` label of the consumer's metrics and log lines.
+const CLIENT: &str = "consumer";
+
 impl IngestContext {
-    /// An error the consumer reported. Unreachable brokers are a state (`kafka::health`),
+    /// An error the consumer reported. Unreachable brokers are a state (`kafka::reach`),
     /// reported when it begins, every `health::REPEAT_EVERY` while it lasts and when it
     /// ends, not once per reconnection attempt.
     pub fn consumer_error(&self, error: &KafkaError) {
         self.metrics
             .kafka_errors
-            .with_label_values(&["consumer", &super::producer::error_label(error)])
+            .with_label_values(&[CLIENT, &super::producer::error_label(error)])
             .inc();
+        if super::reach::means_unreachable(error) {
+            self.reach.failed(self.queued_after(), CLIENT, error);
+            return;
+        }
         match error.rdkafka_error_code() {
-            Some(
-                RDKafkaErrorCode::BrokerTransportFailure
-                | RDKafkaErrorCode::AllBrokersDown
-                | RDKafkaErrorCode::Resolve
-                | RDKafkaErrorCode::NetworkException,
-            ) => {
-                let change = self
-                    .health
-                    .lock()
-                    .expect("health lock")
-                    .connection_failed(Instant::now());
-                self.reachable.store(false, Ordering::Relaxed);
-                self.metrics.kafka_broker_up.set(0);
-                match change {
-                    Some(Change::Unreachable) => tracing::warn!(
-                        brokers = %self.brokers,
-                        %error,
-                        "Kafka broker {} unreachable; retrying until it answers (consumption waits meanwhile)",
-                        self.brokers
-                    ),
-                    Some(Change::StillUnreachable(for_)) => tracing::warn!(
-                        brokers = %self.brokers,
-                        %error,
-                        unreachable_s = for_.as_secs(),
-                        "Kafka broker {} still unreachable after {} s; retrying",
-                        self.brokers,
-                        for_.as_secs()
-                    ),
-                    _ => {}
-                }
-            }
             Some(RDKafkaErrorCode::PollExceeded) => tracing::warn!(
                 max_poll_interval_ms = self.max_poll_interval_ms,
                 "the consumer loop was held longer than pipeline.max_poll_interval_ms (a ClickHouse or dead-letter outage) and left its group; it rejoins now, and its partitions restart from the committed offsets and index checkpoints"
@@ -192,31 +169,17 @@ impl IngestContext {
         }
     }
 
-    /// A broker answered: a message arrived, a rebalance happened, or statistics show one up.
+    /// A broker answered: a message arrived or a rebalance happened.
     pub fn broker_answered(&self) {
-        if self.reachable.load(Ordering::Relaxed) {
-            return;
-        }
-        self.reachable.store(true, Ordering::Relaxed);
-        self.metrics.kafka_broker_up.set(1);
-        let change = self
-            .health
-            .lock()
-            .expect("health lock")
-            .answered(Instant::now());
-        if let Some(Change::Reachable { after }) = change {
-            match after {
-                Some(after) => tracing::info!(
-                    brokers = %self.brokers,
-                    unreachable_s = after.as_secs(),
-                    "Kafka broker {} reachable again",
-                    self.brokers
-                ),
-                None => {
-                    tracing::info!(brokers = %self.brokers, "Kafka broker {} reachable", self.brokers)
-                }
-            }
-        }
+        self.reach.answered(self.queued_after(), CLIENT);
+    }
+
+    /// When what the consumer reads now was observed, at the earliest. Messages, errors and
+    /// statistics arrive in one queue, in order, behind what librdkafka prefetched: all
+    /// that is read after a statistics report was queued after it was made (and anything
+    /// after the consumer was created), however long the loop waited meanwhile.
+    fn queued_after(&self) -> Instant {
+        self.created + Duration::from_nanos(self.statistics_made.load(Ordering::Relaxed))
     }
 
     /// Resolves once a rebalance was recorded since the last wait.
@@ -302,8 +265,28 @@ impl IngestContext {
 
 impl ClientContext for IngestContext {
     fn stats(&self, statistics: Statistics) {
-        if statistics.brokers.values().any(|b| b.state == "UP") {
-            self.broker_answered();
+        // Made up to the statistics interval before they are read while the loop keeps up,
+        // much longer when it waited on the delivery stage.
+        let age = health::statistics_age(statistics.time, crate::domain::time::unix_now_micros());
+        let made = self.reach.ago(age).max(self.created);
+        let made_nanos =
+            u64::try_from(made.duration_since(self.created).as_nanos()).unwrap_or(u64::MAX);
+        self.statistics_made
+            .fetch_max(made_nanos, Ordering::Relaxed);
+        if !statistics.brokers.is_empty() {
+            // "UPDATE" is an up broker whose address is being changed.
+            match statistics
+                .brokers
+                .values()
+                .any(|b| b.state == "UP" || b.state == "UPDATE")
+            {
+                true => self.reach.answered(made, CLIENT),
+                false => self.reach.failed(
+                    made,
+                    CLIENT,
+                    &"no broker connected in the consumer's statistics",
+                ),
+            }
         }
         let now = Instant::now();
         let mut watch = self.watch.lock().expect("watch lock");
@@ -577,6 +560,7 @@ pub fn ingest_consumer(
     kafka: &KafkaConfig,
     pipeline: &PipelineConfig,
     metrics: Metrics,
+    reach: BrokerReach,
     index: Option<IndexStates>,
 ) -> Result<IngestConsumer, rdkafka::error::KafkaError> {
     super::client_config(kafka)
@@ -606,7 +590,7 @@ pub fn ingest_consumer(
         // Index values are written within a flush interval of their events being read; a
         // fetch must not wait on the broker for half a second first (librdkafka's default).
         .set("fetch.wait.max.ms", "100")
-        .create_with_context(context(kafka, metrics, index, pipeline))
+        .create_with_context(context(metrics, reach, index, pipeline))
 }
 
 /// librdkafka's prefetch per partition (`queued.max.messages.kbytes`), in KiB.
@@ -618,6 +602,7 @@ pub fn rebuild_consumer(
     kafka: &KafkaConfig,
     group_id: &str,
     metrics: Metrics,
+    reach: BrokerReach,
     index: IndexStates,
 ) -> Result<IngestConsumer, rdkafka::error::KafkaError> {
     super::client_config(kafka)
@@ -629,16 +614,16 @@ pub fn rebuild_consumer(
         .set("queued.max.messages.kbytes", PREFETCH_KBYTES)
         .set("max.poll.interval.ms", "600000")
         .create_with_context(context(
-            kafka,
             metrics,
+            reach,
             Some(index),
             &PipelineConfig::default(),
         ))
 }
 
 fn context(
-    kafka: &KafkaConfig,
     metrics: Metrics,
+    reach: BrokerReach,
     index: Option<IndexStates>,
     pipeline: &PipelineConfig,
 ) -> IngestContext {
@@ -650,9 +635,9 @@ fn context(
         events: Mutex::new(Vec::new()),
         rebalances: Default::default(),
         rebalanced: tokio::sync::Notify::new(),
-        brokers: kafka.brokers.clone(),
         max_poll_interval_ms: pipeline.max_poll_interval_ms,
-        health: Mutex::new(BrokerHealth::default()),
-        reachable: AtomicBool::new(false),
+        reach,
+        created: Instant::now(),
+        statistics_made: AtomicU64::new(0),
     }
 }

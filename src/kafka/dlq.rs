@@ -1,15 +1,17 @@
 //! The dead-letter topic: the original bytes (or a redacted copy for hotline messages that
 //! carry personal data), with headers saying why and where the message came from.
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::ClientContext;
 
 use crate::config::KafkaConfig;
 use crate::kafka::producer::{self, Recovery};
+use crate::kafka::reach::{self, BrokerReach};
 use crate::metrics::Metrics;
 use crate::retry::{Abandoned, Backoff};
 use crate::shutdown::Shutdown;
@@ -30,13 +32,57 @@ pub struct DeadLetter {
     pub redacted: bool,
 }
 
+/// What librdkafka reports outside deliveries (on the producer's own polling thread, so
+/// also while the delivery stage waits): connection failures while letters are being sent
+/// feed the process's view of the brokers, other errors are counted and logged.
+#[derive(Clone)]
+pub struct DeadLetterContext {
+    reach: BrokerReach,
+    metrics: Metrics,
+    /// `send_all` calls under way. An idle producer's connection closed by the broker
+    /// (Kafka reaps idle connections) is no outage, and the consumer judges the brokers
+    /// then; while letters wait, the producer keeps connecting and sees an outage first.
+    sending: Arc<AtomicUsize>,
+}
+
+impl ClientContext for DeadLetterContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.metrics
+            .kafka_errors
+            .with_label_values(&[CLIENT, &producer::error_label(&error)])
+            .inc();
+        if !reach::means_unreachable(&error) {
+            tracing::warn!(%error, reason, "Kafka dead-letter producer error");
+        } else if self.sending.load(Ordering::SeqCst) > 0 {
+            self.reach.failed(Instant::now(), CLIENT, &reason);
+        }
+    }
+}
+
+/// Counts a `send_all` under way for as long as it lives (also when it is dropped).
+struct Sending<'a>(&'a AtomicUsize);
+
+impl<'a> Sending<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Sending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// The dead-letter producer. A producer that failed fatally, or whose deliveries keep
 /// failing, is replaced by a new one (`producer::recovery`): an idempotent producer can be
 /// left unable to deliver by a broker that lost or refuses its state, and would otherwise
 /// retry one batch's letters forever while consumption waits.
 pub struct DeadLetterProducer {
     kafka: KafkaConfig,
-    producer: Mutex<FutureProducer>,
+    producer: Mutex<FutureProducer<DeadLetterContext>>,
+    context: DeadLetterContext,
     topic: String,
     metrics: Metrics,
     retry_initial: Duration,
@@ -51,16 +97,24 @@ pub struct DeadLetterProducer {
 }
 
 impl DeadLetterProducer {
+    /// `reach` is told of every delivery and connection failure (`kafka::reach`).
     pub fn new(
         kafka: &KafkaConfig,
         topic: String,
         metrics: Metrics,
+        reach: BrokerReach,
         retry_initial: Duration,
         retry_max: Duration,
         shutdown: Shutdown,
     ) -> Result<Self, KafkaError> {
+        let context = DeadLetterContext {
+            reach,
+            metrics: metrics.clone(),
+            sending: Arc::new(AtomicUsize::new(0)),
+        };
         Ok(Self {
-            producer: Mutex::new(producer::idempotent_producer(kafka)?),
+            producer: Mutex::new(producer::idempotent_producer_with(kafka, context.clone())?),
+            context,
             kafka: kafka.clone(),
             topic,
             metrics,
@@ -72,13 +126,14 @@ impl DeadLetterProducer {
         })
     }
 
-    fn current(&self) -> FutureProducer {
+    fn current(&self) -> FutureProducer<DeadLetterContext> {
         self.producer.lock().expect("producer lock").clone()
     }
 
     /// Sends every letter and waits for the broker's acknowledgement; retries failures
     /// until they succeed or shutdown is requested.
     pub async fn send_all(&self, letters: &[DeadLetter]) -> Result<(), Abandoned> {
+        let _sending = Sending::new(&self.context.sending);
         let mut pending: Vec<&DeadLetter> = letters.iter().collect();
         let mut backoff = Backoff::new(self.retry_initial, self.retry_max, &self.shutdown);
         while !pending.is_empty() {
@@ -144,7 +199,7 @@ impl DeadLetterProducer {
         fatal: Option<(rdkafka::error::RDKafkaErrorCode, String)>,
         last_error: &KafkaError,
     ) {
-        match producer::idempotent_producer(&self.kafka) {
+        match producer::idempotent_producer_with(&self.kafka, self.context.clone()) {
             Ok(fresh) => {
                 let old =
                     std::mem::replace(&mut *self.producer.lock().expect("producer lock"), fresh);
@@ -171,7 +226,7 @@ impl DeadLetterProducer {
 
     async fn send_one(
         &self,
-        producer: &FutureProducer,
+        producer: &FutureProducer<DeadLetterContext>,
         letter: &DeadLetter,
     ) -> Result<(), KafkaError> {
         let partition = letter.source_partition.to_string();
@@ -207,11 +262,21 @@ impl DeadLetterProducer {
         if let Some(key) = &letter.key {
             record = record.key(key);
         }
-        producer
+        let result = producer
             .send(record, Duration::from_secs(30))
             .await
             .map(|_| ())
-            .map_err(|(error, _)| error)
+            .map_err(|(error, _)| error);
+        // Told as the report arrives, not when the round ends: a letter delivered before
+        // the broker went away is no answer after the producer saw it go.
+        match &result {
+            Ok(()) => self.context.reach.answered(Instant::now(), CLIENT),
+            Err(error) if reach::means_unreachable(error) => {
+                self.context.reach.failed(Instant::now(), CLIENT, error)
+            }
+            Err(_) => {}
+        }
+        result
     }
 }
 
@@ -219,7 +284,6 @@ impl DeadLetterProducer {
 mod tests {
     //! Against librdkafka's mock cluster: a broker that fails the producer fatally, or
     //! answers every produce request with an error for a while.
-    use std::sync::Arc;
     use std::time::Duration;
 
     use rdkafka::mocking::MockCluster;
@@ -264,6 +328,7 @@ mod tests {
             &kafka,
             TOPIC.into(),
             metrics.clone(),
+            BrokerReach::new(&kafka.brokers, metrics.kafka_broker_up.clone()),
             Duration::from_millis(50),
             Duration::from_millis(200),
             shutdown,
@@ -284,6 +349,42 @@ mod tests {
             .await
             .unwrap_or_else(|_| panic!("{what}: the letters were not delivered within 60 s"))
             .expect("not abandoned");
+    }
+
+    /// The producer's polling thread hears the broker go away while a letter waits, so
+    /// `sipas_kafka_broker_up` drops whatever the consumer loop does meanwhile; the letter
+    /// delivered when the broker is back raises it again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_broker_going_away_and_coming_back_is_seen_by_the_producer() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic(TOPIC, 1, 1).unwrap();
+        let metrics = Metrics::new();
+        let dlq = Arc::new(dead_letter_producer(&cluster, &metrics));
+        let up = || metrics.kafka_broker_up.get();
+        assert_eq!(up(), 0, "unknown before any answer");
+        send_within(&dlq, &[letter(0)], "before the outage").await;
+        assert_eq!(up(), 1, "a delivery is an answer");
+
+        cluster.broker_down(1).unwrap();
+        let sending = tokio::spawn({
+            let dlq = Arc::clone(&dlq);
+            async move { dlq.send_all(&[letter(1)]).await }
+        });
+        let started = std::time::Instant::now();
+        while up() != 0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the producer did not report the broker unreachable within 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        cluster.broker_up(1).unwrap();
+        tokio::time::timeout(Duration::from_secs(60), sending)
+            .await
+            .expect("the letter is delivered within 60 s of the broker coming back")
+            .unwrap()
+            .expect("not abandoned");
+        assert_eq!(up(), 1, "reachable again");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

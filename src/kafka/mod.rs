@@ -1,10 +1,12 @@
-//! Kafka I/O: client settings, the ingest consumer, the dead-letter producer, topic admin;
+//! Kafka I/O: client settings, the ingest consumer, the dead-letter producer, topic admin,
+//! the process's one view of the brokers' reachability (`reach`, fed by every client);
 //! `stall` and `health` (pure) judge partitions' progress and the brokers' reachability.
 pub mod admin;
 pub mod consumer;
 pub mod dlq;
 pub mod health;
 pub mod producer;
+pub mod reach;
 pub mod stall;
 
 use rdkafka::ClientConfig;

@@ -2,12 +2,22 @@
 //! failing one is retried, replaced or given up.
 use std::time::Duration;
 
+use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::FutureProducer;
+use rdkafka::ClientContext;
 
 use crate::config::KafkaConfig;
 
 pub fn idempotent_producer(kafka: &KafkaConfig) -> Result<FutureProducer, KafkaError> {
+    idempotent_producer_with(kafka, DefaultClientContext)
+}
+
+/// [`idempotent_producer`] with a context that hears librdkafka's errors and statistics.
+pub fn idempotent_producer_with<C: ClientContext + 'static>(
+    kafka: &KafkaConfig,
+    context: C,
+) -> Result<FutureProducer<C>, KafkaError> {
     let mut config = super::client_config(kafka);
     config
         .set("enable.idempotence", "true")
@@ -17,7 +27,7 @@ pub fn idempotent_producer(kafka: &KafkaConfig) -> Result<FutureProducer, KafkaE
     for (key, value) in &kafka.producer_properties {
         config.set(key, value);
     }
-    config.create()
+    config.create_with_context(context)
 }
 
 /// Consecutive failed delivery rounds after which a producer is replaced by a new one.

@@ -9,6 +9,7 @@ use crate::contract::decode::Decoder;
 use crate::index::processor::{IndexProcessor, Mode};
 use crate::kafka::consumer::{self, IndexStates};
 use crate::kafka::dlq::DeadLetterProducer;
+use crate::kafka::reach::BrokerReach;
 use crate::metrics::Metrics;
 use crate::pipeline::ingest::{IngestPipeline, PipelineError};
 use crate::registry::SchemaRegistry;
@@ -30,15 +31,18 @@ pub fn live(
             shutdown.clone(),
         )
     });
+    let reach = BrokerReach::new(&config.kafka.brokers, metrics.kafka_broker_up.clone());
     let consumer = consumer::ingest_consumer(
         &config.kafka,
         &config.pipeline,
         metrics.clone(),
+        reach.clone(),
         index_states,
     )?;
     let pipeline = assemble(
         config,
         consumer,
+        reach,
         Arc::clone(&decoder),
         metrics.clone(),
         shutdown.clone(),
@@ -71,10 +75,12 @@ pub fn rebuild(
         config.index.group_id,
         crate::domain::time::unix_now()
     );
+    let reach = BrokerReach::new(&config.kafka.brokers, metrics.kafka_broker_up.clone());
     let consumer = consumer::rebuild_consumer(
         &config.kafka,
         &group,
         metrics.clone(),
+        reach.clone(),
         IndexStates::rebuild(shutdown.clone()),
     )?;
     let (processor, handle) = IndexProcessor::new(
@@ -84,15 +90,17 @@ pub fn rebuild(
         shutdown.clone(),
         Mode::Rebuild { end_offsets },
     );
-    let pipeline = assemble(config, consumer, decoder, metrics, shutdown)?
+    let pipeline = assemble(config, consumer, reach, decoder, metrics, shutdown)?
         .index_only(handle)
         .in_group(&group);
     Ok((pipeline, processor))
 }
 
+/// `reach` is the consumer's view of the brokers, which the dead-letter producer feeds too.
 fn assemble(
     config: &Config,
     consumer: consumer::IngestConsumer,
+    reach: BrokerReach,
     decoder: Arc<Decoder>,
     metrics: Metrics,
     shutdown: Shutdown,
@@ -106,6 +114,7 @@ fn assemble(
         &config.kafka,
         config.kafka.dlq_topic.clone(),
         metrics.clone(),
+        reach,
         retry.0,
         retry.1,
         shutdown.clone(),

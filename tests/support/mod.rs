@@ -281,16 +281,7 @@ impl TestEnv {
             );
         }
         rdkafka::producer::Producer::flush(&producer, Duration::from_secs(120)).expect("produced");
-        // Every delivery is reported by now. A record the broker refused (tansu fences an
-        // idempotent producer now and then) would otherwise leave a test waiting for events
-        // that are not in the log, beside a pipeline that is idle because it is caught up.
-        for (i, delivery) in deliveries.into_iter().enumerate() {
-            match futures::executor::block_on(delivery) {
-                Ok(Ok(_)) => {}
-                Ok(Err((error, _))) => panic!("event {i} was not stored by the broker: {error}"),
-                Err(_) => panic!("event {i}: no delivery report"),
-            }
-        }
+        assert_delivered(deliveries);
     }
 
     /// Produces to one partition, whatever the key (a producer not keyed by province).
@@ -521,6 +512,30 @@ pub fn log_path(name: &str) -> PathBuf {
     let dir = root().join("target/test-logs");
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
+}
+
+/// Panics unless the broker stored every record, naming the first it did not. Call it
+/// after the producer's flush: every delivery is reported by then. A record the broker
+/// refused (tansu fences an idempotent producer now and then) would otherwise leave a test
+/// waiting for events that are not in the log, beside a pipeline that is idle because it
+/// is caught up.
+#[track_caller]
+pub fn assert_delivered(deliveries: Vec<rdkafka::producer::DeliveryFuture>) {
+    let total = deliveries.len();
+    let mut refused = Vec::new();
+    for (i, delivery) in deliveries.into_iter().enumerate() {
+        match futures::executor::block_on(delivery) {
+            Ok(Ok(_)) => {}
+            Ok(Err((error, _))) => refused.push(format!("record {i}: {error}")),
+            Err(_) => refused.push(format!("record {i}: no delivery report")),
+        }
+    }
+    assert!(
+        refused.is_empty(),
+        "the broker did not store {} of {total} records (the test would wait for events not in the log); first: {}",
+        refused.len(),
+        refused.first().map(String::as_str).unwrap_or_default()
+    );
 }
 
 /// Polls `probe` until it returns true; panics with `what` after `PATIENCE`.
