@@ -271,7 +271,7 @@ impl Metrics {
         );
         let kafka_broker_up = IntGauge::new(
             "kafka_broker_up",
-            "1 while the process reaches a Kafka broker; 0 while none answers (at start-up until the first answer, or after every broker went away). One state fed by the ingest consumer and the dead-letter producer: the newest observation of either.",
+            "1 while the process reaches a Kafka broker; 0 while none answers (at start-up until the first answer, or after every broker went away). One state fed by the ingest consumer and the dead-letter producer (sipas run), or by the gateway producer's deliveries and its metadata request every 15 s (sipas serve, sipas gateway): the newest observation.",
         )
         .expect("valid metric");
         registry

@@ -2,16 +2,20 @@
 //! itself (the ingest gateway, `sipas import`). Records are checked by the pipeline's own
 //! `Decoder`, so what is accepted here is exactly what `sipas run` accepts, and produced
 //! keyed by their 2025 province code with the idempotent producer (acks=all).
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use crate::config::KafkaConfig;
 use crate::contract::decode::{Decoded, Decoder, EventKind};
 use crate::contract::kind::PerKind;
 use crate::contract::Reject;
+use crate::kafka::reach::{self, BrokerReach};
+
+/// What the broker state is reported as coming from.
+const CLIENT: &str = "gateway";
 
 /// A record that passed validation, ready to produce.
 #[derive(Debug, Clone, PartialEq)]
@@ -63,6 +67,8 @@ pub enum PublishError {
 pub struct Publisher {
     producer: FutureProducer,
     topics: PerKind<String>,
+    /// Told of every acknowledgement and unreachable broker, when set.
+    reach: Option<BrokerReach>,
 }
 
 impl Publisher {
@@ -70,7 +76,40 @@ impl Publisher {
         Ok(Self {
             producer: crate::kafka::producer::idempotent_producer(kafka)?,
             topics: PerKind::from_fn(|kind| kafka.topic(kind).to_owned()),
+            reach: None,
         })
+    }
+
+    /// Reports the broker's reachability from what this producer hears (its deliveries,
+    /// and [`Publisher::watch_broker`]'s probes) to `reach`.
+    pub fn with_reach(mut self, reach: BrokerReach) -> Self {
+        self.reach = Some(reach);
+        self
+    }
+
+    /// Asks the broker for its metadata every `every`, so that `sipas_kafka_broker_up`
+    /// stays current while no records arrive (a gateway may be idle for hours). Runs until
+    /// dropped; does nothing without [`Publisher::with_reach`].
+    pub async fn watch_broker(&self, every: Duration) {
+        let Some(reach) = &self.reach else { return };
+        loop {
+            let producer = self.producer.clone();
+            let asked = Instant::now();
+            // fetch_metadata blocks its thread until the broker answers or the time is up.
+            let answer = tokio::task::spawn_blocking(move || {
+                producer
+                    .client()
+                    .fetch_metadata(None, Duration::from_secs(5))
+                    .map(|_| ())
+            })
+            .await;
+            match answer {
+                Ok(Ok(())) => reach.answered(asked, CLIENT),
+                Ok(Err(error)) => reach.failed(asked, CLIENT, &error),
+                Err(_) => {} // the runtime is shutting down
+            }
+            tokio::time::sleep(every).await;
+        }
     }
 
     pub fn topic(&self, kind: EventKind) -> &str {
@@ -99,7 +138,7 @@ impl Publisher {
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
                         if !pending.is_empty() =>
                     {
-                        note(pending.next().await, &mut failures);
+                        self.note(pending.next().await, &mut failures);
                     }
                     Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -112,7 +151,7 @@ impl Publisher {
             }
         }
         while let Some(result) = pending.next().await {
-            note(Some(result), &mut failures);
+            self.note(Some(result), &mut failures);
         }
         match failures.len() {
             0 => Ok(()),
@@ -130,50 +169,27 @@ type Delivery = Result<
     futures::channel::oneshot::Canceled,
 >;
 
-fn note(result: Option<Delivery>, failures: &mut Vec<KafkaError>) {
-    match result {
-        Some(Ok(Ok(_))) | None => {}
-        Some(Ok(Err((error, _)))) => failures.push(error),
-        Some(Err(_)) => failures.push(KafkaError::Canceled),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::contract::decode::tests::{decoder, hotline, survey};
-    use crate::contract::RejectReason;
-    use crate::domain::time::parse_rfc3339;
-
-    #[test]
-    fn records_dated_after_their_receive_time_are_refused() {
-        let decoder = decoder();
-        let received = parse_rfc3339("2026-11-21T08:30:00+07:00").unwrap();
-        let checked = check(
-            &decoder,
-            EventKind::Survey,
-            survey("2026-11-22T08:30:00+07:00"),
-            received,
-        )
-        .unwrap();
-        assert_eq!(
-            (checked.id.as_str(), checked.province_code.as_str()),
-            ("s-1", "79")
-        );
-        for (kind, payload) in [
-            (EventKind::Survey, survey("2026-11-22T08:30:01+07:00")),
-            (EventKind::Hotline, hotline("2036-11-21T08:30:00+07:00")),
-        ] {
-            let reject = check(&decoder, kind, payload, received).unwrap_err();
-            assert_eq!(reject.reason, RejectReason::FutureTimestamp);
-            assert!(!reject.detail.contains("912345678"), "{}", reject.detail);
+impl Publisher {
+    /// Keeps a delivery's failure, and tells the broker state what it shows.
+    fn note(&self, result: Option<Delivery>, failures: &mut Vec<KafkaError>) {
+        let error = match result {
+            None => return,
+            Some(Ok(Ok(_))) => {
+                if let Some(reach) = &self.reach {
+                    reach.answered(Instant::now(), CLIENT);
+                }
+                return;
+            }
+            Some(Ok(Err((error, _)))) => error,
+            Some(Err(_)) => KafkaError::Canceled,
+        };
+        if let Some(reach) = self
+            .reach
+            .as_ref()
+            .filter(|_| reach::means_unreachable(&error))
+        {
+            reach.failed(Instant::now(), CLIENT, &error);
         }
-        assert!(check(
-            &decoder,
-            EventKind::Hotline,
-            hotline("2020-01-01T00:00:00+07:00"),
-            received
-        )
-        .is_ok());
+        failures.push(error);
     }
 }

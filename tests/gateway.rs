@@ -239,6 +239,12 @@ async fn gateway_validates_authorises_limits_and_produces() {
         metric_sum(&metrics, "sipas_gateway_requests_total{status=\"429\"}"),
         1.0
     );
+    // The gateway's producer reports the broker it delivered to.
+    assert_eq!(
+        metric_sum(&metrics, "sipas_kafka_broker_up "),
+        1.0,
+        "{metrics}"
+    );
 
     // ... and in ClickHouse once the pipeline has run.
     let pipeline = Pipeline::start(&env);

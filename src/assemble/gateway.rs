@@ -6,6 +6,7 @@ use crate::config::{Config, ConfigError};
 use crate::domain::ProvinceRegistry;
 use crate::gateway::tokens::{TokenConfigError, TokenTable};
 use crate::gateway::Gateway;
+use crate::kafka::reach::BrokerReach;
 use crate::metrics::Metrics;
 use crate::publish::Publisher;
 
@@ -21,14 +22,18 @@ pub enum GatewayError {
     Producer(#[source] rdkafka::error::KafkaError),
 }
 
-/// The gateway's state from configuration.
+/// The gateway's state from configuration. Its producer feeds `sipas_kafka_broker_up`
+/// (deliveries, and the probes of [`Gateway::watch_broker`], which the caller runs).
 pub fn gateway(config: &Config, metrics: &Metrics) -> Result<Arc<Gateway>, GatewayError> {
     let tokens = TokenTable::new(&config.gateway.all_tokens()?, &ProvinceRegistry::builtin())?;
     if tokens.is_empty() {
         tracing::warn!("gateway: no tokens configured ([[gateway.tokens]] or gateway.tokens_file); every request will get 401");
     }
     let decoder = Arc::new(decoder(config)?);
-    let publisher = Publisher::new(&config.kafka).map_err(GatewayError::Producer)?;
+    let reach = BrokerReach::new(&config.kafka.brokers, metrics.kafka_broker_up.clone());
+    let publisher = Publisher::new(&config.kafka)
+        .map_err(GatewayError::Producer)?
+        .with_reach(reach);
     Ok(Arc::new(Gateway::new(
         &config.gateway,
         tokens,

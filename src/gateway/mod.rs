@@ -39,6 +39,12 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// Keeps `sipas_kafka_broker_up` current while no records arrive: a probe of the
+    /// broker every `every` (see [`Publisher::watch_broker`]). Runs until dropped.
+    pub async fn watch_broker(&self, every: std::time::Duration) {
+        self.publisher.watch_broker(every).await;
+    }
+
     /// Registers `sipas_gateway_requests_total{status}` and
     /// `sipas_gateway_records_total{kind,outcome}` in `metrics`.
     pub fn new(
