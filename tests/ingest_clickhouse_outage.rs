@@ -43,11 +43,7 @@ async fn clickhouse_outage_mid_stream_loses_nothing() {
                 (Expected::Valid(id), EventKind::Hotline) => hotline.insert(id.clone()),
                 _ => false,
             };
-            let topic = if event.kind == EventKind::Survey {
-                &env.config.kafka.surveys_topic
-            } else {
-                &env.config.kafka.hotline_topic
-            };
+            let topic = env.config.kafka.topic(event.kind);
             producer
                 .send_result(
                     rdkafka::producer::FutureRecord::to(topic)

@@ -45,10 +45,7 @@ async fn sigkill_mid_stream_loses_nothing_and_counts_nothing_twice() {
             (Expected::Duplicate(_), _) => {}
             (Expected::Invalid(_), _) => invalid += 1,
         }
-        let topic = match event.kind {
-            EventKind::Survey => &env.config.kafka.surveys_topic,
-            EventKind::Hotline => &env.config.kafka.hotline_topic,
-        };
+        let topic = env.config.kafka.topic(event.kind);
         deliveries.push(
             producer
                 .send_result(

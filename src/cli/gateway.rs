@@ -6,14 +6,11 @@ use sipas_stream::gateway as gw;
 use sipas_stream::metrics::Metrics;
 use sipas_stream::{assemble, shutdown};
 
-/// How often the gateway's producer asks the broker for metadata (`sipas_kafka_broker_up`).
-const BROKER_PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
-
 pub async fn run(config: &Config) -> Result<()> {
     let metrics = Metrics::new();
     let gateway = assemble::gateway(config, &metrics)?;
     let watched = std::sync::Arc::clone(&gateway);
-    tokio::spawn(async move { watched.watch_broker(BROKER_PROBE_EVERY).await });
+    tokio::spawn(async move { watched.watch_broker().await });
     let (trigger, mut stop) = shutdown::channel();
     shutdown::on_signals(trigger);
     let listener = tokio::net::TcpListener::bind(&config.gateway.listen)

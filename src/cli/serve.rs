@@ -6,15 +6,12 @@ use sipas_stream::gateway as gw;
 use sipas_stream::metrics::Metrics;
 use sipas_stream::{assemble, shutdown};
 
-/// How often the gateway's producer asks the broker for metadata (`sipas_kafka_broker_up`).
-const BROKER_PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
-
 pub async fn run(config: &Config) -> Result<()> {
     let metrics = Metrics::new();
     let state = sipas_stream::serve::ServeState::new(config, metrics.clone())?;
     let gateway = assemble::gateway(config, &metrics)?;
     let watched = std::sync::Arc::clone(&gateway);
-    tokio::spawn(async move { watched.watch_broker(BROKER_PROBE_EVERY).await });
+    tokio::spawn(async move { watched.watch_broker().await });
     let listener = tokio::net::TcpListener::bind(&config.serve.listen)
         .await
         .with_context(|| format!("binding sipas serve to {}", config.serve.listen))?;

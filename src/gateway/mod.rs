@@ -38,11 +38,16 @@ pub struct Gateway {
     records: IntCounterVec,
 }
 
+/// How often an idle gateway's producer asks the broker for metadata
+/// (`sipas_kafka_broker_up`).
+pub const BROKER_PROBE_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
 impl Gateway {
     /// Keeps `sipas_kafka_broker_up` current while no records arrive: a probe of the
-    /// broker every `every` (see [`Publisher::watch_broker`]). Runs until dropped.
-    pub async fn watch_broker(&self, every: std::time::Duration) {
-        self.publisher.watch_broker(every).await;
+    /// broker every [`BROKER_PROBE_EVERY`] (see [`Publisher::watch_broker`]). Runs until
+    /// dropped.
+    pub async fn watch_broker(&self) {
+        self.publisher.watch_broker(BROKER_PROBE_EVERY).await;
     }
 
     /// Registers `sipas_gateway_requests_total{status}` and

@@ -306,6 +306,13 @@ mod tests {
         }
     }
 
+    /// A one-broker mock cluster holding the letters' topic.
+    fn cluster_with_topic() -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic(TOPIC, 1, 1).unwrap();
+        cluster
+    }
+
     fn dead_letter_producer(
         cluster: &MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
         metrics: &Metrics,
@@ -356,8 +363,7 @@ mod tests {
     /// delivered when the broker is back raises it again.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_broker_going_away_and_coming_back_is_seen_by_the_producer() {
-        let cluster = MockCluster::new(1).unwrap();
-        cluster.create_topic(TOPIC, 1, 1).unwrap();
+        let cluster = cluster_with_topic();
         let metrics = Metrics::new();
         let dlq = Arc::new(dead_letter_producer(&cluster, &metrics));
         let up = || metrics.kafka_broker_up.get();
@@ -389,8 +395,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_fatally_failed_producer_is_replaced_and_the_letters_delivered() {
-        let cluster = MockCluster::new(1).unwrap();
-        cluster.create_topic(TOPIC, 1, 1).unwrap();
+        let cluster = cluster_with_topic();
         let metrics = Metrics::new();
         let dlq = dead_letter_producer(&cluster, &metrics);
         send_within(&dlq, &[letter(0)], "before the fault").await;
@@ -423,8 +428,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_broker_answering_every_request_with_an_error_does_not_wedge_the_producer() {
-        let cluster = MockCluster::new(1).unwrap();
-        cluster.create_topic(TOPIC, 1, 1).unwrap();
+        let cluster = cluster_with_topic();
         let metrics = Metrics::new();
         let dlq = Arc::new(dead_letter_producer(&cluster, &metrics));
         send_within(&dlq, &[letter(0)], "before the fault").await;
