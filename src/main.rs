@@ -23,7 +23,7 @@ async fn main() -> Result<()> {
         Command::Simulate(args) => cli::simulate::run(&config, args).await,
         Command::Status => cli::status::run(&config).await,
         Command::Rebuild => cli::rebuild::run(&config).await,
-        Command::Bench(args) => bench::run(&config, args).await,
+        Command::Bench(args) => bench::run(&config, cli.config.as_deref(), args).await,
         Command::Import(args) => cli::import::run(&config, args).await,
         Command::Gateway => cli::gateway::run(&config).await,
         Command::GatewayToken(args) => cli::gateway_token::run(args),

@@ -72,6 +72,23 @@ pub(super) fn bench_config(base: &Config) -> Config {
     config
 }
 
+/// What [`bench_config`] changes, as `SIPAS__…` overrides: a `sipas` child process given
+/// these (and the parent's configuration file) works on the same bench topics and database.
+pub(super) fn bench_env(config: &Config) -> Vec<(&'static str, String)> {
+    let k = &config.kafka;
+    vec![
+        ("SIPAS__KAFKA__SURVEYS_TOPIC", k.surveys_topic.clone()),
+        ("SIPAS__KAFKA__HOTLINE_TOPIC", k.hotline_topic.clone()),
+        ("SIPAS__KAFKA__DLQ_TOPIC", k.dlq_topic.clone()),
+        ("SIPAS__KAFKA__GROUP_ID", k.group_id.clone()),
+        ("SIPAS__INDEX__GROUP_ID", config.index.group_id.clone()),
+        (
+            "SIPAS__CLICKHOUSE__DATABASE",
+            config.clickhouse.database.clone(),
+        ),
+    ]
+}
+
 pub(super) async fn drop_bench_database(config: &Config) -> Result<()> {
     let client = sink::client::client_without_database(&config.clickhouse);
     client

@@ -22,18 +22,34 @@ pub(super) fn cpu_seconds() -> f64 {
 
 /// A memory figure of this process from /proc/self/status (`VmHWM`, `VmRSS`), in MiB.
 pub(super) fn status_mib(field: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| {
-                    l.strip_prefix(field)
-                        .is_some_and(|rest| rest.starts_with(':'))
-                })
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+    process_status_mib("self", field).unwrap_or(0.0)
+}
+
+/// A memory figure (`VmHWM`, `VmRSS`) of process `pid` ("self" or a number) from
+/// /proc/<pid>/status, in MiB; `None` once the process is gone.
+pub(super) fn process_status_mib(pid: &str, field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find(|l| {
+            l.strip_prefix(field)
+                .is_some_and(|rest| rest.starts_with(':'))
         })
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         .map(|kib| kib / 1024.0)
-        .unwrap_or(0.0)
+}
+
+/// CPU seconds (user + system) process `pid` has used, from /proc/<pid>/stat.
+pub(super) fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; the fields after it are plain numbers.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<f64>().ok();
+    // utime and stime are fields 14 and 15 of the line: indices 11 and 12 after the name.
+    let used = ticks(11)? + ticks(12)?;
+    // SAFETY: sysconf reads a constant of the system; no memory is passed.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(used / per_second.max(1.0))
 }
 
 /// Resets VmHWM (Linux ≥ 4.0), so that a step's peak excludes earlier steps.

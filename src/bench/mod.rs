@@ -9,6 +9,7 @@ use anyhow::Result;
 use sipas_stream::config::Config;
 
 mod broker;
+mod catch_up;
 mod fixtures;
 mod freshness;
 mod index_fold;
@@ -45,6 +46,10 @@ pub struct BenchArgs {
     /// province rankings and one province's agency ranking.
     #[arg(long)]
     queries: Option<u64>,
+    /// Measure a fresh `sipas run` process (a child of this one) catching up on a log of
+    /// this many events (one year of event time): its peak RSS, time and CPU.
+    #[arg(long)]
+    catch_up: Option<u64>,
     /// Measure freshness: produce at this steady rate (events/s) and time each event from
     /// produce to its latest values being stored.
     #[arg(long)]
@@ -69,7 +74,13 @@ pub struct BenchArgs {
     keep: bool,
 }
 
-pub async fn run(base: &Config, args: BenchArgs) -> Result<()> {
+/// Runs the scenario `args` selects; `config_path` is the configuration file this process
+/// read, for the scenarios that start `sipas` child processes.
+pub async fn run(
+    base: &Config,
+    config_path: Option<&std::path::Path>,
+    args: BenchArgs,
+) -> Result<()> {
     if let Some(path) = &args.measure_restore {
         return index_fold::measure_restore(path);
     }
@@ -84,6 +95,9 @@ pub async fn run(base: &Config, args: BenchArgs) -> Result<()> {
     }
     if let Some(events) = args.restart {
         return restart::restart(base, &args, events).await;
+    }
+    if let Some(events) = args.catch_up {
+        return catch_up::catch_up(base, config_path, &args, events).await;
     }
     if let Some(events) = args.queries {
         return queries::queries(base, &args, events).await;
