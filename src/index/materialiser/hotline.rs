@@ -14,7 +14,7 @@ use crate::index::window::{MAX_WINDOW_DAYS, WINDOWS};
 use crate::sink::writer::{Abandoned, RawEventWriter};
 use crate::tables;
 
-use super::plan::{plan, Writes};
+use super::plan::{clip, months, plan, Writes};
 use super::{content_hash, Held, PassInput, PassStats, WindowRow, WindowRows};
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
@@ -240,66 +240,71 @@ impl HotlineWindows {
                     .apply_read(from, to, days, &carried);
             }
         }
-        // Compute and write: the province (all categories) and each category.
+        // Compute and write: the province (all categories) and each category, month by
+        // month (see `WINDOW_ROWS_PER_INSERT`).
         let mut rows = WindowRows::new();
-        for ((_, province), intervals) in &plan {
-            let mut total: BTreeMap<i64, HotlineDayCounts> = BTreeMap::new();
-            let mut total_base = 0;
-            let mut units: Vec<(UnitKey, &BTreeMap<i64, HotlineDayCounts>, i64)> = Vec::new();
-            let categories = held.cache.get(province).map(|c| c.units());
-            for (category, cache) in categories.into_iter().flatten() {
-                for (day, counts) in &cache.days {
-                    total.entry(*day).or_default().add(counts, 1);
-                }
-                total_base += cache.carried;
-                if !category.is_empty() {
-                    units.push((
-                        UnitKey {
-                            unit_type: UnitType::Category,
-                            unit_id: format!("{province}/{category}"),
-                            province_code: province.clone(),
-                        },
-                        &cache.days,
-                        cache.carried,
-                    ));
-                }
-            }
-            let province_unit = UnitKey {
-                unit_type: UnitType::Province,
-                unit_id: province.clone(),
-                province_code: province.clone(),
-            };
-            units.push((province_unit, &total, total_base));
-            for (unit, days, base) in units {
-                let Some(first) = days.keys().next().copied() else {
-                    continue;
-                };
-                for &(a, b) in intervals {
-                    let a = a.max(first);
-                    if a > b {
-                        continue;
+        for (month_first, month_last) in months(&plan) {
+            for ((_, province), intervals) in &plan {
+                let mut total: BTreeMap<i64, HotlineDayCounts> = BTreeMap::new();
+                let mut total_base = 0;
+                let mut units: Vec<(UnitKey, &BTreeMap<i64, HotlineDayCounts>, i64)> = Vec::new();
+                let categories = held.cache.get(province).map(|c| c.units());
+                for (category, cache) in categories.into_iter().flatten() {
+                    for (day, counts) in &cache.days {
+                        total.entry(*day).or_default().add(counts, 1);
                     }
-                    // Open past due as of a day = every delta up to it.
-                    let mut open = base
-                        + days
-                            .range(..a)
-                            .map(|(_, c)| i64::from(c.past_due_delta))
-                            .sum::<i64>();
-                    for (as_of, sums) in window_sums(days, a, b, &WINDOWS) {
-                        stats.as_of_days += 1;
-                        if let Some(c) = days.get(&as_of) {
-                            open += i64::from(c.past_due_delta);
-                        }
-                        if as_of != newest && open == 0 && sums.iter().all(|s| s.is_zero()) {
+                    total_base += cache.carried;
+                    if !category.is_empty() {
+                        units.push((
+                            UnitKey {
+                                unit_type: UnitType::Category,
+                                unit_id: format!("{province}/{category}"),
+                                province_code: province.clone(),
+                            },
+                            &cache.days,
+                            cache.carried,
+                        ));
+                    }
+                }
+                let province_unit = UnitKey {
+                    unit_type: UnitType::Province,
+                    unit_id: province.clone(),
+                    province_code: province.clone(),
+                };
+                units.push((province_unit, &total, total_base));
+                for (unit, days, base) in units {
+                    let Some(first) = days.keys().next().copied() else {
+                        continue;
+                    };
+                    for (a, b) in clip(intervals, month_first, month_last) {
+                        let a = a.max(first);
+                        if a > b {
                             continue;
                         }
-                        for (window, counts) in WINDOWS.iter().zip(&sums) {
-                            let value = hotline_value(&unit, *window, as_of, counts, open, version);
-                            rows.push(HotlineKpiRow::new(&value), as_of == newest);
+                        // Open past due as of a day = every delta up to it.
+                        let mut open = base
+                            + days
+                                .range(..a)
+                                .map(|(_, c)| i64::from(c.past_due_delta))
+                                .sum::<i64>();
+                        for (as_of, sums) in window_sums(days, a, b, &WINDOWS) {
+                            stats.as_of_days += 1;
+                            if let Some(c) = days.get(&as_of) {
+                                open += i64::from(c.past_due_delta);
+                            }
+                            if as_of != newest && open == 0 && sums.iter().all(|s| s.is_zero()) {
+                                continue;
+                            }
+                            for (window, counts) in WINDOWS.iter().zip(&sums) {
+                                let value =
+                                    hotline_value(&unit, *window, as_of, counts, open, version);
+                                rows.push(HotlineKpiRow::new(&value), as_of == newest);
+                            }
                         }
                     }
                 }
             }
+            rows.month_done(writer).await?;
         }
         stats.window_rows[EventKind::Hotline] += held.finish(writer, newest, rows).await?;
         Ok(())
@@ -309,10 +314,6 @@ impl HotlineWindows {
 impl WindowRow for HotlineKpiRow {
     const TABLES: [&'static str; 2] = [tables::HOTLINE_KPI_DAILY, tables::HOTLINE_KPI_LATEST];
     const REFUSED: &'static str = "ClickHouse refused a hotline KPI row";
-
-    fn as_of(&self) -> u16 {
-        self.as_of
-    }
 
     fn key(&self) -> String {
         format!(

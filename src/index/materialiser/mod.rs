@@ -128,59 +128,78 @@ trait WindowRow: Clone + RowOwned + RowWrite {
     const TABLES: [&'static str; 2];
     /// What the log says of a row ClickHouse refused.
     const REFUSED: &'static str;
-    /// The day the row is for (ClickHouse `Date`).
-    fn as_of(&self) -> u16;
     /// What identifies the row in its table.
     fn key(&self) -> String;
     /// Its content without `version`, hashed (stable within a process).
     fn content(&self) -> u64;
 }
 
-/// A pass's window rows: every `as_of`'s, and the newest day's once more.
+/// A pass computes its rows month by month ([`plan::months`]) and writes those of days
+/// before the newest once this many have gathered at a month's end: a pass over a year of
+/// changed days (a catch-up, a back-fill, a rebuild) would otherwise hold every window row
+/// of every `as_of` day at once (224,000 survey rows at 34 provinces × 3 frameworks × 366
+/// days × 6 windows, about 300 MiB), while one insert per month would give a pass about
+/// a dozen round trips where one does.
+const WINDOW_ROWS_PER_INSERT: usize = 16_384;
+
+/// A pass's window rows: those of days before the newest, written to `*_daily` in chunks
+/// of whole months as they come; the newest day's, kept for the pass's end (`*_daily` and
+/// `*_latest`), where the ones unchanged since they were last written are dropped.
 struct WindowRows<R> {
-    daily: Vec<R>,
-    latest: Vec<R>,
+    earlier: Vec<R>,
+    newest: Vec<R>,
+    /// Rows of `earlier` already written.
+    written: usize,
 }
 
 impl<R: WindowRow> WindowRows<R> {
     fn new() -> Self {
         Self {
-            daily: Vec::new(),
-            latest: Vec::new(),
+            earlier: Vec::new(),
+            newest: Vec::new(),
+            written: 0,
         }
     }
 
-    /// A row, and again for the `*_latest` table if it is at the `newest` day.
+    /// A row of the `newest` day or of an earlier one.
     fn push(&mut self, row: R, newest: bool) {
         if newest {
-            self.latest.push(row.clone());
+            self.newest.push(row);
+        } else {
+            self.earlier.push(row);
         }
-        self.daily.push(row);
+    }
+
+    /// A month's rows are all pushed: the earlier rows are written if enough gathered.
+    async fn month_done(&mut self, writer: &RawEventWriter) -> Result<(), Abandoned> {
+        if self.earlier.len() >= WINDOW_ROWS_PER_INSERT {
+            let chunk = std::mem::take(&mut self.earlier);
+            log_refused::<R>(writer.insert(R::TABLES[0], &chunk).await?);
+            self.written += chunk.len();
+        }
+        Ok(())
+    }
+}
+
+/// Logs the window rows ClickHouse refused.
+fn log_refused<R: WindowRow>(failures: Vec<crate::sink::writer::InsertFailure>) {
+    for failure in failures {
+        tracing::error!(message = %failure.message, "{}", R::REFUSED);
     }
 }
 
 impl WrittenRows {
-    /// Drops from `daily` and `latest` the rows of the newest day `day` whose content is
-    /// what was last written under their key, and remembers the others' content.
-    fn drop_unchanged<R: WindowRow>(&mut self, day: i64, daily: &mut Vec<R>, latest: &mut Vec<R>) {
+    /// Drops from `rows` (of the newest day `day`) those whose content is what was last
+    /// written under their key, and remembers the others' content.
+    fn drop_unchanged<R: WindowRow>(&mut self, day: i64, rows: &mut Vec<R>) {
         if self.day != Some(day) {
             self.hashes.clear();
             self.day = Some(day);
         }
-        let today = crate::domain::time::clickhouse_date(day);
-        let mut unchanged = std::collections::HashSet::new();
-        for row in daily.iter().filter(|r| r.as_of() == today) {
+        rows.retain(|row| {
             let (key, hash) = (row.key(), row.content());
-            if self.hashes.insert(key.clone(), hash) == Some(hash) {
-                unchanged.insert(key);
-            }
-        }
-        if unchanged.is_empty() {
-            return;
-        }
-        let changed = |row: &R| row.as_of() != today || !unchanged.contains(&row.key());
-        daily.retain(changed);
-        latest.retain(changed);
+            self.hashes.insert(key, hash) != Some(hash)
+        });
     }
 }
 
@@ -328,10 +347,10 @@ impl<K: Eq + Hash + Clone, C: Carried + Counts> Held<K, C> {
         added
     }
 
-    /// A pass's end: writes the window rows computed for days up to `newest`, except the
-    /// newest day's rows unchanged since they were last written; then keeps `newest` as
-    /// written and drops what is held of the days before the cache's. Returns the rows
-    /// written.
+    /// A pass's end: writes the window rows computed for days up to `newest` not yet
+    /// written, except the newest day's rows unchanged since they were last written; then
+    /// keeps `newest` as written and drops what is held of the days before the cache's.
+    /// Returns the rows the pass wrote.
     async fn finish<R: WindowRow>(
         &mut self,
         writer: &RawEventWriter,
@@ -339,19 +358,19 @@ impl<K: Eq + Hash + Clone, C: Carried + Counts> Held<K, C> {
         rows: WindowRows<R>,
     ) -> Result<usize, Abandoned> {
         let WindowRows {
-            mut daily,
-            mut latest,
+            earlier: mut daily,
+            newest: mut latest,
+            written,
         } = rows;
-        self.rows_written
-            .drop_unchanged(newest, &mut daily, &mut latest);
+        self.rows_written.drop_unchanged(newest, &mut latest);
+        daily.extend(latest.iter().cloned());
         let [daily_table, latest_table] = R::TABLES;
         let (a, b) = tokio::join!(
             writer.insert(daily_table, &daily),
             writer.insert(latest_table, &latest),
         );
-        for failure in a?.into_iter().chain(b?) {
-            tracing::error!(message = %failure.message, "{}", R::REFUSED);
-        }
+        log_refused::<R>(a?);
+        log_refused::<R>(b?);
         self.written = Some(self.written.map_or(newest, |w| w.max(newest)));
         let keep_from = newest - CACHE_DAYS;
         for cache in self.cache.values_mut() {
@@ -367,7 +386,7 @@ impl<K: Eq + Hash + Clone, C: Carried + Counts> Held<K, C> {
         self.trust.retain(|_, t| !t.is_empty());
         self.prints.retain(|(_, _, d, _), _| *d >= keep_from);
         self.primed = true;
-        Ok(daily.len() + latest.len())
+        Ok(written + daily.len() + latest.len())
     }
 }
 
@@ -430,6 +449,50 @@ impl Materialiser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A window row reduced to its key and content.
+    #[derive(Debug, Clone, PartialEq, clickhouse::Row, serde::Serialize, Deserialize)]
+    struct Row {
+        key: String,
+        value: u32,
+    }
+
+    impl WindowRow for Row {
+        const TABLES: [&'static str; 2] = ["daily", "latest"];
+        const REFUSED: &'static str = "refused";
+
+        fn key(&self) -> String {
+            self.key.clone()
+        }
+
+        fn content(&self) -> u64 {
+            content_hash(&self.value)
+        }
+    }
+
+    fn rows(pairs: &[(&str, u32)]) -> Vec<Row> {
+        pairs
+            .iter()
+            .map(|(key, value)| Row {
+                key: (*key).to_owned(),
+                value: *value,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_newest_days_rows_are_written_again_only_when_they_changed() {
+        let mut written = WrittenRows::default();
+        let mut first = rows(&[("a", 1), ("b", 2)]);
+        written.drop_unchanged(100, &mut first);
+        assert_eq!(first, rows(&[("a", 1), ("b", 2)]), "nothing written yet");
+        let mut second = rows(&[("a", 1), ("b", 3), ("c", 4)]);
+        written.drop_unchanged(100, &mut second);
+        assert_eq!(second, rows(&[("b", 3), ("c", 4)]));
+        let mut next_day = rows(&[("a", 1)]);
+        written.drop_unchanged(101, &mut next_day);
+        assert_eq!(next_day, rows(&[("a", 1)]), "a new day forgets the old one");
+    }
 
     /// A count per unit-day, carried over from earlier days or not.
     #[derive(Debug, Clone, Default, PartialEq)]

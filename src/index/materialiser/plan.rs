@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::Deserialize;
 
 use crate::index::values::merge_intervals;
-use crate::index::window::MAX_WINDOW_DAYS;
+use crate::index::window::{Window, MAX_WINDOW_DAYS};
 
 use super::CACHE_DAYS;
 
@@ -168,6 +168,38 @@ pub fn plan(
         .collect()
 }
 
+/// The calendar months a plan's intervals touch, as `[first, last]` day spans in order.
+/// A pass computes and writes its rows month by month: the `*_daily` tables are
+/// partitioned by month and ClickHouse makes one part per partition an insert touches, so
+/// rows written in chunks of every month at once would multiply the parts by twelve.
+pub fn months(plan: &BTreeMap<(String, String), Vec<(i64, i64)>>) -> Vec<(i64, i64)> {
+    let mut touched = BTreeSet::new();
+    for &(a, b) in plan.values().flatten() {
+        let mut first = Window::Month.start(a);
+        while first <= b {
+            touched.insert(first);
+            first = next_month(first);
+        }
+    }
+    touched
+        .into_iter()
+        .map(|first| (first, next_month(first) - 1))
+        .collect()
+}
+
+/// The first day of the month after the one that begins on `first`.
+fn next_month(first: i64) -> i64 {
+    Window::Month.start(first + 31)
+}
+
+/// `intervals` clipped to `[from, to]`, the empty ones left out.
+pub fn clip(intervals: &[(i64, i64)], from: i64, to: i64) -> impl Iterator<Item = (i64, i64)> + '_ {
+    intervals
+        .iter()
+        .map(move |&(a, b)| (a.max(from), b.min(to)))
+        .filter(|(a, b)| a <= b)
+}
+
 pub fn print_floor(changed: &BTreeMap<(String, String), Vec<i64>>, newest: i64) -> i64 {
     let own_oldest = changed
         .values()
@@ -183,6 +215,51 @@ mod tests {
 
     fn key(p: &str) -> (String, String) {
         ("F".to_owned(), p.to_owned())
+    }
+
+    #[test]
+    fn a_plan_is_cut_into_the_calendar_months_it_touches() {
+        use crate::index::window::{from_date, to_date};
+        let day = |y: i32, m: u8, d: u8| {
+            from_date(
+                time::Date::from_calendar_date(y, time::Month::try_from(m).unwrap(), d).unwrap(),
+            )
+        };
+        let plan = BTreeMap::from([
+            (key("01"), vec![(day(2025, 12, 30), day(2026, 1, 2))]),
+            (
+                key("02"),
+                vec![
+                    (day(2026, 2, 28), day(2026, 3, 1)),
+                    (day(2024, 2, 29), day(2024, 2, 29)),
+                ],
+            ),
+        ]);
+        let spans: Vec<(String, String)> = months(&plan)
+            .into_iter()
+            .map(|(a, b)| (to_date(a).to_string(), to_date(b).to_string()))
+            .collect();
+        let expected = [
+            ("2024-02-01", "2024-02-29"),
+            ("2025-12-01", "2025-12-31"),
+            ("2026-01-01", "2026-01-31"),
+            ("2026-02-01", "2026-02-28"),
+            ("2026-03-01", "2026-03-31"),
+        ];
+        assert_eq!(
+            spans,
+            expected.map(|(a, b)| (a.to_owned(), b.to_owned())).to_vec()
+        );
+        // Every planned day falls in exactly one month's clip.
+        for intervals in plan.values() {
+            let planned: i64 = intervals.iter().map(|(a, b)| b - a + 1).sum();
+            let clipped: i64 = months(&plan)
+                .into_iter()
+                .flat_map(|(from, to)| clip(intervals, from, to).collect::<Vec<_>>())
+                .map(|(a, b)| b - a + 1)
+                .sum();
+            assert_eq!(clipped, planned);
+        }
     }
 
     #[test]

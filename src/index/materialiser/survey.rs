@@ -15,7 +15,7 @@ use crate::index::window::{MAX_WINDOW_DAYS, WINDOWS};
 use crate::sink::writer::{Abandoned, RawEventWriter};
 use crate::tables;
 
-use super::plan::{plan, Writes};
+use super::plan::{clip, months, plan, Writes};
 use super::{content_hash, Held, PassInput, PassStats, WindowRow, WindowRows};
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
@@ -219,35 +219,39 @@ impl SurveyWindows {
                 );
             }
         }
-        // Compute and write.
+        // Compute and write, month by month (see `WINDOW_ROWS_PER_INSERT`).
         let mut rows = WindowRows::new();
-        for (key, intervals) in &plan {
-            let Some(framework) = self.frameworks.get(&key.0) else {
-                continue;
-            };
-            let Some(days) = held.cache.get(key).and_then(|c| c.units().get(WHOLE)) else {
-                continue;
-            };
-            let days = &days.days;
-            let unit = UnitKey {
-                unit_type: UnitType::Province,
-                unit_id: key.1.clone(),
-                province_code: key.1.clone(),
-            };
-            for &(a, b) in intervals {
-                let first = days.keys().next().copied().unwrap_or(b + 1);
-                for (as_of, sums) in window_sums(days, a.max(first), b, &WINDOWS) {
-                    stats.as_of_days += 1;
-                    if as_of != newest && sums.iter().all(|s| s.respondents == 0) {
-                        continue;
-                    }
-                    for (window, counts) in WINDOWS.iter().zip(&sums) {
-                        let value =
-                            satisfaction_value(framework, &unit, *window, as_of, counts, version);
-                        rows.push(SatisfactionRow::new(&value, framework), as_of == newest);
+        for (month_first, month_last) in months(&plan) {
+            for (key, intervals) in &plan {
+                let Some(framework) = self.frameworks.get(&key.0) else {
+                    continue;
+                };
+                let Some(days) = held.cache.get(key).and_then(|c| c.units().get(WHOLE)) else {
+                    continue;
+                };
+                let days = &days.days;
+                let unit = UnitKey {
+                    unit_type: UnitType::Province,
+                    unit_id: key.1.clone(),
+                    province_code: key.1.clone(),
+                };
+                for (a, b) in clip(intervals, month_first, month_last) {
+                    let first = days.keys().next().copied().unwrap_or(b + 1);
+                    for (as_of, sums) in window_sums(days, a.max(first), b, &WINDOWS) {
+                        stats.as_of_days += 1;
+                        if as_of != newest && sums.iter().all(|s| s.respondents == 0) {
+                            continue;
+                        }
+                        for (window, counts) in WINDOWS.iter().zip(&sums) {
+                            let value = satisfaction_value(
+                                framework, &unit, *window, as_of, counts, version,
+                            );
+                            rows.push(SatisfactionRow::new(&value, framework), as_of == newest);
+                        }
                     }
                 }
             }
+            rows.month_done(writer).await?;
         }
         stats.window_rows[EventKind::Survey] += held.finish(writer, newest, rows).await?;
         Ok(())
@@ -257,10 +261,6 @@ impl SurveyWindows {
 impl WindowRow for SatisfactionRow {
     const TABLES: [&'static str; 2] = [tables::SATISFACTION_DAILY, tables::SATISFACTION_LATEST];
     const REFUSED: &'static str = "ClickHouse refused a window row";
-
-    fn as_of(&self) -> u16 {
-        self.as_of
-    }
 
     fn key(&self) -> String {
         format!(
