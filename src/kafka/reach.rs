@@ -204,7 +204,10 @@ mod tests {
     fn ago_is_not_before_the_state_began() {
         let (reach, _) = reach();
         let long_ago = reach.ago(Duration::from_secs(1_000_000));
-        assert_eq!(long_ago, reach.inner.base, "clamped to the state's creation");
+        assert_eq!(
+            long_ago, reach.inner.base,
+            "clamped to the state's creation"
+        );
         let now = reach.ago(Duration::ZERO);
         assert!(now > long_ago && now <= Instant::now());
     }
