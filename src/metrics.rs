@@ -21,6 +21,9 @@ pub struct Metrics {
     pub batch_messages: Histogram,
     pub consumer_lag: IntGaugeVec,
     pub committed_offset: IntGaugeVec,
+    /// Offsets of acknowledged batches not stored for commit, per partition, by reason:
+    /// `revoked` (the partition was given up after the batch was consumed), `error`.
+    pub offsets_store_skipped: IntCounterVec,
     pub paused: IntGauge,
     /// Partitions this instance holds.
     pub assigned_partitions: IntGauge,
@@ -163,8 +166,14 @@ impl Metrics {
         let committed_offset = gauge_vec(
             &registry,
             "stored_offset",
-            "Next offset stored for commit, per partition.",
+            "Next offset stored for commit, per partition this instance holds.",
             &["topic", "partition"],
+        );
+        let offsets_store_skipped = counter_vec(
+            &registry,
+            "offsets_store_skipped_total",
+            "Offsets of acknowledged batches not stored for commit, per partition: revoked (the partition was revoked after the batch was consumed; its next owner resumes from the last commit), error (any other refusal, logged as a warning).",
+            &["reason"],
         );
         let paused = IntGauge::new(
             "consumption_paused",
@@ -323,6 +332,7 @@ impl Metrics {
             batch_messages,
             consumer_lag,
             committed_offset,
+            offsets_store_skipped,
             paused,
             assigned_partitions,
             partition_stalled,

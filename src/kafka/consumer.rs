@@ -4,9 +4,11 @@
 //!
 //! With the index attached, the rebalance callback restores each assigned partition's
 //! index state from its checkpoint and starts the partition where both the raw tables and
-//! the index are served (`index::position`). Revocations and assignments are queued, in
-//! order, for the consumer loop, which hands them to the index processor between the
-//! messages consumed before and after them.
+//! the index are served (`index::position`). Revocations (always) and assignments (with
+//! the index) are queued, in order, for the consumer loop, which hands them to the
+//! delivery stage and the index processor between the messages consumed before and after
+//! them. A batch read before a revocation may be delivered after it: its offsets are then
+//! not stored (`pipeline::offsets`).
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -466,14 +468,9 @@ impl ConsumerContext for IngestContext {
                     let _ = self.metrics.consumer_lag.remove_label_values(&labels);
                     let _ = self.metrics.committed_offset.remove_label_values(&labels);
                 }
-                if self.index.is_some() {
-                    let revoked = tpl
-                        .elements()
-                        .iter()
-                        .map(|e| (e.topic().to_owned(), e.partition()))
-                        .collect();
-                    self.record(RebalanceEvent::Revoked(revoked));
-                }
+                // For the delivery stage (which forgets the partitions' stored offsets once
+                // the batches read before the revocation are delivered) and the index.
+                self.record(RebalanceEvent::Revoked(partitions(tpl)));
                 let unassigned = match cooperative {
                     true => consumer.incremental_unassign(tpl),
                     false => consumer.unassign(),

@@ -2,12 +2,9 @@
 //! processor, written as raw rows and dead letters, and its offsets are stored once all of
 //! that was acknowledged. It runs in its own task, so the loop collects the next batch
 //! while this one is written; batches and rebalances arrive in consumed order.
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use clickhouse::{RowOwned, RowWrite};
-use rdkafka::consumer::{CommitMode, Consumer};
-use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -21,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::pipeline::batch::{
     dead_letter, BatchOutput, InputMessage, KindRows, PartitionRange, RawRows,
 };
+use crate::pipeline::offsets::{OffsetStore, Stored};
 use crate::registry::SchemaRegistry;
 use crate::sink::writer::{Abandoned, RawEventWriter};
 use crate::tables;
@@ -103,8 +101,8 @@ pub struct Delivery {
     pub index: Option<IndexHandle>,
     /// False for a rebuild: only the index is fed; no raw rows, letters or offsets.
     pub raw: bool,
-    /// Offsets stored so far, committed explicitly at the end.
-    pub stored: BTreeMap<(String, i32), i64>,
+    /// Offsets stored for the partitions held, committed explicitly at the end.
+    pub offsets: OffsetStore,
 }
 
 impl Delivery {
@@ -115,6 +113,11 @@ impl Delivery {
         while let Some(item) = work.recv().await {
             match item {
                 Work::Rebalance(events) => {
+                    for event in &events {
+                        if let RebalanceEvent::Revoked(revoked) = event {
+                            self.offsets.revoked(revoked);
+                        }
+                    }
                     if self.forward_rebalances(events).await.is_err() {
                         index_stopped = true;
                         break;
@@ -149,7 +152,7 @@ impl Delivery {
             }
         }
         if self.raw {
-            self.commit_stored();
+            self.offsets.commit(&*self.consumer);
         }
         Delivered {
             summary,
@@ -242,20 +245,32 @@ impl Delivery {
         if let Some(newest) = output.newest_event_time {
             self.metrics.observe_event_time(newest);
         }
-        self.store_offsets(&output.next_offsets);
+        let outcomes = self.offsets.store(&*self.consumer, &output.next_offsets);
         for range in &trace.ranges {
-            let next_offset = output
-                .next_offsets
-                .get(&(range.topic.to_string(), range.partition));
-            tracing::info_span!(
+            let key = (range.topic.to_string(), range.partition);
+            let next_offset = output.next_offsets.get(&key);
+            let span = tracing::info_span!(
                 "partition",
                 topic = %range.topic,
                 partition = range.partition,
                 first_offset = range.first_offset,
                 last_offset = range.last_offset,
                 messages = range.messages,
-            )
-            .in_scope(|| tracing::debug!(next_offset, "offsets stored"));
+            );
+            span.in_scope(|| match outcomes.get(&key) {
+                Some(Stored::Stored) => tracing::debug!(next_offset, "offsets stored"),
+                // Expected around every rebalance (`pipeline::offsets`).
+                Some(Stored::Revoked) => tracing::debug!(
+                    next_offset,
+                    "offsets not stored: the partition was revoked after the batch was consumed; its next owner resumes from the last commit"
+                ),
+                Some(Stored::Failed(error)) => tracing::warn!(
+                    next_offset,
+                    %error,
+                    "could not store offsets; a later batch's offsets cover them, else the partition resumes from its last commit"
+                ),
+                None => {}
+            });
         }
         Ok(())
     }
@@ -276,54 +291,6 @@ impl Delivery {
         missing.dedup();
         for id in missing {
             registry.fetch_into(id, &self.decoder.catalog).await;
-        }
-    }
-
-    fn store_offsets(&mut self, next_offsets: &BTreeMap<(String, i32), i64>) {
-        let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), offset) in next_offsets {
-            if tpl
-                .add_partition_offset(topic, *partition, Offset::Offset(*offset))
-                .is_err()
-            {
-                continue;
-            }
-            self.metrics
-                .committed_offset
-                .with_label_values(&[topic, &partition.to_string()])
-                .set(*offset);
-            self.stored.insert((topic.clone(), *partition), *offset);
-        }
-        if let Err(error) = self.consumer.store_offsets(&tpl) {
-            // Typically a partition revoked mid-batch: its new owner re-reads from the last
-            // commit and the duplicates collapse in ClickHouse.
-            tracing::warn!(%error, "could not store offsets");
-        }
-    }
-
-    /// Synchronously commits everything stored for partitions we still own.
-    fn commit_stored(&self) {
-        let assignment = match self.consumer.assignment() {
-            Ok(assignment) => assignment,
-            Err(error) => {
-                tracing::warn!(%error, "cannot read assignment at shutdown");
-                return;
-            }
-        };
-        let mut tpl = TopicPartitionList::new();
-        for ((topic, partition), offset) in &self.stored {
-            if assignment.find_partition(topic, *partition).is_some() {
-                let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
-            }
-        }
-        if tpl.count() == 0 {
-            return;
-        }
-        match self.consumer.commit(&tpl, CommitMode::Sync) {
-            Ok(()) => tracing::info!(partitions = tpl.count(), "offsets committed at shutdown"),
-            Err(error) => {
-                tracing::warn!(%error, "final offset commit failed; the last acknowledged batch may be re-consumed")
-            }
         }
     }
 }

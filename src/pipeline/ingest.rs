@@ -11,7 +11,6 @@
 //! Two stages: this loop collects batches and notes rebalances; `deliver` decodes, hands
 //! to the index, writes and stores offsets, in a task of its own, so reading the next
 //! batch overlaps writing this one.
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,6 +29,7 @@ use crate::kafka::dlq::DeadLetterProducer;
 use crate::metrics::Metrics;
 use crate::pipeline::batch::InputMessage;
 use crate::pipeline::deliver::{BatchTrace, Delivery, Work};
+use crate::pipeline::offsets::OffsetStore;
 use crate::registry::SchemaRegistry;
 use crate::shutdown::Shutdown;
 use crate::sink::writer::RawEventWriter;
@@ -89,11 +89,11 @@ impl IngestPipeline {
                 decoder,
                 writer,
                 dlq,
+                offsets: OffsetStore::new(metrics.clone()),
                 metrics,
                 registry,
                 index: None,
                 raw: true,
-                stored: BTreeMap::new(),
             }),
             consumed,
             topics: PerKind::from_fn(|kind| Arc::from(topics[kind])),
