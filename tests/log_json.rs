@@ -8,9 +8,8 @@ mod support;
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use sipas_stream::domain::{FrameworkCatalog, ProvinceRegistry};
 use sipas_stream::gateway::tokens::hash_token;
-use sipas_stream::simulate::generator::{SimSettings, Simulator};
+use sipas_stream::simulate::generator::SimSettings;
 use support::*;
 
 const TOKEN: &str = "json-log-token-7c41e9a2b8";
@@ -47,8 +46,7 @@ fn span<'a>(line: &'a Value, name: &str) -> &'a Value {
 #[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
 async fn json_lines_carry_the_span_fields_and_no_personal_data() {
     let env = TestEnv::new("log_json").await;
-    let frameworks = FrameworkCatalog::load_dir(&root().join("config/frameworks")).unwrap();
-    let mut sim = Simulator::new(
+    let events = simulated_events(
         SimSettings {
             seed: 3,
             start_unix: 1_790_000_000,
@@ -57,10 +55,8 @@ async fn json_lines_carry_the_span_fields_and_no_personal_data() {
             hotline_share: 0.5,
             ..Default::default()
         },
-        &ProvinceRegistry::builtin(),
-        frameworks.get("BNV-2640-2017").unwrap().clone(),
+        300,
     );
-    let events: Vec<_> = (0..300).map(|_| sim.next_event()).collect();
     // Personal values the events carry; none may reach the log.
     let mut personal: Vec<String> = Vec::new();
     for event in &events {
