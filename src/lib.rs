@@ -10,6 +10,7 @@ pub mod gateway;
 pub mod http;
 pub mod import;
 pub mod index;
+pub mod instant;
 pub mod kafka;
 pub mod metrics;
 pub mod pipeline;

@@ -2,6 +2,7 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
@@ -69,20 +70,41 @@ impl Default for Metrics {
     }
 }
 
-fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
-    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+/// `metric`, registered in `registry` (each metric once).
+fn registered<M: Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
     registry
         .register(Box::new(metric.clone()))
         .expect("unique metric");
     metric
 }
 
+fn counter(registry: &Registry, name: &str, help: &str) -> IntCounter {
+    registered(registry, IntCounter::new(name, help).expect("valid metric"))
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    registered(registry, IntGauge::new(name, help).expect("valid metric"))
+}
+
+fn histogram(registry: &Registry, opts: HistogramOpts) -> Histogram {
+    registered(registry, Histogram::with_opts(opts).expect("valid metric"))
+}
+
+fn histogram_vec(registry: &Registry, opts: HistogramOpts, labels: &[&str]) -> HistogramVec {
+    registered(
+        registry,
+        HistogramVec::new(opts, labels).expect("valid metric"),
+    )
+}
+
+fn counter_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    registered(registry, metric)
+}
+
 fn gauge_vec(registry: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
     let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
-    registry
-        .register(Box::new(metric.clone()))
-        .expect("unique metric");
-    metric
+    registered(registry, metric)
 }
 
 impl Metrics {
@@ -112,7 +134,8 @@ impl Metrics {
             "Rows acknowledged by ClickHouse.",
             &["table"],
         );
-        let insert_seconds = HistogramVec::new(
+        let insert_seconds = histogram_vec(
+            &registry,
             HistogramOpts::new(
                 "insert_duration_seconds",
                 "ClickHouse insert latency, per attempt.",
@@ -121,12 +144,9 @@ impl Metrics {
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
             &["table"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(insert_seconds.clone()))
-            .expect("unique metric");
-        let query_seconds = HistogramVec::new(
+        );
+        let query_seconds = histogram_vec(
+            &registry,
             HistogramOpts::new(
                 "query_duration_seconds",
                 "ClickHouse read latency of the pipeline's own queries (index materialiser, checkpoints), per query.",
@@ -135,28 +155,18 @@ impl Metrics {
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
             ]),
             &["query"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(query_seconds.clone()))
-            .expect("unique metric");
-        let insert_retries = IntCounter::new(
+        );
+        let insert_retries = counter(
+            &registry,
             "insert_retries_total",
             "Failed ClickHouse/DLQ writes that were retried.",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(insert_retries.clone()))
-            .expect("unique metric");
-        let batch_messages = Histogram::with_opts(
+        );
+        let batch_messages = histogram(
+            &registry,
             HistogramOpts::new("batch_messages", "Messages per written batch.").buckets(vec![
                 1.0, 10.0, 100.0, 1_000.0, 5_000.0, 10_000.0, 20_000.0, 50_000.0,
             ]),
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(batch_messages.clone()))
-            .expect("unique metric");
+        );
         let consumer_lag = gauge_vec(
             &registry,
             "consumer_lag_messages",
@@ -175,22 +185,16 @@ impl Metrics {
             "Offsets of acknowledged batches not stored for commit, per partition: revoked (the partition was revoked after the batch was consumed; its next owner resumes from the last commit), error (any other refusal, logged as a warning).",
             &["reason"],
         );
-        let paused = IntGauge::new(
+        let paused = gauge(
+            &registry,
             "consumption_paused",
             "1 while consumption is paused because ClickHouse or the DLQ is failing.",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(paused.clone()))
-            .expect("unique metric");
-        let assigned_partitions = IntGauge::new(
+        );
+        let assigned_partitions = gauge(
+            &registry,
             "assigned_partitions",
             "Input partitions this instance holds.",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(assigned_partitions.clone()))
-            .expect("unique metric");
+        );
         let partition_stalled = gauge_vec(
             &registry,
             "partition_stalled",
@@ -203,38 +207,31 @@ impl Metrics {
             "Seconds a held partition's position has not moved while its log had messages ahead (0 when advancing or caught up).",
             &["topic", "partition"],
         );
-        let freshness_seconds = IntGauge::new(
+        let freshness_seconds = gauge(
+            &registry,
             "freshness_seconds",
             "Now minus the newest event time written to ClickHouse.",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(freshness_seconds.clone()))
-            .expect("unique metric");
-        let late_events = IntCounter::new("late_events_total", "Events older than the allowed lateness behind their partition's newest event; they are counted in their own day, and the windows containing it are recomputed.").expect("valid metric");
-        registry
-            .register(Box::new(late_events.clone()))
-            .expect("unique metric");
-        let index_duplicates = IntCounter::new(
+        );
+        let late_events = counter(
+            &registry,
+            "late_events_total",
+            "Events older than the allowed lateness behind their partition's newest event; they are counted in their own day, and the windows containing it are recomputed.",
+        );
+        let index_duplicates = counter(
+            &registry,
             "index_duplicate_events_total",
             "Events the index processor skipped because their id was already folded in.",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(index_duplicates.clone()))
-            .expect("unique metric");
-        let index_freshness = Histogram::with_opts(
+        );
+        let index_freshness = histogram(
+            &registry,
             HistogramOpts::new(
                 "index_freshness_seconds",
                 "From an event's produce time (message timestamp) until the latest index values that include it are acknowledged by ClickHouse.",
             )
             .buckets(vec![0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0]),
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(index_freshness.clone()))
-            .expect("unique metric");
-        let index_stage_seconds = HistogramVec::new(
+        );
+        let index_stage_seconds = histogram_vec(
+            &registry,
             HistogramOpts::new(
                 "index_stage_duration_seconds",
                 "Time of each stage of an index flush: facts, windows, checkpoint.",
@@ -243,11 +240,7 @@ impl Metrics {
                 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
             ]),
             &["stage"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(index_stage_seconds.clone()))
-            .expect("unique metric");
+        );
         let index_position = gauge_vec(
             &registry,
             "index_position",
@@ -278,14 +271,10 @@ impl Metrics {
             "ClickHouse queries issued by the read API (one per cache miss), per endpoint.",
             &["endpoint"],
         );
-        let kafka_broker_up = IntGauge::new(
+        let kafka_broker_up = gauge(&registry,
             "kafka_broker_up",
             "1 while the process reaches a Kafka broker; 0 while none answers (at start-up until the first answer, or after every broker went away). One state fed by the ingest consumer and the dead-letter producer (sipas run), or by the gateway producer's deliveries and its metadata request every 15 s (sipas serve, sipas gateway): the newest observation.",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(kafka_broker_up.clone()))
-            .expect("unique metric");
+        );
         let kafka_errors = counter_vec(
             &registry,
             "kafka_errors_total",

@@ -7,9 +7,8 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use sipas_stream::contract::decode::EventKind;
-use sipas_stream::domain::{FrameworkCatalog, ProvinceRegistry};
-use sipas_stream::simulate::generator::{Expected, SimSettings, Simulator};
+use sipas_stream::contract::kind::{EventKind, PerKind};
+use sipas_stream::simulate::generator::{Expected, SimSettings};
 use support::*;
 
 const CODECS: [&str; 4] = ["gzip", "snappy", "lz4", "zstd"];
@@ -30,23 +29,6 @@ fn producer(env: &TestEnv, codec: &str) -> FutureProducer {
         .unwrap_or_else(|e| panic!("a producer with compression.type={codec}: {e}"))
 }
 
-fn simulator() -> Simulator {
-    let frameworks = FrameworkCatalog::load_dir(&root().join("config/frameworks")).unwrap();
-    let settings = SimSettings {
-        seed: 5,
-        start_unix: 1_790_000_000,
-        step_seconds: 30.0,
-        invalid_share: 0.0,
-        duplicate_share: 0.0,
-        ..Default::default()
-    };
-    Simulator::new(
-        settings,
-        &ProvinceRegistry::builtin(),
-        frameworks.get("BNV-2640-2017").unwrap().clone(),
-    )
-}
-
 /// `'a', 'b'` for an `IN (…)` list (simulator ids are plain ASCII without quotes).
 fn sql_list(ids: &[String]) -> String {
     ids.iter()
@@ -59,29 +41,29 @@ fn sql_list(ids: &[String]) -> String {
 #[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
 async fn every_codec_is_consumed() {
     let env = TestEnv::new("compressed").await;
-    let mut sim = simulator();
-    // codec -> (survey ids, hotline event ids)
-    let mut expected: BTreeMap<&str, (Vec<String>, Vec<String>)> = BTreeMap::new();
-    for codec in CODECS {
+    let events = simulated_events(
+        SimSettings {
+            seed: 5,
+            start_unix: 1_790_000_000,
+            step_seconds: 30.0,
+            invalid_share: 0.0,
+            duplicate_share: 0.0,
+            ..Default::default()
+        },
+        (CODECS.len() * EVENTS_PER_CODEC) as u64,
+    );
+    // codec -> the ids of each kind
+    let mut expected: BTreeMap<&str, PerKind<Vec<String>>> = BTreeMap::new();
+    for (codec, events) in CODECS.into_iter().zip(events.chunks(EVENTS_PER_CODEC)) {
         let producer = producer(&env, codec);
         let ids = expected.entry(codec).or_default();
         let mut deliveries = Vec::new();
-        for _ in 0..EVENTS_PER_CODEC {
-            let event = sim.next_event();
+        for event in events {
             let Expected::Valid(id) = &event.expected else {
                 panic!("the simulator made an invalid event with invalid_share 0");
             };
-            let topic = match event.kind {
-                EventKind::Survey => {
-                    ids.0.push(id.clone());
-                    &env.config.kafka.surveys_topic
-                }
-                EventKind::Hotline => {
-                    ids.1.push(id.clone());
-                    &env.config.kafka.hotline_topic
-                }
-            };
-            let record = FutureRecord::to(topic)
+            ids[event.kind].push(id.clone());
+            let record = FutureRecord::to(env.config.kafka.topic(event.kind))
                 .key(&event.key)
                 .payload(&event.payload);
             deliveries.push(
@@ -103,32 +85,26 @@ async fn every_codec_is_consumed() {
     }
 
     let mut pipeline = Pipeline::start(&env);
-    let count_of = |table: &'static str, column: &'static str, ids: String| {
-        let env = &env;
-        async move {
-            env.count(&format!(
-                "SELECT count() AS n FROM {table} WHERE {column} IN ({ids})"
-            ))
-            .await
-        }
-    };
+    // codec -> the ids of each kind stored
     let per_codec = || async {
         let mut found = BTreeMap::new();
-        for (codec, (surveys, hotline)) in &expected {
-            let s = count_of(
-                "survey_submissions_dedup",
-                "submission_id",
-                sql_list(surveys),
-            )
-            .await;
-            let h = count_of("hotline_events_dedup", "event_id", sql_list(hotline)).await;
-            found.insert(*codec, (s as usize, h as usize));
+        for (codec, ids) in &expected {
+            let mut stored = PerKind::<usize>::default();
+            for kind in EventKind::ALL {
+                let (view, column) = dedup_view(kind);
+                let sql = format!(
+                    "SELECT count() AS n FROM {view} WHERE {column} IN ({})",
+                    sql_list(&ids[kind])
+                );
+                stored[kind] = env.count(&sql).await as usize;
+            }
+            found.insert(*codec, stored);
         }
         found
     };
-    let wanted: BTreeMap<&str, (usize, usize)> = expected
+    let wanted: BTreeMap<&str, PerKind<usize>> = expected
         .iter()
-        .map(|(codec, (s, h))| (*codec, (s.len(), h.len())))
+        .map(|(codec, ids)| (*codec, PerKind::from_fn(|kind| ids[kind].len())))
         .collect();
     let started = std::time::Instant::now();
     loop {
@@ -157,10 +133,10 @@ async fn every_codec_is_consumed() {
         0.0,
         "nothing dead-lettered"
     );
-    let total: usize = wanted.values().map(|(s, h)| s + h).sum();
+    let total: usize = wanted.values().flat_map(PerKind::values).sum();
     assert_eq!(total, CODECS.len() * EVENTS_PER_CODEC);
     assert!(
-        wanted.values().all(|(s, h)| *s > 0 && *h > 0),
+        wanted.values().flat_map(PerKind::values).all(|n| *n > 0),
         "both topics carry each codec: {wanted:?}"
     );
 }

@@ -6,7 +6,7 @@ mod support;
 
 use serde_json::{json, Value};
 use sipas_stream::gateway::tokens::hash_token;
-use support::gateway::{post, read_topic};
+use support::gateway::{post, read_topic, start_serve};
 use support::*;
 
 const HCM_TOKEN: &str = "hcm-token-4f1d9c0a7b2e";
@@ -51,11 +51,7 @@ async fn gateway_validates_authorises_limits_and_produces() {
         ),
     )
     .unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
     let settings: Vec<(String, String)> = [
-        ("SIPAS__SERVE__LISTEN", format!("127.0.0.1:{port}")),
-        ("SIPAS__GATEWAY__TOKENS_FILE", tokens.display().to_string()),
         ("SIPAS__GATEWAY__MAX_RECORDS", "5".into()),
         ("SIPAS__GATEWAY__MAX_BODY_BYTES", "16384".into()),
         // Generous for hcm; the per-token setting makes hanoi's third request the one refused.
@@ -65,25 +61,8 @@ async fn gateway_validates_authorises_limits_and_produces() {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    let mut server = Pipeline::start_command_with(&env, &["serve"], &settings);
+    let (mut server, base) = start_serve(&env, &tokens, settings).await;
     let log = log_path(&format!("gateway-{}.log", server.metrics_port));
-    wait_for("sipas serve listening", || async {
-        tokio::process::Command::new("curl")
-            .args(["-s", "-o", "/dev/null", &format!("{base}/metrics")])
-            .status()
-            .await
-            .map(|s| s.success())
-            .unwrap_or(false)
-            || std::fs::read_to_string(&log)
-                .map(|l| l.contains("Error:"))
-                .unwrap_or(false)
-    })
-    .await;
-    assert!(
-        server.child.try_wait().unwrap().is_none(),
-        "sipas serve exited: {}",
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
 
     // 401: no token, another scheme, an unknown token.
     let body = ndjson(&[survey("g-401", "79")]);

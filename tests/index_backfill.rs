@@ -7,14 +7,12 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use sipas_stream::contract::decode::EventKind;
 use sipas_stream::domain::time::parse_rfc3339;
-use sipas_stream::domain::{FrameworkCatalog, ProvinceRegistry};
-use sipas_stream::simulate::generator::{as_json_line, SimEvent, SimSettings, Simulator};
+use sipas_stream::simulate::generator::{as_json_line, SimEvent, SimSettings};
 use support::index::{assert_same, assert_windows_add_up, windows};
 use support::*;
 
 fn events(seed: u64, start: &str, count: usize, step_seconds: f64) -> Vec<SimEvent> {
-    let frameworks = FrameworkCatalog::load_dir(&root().join("config/frameworks")).unwrap();
-    let mut sim = Simulator::new(
+    simulated_events(
         SimSettings {
             seed,
             start_unix: parse_rfc3339(start).unwrap(),
@@ -24,10 +22,8 @@ fn events(seed: u64, start: &str, count: usize, step_seconds: f64) -> Vec<SimEve
             invalid_share: 0.0,
             ..Default::default()
         },
-        &ProvinceRegistry::builtin(),
-        frameworks.get("BNV-2640-2017").unwrap().clone(),
-    );
-    (0..count).map(|_| sim.next_event()).collect()
+        count as u64,
+    )
 }
 
 async fn logged(env: &TestEnv) -> f64 {

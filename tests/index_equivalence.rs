@@ -3,8 +3,7 @@
 //! fact rows, and the window values computed from them are identical.
 mod support;
 
-use sipas_stream::domain::{FrameworkCatalog, ProvinceRegistry};
-use sipas_stream::simulate::generator::{SimSettings, Simulator};
+use sipas_stream::simulate::generator::SimSettings;
 use support::index::{assert_equivalent, assert_windows_add_up, facts, windows};
 use support::*;
 
@@ -122,18 +121,13 @@ async fn two_instances_taking_over_from_each_other_equal_a_single_instance() {
     /// Events produced after each takeover, for the remaining instance to fold.
     const AFTER: usize = 500;
     let single = TestEnv::new("scale").await;
-    let frameworks = FrameworkCatalog::load_dir(&root().join("config/frameworks")).unwrap();
     let settings = SimSettings {
         seed: 34,
         start_unix: 1_790_000_000,
         step_seconds: 60.0,
         ..Default::default()
     };
-    let mut sim = Simulator::new(
-        settings,
-        &ProvinceRegistry::builtin(),
-        frameworks.get("BNV-2640-2017").unwrap().clone(),
-    );
+    let mut sim = simulator(settings);
     let pair = single.sibling("pair").await;
     let mut instances = [Pipeline::start(&pair), Pipeline::start(&pair)];
     let mut produced = 0usize;

@@ -9,8 +9,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use sipas_stream::contract::decode::EventKind;
-use sipas_stream::domain::{FrameworkCatalog, ProvinceRegistry};
-use sipas_stream::simulate::generator::{Expected, SimSettings, Simulator};
+use sipas_stream::simulate::generator::{Expected, SimSettings};
 use support::services::PrivateClickHouse;
 use support::*;
 
@@ -20,7 +19,6 @@ async fn clickhouse_outage_mid_stream_loses_nothing() {
     const EVENTS: u64 = 30_000;
     let clickhouse = PrivateClickHouse::start();
     let env = TestEnv::with_clickhouse("outage", &clickhouse.url()).await;
-    let frameworks = FrameworkCatalog::load_dir(&root().join("config/frameworks")).unwrap();
     let settings = SimSettings {
         seed: 5,
         start_unix: 1_790_000_000,
@@ -28,11 +26,7 @@ async fn clickhouse_outage_mid_stream_loses_nothing() {
         duplicate_share: 0.01,
         ..Default::default()
     };
-    let mut sim = Simulator::new(
-        settings,
-        &ProvinceRegistry::builtin(),
-        frameworks.get("BNV-2640-2017").unwrap().clone(),
-    );
+    let mut sim = simulator(settings);
     let (mut surveys, mut hotline) = (HashSet::new(), HashSet::new());
     let producer = env.producer();
     let mut produce = |n: u64| {

@@ -5,26 +5,8 @@ mod support;
 use std::collections::HashSet;
 
 use sipas_stream::contract::decode::EventKind;
-use sipas_stream::domain::{FrameworkCatalog, ProvinceRegistry};
-use sipas_stream::simulate::generator::{Expected, SimSettings, Simulator};
+use sipas_stream::simulate::generator::{Expected, SimSettings};
 use support::*;
-
-fn simulator(seed: u64) -> Simulator {
-    let frameworks = FrameworkCatalog::load_dir(&root().join("config/frameworks")).unwrap();
-    let settings = SimSettings {
-        seed,
-        start_unix: 1_790_000_000,
-        step_seconds: 5.0,
-        invalid_share: 0.01,
-        duplicate_share: 0.02,
-        ..Default::default()
-    };
-    Simulator::new(
-        settings,
-        &ProvinceRegistry::builtin(),
-        frameworks.get("BNV-2640-2017").unwrap().clone(),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
@@ -32,7 +14,14 @@ async fn sigkill_mid_stream_loses_nothing_and_counts_nothing_twice() {
     const EVENTS: u64 = 100_000;
     let env = TestEnv::new("crash").await;
     let producer = env.producer();
-    let mut sim = simulator(11);
+    let mut sim = simulator(SimSettings {
+        seed: 11,
+        start_unix: 1_790_000_000,
+        step_seconds: 5.0,
+        invalid_share: 0.01,
+        duplicate_share: 0.02,
+        ..Default::default()
+    });
     let (mut surveys, mut hotline, mut invalid) = (HashSet::new(), HashSet::new(), 0usize);
     let mut pipeline = Pipeline::start(&env);
     let mut killed = false;

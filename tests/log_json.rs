@@ -8,9 +8,8 @@ mod support;
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use sipas_stream::domain::{FrameworkCatalog, ProvinceRegistry};
-use sipas_stream::gateway::tokens::hash_token;
-use sipas_stream::simulate::generator::{SimSettings, Simulator};
+use sipas_stream::simulate::generator::SimSettings;
+use support::gateway::{start_serve, tokens_file};
 use support::*;
 
 const TOKEN: &str = "json-log-token-7c41e9a2b8";
@@ -47,8 +46,7 @@ fn span<'a>(line: &'a Value, name: &str) -> &'a Value {
 #[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
 async fn json_lines_carry_the_span_fields_and_no_personal_data() {
     let env = TestEnv::new("log_json").await;
-    let frameworks = FrameworkCatalog::load_dir(&root().join("config/frameworks")).unwrap();
-    let mut sim = Simulator::new(
+    let events = simulated_events(
         SimSettings {
             seed: 3,
             start_unix: 1_790_000_000,
@@ -57,10 +55,8 @@ async fn json_lines_carry_the_span_fields_and_no_personal_data() {
             hotline_share: 0.5,
             ..Default::default()
         },
-        &ProvinceRegistry::builtin(),
-        frameworks.get("BNV-2640-2017").unwrap().clone(),
+        300,
     );
-    let events: Vec<_> = (0..300).map(|_| sim.next_event()).collect();
     // Personal values the events carry; none may reach the log.
     let mut personal: Vec<String> = Vec::new();
     for event in &events {
@@ -188,32 +184,9 @@ async fn json_lines_carry_the_span_fields_and_no_personal_data() {
     assert!(span(checkpoint, "index_flush")["flush"].is_u64());
 
     // --- sipas serve: the API request and the gateway request with the token's name.
-    let tokens = log_path(&format!("log-json-tokens-{}.toml", std::process::id()));
-    std::fs::write(
-        &tokens,
-        format!(
-            "[[tokens]]\nname = \"json-province\"\nsha256 = \"{}\"\nprovinces = [\"79\"]\n",
-            hash_token(TOKEN)
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut settings = json.to_vec();
-    settings.push(("SIPAS__SERVE__LISTEN".into(), format!("127.0.0.1:{port}")));
-    settings.push((
-        "SIPAS__GATEWAY__TOKENS_FILE".into(),
-        tokens.display().to_string(),
-    ));
-    let mut server = Pipeline::start_command_with(&env, &["serve"], &settings);
+    let tokens = tokens_file("log-json", &[("json-province", TOKEN, &["79"])]);
+    let (mut server, base) = start_serve(&env, &tokens, json.to_vec()).await;
     let serve_log = log_path(&format!("{}-{}.log", env.name, server.metrics_port));
-    wait_for("sipas serve answering", || async {
-        serve::get(&format!("{base}/api/v1/health"), &[])
-            .await
-            .status
-            != 0
-    })
-    .await;
     let ranking = serve::get(&format!("{base}/api/v1/rankings?window=week"), &[]).await;
     assert_eq!(ranking.status, 400);
     let body = format!(

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use serde_json::{json, Value};
-use sipas_stream::gateway::tokens::hash_token;
+use support::gateway::{start_serve, tokens_file};
 use support::*;
 
 const TOKEN: &str = "pii-token-7c1e04b9d2a6";
@@ -120,43 +120,9 @@ async fn personal_data_outside_the_contract_fields_is_never_kept_or_answered_in_
     );
 
     // --- the gateway answers the sender without quoting what it refused.
-    let tokens = log_path(&format!("pii-tokens-{}.toml", std::process::id()));
-    std::fs::write(
-        &tokens,
-        format!(
-            "[[tokens]]\nname = \"pii\"\nsha256 = \"{}\"\nprovinces = [\"79\"]\n",
-            hash_token(TOKEN)
-        ),
-    )
-    .unwrap();
-    let port = free_port();
-    let base = format!("http://127.0.0.1:{port}");
-    let settings: Vec<(String, String)> = vec![
-        ("SIPAS__SERVE__LISTEN".into(), format!("127.0.0.1:{port}")),
-        (
-            "SIPAS__GATEWAY__TOKENS_FILE".into(),
-            tokens.display().to_string(),
-        ),
-    ];
-    let mut server = Pipeline::start_command_with(&env, &["serve"], &settings);
+    let tokens = tokens_file("pii", &[("pii", TOKEN, &["79"])]);
+    let (mut server, base) = start_serve(&env, &tokens, Vec::new()).await;
     let serve_log = log_path(&format!("pii-{}.log", server.metrics_port));
-    wait_for("sipas serve listening", || async {
-        tokio::process::Command::new("curl")
-            .args(["-s", "-o", "/dev/null", &format!("{base}/metrics")])
-            .status()
-            .await
-            .map(|s| s.success())
-            .unwrap_or(false)
-            || std::fs::read_to_string(&serve_log)
-                .map(|l| l.contains("Error:"))
-                .unwrap_or(false)
-    })
-    .await;
-    assert!(
-        server.child.try_wait().unwrap().is_none(),
-        "sipas serve exited: {}",
-        std::fs::read_to_string(&serve_log).unwrap_or_default()
-    );
 
     let mut number_phone = hotline_received("pii-g1");
     number_phone["reporter_phone"] = json!(84913444555u64);

@@ -3,8 +3,7 @@
 //! than partitions, one holding none reports 0 and warns.
 mod support;
 
-use sipas_stream::domain::{FrameworkCatalog, ProvinceRegistry};
-use sipas_stream::simulate::generator::{SimSettings, Simulator};
+use sipas_stream::simulate::generator::SimSettings;
 use support::*;
 
 /// The lowest allowed: the instance without partitions warns soon after the group settles.
@@ -16,17 +15,14 @@ fn stall_env() -> Vec<(String, String)> {
 }
 
 fn produce(env: &TestEnv, events: usize) {
-    let frameworks = FrameworkCatalog::load_dir(&root().join("config/frameworks")).unwrap();
-    let mut sim = Simulator::new(
+    let events = simulated_events(
         SimSettings {
             seed: 11,
             start_unix: 1_790_000_000,
             ..Default::default()
         },
-        &ProvinceRegistry::builtin(),
-        frameworks.get("BNV-2640-2017").unwrap().clone(),
+        events as u64,
     );
-    let events: Vec<_> = (0..events).map(|_| sim.next_event()).collect();
     env.produce_events(&events);
 }
 

@@ -80,6 +80,22 @@ pub fn response_bin(minutes: f64) -> usize {
         .clamp(0.0, (RESPONSE_BINS - 1) as f64) as usize
 }
 
+/// A count summed in ClickHouse (the `Int64` sum of an `Int32` column) in the counts'
+/// type, saturating.
+pub fn narrow_sum(sum: i64) -> i32 {
+    sum.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
+}
+
+/// A histogram summed in ClickHouse (`bins`, and their `counts` at the same positions) as
+/// [`HotlineDayCounts::response_bins`]: zero counts removed.
+pub fn summed_response_bins(bins: &[u8], counts: &[i64]) -> Vec<(u8, i32)> {
+    bins.iter()
+        .zip(counts)
+        .filter(|(_, c)| **c != 0)
+        .map(|(b, c)| (*b, narrow_sum(*c)))
+        .collect()
+}
+
 /// Where a ticket's counts are added up.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct HotlineCell {
@@ -456,6 +472,17 @@ mod tests {
 
     /// 2026-11-21, a Vietnam day.
     const D0: i64 = 20_778;
+
+    #[test]
+    fn sums_read_back_saturate_and_drop_empty_bins() {
+        assert_eq!(narrow_sum(-3), -3);
+        assert_eq!(narrow_sum(i64::MAX), i32::MAX);
+        assert_eq!(narrow_sum(i64::MIN), i32::MIN);
+        assert_eq!(
+            summed_response_bins(&[2, 5, 7, 9], &[4, 0, -1, 1 << 40]),
+            [(2, 4), (7, -1), (9, i32::MAX)]
+        );
+    }
 
     /// Unix seconds of `hour`:00 Vietnam time on day `D0 + day`.
     fn at(day: i64, hour: i64) -> i64 {

@@ -9,7 +9,6 @@
 //! delivery stage and the index processor between the messages consumed before and after
 //! them. A batch read before a revocation may be delivered after it: its offsets are then
 //! not stored (`pipeline::offsets`).
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -25,6 +24,7 @@ use crate::config::{KafkaConfig, PipelineConfig};
 use crate::index::checkpoint;
 use crate::index::position::{self, Start};
 use crate::index::state::PartitionState;
+use crate::instant::AtomicInstant;
 use crate::kafka::health;
 use crate::kafka::reach::BrokerReach;
 use crate::kafka::stall::{self, Observation, ProgressWatch};
@@ -141,9 +141,9 @@ pub struct IngestContext {
     max_poll_interval_ms: u64,
     /// The process's view of the brokers, shared with the dead-letter producer.
     reach: BrokerReach,
-    created: Instant,
-    /// When the newest statistics read were made, in nanoseconds after `created`.
-    statistics_made: AtomicU64,
+    /// When the newest statistics read were made; its base is when the consumer was
+    /// created.
+    statistics_made: AtomicInstant,
 }
 
 /// The `client` label of the consumer's metrics and log lines.
@@ -181,7 +181,7 @@ impl IngestContext {
     /// that is read after a statistics report was queued after it was made (and anything
     /// after the consumer was created), however long the loop waited meanwhile.
     fn queued_after(&self) -> Instant {
-        self.created + Duration::from_nanos(self.statistics_made.load(Ordering::Relaxed))
+        self.statistics_made.load()
     }
 
     /// Resolves once a rebalance was recorded since the last wait.
@@ -270,11 +270,8 @@ impl ClientContext for IngestContext {
         // Made up to the statistics interval before they are read while the loop keeps up,
         // much longer when it waited on the delivery stage.
         let age = health::statistics_age(statistics.time, crate::domain::time::unix_now_micros());
-        let made = self.reach.ago(age).max(self.created);
-        let made_nanos =
-            u64::try_from(made.duration_since(self.created).as_nanos()).unwrap_or(u64::MAX);
-        self.statistics_made
-            .fetch_max(made_nanos, Ordering::Relaxed);
+        let made = self.reach.ago(age).max(self.statistics_made.base());
+        self.statistics_made.fetch_max(made);
         if !statistics.brokers.is_empty() {
             // "UPDATE" is an up broker whose address is being changed.
             match statistics
@@ -634,7 +631,6 @@ fn context(
         rebalanced: tokio::sync::Notify::new(),
         max_poll_interval_ms: pipeline.max_poll_interval_ms,
         reach,
-        created: Instant::now(),
-        statistics_made: AtomicU64::new(0),
+        statistics_made: AtomicInstant::new(Instant::now()),
     }
 }

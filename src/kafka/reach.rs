@@ -2,13 +2,14 @@
 //! talks to them (the ingest consumer, the dead-letter producer): the first to notice an
 //! outage sets `sipas_kafka_broker_up` to 0, the first to be answered sets it back to 1,
 //! and each change is logged once (`kafka::health` judges, this shares and reports).
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus::IntGauge;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
+use crate::instant::AtomicInstant;
 use crate::kafka::health::{BrokerHealth, Change};
 
 /// Whether an error says no broker could be reached (as opposed to a broker answering with
@@ -37,10 +38,9 @@ struct Inner {
     up: IntGauge,
     health: Mutex<BrokerHealth>,
     /// Mirrors the health under its lock, for the per-message path: reachable, and the
-    /// newest observation's instant (nanoseconds after `base`).
+    /// newest observation's instant (this state's creation until there is one).
     reachable: AtomicBool,
-    newest_nanos: AtomicU64,
-    base: Instant,
+    newest: AtomicInstant,
 }
 
 impl BrokerReach {
@@ -53,8 +53,7 @@ impl BrokerReach {
                 up,
                 health: Mutex::new(BrokerHealth::default()),
                 reachable: AtomicBool::new(false),
-                newest_nanos: AtomicU64::new(0),
-                base: Instant::now(),
+                newest: AtomicInstant::new(Instant::now()),
             }),
         }
     }
@@ -90,9 +89,7 @@ impl BrokerReach {
     /// when it tells nothing new (reachable already, by an observation no older).
     pub fn answered(&self, at: Instant, client: &'static str) {
         let inner = &*self.inner;
-        if inner.reachable.load(Ordering::SeqCst)
-            && self.nanos(at) <= inner.newest_nanos.load(Ordering::SeqCst)
-        {
+        if inner.reachable.load(Ordering::SeqCst) && at <= inner.newest.load() {
             return;
         }
         let mut health = inner.health.lock().expect("health lock");
@@ -125,9 +122,7 @@ impl BrokerReach {
     fn mirror(&self, health: &BrokerHealth) {
         let inner = &*self.inner;
         if let Some(newest) = health.newest() {
-            inner
-                .newest_nanos
-                .store(self.nanos(newest), Ordering::SeqCst);
+            inner.newest.store(newest);
         }
         inner
             .reachable
@@ -135,15 +130,12 @@ impl BrokerReach {
         inner.up.set(i64::from(health.is_reachable()));
     }
 
-    fn nanos(&self, at: Instant) -> u64 {
-        let since = at.saturating_duration_since(self.inner.base);
-        u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
-    }
-
     /// The instant `age` before now (now if that precedes this state's creation).
     pub fn ago(&self, age: Duration) -> Instant {
         let now = Instant::now();
-        now.checked_sub(age).unwrap_or(now).max(self.inner.base)
+        now.checked_sub(age)
+            .unwrap_or(now)
+            .max(self.inner.newest.base())
     }
 }
 
@@ -205,7 +197,8 @@ mod tests {
         let (reach, _) = reach();
         let long_ago = reach.ago(Duration::from_secs(1_000_000));
         assert_eq!(
-            long_ago, reach.inner.base,
+            long_ago,
+            reach.inner.newest.base(),
             "clamped to the state's creation"
         );
         let now = reach.ago(Duration::ZERO);

@@ -81,6 +81,18 @@ pub async fn newest_survey_day(
     newest_day(state, endpoint, sql).await
 }
 
+/// The requested `as_of` day, or else the newest day with survey data anywhere.
+pub async fn survey_as_of(
+    state: &ServeState,
+    endpoint: &str,
+    requested: Option<i64>,
+) -> Result<Option<i64>, ApiError> {
+    match requested {
+        Some(day) => Ok(Some(day)),
+        None => newest_survey_day(state, endpoint).await,
+    }
+}
+
 /// The newest Vietnam day with hotline events anywhere (the materialised KPIs' day).
 pub async fn newest_hotline_day(
     state: &ServeState,

@@ -44,12 +44,60 @@ pub fn changed(seen: &mut HashMap<String, Value>, items: &[Value], key_field: &s
     out
 }
 
+/// One kind of event: the answer's list of rows (`list`, each named by its `key` field)
+/// and the rows as last pushed.
+struct Feed {
+    event: &'static str,
+    list: &'static str,
+    key: &'static str,
+    seen: HashMap<String, Value>,
+}
+
+impl Feed {
+    fn new(event: &'static str, list: &'static str, key: &'static str) -> Self {
+        Self {
+            event,
+            list,
+            key,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// The event carrying the rows of `body` that changed since the last push, if any.
+    fn changes(&mut self, body: Value) -> Option<Event> {
+        let body = self.changed_body(body)?;
+        Some(Event::default().event(self.event).data(body.to_string()))
+    }
+
+    /// `body` with only the rows that changed since the last push (`None` if none did).
+    fn changed_body(&mut self, mut body: Value) -> Option<Value> {
+        let rows = body[self.list].as_array().cloned().unwrap_or_default();
+        let changed = changed(&mut self.seen, &rows, self.key);
+        if changed.is_empty() {
+            return None;
+        }
+        body[self.list] = Value::Array(changed);
+        Some(body)
+    }
+}
+
+/// The answer to the request cached under `key`, as JSON: computed through the cache like
+/// the API's own answers.
+async fn cached_json<F, Fut>(state: &ServeState, key: &str, compute: F) -> Option<Value>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<u8>, ApiError>> + Send + 'static,
+{
+    let cached = state.cache.get_or_compute(key, compute).await.ok()?;
+    serde_json::from_slice(&cached.body).ok()
+}
+
 struct Poller {
     state: ServeState,
     rankings: RankingsRequest,
     hotline: HotlineRequest,
-    seen_rankings: HashMap<String, Value>,
-    seen_hotline: HashMap<String, Value>,
+    ranking_feed: Feed,
+    hotline_feed: Feed,
     pending: VecDeque<Event>,
     interval: tokio::time::Interval,
 }
@@ -57,45 +105,19 @@ struct Poller {
 impl Poller {
     async fn poll(&mut self) {
         let (state, request) = (self.state.clone(), self.rankings.clone());
-        let key = request.key();
-        if let Ok(cached) = self
-            .state
-            .cache
-            .get_or_compute(&key, move || async move {
-                compute_rankings(&state, &request).await
-            })
-            .await
-        {
-            if let Ok(mut body) = serde_json::from_slice::<Value>(&cached.body) {
-                let rows = body["provinces"].as_array().cloned().unwrap_or_default();
-                let changed = changed(&mut self.seen_rankings, &rows, "province_code");
-                if !changed.is_empty() {
-                    body["provinces"] = Value::Array(changed);
-                    self.pending
-                        .push_back(Event::default().event("ranking").data(body.to_string()));
-                }
-            }
-        }
+        let ranking = cached_json(&self.state, &request.key(), move || async move {
+            compute_rankings(&state, &request).await
+        })
+        .await;
+        self.pending
+            .extend(ranking.and_then(|body| self.ranking_feed.changes(body)));
         let (state, request) = (self.state.clone(), self.hotline.clone());
-        let key = request.key();
-        if let Ok(cached) = self
-            .state
-            .cache
-            .get_or_compute(&key, move || async move {
-                compute_hotline(&state, &request).await
-            })
-            .await
-        {
-            if let Ok(mut body) = serde_json::from_slice::<Value>(&cached.body) {
-                let rows = body["units"].as_array().cloned().unwrap_or_default();
-                let changed = changed(&mut self.seen_hotline, &rows, "unit_id");
-                if !changed.is_empty() {
-                    body["units"] = Value::Array(changed);
-                    self.pending
-                        .push_back(Event::default().event("hotline").data(body.to_string()));
-                }
-            }
-        }
+        let hotline = cached_json(&self.state, &request.key(), move || async move {
+            compute_hotline(&state, &request).await
+        })
+        .await;
+        self.pending
+            .extend(hotline.and_then(|body| self.hotline_feed.changes(body)));
     }
 }
 
@@ -134,8 +156,8 @@ async fn stream(State(state): State<ServeState>, query: QueryMap) -> Response {
         state,
         rankings,
         hotline,
-        seen_rankings: HashMap::new(),
-        seen_hotline: HashMap::new(),
+        ranking_feed: Feed::new("ranking", "provinces", "province_code"),
+        hotline_feed: Feed::new("hotline", "units", "unit_id"),
         pending: VecDeque::new(),
         interval,
     };
@@ -174,6 +196,27 @@ mod tests {
         assert_eq!(
             changed(&mut seen, &second, "province_code"),
             vec![json!({"province_code": "79", "sipas": 71.0})]
+        );
+    }
+
+    #[test]
+    fn a_feed_pushes_its_list_with_the_changed_rows_only() {
+        let mut feed = Feed::new("hotline", "units", "unit_id");
+        let body = |received: u32| {
+            json!({"window": "30d", "units": [
+                {"unit_id": "01", "received": 3},
+                {"unit_id": "79", "received": received},
+            ]})
+        };
+        assert_eq!(
+            feed.changed_body(body(5)),
+            Some(body(5)),
+            "the first push holds every row"
+        );
+        assert_eq!(feed.changed_body(body(5)), None);
+        assert_eq!(
+            feed.changed_body(body(6)),
+            Some(json!({"window": "30d", "units": [{"unit_id": "79", "received": 6}]}))
         );
     }
 }

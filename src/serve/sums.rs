@@ -21,7 +21,7 @@ use crate::domain::framework::Framework;
 use crate::domain::time::format_day;
 use crate::index::rows::{HotlineKpiRow, SatisfactionRow};
 use crate::index::survey::SurveyCounts;
-use crate::index::ticket::HotlineDayCounts;
+use crate::index::ticket::{narrow_sum, summed_response_bins, HotlineDayCounts};
 use crate::index::values::{hotline_value, satisfaction_value, window_sums, UnitKey, UnitType};
 use crate::index::window::Window;
 use crate::tables;
@@ -327,10 +327,6 @@ pub fn hotline_sql(group: HotlineGroup, one_province: bool) -> String {
     )
 }
 
-fn narrow_signed(value: i64) -> i32 {
-    value.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
-}
-
 /// The statement of [`hotline_sums`]; `None` when `as_of` is no storable day.
 pub fn hotline_query(
     client: &clickhouse::Client,
@@ -377,21 +373,15 @@ pub async fn hotline_sums(
         .filter(|r| !(group == HotlineGroup::Category && r.key.is_empty()))
         .filter_map(|r| {
             let counts = HotlineDayCounts {
-                received: narrow_signed(r.received),
-                responded: narrow_signed(r.responded),
-                responded_on_time: narrow_signed(r.responded_on_time),
-                rated: narrow_signed(r.rated),
-                rated_satisfied: narrow_signed(r.rated_satisfied),
-                reopened: narrow_signed(r.reopened),
-                rejected: narrow_signed(r.rejected),
+                received: narrow_sum(r.received),
+                responded: narrow_sum(r.responded),
+                responded_on_time: narrow_sum(r.responded_on_time),
+                rated: narrow_sum(r.rated),
+                rated_satisfied: narrow_sum(r.rated_satisfied),
+                reopened: narrow_sum(r.reopened),
+                rejected: narrow_sum(r.rejected),
                 past_due_delta: 0,
-                response_bins: r
-                    .bins
-                    .iter()
-                    .zip(&r.bin_counts)
-                    .filter(|(_, c)| **c != 0)
-                    .map(|(b, c)| (*b, narrow_signed(*c)))
-                    .collect(),
+                response_bins: summed_response_bins(&r.bins, &r.bin_counts),
             };
             if counts.is_zero() && r.open_past_due <= 0 {
                 return None;

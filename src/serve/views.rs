@@ -60,6 +60,11 @@ fn ranks(rows: &[&SatisfactionRow]) -> Vec<Option<u32>> {
     competition_rank(&scores)
 }
 
+/// The 2025 province's name (`""` for a code that names none).
+fn province_name(provinces: &ProvinceRegistry, code: &str) -> String {
+    provinces.name_2025(code).unwrap_or_default().to_owned()
+}
+
 /// Ranked first (by rank), then the unranked, each by `tie` (the unit id).
 fn rank_order(rank: Option<u32>, tie: &str) -> (bool, u32, String) {
     (rank.is_none(), rank.unwrap_or(0), tie.to_owned())
@@ -215,6 +220,16 @@ struct Ranked {
     ci_n: u32,
 }
 
+impl Ranked {
+    fn of(row: &SatisfactionRow, rank: Option<u32>) -> Self {
+        Self {
+            sipas: row.sipas,
+            rank,
+            ci_n: row.ci_n,
+        }
+    }
+}
+
 /// Ranks rows of any number of days, each day among its own rows.
 fn ranked_by_day(rows: &[SatisfactionRow]) -> HashMap<(&str, u16), Ranked> {
     let mut days: BTreeMap<u16, Vec<&SatisfactionRow>> = BTreeMap::new();
@@ -224,14 +239,7 @@ fn ranked_by_day(rows: &[SatisfactionRow]) -> HashMap<(&str, u16), Ranked> {
     let mut out = HashMap::new();
     for (day, rows) in days {
         for (row, rank) in rows.iter().zip(ranks(&rows)) {
-            out.insert(
-                (row.unit_id.as_str(), day),
-                Ranked {
-                    sipas: row.sipas,
-                    rank,
-                    ci_n: row.ci_n,
-                },
-            );
+            out.insert((row.unit_id.as_str(), day), Ranked::of(row, rank));
         }
     }
     out
@@ -262,6 +270,22 @@ fn change(now: Ranked, day: i64, earlier: &HashMap<(&str, u16), Ranked>, code: &
     }
 }
 
+/// A value's comparisons with the previous period and with the same period of the
+/// previous year.
+fn changes(
+    now: Ranked,
+    window: Window,
+    day: i64,
+    earlier: &HashMap<(&str, u16), Ranked>,
+    code: &str,
+) -> (Change, Change) {
+    let previous_year = previous_year_as_of(window, day).unwrap_or(day - 365);
+    (
+        change(now, previous_as_of(window, day), earlier, code),
+        change(now, previous_year, earlier, code),
+    )
+}
+
 /// What a ranking is built from: the provinces at one day and their values in the
 /// earlier periods (previous period and previous year, any order, other days ignored).
 pub struct RankingInput<'a> {
@@ -287,22 +311,14 @@ pub fn rankings(input: RankingInput<'_>) -> Rankings {
         .zip(rank)
         .map(|(r, rank)| {
             let day = i64::from(r.as_of);
-            let now = Ranked {
-                sipas: r.sipas,
-                rank,
-                ci_n: r.ci_n,
-            };
             let code = r.unit_id.as_str();
-            let previous_year = previous_year_as_of(input.window, day).unwrap_or(day - 365);
+            let (change, previous_year) =
+                changes(Ranked::of(r, rank), input.window, day, &earlier, code);
             RankingEntry {
-                change: change(now, previous_as_of(input.window, day), &earlier, code),
-                previous_year: change(now, previous_year, &earlier, code),
+                change,
+                previous_year,
                 rank,
-                province_name: input
-                    .provinces
-                    .name_2025(code)
-                    .unwrap_or_default()
-                    .to_owned(),
+                province_name: province_name(input.provinces, code),
                 province_code: code.to_owned(),
                 as_of: format_day(day),
                 period: r.period.clone(),
@@ -390,38 +406,32 @@ pub fn agency_ranking(input: AgencyRankingInput<'_>) -> AgencyRanking {
     let refs: Vec<&SatisfactionRow> = input.agencies.iter().map(|(r, _)| r).collect();
     let rank = ranks(&refs);
     let earlier = input.earlier.as_deref().map(ranked_by_day);
-    let compare = |r: &SatisfactionRow, rank: Option<u32>, day: i64| {
-        earlier.as_ref().map(|earlier| {
-            let now = Ranked {
-                sipas: r.sipas,
-                rank,
-                ci_n: r.ci_n,
-            };
-            change(now, day, earlier, &r.unit_id)
-        })
-    };
     let mut agencies: Vec<AgencyEntry> = input
         .agencies
         .iter()
         .zip(rank)
-        .map(|((r, level), rank)| AgencyEntry {
-            change: compare(r, rank, previous_as_of(input.window, i64::from(r.as_of))),
-            previous_year: compare(
-                r,
+        .map(|((r, level), rank)| {
+            let (change, previous_year) = earlier
+                .as_ref()
+                .map(|earlier| {
+                    let day = i64::from(r.as_of);
+                    changes(Ranked::of(r, rank), input.window, day, earlier, &r.unit_id)
+                })
+                .unzip();
+            AgencyEntry {
+                change,
+                previous_year,
                 rank,
-                previous_year_as_of(input.window, i64::from(r.as_of))
-                    .unwrap_or(i64::from(r.as_of) - 365),
-            ),
-            rank,
-            agency_id: r.unit_id.clone(),
-            agency_level: level.clone(),
-            respondents: r.respondents,
-            sipas: r.sipas,
-            ci_low: r.ci_low,
-            ci_high: r.ci_high,
-            ci_n: r.ci_n,
-            ranked: r.ranked == 1,
-            factors: factor_map(r),
+                agency_id: r.unit_id.clone(),
+                agency_level: level.clone(),
+                respondents: r.respondents,
+                sipas: r.sipas,
+                ci_low: r.ci_low,
+                ci_high: r.ci_high,
+                ci_n: r.ci_n,
+                ranked: r.ranked == 1,
+                factors: factor_map(r),
+            }
         })
         .collect();
     agencies.sort_by_key(|a| rank_order(a.rank, &a.agency_id));
@@ -430,11 +440,7 @@ pub fn agency_ranking(input: AgencyRankingInput<'_>) -> AgencyRanking {
         framework: input.framework.id.clone(),
         window: input.window.label(),
         province_code: input.province.to_owned(),
-        province_name: input
-            .provinces
-            .name_2025(input.province)
-            .unwrap_or_default()
-            .to_owned(),
+        province_name: province_name(input.provinces, input.province),
         latest: input.requested.is_none(),
         as_of: input.as_of.map(format_day),
         window_start,
@@ -684,10 +690,7 @@ pub fn unit(
         })
         .collect();
     Unit {
-        province_name: provinces
-            .name_2025(&row.province_code)
-            .unwrap_or_default()
-            .to_owned(),
+        province_name: province_name(provinces, &row.province_code),
         unit_type: unit_type.to_owned(),
         unit_id: row.unit_id.clone(),
         province_code: row.province_code.clone(),
@@ -776,10 +779,7 @@ pub fn hotline(
             category: (by == HotlineBy::Category).then(|| within_province(&r.unit_id)),
             agency_id: (by == HotlineBy::Agency).then(|| within_province(&r.unit_id)),
             channel: (by == HotlineBy::Channel).then(|| r.unit_id.clone()),
-            province_name: provinces
-                .name_2025(&r.province_code)
-                .unwrap_or_default()
-                .to_owned(),
+            province_name: province_name(provinces, &r.province_code),
             unit_type: by.as_str().to_owned(),
             unit_id: r.unit_id,
             province_code: r.province_code,

@@ -33,31 +33,65 @@ pub async fn start_gateway(
     tokens: &Path,
     settings: &[(&str, &str)],
 ) -> (Pipeline, String) {
+    let settings = settings
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    start_with_tokens(env, Mounted::Gateway, tokens, settings).await
+}
+
+/// `sipas serve`, the gateway mounted in it, with the test's configuration, `tokens` and
+/// `settings`, answering on `/api/v1/health`; returns it and its base URL.
+pub async fn start_serve(
+    env: &TestEnv,
+    tokens: &Path,
+    settings: Vec<(String, String)>,
+) -> (Pipeline, String) {
+    start_with_tokens(env, Mounted::Serve, tokens, settings).await
+}
+
+/// The commands that take gateway requests.
+#[derive(Clone, Copy)]
+enum Mounted {
+    Gateway,
+    Serve,
+}
+
+async fn start_with_tokens(
+    env: &TestEnv,
+    command: Mounted,
+    tokens: &Path,
+    settings: Vec<(String, String)>,
+) -> (Pipeline, String) {
+    let (name, listen, health) = match command {
+        Mounted::Gateway => ("gateway", "SIPAS__GATEWAY__LISTEN", "/health"),
+        Mounted::Serve => ("serve", "SIPAS__SERVE__LISTEN", "/api/v1/health"),
+    };
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let mut all: Vec<(String, String)> = vec![
-        ("SIPAS__GATEWAY__LISTEN".into(), format!("127.0.0.1:{port}")),
+        (listen.into(), format!("127.0.0.1:{port}")),
         (
             "SIPAS__GATEWAY__TOKENS_FILE".into(),
             tokens.display().to_string(),
         ),
     ];
-    all.extend(settings.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let mut gateway = Pipeline::start_command_with(env, &["gateway"], &all);
-    let log = log_path(&format!("{}-{}.log", env.name, gateway.metrics_port));
-    wait_for("sipas gateway answering /health", || async {
-        request(&base, "GET", "/health", &[], None).await.status == 200
+    all.extend(settings);
+    let mut child = Pipeline::start_command_with(env, &[name], &all);
+    let log = log_path(&format!("{}-{}.log", env.name, child.metrics_port));
+    wait_for(&format!("sipas {name} answering {health}"), || async {
+        request(&base, "GET", health, &[], None).await.status != 0
             || std::fs::read_to_string(&log)
                 .map(|l| l.contains("Error:"))
                 .unwrap_or(false)
     })
     .await;
     assert!(
-        gateway.child.try_wait().unwrap().is_none(),
-        "sipas gateway exited: {}",
+        child.child.try_wait().unwrap().is_none(),
+        "sipas {name} exited: {}",
         std::fs::read_to_string(&log).unwrap_or_default()
     );
-    (gateway, base)
+    (child, base)
 }
 
 pub struct Reply {

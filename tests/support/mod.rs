@@ -16,26 +16,39 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::Message;
 
 use sipas_stream::config::Config;
+use sipas_stream::contract::decode::EventKind;
+use sipas_stream::simulate::generator::{SimEvent, SimSettings, Simulator};
+use sipas_stream::tables;
 
 pub const HMAC_SECRET: &str = "integration-test-secret-0123456789";
 /// Upper bound for waiting on the pipeline; a guard against hanging, not a speed assertion.
 pub const PATIENCE: Duration = Duration::from_secs(300);
 
-/// `n` simulated events of the framework BNV-2640-2017 from `settings`, for tests that
-/// produce one fixed log (possibly in parts, or twice).
-pub fn simulated_events(
-    settings: sipas_stream::simulate::generator::SimSettings,
-    n: u64,
-) -> Vec<sipas_stream::simulate::generator::SimEvent> {
+/// The simulator of the framework BNV-2640-2017 (`config/frameworks`) from `settings`.
+pub fn simulator(settings: SimSettings) -> Simulator {
     let frameworks =
         sipas_stream::domain::FrameworkCatalog::load_dir(&root().join("config/frameworks"))
             .unwrap();
-    let mut sim = sipas_stream::simulate::generator::Simulator::new(
+    Simulator::new(
         settings,
         &sipas_stream::domain::ProvinceRegistry::builtin(),
         frameworks.get("BNV-2640-2017").unwrap().clone(),
-    );
+    )
+}
+
+/// `n` simulated events of [`simulator`]`(settings)`, for tests that produce one fixed log
+/// (possibly in parts, or twice).
+pub fn simulated_events(settings: SimSettings, n: u64) -> Vec<SimEvent> {
+    let mut sim = simulator(settings);
     (0..n).map(|_| sim.next_event()).collect()
+}
+
+/// The view that holds each event of `kind` once, and its id column.
+pub fn dedup_view(kind: EventKind) -> (&'static str, &'static str) {
+    match kind {
+        EventKind::Survey => (tables::SURVEY_SUBMISSIONS_DEDUP, "submission_id"),
+        EventKind::Hotline => (tables::HOTLINE_EVENTS_DEDUP, "event_id"),
+    }
 }
 
 pub fn root() -> &'static Path {
@@ -257,18 +270,11 @@ impl TestEnv {
 
     /// Produces generated events to their topics, keyed by province, and waits for every
     /// acknowledgement.
-    pub fn produce_events<'a>(
-        &self,
-        events: impl IntoIterator<Item = &'a sipas_stream::simulate::generator::SimEvent>,
-    ) {
-        use sipas_stream::contract::decode::EventKind;
+    pub fn produce_events<'a>(&self, events: impl IntoIterator<Item = &'a SimEvent>) {
         let producer = self.producer();
         let mut deliveries = Vec::new();
         for event in events {
-            let topic = match event.kind {
-                EventKind::Survey => &self.config.kafka.surveys_topic,
-                EventKind::Hotline => &self.config.kafka.hotline_topic,
-            };
+            let topic = self.config.kafka.topic(event.kind);
             deliveries.push(
                 producer
                     .send_result(
@@ -630,7 +636,7 @@ pub async fn high_watermarks(env: &TestEnv, topic: &str) -> BTreeMap<i32, i64> {
 /// Simulated traffic produced in parts, with what the pipeline must end up holding: the
 /// valid ids per kind and the number of invalid messages (one dead letter each).
 pub struct SimFeed {
-    sim: sipas_stream::simulate::generator::Simulator,
+    sim: Simulator,
     producer: FutureProducer,
     pub surveys: std::collections::HashSet<String>,
     pub hotline: std::collections::HashSet<String>,
@@ -639,17 +645,9 @@ pub struct SimFeed {
 }
 
 impl SimFeed {
-    pub fn new(env: &TestEnv, settings: sipas_stream::simulate::generator::SimSettings) -> Self {
-        let frameworks =
-            sipas_stream::domain::FrameworkCatalog::load_dir(&root().join("config/frameworks"))
-                .unwrap();
-        let sim = sipas_stream::simulate::generator::Simulator::new(
-            settings,
-            &sipas_stream::domain::ProvinceRegistry::builtin(),
-            frameworks.get("BNV-2640-2017").unwrap().clone(),
-        );
+    pub fn new(env: &TestEnv, settings: SimSettings) -> Self {
         Self {
-            sim,
+            sim: simulator(settings),
             producer: env.producer(),
             surveys: Default::default(),
             hotline: Default::default(),
@@ -660,7 +658,6 @@ impl SimFeed {
 
     /// Produces the next `n` events and waits for every acknowledgement.
     pub fn produce(&mut self, env: &TestEnv, n: u64) {
-        use sipas_stream::contract::decode::EventKind;
         use sipas_stream::simulate::generator::Expected;
         for _ in 0..n {
             let event = self.sim.next_event();
@@ -674,10 +671,7 @@ impl SimFeed {
                 (Expected::Invalid(_), _) => self.invalid += 1,
                 (Expected::Duplicate(_), _) => {}
             }
-            let topic = match event.kind {
-                EventKind::Survey => &env.config.kafka.surveys_topic,
-                EventKind::Hotline => &env.config.kafka.hotline_topic,
-            };
+            let topic = env.config.kafka.topic(event.kind);
             self.producer
                 .send_result(
                     FutureRecord::to(topic)
@@ -711,10 +705,11 @@ impl SimFeed {
         struct Id {
             id: String,
         }
-        for (view, column, want) in [
-            ("survey_submissions_dedup", "submission_id", &self.surveys),
-            ("hotline_events_dedup", "event_id", &self.hotline),
+        for (kind, want) in [
+            (EventKind::Survey, &self.surveys),
+            (EventKind::Hotline, &self.hotline),
         ] {
+            let (view, column) = dedup_view(kind);
             let rows: Vec<Id> = env
                 .clickhouse()
                 .query(&format!("SELECT {column} AS id FROM {view}"))

@@ -8,7 +8,7 @@ use crate::contract::kind::EventKind;
 use crate::domain::time::format_day;
 use crate::index::day_cache::Carried;
 use crate::index::rows::HotlineKpiRow;
-use crate::index::ticket::HotlineDayCounts;
+use crate::index::ticket::{narrow_sum, summed_response_bins, HotlineDayCounts};
 use crate::index::values::{hotline_value, window_sums, UnitKey, UnitType};
 use crate::index::window::{MAX_WINDOW_DAYS, WINDOWS};
 use crate::sink::writer::{Abandoned, RawEventWriter};
@@ -41,10 +41,6 @@ struct PastDueBaseRow {
     province_code: String,
     category: String,
     base: i64,
-}
-
-fn narrow_signed(value: i64) -> i32 {
-    value.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
 }
 
 impl Carried for HotlineDayCounts {
@@ -182,21 +178,15 @@ impl HotlineWindows {
             let mut tops: BTreeMap<(String, i64), Vec<(u32, u64)>> = BTreeMap::new();
             for row in rows {
                 let counts = HotlineDayCounts {
-                    received: narrow_signed(row.received),
-                    responded: narrow_signed(row.responded),
-                    responded_on_time: narrow_signed(row.responded_on_time),
-                    rated: narrow_signed(row.rated),
-                    rated_satisfied: narrow_signed(row.rated_satisfied),
-                    reopened: narrow_signed(row.reopened),
-                    rejected: narrow_signed(row.rejected),
-                    past_due_delta: narrow_signed(row.past_due_delta),
-                    response_bins: row
-                        .bins
-                        .iter()
-                        .zip(&row.bin_counts)
-                        .filter(|(_, c)| **c != 0)
-                        .map(|(b, c)| (*b, narrow_signed(*c)))
-                        .collect(),
+                    received: narrow_sum(row.received),
+                    responded: narrow_sum(row.responded),
+                    responded_on_time: narrow_sum(row.responded_on_time),
+                    rated: narrow_sum(row.rated),
+                    rated_satisfied: narrow_sum(row.rated_satisfied),
+                    reopened: narrow_sum(row.reopened),
+                    rejected: narrow_sum(row.rejected),
+                    past_due_delta: narrow_sum(row.past_due_delta),
+                    response_bins: summed_response_bins(&row.bins, &row.bin_counts),
                 };
                 let day = i64::from(row.d);
                 let day_tops = tops.entry((row.province_code.clone(), day)).or_default();

@@ -13,11 +13,12 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use super::{
-    answer, path_parts, query_map, to_json, ApiError, NormalisedRequest, PathParts, QueryMap,
+    answer, framework_param, loaded_framework, path_parts, query_map, to_json, ApiError,
+    NormalisedRequest, PathParts, QueryMap,
 };
 use crate::index::values::{UnitKey, UnitType};
 use crate::index::window::Window;
-use crate::serve::db::newest_survey_day;
+use crate::serve::db::survey_as_of;
 use crate::serve::params::{self, storable_day, ParamError};
 use crate::serve::sums::{satisfaction_row, survey_sums, SurveyGroup, SurveyScope};
 use crate::serve::views::{self, AgencyRankingInput};
@@ -57,11 +58,7 @@ impl AgenciesRequest {
         Ok(Self {
             province: params::province_path(province, &state.provinces)?,
             window: params::window(query)?,
-            framework: params::framework(
-                query,
-                &state.frameworks,
-                &state.config.default_framework,
-            )?,
+            framework: framework_param(state, query)?,
             as_of: params::date(query, "as_of")?,
             compare: params::flag(query, "compare")?,
         })
@@ -72,14 +69,8 @@ pub async fn compute_agencies(
     state: &ServeState,
     request: &AgenciesRequest,
 ) -> Result<Vec<u8>, ApiError> {
-    let framework = state
-        .frameworks
-        .get(&request.framework)
-        .ok_or_else(|| ApiError::not_found(format!("framework {}", request.framework)))?;
-    let as_of = match request.as_of {
-        Some(day) => Some(day),
-        None => newest_survey_day(state, ENDPOINT).await?,
-    };
+    let framework = loaded_framework(state, &request.framework)?;
+    let as_of = survey_as_of(state, ENDPOINT, request.as_of).await?;
     let mut agencies = Vec::new();
     let mut earlier = Vec::new();
     if let Some(day) = as_of.filter(|d| storable_day(*d)) {

@@ -8,10 +8,13 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 
-use super::{answer, query_map, to_json, ApiError, NormalisedRequest, QueryMap};
+use super::{
+    answer, framework_param, loaded_framework, query_map, to_json, ApiError, NormalisedRequest,
+    QueryMap,
+};
 use crate::index::values::{UnitKey, UnitType};
 use crate::index::window::Window;
-use crate::serve::db::newest_survey_day;
+use crate::serve::db::survey_as_of;
 use crate::serve::params::{self, storable_day, BreakdownBy, ParamError};
 use crate::serve::sums::{satisfaction_row, survey_sums, SurveyScope};
 use crate::serve::views::{self, BreakdownInput};
@@ -45,11 +48,7 @@ impl BreakdownRequest {
     fn parse(state: &ServeState, query: &BTreeMap<String, String>) -> Result<Self, ParamError> {
         params::check_names(query, &["framework", "province", "by", "window", "as_of"])?;
         Ok(Self {
-            framework: params::framework(
-                query,
-                &state.frameworks,
-                &state.config.default_framework,
-            )?,
+            framework: framework_param(state, query)?,
             province: params::province(query, &state.provinces)?,
             by: params::breakdown_by(query)?,
             window: params::window(query)?,
@@ -62,14 +61,8 @@ pub async fn compute_breakdown(
     state: &ServeState,
     request: &BreakdownRequest,
 ) -> Result<Vec<u8>, ApiError> {
-    let framework = state
-        .frameworks
-        .get(&request.framework)
-        .ok_or_else(|| ApiError::not_found(format!("framework {}", request.framework)))?;
-    let as_of = match request.as_of {
-        Some(day) => Some(day),
-        None => newest_survey_day(state, ENDPOINT).await?,
-    };
+    let framework = loaded_framework(state, &request.framework)?;
+    let as_of = survey_as_of(state, ENDPOINT, request.as_of).await?;
     let mut parts = Vec::new();
     if let Some(day) = as_of.filter(|d| storable_day(*d)) {
         let scope = SurveyScope {

@@ -1,7 +1,8 @@
 //! The read API: one file per endpoint (`rankings`, `units`, `agencies`, `breakdown`,
 //! `hotline`) and what they share here: the OpenAPI document, query-string parsing, the
-//! cache-and-ETag answer. Every response body goes through the cache (one ClickHouse
-//! computation per normalised request and refresh interval) and carries a strong ETag.
+//! framework a request names, the cache-and-ETag answer. Every response body goes through
+//! the cache (one ClickHouse computation per normalised request and refresh interval) and
+//! carries a strong ETag.
 //! SQL text is fixed; request values are bound with `?`.
 //!
 //! Values come from the materialised tables (`satisfaction_daily`, `hotline_kpi_latest`:
@@ -28,6 +29,7 @@ use axum::Router;
 use super::cache::Cached;
 use super::params::ParamError;
 use super::ServeState;
+use crate::domain::Framework;
 
 pub use super::error::ApiError;
 pub use hotline::{compute_hotline, HotlineRequest};
@@ -169,6 +171,23 @@ pub fn respond(
         .headers_mut()
         .insert(header::CACHE_CONTROL, cache_control);
     response
+}
+
+/// The `framework` parameter: one of the loaded frameworks, the configured default when
+/// the request names none (`params::framework`).
+pub fn framework_param(
+    state: &ServeState,
+    query: &BTreeMap<String, String>,
+) -> Result<String, ParamError> {
+    super::params::framework(query, &state.frameworks, &state.config.default_framework)
+}
+
+/// The loaded framework a parsed request names (404 if there is none).
+pub fn loaded_framework<'s>(state: &'s ServeState, id: &str) -> Result<&'s Framework, ApiError> {
+    state
+        .frameworks
+        .get(id)
+        .ok_or_else(|| ApiError::not_found(format!("framework {id}")))
 }
 
 pub fn to_json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, ApiError> {

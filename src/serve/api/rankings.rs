@@ -12,11 +12,14 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use clickhouse::query::Query;
 
-use super::{answer, query_map, to_json, ApiError, NormalisedRequest, QueryMap};
+use super::{
+    answer, framework_param, loaded_framework, query_map, to_json, ApiError, NormalisedRequest,
+    QueryMap,
+};
 use crate::index::rows::SatisfactionRow;
 use crate::index::values::{UnitKey, UnitType};
 use crate::index::window::Window;
-use crate::serve::db::{fetch, newest_survey_day};
+use crate::serve::db::{fetch, survey_as_of};
 use crate::serve::params::{self, format_day, materialised, storable_day, ParamError};
 use crate::serve::rows::NationRow;
 use crate::serve::sums::{satisfaction_row, survey_sums, SurveyGroup, SurveyScope};
@@ -39,11 +42,7 @@ impl RankingsRequest {
         params::check_names(query, &["window", "framework", "as_of"])?;
         Ok(Self {
             window: params::window(query)?,
-            framework: params::framework(
-                query,
-                &state.frameworks,
-                &state.config.default_framework,
-            )?,
+            framework: framework_param(state, query)?,
             as_of: params::date(query, "as_of")?,
         })
     }
@@ -64,10 +63,7 @@ pub async fn compute_rankings(
     state: &ServeState,
     request: &RankingsRequest,
 ) -> Result<Vec<u8>, ApiError> {
-    let framework = state
-        .frameworks
-        .get(&request.framework)
-        .ok_or_else(|| ApiError::not_found(format!("framework {}", request.framework)))?;
+    let framework = loaded_framework(state, &request.framework)?;
     let (current, earlier, nation) = match request.as_of {
         Some(day) if !storable_day(day) => (Vec::new(), Vec::new(), None),
         _ if materialised(request.window) => materialised_values(state, request).await?,
@@ -166,12 +162,8 @@ async fn query_time_values(
     request: &RankingsRequest,
     framework: &crate::domain::Framework,
 ) -> Result<Values, ApiError> {
-    let as_of = match request.as_of {
-        Some(day) => day,
-        None => match newest_survey_day(state, ENDPOINT).await? {
-            Some(day) => day,
-            None => return Ok((Vec::new(), Vec::new(), None)),
-        },
+    let Some(as_of) = survey_as_of(state, ENDPOINT, request.as_of).await? else {
+        return Ok((Vec::new(), Vec::new(), None));
     };
     let window = request.window;
     let mut days = vec![as_of];

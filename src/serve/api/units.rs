@@ -11,7 +11,8 @@ use axum::response::Response;
 use clickhouse::query::Query;
 
 use super::{
-    answer, path_parts, query_map, to_json, ApiError, NormalisedRequest, PathParts, QueryMap,
+    answer, framework_param, loaded_framework, path_parts, query_map, to_json, ApiError,
+    NormalisedRequest, PathParts, QueryMap,
 };
 use crate::domain::Framework;
 use crate::index::rows::SatisfactionRow;
@@ -61,11 +62,7 @@ impl UnitRequest {
         params::check_names(query, &["window", "framework", "days"])?;
         Ok(Self {
             window: params::window(query)?,
-            framework: params::framework(
-                query,
-                &state.frameworks,
-                &state.config.default_framework,
-            )?,
+            framework: framework_param(state, query)?,
             days: params::integer(query, "days", 90, 366)?,
             province,
             agency,
@@ -98,10 +95,7 @@ impl UnitRequest {
 }
 
 pub async fn compute_unit(state: &ServeState, request: &UnitRequest) -> Result<Vec<u8>, ApiError> {
-    let framework = state
-        .frameworks
-        .get(&request.framework)
-        .ok_or_else(|| ApiError::not_found(format!("framework {}", request.framework)))?;
+    let framework = loaded_framework(state, &request.framework)?;
     let unit = request.unit();
     let found = if request.agency.is_none() && materialised(request.window) {
         materialised_unit(state, request, &unit).await?
