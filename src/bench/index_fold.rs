@@ -1,6 +1,7 @@
 //! `sipas bench --index-only N`: the index fold and a checkpoint restore in memory, and
 //! the memory the state takes (`--measure-restore`: the restore in a fresh process).
 use anyhow::{Context, Result};
+use std::collections::HashMap;
 use std::time::Instant;
 
 use sipas_stream::config::Config;
@@ -33,6 +34,8 @@ pub(super) fn index_fold(config: &Config, args: &BenchArgs, events: u64) -> Resu
     let rss_before = current_rss_mib();
     let (mut rows, mut fold_cpu, mut decode_cpu, started) = (0usize, 0.0, 0.0, Instant::now());
     let (mut checkpoint_bytes, mut checkpoints) = (0usize, 0usize);
+    // Every chunk stored, as `index_state_chunks` would hold them: a restore reads its chain.
+    let mut chunks = StoredChunks::new();
     let bar = crate::progress::events("", events);
     let mut offset = 0i64;
     while (offset as u64) < events {
@@ -62,8 +65,12 @@ pub(super) fn index_fold(config: &Config, args: &BenchArgs, events: u64) -> Resu
         rows += taken.surveys.len() + taken.hotline.len();
         fold_cpu += cpu_seconds() - cpu;
         // A checkpoint per chunk: the state row and the chunk of ids folded since the last.
-        let (row, ids) = sipas_stream::index::checkpoint::rows("bench", "t", 0, &mut state, 0);
-        checkpoint_bytes += row.state.len() + ids.map_or(0, |c| c.chunk.len());
+        let (row, stored) = sipas_stream::index::checkpoint::rows("bench", "t", 0, &mut state, 0);
+        checkpoint_bytes += row.state.len();
+        if let Some(stored) = stored {
+            checkpoint_bytes += stored.chunk.len();
+            chunks.insert((stored.from_offset, stored.to_offset), stored.chunk);
+        }
         checkpoints += 1;
         bar.inc(chunk);
     }
@@ -74,18 +81,26 @@ pub(super) fn index_fold(config: &Config, args: &BenchArgs, events: u64) -> Resu
     let bytes = sipas_stream::index::checkpoint::encode(&state);
     let serialise = started.elapsed();
     let started = Instant::now();
-    let restored =
-        sipas_stream::index::checkpoint::decode(&bytes).context("checkpoint does not decode")?;
+    let restored = restore(&bytes, &chunks)?;
     let restore = started.elapsed();
     anyhow::ensure!(
-        restored.next_offset == state.next_offset,
-        "restored state is at a different offset"
+        restored.next_offset == state.next_offset
+            && restored.stats().ids == state.stats().ids
+            && restored.stats().tickets == state.stats().tickets,
+        "the restored state differs from the folded one"
     );
     drop(restored);
-    // The state's own footprint: restored in a fresh process, without the fold's transients
-    // (a closing day's rows are allocated and freed at once, and the allocator keeps them).
+    let chain_bytes: usize = state
+        .chain()
+        .iter()
+        .filter_map(|key| chunks.get(key))
+        .map(Vec::len)
+        .sum();
+    // The state's own footprint: restored (its row and its chain of chunks) in a fresh
+    // process, without the fold's transients (a closing day's rows are allocated and freed
+    // at once, and the allocator keeps them).
     let file = std::env::temp_dir().join(format!("sipas-bench-state-{}.bin", std::process::id()));
-    std::fs::write(&file, &bytes)?;
+    std::fs::write(&file, bincode::serialize(&(&bytes, &chunks))?)?;
     let output = std::process::Command::new(std::env::current_exe()?)
         .args(["bench", "--measure-restore"])
         .arg(&file)
@@ -129,18 +144,23 @@ pub(super) fn index_fold(config: &Config, args: &BenchArgs, events: u64) -> Resu
     }
     println!("| resident memory grown during the fold (state + allocator-retained transients) | {rss_state:.0} MiB |");
     println!(
-        "| checkpoint size | {:.1} MiB |",
-        bytes.len() as f64 / 1_048_576.0
+        "| checkpoint size: the state row / its chain of chunks (ids and tickets) | {:.1} / {:.1} MiB |",
+        bytes.len() as f64 / 1_048_576.0,
+        chain_bytes as f64 / 1_048_576.0
     );
-    // Steady traffic on a partition holding this history: every checkpoint rewrites the
-    // state (open block + tickets); the ids go in chunks of what is new (12 bytes each).
+    // Steady traffic on a partition holding this history: a checkpoint every interval
+    // writes the state row and a chunk of what changed (new ids, changed tickets), whose
+    // size per event is what the fold's checkpoints above wrote.
     let (rate, interval_s) = (1000.0, config.index.checkpoint_interval_ms as f64 / 1000.0);
+    let chunk_bytes_per_event =
+        checkpoint_bytes.saturating_sub(bytes.len() * checkpoints) as f64 / events.max(1) as f64;
     println!(
-        "| checkpoint bytes per minute at {rate:.0} events/s on this state (one per {interval_s:.0} s + 12 B per new id) | {:.1} MiB |",
-        (bytes.len() as f64 * 60.0 / interval_s.max(1e-9) + 12.0 * rate * 60.0) / 1_048_576.0
+        "| checkpoint bytes per minute at {rate:.0} events/s on this state (a state row per {interval_s:.0} s + the chunk bytes per event above) | {:.1} MiB |",
+        (bytes.len() as f64 * 60.0 / interval_s.max(1e-9) + chunk_bytes_per_event * rate * 60.0)
+            / 1_048_576.0
     );
     println!(
-        "| checkpoint serialise / restore | {:.3} s / {:.3} s |",
+        "| checkpoint serialise (the state row) / restore (the row and its chain) | {:.3} s / {:.3} s |",
         serialise.as_secs_f64(),
         restore.as_secs_f64()
     );
@@ -151,13 +171,29 @@ pub(super) fn index_fold(config: &Config, args: &BenchArgs, events: u64) -> Resu
     Ok(())
 }
 
-/// Restores the checkpoint file at `path` in this fresh process and prints the memory it
-/// takes and its `next_offset`.
+/// Chunks by `(from_offset, to_offset)`, as `index_state_chunks` holds them.
+type StoredChunks = HashMap<(i64, i64), Vec<u8>>;
+
+/// A state restored from its checkpoint row's bytes and the stored chunks, as
+/// `checkpoint::load` restores it from ClickHouse.
+fn restore(
+    bytes: &[u8],
+    chunks: &HashMap<(i64, i64), Vec<u8>>,
+) -> Result<sipas_stream::index::state::PartitionState> {
+    let mut state =
+        sipas_stream::index::checkpoint::decode(bytes).context("checkpoint does not decode")?;
+    let chain = sipas_stream::index::checkpoint::chain_chunks(&state, chunks)
+        .map_err(|error| anyhow::anyhow!("the checkpoint's chunks: {error:?}"))?;
+    state.restore_chunks(chain);
+    Ok(state)
+}
+
+/// Restores the checkpoint file at `path` (the state row and the stored chunks) in this
+/// fresh process and prints the memory it takes and its `next_offset`.
 pub(super) fn measure_restore(path: &std::path::Path) -> Result<()> {
-    let bytes = std::fs::read(path)?;
+    let (bytes, chunks): (Vec<u8>, StoredChunks) = bincode::deserialize(&std::fs::read(path)?)?;
     let before = current_rss_mib();
-    let state =
-        sipas_stream::index::checkpoint::decode(&bytes).context("checkpoint does not decode")?;
+    let state = restore(&bytes, &chunks)?;
     let after = current_rss_mib();
     println!("{:.1} {}", after - before, state.next_offset);
     Ok(())
