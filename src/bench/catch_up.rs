@@ -13,7 +13,7 @@ use sipas_stream::domain::{Framework, FrameworkCatalog};
 use sipas_stream::kafka::producer;
 
 use super::fixtures::{bench_env, drop_bench_database, fresh_stack, produce, year_simulator};
-use super::measure::{process_cpu_seconds, process_status_mib};
+use super::measure::{covered, print_table_head, process_cpu_seconds, process_status_mib, scale};
 use super::BenchArgs;
 
 /// The framework every bench copy is made from (see `fixtures::bench_frameworks`).
@@ -89,8 +89,8 @@ pub(super) async fn catch_up(
         peak_sampled = peak_sampled.max(process_status_mib(&pid_text, "VmRSS").unwrap_or(0.0));
         // The endpoint is not up during start-up; that is not an error.
         if let Ok(text) = scrape(&listen).await {
-            let indexed = up_to(&gauges(&text, "sipas_index_position"), &ends);
-            let stored = up_to(&gauges(&text, "sipas_stored_offset"), &ends);
+            let indexed = covered_by(&gauges(&text, "sipas_index_position"), &ends);
+            let stored = covered_by(&gauges(&text, "sipas_stored_offset"), &ends);
             bar.set_position(indexed.min(stored).max(0) as u64);
             if indexed >= total && stored >= total {
                 break (indexed, stored);
@@ -115,14 +115,11 @@ pub(super) async fn catch_up(
         })??;
 
     let broker = super::broker::snapshot(&config.kafka.brokers);
-    println!(
-        "sipas bench --catch-up: a fresh `sipas run` process (raw rows, DLQ and index) catching up on {events} events (one year of event time), {} partitions, 34 provinces × {} agencies × {} frameworks; broker: {broker}",
+    print_table_head(&format!(
+        "sipas bench --catch-up: a fresh `sipas run` process (raw rows, DLQ and index) catching up on {events} events (one year of event time), {} partitions, {}; broker: {broker}",
         ends.len(),
-        args.agencies,
-        args.frameworks
-    );
-    println!("| figure | value |");
-    println!("|---|---|");
+        scale(args)
+    ));
     println!(
         "| catch-up: raw rows stored and index rows written up to the log's end | {:.1} s ({:.0} events/s); {cpu:.1} s CPU |",
         elapsed.as_secs_f64(),
@@ -233,6 +230,11 @@ async fn scrape(listen: &str) -> Result<String> {
     .await?
 }
 
+/// Messages covered by the positions read, each partition up to its end offset.
+fn covered_by(positions: &HashMap<(String, i32), i64>, ends: &HashMap<(String, i32), i64>) -> i64 {
+    covered(ends, |key| positions.get(key).copied().unwrap_or(0))
+}
+
 /// The values of gauge `name` by (topic, partition) in a Prometheus text exposition.
 fn gauges(text: &str, name: &str) -> HashMap<(String, i32), i64> {
     let label = |labels: &str, key: &str| -> Option<String> {
@@ -250,13 +252,6 @@ fn gauges(text: &str, name: &str) -> HashMap<(String, i32), i64> {
             Some(((topic, partition), value as i64))
         })
         .collect()
-}
-
-/// Messages covered by `positions`, each partition counted up to its end offset.
-fn up_to(positions: &HashMap<(String, i32), i64>, ends: &HashMap<(String, i32), i64>) -> i64 {
-    ends.iter()
-        .map(|(key, end)| positions.get(key).copied().unwrap_or(0).clamp(0, *end))
-        .sum()
 }
 
 #[cfg(test)]
@@ -279,7 +274,7 @@ mod tests {
             (("t.surveys".to_owned(), 1), 10),
             (("t.hotline".to_owned(), 0), 5),
         ]);
-        assert_eq!(up_to(&read, &ends), 100 + 7);
+        assert_eq!(covered_by(&read, &ends), 100 + 7);
     }
 
     #[test]

@@ -12,8 +12,8 @@ use sipas_stream::simulate::{sink as sim_sink, SimSettings};
 
 use super::fixtures::{drop_bench_database, fresh_stack, scaled_simulator};
 use super::measure::{
-    checkpoint_bytes_during, cpu_seconds, index_rows, peak_rss_mib, quantile, query_times,
-    reset_peak_rss, server_writes, stage_times,
+    checkpoint_bytes_during, cpu_seconds, index_rows, peak_rss_mib, print_table_head, quantile,
+    query_times, reset_peak_rss, scale, server_writes, stage_times,
 };
 use super::queries::query_figures;
 use super::BenchArgs;
@@ -109,7 +109,7 @@ pub(super) async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Res
     ingest.await??;
     task.await?;
     let broker = super::broker::snapshot(&k.brokers);
-    let header = format!("sipas bench --freshness: {measured} events at {rate:.0} events/s requested ({achieved:.0} achieved) after a 10 s warm-up, 34 provinces × {} agencies × {} frameworks; flush_interval {} ms, checkpoint_interval {} ms; broker: {broker}", args.agencies, args.frameworks, config.index.flush_interval_ms, config.index.checkpoint_interval_ms);
+    let header = format!("sipas bench --freshness: {measured} events at {rate:.0} events/s requested ({achieved:.0} achieved) after a 10 s warm-up, {}; flush_interval {} ms, checkpoint_interval {} ms; broker: {broker}", scale(args), config.index.flush_interval_ms, config.index.checkpoint_interval_ms);
     if let Some(why) = refusal(rate, achieved) {
         println!("{header}");
         if !args.keep {
@@ -119,9 +119,7 @@ pub(super) async fn freshness(base: &Config, args: &BenchArgs, rate: f64) -> Res
     }
     samples.sort_by(f64::total_cmp);
     let per_event = |after: u64, before: u64| (after - before) as f64 / measured.max(1) as f64;
-    println!("{header}");
-    println!("| figure | value |");
-    println!("|---|---|");
+    print_table_head(&header);
     println!("| samples | {} |", samples.len());
     println!("| freshness p50 / p90 / p99 / max (produce -> latest stored) | {:.3} / {:.3} / {:.3} / {:.3} s |", quantile(&samples, 0.5), quantile(&samples, 0.9), quantile(&samples, 0.99), samples.last().copied().unwrap_or(f64::NAN));
     println!(

@@ -8,7 +8,7 @@ use sipas_stream::config::Config;
 use sipas_stream::simulate::SimSettings;
 
 use super::fixtures::{bench_frameworks, scaled_simulator};
-use super::measure::{cpu_seconds, current_rss_mib, peak_rss_mib};
+use super::measure::{cpu_seconds, current_rss_mib, peak_rss_mib, print_table_head, scale};
 use super::BenchArgs;
 
 /// Folds `events` simulated events spread over `days` of event time into one partition
@@ -111,12 +111,11 @@ pub(super) fn index_fold(config: &Config, args: &BenchArgs, events: u64) -> Resu
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .and_then(|s| s.split_whitespace().next()?.parse::<f64>().ok());
     let stats = state.stats();
-    println!(
-        "sipas bench --index-only: {events} events over {} days of event time, one partition, 34 provinces × {} agencies × {} frameworks",
-        args.days, args.agencies, args.frameworks
-    );
-    println!("| figure | value |");
-    println!("|---|---|");
+    print_table_head(&format!(
+        "sipas bench --index-only: {events} events over {} days of event time, one partition, {}",
+        args.days,
+        scale(args)
+    ));
     println!("| index fold (decoded events -> day-count rows), 1 core | {:.0} events/s ({fold_cpu:.2} s CPU) |", events as f64 / fold_cpu.max(1e-9));
     println!(
         "| fact rows written per event (one flush per 20,000 events) | {:.3} ({rows} rows) |",

@@ -9,6 +9,23 @@ use sipas_stream::metrics::Metrics;
 use sipas_stream::sink::{self};
 use sipas_stream::tables;
 
+use super::BenchArgs;
+
+/// The scale of a generated log, as every scenario's title names it.
+pub(super) fn scale(args: &BenchArgs) -> String {
+    format!(
+        "34 provinces × {} agencies × {} frameworks",
+        args.agencies, args.frameworks
+    )
+}
+
+/// A scenario's title line and the head of its figure table.
+pub(super) fn print_table_head(title: &str) {
+    println!("{title}");
+    println!("| figure | value |");
+    println!("|---|---|");
+}
+
 pub(super) fn cpu_seconds() -> f64 {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: getrusage writes a complete rusage struct into the pointer it is given.
@@ -73,14 +90,22 @@ pub(super) fn indexed_up_to(
     metrics: &Metrics,
     ends: &std::collections::HashMap<(String, i32), i64>,
 ) -> i64 {
+    covered(ends, |(topic, partition)| {
+        metrics
+            .index_position
+            .with_label_values(&[topic, &partition.to_string()])
+            .get()
+    })
+}
+
+/// Messages covered by a position per partition (the next offset done), each partition
+/// counted up to its end offset.
+pub(super) fn covered(
+    ends: &std::collections::HashMap<(String, i32), i64>,
+    position: impl Fn(&(String, i32)) -> i64,
+) -> i64 {
     ends.iter()
-        .map(|((topic, partition), end)| {
-            metrics
-                .index_position
-                .with_label_values(&[topic, &partition.to_string()])
-                .get()
-                .min(*end)
-        })
+        .map(|(key, end)| position(key).clamp(0, *end))
         .sum()
 }
 

@@ -8,7 +8,7 @@ use sipas_stream::sink;
 use sipas_stream::tables;
 
 use super::fixtures::{drop_bench_database, fresh_stack, produce, rebuild_to, year_simulator};
-use super::measure::{latencies, print_table_rows, quantile};
+use super::measure::{latencies, print_table_head, print_table_rows, quantile, scale};
 use super::BenchArgs;
 
 /// Read latency over a year of day counts: `events` of history (one year of event time,
@@ -26,14 +26,11 @@ pub(super) async fn queries(base: &Config, args: &BenchArgs, events: u64) -> Res
     let total: i64 = ends.values().sum();
     let rebuild = rebuild_to(&config, &decoder, &ends).await?;
     let broker = super::broker::snapshot(&k.brokers);
-    println!(
-        "sipas bench --queries: {events} events (one year of event time), {} partitions, 34 provinces × {} agencies × {} frameworks, folded by `sipas rebuild`'s index processor; broker: {broker}",
+    print_table_head(&format!(
+        "sipas bench --queries: {events} events (one year of event time), {} partitions, {}, folded by `sipas rebuild`'s index processor; broker: {broker}",
         ends.len(),
-        args.agencies,
-        args.frameworks
-    );
-    println!("| figure | value |");
-    println!("|---|---|");
+        scale(args)
+    ));
     println!(
         "| rebuild: facts written / windows materialised | {:.1} s ({:.0} events/s) / {:.1} s |",
         rebuild.facts.as_secs_f64(),

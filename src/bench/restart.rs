@@ -9,7 +9,9 @@ use sipas_stream::kafka::producer;
 use super::fixtures::{
     drop_bench_database, fresh_stack, index_until_caught_up, produce, rebuild_to, year_simulator,
 };
-use super::measure::{checkpoint_bytes, peak_rss_mib, print_table_rows, reset_peak_rss};
+use super::measure::{
+    checkpoint_bytes, peak_rss_mib, print_table_head, print_table_rows, reset_peak_rss, scale,
+};
 use super::queries::query_figures;
 use super::BenchArgs;
 
@@ -41,15 +43,12 @@ pub(super) async fn restart(base: &Config, args: &BenchArgs, events: u64) -> Res
     let total: i64 = ends.values().sum();
     let rebuild = rebuild_to(&config, &decoder, &ends).await?;
     let broker = super::broker::snapshot(&k.brokers);
-    println!(
-        "sipas bench --restart: {events} events of history (one year of event time) + {} after the last checkpoint, {} partitions, 34 provinces × {} agencies × {} frameworks; broker: {broker}",
+    print_table_head(&format!(
+        "sipas bench --restart: {events} events of history (one year of event time) + {} after the last checkpoint, {} partitions, {}; broker: {broker}",
         args.tail,
         ends.len(),
-        args.agencies,
-        args.frameworks
-    );
-    println!("| figure | value |");
-    println!("|---|---|");
+        scale(args)
+    ));
     println!(
         "| history folded through the broker into ClickHouse (`sipas run`'s pipeline) | {:.1} s ({:.0} events/s) |",
         history.as_secs_f64(),

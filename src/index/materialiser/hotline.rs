@@ -233,36 +233,46 @@ impl HotlineWindows {
         // Compute and write: the province (all categories) and each category, month by
         // month (see `WINDOW_ROWS_PER_INSERT`).
         let mut rows = WindowRows::new();
-        for (month_first, month_last) in months(&plan) {
-            for ((_, province), intervals) in &plan {
-                let mut total: BTreeMap<i64, HotlineDayCounts> = BTreeMap::new();
-                let mut total_base = 0;
-                let mut units: Vec<(UnitKey, &BTreeMap<i64, HotlineDayCounts>, i64)> = Vec::new();
+        {
+            // Each planned province's sum over its categories, and the base carried into
+            // it, summed once for every month.
+            let totals: Vec<(BTreeMap<i64, HotlineDayCounts>, i64)> = plan
+                .keys()
+                .map(|(_, province)| {
+                    let (mut total, mut base) = (BTreeMap::<i64, HotlineDayCounts>::new(), 0);
+                    let categories = held.cache.get(province).map(|c| c.units());
+                    for cache in categories.into_iter().flat_map(|c| c.values()) {
+                        for (day, counts) in &cache.days {
+                            total.entry(*day).or_default().add(counts, 1);
+                        }
+                        base += cache.carried;
+                    }
+                    (total, base)
+                })
+                .collect();
+            // Every unit: its key, day counts, carried base and planned intervals.
+            let mut series: Vec<UnitSeries<'_>> = Vec::new();
+            for (((_, province), intervals), (total, total_base)) in plan.iter().zip(&totals) {
                 let categories = held.cache.get(province).map(|c| c.units());
                 for (category, cache) in categories.into_iter().flatten() {
-                    for (day, counts) in &cache.days {
-                        total.entry(*day).or_default().add(counts, 1);
-                    }
-                    total_base += cache.carried;
                     if !category.is_empty() {
-                        units.push((
-                            UnitKey {
-                                unit_type: UnitType::Category,
-                                unit_id: format!("{province}/{category}"),
-                                province_code: province.clone(),
-                            },
-                            &cache.days,
-                            cache.carried,
-                        ));
+                        let unit = UnitKey {
+                            unit_type: UnitType::Category,
+                            unit_id: format!("{province}/{category}"),
+                            province_code: province.clone(),
+                        };
+                        series.push((unit, &cache.days, cache.carried, intervals));
                     }
                 }
-                let province_unit = UnitKey {
+                let unit = UnitKey {
                     unit_type: UnitType::Province,
                     unit_id: province.clone(),
                     province_code: province.clone(),
                 };
-                units.push((province_unit, &total, total_base));
-                for (unit, days, base) in units {
+                series.push((unit, total, *total_base, intervals));
+            }
+            for (month_first, month_last) in months(&plan) {
+                for (unit, days, base, intervals) in &series {
                     let Some(first) = days.keys().next().copied() else {
                         continue;
                     };
@@ -287,19 +297,28 @@ impl HotlineWindows {
                             }
                             for (window, counts) in WINDOWS.iter().zip(&sums) {
                                 let value =
-                                    hotline_value(&unit, *window, as_of, counts, open, version);
+                                    hotline_value(unit, *window, as_of, counts, open, version);
                                 rows.push(HotlineKpiRow::new(&value), as_of == newest);
                             }
                         }
                     }
                 }
+                rows.month_done(writer).await?;
             }
-            rows.month_done(writer).await?;
         }
         stats.window_rows[EventKind::Hotline] += held.finish(writer, newest, rows).await?;
         Ok(())
     }
 }
+
+/// A unit's key, its day counts, the open past-due count carried into them and its
+/// planned `as_of` intervals.
+type UnitSeries<'a> = (
+    UnitKey,
+    &'a BTreeMap<i64, HotlineDayCounts>,
+    i64,
+    &'a [(i64, i64)],
+);
 
 impl WindowRow for HotlineKpiRow {
     const TABLES: [&'static str; 2] = [tables::HOTLINE_KPI_DAILY, tables::HOTLINE_KPI_LATEST];

@@ -137,9 +137,10 @@ trait WindowRow: Clone + RowOwned + RowWrite {
 /// A pass computes its rows month by month ([`plan::months`]) and writes those of days
 /// before the newest once this many have gathered at a month's end: a pass over a year of
 /// changed days (a catch-up, a back-fill, a rebuild) would otherwise hold every window row
-/// of every `as_of` day at once (224,000 survey rows at 34 provinces × 3 frameworks × 366
-/// days × 6 windows, about 300 MiB), while one insert per month would give a pass about
-/// a dozen round trips where one does.
+/// of every `as_of` day at once (34 provinces × 3 frameworks × 366 days × 6 windows is
+/// 224,000 survey rows; in a catch-up at that scale `sipas run`'s RSS rose by up to 330
+/// MiB at each pass), while one insert per month would give a pass about a dozen round
+/// trips where one does.
 const WINDOW_ROWS_PER_INSERT: usize = 16_384;
 
 /// A pass's window rows: those of days before the newest, written to `*_daily` in chunks

@@ -219,39 +219,43 @@ impl SurveyWindows {
                 );
             }
         }
-        // Compute and write, month by month (see `WINDOW_ROWS_PER_INSERT`).
+        // Compute and write, month by month (see `WINDOW_ROWS_PER_INSERT`): each planned
+        // province's framework, unit and day sums are looked up once.
         let mut rows = WindowRows::new();
-        for (month_first, month_last) in months(&plan) {
-            for (key, intervals) in &plan {
-                let Some(framework) = self.frameworks.get(&key.0) else {
-                    continue;
-                };
-                let Some(days) = held.cache.get(key).and_then(|c| c.units().get(WHOLE)) else {
-                    continue;
-                };
-                let days = &days.days;
-                let unit = UnitKey {
-                    unit_type: UnitType::Province,
-                    unit_id: key.1.clone(),
-                    province_code: key.1.clone(),
-                };
-                for (a, b) in clip(intervals, month_first, month_last) {
-                    let first = days.keys().next().copied().unwrap_or(b + 1);
-                    for (as_of, sums) in window_sums(days, a.max(first), b, &WINDOWS) {
-                        stats.as_of_days += 1;
-                        if as_of != newest && sums.iter().all(|s| s.respondents == 0) {
-                            continue;
-                        }
-                        for (window, counts) in WINDOWS.iter().zip(&sums) {
-                            let value = satisfaction_value(
-                                framework, &unit, *window, as_of, counts, version,
-                            );
-                            rows.push(SatisfactionRow::new(&value, framework), as_of == newest);
+        {
+            let series: Vec<_> = plan
+                .iter()
+                .filter_map(|(key, intervals)| {
+                    let framework = self.frameworks.get(&key.0)?;
+                    let days = &held.cache.get(key)?.units().get(WHOLE)?.days;
+                    let unit = UnitKey {
+                        unit_type: UnitType::Province,
+                        unit_id: key.1.clone(),
+                        province_code: key.1.clone(),
+                    };
+                    let first = days.keys().next().copied()?;
+                    Some((framework, unit, days, first, intervals))
+                })
+                .collect();
+            for (month_first, month_last) in months(&plan) {
+                for (framework, unit, days, first, intervals) in &series {
+                    for (a, b) in clip(intervals, month_first, month_last) {
+                        for (as_of, sums) in window_sums(days, a.max(*first), b, &WINDOWS) {
+                            stats.as_of_days += 1;
+                            if as_of != newest && sums.iter().all(|s| s.respondents == 0) {
+                                continue;
+                            }
+                            for (window, counts) in WINDOWS.iter().zip(&sums) {
+                                let value = satisfaction_value(
+                                    framework, unit, *window, as_of, counts, version,
+                                );
+                                rows.push(SatisfactionRow::new(&value, framework), as_of == newest);
+                            }
                         }
                     }
                 }
+                rows.month_done(writer).await?;
             }
-            rows.month_done(writer).await?;
         }
         stats.window_rows[EventKind::Survey] += held.finish(writer, newest, rows).await?;
         Ok(())
