@@ -1,9 +1,11 @@
 //! Raw events -> domain events, or a rejection with a stable reason.
+use std::sync::Arc;
+
 use crate::contract::pii::PiiHasher;
 use crate::contract::raw::{RawAnswer, RawHotline, RawSurvey};
 use crate::contract::reject::{Reject, RejectReason};
 use crate::contract::scrub::scrub_string;
-use crate::domain::event::HOTLINE_CATEGORIES;
+use crate::domain::event::{Answers, HOTLINE_CATEGORIES};
 use crate::domain::time::{in_storable_range, parse_rfc3339};
 use crate::domain::{
     AgencyLevel, Channel, CodeSystem, FrameworkCatalog, HotlineChannel, HotlineEvent,
@@ -153,11 +155,8 @@ impl Validator {
         let raw_answers = raw.answers.ok_or_else(|| missing("answers"))?;
 
         // Every criterion of the framework gets a slot; criteria not sent are unanswered.
-        // A sent criterion's id moves into its slot; the others are copied afterwards
-        // (an empty id marks a slot not sent, as no criterion id is empty).
-        let mut answers: Vec<(String, Option<u8>)> =
-            vec![(String::new(), None); indexed.framework.columns().criterion_ids.len()];
         let ids = &indexed.framework.columns().criterion_ids;
+        let mut scores: Vec<Option<u8>> = vec![None; ids.len()];
         let mut next = 0;
         for (criterion, answer) in raw_answers {
             // Producers mostly send answers in framework order: try the slot after the
@@ -188,14 +187,10 @@ impl Validator {
                     ))
                 }
             };
-            answers[position] = (criterion, score);
+            scores[position] = score;
             next = position + 1;
         }
-        for ((id, _), framework_id) in answers.iter_mut().zip(ids.iter()) {
-            if id.is_empty() {
-                id.clone_from(framework_id);
-            }
-        }
+        let answers = Answers::new(Arc::clone(ids), scores);
 
         let mut expectations = raw.expectations.unwrap_or_default();
         for item in &expectations {
@@ -352,14 +347,10 @@ mod tests {
     fn valid_survey_fills_every_criterion_in_framework_order() {
         let survey = survey_json(|_| {}).unwrap();
         assert_eq!(survey.answers.len(), 22);
-        assert_eq!(survey.answers[0], ("access.1".to_string(), Some(5)));
-        let staff2 = survey.answers.iter().find(|(c, _)| c == "staff.2").unwrap();
-        assert_eq!(staff2.1, None);
-        let unsent = survey
-            .answers
-            .iter()
-            .find(|(c, _)| c == "feedback.4")
-            .unwrap();
+        assert_eq!(survey.answers.iter().next(), Some(("access.1", Some(5))));
+        assert_eq!(survey.answers.score("staff.2"), Some(None));
+        assert_eq!(survey.answers.score("result.3"), Some(Some(1)));
+        let unsent = ("feedback.4", survey.answers.score("feedback.4").unwrap());
         assert_eq!(unsent.1, None, "criteria not sent count as unanswered");
         assert_eq!(survey.expectations, vec!["expect.shorter_time".to_string()]);
         assert_eq!(survey.province_code_system, CodeSystem::Y2025);

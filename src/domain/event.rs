@@ -1,6 +1,7 @@
 //! Validated events: what the rest of the pipeline works with. Construction happens only
 //! in `contract::validate`, so every value here has passed the contract's checks.
 use std::fmt;
+use std::sync::Arc;
 
 /// Which GSO code system a province code is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -93,9 +94,56 @@ pub struct SurveySubmission {
     pub procedure_code: Option<String>,
     pub channel: Channel,
     pub respondent_type: RespondentType,
-    /// (criterion id, score 1..=5 or None for no answer), in the framework's criterion order.
-    pub answers: Vec<(String, Option<u8>)>,
+    pub answers: Answers,
     pub expectations: Vec<String>,
+}
+
+/// A survey's answers: a score (1..=5, or `None` for no answer) for every criterion of its
+/// framework, in the framework's order. The criterion ids are the framework's own list,
+/// shared: a decoded survey waiting for its raw row and its fold holds two bytes per
+/// criterion, not a copy of every id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answers {
+    criteria: Arc<[String]>,
+    scores: Vec<Option<u8>>,
+}
+
+impl Answers {
+    /// `scores[i]` answers `criteria[i]`; criteria without a score are unanswered, scores
+    /// beyond the criteria are dropped.
+    pub fn new(criteria: Arc<[String]>, mut scores: Vec<Option<u8>>) -> Self {
+        scores.resize(criteria.len(), None);
+        Self { criteria, scores }
+    }
+
+    pub fn criteria(&self) -> &Arc<[String]> {
+        &self.criteria
+    }
+
+    pub fn scores(&self) -> &[Option<u8>] {
+        &self.scores
+    }
+
+    /// (criterion id, score), in the framework's order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Option<u8>)> + '_ {
+        self.criteria
+            .iter()
+            .map(String::as_str)
+            .zip(self.scores.iter().copied())
+    }
+
+    /// The score given to `criterion`; `None` when it is not one of the framework's.
+    pub fn score(&self, criterion: &str) -> Option<Option<u8>> {
+        self.iter().find(|(c, _)| *c == criterion).map(|(_, s)| s)
+    }
+
+    pub fn len(&self) -> usize {
+        self.scores.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.scores.is_empty()
+    }
 }
 
 /// A valid hotline event; personal data already replaced by keyed hashes.
@@ -139,6 +187,22 @@ pub const HOTLINE_CATEGORIES: &[&str] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn answers_have_a_score_slot_for_every_criterion() {
+        let criteria: Arc<[String]> = ["a.1", "a.2", "b.1"].map(String::from).into();
+        let short = Answers::new(Arc::clone(&criteria), vec![Some(5)]);
+        assert_eq!(short.scores(), &[Some(5), None, None]);
+        assert_eq!(short.score("a.2"), Some(None));
+        assert_eq!(short.score("c.1"), None);
+        let long = Answers::new(Arc::clone(&criteria), vec![Some(1); 5]);
+        assert_eq!(long.len(), 3);
+        let pairs: Vec<(&str, Option<u8>)> = long.iter().collect();
+        assert_eq!(
+            pairs,
+            vec![("a.1", Some(1)), ("a.2", Some(1)), ("b.1", Some(1))]
+        );
+    }
 
     #[test]
     fn wire_names_round_trip() {

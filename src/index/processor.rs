@@ -365,8 +365,8 @@ impl IndexProcessor {
         checkpoint: bool,
         span: &tracing::Span,
     ) -> Result<(), Abandoned> {
-        let (mut surveys, mut hotline) = (Vec::new(), Vec::new());
         let mut changed = ChangedDays::default();
+        let mut taken = Vec::with_capacity(self.slots.len());
         for slot in self.slots.values_mut() {
             // Taken apart whole: a kind's fact rows missing here would not compile.
             let TakenRows {
@@ -374,10 +374,19 @@ impl IndexProcessor {
                 hotline: hotline_rows,
                 changed: days,
             } = slot.state.take_rows(&self.frameworks);
-            surveys.extend(survey_rows);
-            hotline.extend(hotline_rows);
+            taken.push((survey_rows, hotline_rows));
             changed.merge(days);
             slot.unflushed = 0;
+        }
+        // Gathered at their exact size: up to MAX_PENDING_ROWS rows of a catch-up, which a
+        // doubling vector would hold with as much again unused.
+        let (mut surveys, mut hotline) = (
+            Vec::with_capacity(taken.iter().map(|(s, _)| s.len()).sum()),
+            Vec::with_capacity(taken.iter().map(|(_, h)| h.len()).sum()),
+        );
+        for (survey_rows, hotline_rows) in taken {
+            surveys.extend(survey_rows);
+            hotline.extend(hotline_rows);
         }
         span.record("survey_rows", surveys.len());
         span.record("hotline_rows", hotline.len());
@@ -387,6 +396,8 @@ impl IndexProcessor {
                 .insert(tables::SATISFACTION_DAY_COUNTS, &surveys),
             self.writer.insert(tables::HOTLINE_DAY_COUNTS, &hotline),
         );
+        // Gone before the pass: its window rows are the flush's other large allocation.
+        drop((surveys, hotline));
         self.pending_folds = 0;
         self.oldest_unwritten = None;
         for failure in a?.into_iter().chain(b?) {

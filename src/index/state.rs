@@ -139,8 +139,10 @@ pub struct PartitionState {
     hotline: BTreeMap<(HotlineCell, i64), OpenCell<HotlineDayCounts>>,
     /// Checkpointed apart, like the ids: the tickets changed since the last checkpoint are
     /// appended as a chunk (most tickets of a year's history do not change in a minute).
+    /// Boxed: a ticket's state is a few hundred bytes, and the table's unused slots (up to
+    /// as many as the used ones, after it grows) would each hold that much inline.
     #[serde(skip)]
-    tickets: HashMap<String, TicketState>,
+    tickets: HashMap<String, Box<TicketState>>,
     /// Tickets changed (or forgotten) since the last chunk.
     #[serde(skip)]
     changed_tickets: std::collections::BTreeSet<String>,
@@ -469,7 +471,7 @@ impl PartitionState {
             let mut tickets: Vec<(String, Option<TicketState>)> = self
                 .tickets
                 .iter()
-                .map(|(id, t)| (id.clone(), Some(t.clone())))
+                .map(|(id, t)| (id.clone(), Some(TicketState::clone(t))))
                 .collect();
             tickets.sort_by(|a, b| a.0.cmp(&b.0));
             (ids, tickets)
@@ -477,7 +479,12 @@ impl PartitionState {
             let tickets = self
                 .changed_tickets
                 .iter()
-                .map(|id| (id.clone(), self.tickets.get(id).cloned()))
+                .map(|id| {
+                    (
+                        id.clone(),
+                        self.tickets.get(id).map(|t| TicketState::clone(t)),
+                    )
+                })
                 .collect();
             (std::mem::take(&mut self.new_ids), tickets)
         };
@@ -518,7 +525,7 @@ impl PartitionState {
             }
             for (id, ticket) in chunk.tickets {
                 match ticket {
-                    Some(ticket) => self.tickets.insert(id, ticket),
+                    Some(ticket) => self.tickets.insert(id, Box::new(ticket)),
                     None => self.tickets.remove(&id),
                 };
             }
@@ -626,10 +633,10 @@ mod tests {
             procedure_code: Some("1.001".into()),
             channel: Channel::OneStop,
             respondent_type: RespondentType::Citizen,
-            answers: framework
-                .criterion_ids()
-                .map(|c| (c.to_owned(), score))
-                .collect(),
+            answers: crate::domain::event::Answers::new(
+                Arc::clone(&framework.columns().criterion_ids),
+                vec![score; framework.criterion_ids().count()],
+            ),
             expectations: vec!["expect.shorter_time".into()],
         }
     }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use crate::contract::decode::{Decoded, Decoder, Encoding, EventKind};
 use crate::contract::kind::PerKind;
 use crate::contract::reject::RejectReason;
-use crate::domain::SurveySubmission;
 use crate::index::input::FoldInput;
 use crate::kafka::dlq::DeadLetter;
 use crate::sink::rows::{HotlineRow, KafkaCoordinates, SurveyRow};
@@ -144,18 +143,12 @@ impl BatchOutput {
                     let rows = &mut out.rows;
                     match (decoded, fold) {
                         (Decoded::Survey(survey), false) => {
-                            let row = match criteria(decoder, &survey) {
-                                Some(ids) => SurveyRow::from_owned(survey, ids, encoding, &at),
-                                None => SurveyRow::new(&survey, encoding, &at),
-                            };
+                            let row = SurveyRow::from_owned(survey, encoding, &at);
                             rows.surveys.push(row, index);
                         }
                         (Decoded::Survey(survey), true) => {
-                            let row = match criteria(decoder, &survey) {
-                                Some(ids) => SurveyRow::with_criteria(&survey, ids, encoding, &at),
-                                None => SurveyRow::new(&survey, encoding, &at),
-                            };
-                            rows.surveys.push(row, index);
+                            rows.surveys
+                                .push(SurveyRow::new(&survey, encoding, &at), index);
                             out.folds
                                 .push(fold_input(message, Some(Decoded::Survey(survey))));
                         }
@@ -216,15 +209,6 @@ impl InputMessage {
     pub fn received_at(&self) -> Option<i64> {
         self.produced_ms.map(|ms| ms.div_euclid(1000))
     }
-}
-
-/// The criterion ids of a survey's framework, shared by its rows.
-fn criteria<'a>(decoder: &'a Decoder, survey: &SurveySubmission) -> Option<&'a Arc<[String]>> {
-    decoder
-        .validator
-        .frameworks
-        .get(&survey.framework)
-        .map(|f| &f.columns().criterion_ids)
 }
 
 fn fold_input(message: &InputMessage, event: Option<Decoded>) -> FoldInput {

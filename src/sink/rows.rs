@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use crate::domain::event::Answers;
 use crate::domain::time::{clickhouse_date, clickhouse_datetime, vietnam_day};
 use crate::domain::{HotlineEvent, SurveySubmission};
 
@@ -45,53 +46,20 @@ pub struct SurveyRow {
 }
 
 impl SurveyRow {
+    /// The row of a survey that goes on to the index: its strings are copied, its
+    /// criterion ids shared with its framework.
     pub fn new(survey: &SurveySubmission, encoding: &'static str, at: &KafkaCoordinates) -> Self {
-        let criteria = survey.answers.iter().map(|(c, _)| c.clone()).collect();
-        Self::with_criteria(survey, &criteria, encoding, at)
-    }
-
-    /// The row of a survey that goes on to the index. `criteria` are its framework's
-    /// criterion ids: a validated survey's answers are exactly those, in that order, so the
-    /// row shares them instead of copying a string per answer.
-    pub fn with_criteria(
-        survey: &SurveySubmission,
-        criteria: &Arc<[String]>,
-        encoding: &'static str,
-        at: &KafkaCoordinates,
-    ) -> Self {
-        Self {
-            submission_id: survey.submission_id.clone(),
-            framework: survey.framework.clone(),
-            submitted_at: clickhouse_datetime(survey.submitted_at),
-            submitted_date: clickhouse_date(vietnam_day(survey.submitted_at)),
-            province_code: survey.province_code.clone(),
-            province_code_original: survey.province_code_original.clone(),
-            province_code_system: survey.province_code_system.year(),
-            agency_id: survey.agency_id.clone(),
-            agency_level: survey.agency_level.as_str(),
-            procedure_code: survey.procedure_code.clone().unwrap_or_default(),
-            channel: survey.channel.as_str(),
-            respondent_type: survey.respondent_type.as_str(),
-            answer_criteria: answer_criteria(&survey.answers, criteria),
-            answer_scores: answer_scores(&survey.answers),
-            expectations: survey.expectations.clone(),
-            encoding,
-            _topic: Arc::clone(&at.topic),
-            _partition: at.partition.max(0) as u32,
-            _offset: at.offset.max(0) as u64,
-            ingested_at: clickhouse_datetime(at.ingested_at),
-        }
+        Self::from_owned(survey.clone(), encoding, at)
     }
 
     /// The row of a survey that is not needed afterwards: its strings move into the row.
     pub fn from_owned(
         survey: SurveySubmission,
-        criteria: &Arc<[String]>,
         encoding: &'static str,
         at: &KafkaCoordinates,
     ) -> Self {
         Self {
-            answer_criteria: answer_criteria(&survey.answers, criteria),
+            answer_criteria: Arc::clone(survey.answers.criteria()),
             answer_scores: answer_scores(&survey.answers),
             submission_id: survey.submission_id,
             framework: survey.framework,
@@ -115,24 +83,9 @@ impl SurveyRow {
     }
 }
 
-/// `criteria` when the answers name exactly those criteria in that order (always, for a
-/// validated survey), else a copy of the answers' ids.
-fn answer_criteria(answers: &[(String, Option<u8>)], criteria: &Arc<[String]>) -> Arc<[String]> {
-    let same = answers.len() == criteria.len()
-        && answers
-            .iter()
-            .zip(criteria.iter())
-            .all(|((c, _), id)| c == id);
-    if same {
-        Arc::clone(criteria)
-    } else {
-        answers.iter().map(|(c, _)| c.clone()).collect()
-    }
-}
-
 /// 1..=5, 0 for no answer.
-fn answer_scores(answers: &[(String, Option<u8>)]) -> Vec<u8> {
-    answers.iter().map(|(_, s)| s.unwrap_or(0)).collect()
+fn answer_scores(answers: &Answers) -> Vec<u8> {
+    answers.scores().iter().map(|s| s.unwrap_or(0)).collect()
 }
 
 #[derive(Debug, Clone, clickhouse::Row, Serialize)]

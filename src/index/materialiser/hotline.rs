@@ -14,7 +14,7 @@ use crate::index::window::{MAX_WINDOW_DAYS, WINDOWS};
 use crate::sink::writer::{Abandoned, RawEventWriter};
 use crate::tables;
 
-use super::plan::{clip, months, plan, Writes};
+use super::plan::{as_of_days, clip, months, plan, Writes};
 use super::{content_hash, Held, PassInput, PassStats, WindowRow, WindowRows};
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
@@ -272,6 +272,15 @@ impl HotlineWindows {
                 series.push((unit, total, *total_base, intervals));
             }
             for (month_first, month_last) in months(&plan) {
+                rows.expect(
+                    series
+                        .iter()
+                        .filter_map(|(_, days, _, intervals)| {
+                            let first = *days.keys().next()?;
+                            Some(as_of_days(intervals, first, month_first, month_last))
+                        })
+                        .sum(),
+                );
                 for (unit, days, base, intervals) in &series {
                     let Some(first) = days.keys().next().copied() else {
                         continue;

@@ -43,7 +43,7 @@ use crate::domain::time::format_day;
 use crate::index::day_cache::{Carried, DayCache};
 use crate::index::state::ChangedDays;
 use crate::index::values::Counts;
-use crate::index::window::MAX_WINDOW_DAYS;
+use crate::index::window::{MAX_WINDOW_DAYS, WINDOWS};
 use crate::sink::writer::{Abandoned, RawEventWriter};
 
 mod hotline;
@@ -169,6 +169,13 @@ impl<R: WindowRow> WindowRows<R> {
         } else {
             self.earlier.push(row);
         }
+    }
+
+    /// Room for a month's rows, at most `as_of_days` × [`WINDOWS`]: reserved exactly, as a
+    /// doubling vector would hold a month's rows (about 19,000 survey rows at 34 provinces
+    /// × 3 frameworks) with up to as much again unused.
+    fn expect(&mut self, as_of_days: usize) {
+        self.earlier.reserve_exact(as_of_days * WINDOWS.len());
     }
 
     /// A month's rows are all pushed: the earlier rows are written if enough gathered.

@@ -192,6 +192,13 @@ fn next_month(first: i64) -> i64 {
     Window::Month.start(first + 31)
 }
 
+/// How many `as_of` days of `intervals` from `first` on fall in `[from, to]`.
+pub fn as_of_days(intervals: &[(i64, i64)], first: i64, from: i64, to: i64) -> usize {
+    clip(intervals, from, to)
+        .map(|(a, b)| (b - a.max(first) + 1).max(0) as usize)
+        .sum()
+}
+
 /// `intervals` clipped to `[from, to]`, the empty ones left out.
 pub fn clip(intervals: &[(i64, i64)], from: i64, to: i64) -> impl Iterator<Item = (i64, i64)> + '_ {
     intervals
@@ -215,6 +222,17 @@ mod tests {
 
     fn key(p: &str) -> (String, String) {
         ("F".to_owned(), p.to_owned())
+    }
+
+    #[test]
+    fn as_of_days_counts_the_clipped_days_from_the_first_with_data() {
+        let intervals = [(10, 20), (25, 40)];
+        // [15, 20] and [25, 30] within [0, 30], from day 15 on.
+        assert_eq!(as_of_days(&intervals, 15, 0, 30), 6 + 6);
+        // The first day with data after a whole interval leaves nothing of it.
+        assert_eq!(as_of_days(&intervals, 21, 0, 30), 6);
+        assert_eq!(as_of_days(&intervals, 0, 41, 60), 0);
+        assert_eq!(as_of_days(&intervals, 0, 0, 100), 11 + 16);
     }
 
     #[test]

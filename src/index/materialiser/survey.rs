@@ -15,7 +15,7 @@ use crate::index::window::{MAX_WINDOW_DAYS, WINDOWS};
 use crate::sink::writer::{Abandoned, RawEventWriter};
 use crate::tables;
 
-use super::plan::{clip, months, plan, Writes};
+use super::plan::{as_of_days, clip, months, plan, Writes};
 use super::{content_hash, Held, PassInput, PassStats, WindowRow, WindowRows};
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
@@ -238,6 +238,14 @@ impl SurveyWindows {
                 })
                 .collect();
             for (month_first, month_last) in months(&plan) {
+                rows.expect(
+                    series
+                        .iter()
+                        .map(|(.., first, intervals)| {
+                            as_of_days(intervals, *first, month_first, month_last)
+                        })
+                        .sum(),
+                );
                 for (framework, unit, days, first, intervals) in &series {
                     for (a, b) in clip(intervals, month_first, month_last) {
                         for (as_of, sums) in window_sums(days, a.max(*first), b, &WINDOWS) {
