@@ -1005,6 +1005,19 @@ mod tests {
         assert_eq!(ranking.span.period.as_deref(), Some("2026-11"));
         assert_eq!(ranking.agencies[0].factors["access"], Some(80.0));
         assert_eq!(ranking.agencies[1].agency_level, "commune");
+        // The embedded span and estimate keep the fields' places in the JSON.
+        let json = serde_json::to_string(&ranking).unwrap();
+        assert!(
+            json.starts_with(concat!(
+                r#"{"framework":"BNV-2640-2017","window":"month","province_code":"79","#,
+                r#""province_name":"Thành phố Hồ Chí Minh","latest":true,"as_of":"2026-11-20","#,
+                r#""window_start":"2026-11-01","period":"2026-11","min_sample":30,"#,
+                r#""agencies":[{"rank":1,"agency_id":"b","agency_level":"province","#,
+                r#""respondents":50,"sipas":80.0,"ci_low":66.9628940677746,"#,
+                r#""ci_high":88.7562499842239,"ci_n":50,"ranked":true,"factors":{"access":80.0,"#,
+            )),
+            "{json}"
+        );
 
         // Compared with the previous month: a was alone there (rank 1, now 2).
         let october = previous_as_of(Window::Month, as_of);
@@ -1061,6 +1074,18 @@ mod tests {
         );
         assert_eq!(split.window, "45d");
         assert!(!split.span.latest);
+        let json = serde_json::to_string(&split).unwrap();
+        assert!(
+            json.starts_with(concat!(
+                r#"{"framework":"BNV-2640-2017","window":"45d","by":"channel","#,
+                r#""province_code":"79","province_name":"Thành phố Hồ Chí Minh","#,
+                r#""latest":false,"as_of":"2026-11-20","window_start":"2026-10-07","#,
+                r#""period":"","respondents":93,"values":[{"value":"b","respondents":50,"#,
+                r#""share":53.763440860215056,"sipas":80.0,"ci_low":66.9628940677746,"#,
+                r#""ci_high":88.7562499842239,"ci_n":50,"ranked":true,"factors":{"access":80.0,"#,
+            )),
+            "{json}"
+        );
     }
 
     #[test]
@@ -1116,6 +1141,24 @@ mod tests {
         assert!(u.expectations[1..].iter().all(|e| e.share == 0.0));
         assert_eq!(u.history[0].factors["access"], access.value);
         assert_eq!(u.history[0].as_of, format_day(as_of));
+        let json = serde_json::to_string(&u).unwrap();
+        assert!(
+            json.contains(concat!(
+                r#""window_start":"2024-09-05","respondents":50,"sipas":73.75,"#,
+                r#""ci_low":43.0601985174722,"ci_high":91.25699348904057,"ci_n":10,"#,
+                r#""ranked":true,"min_sample":30,"factors":[{"#,
+            )),
+            "{json}"
+        );
+        assert!(
+            json.ends_with(concat!(
+                r#""history":[{"as_of":"2024-10-04","respondents":50,"sipas":73.75,"#,
+                r#""ci_low":43.0601985174722,"ci_high":91.25699348904057,"ci_n":10,"#,
+                r#""ranked":true,"factors":{"access":68.75,"feedback":75.0,"procedure":75.0,"#,
+                r#""result":75.0,"staff":75.0}}]}"#,
+            )),
+            "{json}"
+        );
     }
 
     #[test]
@@ -1177,6 +1220,18 @@ mod tests {
             &registry,
         );
         assert_eq!(k.units[0].channel.as_deref(), Some("zalo"));
+        // The embedded KPI set follows `period`, in its own order.
+        assert_eq!(
+            serde_json::to_string(&k.units[0]).unwrap(),
+            concat!(
+                r#"{"unit_type":"channel","unit_id":"zalo","province_code":"79","#,
+                r#""province_name":"Thành phố Hồ Chí Minh","category":null,"agency_id":null,"#,
+                r#""channel":"zalo","as_of":"2024-10-04","period":"","received":1,"#,
+                r#""responded":8,"responded_on_time":6,"on_time_rate":75.0,"#,
+                r#""median_response_hours":3.0,"rated":4,"satisfaction_rate":50.0,"#,
+                r#""reopened":1,"reopen_rate":12.5,"rejected":0,"open_past_due":2}"#,
+            )
+        );
         // A requested day is answered as that day, with or without values at it.
         let k = hotline(
             "30d",
