@@ -1111,34 +1111,40 @@ fn breaks() -> Vec<Break> {
     let image = |name: &'static str, image: &'static str| {
         compose_edit(move |s| set(svc(s, name), "image", image))
     };
+    let env_set = |name: &'static str, key: &'static str, value: &'static str| {
+        compose_edit(move |s| set(env_of(s, name), key, value))
+    };
+    let env_removed =
+        |name: &'static str, key: &'static str| compose_edit(move |s| remove(env_of(s, name), key));
+    let removed =
+        |name: &'static str, key: &'static str| compose_edit(move |s| remove(svc(s, name), key));
+    let dockerfile_text = |from, to| text_edit(|f| &mut f.dockerfile, from, to);
+    let users_text = |from, to| text_edit(|f| &mut f.users_xml, from, to);
+    let dockerfile_line = |line: &'static str| dockerfile_edit(move |all| all.push(line.into()));
     vec![
         Break {
             name: "advertised listener localhost",
             reason: "KAFKA_ADVERTISED_LISTENERS",
-            apply: compose_edit(|s| {
-                set(
-                    env_of(s, "kafka"),
-                    "KAFKA_ADVERTISED_LISTENERS",
-                    "PLAINTEXT://localhost:9092",
-                )
-            }),
+            apply: env_set(
+                "kafka",
+                "KAFKA_ADVERTISED_LISTENERS",
+                "PLAINTEXT://localhost:9092",
+            ),
         },
         Break {
             name: "no CLUSTER_ID",
             reason: "CLUSTER_ID",
-            apply: compose_edit(|s| remove(env_of(s, "kafka"), "CLUSTER_ID")),
+            apply: env_removed("kafka", "CLUSTER_ID"),
         },
         Break {
             name: "CLUSTER_ID not a KRaft id",
             reason: "CLUSTER_ID",
-            apply: compose_edit(|s| set(env_of(s, "kafka"), "CLUSTER_ID", "sipas-cluster")),
+            apply: env_set("kafka", "CLUSTER_ID", "sipas-cluster"),
         },
         Break {
             name: "brokers not advertised",
             reason: "SIPAS__KAFKA__BROKERS",
-            apply: compose_edit(|s| {
-                set(env_of(s, "sipas"), "SIPAS__KAFKA__BROKERS", "broker:9092")
-            }),
+            apply: env_set("sipas", "SIPAS__KAFKA__BROKERS", "broker:9092"),
         },
         Break {
             name: "kafka healthcheck exit 1",
@@ -1183,12 +1189,12 @@ fn breaks() -> Vec<Break> {
         Break {
             name: "USER root",
             reason: "root",
-            apply: text_edit(|f| &mut f.dockerfile, "USER sipas:sipas", "USER root"),
+            apply: dockerfile_text("USER sipas:sipas", "USER root"),
         },
         Break {
             name: "USER 0:0",
             reason: "runs as 0:0",
-            apply: text_edit(|f| &mut f.dockerfile, "USER sipas:sipas", "USER 0:0"),
+            apply: dockerfile_text("USER sipas:sipas", "USER 0:0"),
         },
         Break {
             name: "no USER",
@@ -1235,7 +1241,7 @@ fn breaks() -> Vec<Break> {
         Break {
             name: "no OpenSSL headers for kafka-ssl",
             reason: "libssl-dev",
-            apply: text_edit(|f| &mut f.dockerfile, " libssl-dev", ""),
+            apply: dockerfile_text(" libssl-dev", ""),
         },
         Break {
             name: "secret variable required at interpolation",
@@ -1253,18 +1259,12 @@ fn breaks() -> Vec<Break> {
         Break {
             name: "host variable without default",
             reason: "interpolates",
-            apply: compose_edit(|s| set(env_of(s, "sipas"), "RUST_LOG", "${RUST_LOG}")),
+            apply: env_set("sipas", "RUST_LOG", "${RUST_LOG}"),
         },
         Break {
             name: "committed ClickHouse password",
             reason: "password",
-            apply: compose_edit(|s| {
-                set(
-                    env_of(s, "clickhouse"),
-                    "CLICKHOUSE_PASSWORD",
-                    "sipas-local",
-                )
-            }),
+            apply: env_set("clickhouse", "CLICKHOUSE_PASSWORD", "sipas-local"),
         },
         Break {
             name: "password for sipas in the compose file",
@@ -1288,47 +1288,32 @@ fn breaks() -> Vec<Break> {
         Break {
             name: "dashboard without the HMAC secret",
             reason: "HMAC",
-            apply: compose_edit(|s| remove(env_of(s, "dashboard"), "SIPAS__PII__HMAC_SECRET_FILE")),
+            apply: env_removed("dashboard", "SIPAS__PII__HMAC_SECRET_FILE"),
         },
         Break {
             name: "one account for writer and reader",
             reason: "read-only",
-            apply: compose_edit(|s| {
-                set(
-                    env_of(s, "dashboard"),
-                    "SIPAS__CLICKHOUSE__USER",
-                    "sipas_writer",
-                )
-            }),
+            apply: env_set("dashboard", "SIPAS__CLICKHOUSE__USER", "sipas_writer"),
         },
         Break {
             name: "reader may insert",
             reason: "read-only",
-            apply: text_edit(
-                |f| &mut f.users_xml,
-                "GRANT SELECT ON sipas.*",
-                "GRANT SELECT, INSERT ON sipas.*",
-            ),
+            apply: users_text("GRANT SELECT ON sipas.*", "GRANT SELECT, INSERT ON sipas.*"),
         },
         Break {
             name: "reader without a readonly profile",
             reason: "readonly",
-            apply: text_edit(
-                |f| &mut f.users_xml,
-                "<readonly>2</readonly>",
-                "<readonly>0</readonly>",
-            ),
+            apply: users_text("<readonly>2</readonly>", "<readonly>0</readonly>"),
         },
         Break {
             name: "passwordless default admin kept",
             reason: "default",
-            apply: text_edit(|f| &mut f.users_xml, r#"<default remove="remove"/>"#, ""),
+            apply: users_text(r#"<default remove="remove"/>"#, ""),
         },
         Break {
             name: "password committed in the users file",
             reason: "password",
-            apply: text_edit(
-                |f| &mut f.users_xml,
+            apply: users_text(
                 "<sipas_writer>",
                 "<sipas_writer><password>sipas-local</password>",
             ),
@@ -1336,13 +1321,12 @@ fn breaks() -> Vec<Break> {
         Break {
             name: "image entrypoint creates its own admin",
             reason: "CLICKHOUSE_SKIP_USER_SETUP",
-            apply: compose_edit(|s| remove(env_of(s, "clickhouse"), "CLICKHOUSE_SKIP_USER_SETUP")),
+            apply: env_removed("clickhouse", "CLICKHOUSE_SKIP_USER_SETUP"),
         },
         Break {
             name: "dev config copied into the image",
             reason: "copies \"config\"",
-            apply: text_edit(
-                |f| &mut f.dockerfile,
+            apply: dockerfile_text(
                 "COPY --chown=root:root config/frameworks ./config/frameworks",
                 "COPY --chown=root:root config ./config",
             ),
@@ -1350,9 +1334,7 @@ fn breaks() -> Vec<Break> {
         Break {
             name: "local.toml copied",
             reason: "development configuration",
-            apply: dockerfile_edit(|all| {
-                all.push("COPY config/local.toml ./config/local.toml".into())
-            }),
+            apply: dockerfile_line("COPY config/local.toml ./config/local.toml"),
         },
         Break {
             name: "local.toml in the build context",
@@ -1372,9 +1354,7 @@ fn breaks() -> Vec<Break> {
         Break {
             name: "secret in an ENV",
             reason: "bakes a secret",
-            apply: dockerfile_edit(|all| {
-                all.push("ENV SIPAS__PII__HMAC_SECRET=0123456789abcdef".into())
-            }),
+            apply: dockerfile_line("ENV SIPAS__PII__HMAC_SECRET=0123456789abcdef"),
         },
         Break {
             name: "floating kafka tag",
@@ -1399,20 +1379,12 @@ fn breaks() -> Vec<Break> {
         Break {
             name: "floating rust tag",
             reason: "floats",
-            apply: text_edit(
-                |f| &mut f.dockerfile,
-                "FROM rust:1.99.0-trixie",
-                "FROM rust:1-trixie",
-            ),
+            apply: dockerfile_text("FROM rust:1.99.0-trixie", "FROM rust:1-trixie"),
         },
         Break {
             name: "floating debian tag",
             reason: "floats",
-            apply: text_edit(
-                |f| &mut f.dockerfile,
-                "FROM debian:13.7-slim",
-                "FROM debian:trixie-slim",
-            ),
+            apply: dockerfile_text("FROM debian:13.7-slim", "FROM debian:trixie-slim"),
         },
         Break {
             name: "dashboard waits only for service_started",
@@ -1432,7 +1404,7 @@ fn breaks() -> Vec<Break> {
         Break {
             name: "no limits for sipas",
             reason: "limits",
-            apply: compose_edit(|s| remove(svc(s, "sipas"), "deploy")),
+            apply: removed("sipas", "deploy"),
         },
         Break {
             name: "no memory limit for kafka",
@@ -1450,17 +1422,17 @@ fn breaks() -> Vec<Break> {
         Break {
             name: "no log rotation",
             reason: "rotated",
-            apply: compose_edit(|s| remove(svc(s, "clickhouse"), "logging")),
+            apply: removed("clickhouse", "logging"),
         },
         Break {
             name: "privileges may be gained",
             reason: "no-new-privileges",
-            apply: compose_edit(|s| remove(svc(s, "dashboard"), "security_opt")),
+            apply: removed("dashboard", "security_opt"),
         },
         Break {
             name: "sipas with a writable root",
             reason: "read_only",
-            apply: compose_edit(|s| remove(svc(s, "sipas"), "read_only")),
+            apply: removed("sipas", "read_only"),
         },
     ]
 }
@@ -1722,28 +1694,23 @@ fn every_service_configuration_loads_with_the_generated_secrets() {
 fn compose_secrets_keeps_what_exists_and_refuses_bad_files() {
     let scratch = TempDir::new("keep");
     let dir = scratch.0.join("secrets");
+    let secrets = || -> Vec<String> {
+        [
+            "hmac_secret",
+            "clickhouse_writer_password",
+            "clickhouse_reader_password",
+        ]
+        .iter()
+        .map(|f| std::fs::read_to_string(dir.join(f)).unwrap())
+        .collect()
+    };
     assert!(compose_secrets(&dir).status.success());
-    let before: Vec<String> = [
-        "hmac_secret",
-        "clickhouse_writer_password",
-        "clickhouse_reader_password",
-    ]
-    .iter()
-    .map(|f| std::fs::read_to_string(dir.join(f)).unwrap())
-    .collect();
+    let before = secrets();
     assert!(before
         .iter()
         .all(|s| s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit())));
     assert!(compose_secrets(&dir).status.success());
-    let after: Vec<String> = [
-        "hmac_secret",
-        "clickhouse_writer_password",
-        "clickhouse_reader_password",
-    ]
-    .iter()
-    .map(|f| std::fs::read_to_string(dir.join(f)).unwrap())
-    .collect();
-    assert_eq!(before, after);
+    assert_eq!(before, secrets());
 
     #[cfg(unix)]
     {

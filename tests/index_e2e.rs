@@ -145,35 +145,23 @@ async fn daily_values_and_the_ranking_match_an_independent_computation() {
     let mut by_day: BTreeMap<(usize, i64), Vec<Vec<Option<i64>>>> = BTreeMap::new();
     let mut messages = 0u64;
     let mut send = |p: usize, d: i64, n: usize, answers: Vec<Option<i64>>| {
-        let raw = RawSurvey {
-            submission_id: Some(format!("{}-{d}-{n}", PROVINCES[p])),
-            framework: Some("BNV-2640-2017".into()),
-            submitted_at: Some(at(d, n)),
-            province_code: Some(PROVINCES[p].into()),
-            province_code_system: None,
-            // The same agency id in two provinces: two units.
-            agency_id: Some(if p < 2 {
-                "UBND-phuong-1".to_owned()
-            } else {
-                format!("{}-agency", PROVINCES[p])
-            }),
-            agency_level: Some("province".into()),
-            procedure_code: None,
-            channel: Some("one_stop".into()),
-            respondent_type: Some("citizen".into()),
-            answers: Some(
-                criteria
-                    .iter()
-                    .cloned()
-                    .zip(
-                        answers
-                            .iter()
-                            .map(|a| a.map_or(RawAnswer::NoAnswer, RawAnswer::Integer)),
-                    )
-                    .collect(),
-            ),
-            expectations: None,
+        // The same agency id in two provinces: two units.
+        let agency = if p < 2 {
+            "UBND-phuong-1".to_owned()
+        } else {
+            format!("{}-agency", PROVINCES[p])
         };
+        let scores = answers
+            .iter()
+            .map(|a| a.map_or(RawAnswer::NoAnswer, RawAnswer::Integer));
+        let raw = support::serve::bnv_survey(
+            &format!("{}-{d}-{n}", PROVINCES[p]),
+            PROVINCES[p],
+            &agency,
+            "one_stop",
+            at(d, n),
+            criteria.iter().cloned().zip(scores).collect(),
+        );
         by_day.entry((p, d)).or_default().push(answers);
         (PROVINCES[p], survey_json(&raw))
     };

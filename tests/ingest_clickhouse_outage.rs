@@ -5,53 +5,22 @@
 //! directory and ports) so other tests are not disturbed.
 mod support;
 
-use std::collections::HashSet;
 use std::time::Duration;
 
-use sipas_stream::contract::decode::EventKind;
-use sipas_stream::simulate::generator::{Expected, SimSettings};
+use sipas_stream::simulate::generator::SimSettings;
 use support::services::PrivateClickHouse;
 use support::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
-async fn clickhouse_outage_mid_stream_loses_nothing() {
-    const EVENTS: u64 = 30_000;
-    let clickhouse = PrivateClickHouse::start();
-    let env = TestEnv::with_clickhouse("outage", &clickhouse.url()).await;
-    let settings = SimSettings {
-        seed: 5,
-        start_unix: 1_790_000_000,
-        invalid_share: 0.0,
-        duplicate_share: 0.01,
-        ..Default::default()
-    };
-    let mut sim = simulator(settings);
-    let (mut surveys, mut hotline) = (HashSet::new(), HashSet::new());
-    let producer = env.producer();
-    let mut produce = |n: u64| {
-        for _ in 0..n {
-            let event = sim.next_event();
-            match (&event.expected, event.kind) {
-                (Expected::Valid(id), EventKind::Survey) => surveys.insert(id.clone()),
-                (Expected::Valid(id), EventKind::Hotline) => hotline.insert(id.clone()),
-                _ => false,
-            };
-            let topic = env.config.kafka.topic(event.kind);
-            producer
-                .send_result(
-                    rdkafka::producer::FutureRecord::to(topic)
-                        .key(&event.key)
-                        .payload(&event.payload),
-                )
-                .map_err(|(e, _)| e)
-                .expect("queued");
-        }
-        rdkafka::producer::Producer::flush(&producer, Duration::from_secs(120)).expect("produced");
-    };
-
-    let pipeline = Pipeline::start(&env);
-    produce(EVENTS / 3);
+/// Produces a third of `events`, waits for its first rows, stops ClickHouse, produces
+/// another third and waits until the pipeline retries its write.
+async fn produce_into_an_outage(
+    env: &TestEnv,
+    feed: &mut SimFeed,
+    pipeline: &Pipeline,
+    clickhouse: &PrivateClickHouse,
+    events: u64,
+) {
+    feed.produce(env, events / 3);
     wait_for("first rows", || async {
         env.try_count("SELECT count() AS n FROM survey_submissions")
             .await
@@ -59,43 +28,46 @@ async fn clickhouse_outage_mid_stream_loses_nothing() {
             > 0
     })
     .await;
-
     clickhouse.down();
-    produce(EVENTS / 3);
+    feed.produce(env, events / 3);
     wait_for("the pipeline to notice the outage and retry", || async {
         metric_sum(&pipeline.metrics().await, "sipas_insert_retries_total") >= 2.0
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the broker and ClickHouse: run ./scripts/test.sh"]
+async fn clickhouse_outage_mid_stream_loses_nothing() {
+    const EVENTS: u64 = 30_000;
+    let clickhouse = PrivateClickHouse::start();
+    let env = TestEnv::with_clickhouse("outage", &clickhouse.url()).await;
+    let mut feed = SimFeed::new(
+        &env,
+        SimSettings {
+            seed: 5,
+            start_unix: 1_790_000_000,
+            invalid_share: 0.0,
+            duplicate_share: 0.01,
+            ..Default::default()
+        },
+    );
+    let mut pipeline = Pipeline::start(&env);
+    produce_into_an_outage(&env, &mut feed, &pipeline, &clickhouse, EVENTS).await;
     assert_eq!(
         metric_sum(&pipeline.metrics().await, "sipas_consumption_paused"),
         1.0,
         "paused while ClickHouse is down"
     );
-    produce(EVENTS - 2 * (EVENTS / 3));
+    feed.produce(&env, EVENTS - 2 * (EVENTS / 3));
     clickhouse.up();
 
-    wait_for("every valid event after ClickHouse came back", || async {
-        env.try_count("SELECT count() AS n FROM survey_submissions_dedup")
-            .await
-            == Some(surveys.len() as u64)
-            && env
-                .try_count("SELECT count() AS n FROM hotline_events_dedup")
-                .await
-                == Some(hotline.len() as u64)
+    wait_for("every valid event after ClickHouse came back", || {
+        feed.raw_complete(&env)
     })
     .await;
-    let mut pipeline = pipeline;
     assert!(pipeline.terminate().success());
-    assert_eq!(
-        env.count("SELECT count() AS n FROM survey_submissions_dedup")
-            .await,
-        surveys.len() as u64
-    );
-    assert_eq!(
-        env.count("SELECT count() AS n FROM hotline_events_dedup")
-            .await,
-        hotline.len() as u64
-    );
+    feed.assert_stored_exactly(&env).await;
 }
 
 /// ClickHouse stays down for longer than `pipeline.max_poll_interval_ms`: the consumer loop,
@@ -126,21 +98,7 @@ async fn clickhouse_outage_longer_than_max_poll_interval_rejoins_and_loses_nothi
             MAX_POLL_INTERVAL_MS.to_string(),
         )],
     );
-    feed.produce(&env, EVENTS / 3);
-    wait_for("first rows", || async {
-        env.try_count("SELECT count() AS n FROM survey_submissions")
-            .await
-            .unwrap_or(0)
-            > 0
-    })
-    .await;
-
-    clickhouse.down();
-    feed.produce(&env, EVENTS / 3);
-    wait_for("the pipeline to notice the outage and retry", || async {
-        metric_sum(&pipeline.metrics().await, "sipas_insert_retries_total") >= 2.0
-    })
-    .await;
+    produce_into_an_outage(&env, &mut feed, &pipeline, &clickhouse, EVENTS).await;
     // The fault itself: held by the failing write, the loop does not poll for more than
     // twice the max poll interval, so the group gives up on this member.
     tokio::time::sleep(Duration::from_millis(2 * MAX_POLL_INTERVAL_MS + 5_000)).await;

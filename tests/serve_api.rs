@@ -9,7 +9,6 @@ mod support;
 use std::collections::BTreeMap;
 
 use serde_json::Value;
-use sipas_stream::contract::raw::{RawAnswer, RawSurvey};
 use sipas_stream::simulate::generator::survey_json;
 use support::serve::*;
 use support::*;
@@ -135,6 +134,28 @@ fn ranks(values: &BTreeMap<String, (u64, Option<f64>)>) -> BTreeMap<String, u32>
             ((*unit).clone(), 1 + above as u32)
         })
         .collect()
+}
+
+/// The listed units (each named by its `key` field) are exactly those of `raw`, each with
+/// the respondents, SIPAS and rank computed from the raw submissions.
+fn assert_as_raw(listed: &[Value], key: &str, raw: &BTreeMap<String, (u64, Option<f64>)>) {
+    let raw_ranks = ranks(raw);
+    assert_eq!(listed.len(), raw.len());
+    for unit in listed {
+        let id = unit[key].as_str().unwrap();
+        let (n, sipas) = raw[id];
+        assert_eq!(unit["respondents"].as_u64(), Some(n), "{id}");
+        assert!(
+            same(num(&unit["sipas"]), sipas),
+            "{id}: {} vs {sipas:?}",
+            unit["sipas"]
+        );
+        assert_eq!(
+            unit["rank"].as_u64().map(|r| r as u32),
+            raw_ranks.get(id).copied(),
+            "{id}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -303,23 +324,9 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
     let computed = serve.json("/api/v1/rankings?window=45d").await;
     assert_eq!(computed["as_of"], day(as_of_day).as_str());
     let raw = raw_values(&ch, "province_code", None, as_of_day - 44, as_of_day).await;
-    let raw_ranks = ranks(&raw);
     let provinces = computed["provinces"].as_array().unwrap();
-    assert_eq!(provinces.len(), raw.len());
+    assert_as_raw(provinces, "province_code", &raw);
     for p in provinces {
-        let code = p["province_code"].as_str().unwrap();
-        let (n, sipas) = raw[code];
-        assert_eq!(p["respondents"].as_u64(), Some(n), "{code}");
-        assert!(
-            same(num(&p["sipas"]), sipas),
-            "{code}: {} vs {sipas:?}",
-            p["sipas"]
-        );
-        assert_eq!(
-            p["rank"].as_u64().map(|r| r as u32),
-            raw_ranks.get(code).copied(),
-            "{code}"
-        );
         assert_eq!(
             p["previous_year"]["previous_as_of"].as_str().map(str::len),
             Some(10)
@@ -422,25 +429,12 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
     let agencies = serve.json("/api/v1/provinces/79/agencies?window=30d").await;
     assert_eq!(agencies["as_of"], day(as_of_day).as_str());
     let raw = raw_values(&ch, "agency_id", Some("79"), as_of_day - 29, as_of_day).await;
-    let raw_ranks = ranks(&raw);
     let listed = agencies["agencies"].as_array().unwrap();
-    assert_eq!(listed.len(), raw.len());
+    assert_as_raw(listed, "agency_id", &raw);
     assert!(listed.len() > 1);
     for a in listed {
         let id = a["agency_id"].as_str().unwrap();
-        let (n, sipas) = raw[id];
-        assert_eq!(a["respondents"].as_u64(), Some(n), "{id}");
-        assert!(
-            same(num(&a["sipas"]), sipas),
-            "{id}: {} vs {sipas:?}",
-            a["sipas"]
-        );
-        assert_eq!(
-            a["rank"].as_u64().map(|r| r as u32),
-            raw_ranks.get(id).copied(),
-            "{id}"
-        );
-        assert_eq!(a["ranked"], n >= 30, "{id}");
+        assert_eq!(a["ranked"], raw[id].0 >= 30, "{id}");
     }
     assert!(
         listed[0].get("change").is_none(),
@@ -781,36 +775,9 @@ async fn read_api_answers_from_clickhouse_with_caching_and_clear_errors() {
     let before = hanoi(&snapshot).expect("the first push holds every province");
     let before_n = before["respondents"].as_u64().unwrap();
     let producer = env.producer();
-    let frameworks =
-        sipas_stream::domain::FrameworkCatalog::load_dir(&env.config.contract.frameworks_dir)
-            .unwrap();
-    let criteria: Vec<String> = frameworks
-        .get("BNV-2640-2017")
-        .unwrap()
-        .criterion_ids()
-        .map(str::to_owned)
-        .collect();
     let now = sipas_stream::domain::time::unix_now();
     for n in 0..5 {
-        let raw = RawSurvey {
-            submission_id: Some(format!("sse-{n}")),
-            framework: Some("BNV-2640-2017".into()),
-            submitted_at: Some(sipas_stream::domain::time::format_vietnam(now)),
-            province_code: Some("01".into()),
-            province_code_system: None,
-            agency_id: Some("01-sse".into()),
-            agency_level: Some("province".into()),
-            procedure_code: None,
-            channel: Some("online".into()),
-            respondent_type: Some("citizen".into()),
-            answers: Some(
-                criteria
-                    .iter()
-                    .map(|c| (c.clone(), RawAnswer::Integer(5)))
-                    .collect(),
-            ),
-            expectations: None,
-        };
+        let raw = survey(&env, &format!("sse-{n}"), "01", "01-sse", "online", 5, now);
         env.produce(
             &producer,
             &env.config.kafka.surveys_topic,

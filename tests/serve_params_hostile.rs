@@ -15,6 +15,16 @@ fn short(text: &str) -> String {
     text.chars().take(200).collect()
 }
 
+/// What a failure message says of a request: its path, status and body (both shortened).
+fn failure(path: &str, response: &HttpResponse) -> String {
+    format!(
+        "{}: {} {}",
+        short(path),
+        response.status,
+        short(&response.text())
+    )
+}
+
 /// Every byte outside the unreserved set percent-encoded (a URL can carry any string).
 fn encode(text: &str) -> String {
     text.bytes()
@@ -90,12 +100,7 @@ async fn hostile_query_parameters_are_400s_that_reach_no_query() {
                 let body: serde_json::Value =
                     serde_json::from_slice(&response.body).unwrap_or_default();
                 if response.status != 400 || body["parameter"] != *parameter {
-                    failures.push(format!(
-                        "{}: {} {}",
-                        short(&path),
-                        response.status,
-                        short(&response.text())
-                    ));
+                    failures.push(failure(&path, &response));
                 }
             }
         }
@@ -104,24 +109,14 @@ async fn hostile_query_parameters_are_400s_that_reach_no_query() {
             let path = format!("{endpoint}?{}={raw}", parameters[0]);
             let response = serve.get(&path, &[]).await;
             if response.status != 400 {
-                failures.push(format!(
-                    "{}: {} {}",
-                    short(&path),
-                    response.status,
-                    short(&response.text())
-                ));
+                failures.push(failure(&path, &response));
             }
         }
         // An unknown parameter named by an injection string.
         let path = format!("{endpoint}?{}=30d", encode("window' OR '1'='1"));
         let response = serve.get(&path, &[]).await;
         if response.status != 400 {
-            failures.push(format!(
-                "{}: {} {}",
-                short(&path),
-                response.status,
-                short(&response.text())
-            ));
+            failures.push(failure(&path, &response));
         }
     }
     assert!(

@@ -1,5 +1,7 @@
 //! Hotline KPIs from summed day counts (`index::ticket` defines what each count means).
 //! These are hotline KPIs, a live proxy for SIPAS factor 5, never the official SIPAS.
+use serde::Serialize;
+
 use crate::index::ticket::HotlineDayCounts;
 
 fn bin_midpoint_hours(bin: usize) -> f64 {
@@ -9,7 +11,10 @@ fn bin_midpoint_hours(bin: usize) -> f64 {
     (((low + 1.0) * (high + 1.0)).sqrt() - 1.0) / 60.0
 }
 
-#[derive(Debug, Clone, PartialEq)]
+/// The hotline KPI set. Its fields, in this order, are the KPI part of a unit of
+/// `/api/v1/hotline/kpis` (embedded whole in `serve::views::HotlineUnit`) and of the
+/// `hotline_kpi_*` columns (`index::rows::HotlineKpiRow`, flat as ClickHouse rows are).
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct HotlineKpi {
     pub received: u32,
     pub responded: u32,

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::framework::Framework;
 use crate::domain::time::clickhouse_date;
+use crate::index::hotline::HotlineKpi;
 use crate::index::values::{HotlineValue, SatisfactionValue};
 
 /// One survey fact: what one block of one partition's offsets added to one cell and day.
@@ -180,6 +181,23 @@ impl HotlineKpiRow {
             rejected: k.rejected,
             open_past_due: k.open_past_due,
             version: value.version,
+        }
+    }
+
+    /// The row's KPI columns as the KPI set.
+    pub fn kpi(&self) -> HotlineKpi {
+        HotlineKpi {
+            received: self.received,
+            responded: self.responded,
+            responded_on_time: self.responded_on_time,
+            on_time_rate: self.on_time_rate,
+            median_response_hours: self.median_response_hours,
+            rated: self.rated,
+            satisfaction_rate: self.satisfaction_rate,
+            reopened: self.reopened,
+            reopen_rate: self.reopen_rate,
+            rejected: self.rejected,
+            open_past_due: self.open_past_due,
         }
     }
 }

@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::params::{format_day, previous_as_of, previous_year_as_of, BreakdownBy, HotlineBy};
 use super::rows::NationRow;
 use crate::domain::{Framework, ProvinceRegistry};
+use crate::index::hotline::HotlineKpi;
 use crate::index::rows::{HotlineKpiRow, SatisfactionRow};
 use crate::index::survey::{competition_rank, wilson};
 use crate::index::window::Window;
@@ -68,6 +69,31 @@ fn province_name(provinces: &ProvinceRegistry, code: &str) -> String {
 /// Ranked first (by rank), then the unranked, each by `tie` (the unit id).
 fn rank_order(rank: Option<u32>, tie: &str) -> (bool, u32, String) {
     (rank.is_none(), rank.unwrap_or(0), tie.to_owned())
+}
+
+/// A value with its interval, as the unit, history, agency and breakdown views show it
+/// (each embeds it whole, where these fields stood in its own list).
+#[derive(Debug, Serialize)]
+pub struct Estimate {
+    pub sipas: Option<f64>,
+    pub ci_low: Option<f64>,
+    pub ci_high: Option<f64>,
+    /// The `n` of the interval: valid answers behind the value (SIPAS.md §3).
+    pub ci_n: u32,
+    /// At least `min_sample` respondents.
+    pub ranked: bool,
+}
+
+impl Estimate {
+    fn of(row: &SatisfactionRow) -> Self {
+        Self {
+            sipas: row.sipas,
+            ci_low: row.ci_low,
+            ci_high: row.ci_high,
+            ci_n: row.ci_n,
+            ranked: row.ranked == 1,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -350,10 +376,8 @@ pub struct AgencyRanking {
     pub window: String,
     pub province_code: String,
     pub province_name: String,
-    pub latest: bool,
-    pub as_of: Option<String>,
-    pub window_start: Option<String>,
-    pub period: Option<String>,
+    #[serde(flatten)]
+    pub span: Span,
     pub min_sample: u32,
     pub agencies: Vec<AgencyEntry>,
 }
@@ -364,11 +388,8 @@ pub struct AgencyEntry {
     pub agency_id: String,
     pub agency_level: String,
     pub respondents: u32,
-    pub sipas: Option<f64>,
-    pub ci_low: Option<f64>,
-    pub ci_high: Option<f64>,
-    pub ci_n: u32,
-    pub ranked: bool,
+    #[serde(flatten)]
+    pub estimate: Estimate,
     pub factors: BTreeMap<String, Option<f64>>,
     /// With `compare=true`: against the previous period, ranked among that period's agencies.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -378,14 +399,34 @@ pub struct AgencyEntry {
     pub previous_year: Option<Change>,
 }
 
-/// Where a window ending on `as_of` starts and which period it is (for response headers).
-fn window_span(window: Window, as_of: Option<i64>) -> (Option<String>, Option<String>) {
-    match as_of {
-        Some(day) if super::params::storable_day(day) => (
-            Some(format_day(window.start(day))),
-            Some(window.period(day)),
-        ),
-        _ => (None, None),
+/// The day an answer is at and the span of its window there (the agency ranking and the
+/// breakdown embed it whole, where these fields stood in their own lists).
+#[derive(Debug, Serialize)]
+pub struct Span {
+    /// True for the latest values, false for a requested `as_of` day.
+    pub latest: bool,
+    pub as_of: Option<String>,
+    /// Where the window ending on `as_of` starts.
+    pub window_start: Option<String>,
+    /// Which period the window ending on `as_of` is.
+    pub period: Option<String>,
+}
+
+impl Span {
+    fn of(window: Window, requested: Option<i64>, as_of: Option<i64>) -> Self {
+        let (window_start, period) = match as_of {
+            Some(day) if super::params::storable_day(day) => (
+                Some(format_day(window.start(day))),
+                Some(window.period(day)),
+            ),
+            _ => (None, None),
+        };
+        Self {
+            latest: requested.is_none(),
+            as_of: as_of.map(format_day),
+            window_start,
+            period,
+        }
     }
 }
 
@@ -425,26 +466,18 @@ pub fn agency_ranking(input: AgencyRankingInput<'_>) -> AgencyRanking {
                 agency_id: r.unit_id.clone(),
                 agency_level: level.clone(),
                 respondents: r.respondents,
-                sipas: r.sipas,
-                ci_low: r.ci_low,
-                ci_high: r.ci_high,
-                ci_n: r.ci_n,
-                ranked: r.ranked == 1,
+                estimate: Estimate::of(r),
                 factors: factor_map(r),
             }
         })
         .collect();
     agencies.sort_by_key(|a| rank_order(a.rank, &a.agency_id));
-    let (window_start, period) = window_span(input.window, input.as_of);
     AgencyRanking {
         framework: input.framework.id.clone(),
         window: input.window.label(),
         province_code: input.province.to_owned(),
         province_name: province_name(input.provinces, input.province),
-        latest: input.requested.is_none(),
-        as_of: input.as_of.map(format_day),
-        window_start,
-        period,
+        span: Span::of(input.window, input.requested, input.as_of),
         min_sample: input.framework.min_sample,
         agencies,
     }
@@ -459,10 +492,8 @@ pub struct Breakdown {
     /// The province, or null for every province pooled.
     pub province_code: Option<String>,
     pub province_name: Option<String>,
-    pub latest: bool,
-    pub as_of: Option<String>,
-    pub window_start: Option<String>,
-    pub period: Option<String>,
+    #[serde(flatten)]
+    pub span: Span,
     pub respondents: u64,
     pub values: Vec<BreakdownEntry>,
 }
@@ -474,12 +505,8 @@ pub struct BreakdownEntry {
     pub respondents: u32,
     /// Share (%) of the unit's respondents.
     pub share: f64,
-    pub sipas: Option<f64>,
-    pub ci_low: Option<f64>,
-    pub ci_high: Option<f64>,
-    pub ci_n: u32,
-    /// At least `min_sample` respondents.
-    pub ranked: bool,
+    #[serde(flatten)]
+    pub estimate: Estimate,
     pub factors: BTreeMap<String, Option<f64>>,
 }
 
@@ -507,12 +534,8 @@ pub fn breakdown(input: BreakdownInput<'_>) -> Breakdown {
                 0.0
             },
             factors: factor_map(&p),
+            estimate: Estimate::of(&p),
             respondents: p.respondents,
-            sipas: p.sipas,
-            ci_low: p.ci_low,
-            ci_high: p.ci_high,
-            ci_n: p.ci_n,
-            ranked: p.ranked == 1,
             value: p.unit_id,
         })
         .collect();
@@ -521,7 +544,6 @@ pub fn breakdown(input: BreakdownInput<'_>) -> Breakdown {
             .cmp(&a.respondents)
             .then(a.value.cmp(&b.value))
     });
-    let (window_start, period) = window_span(input.window, input.as_of);
     Breakdown {
         framework: input.framework.to_owned(),
         window: input.window.label(),
@@ -531,10 +553,7 @@ pub fn breakdown(input: BreakdownInput<'_>) -> Breakdown {
             .province
             .and_then(|p| input.provinces.name_2025(p))
             .map(str::to_owned),
-        latest: input.requested.is_none(),
-        as_of: input.as_of.map(format_day),
-        window_start,
-        period,
+        span: Span::of(input.window, input.requested, input.as_of),
         respondents: total,
         values,
     }
@@ -552,11 +571,8 @@ pub struct Unit {
     pub as_of: String,
     pub window_start: String,
     pub respondents: u32,
-    pub sipas: Option<f64>,
-    pub ci_low: Option<f64>,
-    pub ci_high: Option<f64>,
-    pub ci_n: u32,
-    pub ranked: bool,
+    #[serde(flatten)]
+    pub estimate: Estimate,
     pub min_sample: u32,
     pub factors: Vec<FactorDetail>,
     pub expectations: Vec<Expectation>,
@@ -602,11 +618,8 @@ pub struct Expectation {
 pub struct HistoryPoint {
     pub as_of: String,
     pub respondents: u32,
-    pub sipas: Option<f64>,
-    pub ci_low: Option<f64>,
-    pub ci_high: Option<f64>,
-    pub ci_n: u32,
-    pub ranked: bool,
+    #[serde(flatten)]
+    pub estimate: Estimate,
     pub factors: BTreeMap<String, Option<f64>>,
 }
 
@@ -681,11 +694,7 @@ pub fn unit(
         .map(|h| HistoryPoint {
             as_of: format_day(i64::from(h.as_of)),
             respondents: h.respondents,
-            sipas: h.sipas,
-            ci_low: h.ci_low,
-            ci_high: h.ci_high,
-            ci_n: h.ci_n,
-            ranked: h.ranked == 1,
+            estimate: Estimate::of(h),
             factors: factor_map(h),
         })
         .collect();
@@ -700,11 +709,7 @@ pub fn unit(
         as_of: format_day(i64::from(row.as_of)),
         window_start: format_day(i64::from(row.window_start)),
         respondents: row.respondents,
-        sipas: row.sipas,
-        ci_low: row.ci_low,
-        ci_high: row.ci_high,
-        ci_n: row.ci_n,
-        ranked: row.ranked == 1,
+        estimate: Estimate::of(row),
         min_sample: row.min_sample,
         factors,
         expectations,
@@ -737,17 +742,9 @@ pub struct HotlineUnit {
     pub channel: Option<String>,
     pub as_of: String,
     pub period: String,
-    pub received: u32,
-    pub responded: u32,
-    pub responded_on_time: u32,
-    pub on_time_rate: Option<f64>,
-    pub median_response_hours: Option<f64>,
-    pub rated: u32,
-    pub satisfaction_rate: Option<f64>,
-    pub reopened: u32,
-    pub reopen_rate: Option<f64>,
-    pub rejected: u32,
-    pub open_past_due: u32,
+    /// Last, so that its fields follow `period` in the JSON as they did when listed here.
+    #[serde(flatten)]
+    pub kpi: HotlineKpi,
 }
 
 /// The part of `province/part` after the province.
@@ -776,6 +773,7 @@ pub fn hotline(
     let mut units: Vec<HotlineUnit> = rows
         .into_iter()
         .map(|r| HotlineUnit {
+            kpi: r.kpi(),
             category: (by == HotlineBy::Category).then(|| within_province(&r.unit_id)),
             agency_id: (by == HotlineBy::Agency).then(|| within_province(&r.unit_id)),
             channel: (by == HotlineBy::Channel).then(|| r.unit_id.clone()),
@@ -785,20 +783,14 @@ pub fn hotline(
             province_code: r.province_code,
             as_of: format_day(i64::from(r.as_of)),
             period: r.period,
-            received: r.received,
-            responded: r.responded,
-            responded_on_time: r.responded_on_time,
-            on_time_rate: r.on_time_rate,
-            median_response_hours: r.median_response_hours,
-            rated: r.rated,
-            satisfaction_rate: r.satisfaction_rate,
-            reopened: r.reopened,
-            reopen_rate: r.reopen_rate,
-            rejected: r.rejected,
-            open_past_due: r.open_past_due,
         })
         .collect();
-    units.sort_by(|a, b| b.received.cmp(&a.received).then(a.unit_id.cmp(&b.unit_id)));
+    units.sort_by(|a, b| {
+        b.kpi
+            .received
+            .cmp(&a.kpi.received)
+            .then(a.unit_id.cmp(&b.unit_id))
+    });
     HotlineKpis {
         window: window.to_owned(),
         by: by.as_str().to_owned(),
@@ -1009,10 +1001,23 @@ mod tests {
             .map(|e| (e.agency_id.as_str(), e.rank))
             .collect();
         assert_eq!(ids, vec![("b", Some(1)), ("a", Some(2)), ("c", None)]);
-        assert_eq!(ranking.window_start.as_deref(), Some("2026-11-01"));
-        assert_eq!(ranking.period.as_deref(), Some("2026-11"));
+        assert_eq!(ranking.span.window_start.as_deref(), Some("2026-11-01"));
+        assert_eq!(ranking.span.period.as_deref(), Some("2026-11"));
         assert_eq!(ranking.agencies[0].factors["access"], Some(80.0));
         assert_eq!(ranking.agencies[1].agency_level, "commune");
+        // The embedded span and estimate keep the fields' places in the JSON.
+        let json = serde_json::to_string(&ranking).unwrap();
+        assert!(
+            json.starts_with(concat!(
+                r#"{"framework":"BNV-2640-2017","window":"month","province_code":"79","#,
+                r#""province_name":"Thành phố Hồ Chí Minh","latest":true,"as_of":"2026-11-20","#,
+                r#""window_start":"2026-11-01","period":"2026-11","min_sample":30,"#,
+                r#""agencies":[{"rank":1,"agency_id":"b","agency_level":"province","#,
+                r#""respondents":50,"sipas":80.0,"ci_low":66.9628940677746,"#,
+                r#""ci_high":88.7562499842239,"ci_n":50,"ranked":true,"factors":{"access":80.0,"#,
+            )),
+            "{json}"
+        );
 
         // Compared with the previous month: a was alone there (rank 1, now 2).
         let october = previous_as_of(Window::Month, as_of);
@@ -1068,7 +1073,19 @@ mod tests {
             Some("Thành phố Hồ Chí Minh")
         );
         assert_eq!(split.window, "45d");
-        assert!(!split.latest);
+        assert!(!split.span.latest);
+        let json = serde_json::to_string(&split).unwrap();
+        assert!(
+            json.starts_with(concat!(
+                r#"{"framework":"BNV-2640-2017","window":"45d","by":"channel","#,
+                r#""province_code":"79","province_name":"Thành phố Hồ Chí Minh","#,
+                r#""latest":false,"as_of":"2026-11-20","window_start":"2026-10-07","#,
+                r#""period":"","respondents":93,"values":[{"value":"b","respondents":50,"#,
+                r#""share":53.763440860215056,"sipas":80.0,"ci_low":66.9628940677746,"#,
+                r#""ci_high":88.7562499842239,"ci_n":50,"ranked":true,"factors":{"access":80.0,"#,
+            )),
+            "{json}"
+        );
     }
 
     #[test]
@@ -1118,12 +1135,30 @@ mod tests {
         let (low, high) = wilson(access.value.unwrap() / 100.0, 10.0).unwrap();
         assert_eq!((access.ci_low, access.ci_high), (Some(low), Some(high)));
         let index = compute(&counts, framework);
-        assert_eq!(u.ci_n, index.interval_n);
-        assert_eq!(u.sipas, index.sipas);
+        assert_eq!(u.estimate.ci_n, index.interval_n);
+        assert_eq!(u.estimate.sipas, index.sipas);
         assert_eq!(u.expectations[0].share, 10.0);
         assert!(u.expectations[1..].iter().all(|e| e.share == 0.0));
         assert_eq!(u.history[0].factors["access"], access.value);
         assert_eq!(u.history[0].as_of, format_day(as_of));
+        let json = serde_json::to_string(&u).unwrap();
+        assert!(
+            json.contains(concat!(
+                r#""window_start":"2024-09-05","respondents":50,"sipas":73.75,"#,
+                r#""ci_low":43.0601985174722,"ci_high":91.25699348904057,"ci_n":10,"#,
+                r#""ranked":true,"min_sample":30,"factors":[{"#,
+            )),
+            "{json}"
+        );
+        assert!(
+            json.ends_with(concat!(
+                r#""history":[{"as_of":"2024-10-04","respondents":50,"sipas":73.75,"#,
+                r#""ci_low":43.0601985174722,"ci_high":91.25699348904057,"ci_n":10,"#,
+                r#""ranked":true,"factors":{"access":68.75,"feedback":75.0,"procedure":75.0,"#,
+                r#""result":75.0,"staff":75.0}}]}"#,
+            )),
+            "{json}"
+        );
     }
 
     #[test]
@@ -1185,6 +1220,18 @@ mod tests {
             &registry,
         );
         assert_eq!(k.units[0].channel.as_deref(), Some("zalo"));
+        // The embedded KPI set follows `period`, in its own order.
+        assert_eq!(
+            serde_json::to_string(&k.units[0]).unwrap(),
+            concat!(
+                r#"{"unit_type":"channel","unit_id":"zalo","province_code":"79","#,
+                r#""province_name":"Thành phố Hồ Chí Minh","category":null,"agency_id":null,"#,
+                r#""channel":"zalo","as_of":"2024-10-04","period":"","received":1,"#,
+                r#""responded":8,"responded_on_time":6,"on_time_rate":75.0,"#,
+                r#""median_response_hours":3.0,"rated":4,"satisfaction_rate":50.0,"#,
+                r#""reopened":1,"reopen_rate":12.5,"rejected":0,"open_past_due":2}"#,
+            )
+        );
         // A requested day is answered as that day, with or without values at it.
         let k = hotline(
             "30d",

@@ -227,31 +227,25 @@ impl TestEnv {
         sipas_stream::sink::connect(&self.config.clickhouse)
     }
 
-    pub async fn count(&self, sql: &str) -> u64 {
+    /// The `n` of `sql`'s one row.
+    async fn fetch_count(&self, sql: &str) -> clickhouse::error::Result<u64> {
         #[derive(clickhouse::Row, serde::Deserialize)]
         struct N {
             n: u64,
         }
-        self.clickhouse()
-            .query(sql)
-            .fetch_one::<N>()
+        let row = self.clickhouse().query(sql).fetch_one::<N>().await?;
+        Ok(row.n)
+    }
+
+    pub async fn count(&self, sql: &str) -> u64 {
+        self.fetch_count(sql)
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .n
     }
 
     /// Like `count`, but `None` while ClickHouse is unreachable.
     pub async fn try_count(&self, sql: &str) -> Option<u64> {
-        #[derive(clickhouse::Row, serde::Deserialize)]
-        struct N {
-            n: u64,
-        }
-        self.clickhouse()
-            .query(sql)
-            .fetch_one::<N>()
-            .await
-            .ok()
-            .map(|r| r.n)
+        self.fetch_count(sql).await.ok()
     }
 
     pub fn producer(&self) -> FutureProducer {
@@ -656,34 +650,45 @@ impl SimFeed {
         }
     }
 
-    /// Produces the next `n` events and waits for every acknowledgement.
-    pub fn produce(&mut self, env: &TestEnv, n: u64) {
+    /// Queues the next event, noting what it must leave behind; its delivery report is
+    /// the returned future.
+    pub fn send(&mut self, env: &TestEnv) -> rdkafka::producer::DeliveryFuture {
         use sipas_stream::simulate::generator::Expected;
-        for _ in 0..n {
-            let event = self.sim.next_event();
-            match (&event.expected, event.kind) {
-                (Expected::Valid(id), EventKind::Survey) => {
-                    self.surveys.insert(id.clone());
-                }
-                (Expected::Valid(id), EventKind::Hotline) => {
-                    self.hotline.insert(id.clone());
-                }
-                (Expected::Invalid(_), _) => self.invalid += 1,
-                (Expected::Duplicate(_), _) => {}
+        let event = self.sim.next_event();
+        match (&event.expected, event.kind) {
+            (Expected::Valid(id), EventKind::Survey) => {
+                assert!(self.surveys.insert(id.clone()), "a valid id twice: {id}");
             }
-            let topic = env.config.kafka.topic(event.kind);
-            self.producer
-                .send_result(
-                    FutureRecord::to(topic)
-                        .key(&event.key)
-                        .payload(&event.payload),
-                )
-                .map_err(|(e, _)| e)
-                .expect("queued");
+            (Expected::Valid(id), EventKind::Hotline) => {
+                assert!(self.hotline.insert(id.clone()), "a valid id twice: {id}");
+            }
+            (Expected::Invalid(_), _) => self.invalid += 1,
+            (Expected::Duplicate(_), _) => {}
         }
+        self.produced += 1;
+        let topic = env.config.kafka.topic(event.kind);
+        self.producer
+            .send_result(
+                FutureRecord::to(topic)
+                    .key(&event.key)
+                    .payload(&event.payload),
+            )
+            .map_err(|(e, _)| e)
+            .expect("queued")
+    }
+
+    /// Waits until every queued event is sent.
+    pub fn flush(&self) {
         rdkafka::producer::Producer::flush(&self.producer, Duration::from_secs(120))
             .expect("produced");
-        self.produced += n;
+    }
+
+    /// Produces the next `n` events and waits for every acknowledgement.
+    pub fn produce(&mut self, env: &TestEnv, n: u64) {
+        for _ in 0..n {
+            self.send(env);
+        }
+        self.flush();
     }
 
     /// Whether the `*_dedup` views hold exactly the valid ids produced so far (`None`

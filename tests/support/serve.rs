@@ -218,7 +218,34 @@ pub async fn wait_materialised(env: &TestEnv) {
     .await;
 }
 
-/// A survey answering every criterion of BNV-2640-2017 with `score`, submitted at `unix`.
+/// A survey of BNV-2640-2017 by a citizen to a province-level agency, with `answers`
+/// (criterion id, answer), submitted at `submitted_at` (RFC 3339).
+pub fn bnv_survey(
+    id: &str,
+    province: &str,
+    agency: &str,
+    channel: &str,
+    submitted_at: String,
+    answers: Vec<(String, sipas_stream::contract::raw::RawAnswer)>,
+) -> sipas_stream::contract::raw::RawSurvey {
+    sipas_stream::contract::raw::RawSurvey {
+        submission_id: Some(id.to_owned()),
+        framework: Some("BNV-2640-2017".into()),
+        submitted_at: Some(submitted_at),
+        province_code: Some(province.to_owned()),
+        province_code_system: None,
+        agency_id: Some(agency.to_owned()),
+        agency_level: Some("province".into()),
+        procedure_code: None,
+        channel: Some(channel.to_owned()),
+        respondent_type: Some("citizen".into()),
+        answers: Some(answers),
+        expectations: None,
+    }
+}
+
+/// A survey answering every criterion of BNV-2640-2017 (as the framework file lists them)
+/// with `score`, submitted at `unix`.
 pub fn survey(
     env: &TestEnv,
     id: &str,
@@ -228,7 +255,7 @@ pub fn survey(
     score: i64,
     unix: i64,
 ) -> sipas_stream::contract::raw::RawSurvey {
-    use sipas_stream::contract::raw::{RawAnswer, RawSurvey};
+    use sipas_stream::contract::raw::RawAnswer;
     let frameworks =
         sipas_stream::domain::FrameworkCatalog::load_dir(&env.config.contract.frameworks_dir)
             .unwrap();
@@ -238,20 +265,8 @@ pub fn survey(
         .criterion_ids()
         .map(|c| (c.to_owned(), RawAnswer::Integer(score)))
         .collect();
-    RawSurvey {
-        submission_id: Some(id.to_owned()),
-        framework: Some("BNV-2640-2017".into()),
-        submitted_at: Some(sipas_stream::domain::time::format_vietnam(unix)),
-        province_code: Some(province.to_owned()),
-        province_code_system: None,
-        agency_id: Some(agency.to_owned()),
-        agency_level: Some("province".into()),
-        procedure_code: None,
-        channel: Some(channel.to_owned()),
-        respondent_type: Some("citizen".into()),
-        answers: Some(criteria),
-        expectations: None,
-    }
+    let at = sipas_stream::domain::time::format_vietnam(unix);
+    bnv_survey(id, province, agency, channel, at, criteria)
 }
 
 /// Runs `program args…` to completion; panics (with its output) if it outlives `PATIENCE`.
