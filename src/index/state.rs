@@ -139,10 +139,8 @@ pub struct PartitionState {
     hotline: BTreeMap<(HotlineCell, i64), OpenCell<HotlineDayCounts>>,
     /// Checkpointed apart, like the ids: the tickets changed since the last checkpoint are
     /// appended as a chunk (most tickets of a year's history do not change in a minute).
-    /// Boxed: a ticket's state is a few hundred bytes, and the table's unused slots (up to
-    /// as many as the used ones, after it grows) would each hold that much inline.
     #[serde(skip)]
-    tickets: HashMap<String, Box<TicketState>>,
+    tickets: HashMap<String, TicketState>,
     /// Tickets changed (or forgotten) since the last chunk.
     #[serde(skip)]
     changed_tickets: std::collections::BTreeSet<String>,
@@ -471,7 +469,7 @@ impl PartitionState {
             let mut tickets: Vec<(String, Option<TicketState>)> = self
                 .tickets
                 .iter()
-                .map(|(id, t)| (id.clone(), Some(TicketState::clone(t))))
+                .map(|(id, t)| (id.clone(), Some(t.clone())))
                 .collect();
             tickets.sort_by(|a, b| a.0.cmp(&b.0));
             (ids, tickets)
@@ -525,7 +523,7 @@ impl PartitionState {
             }
             for (id, ticket) in chunk.tickets {
                 match ticket {
-                    Some(ticket) => self.tickets.insert(id, Box::new(ticket)),
+                    Some(ticket) => self.tickets.insert(id, ticket),
                     None => self.tickets.remove(&id),
                 };
             }

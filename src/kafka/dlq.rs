@@ -142,13 +142,14 @@ impl DeadLetterProducer {
                 .iter()
                 .map(|letter| self.send_one(&producer, letter));
             let results = futures::future::join_all(deliveries).await;
+            let pending_count = pending.len();
             let mut failed = Vec::new();
             let mut last_error = None;
             for (letter, result) in pending.into_iter().zip(results) {
                 match result {
                     Ok(()) => self.metrics.dlq.with_label_values(&[letter.reason]).inc(),
                     Err(error) => {
-                        tracing::warn!(%error, reason = letter.reason, source_topic = %letter.source_topic, source_offset = letter.source_offset, "dead-letter write failed; retrying");
+                        tracing::debug!(%error, reason = letter.reason, source_topic = %letter.source_topic, source_offset = letter.source_offset, "dead-letter write failed");
                         self.metrics
                             .kafka_errors
                             .with_label_values(&[CLIENT, &producer::error_label(&error)])
@@ -158,11 +159,22 @@ impl DeadLetterProducer {
                     }
                 }
             }
-            pending = failed;
             let Some(last_error) = last_error else {
                 self.recovered();
                 break;
             };
+            // One line per round, not per letter: an outage fails every letter of a batch
+            // in every round (each letter's failure is at debug).
+            let first = failed[0];
+            tracing::warn!(
+                error = %last_error,
+                failed = failed.len(),
+                sent = pending_count,
+                first_source_topic = %first.source_topic,
+                first_source_offset = first.source_offset,
+                "dead-letter writes failed; retrying them"
+            );
+            pending = failed;
             self.metrics.insert_retries.inc();
             self.metrics
                 .kafka_client_failing

@@ -45,6 +45,11 @@ impl<R> Default for KindRows<R> {
 }
 
 impl<R> KindRows<R> {
+    fn reserve_exact(&mut self, rows: usize) {
+        self.rows.reserve_exact(rows);
+        self.sources.reserve_exact(rows);
+    }
+
     fn push(&mut self, row: R, source: usize) {
         self.rows.push(row);
         self.sources.push(source);
@@ -84,6 +89,21 @@ impl BatchOutput {
         fold: bool,
     ) -> Self {
         let mut out = BatchOutput::default();
+        // Sized exactly up front: three batches are in flight in a catch-up, and doubling
+        // vectors of rows would hold up to as much again unused.
+        let mut rows_by_kind: PerKind<usize> = PerKind::default();
+        for message in messages.iter().filter(|m| !m.index_only) {
+            rows_by_kind[message.kind] += 1;
+        }
+        out.rows
+            .surveys
+            .reserve_exact(rows_by_kind[EventKind::Survey]);
+        out.rows
+            .hotline
+            .reserve_exact(rows_by_kind[EventKind::Hotline]);
+        if fold {
+            out.folds.reserve_exact(messages.len());
+        }
         // Per (topic, partition) and per (kind, encoding) tallies, kept in small arrays while
         // the batch is read (a batch holds a few partitions) and moved into the maps at the
         // end: a map entry per message cost a String and a B-tree search each.
