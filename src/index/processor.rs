@@ -366,7 +366,9 @@ impl IndexProcessor {
         span: &tracing::Span,
     ) -> Result<(), Abandoned> {
         let mut changed = ChangedDays::default();
-        let mut taken = Vec::with_capacity(self.slots.len());
+        // Each partition's rows as they come, written in one INSERT per table
+        // (`insert_parts`): gathered into one vector they would be held twice.
+        let (mut surveys, mut hotline) = (Vec::new(), Vec::new());
         for slot in self.slots.values_mut() {
             // Taken apart whole: a kind's fact rows missing here would not compile.
             let TakenRows {
@@ -374,30 +376,22 @@ impl IndexProcessor {
                 hotline: hotline_rows,
                 changed: days,
             } = slot.state.take_rows(&self.frameworks);
-            taken.push((survey_rows, hotline_rows));
+            surveys.push(survey_rows);
+            hotline.push(hotline_rows);
             changed.merge(days);
             slot.unflushed = 0;
         }
-        // Gathered at their exact size: up to MAX_PENDING_ROWS rows of a catch-up, which a
-        // doubling vector would hold with as much again unused.
-        let (mut surveys, mut hotline) = (
-            Vec::with_capacity(taken.iter().map(|(s, _)| s.len()).sum()),
-            Vec::with_capacity(taken.iter().map(|(_, h)| h.len()).sum()),
-        );
-        for (survey_rows, hotline_rows) in taken {
-            surveys.extend(survey_rows);
-            hotline.extend(hotline_rows);
-        }
-        span.record("survey_rows", surveys.len());
-        span.record("hotline_rows", hotline.len());
+        span.record("survey_rows", surveys.iter().map(Vec::len).sum::<usize>());
+        span.record("hotline_rows", hotline.iter().map(Vec::len).sum::<usize>());
         let started = Instant::now();
+        // The rows are gone once written, before the pass: its window rows are the flush's
+        // other large allocation.
         let (a, b) = tokio::join!(
             self.writer
-                .insert(tables::SATISFACTION_DAY_COUNTS, &surveys),
-            self.writer.insert(tables::HOTLINE_DAY_COUNTS, &hotline),
+                .insert_parts(tables::SATISFACTION_DAY_COUNTS, surveys),
+            self.writer
+                .insert_parts(tables::HOTLINE_DAY_COUNTS, hotline),
         );
-        // Gone before the pass: its window rows are the flush's other large allocation.
-        drop((surveys, hotline));
         self.pending_folds = 0;
         self.oldest_unwritten = None;
         for failure in a?.into_iter().chain(b?) {

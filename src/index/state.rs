@@ -191,6 +191,15 @@ impl StateChunk {
 /// A checkpoint writes every id again (one chunk from offset 0) after this many chunks.
 const CHUNKS_PER_WHOLE: u32 = 200;
 
+/// Room for `more` rows, with at most a quarter of the rows held to spare: the rows of a
+/// catch-up's closed blocks gather up to `MAX_PENDING_ROWS` over all partitions, and a
+/// doubling vector would hold up to as much again unused.
+fn reserve_rows<R>(rows: &mut Vec<R>, more: usize) {
+    if rows.capacity() - rows.len() < more {
+        rows.reserve_exact(more.max(rows.len() / 4));
+    }
+}
+
 /// FNV-1a, 64 bit: stable across processes and versions (unlike std's hasher), so the
 /// hashes stored in checkpoints keep meaning the same ids.
 fn id_hash(kind: u8, id: &str) -> u64 {
@@ -403,6 +412,14 @@ impl PartitionState {
     fn take_open_into(&mut self, taken: &mut TakenRows) {
         let (partition, block) = (self.partition, self.block as u32);
         let changed = &mut taken.changed;
+        reserve_rows(
+            &mut taken.surveys,
+            self.surveys.values().filter(|o| o.changed).count(),
+        );
+        reserve_rows(
+            &mut taken.hotline,
+            self.hotline.values().filter(|o| o.changed).count(),
+        );
         for (cell, open) in self.surveys.iter_mut().filter(|(_, o)| o.changed) {
             open.changed = false;
             let unit = (cell.framework.clone(), cell.province_code.clone());

@@ -64,6 +64,49 @@ impl RawEventWriter {
         Ok(failures)
     }
 
+    /// Inserts the rows of every part as [`Self::insert`] inserts one slice (in one INSERT,
+    /// refused rows isolated), without gathering them into one vector first: the index's
+    /// fact rows come from each partition's state, and a copy of them all would double what
+    /// a flush holds. Only when that INSERT fails are the parts gathered, for `insert` to
+    /// retry and bisect; a failure's `index` then counts across the parts in order.
+    pub async fn insert_parts<T>(
+        &self,
+        table: &str,
+        mut parts: Vec<Vec<T>>,
+    ) -> Result<Vec<InsertFailure>, Abandoned>
+    where
+        T: RowOwned + RowWrite,
+    {
+        parts.retain(|part| !part.is_empty());
+        if parts.len() <= 1 {
+            return self
+                .insert(table, parts.first().map_or(&[][..], Vec::as_slice))
+                .await;
+        }
+        let rows: usize = parts.iter().map(Vec::len).sum();
+        let started = Instant::now();
+        let result = self.insert_once(table, parts.iter().flatten()).await;
+        self.metrics
+            .insert_seconds
+            .with_label_values(&[table])
+            .observe(started.elapsed().as_secs_f64());
+        match result {
+            Ok(()) => {
+                self.metrics
+                    .inserted_rows
+                    .with_label_values(&[table])
+                    .inc_by(rows as u64);
+                Ok(Vec::new())
+            }
+            Err(error) => {
+                self.metrics.insert_retries.inc();
+                tracing::warn!(table, rows, %error, "ClickHouse insert failed; retrying");
+                let all: Vec<T> = parts.into_iter().flatten().collect();
+                self.insert(table, &all).await
+            }
+        }
+    }
+
     async fn insert_range<T>(
         &self,
         table: &str,
@@ -159,9 +202,13 @@ impl RawEventWriter {
         }
     }
 
-    async fn insert_once<T>(&self, table: &str, rows: &[T]) -> clickhouse::error::Result<()>
+    async fn insert_once<'a, T>(
+        &self,
+        table: &str,
+        rows: impl IntoIterator<Item = &'a T>,
+    ) -> clickhouse::error::Result<()>
     where
-        T: RowOwned + RowWrite,
+        T: RowOwned + RowWrite + 'a,
     {
         let mut insert = self
             .client
