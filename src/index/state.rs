@@ -494,12 +494,7 @@ impl PartitionState {
             let tickets = self
                 .changed_tickets
                 .iter()
-                .map(|id| {
-                    (
-                        id.clone(),
-                        self.tickets.get(id).map(|t| TicketState::clone(t)),
-                    )
-                })
+                .map(|id| (id.clone(), self.tickets.get(id).cloned()))
                 .collect();
             (std::mem::take(&mut self.new_ids), tickets)
         };
