@@ -84,20 +84,8 @@ impl RawEventWriter {
                 .await;
         }
         let rows: usize = parts.iter().map(Vec::len).sum();
-        let started = Instant::now();
-        let result = self.insert_once(table, parts.iter().flatten()).await;
-        self.metrics
-            .insert_seconds
-            .with_label_values(&[table])
-            .observe(started.elapsed().as_secs_f64());
-        match result {
-            Ok(()) => {
-                self.metrics
-                    .inserted_rows
-                    .with_label_values(&[table])
-                    .inc_by(rows as u64);
-                Ok(Vec::new())
-            }
+        match self.attempt(table, parts.iter().flatten(), rows).await {
+            Ok(()) => Ok(Vec::new()),
             Err(error) => {
                 self.metrics.insert_retries.inc();
                 tracing::warn!(table, rows, %error, "ClickHouse insert failed; retrying");
@@ -119,20 +107,8 @@ impl RawEventWriter {
     {
         let mut backoff = Backoff::new(self.retry_initial, self.retry_max, &self.shutdown);
         loop {
-            let started = Instant::now();
-            let result = self.insert_once(table, rows).await;
-            self.metrics
-                .insert_seconds
-                .with_label_values(&[table])
-                .observe(started.elapsed().as_secs_f64());
-            match result {
-                Ok(()) => {
-                    self.metrics
-                        .inserted_rows
-                        .with_label_values(&[table])
-                        .inc_by(rows.len() as u64);
-                    return Ok(());
-                }
+            match self.attempt(table, rows, rows.len()).await {
+                Ok(()) => return Ok(()),
                 Err(error) if is_data_error(&error) => {
                     if rows.len() == 1 {
                         tracing::warn!(table, %error, "ClickHouse refused a row as data; dead-lettering it");
@@ -200,6 +176,31 @@ impl RawEventWriter {
                 }
             }
         }
+    }
+
+    /// One INSERT of `count` rows, timed, its rows counted when it succeeds.
+    async fn attempt<'a, T>(
+        &self,
+        table: &str,
+        rows: impl IntoIterator<Item = &'a T>,
+        count: usize,
+    ) -> clickhouse::error::Result<()>
+    where
+        T: RowOwned + RowWrite + 'a,
+    {
+        let started = Instant::now();
+        let result = self.insert_once(table, rows).await;
+        self.metrics
+            .insert_seconds
+            .with_label_values(&[table])
+            .observe(started.elapsed().as_secs_f64());
+        if result.is_ok() {
+            self.metrics
+                .inserted_rows
+                .with_label_values(&[table])
+                .inc_by(count as u64);
+        }
+        result
     }
 
     async fn insert_once<'a, T>(
