@@ -133,6 +133,7 @@ impl Answers {
     }
 
     /// The score given to `criterion`; `None` when it is not one of the framework's.
+    #[cfg(test)]
     pub fn score(&self, criterion: &str) -> Option<Option<u8>> {
         self.iter().find(|(c, _)| *c == criterion).map(|(_, s)| s)
     }

@@ -274,7 +274,7 @@ impl SurveyCounts {
     pub fn add(&mut self, survey: &SurveySubmission, framework: &Framework) {
         self.respondents += 1;
         let criteria = self.criteria();
-        for (i, (_, score)) in survey.answers.iter().enumerate().take(criteria) {
+        for (i, &score) in survey.answers.scores().iter().enumerate().take(criteria) {
             match score {
                 Some(s @ 1..=5) => self.bump(usize::from(s - 1) * criteria + i),
                 // The validator admits 1..=5 only; anything else is not an answer.
