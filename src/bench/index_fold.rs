@@ -61,8 +61,9 @@ pub(super) fn index_fold(config: &Config, args: &BenchArgs, events: u64) -> Resu
             offset += 1;
         }
         // One flush per chunk: the rows it would write, built as the processor builds them.
-        let taken = state.take_rows(&frameworks);
-        rows += taken.surveys.len() + taken.hotline.len();
+        let taken = state.take_rows();
+        // Survey facts become rows as they are written: built here as the writer builds them.
+        rows += taken.survey_rows(&frameworks).len() + taken.hotline_rows().len();
         fold_cpu += cpu_seconds() - cpu;
         // A checkpoint per chunk: the state row and the chunk of ids folded since the last.
         let (row, stored) = sipas_stream::index::checkpoint::rows("bench", "t", 0, &mut state, 0);

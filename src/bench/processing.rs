@@ -141,8 +141,8 @@ pub(super) fn fold_pass(
         }
         // Written (here: dropped) once per batch, as a flush would.
         for state in states.values_mut() {
-            let taken = state.take_rows(&frameworks);
-            rows += taken.surveys.len() + taken.hotline.len();
+            let taken = state.take_rows();
+            rows += taken.survey_rows(&frameworks).len() + taken.hotline_rows().len();
         }
     }
     rows

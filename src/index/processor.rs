@@ -30,7 +30,7 @@ use crate::index::checkpoint;
 use crate::index::input::{FoldInput, IndexHandle, IndexInput};
 use crate::index::materialiser::{Materialiser, PassStats, Writes};
 use crate::index::rows::{CheckpointRow, StateChunkRow};
-use crate::index::state::{ChangedDays, PartitionState, TakenRows};
+use crate::index::state::{ChangedDays, HotlineFact, PartitionState, TakenRows};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 use crate::sink::writer::{Abandoned, RawEventWriter};
@@ -367,8 +367,8 @@ impl IndexProcessor {
         span: &tracing::Span,
     ) -> Result<(), Abandoned> {
         let mut changed = ChangedDays::default();
-        // Each partition's rows as they come, written in one INSERT per table
-        // (`insert_parts`): gathered into one vector they would be held twice.
+        // Each partition's facts as they come, written in one INSERT per table, their rows
+        // built as they are sent (`insert_parts`).
         let (mut surveys, mut hotline) = (Vec::new(), Vec::new());
         for slot in self.slots.values_mut() {
             // Taken apart whole: a kind's fact rows missing here would not compile.
@@ -376,7 +376,7 @@ impl IndexProcessor {
                 surveys: survey_rows,
                 hotline: hotline_rows,
                 changed: days,
-            } = slot.state.take_rows(&self.frameworks);
+            } = slot.state.take_rows();
             surveys.push(survey_rows);
             hotline.push(hotline_rows);
             changed.merge(days);
@@ -387,11 +387,14 @@ impl IndexProcessor {
         let started = Instant::now();
         // The rows are gone once written, before the pass: its window rows are the flush's
         // other large allocation.
+        let frameworks = &self.frameworks;
         let (a, b) = tokio::join!(
             self.writer
-                .insert_parts(tables::SATISFACTION_DAY_COUNTS, surveys),
+                .insert_parts(tables::SATISFACTION_DAY_COUNTS, surveys, |fact| {
+                    fact.row(frameworks)
+                }),
             self.writer
-                .insert_parts(tables::HOTLINE_DAY_COUNTS, hotline),
+                .insert_parts(tables::HOTLINE_DAY_COUNTS, hotline, HotlineFact::row),
         );
         self.pending_folds = 0;
         self.oldest_unwritten = None;

@@ -118,12 +118,114 @@ impl ChangedDays {
     }
 }
 
+/// A fact not yet written: a cell's counts (`C`) for one block of one partition, as the
+/// state holds them. Its row is built only as it is written (`row`): a survey row spells
+/// the counts out as six `u32` arrays and the enums as strings, about four times the
+/// memory, and a catch-up's flush holds tens of thousands of facts.
+#[derive(Debug, Clone)]
+pub struct Fact<K, C> {
+    pub key: K,
+    pub counts: C,
+    pub partition: u32,
+    pub block: u32,
+    /// The last offset that changed it.
+    pub version: i64,
+}
+
+/// A survey cell's fact.
+pub type SurveyFact = Fact<SurveyCell, SurveyCounts>;
+
+/// A hotline cell's fact on one day.
+pub type HotlineFact = Fact<(HotlineCell, i64), HotlineDayCounts>;
+
+impl SurveyFact {
+    /// Its row, with the framework's shared id lists.
+    pub fn row(&self, frameworks: &FrameworkCatalog) -> SurveyDayCountRow {
+        let c = &self.key;
+        let (criterion_ids, expectation_ids) = match frameworks.get(&c.framework) {
+            Some(framework) => {
+                let columns = framework.columns();
+                (
+                    Arc::clone(&columns.criterion_ids),
+                    Arc::clone(&columns.expectation_ids),
+                )
+            }
+            None => (Arc::from(Vec::new()), Arc::from(Vec::new())),
+        };
+        let counts = &self.counts;
+        SurveyDayCountRow {
+            framework: c.framework.clone(),
+            province_code: c.province_code.clone(),
+            day: clickhouse_date(c.day),
+            agency_id: c.agency_id.clone(),
+            agency_level: c.agency_level.as_str().to_owned(),
+            channel: c.channel.as_str().to_owned(),
+            respondent_type: c.respondent_type.as_str().to_owned(),
+            procedure_code: c.procedure_code.clone(),
+            source_partition: self.partition,
+            source_block: self.block,
+            respondents: counts.respondents,
+            criterion_ids,
+            criterion_n1: counts.score_counts(1),
+            criterion_n2: counts.score_counts(2),
+            criterion_n3: counts.score_counts(3),
+            criterion_n4: counts.score_counts(4),
+            criterion_n5: counts.score_counts(5),
+            criterion_missing: counts.missing_counts(),
+            expectation_ids,
+            expectation_ticks: counts.expectation_counts(),
+            version: self.version as u64,
+        }
+    }
+}
+
+impl HotlineFact {
+    pub fn row(&self) -> HotlineDayCountRow {
+        let ((cell, day), counts) = (&self.key, &self.counts);
+        HotlineDayCountRow {
+            province_code: cell.province_code.clone(),
+            day: clickhouse_date(*day),
+            agency_id: cell.agency_id.clone(),
+            category: cell.category.clone(),
+            channel: cell.channel.clone(),
+            source_partition: self.partition,
+            source_block: self.block,
+            received: counts.received,
+            responded: counts.responded,
+            responded_on_time: counts.responded_on_time,
+            rated: counts.rated,
+            rated_satisfied: counts.rated_satisfied,
+            reopened: counts.reopened,
+            rejected: counts.rejected,
+            past_due_delta: counts.past_due_delta,
+            response_bins: counts.response_bins.iter().map(|(b, _)| *b).collect(),
+            response_counts: counts.response_bins.iter().map(|(_, c)| *c).collect(),
+            version: self.version as u64,
+        }
+    }
+}
+
 /// Fact rows taken from a state, and the days they changed.
 #[derive(Debug, Default, Clone)]
 pub struct TakenRows {
-    pub surveys: Vec<SurveyDayCountRow>,
-    pub hotline: Vec<HotlineDayCountRow>,
+    pub surveys: Vec<SurveyFact>,
+    pub hotline: Vec<HotlineFact>,
     pub changed: ChangedDays,
+}
+
+impl TakenRows {
+    /// The survey facts' rows, in order.
+    pub fn survey_rows(&self, frameworks: &FrameworkCatalog) -> Vec<SurveyDayCountRow> {
+        self.surveys
+            .iter()
+            .map(|fact| fact.row(frameworks))
+            .collect()
+    }
+
+    /// The hotline facts' rows, in order.
+    pub fn hotline_rows(&self) -> Vec<HotlineDayCountRow> {
+        self.hotline.iter().map(HotlineFact::row).collect()
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -262,10 +364,8 @@ impl PartitionState {
             return;
         }
         let mut closed = std::mem::take(&mut self.closed);
-        self.take_open_into(&mut closed);
+        self.take_open_into(&mut closed, true);
         self.closed = closed;
-        self.surveys.clear();
-        self.hotline.clear();
         self.block = block;
         self.forget_old();
     }
@@ -394,77 +494,60 @@ impl PartitionState {
 
     /// The rows changed since the last take: every changed cell of the open block (whole)
     /// and those of blocks closed meanwhile. In a deterministic order.
-    pub fn take_rows(&mut self, frameworks: &FrameworkCatalog) -> TakenRows {
+    pub fn take_rows(&mut self) -> TakenRows {
         let mut taken = std::mem::take(&mut self.closed);
-        self.take_open_into(&mut taken);
+        self.take_open_into(&mut taken, false);
         taken.changed.normalise();
-        // The framework's id lists are shared by every row (built once per framework).
-        for row in &mut taken.surveys {
-            if let Some(framework) = frameworks.get(&row.framework) {
-                let columns = framework.columns();
-                row.criterion_ids = Arc::clone(&columns.criterion_ids);
-                row.expectation_ids = Arc::clone(&columns.expectation_ids);
-            }
-        }
         taken
     }
 
-    fn take_open_into(&mut self, taken: &mut TakenRows) {
+    /// The open block's changed cells into `taken`, with their changed days and deltas;
+    /// `closing`: the block closes, and its cells move into their facts.
+    fn take_open_into(&mut self, taken: &mut TakenRows, closing: bool) {
         let (partition, block) = (self.partition, self.block as u32);
         let changed = &mut taken.changed;
-        reserve_rows(
+        take_changed(
+            &mut self.surveys,
+            closing,
+            partition,
+            block,
             &mut taken.surveys,
-            self.surveys.values().filter(|o| o.changed).count(),
+            |cell, since| {
+                let unit = (cell.framework.clone(), cell.province_code.clone());
+                changed
+                    .deltas
+                    .surveys
+                    .entry((unit.0.clone(), unit.1.clone(), cell.day, partition))
+                    .or_default()
+                    .merge(&since);
+                changed.surveys.entry(unit).or_default().push(cell.day);
+            },
         );
-        reserve_rows(
+        take_changed(
+            &mut self.hotline,
+            closing,
+            partition,
+            block,
             &mut taken.hotline,
-            self.hotline.values().filter(|o| o.changed).count(),
+            |(cell, day), since| {
+                changed
+                    .deltas
+                    .hotline
+                    .entry((
+                        cell.province_code.clone(),
+                        cell.category.clone(),
+                        *day,
+                        partition,
+                    ))
+                    .or_default()
+                    .add(&since, 1);
+                changed
+                    .hotline
+                    .entry(cell.province_code.clone())
+                    .or_default()
+                    .push(*day);
+            },
         );
-        for (cell, open) in self.surveys.iter_mut().filter(|(_, o)| o.changed) {
-            open.changed = false;
-            let unit = (cell.framework.clone(), cell.province_code.clone());
-            changed
-                .deltas
-                .surveys
-                .entry((unit.0.clone(), unit.1.clone(), cell.day, partition))
-                .or_default()
-                .merge(&std::mem::take(&mut open.since_taken));
-            changed.surveys.entry(unit).or_default().push(cell.day);
-            taken.surveys.push(survey_row(
-                cell,
-                &open.counts,
-                partition,
-                block,
-                open.version,
-            ));
-        }
-        for ((cell, day), open) in self.hotline.iter_mut().filter(|(_, o)| o.changed) {
-            open.changed = false;
-            changed
-                .deltas
-                .hotline
-                .entry((
-                    cell.province_code.clone(),
-                    cell.category.clone(),
-                    *day,
-                    partition,
-                ))
-                .or_default()
-                .add(&std::mem::take(&mut open.since_taken), 1);
-            changed
-                .hotline
-                .entry(cell.province_code.clone())
-                .or_default()
-                .push(*day);
-            taken.hotline.push(hotline_row(
-                cell,
-                *day,
-                &open.counts,
-                partition,
-                block,
-                open.version,
-            ));
-        }
     }
 
     /// What changed since the last call, as a chunk covering `[from, next_offset)`: the ids
@@ -552,65 +635,36 @@ impl PartitionState {
     }
 }
 
-fn survey_row(
-    cell: &SurveyCell,
-    counts: &SurveyCounts,
+/// The changed cells of an open block appended to `facts` (moved out when `closing`,
+/// copied otherwise), each marked unchanged; `note` gets each one's key and what was folded
+/// into it since it was last taken.
+fn take_changed<K: Ord + Clone, C: Clone + Default>(
+    cells: &mut BTreeMap<K, OpenCell<C>>,
+    closing: bool,
     partition: u32,
     block: u32,
-    version: i64,
-) -> SurveyDayCountRow {
-    SurveyDayCountRow {
-        framework: cell.framework.clone(),
-        province_code: cell.province_code.clone(),
-        day: clickhouse_date(cell.day),
-        agency_id: cell.agency_id.clone(),
-        agency_level: cell.agency_level.as_str().to_owned(),
-        channel: cell.channel.as_str().to_owned(),
-        respondent_type: cell.respondent_type.as_str().to_owned(),
-        procedure_code: cell.procedure_code.clone(),
-        source_partition: partition,
-        source_block: block,
-        respondents: counts.respondents,
-        criterion_ids: Arc::from(Vec::<String>::new()),
-        criterion_n1: counts.score_counts(1),
-        criterion_n2: counts.score_counts(2),
-        criterion_n3: counts.score_counts(3),
-        criterion_n4: counts.score_counts(4),
-        criterion_n5: counts.score_counts(5),
-        criterion_missing: counts.missing_counts(),
-        expectation_ids: Arc::from(Vec::<String>::new()),
-        expectation_ticks: counts.expectation_counts(),
-        version: version as u64,
-    }
-}
-
-fn hotline_row(
-    cell: &HotlineCell,
-    day: i64,
-    counts: &HotlineDayCounts,
-    partition: u32,
-    block: u32,
-    version: i64,
-) -> HotlineDayCountRow {
-    HotlineDayCountRow {
-        province_code: cell.province_code.clone(),
-        day: clickhouse_date(day),
-        agency_id: cell.agency_id.clone(),
-        category: cell.category.clone(),
-        channel: cell.channel.clone(),
-        source_partition: partition,
-        source_block: block,
-        received: counts.received,
-        responded: counts.responded,
-        responded_on_time: counts.responded_on_time,
-        rated: counts.rated,
-        rated_satisfied: counts.rated_satisfied,
-        reopened: counts.reopened,
-        rejected: counts.rejected,
-        past_due_delta: counts.past_due_delta,
-        response_bins: counts.response_bins.iter().map(|(b, _)| *b).collect(),
-        response_counts: counts.response_bins.iter().map(|(_, c)| *c).collect(),
-        version: version as u64,
+    facts: &mut Vec<Fact<K, C>>,
+    mut note: impl FnMut(&K, C),
+) {
+    reserve_rows(facts, cells.values().filter(|o| o.changed).count());
+    let fact = |key, counts, version| Fact {
+        key,
+        counts,
+        partition,
+        block,
+        version,
+    };
+    if closing {
+        for (key, open) in std::mem::take(cells).into_iter().filter(|(_, o)| o.changed) {
+            note(&key, open.since_taken);
+            facts.push(fact(key, open.counts, open.version));
+        }
+    } else {
+        for (key, open) in cells.iter_mut().filter(|(_, o)| o.changed) {
+            open.changed = false;
+            note(key, std::mem::take(&mut open.since_taken));
+            facts.push(fact(key.clone(), open.counts.clone(), open.version));
+        }
     }
 }
 
@@ -713,9 +767,10 @@ mod tests {
             &f,
             LATENESS,
         );
-        let taken = state.take_rows(&f);
+        let taken = state.take_rows();
         assert_eq!(taken.surveys.len(), 2, "two days, one cell each");
-        let first = &taken.surveys[0];
+        let rows = taken.survey_rows(&f);
+        let first = &rows[0];
         assert_eq!(
             (
                 first.respondents,
@@ -729,14 +784,14 @@ mod tests {
         assert_eq!(first.procedure_code, "1.001");
         assert_eq!(first.criterion_ids.len(), first.criterion_n1.len());
         assert_eq!(first.version, 1, "the last offset that changed it");
-        let second = &taken.surveys[1];
+        let second = &rows[1];
         assert_eq!(second.criterion_missing[0], 1);
         assert_eq!(
             taken.changed.surveys[&("BNV-2640-2017".to_owned(), "01".to_owned())],
             vec![second.day as i64 - 1, second.day as i64]
         );
         assert!(
-            state.take_rows(&f).surveys.is_empty(),
+            state.take_rows().surveys.is_empty(),
             "nothing changed since"
         );
     }
@@ -758,8 +813,8 @@ mod tests {
             LATENESS,
         );
         assert!(applied.late && !applied.duplicate);
-        let taken = state.take_rows(&f);
-        let days: Vec<u16> = taken.surveys.iter().map(|r| r.day).collect();
+        let taken = state.take_rows();
+        let days: Vec<u16> = taken.survey_rows(&f).iter().map(|r| r.day).collect();
         assert_eq!(
             days,
             vec![
@@ -788,9 +843,9 @@ mod tests {
         assert_eq!(restored.next_offset, 12);
         // Offset 4096 opens block 1: the same cell gets a second row.
         restored.apply_survey(&survey("b", at, "01", Some(4)), BLOCK_OFFSETS, &f, LATENESS);
-        let taken = restored.take_rows(&f);
+        let taken = restored.take_rows();
         let blocks: Vec<(u32, u32)> = taken
-            .surveys
+            .survey_rows(&f)
             .iter()
             .map(|r| (r.source_block, r.respondents))
             .collect();
@@ -999,10 +1054,10 @@ mod tests {
             while offset < events.len() {
                 if cuts.contains(&offset) {
                     // Checkpoint, then "crash": restore from the checkpoint and go on.
-                    let taken = state.take_rows(&f);
+                    let taken = state.take_rows();
                     absorb(&mut from_deltas, &taken);
-                    surveys.extend(taken.surveys);
-                    hotline.extend(taken.hotline);
+                    surveys.extend(taken.survey_rows(&f));
+                    hotline.extend(taken.hotline_rows());
                     let (row, chunk) = crate::index::checkpoint::rows("g", "t", 0, &mut state, 0);
                     chunks.extend(chunk.map(|c| (c.from_offset, c.to_offset, c.chunk)));
                     state = crate::index::checkpoint::decode(&row.state).unwrap();
@@ -1026,10 +1081,10 @@ mod tests {
                 }
                 offset += 1;
                 if offset.is_multiple_of(flush_every) {
-                    let taken = state.take_rows(&f);
+                    let taken = state.take_rows();
                     absorb(&mut from_deltas, &taken);
-                    surveys.extend(taken.surveys);
-                    hotline.extend(taken.hotline);
+                    surveys.extend(taken.survey_rows(&f));
+                    hotline.extend(taken.hotline_rows());
                 }
                 // Checkpoints without a crash: incremental chunks between the whole ones.
                 if offset.is_multiple_of(700) {
@@ -1037,10 +1092,10 @@ mod tests {
                     chunks.extend(chunk.map(|c| (c.from_offset, c.to_offset, c.chunk)));
                 }
             }
-            let taken = state.take_rows(&f);
+            let taken = state.take_rows();
             absorb(&mut from_deltas, &taken);
-            surveys.extend(taken.surveys);
-            hotline.extend(taken.hotline);
+            surveys.extend(taken.survey_rows(&f));
+            hotline.extend(taken.hotline_rows());
             let mut hot: BTreeMap<String, HotlineDayCountRow> = BTreeMap::new();
             for row in hotline {
                 let key = format!(
@@ -1232,8 +1287,8 @@ mod tests {
                         4..=6 => {
                             // A flush of this process, then the materialiser's pass (and
                             // with 6 a checkpoint after them, as the processor writes it).
-                            let taken = state.take_rows(&f);
-                            write(&mut table, taken.surveys);
+                            let taken = state.take_rows();
+                            write(&mut table, taken.survey_rows(&f));
                             let writes = Writes {
                                 generation,
                                 // Offsets are spread (×1024) to make blocks small.
@@ -1329,8 +1384,8 @@ mod tests {
                             // which are all below where it takes the partition over.
                             let mut other = restore(&checkpoint);
                             fold(&mut other, n);
-                            let taken = other.take_rows(&f);
-                            write(&mut table, taken.surveys);
+                            let taken = other.take_rows();
+                            write(&mut table, taken.survey_rows(&f));
                             let (row, _) = crate::index::checkpoint::rows("g", "t", 0, &mut other, 0);
                             checkpoint = row.state;
                             state = restore(&checkpoint);
@@ -1341,8 +1396,8 @@ mod tests {
                             // A zombie folds on and writes.
                             if let Some(z) = zombies.last_mut() {
                                 fold(z, n);
-                                let taken = z.take_rows(&f);
-                                write(&mut table, taken.surveys);
+                                let taken = z.take_rows();
+                                write(&mut table, taken.survey_rows(&f));
                             }
                         }
                     }

@@ -1,6 +1,7 @@
 //! Writes raw event rows to ClickHouse. Availability problems are retried with capped
 //! exponential backoff for as long as it takes; rows that ClickHouse refuses as data are
 //! isolated by bisection and handed back so the caller can dead-letter them.
+use std::borrow::Borrow;
 use std::time::{Duration, Instant};
 
 use clickhouse::{Client, RowOwned, RowRead, RowWrite};
@@ -64,32 +65,37 @@ impl RawEventWriter {
         Ok(failures)
     }
 
-    /// Inserts the rows of every part as [`Self::insert`] inserts one slice (in one INSERT,
-    /// refused rows isolated), without gathering them into one vector first: the index's
-    /// fact rows come from each partition's state, and a copy of them all would double what
-    /// a flush holds. Only when that INSERT fails are the parts gathered, for `insert` to
-    /// retry and bisect; a failure's `index` then counts across the parts in order.
-    pub async fn insert_parts<T>(
+    /// Inserts the rows of every part's sources as [`Self::insert`] inserts one slice (in
+    /// one INSERT, refused rows isolated), each source making one row (`row`), built one at
+    /// a time as it is sent: the index's fact rows come from each partition's state, and
+    /// its facts take a quarter of their rows' memory, so neither the rows nor one vector
+    /// of all parts is held. Only when that INSERT fails are the rows built and gathered,
+    /// for `insert` to retry and bisect; a failure's `index` then counts across the parts
+    /// in order.
+    pub async fn insert_parts<S, T>(
         &self,
         table: &str,
-        mut parts: Vec<Vec<T>>,
+        mut parts: Vec<Vec<S>>,
+        row: impl Fn(&S) -> T,
     ) -> Result<Vec<InsertFailure>, Abandoned>
     where
         T: RowOwned + RowWrite,
     {
         parts.retain(|part| !part.is_empty());
-        if parts.len() <= 1 {
-            return self
-                .insert(table, parts.first().map_or(&[][..], Vec::as_slice))
-                .await;
-        }
         let rows: usize = parts.iter().map(Vec::len).sum();
-        match self.attempt(table, parts.iter().flatten(), rows).await {
+        if rows == 0 {
+            return Ok(Vec::new());
+        }
+        match self
+            .attempt(table, parts.iter().flatten().map(&row), rows)
+            .await
+        {
             Ok(()) => Ok(Vec::new()),
             Err(error) => {
                 self.metrics.insert_retries.inc();
                 tracing::warn!(table, rows, %error, "ClickHouse insert failed; retrying");
-                let all: Vec<T> = parts.into_iter().flatten().collect();
+                let all: Vec<T> = parts.iter().flatten().map(&row).collect();
+                drop(parts);
                 self.insert(table, &all).await
             }
         }
@@ -107,7 +113,7 @@ impl RawEventWriter {
     {
         let mut backoff = Backoff::new(self.retry_initial, self.retry_max, &self.shutdown);
         loop {
-            match self.attempt(table, rows, rows.len()).await {
+            match self.attempt::<T>(table, rows, rows.len()).await {
                 Ok(()) => return Ok(()),
                 Err(error) if is_data_error(&error) => {
                     if rows.len() == 1 {
@@ -179,14 +185,14 @@ impl RawEventWriter {
     }
 
     /// One INSERT of `count` rows, timed, its rows counted when it succeeds.
-    async fn attempt<'a, T>(
+    async fn attempt<T>(
         &self,
         table: &str,
-        rows: impl IntoIterator<Item = &'a T>,
+        rows: impl IntoIterator<Item = impl Borrow<T>>,
         count: usize,
     ) -> clickhouse::error::Result<()>
     where
-        T: RowOwned + RowWrite + 'a,
+        T: RowOwned + RowWrite,
     {
         let started = Instant::now();
         let result = self.insert_once(table, rows).await;
@@ -203,13 +209,13 @@ impl RawEventWriter {
         result
     }
 
-    async fn insert_once<'a, T>(
+    async fn insert_once<T>(
         &self,
         table: &str,
-        rows: impl IntoIterator<Item = &'a T>,
+        rows: impl IntoIterator<Item = impl Borrow<T>>,
     ) -> clickhouse::error::Result<()>
     where
-        T: RowOwned + RowWrite + 'a,
+        T: RowOwned + RowWrite,
     {
         let mut insert = self
             .client
@@ -217,7 +223,7 @@ impl RawEventWriter {
             .await?
             .with_timeouts(Some(INSERT_TIMEOUT), Some(INSERT_TIMEOUT));
         for row in rows {
-            insert.write(row).await?;
+            insert.write(row.borrow()).await?;
         }
         insert.end().await
     }
