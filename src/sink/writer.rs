@@ -65,40 +65,63 @@ impl RawEventWriter {
         Ok(failures)
     }
 
-    /// Inserts the rows of every part's sources as [`Self::insert`] inserts one slice (in
-    /// one INSERT, refused rows isolated), each source making one row (`row`), built one at
-    /// a time as it is sent: the index's fact rows come from each partition's state, and
-    /// its facts take a quarter of their rows' memory, so neither the rows nor one vector
-    /// of all parts is held. Only when that INSERT fails are the rows built and gathered,
-    /// for `insert` to retry and bisect; a failure's `index` then counts across the parts
-    /// in order.
+    /// Inserts the rows of every part's sources in one INSERT as [`Self::insert_streamed`]
+    /// does, each source making one row (`row`): the index's fact rows come from each
+    /// partition's state, and its facts take a quarter of their rows' memory, so neither
+    /// the rows nor one vector of all parts is held. A failure's `index` counts across the
+    /// parts in order.
     pub async fn insert_parts<S, T>(
         &self,
         table: &str,
-        mut parts: Vec<Vec<S>>,
+        parts: Vec<Vec<S>>,
         row: impl Fn(&S) -> T,
     ) -> Result<Vec<InsertFailure>, Abandoned>
     where
         T: RowOwned + RowWrite,
     {
-        parts.retain(|part| !part.is_empty());
-        let rows: usize = parts.iter().map(Vec::len).sum();
-        if rows == 0 {
-            return Ok(Vec::new());
+        let (_, failures) = self
+            .insert_streamed(table, || parts.iter().flatten().map(&row))
+            .await?;
+        Ok(failures)
+    }
+
+    /// Inserts the rows `rows()` yields as [`Self::insert`] inserts a slice (retried,
+    /// refused rows isolated), in one INSERT that sends each row as it is built, so that
+    /// they are never all held. Only when that INSERT fails are they built again
+    /// (`rows()` must yield the same rows each time) and gathered, for `insert` to retry
+    /// and bisect. Returns how many rows there were, and those refused.
+    pub async fn insert_streamed<T, I>(
+        &self,
+        table: &str,
+        rows: impl Fn() -> I,
+    ) -> Result<(usize, Vec<InsertFailure>), Abandoned>
+    where
+        T: RowOwned + RowWrite,
+        I: Iterator<Item = T>,
+    {
+        let mut first = rows().peekable();
+        if first.peek().is_none() {
+            return Ok((0, Vec::new()));
         }
-        match self
-            .attempt(table, parts.iter().flatten().map(&row), rows)
-            .await
-        {
-            Ok(()) => Ok(Vec::new()),
+        match self.attempt::<T>(table, first).await {
+            Ok(count) => Ok((count, Vec::new())),
             Err(error) => {
-                self.metrics.insert_retries.inc();
-                tracing::warn!(table, rows, %error, "ClickHouse insert failed; retrying");
-                let all: Vec<T> = parts.iter().flatten().map(&row).collect();
-                drop(parts);
-                self.insert(table, &all).await
+                self.count_retry(&error);
+                tracing::warn!(table, %error, "ClickHouse insert failed; retrying");
+                let all: Vec<T> = rows().collect();
+                let failures = self.insert(table, &all).await?;
+                Ok((all.len(), failures))
             }
         }
+    }
+
+    /// Counts a retry after `error`; one for ClickHouse's availability also marks
+    /// consumption paused, first, so that a reader who sees the retry sees the pause.
+    fn count_retry(&self, error: &clickhouse::error::Error) {
+        if !is_data_error(error) {
+            self.metrics.paused.set(1);
+        }
+        self.metrics.insert_retries.inc();
     }
 
     async fn insert_range<T>(
@@ -113,8 +136,8 @@ impl RawEventWriter {
     {
         let mut backoff = Backoff::new(self.retry_initial, self.retry_max, &self.shutdown);
         loop {
-            match self.attempt::<T>(table, rows, rows.len()).await {
-                Ok(()) => return Ok(()),
+            match self.attempt::<T>(table, rows).await {
+                Ok(_) => return Ok(()),
                 Err(error) if is_data_error(&error) => {
                     if rows.len() == 1 {
                         tracing::warn!(table, %error, "ClickHouse refused a row as data; dead-lettering it");
@@ -138,8 +161,7 @@ impl RawEventWriter {
                     if self.shutdown.is_triggered() {
                         return Err(Abandoned);
                     }
-                    self.metrics.insert_retries.inc();
-                    self.metrics.paused.set(1);
+                    self.count_retry(&error);
                     tracing::warn!(table, rows = rows.len(), %error, retry_in_ms = backoff.delay().as_millis() as u64, "ClickHouse insert failed; retrying");
                     backoff.wait().await?;
                 }
@@ -176,7 +198,7 @@ impl RawEventWriter {
                     if self.shutdown.is_triggered() {
                         return Err(Abandoned);
                     }
-                    self.metrics.insert_retries.inc();
+                    self.count_retry(&error);
                     tracing::warn!(what, %error, retry_in_ms = backoff.delay().as_millis() as u64, "ClickHouse query failed; retrying");
                     backoff.wait().await?;
                 }
@@ -184,13 +206,12 @@ impl RawEventWriter {
         }
     }
 
-    /// One INSERT of `count` rows, timed, its rows counted when it succeeds.
+    /// One INSERT, timed, its rows counted when it succeeds. Returns how many it wrote.
     async fn attempt<T>(
         &self,
         table: &str,
         rows: impl IntoIterator<Item = impl Borrow<T>>,
-        count: usize,
-    ) -> clickhouse::error::Result<()>
+    ) -> clickhouse::error::Result<usize>
     where
         T: RowOwned + RowWrite,
     {
@@ -200,7 +221,7 @@ impl RawEventWriter {
             .insert_seconds
             .with_label_values(&[table])
             .observe(started.elapsed().as_secs_f64());
-        if result.is_ok() {
+        if let Ok(count) = result {
             self.metrics
                 .inserted_rows
                 .with_label_values(&[table])
@@ -213,7 +234,7 @@ impl RawEventWriter {
         &self,
         table: &str,
         rows: impl IntoIterator<Item = impl Borrow<T>>,
-    ) -> clickhouse::error::Result<()>
+    ) -> clickhouse::error::Result<usize>
     where
         T: RowOwned + RowWrite,
     {
@@ -222,9 +243,12 @@ impl RawEventWriter {
             .insert::<T>(table)
             .await?
             .with_timeouts(Some(INSERT_TIMEOUT), Some(INSERT_TIMEOUT));
+        let mut count = 0;
         for row in rows {
             insert.write(row.borrow()).await?;
+            count += 1;
         }
-        insert.end().await
+        insert.end().await?;
+        Ok(count)
     }
 }

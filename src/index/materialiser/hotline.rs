@@ -15,7 +15,7 @@ use crate::sink::writer::{Abandoned, RawEventWriter};
 use crate::tables;
 
 use super::plan::{as_of_days, clip, months, plan, Writes};
-use super::{content_hash, Held, PassInput, PassStats, WindowRow, WindowRows};
+use super::{content_hash, write_windows, Held, PassInput, PassStats, WindowRow};
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
 struct HotlineSumRow {
@@ -230,94 +230,124 @@ impl HotlineWindows {
                     .apply_read(from, to, days, &carried);
             }
         }
-        // Compute and write: the province (all categories) and each category, month by
-        // month (see `WINDOW_ROWS_PER_INSERT`).
-        let mut rows = WindowRows::new();
-        {
-            // Each planned province's sum over its categories, and the base carried into
-            // it, summed once for every month.
-            let totals: Vec<(BTreeMap<i64, HotlineDayCounts>, i64)> = plan
-                .keys()
-                .map(|(_, province)| {
-                    let (mut total, mut base) = (BTreeMap::<i64, HotlineDayCounts>::new(), 0);
-                    let categories = held.cache.get(province).map(|c| c.units());
-                    for cache in categories.into_iter().flat_map(|c| c.values()) {
-                        for (day, counts) in &cache.days {
-                            total.entry(*day).or_default().add(counts, 1);
-                        }
-                        base += cache.carried;
-                    }
-                    (total, base)
-                })
-                .collect();
-            // Every unit: its key, day counts, carried base and planned intervals.
-            let mut series: Vec<UnitSeries<'_>> = Vec::new();
-            for (((_, province), intervals), (total, total_base)) in plan.iter().zip(&totals) {
+        // Computed as they are written, month by month (`Held::write_windows`): the
+        // province (all categories) and each category.
+        // Each planned province's sum over its categories, and the base carried into it,
+        // summed once for every month.
+        let totals: Vec<(BTreeMap<i64, HotlineDayCounts>, i64)> = plan
+            .keys()
+            .map(|(_, province)| {
+                let (mut total, mut base) = (BTreeMap::<i64, HotlineDayCounts>::new(), 0);
                 let categories = held.cache.get(province).map(|c| c.units());
-                for (category, cache) in categories.into_iter().flatten() {
-                    if !category.is_empty() {
-                        let unit = UnitKey {
-                            unit_type: UnitType::Category,
-                            unit_id: format!("{province}/{category}"),
-                            province_code: province.clone(),
-                        };
-                        series.push((unit, &cache.days, cache.carried, intervals));
+                for cache in categories.into_iter().flat_map(|c| c.values()) {
+                    for (day, counts) in &cache.days {
+                        total.entry(*day).or_default().add(counts, 1);
                     }
+                    base += cache.carried;
                 }
-                let unit = UnitKey {
-                    unit_type: UnitType::Province,
-                    unit_id: province.clone(),
-                    province_code: province.clone(),
-                };
-                series.push((unit, total, *total_base, intervals));
-            }
-            for (month_first, month_last) in months(&plan) {
-                rows.expect(
-                    series
-                        .iter()
-                        .filter_map(|(_, days, _, intervals)| {
-                            let first = *days.keys().next()?;
-                            Some(as_of_days(intervals, first, month_first, month_last))
-                        })
-                        .sum(),
-                );
-                for (unit, days, base, intervals) in &series {
-                    let Some(first) = days.keys().next().copied() else {
-                        continue;
+                (total, base)
+            })
+            .collect();
+        // Every unit: its key, day counts, carried base and planned intervals.
+        let mut series: Vec<UnitSeries<'_>> = Vec::new();
+        for (((_, province), intervals), (total, total_base)) in plan.iter().zip(&totals) {
+            let categories = held.cache.get(province).map(|c| c.units());
+            for (category, cache) in categories.into_iter().flatten() {
+                if !category.is_empty() {
+                    let unit = UnitKey {
+                        unit_type: UnitType::Category,
+                        unit_id: format!("{province}/{category}"),
+                        province_code: province.clone(),
                     };
-                    for (a, b) in clip(intervals, month_first, month_last) {
-                        let a = a.max(first);
-                        if a > b {
-                            continue;
-                        }
-                        // Open past due as of a day = every delta up to it.
-                        let mut open = base
-                            + days
-                                .range(..a)
-                                .map(|(_, c)| i64::from(c.past_due_delta))
-                                .sum::<i64>();
-                        for (as_of, sums) in window_sums(days, a, b, &WINDOWS) {
-                            stats.as_of_days += 1;
-                            if let Some(c) = days.get(&as_of) {
-                                open += i64::from(c.past_due_delta);
-                            }
-                            if as_of != newest && open == 0 && sums.iter().all(|s| s.is_zero()) {
-                                continue;
-                            }
-                            for (window, counts) in WINDOWS.iter().zip(&sums) {
-                                let value =
-                                    hotline_value(unit, *window, as_of, counts, open, version);
-                                rows.push(HotlineKpiRow::new(&value), as_of == newest);
-                            }
-                        }
-                    }
+                    series.push((unit, &cache.days, cache.carried, intervals));
                 }
-                rows.month_done(writer).await?;
             }
+            let unit = UnitKey {
+                unit_type: UnitType::Province,
+                unit_id: province.clone(),
+                province_code: province.clone(),
+            };
+            series.push((unit, total, *total_base, intervals));
         }
-        stats.window_rows[EventKind::Hotline] += held.finish(writer, newest, rows).await?;
+        stats.as_of_days += series
+            .iter()
+            .filter_map(|(_, days, _, intervals)| {
+                let first = *days.keys().next()?;
+                Some(as_of_days(intervals, first, i64::MIN, i64::MAX))
+            })
+            .sum::<usize>();
+        let latest: Vec<HotlineKpiRow> = series
+            .iter()
+            .flat_map(|unit| unit_rows(unit, (newest, newest), (newest, true), version))
+            .collect();
+        let months = months(&plan);
+        let written = write_windows(
+            writer,
+            &mut held.rows_written,
+            newest,
+            latest,
+            &months,
+            |month| month_rows(&series, month, newest, version),
+        )
+        .await?;
+        held.finish(newest);
+        stats.window_rows[EventKind::Hotline] += written;
         Ok(())
     }
+}
+
+/// The units' rows of the days of `month` before `newest`.
+fn month_rows<'a>(
+    series: &'a [UnitSeries<'a>],
+    month: (i64, i64),
+    newest: i64,
+    version: u64,
+) -> impl Iterator<Item = HotlineKpiRow> + 'a {
+    series
+        .iter()
+        .flat_map(move |unit| unit_rows(unit, month, (newest, false), version))
+}
+
+/// A unit's window rows at its planned `as_of` days within `[from, to]`: with
+/// `at_newest`, those of the newest day only (always); otherwise every other day's where
+/// some window has counts or tickets are open past due.
+fn unit_rows<'a>(
+    (unit, days, base, intervals): &'a UnitSeries<'a>,
+    (from, to): (i64, i64),
+    (newest, at_newest): (i64, bool),
+    version: u64,
+) -> impl Iterator<Item = HotlineKpiRow> + 'a {
+    let first = days.keys().next().copied();
+    first
+        .into_iter()
+        .flat_map(move |first| clip(intervals, from, to).map(move |(a, b)| (a.max(first), b)))
+        .filter(|(a, b)| a <= b)
+        .flat_map(move |(a, b)| {
+            // Open past due as of a day = every delta up to it.
+            let mut open = base
+                + days
+                    .range(..a)
+                    .map(|(_, c)| i64::from(c.past_due_delta))
+                    .sum::<i64>();
+            window_sums(days, a, b, &WINDOWS)
+                .into_iter()
+                .filter_map(move |(as_of, sums)| {
+                    if let Some(c) = days.get(&as_of) {
+                        open += i64::from(c.past_due_delta);
+                    }
+                    let keep = if at_newest {
+                        as_of == newest
+                    } else {
+                        as_of != newest && !(open == 0 && sums.iter().all(|s| s.is_zero()))
+                    };
+                    keep.then_some((as_of, sums, open))
+                })
+        })
+        .flat_map(move |(as_of, sums, open)| {
+            WINDOWS.iter().zip(sums).map(move |(window, counts)| {
+                HotlineKpiRow::new(&hotline_value(unit, *window, as_of, &counts, open, version))
+            })
+        })
 }
 
 /// A unit's key, its day counts, the open past-due count carried into them and its

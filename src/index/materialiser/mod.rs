@@ -43,7 +43,7 @@ use crate::domain::time::format_day;
 use crate::index::day_cache::{Carried, DayCache};
 use crate::index::state::ChangedDays;
 use crate::index::values::Counts;
-use crate::index::window::{MAX_WINDOW_DAYS, WINDOWS};
+use crate::index::window::MAX_WINDOW_DAYS;
 use crate::sink::writer::{Abandoned, RawEventWriter};
 
 mod hotline;
@@ -132,61 +132,6 @@ trait WindowRow: Clone + RowOwned + RowWrite {
     fn key(&self) -> String;
     /// Its content without `version`, hashed (stable within a process).
     fn content(&self) -> u64;
-}
-
-/// A pass computes its rows month by month ([`plan::months`]) and writes those of days
-/// before the newest once this many have gathered at a month's end: a pass over a year of
-/// changed days (a catch-up, a back-fill, a rebuild) would otherwise hold every window row
-/// of every `as_of` day at once (34 provinces × 3 frameworks × 366 days × 6 windows is
-/// 224,000 survey rows; in a catch-up at that scale `sipas run`'s RSS rose by up to 330
-/// MiB at each pass), while one insert per month would give a pass about a dozen round
-/// trips where one does.
-const WINDOW_ROWS_PER_INSERT: usize = 16_384;
-
-/// A pass's window rows: those of days before the newest, written to `*_daily` in chunks
-/// of whole months as they come; the newest day's, kept for the pass's end (`*_daily` and
-/// `*_latest`), where the ones unchanged since they were last written are dropped.
-struct WindowRows<R> {
-    earlier: Vec<R>,
-    newest: Vec<R>,
-    /// Rows of `earlier` already written.
-    written: usize,
-}
-
-impl<R: WindowRow> WindowRows<R> {
-    fn new() -> Self {
-        Self {
-            earlier: Vec::new(),
-            newest: Vec::new(),
-            written: 0,
-        }
-    }
-
-    /// A row of the `newest` day or of an earlier one.
-    fn push(&mut self, row: R, newest: bool) {
-        if newest {
-            self.newest.push(row);
-        } else {
-            self.earlier.push(row);
-        }
-    }
-
-    /// Room for a month's rows, at most `as_of_days` × [`WINDOWS`]: reserved exactly, as a
-    /// doubling vector would hold a month's rows (about 19,000 survey rows at 34 provinces
-    /// × 3 frameworks) with up to as much again unused.
-    fn expect(&mut self, as_of_days: usize) {
-        self.earlier.reserve_exact(as_of_days * WINDOWS.len());
-    }
-
-    /// A month's rows are all pushed: the earlier rows are written if enough gathered.
-    async fn month_done(&mut self, writer: &RawEventWriter) -> Result<(), Abandoned> {
-        if self.earlier.len() >= WINDOW_ROWS_PER_INSERT {
-            let chunk = std::mem::take(&mut self.earlier);
-            log_refused::<R>(writer.insert(R::TABLES[0], &chunk).await?);
-            self.written += chunk.len();
-        }
-        Ok(())
-    }
 }
 
 /// Logs the window rows ClickHouse refused.
@@ -355,30 +300,9 @@ impl<K: Eq + Hash + Clone, C: Carried + Counts> Held<K, C> {
         added
     }
 
-    /// A pass's end: writes the window rows computed for days up to `newest` not yet
-    /// written, except the newest day's rows unchanged since they were last written; then
-    /// keeps `newest` as written and drops what is held of the days before the cache's.
-    /// Returns the rows the pass wrote.
-    async fn finish<R: WindowRow>(
-        &mut self,
-        writer: &RawEventWriter,
-        newest: i64,
-        rows: WindowRows<R>,
-    ) -> Result<usize, Abandoned> {
-        let WindowRows {
-            earlier: mut daily,
-            newest: mut latest,
-            written,
-        } = rows;
-        self.rows_written.drop_unchanged(newest, &mut latest);
-        daily.extend(latest.iter().cloned());
-        let [daily_table, latest_table] = R::TABLES;
-        let (a, b) = tokio::join!(
-            writer.insert(daily_table, &daily),
-            writer.insert(latest_table, &latest),
-        );
-        log_refused::<R>(a?);
-        log_refused::<R>(b?);
+    /// A pass's end, once its rows are written ([`write_windows`]): keeps `newest` as
+    /// written and drops what is held of the days before the cache's.
+    fn finish(&mut self, newest: i64) {
         self.written = Some(self.written.map_or(newest, |w| w.max(newest)));
         let keep_from = newest - CACHE_DAYS;
         for cache in self.cache.values_mut() {
@@ -394,8 +318,58 @@ impl<K: Eq + Hash + Clone, C: Carried + Counts> Held<K, C> {
         self.trust.retain(|_, t| !t.is_empty());
         self.prints.retain(|(_, _, d, _), _| *d >= keep_from);
         self.primed = true;
-        Ok(written + daily.len() + latest.len())
     }
+}
+
+/// A pass's window rows written. `months`: the calendar months of the plan
+/// ([`plan::months`]); `month_rows(month)` computes a month's rows of the days before
+/// `newest`, and each month goes to `*_daily` in one INSERT that sends them as they are
+/// computed ([`RawEventWriter::insert_streamed`]): a pass over a year of changed days (a
+/// catch-up, a back-fill) would otherwise hold them (a month is about 19,000 survey rows
+/// at 34 provinces × 3 frameworks), and an INSERT per month makes no more parts than one
+/// per pass, as `*_daily` is partitioned by month. `latest`: the newest day's rows; those
+/// unchanged since they were last written (`rows_written`) are dropped, and the others go
+/// to `*_latest` and, with their month's, to `*_daily`. Returns the rows written.
+async fn write_windows<R, I>(
+    writer: &RawEventWriter,
+    rows_written: &mut WrittenRows,
+    newest: i64,
+    mut latest: Vec<R>,
+    months: &[(i64, i64)],
+    month_rows: impl Fn((i64, i64)) -> I,
+) -> Result<usize, Abandoned>
+where
+    R: WindowRow,
+    I: Iterator<Item = R>,
+{
+    rows_written.drop_unchanged(newest, &mut latest);
+    let [daily_table, latest_table] = R::TABLES;
+    let newest_month = months
+        .iter()
+        .copied()
+        .find(|(first, last)| (*first..=*last).contains(&newest));
+    let mut written = 0;
+    for &month in months.iter().filter(|m| Some(**m) != newest_month) {
+        let (rows, refused) = writer
+            .insert_streamed(daily_table, || month_rows(month))
+            .await?;
+        log_refused::<R>(refused);
+        written += rows;
+    }
+    // The newest day last, in one INSERT per table (with its month's rows in `*_daily`):
+    // a restarted materialiser takes the newest day in `*_daily` as written for every unit.
+    let daily = writer.insert_streamed(daily_table, || {
+        // Not `map(&month_rows)`: a reference to the closure makes the processor's future
+        // fail the Send check (a higher-ranked lifetime rustc cannot prove general).
+        #[allow(clippy::redundant_closure)]
+        let month = newest_month.map(|month| month_rows(month));
+        month.into_iter().flatten().chain(latest.iter().cloned())
+    });
+    let (daily, refused) = tokio::join!(daily, writer.insert(latest_table, &latest));
+    let (rows, daily_refused) = daily?;
+    log_refused::<R>(daily_refused);
+    log_refused::<R>(refused?);
+    Ok(written + rows + latest.len())
 }
 
 pub struct Materialiser {

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Deserialize;
 
 use crate::contract::kind::EventKind;
-use crate::domain::framework::FrameworkCatalog;
+use crate::domain::framework::{Framework, FrameworkCatalog};
 use crate::domain::time::format_day;
 use crate::index::day_cache::Carried;
 use crate::index::rows::SatisfactionRow;
@@ -16,7 +16,7 @@ use crate::sink::writer::{Abandoned, RawEventWriter};
 use crate::tables;
 
 use super::plan::{as_of_days, clip, months, plan, Writes};
-use super::{content_hash, Held, PassInput, PassStats, WindowRow, WindowRows};
+use super::{content_hash, write_windows, Held, PassInput, PassStats, WindowRow};
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
 struct SurveySumRow {
@@ -219,55 +219,92 @@ impl SurveyWindows {
                 );
             }
         }
-        // Compute and write, month by month (see `WINDOW_ROWS_PER_INSERT`): each planned
-        // province's framework, unit and day sums are looked up once.
-        let mut rows = WindowRows::new();
-        {
-            let series: Vec<_> = plan
-                .iter()
-                .filter_map(|(key, intervals)| {
-                    let framework = self.frameworks.get(&key.0)?;
-                    let days = &held.cache.get(key)?.units().get(WHOLE)?.days;
-                    let unit = UnitKey {
-                        unit_type: UnitType::Province,
-                        unit_id: key.1.clone(),
-                        province_code: key.1.clone(),
-                    };
-                    let first = days.keys().next().copied()?;
-                    Some((framework, unit, days, first, intervals))
-                })
-                .collect();
-            for (month_first, month_last) in months(&plan) {
-                rows.expect(
-                    series
-                        .iter()
-                        .map(|(.., first, intervals)| {
-                            as_of_days(intervals, *first, month_first, month_last)
-                        })
-                        .sum(),
-                );
-                for (framework, unit, days, first, intervals) in &series {
-                    for (a, b) in clip(intervals, month_first, month_last) {
-                        for (as_of, sums) in window_sums(days, a.max(*first), b, &WINDOWS) {
-                            stats.as_of_days += 1;
-                            if as_of != newest && sums.iter().all(|s| s.respondents == 0) {
-                                continue;
-                            }
-                            for (window, counts) in WINDOWS.iter().zip(&sums) {
-                                let value = satisfaction_value(
-                                    framework, unit, *window, as_of, counts, version,
-                                );
-                                rows.push(SatisfactionRow::new(&value, framework), as_of == newest);
-                            }
-                        }
-                    }
-                }
-                rows.month_done(writer).await?;
-            }
-        }
-        stats.window_rows[EventKind::Survey] += held.finish(writer, newest, rows).await?;
+        // Computed as they are written, month by month (`Held::write_windows`): each
+        // planned province's framework, unit and day sums are looked up once.
+        let series: Vec<SurveySeries<'_>> = plan
+            .iter()
+            .filter_map(|(key, intervals)| {
+                let framework = self.frameworks.get(&key.0)?;
+                let days = &held.cache.get(key)?.units().get(WHOLE)?.days;
+                let unit = UnitKey {
+                    unit_type: UnitType::Province,
+                    unit_id: key.1.clone(),
+                    province_code: key.1.clone(),
+                };
+                let first = days.keys().next().copied()?;
+                Some((framework, unit, days, first, intervals.as_slice()))
+            })
+            .collect();
+        stats.as_of_days += series
+            .iter()
+            .map(|(.., first, intervals)| as_of_days(intervals, *first, i64::MIN, i64::MAX))
+            .sum::<usize>();
+        let latest: Vec<SatisfactionRow> = series
+            .iter()
+            .flat_map(|unit| unit_rows(unit, (newest, newest), (newest, true), version))
+            .collect();
+        let months = months(&plan);
+        let written = write_windows(
+            writer,
+            &mut held.rows_written,
+            newest,
+            latest,
+            &months,
+            |month| month_rows(&series, month, newest, version),
+        )
+        .await?;
+        held.finish(newest);
+        stats.window_rows[EventKind::Survey] += written;
         Ok(())
     }
+}
+
+/// A planned province's framework, unit, day sums, first day with data and planned `as_of`
+/// intervals.
+type SurveySeries<'a> = (
+    &'a Framework,
+    UnitKey,
+    &'a BTreeMap<i64, SurveyCounts>,
+    i64,
+    &'a [(i64, i64)],
+);
+
+/// The units' rows of the days of `month` before `newest`.
+fn month_rows<'a>(
+    series: &'a [SurveySeries<'a>],
+    month: (i64, i64),
+    newest: i64,
+    version: u64,
+) -> impl Iterator<Item = SatisfactionRow> + 'a {
+    series
+        .iter()
+        .flat_map(move |unit| unit_rows(unit, month, (newest, false), version))
+}
+
+/// A unit's window rows at its planned `as_of` days within `[from, to]`: with
+/// `at_newest`, those of the newest day only (always); otherwise every other day's where
+/// some window has respondents.
+fn unit_rows<'a>(
+    (framework, unit, days, first, intervals): &'a SurveySeries<'a>,
+    (from, to): (i64, i64),
+    (newest, at_newest): (i64, bool),
+    version: u64,
+) -> impl Iterator<Item = SatisfactionRow> + 'a {
+    clip(intervals, from, to)
+        .flat_map(move |(a, b)| window_sums(days, a.max(*first), b, &WINDOWS))
+        .filter(move |(as_of, sums)| {
+            if at_newest {
+                *as_of == newest
+            } else {
+                *as_of != newest && !sums.iter().all(|s| s.respondents == 0)
+            }
+        })
+        .flat_map(move |(as_of, sums)| {
+            WINDOWS.iter().zip(sums).map(move |(window, counts)| {
+                let value = satisfaction_value(framework, unit, *window, as_of, &counts, version);
+                SatisfactionRow::new(&value, framework)
+            })
+        })
 }
 
 impl WindowRow for SatisfactionRow {
