@@ -67,9 +67,9 @@ impl RawEventWriter {
 
     /// Inserts the rows of every part's sources in one INSERT as [`Self::insert_streamed`]
     /// does, each source making one row (`row`): the index's fact rows come from each
-    /// partition's state, and its facts take about a quarter of their rows' memory (by struct sizes), so neither
-    /// the rows nor one vector of all parts is held. A failure's `index` counts across the
-    /// parts in order.
+    /// partition's state, and its facts take about a quarter of their rows' memory (by
+    /// struct sizes), so neither the rows nor one vector of all parts is held. A
+    /// failure's `index` counts across the parts in order.
     pub async fn insert_parts<S, T>(
         &self,
         table: &str,
