@@ -14,8 +14,8 @@ use crate::index::window::{MAX_WINDOW_DAYS, WINDOWS};
 use crate::sink::writer::{Abandoned, RawEventWriter};
 use crate::tables;
 
-use super::plan::{as_of_days, clip, months, plan, Writes};
-use super::{content_hash, write_windows, Held, PassInput, PassStats, WindowRow};
+use super::plan::{clip, months, plan, Writes};
+use super::{content_hash, write_series, Held, PassInput, PassStats, Series, WindowRow};
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
 struct HotlineSumRow {
@@ -269,85 +269,70 @@ impl HotlineWindows {
             };
             series.push((unit, total, *total_base, intervals));
         }
-        stats.as_of_days += series
-            .iter()
-            .filter_map(|(_, days, _, intervals)| {
-                let first = *days.keys().next()?;
-                Some(as_of_days(intervals, first, i64::MIN, i64::MAX))
-            })
-            .sum::<usize>();
-        let latest: Vec<HotlineKpiRow> = series
-            .iter()
-            .flat_map(|unit| unit_rows(unit, (newest, newest), (newest, true), version))
-            .collect();
-        let months = months(&plan);
-        let written = write_windows(
+        let (recomputed, written) = write_series(
             writer,
             &mut held.rows_written,
+            &series,
+            &months(&plan),
             newest,
-            latest,
-            &months,
-            |month| month_rows(&series, month, newest, version),
+            version,
         )
         .await?;
         held.finish(newest);
+        stats.as_of_days += recomputed;
         stats.window_rows[EventKind::Hotline] += written;
         Ok(())
     }
 }
 
-/// The units' rows of the days of `month` before `newest`.
-fn month_rows<'a>(
-    series: &'a [UnitSeries<'a>],
-    month: (i64, i64),
-    newest: i64,
-    version: u64,
-) -> impl Iterator<Item = HotlineKpiRow> + 'a {
-    series
-        .iter()
-        .flat_map(move |unit| unit_rows(unit, month, (newest, false), version))
-}
+impl Series for UnitSeries<'_> {
+    type Row = HotlineKpiRow;
 
-/// A unit's window rows at its planned `as_of` days within `[from, to]`: with
-/// `at_newest`, those of the newest day only (always); otherwise every other day's where
-/// some window has counts or tickets are open past due.
-fn unit_rows<'a>(
-    (unit, days, base, intervals): &'a UnitSeries<'a>,
-    (from, to): (i64, i64),
-    (newest, at_newest): (i64, bool),
-    version: u64,
-) -> impl Iterator<Item = HotlineKpiRow> + 'a {
-    let first = days.keys().next().copied();
-    first
-        .into_iter()
-        .flat_map(move |first| clip(intervals, from, to).map(move |(a, b)| (a.max(first), b)))
-        .filter(|(a, b)| a <= b)
-        .flat_map(move |(a, b)| {
-            // Open past due as of a day = every delta up to it.
-            let mut open = base
-                + days
-                    .range(..a)
-                    .map(|(_, c)| i64::from(c.past_due_delta))
-                    .sum::<i64>();
-            window_sums(days, a, b, &WINDOWS)
-                .into_iter()
-                .filter_map(move |(as_of, sums)| {
-                    if let Some(c) = days.get(&as_of) {
-                        open += i64::from(c.past_due_delta);
-                    }
-                    let keep = if at_newest {
-                        as_of == newest
-                    } else {
-                        as_of != newest && !(open == 0 && sums.iter().all(|s| s.is_zero()))
-                    };
-                    keep.then_some((as_of, sums, open))
-                })
-        })
-        .flat_map(move |(as_of, sums, open)| {
-            WINDOWS.iter().zip(sums).map(move |(window, counts)| {
-                HotlineKpiRow::new(&hotline_value(unit, *window, as_of, &counts, open, version))
+    fn span(&self) -> Option<(i64, &[(i64, i64)])> {
+        Some((*self.1.keys().next()?, self.3))
+    }
+
+    fn rows<'a>(
+        &'a self,
+        range: (i64, i64),
+        newest: (i64, bool),
+        version: u64,
+    ) -> impl Iterator<Item = HotlineKpiRow> + Send + 'a {
+        // Days other than the newest are written where some window has counts or tickets are open past due.
+        let (unit, days, base, intervals) = self;
+        let ((from, to), (newest, at_newest)) = (range, newest);
+        let first = days.keys().next().copied();
+        first
+            .into_iter()
+            .flat_map(move |first| clip(intervals, from, to).map(move |(a, b)| (a.max(first), b)))
+            .filter(|(a, b)| a <= b)
+            .flat_map(move |(a, b)| {
+                // Open past due as of a day = every delta up to it.
+                let mut open = base
+                    + days
+                        .range(..a)
+                        .map(|(_, c)| i64::from(c.past_due_delta))
+                        .sum::<i64>();
+                window_sums(days, a, b, &WINDOWS)
+                    .into_iter()
+                    .filter_map(move |(as_of, sums)| {
+                        if let Some(c) = days.get(&as_of) {
+                            open += i64::from(c.past_due_delta);
+                        }
+                        let keep = if at_newest {
+                            as_of == newest
+                        } else {
+                            as_of != newest && !(open == 0 && sums.iter().all(|s| s.is_zero()))
+                        };
+                        keep.then_some((as_of, sums, open))
+                    })
             })
-        })
+            .flat_map(move |(as_of, sums, open)| {
+                WINDOWS.iter().zip(sums).map(move |(window, counts)| {
+                    HotlineKpiRow::new(&hotline_value(unit, *window, as_of, &counts, open, version))
+                })
+            })
+    }
 }
 
 /// A unit's key, its day counts, the open past-due count carried into them and its

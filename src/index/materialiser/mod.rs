@@ -32,7 +32,9 @@
 //! written) with the steps every kind's pass takes on it. The two kinds run concurrently:
 //! they share nothing but the ClickHouse client.
 use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::hash::Hash;
+use std::pin::Pin;
 
 use clickhouse::{RowOwned, RowWrite};
 use serde::Deserialize;
@@ -319,6 +321,70 @@ impl<K: Eq + Hash + Clone, C: Carried + Counts> Held<K, C> {
         self.prints.retain(|(_, _, d, _), _| *d >= keep_from);
         self.primed = true;
     }
+}
+
+/// One planned unit of a pass, as its kind computes its window rows.
+trait Series: Sync {
+    type Row: WindowRow + Send + Sync;
+    /// Its first day with data and its planned `as_of` intervals; `None`: no data.
+    fn span(&self) -> Option<(i64, &[(i64, i64)])>;
+    /// Its window rows at its planned `as_of` days within `range`: with `at_newest`, those
+    /// of the newest day only (always); otherwise every other day's with something to show.
+    fn rows<'a>(
+        &'a self,
+        range: (i64, i64),
+        newest: (i64, bool),
+        version: u64,
+    ) -> impl Iterator<Item = Self::Row> + Send + 'a;
+}
+
+/// The units' rows of the days of `month` before `newest`.
+fn month_rows<S: Series>(
+    series: &[S],
+    month: (i64, i64),
+    newest: i64,
+    version: u64,
+) -> impl Iterator<Item = S::Row> + Send + '_ {
+    series
+        .iter()
+        .flat_map(move |unit| unit.rows(month, (newest, false), version))
+}
+
+/// A pass's window writing, as [`write_series`] returns it: (unit, as_of) pairs recomputed
+/// and rows written.
+type BoxedWrite<'a> = Pin<Box<dyn Future<Output = Result<(usize, usize), Abandoned>> + Send + 'a>>;
+
+/// A pass's rows of `series` over the plan's `months` computed and written
+/// ([`write_windows`]; `rows_written`: its kind's [`Held`]'s, whose day sums `series`
+/// borrows). Returns the (unit, as_of) pairs recomputed and the rows written.
+///
+/// Boxed: in the processor's future, rustc cannot prove the unboxed one `Send` for every
+/// lifetime of the kinds' borrowed series ("implementation of `Series` is not general
+/// enough"); boxed, it is proven here, once per kind.
+fn write_series<'a, S: Series>(
+    writer: &'a RawEventWriter,
+    rows_written: &'a mut WrittenRows,
+    series: &'a [S],
+    months: &'a [(i64, i64)],
+    newest: i64,
+    version: u64,
+) -> BoxedWrite<'a> {
+    Box::pin(async move {
+        let recomputed = series
+            .iter()
+            .filter_map(S::span)
+            .map(|(first, intervals)| plan::as_of_days(intervals, first, i64::MIN, i64::MAX))
+            .sum();
+        let latest: Vec<S::Row> = series
+            .iter()
+            .flat_map(|unit| unit.rows((newest, newest), (newest, true), version))
+            .collect();
+        let written = write_windows(writer, rows_written, newest, latest, months, |month| {
+            month_rows(series, month, newest, version)
+        })
+        .await?;
+        Ok((recomputed, written))
+    })
 }
 
 /// A pass's window rows written. `months`: the calendar months of the plan

@@ -15,8 +15,8 @@ use crate::index::window::{MAX_WINDOW_DAYS, WINDOWS};
 use crate::sink::writer::{Abandoned, RawEventWriter};
 use crate::tables;
 
-use super::plan::{as_of_days, clip, months, plan, Writes};
-use super::{content_hash, write_windows, Held, PassInput, PassStats, WindowRow};
+use super::plan::{clip, months, plan, Writes};
+use super::{content_hash, write_series, Held, PassInput, PassStats, Series, WindowRow};
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
 struct SurveySumRow {
@@ -235,25 +235,17 @@ impl SurveyWindows {
                 Some((framework, unit, days, first, intervals.as_slice()))
             })
             .collect();
-        stats.as_of_days += series
-            .iter()
-            .map(|(.., first, intervals)| as_of_days(intervals, *first, i64::MIN, i64::MAX))
-            .sum::<usize>();
-        let latest: Vec<SatisfactionRow> = series
-            .iter()
-            .flat_map(|unit| unit_rows(unit, (newest, newest), (newest, true), version))
-            .collect();
-        let months = months(&plan);
-        let written = write_windows(
+        let (recomputed, written) = write_series(
             writer,
             &mut held.rows_written,
+            &series,
+            &months(&plan),
             newest,
-            latest,
-            &months,
-            |month| month_rows(&series, month, newest, version),
+            version,
         )
         .await?;
         held.finish(newest);
+        stats.as_of_days += recomputed;
         stats.window_rows[EventKind::Survey] += written;
         Ok(())
     }
@@ -269,42 +261,39 @@ type SurveySeries<'a> = (
     &'a [(i64, i64)],
 );
 
-/// The units' rows of the days of `month` before `newest`.
-fn month_rows<'a>(
-    series: &'a [SurveySeries<'a>],
-    month: (i64, i64),
-    newest: i64,
-    version: u64,
-) -> impl Iterator<Item = SatisfactionRow> + 'a {
-    series
-        .iter()
-        .flat_map(move |unit| unit_rows(unit, month, (newest, false), version))
-}
+impl Series for SurveySeries<'_> {
+    type Row = SatisfactionRow;
 
-/// A unit's window rows at its planned `as_of` days within `[from, to]`: with
-/// `at_newest`, those of the newest day only (always); otherwise every other day's where
-/// some window has respondents.
-fn unit_rows<'a>(
-    (framework, unit, days, first, intervals): &'a SurveySeries<'a>,
-    (from, to): (i64, i64),
-    (newest, at_newest): (i64, bool),
-    version: u64,
-) -> impl Iterator<Item = SatisfactionRow> + 'a {
-    clip(intervals, from, to)
-        .flat_map(move |(a, b)| window_sums(days, a.max(*first), b, &WINDOWS))
-        .filter(move |(as_of, sums)| {
-            if at_newest {
-                *as_of == newest
-            } else {
-                *as_of != newest && !sums.iter().all(|s| s.respondents == 0)
-            }
-        })
-        .flat_map(move |(as_of, sums)| {
-            WINDOWS.iter().zip(sums).map(move |(window, counts)| {
-                let value = satisfaction_value(framework, unit, *window, as_of, &counts, version);
-                SatisfactionRow::new(&value, framework)
+    fn span(&self) -> Option<(i64, &[(i64, i64)])> {
+        Some((self.3, self.4))
+    }
+
+    fn rows<'a>(
+        &'a self,
+        range: (i64, i64),
+        newest: (i64, bool),
+        version: u64,
+    ) -> impl Iterator<Item = SatisfactionRow> + Send + 'a {
+        // Days other than the newest are written where some window has respondents.
+        let (framework, unit, days, first, intervals) = self;
+        let ((from, to), (newest, at_newest)) = (range, newest);
+        clip(intervals, from, to)
+            .flat_map(move |(a, b)| window_sums(days, a.max(*first), b, &WINDOWS))
+            .filter(move |(as_of, sums)| {
+                if at_newest {
+                    *as_of == newest
+                } else {
+                    *as_of != newest && !sums.iter().all(|s| s.respondents == 0)
+                }
             })
-        })
+            .flat_map(move |(as_of, sums)| {
+                WINDOWS.iter().zip(sums).map(move |(window, counts)| {
+                    let value =
+                        satisfaction_value(framework, unit, *window, as_of, &counts, version);
+                    SatisfactionRow::new(&value, framework)
+                })
+            })
+    }
 }
 
 impl WindowRow for SatisfactionRow {
