@@ -9,8 +9,9 @@ pub const STATISTICS_INTERVAL_MS: u64 = 5_000;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
-    /// A batch is written when it holds this many messages. Default 10000 (a catch-up holds a
-    /// few batches at once: their messages, decoded events and rows).
+    /// A batch is written when it holds this many messages. Default 5000 (a catch-up holds a
+    /// few batches at once: their messages, decoded events and rows; BENCHMARKS.md, "Catch-up
+    /// memory: batch size and prefetch").
     pub batch_max_messages: usize,
     /// ...or when its first message is this old. Default 100 ms (index freshness
     /// includes it).
@@ -37,7 +38,7 @@ pub struct PipelineConfig {
 impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
-            batch_max_messages: 10_000,
+            batch_max_messages: 5_000,
             batch_max_wait_ms: 100,
             max_message_bytes: 64 * 1024,
             retry_initial_ms: 200,

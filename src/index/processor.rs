@@ -29,7 +29,7 @@ use crate::domain::FrameworkCatalog;
 use crate::index::checkpoint;
 use crate::index::input::{FoldInput, IndexHandle, IndexInput};
 use crate::index::materialiser::{Materialiser, PassStats, Writes};
-use crate::index::rows::{CheckpointRow, StateChunkRow};
+use crate::index::rows::CheckpointRow;
 use crate::index::state::{ChangedDays, HotlineFact, PartitionState, TakenRows};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -434,7 +434,6 @@ impl IndexProcessor {
     async fn write_checkpoint(&mut self) -> Result<(), Abandoned> {
         let now = crate::domain::time::unix_now() as u32;
         let mut rows: Vec<CheckpointRow> = Vec::new();
-        let mut chunks: Vec<StateChunkRow> = Vec::new();
         for ((topic, partition), slot) in self.slots.iter_mut() {
             let (row, chunk) = checkpoint::rows(
                 &self.checkpoint_key,
@@ -444,12 +443,16 @@ impl IndexProcessor {
                 now,
             );
             rows.push(row);
-            chunks.extend(chunk);
+            // The chunks first: a checkpoint row never refers to ids or tickets not stored.
+            // One partition's chunk at a time, dropped once sent: a whole chunk holds every
+            // id and ticket of its partition, so all partitions' at once would grow with the
+            // history held (at 1 M events no peak of RSS was measurably lower for it).
+            if let Some(chunk) = chunk {
+                self.writer
+                    .insert(tables::INDEX_STATE_CHUNKS, std::slice::from_ref(&chunk))
+                    .await?;
+            }
         }
-        // The chunks first: a checkpoint row never refers to ids or tickets not stored.
-        self.writer
-            .insert(tables::INDEX_STATE_CHUNKS, &chunks)
-            .await?;
         self.writer.insert(tables::INDEX_CHECKPOINTS, &rows).await?;
         self.dirty = false;
         for row in &rows {

@@ -572,8 +572,9 @@ pub fn ingest_consumer(
             crate::config::STATISTICS_INTERVAL_MS.to_string(),
         )
         // Bounds what librdkafka prefetches (per partition) while the pipeline is paused on
-        // a failing sink or behind in a catch-up: 8 MiB is seconds of a partition's
-        // traffic, and 8 partitions of it stay well inside the process's memory budget.
+        // a failing sink or behind in a catch-up: 6 MiB is seconds of a partition's
+        // traffic, and 8 partitions of it stay well inside the process's memory budget
+        // (4 MiB halved a full-scale catch-up's speed; BENCHMARKS.md).
         .set("queued.max.messages.kbytes", PREFETCH_KBYTES)
         // Headroom for a ClickHouse outage before the group considers us dead; if exceeded,
         // the partitions are re-consumed from the last commit and duplicates collapse.
@@ -588,7 +589,7 @@ pub fn ingest_consumer(
 }
 
 /// librdkafka's prefetch per partition (`queued.max.messages.kbytes`), in KiB.
-const PREFETCH_KBYTES: &str = "8192";
+const PREFETCH_KBYTES: &str = "6144";
 
 /// A consumer for `sipas rebuild`: a fresh group reading every partition from its start,
 /// committing nothing.
