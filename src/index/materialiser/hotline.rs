@@ -230,7 +230,7 @@ impl HotlineWindows {
                     .apply_read(from, to, days, &carried);
             }
         }
-        // Computed as they are written, month by month (`Held::write_windows`): the
+        // Computed as they are written, month by month (`write_series`): the
         // province (all categories) and each category.
         // Each planned province's sum over its categories, and the base carried into it,
         // summed once for every month.
@@ -294,13 +294,12 @@ impl Series for UnitSeries<'_> {
 
     fn rows<'a>(
         &'a self,
-        range: (i64, i64),
-        newest: (i64, bool),
+        (from, to): (i64, i64),
+        (newest, at_newest): (i64, bool),
         version: u64,
     ) -> impl Iterator<Item = HotlineKpiRow> + Send + 'a {
         // Days other than the newest are written where some window has counts or tickets are open past due.
         let (unit, days, base, intervals) = self;
-        let ((from, to), (newest, at_newest)) = (range, newest);
         let first = days.keys().next().copied();
         first
             .into_iter()

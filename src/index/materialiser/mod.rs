@@ -302,7 +302,7 @@ impl<K: Eq + Hash + Clone, C: Carried + Counts> Held<K, C> {
         added
     }
 
-    /// A pass's end, once its rows are written ([`write_windows`]): keeps `newest` as
+    /// A pass's end, once its rows are written ([`write_series`]): keeps `newest` as
     /// written and drops what is held of the days before the cache's.
     fn finish(&mut self, newest: i64) {
         self.written = Some(self.written.map_or(newest, |w| w.max(newest)));
@@ -333,7 +333,7 @@ trait Series: Sync {
     fn rows<'a>(
         &'a self,
         range: (i64, i64),
-        newest: (i64, bool),
+        newest_and_at_newest: (i64, bool),
         version: u64,
     ) -> impl Iterator<Item = Self::Row> + Send + 'a;
 }
@@ -354,9 +354,15 @@ fn month_rows<S: Series>(
 /// and rows written.
 type BoxedWrite<'a> = Pin<Box<dyn Future<Output = Result<(usize, usize), Abandoned>> + Send + 'a>>;
 
-/// A pass's rows of `series` over the plan's `months` computed and written
-/// ([`write_windows`]; `rows_written`: its kind's [`Held`]'s, whose day sums `series`
-/// borrows). Returns the (unit, as_of) pairs recomputed and the rows written.
+/// A pass's window rows of `series` computed and written. `months`: the calendar months of
+/// the plan ([`plan::months`]); each month's rows of the days before `newest` go to
+/// `*_daily` in one INSERT that sends them as they are computed
+/// ([`RawEventWriter::insert_streamed`]): a pass over a year of changed days (a catch-up, a
+/// back-fill) would otherwise hold them (a month is about 19,000 survey rows at 34
+/// provinces × 3 frameworks), and an INSERT per month makes no more parts than one per pass,
+/// as `*_daily` is partitioned by month. The newest day's rows unchanged since they were
+/// last written (`rows_written`: its kind's [`Held`]'s, whose day sums `series` borrows) are
+/// dropped; the others go to `*_latest` and, with their month's, to `*_daily`.
 ///
 /// Boxed: in the processor's future, rustc cannot prove the unboxed one `Send` for every
 /// lifetime of the kinds' borrowed series ("implementation of `Series` is not general
@@ -375,67 +381,39 @@ fn write_series<'a, S: Series>(
             .filter_map(S::span)
             .map(|(first, intervals)| plan::as_of_days(intervals, first, i64::MIN, i64::MAX))
             .sum();
-        let latest: Vec<S::Row> = series
+        let mut latest: Vec<S::Row> = series
             .iter()
             .flat_map(|unit| unit.rows((newest, newest), (newest, true), version))
             .collect();
-        let written = write_windows(writer, rows_written, newest, latest, months, |month| {
-            month_rows(series, month, newest, version)
-        })
-        .await?;
-        Ok((recomputed, written))
+        rows_written.drop_unchanged(newest, &mut latest);
+        let [daily_table, latest_table] = S::Row::TABLES;
+        let newest_month = months
+            .iter()
+            .copied()
+            .find(|(first, last)| (*first..=*last).contains(&newest));
+        let mut written = 0;
+        for &month in months.iter().filter(|m| Some(**m) != newest_month) {
+            let (rows, refused) = writer
+                .insert_streamed(daily_table, || month_rows(series, month, newest, version))
+                .await?;
+            log_refused::<S::Row>(refused);
+            written += rows;
+        }
+        // The newest day last, in one INSERT per table (with its month's rows in `*_daily`):
+        // a restarted materialiser takes the newest day in `*_daily` as written for every
+        // unit.
+        let daily = writer.insert_streamed(daily_table, || {
+            // Not `flat_map` over the month: rustc then finds the opaque row iterators of
+            // two lifetimes ("one type is more general than the other").
+            let month = newest_month.map(|month| month_rows(series, month, newest, version));
+            month.into_iter().flatten().chain(latest.iter().cloned())
+        });
+        let (daily, refused) = tokio::join!(daily, writer.insert(latest_table, &latest));
+        let (rows, daily_refused) = daily?;
+        log_refused::<S::Row>(daily_refused);
+        log_refused::<S::Row>(refused?);
+        Ok((recomputed, written + rows + latest.len()))
     })
-}
-
-/// A pass's window rows written. `months`: the calendar months of the plan
-/// ([`plan::months`]); `month_rows(month)` computes a month's rows of the days before
-/// `newest`, and each month goes to `*_daily` in one INSERT that sends them as they are
-/// computed ([`RawEventWriter::insert_streamed`]): a pass over a year of changed days (a
-/// catch-up, a back-fill) would otherwise hold them (a month is about 19,000 survey rows
-/// at 34 provinces × 3 frameworks), and an INSERT per month makes no more parts than one
-/// per pass, as `*_daily` is partitioned by month. `latest`: the newest day's rows; those
-/// unchanged since they were last written (`rows_written`) are dropped, and the others go
-/// to `*_latest` and, with their month's, to `*_daily`. Returns the rows written.
-async fn write_windows<R, I>(
-    writer: &RawEventWriter,
-    rows_written: &mut WrittenRows,
-    newest: i64,
-    mut latest: Vec<R>,
-    months: &[(i64, i64)],
-    month_rows: impl Fn((i64, i64)) -> I,
-) -> Result<usize, Abandoned>
-where
-    R: WindowRow,
-    I: Iterator<Item = R>,
-{
-    rows_written.drop_unchanged(newest, &mut latest);
-    let [daily_table, latest_table] = R::TABLES;
-    let newest_month = months
-        .iter()
-        .copied()
-        .find(|(first, last)| (*first..=*last).contains(&newest));
-    let mut written = 0;
-    for &month in months.iter().filter(|m| Some(**m) != newest_month) {
-        let (rows, refused) = writer
-            .insert_streamed(daily_table, || month_rows(month))
-            .await?;
-        log_refused::<R>(refused);
-        written += rows;
-    }
-    // The newest day last, in one INSERT per table (with its month's rows in `*_daily`):
-    // a restarted materialiser takes the newest day in `*_daily` as written for every unit.
-    let daily = writer.insert_streamed(daily_table, || {
-        // Not `map(&month_rows)`: a reference to the closure makes the processor's future
-        // fail the Send check (a higher-ranked lifetime rustc cannot prove general).
-        #[allow(clippy::redundant_closure)]
-        let month = newest_month.map(|month| month_rows(month));
-        month.into_iter().flatten().chain(latest.iter().cloned())
-    });
-    let (daily, refused) = tokio::join!(daily, writer.insert(latest_table, &latest));
-    let (rows, daily_refused) = daily?;
-    log_refused::<R>(daily_refused);
-    log_refused::<R>(refused?);
-    Ok(written + rows + latest.len())
 }
 
 pub struct Materialiser {

@@ -219,7 +219,7 @@ impl SurveyWindows {
                 );
             }
         }
-        // Computed as they are written, month by month (`Held::write_windows`): each
+        // Computed as they are written, month by month (`write_series`): each
         // planned province's framework, unit and day sums are looked up once.
         let series: Vec<SurveySeries<'_>> = plan
             .iter()
@@ -270,13 +270,12 @@ impl Series for SurveySeries<'_> {
 
     fn rows<'a>(
         &'a self,
-        range: (i64, i64),
-        newest: (i64, bool),
+        (from, to): (i64, i64),
+        (newest, at_newest): (i64, bool),
         version: u64,
     ) -> impl Iterator<Item = SatisfactionRow> + Send + 'a {
         // Days other than the newest are written where some window has respondents.
         let (framework, unit, days, first, intervals) = self;
-        let ((from, to), (newest, at_newest)) = (range, newest);
         clip(intervals, from, to)
             .flat_map(move |(a, b)| window_sums(days, a.max(*first), b, &WINDOWS))
             .filter(move |(as_of, sums)| {
