@@ -8,7 +8,7 @@ use rand::SeedableRng;
 use sipas_stream::contract::decode::EventKind;
 use sipas_stream::domain::time::parse_rfc3339;
 use sipas_stream::simulate::generator::{as_json_line, SimEvent, SimSettings};
-use support::index::{assert_same, assert_windows_add_up, windows};
+use support::index::{assert_same, assert_windows_add_up, window_values};
 use support::*;
 
 fn events(seed: u64, start: &str, count: usize, step_seconds: f64) -> Vec<SimEvent> {
@@ -162,7 +162,7 @@ async fn an_import_of_older_records_gives_what_the_merged_log_gives() {
     );
 
     assert_windows_add_up(&env).await;
-    let (got, want) = (windows(&env).await, windows(&merged_env).await);
+    let (got, want) = (window_values(&env).await, window_values(&merged_env).await);
     assert!(
         got.0.len() > 1000,
         "{} daily satisfaction rows",

@@ -88,9 +88,18 @@ pub struct ChangedDays {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DayDeltas {
     /// (framework, province, day, partition) → counts added.
-    pub surveys: BTreeMap<(String, String, i64, u32), SurveyCounts>,
+    pub surveys: BTreeMap<(String, String, i64, u32), DayDelta<SurveyCounts>>,
     /// (province, category, day, partition) → counts added (signed).
-    pub hotline: BTreeMap<(String, String, i64, u32), HotlineDayCounts>,
+    pub hotline: BTreeMap<(String, String, i64, u32), DayDelta<HotlineDayCounts>>,
+}
+
+/// One unit-day-partition's delta, and the top `version` of its rows once they are written
+/// (the highest of the rows taken: every change since the last take lies beyond every row
+/// written before). The materialiser keeps the top as a reader of the table would see it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DayDelta<C> {
+    pub counts: C,
+    pub top: u64,
 }
 
 impl ChangedDays {
@@ -130,6 +139,11 @@ pub struct Fact<K, C> {
     pub block: u32,
     /// The last offset that changed it.
     pub version: i64,
+}
+
+/// A fact row's `version`: the last offset that changed it (offsets are never negative).
+fn row_version(offset: i64) -> u64 {
+    offset.max(0) as u64
 }
 
 /// A survey cell's fact.
@@ -174,7 +188,7 @@ impl SurveyFact {
             criterion_missing: counts.missing_counts(),
             expectation_ids,
             expectation_ticks: counts.expectation_counts(),
-            version: self.version as u64,
+            version: row_version(self.version),
         }
     }
 }
@@ -200,7 +214,7 @@ impl HotlineFact {
             past_due_delta: counts.past_due_delta,
             response_bins: counts.response_bins.iter().map(|(b, _)| *b).collect(),
             response_counts: counts.response_bins.iter().map(|(_, c)| *c).collect(),
-            version: self.version as u64,
+            version: row_version(self.version),
         }
     }
 }
@@ -524,14 +538,15 @@ impl PartitionState {
             partition,
             block,
             &mut taken.surveys,
-            |cell, since| {
+            |cell, since, version| {
                 let unit = (cell.framework.clone(), cell.province_code.clone());
-                changed
+                let delta = changed
                     .deltas
                     .surveys
                     .entry((unit.0.clone(), unit.1.clone(), cell.day, partition))
-                    .or_default()
-                    .merge(&since);
+                    .or_default();
+                delta.counts.merge(&since);
+                delta.top = delta.top.max(version);
                 changed.surveys.entry(unit).or_default().push(cell.day);
             },
         );
@@ -541,8 +556,8 @@ impl PartitionState {
             partition,
             block,
             &mut taken.hotline,
-            |(cell, day), since| {
-                changed
+            |(cell, day), since, version| {
+                let delta = changed
                     .deltas
                     .hotline
                     .entry((
@@ -551,8 +566,9 @@ impl PartitionState {
                         *day,
                         partition,
                     ))
-                    .or_default()
-                    .add(&since, 1);
+                    .or_default();
+                delta.counts.add(&since, 1);
+                delta.top = delta.top.max(version);
                 changed
                     .hotline
                     .entry(cell.province_code.clone())
@@ -662,7 +678,7 @@ fn take_changed<K: Ord + Clone, C: Clone + Default>(
     partition: u32,
     block: u32,
     facts: &mut Vec<Fact<K, C>>,
-    mut note: impl FnMut(&K, C),
+    mut note: impl FnMut(&K, C, u64),
 ) {
     reserve_rows(facts, cells.values().filter(|o| o.changed).count());
     let fact = |key, counts, version| Fact {
@@ -674,13 +690,17 @@ fn take_changed<K: Ord + Clone, C: Clone + Default>(
     };
     if closing {
         for (key, open) in std::mem::take(cells).into_iter().filter(|(_, o)| o.changed) {
-            note(&key, open.since_taken);
+            note(&key, open.since_taken, row_version(open.version));
             facts.push(fact(key, open.counts, open.version));
         }
     } else {
         for (key, open) in cells.iter_mut().filter(|(_, o)| o.changed) {
             open.changed = false;
-            note(key, std::mem::take(&mut open.since_taken));
+            note(
+                key,
+                std::mem::take(&mut open.since_taken),
+                row_version(open.version),
+            );
             facts.push(fact(key.clone(), open.counts.clone(), open.version));
         }
     }
@@ -1088,13 +1108,13 @@ mod tests {
                 sums.0
                     .entry((f.clone(), p.clone(), *d))
                     .or_default()
-                    .merge(delta);
+                    .merge(&delta.counts);
             }
             for ((p, c, d, _), delta) in &taken.changed.deltas.hotline {
                 sums.1
                     .entry((p.clone(), c.clone(), *d))
                     .or_default()
-                    .add(delta, 1);
+                    .add(&delta.counts, 1);
             }
         };
         let run = |cuts: &[usize], flush_every: usize| {
@@ -1380,7 +1400,7 @@ mod tests {
                                     .get(day)
                                     .is_some_and(|t: &crate::index::materialiser::Trust| t.allows(&writes, *partition));
                                 if allowed {
-                                    cache.add_to_day("", *day, delta);
+                                    cache.add_to_day("", *day, &delta.counts);
                                 } else {
                                     cache.mark_stale([*day]);
                                 }

@@ -4,9 +4,12 @@ use sipas_stream::index::rows::{
     HotlineDayCountRow, HotlineKpiRow, SatisfactionRow, SurveyDayCountRow,
 };
 
+use std::collections::BTreeMap;
+
 use super::TestEnv;
 
-/// Window values (daily and latest) without `version`, which records when they were computed.
+/// The window tables (daily and latest), each row with its `version`: what it was computed
+/// from (the day counts' versions), so one log gives the same versions however it was cut.
 #[allow(clippy::type_complexity)]
 pub async fn windows(
     env: &TestEnv,
@@ -17,26 +20,41 @@ pub async fn windows(
     Vec<HotlineKpiRow>,
 ) {
     let client = env.clickhouse();
-    let mut daily = client
+    let daily = client
         .query("SELECT ?fields FROM satisfaction_daily FINAL ORDER BY framework, unit_type, unit_id, window, as_of")
         .fetch_all::<SatisfactionRow>()
         .await
         .unwrap();
-    let mut hotline_daily = client
+    let hotline_daily = client
         .query("SELECT ?fields FROM hotline_kpi_daily FINAL ORDER BY unit_type, unit_id, window, as_of")
         .fetch_all::<HotlineKpiRow>()
         .await
         .unwrap();
-    let mut latest = client
+    let latest = client
         .query("SELECT ?fields FROM satisfaction_latest FINAL ORDER BY framework, unit_type, unit_id, window")
         .fetch_all::<SatisfactionRow>()
         .await
         .unwrap();
-    let mut hotline_latest = client
+    let hotline_latest = client
         .query("SELECT ?fields FROM hotline_kpi_latest FINAL ORDER BY unit_type, unit_id, window")
         .fetch_all::<HotlineKpiRow>()
         .await
         .unwrap();
+    (daily, hotline_daily, latest, hotline_latest)
+}
+
+/// [`windows`] without `version`: for comparing the windows of two different logs of the
+/// same events (whose offsets, hence versions, differ).
+#[allow(clippy::type_complexity)]
+pub async fn window_values(
+    env: &TestEnv,
+) -> (
+    Vec<SatisfactionRow>,
+    Vec<HotlineKpiRow>,
+    Vec<SatisfactionRow>,
+    Vec<HotlineKpiRow>,
+) {
+    let (mut daily, mut hotline_daily, mut latest, mut hotline_latest) = windows(env).await;
     daily.iter_mut().for_each(|r| r.version = 0);
     latest.iter_mut().for_each(|r| r.version = 0);
     hotline_daily.iter_mut().for_each(|r| r.version = 0);
@@ -96,6 +114,34 @@ struct HotlineDay {
     rejected: i64,
 }
 
+/// A unit-day-partition's top fact `version`.
+#[derive(Debug, clickhouse::Row, serde::Deserialize)]
+struct DayTop {
+    unit: String,
+    d: u16,
+    top: u64,
+}
+
+/// Per unit, per day: Σ over source partitions of the top fact `version`, read by `sql`.
+async fn day_clocks(env: &TestEnv, sql: &str) -> BTreeMap<String, BTreeMap<u16, u128>> {
+    let tops: Vec<DayTop> = env.clickhouse().query(sql).fetch_all().await.unwrap();
+    let mut clocks: BTreeMap<String, BTreeMap<u16, u128>> = BTreeMap::new();
+    for row in tops {
+        *clocks
+            .entry(row.unit)
+            .or_default()
+            .entry(row.d)
+            .or_default() += u128::from(row.top);
+    }
+    clocks
+}
+
+/// The `version` a window row at `as_of` must have: the day, then Σ of `clocks` over `[from, as_of]`.
+fn expected_version(clocks: Option<&BTreeMap<u16, u128>>, from: u16, as_of: u16) -> u64 {
+    let clock: u128 = clocks.map_or(0, |c| c.range(from..=as_of).map(|(_, t)| t).sum());
+    (u64::from(as_of) << 48) | clock.min((1 << 48) - 1) as u64
+}
+
 #[derive(Debug, clickhouse::Row, serde::Deserialize)]
 struct SurveyDay {
     framework: String,
@@ -105,7 +151,7 @@ struct SurveyDay {
 }
 
 /// Sum of `days` (day → count) over `[from, to]`.
-fn sum_over(days: &std::collections::BTreeMap<u16, i64>, from: u16, to: u16) -> i64 {
+fn sum_over(days: &BTreeMap<u16, i64>, from: u16, to: u16) -> i64 {
     days.range(from..=to).map(|(_, n)| n).sum()
 }
 
@@ -127,7 +173,6 @@ async fn assert_windows_add_up_to(
         Vec<HotlineKpiRow>,
     ),
 ) {
-    use std::collections::BTreeMap;
     let client = env.clickhouse();
     let hotline: Vec<HotlineDay> = client
         .query("SELECT province_code, category, toUInt16(day) AS d, sum(received) AS received, sum(responded) AS responded, sum(rejected) AS rejected FROM hotline_day_totals GROUP BY province_code, category, d")
@@ -152,6 +197,21 @@ async fn assert_windows_add_up_to(
     }
     let kpi = &windows.1;
     assert!(!kpi.is_empty(), "hotline window rows exist");
+    // A row's version: its day, then the tops of its inputs over the 366 days to `as_of`
+    // (a category's own; a province's over its categories).
+    let hotline_clocks = day_clocks(
+        env,
+        "SELECT if(g = 0, concat(province_code, '/', category), province_code) AS unit, d, top          FROM (SELECT province_code, category, toUInt16(day) AS d, source_partition, max(version) AS top                FROM hotline_day_counts FINAL GROUP BY province_code, category, d, source_partition)          ARRAY JOIN [0, 1] AS g",
+    )
+    .await;
+    for row in kpi {
+        let want = expected_version(
+            hotline_clocks.get(&row.unit_id),
+            row.as_of.saturating_sub(365),
+            row.as_of,
+        );
+        assert_eq!(row.version, want, "version of {row:?}");
+    }
     let mut seen: std::collections::BTreeSet<(String, u16)> = Default::default();
     for row in kpi {
         let Some(days) = facts.get(&row.unit_id) else {
@@ -192,6 +252,21 @@ async fn assert_windows_add_up_to(
     }
     let daily = &windows.0;
     assert!(!daily.is_empty(), "satisfaction window rows exist");
+    // A row's version: its day, then the tops of its window's days.
+    let survey_clocks = day_clocks(
+        env,
+        "SELECT concat(framework, '|', province_code) AS unit, toUInt16(day) AS d, max(version) AS top          FROM satisfaction_day_counts FINAL GROUP BY framework, province_code, d, source_partition",
+    )
+    .await;
+    for row in daily
+        .iter()
+        .chain(&windows.2)
+        .filter(|r| r.unit_type == "province")
+    {
+        let unit = format!("{}|{}", row.framework, row.unit_id);
+        let want = expected_version(survey_clocks.get(&unit), row.window_start, row.as_of);
+        assert_eq!(row.version, want, "version of {row:?}");
+    }
     let mut seen: std::collections::BTreeSet<(String, String, u16)> = Default::default();
     for row in daily.iter().filter(|r| r.unit_type == "province") {
         let days = &facts[&(row.framework.clone(), row.unit_id.clone())];

@@ -10,12 +10,14 @@ use crate::index::day_cache::Carried;
 use crate::index::rows::HotlineKpiRow;
 use crate::index::ticket::{narrow_sum, summed_response_bins, HotlineDayCounts};
 use crate::index::values::{hotline_value, window_sums, UnitKey, UnitType};
-use crate::index::window::{MAX_WINDOW_DAYS, WINDOWS};
+use crate::index::window::{Window, MAX_WINDOW_DAYS, WINDOWS};
 use crate::sink::writer::{Abandoned, RawEventWriter};
 use crate::tables;
 
 use super::plan::{clip, months, plan, Writes};
-use super::{content_hash, write_series, Held, PassInput, PassStats, Series, WindowRow};
+use super::{
+    content_hash, raise, write_series, Clock, Held, PassInput, PassStats, Series, Tops, WindowRow,
+};
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
 struct HotlineSumRow {
@@ -65,11 +67,7 @@ impl HotlineWindows {
         writes: &Writes,
         stats: &mut PassStats,
     ) -> Result<(), Abandoned> {
-        let PassInput {
-            own,
-            everything,
-            version,
-        } = *pass;
+        let PassInput { own, everything } = *pass;
         let held = &mut self.held;
         held.begin(writer, everything, tables::HOTLINE_KPI_DAILY)
             .await?;
@@ -174,8 +172,10 @@ impl HotlineWindows {
                 .await?;
             type Read = BTreeMap<String, BTreeMap<i64, HotlineDayCounts>>;
             let mut read: BTreeMap<String, Read> = BTreeMap::new();
-            // Per province-day, each partition's top (over categories).
-            let mut tops: BTreeMap<(String, i64), Vec<(u32, u64)>> = BTreeMap::new();
+            // Per province-day, each partition's top (over categories), for the trust in
+            // the day; per category-day, for the rows' clocks.
+            let mut tops: BTreeMap<(String, i64), Tops> = BTreeMap::new();
+            let mut category_tops: BTreeMap<String, DayTops> = BTreeMap::new();
             for row in rows {
                 let counts = HotlineDayCounts {
                     received: narrow_sum(row.received),
@@ -189,11 +189,20 @@ impl HotlineWindows {
                     response_bins: summed_response_bins(&row.bins, &row.bin_counts),
                 };
                 let day = i64::from(row.d);
-                let day_tops = tops.entry((row.province_code.clone(), day)).or_default();
-                match day_tops.iter_mut().find(|(p, _)| *p == row.p) {
-                    Some((_, top)) => *top = (*top).max(row.top),
-                    None => day_tops.push((row.p, row.top)),
-                }
+                raise(
+                    tops.entry((row.province_code.clone(), day)).or_default(),
+                    row.p,
+                    row.top,
+                );
+                raise(
+                    category_tops
+                        .entry(row.province_code.clone())
+                        .or_default()
+                        .entry((row.category.clone(), day))
+                        .or_default(),
+                    row.p,
+                    row.top,
+                );
                 read.entry(row.province_code)
                     .or_default()
                     .entry(row.category)
@@ -224,6 +233,8 @@ impl HotlineWindows {
                     .map(|(category, days)| (category, days.into_iter().collect()))
                     .collect();
                 let carried = carried.remove(&province).unwrap_or_default();
+                let read_tops = category_tops.remove(&province).unwrap_or_default();
+                held.take_read_tops(&province, (from, to), read_tops);
                 held.cache
                     .entry(province)
                     .or_default()
@@ -232,9 +243,10 @@ impl HotlineWindows {
         }
         // Computed as they are written, month by month (`write_series`): the
         // province (all categories) and each category.
-        // Each planned province's sum over its categories, and the base carried into it,
-        // summed once for every month.
-        let totals: Vec<(BTreeMap<i64, HotlineDayCounts>, i64)> = plan
+        // Each planned province's sum over its categories, the base carried into it and
+        // its clocks, summed once for every month; and each category's clocks.
+        type Clocks = BTreeMap<i64, Clock>;
+        let totals: Vec<(BTreeMap<i64, HotlineDayCounts>, i64, Clocks)> = plan
             .keys()
             .map(|(_, province)| {
                 let (mut total, mut base) = (BTreeMap::<i64, HotlineDayCounts>::new(), 0);
@@ -245,29 +257,50 @@ impl HotlineWindows {
                     }
                     base += cache.carried;
                 }
-                (total, base)
+                (total, base, held.day_clocks(province, None))
             })
             .collect();
-        // Every unit: its key, day counts, carried base and planned intervals.
+        let mut category_clocks: BTreeMap<(&str, &str), Clocks> = BTreeMap::new();
+        for (_, province) in plan.keys() {
+            let categories = held.cache.get(province).map(|c| c.units());
+            for category in categories.into_iter().flat_map(|c| c.keys()) {
+                let clocks = held.day_clocks(province, Some(category));
+                category_clocks.insert((province.as_str(), category.as_str()), clocks);
+            }
+        }
+        // Every unit: its key, day counts, carried base, clocks and planned intervals.
         let mut series: Vec<UnitSeries<'_>> = Vec::new();
-        for (((_, province), intervals), (total, total_base)) in plan.iter().zip(&totals) {
+        for (((_, province), intervals), (total, total_base, total_clocks)) in
+            plan.iter().zip(&totals)
+        {
             let categories = held.cache.get(province).map(|c| c.units());
             for (category, cache) in categories.into_iter().flatten() {
-                if !category.is_empty() {
-                    let unit = UnitKey {
-                        unit_type: UnitType::Category,
-                        unit_id: format!("{province}/{category}"),
-                        province_code: province.clone(),
-                    };
-                    series.push((unit, &cache.days, cache.carried, intervals));
+                let clocks = category_clocks.get(&(province.as_str(), category.as_str()));
+                if let (false, Some(clocks)) = (category.is_empty(), clocks) {
+                    series.push(UnitSeries {
+                        unit: UnitKey {
+                            unit_type: UnitType::Category,
+                            unit_id: format!("{province}/{category}"),
+                            province_code: province.clone(),
+                        },
+                        days: &cache.days,
+                        base: cache.carried,
+                        clocks,
+                        intervals,
+                    });
                 }
             }
-            let unit = UnitKey {
-                unit_type: UnitType::Province,
-                unit_id: province.clone(),
-                province_code: province.clone(),
-            };
-            series.push((unit, total, *total_base, intervals));
+            series.push(UnitSeries {
+                unit: UnitKey {
+                    unit_type: UnitType::Province,
+                    unit_id: province.clone(),
+                    province_code: province.clone(),
+                },
+                days: total,
+                base: *total_base,
+                clocks: total_clocks,
+                intervals,
+            });
         }
         let (recomputed, written) = write_series(
             writer,
@@ -275,7 +308,6 @@ impl HotlineWindows {
             &series,
             &months(&plan),
             newest,
-            version,
         )
         .await?;
         held.finish(newest);
@@ -289,17 +321,22 @@ impl Series for UnitSeries<'_> {
     type Row = HotlineKpiRow;
 
     fn span(&self) -> Option<(i64, &[(i64, i64)])> {
-        Some((*self.1.keys().next()?, self.3))
+        Some((*self.days.keys().next()?, self.intervals))
     }
 
     fn rows<'a>(
         &'a self,
         (from, to): (i64, i64),
         (newest, at_newest): (i64, bool),
-        version: u64,
     ) -> impl Iterator<Item = HotlineKpiRow> + Send + 'a {
         // Days other than the newest are written where some window has counts or tickets are open past due.
-        let (unit, days, base, intervals) = self;
+        let Self {
+            unit,
+            days,
+            base,
+            clocks,
+            intervals,
+        } = self;
         let first = days.keys().next().copied();
         first
             .into_iter()
@@ -314,7 +351,8 @@ impl Series for UnitSeries<'_> {
                         .sum::<i64>();
                 window_sums(days, a, b, &WINDOWS)
                     .into_iter()
-                    .filter_map(move |(as_of, sums)| {
+                    .zip(window_sums(clocks, a, b, &[CLOCK_SPAN]))
+                    .filter_map(move |((as_of, sums), (_, clock))| {
                         if let Some(c) = days.get(&as_of) {
                             open += i64::from(c.past_due_delta);
                         }
@@ -323,10 +361,10 @@ impl Series for UnitSeries<'_> {
                         } else {
                             as_of != newest && !(open == 0 && sums.iter().all(|s| s.is_zero()))
                         };
-                        keep.then_some((as_of, sums, open))
+                        keep.then_some((as_of, sums, open, clock[0].version(as_of)))
                     })
             })
-            .flat_map(move |(as_of, sums, open)| {
+            .flat_map(move |(as_of, sums, open, version)| {
                 WINDOWS.iter().zip(sums).map(move |(window, counts)| {
                     HotlineKpiRow::new(&hotline_value(unit, *window, as_of, &counts, open, version))
                 })
@@ -334,14 +372,24 @@ impl Series for UnitSeries<'_> {
     }
 }
 
-/// A unit's key, its day counts, the open past-due count carried into them and its
-/// planned `as_of` intervals.
-type UnitSeries<'a> = (
-    UnitKey,
-    &'a BTreeMap<i64, HotlineDayCounts>,
-    i64,
-    &'a [(i64, i64)],
-);
+/// The days a hotline row's clock covers, for every window: its open past-due count
+/// depends on days before the window's own. A change of a day further back moves that
+/// count but not the clock (then rows of one clock can differ and the later write wins);
+/// a pass recomputes a changed day's `as_of` days up to 366 days later only, in any case.
+const CLOCK_SPAN: Window = Window::Rolling(MAX_WINDOW_DAYS as u16);
+
+/// A unit's key, its day counts, the open past-due count carried into them, its day clocks
+/// and its planned `as_of` intervals.
+struct UnitSeries<'a> {
+    unit: UnitKey,
+    days: &'a BTreeMap<i64, HotlineDayCounts>,
+    base: i64,
+    clocks: &'a BTreeMap<i64, Clock>,
+    intervals: &'a [(i64, i64)],
+}
+
+/// Tops per (category, day).
+type DayTops = BTreeMap<(String, i64), Tops>;
 
 impl WindowRow for HotlineKpiRow {
     const TABLES: [&'static str; 2] = [tables::HOTLINE_KPI_DAILY, tables::HOTLINE_KPI_LATEST];
@@ -352,6 +400,10 @@ impl WindowRow for HotlineKpiRow {
             "{}|{}|{}|{}",
             self.unit_type, self.unit_id, self.window, self.as_of
         )
+    }
+
+    fn version(&self) -> u64 {
+        self.version
     }
 
     fn content(&self) -> u64 {

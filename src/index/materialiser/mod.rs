@@ -24,7 +24,11 @@
 //!
 //! So the cost of a late event is bounded: its province's day sums are read (once, then
 //! cached), and at most 366 `as_of` days × 6 windows are rewritten for its province (and
-//! category). Rows carry the snapshot time as `version`: the latest snapshot wins.
+//! category).
+//!
+//! A window row's `version` says what it was computed from, not when ([`Clock`]): of two
+//! instances that compute a row from views of the table taken at different moments (around
+//! a takeover), the fresher view's row wins, in whatever order the two are written.
 //!
 //! Rooms: `plan` (pure: which as_of days a pass recomputes), `survey` and `hotline` (each
 //! kind's reads, computation and rows); here, what each kind keeps from pass to pass
@@ -43,7 +47,7 @@ use crate::contract::kind::{EventKind, PerKind};
 use crate::domain::framework::FrameworkCatalog;
 use crate::domain::time::format_day;
 use crate::index::day_cache::{Carried, DayCache};
-use crate::index::state::ChangedDays;
+use crate::index::state::{ChangedDays, DayDelta};
 use crate::index::values::Counts;
 use crate::index::window::MAX_WINDOW_DAYS;
 use crate::sink::writer::{Abandoned, RawEventWriter};
@@ -68,8 +72,6 @@ struct PassInput<'a> {
     own: &'a ChangedDays,
     /// A rebuild: every unit at every day with data.
     everything: bool,
-    /// The rows' `version` (the snapshot time).
-    version: u64,
 }
 
 /// What one pass did.
@@ -126,6 +128,8 @@ struct WrittenRows {
 
 /// A window row as the newest-day filter and [`Held::finish`] see it.
 trait WindowRow: Clone + RowOwned + RowWrite {
+    /// Its `version` ([`Clock::version`]).
+    fn version(&self) -> u64;
     /// Its tables: every `as_of`'s (`*_daily`) and the newest day's (`*_latest`).
     const TABLES: [&'static str; 2];
     /// What the log says of a row ClickHouse refused.
@@ -151,10 +155,71 @@ impl WrittenRows {
             self.hashes.clear();
             self.day = Some(day);
         }
+        // With its version: a row whose inputs moved is written again even when its
+        // content did not change, since another instance may have written the key from an
+        // older view in between, and only a higher version supersedes that.
         rows.retain(|row| {
-            let (key, hash) = (row.key(), row.content());
+            let (key, hash) = (row.key(), content_hash(&(row.content(), row.version())));
             self.hashes.insert(key, hash) != Some(hash)
         });
+    }
+}
+
+/// The top `version` per source partition of one unit-day's fact rows.
+pub(crate) type Tops = Vec<(u32, u64)>;
+
+/// Raises `partition`'s top in `tops` to `top`.
+fn raise(tops: &mut Tops, partition: u32, top: u64) {
+    match tops.iter_mut().find(|(p, _)| *p == partition) {
+        Some((_, t)) => *t = (*t).max(top),
+        None => tops.push((partition, top)),
+    }
+}
+
+/// What a window row was computed from, as a number that rises with every change of its
+/// inputs: Σ over the days it covers and their source partitions of the top `version` of
+/// the unit's fact rows there ([`Tops`]). A partition's writer gives a changed row the
+/// offset of its last change, beyond every row written on that partition before, so each
+/// (day, partition) term rises with every change and never falls (ClickHouse's merges
+/// keep the highest version); their sum rises whenever any input changes. So a row
+/// computed from a fresher view of the table has the higher clock, and two rows with one
+/// clock were computed from the same inputs, hence are equal. A view that is fresher on
+/// one day and older on another may have either clock; the instance that later sees the
+/// other day's change computes the row again, from inputs at least as fresh as both.
+///
+/// Summed over days like counts (the windows' sliding sums), so [`window_sums`] computes it
+/// for every window beside the counts.
+///
+/// [`window_sums`]: crate::index::values::window_sums
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Clock(i128);
+
+impl Counts for Clock {
+    fn add(&mut self, other: &Self, sign: i64) {
+        self.0 += i128::from(sign) * other.0;
+    }
+}
+
+/// Bits of a row's `version` below its `as_of` day.
+const CLOCK_BITS: u32 = 48;
+
+impl Clock {
+    /// One day's clock: Σ of its partitions' tops.
+    fn of_day(tops: &Tops) -> Self {
+        Self(tops.iter().map(|(_, top)| i128::from(*top)).sum())
+    }
+
+    /// The row `version` of a window at `as_of` with this clock: the day in the high bits,
+    /// so that a `*_latest` table (keyed without `as_of`) keeps the newest day's row, and
+    /// the clock below. A clock beyond 48 bits (2.8·10¹⁴: Σ of tops over 366 days, each
+    /// an offset) is cut to the largest; rows of one day with cut clocks then tie and the
+    /// last written wins. An `as_of` after January 1970 puts the version above every
+    /// snapshot time in microseconds (until the year 2100) that rows were versioned by
+    /// before, so these supersede those.
+    fn version(self, as_of: i64) -> u64 {
+        let day = as_of.clamp(0, i64::from(u16::MAX)) as u64;
+        let clock = self.0.clamp(0, (1i128 << CLOCK_BITS) - 1) as u64;
+        (day << CLOCK_BITS) | clock
     }
 }
 
@@ -173,6 +238,8 @@ fn content_hash<T: std::hash::Hash>(value: &T) -> u64 {
 /// [`Held::finish`].
 struct Held<K, C> {
     cache: HashMap<K, DayCache<C>>,
+    /// Per (unit, day) held: its tops, as read with its sums or raised by own deltas.
+    tops: HashMap<K, BTreeMap<(String, i64), Tops>>,
     /// Per cached day: whose deltas may be added to it (see [`Writes::trusted`]).
     trust: HashMap<K, BTreeMap<i64, Trust>>,
     prints: HashMap<(String, String, i64, u32), u64>,
@@ -187,6 +254,7 @@ impl<K, C> Default for Held<K, C> {
     fn default() -> Self {
         Self {
             cache: HashMap::new(),
+            tops: HashMap::new(),
             trust: HashMap::new(),
             prints: HashMap::new(),
             written: None,
@@ -207,6 +275,7 @@ impl<K: Eq + Hash + Clone, C: Carried + Counts> Held<K, C> {
     ) -> Result<(), Abandoned> {
         if everything {
             self.cache.clear();
+            self.tops.clear();
             self.trust.clear();
             self.prints.clear();
         }
@@ -268,7 +337,7 @@ impl<K: Eq + Hash + Clone, C: Carried + Counts> Held<K, C> {
     /// key is read again whole.
     fn add_own_deltas<'a>(
         &mut self,
-        deltas: impl IntoIterator<Item = (K, &'a str, i64, u32, &'a C)>,
+        deltas: impl IntoIterator<Item = (K, &'a str, i64, u32, &'a DayDelta<C>)>,
         writes: &Writes,
     ) -> usize
     where
@@ -281,6 +350,7 @@ impl<K: Eq + Hash + Clone, C: Carried + Counts> Held<K, C> {
             };
             if C::CARRIES && cache.from().is_some_and(|from| day < from) {
                 self.cache.remove(&key);
+                self.tops.remove(&key);
                 self.trust.remove(&key);
                 continue;
             }
@@ -293,13 +363,43 @@ impl<K: Eq + Hash + Clone, C: Carried + Counts> Held<K, C> {
                 .and_then(|t| t.get(&day))
                 .is_some_and(|t| t.allows(writes, partition));
             if trusted {
-                cache.add_to_day(unit, day, delta);
+                cache.add_to_day(unit, day, &delta.counts);
+                let tops = self.tops.entry(key).or_default();
+                raise(
+                    tops.entry((unit.to_owned(), day)).or_default(),
+                    partition,
+                    delta.top,
+                );
                 added += 1;
             } else {
                 cache.mark_stale([day]);
             }
         }
         added
+    }
+
+    /// Takes the tops of a read of `key`'s days `[from, to]` (every unit's; a unit-day
+    /// absent from `read` has no rows).
+    fn take_read_tops(
+        &mut self,
+        key: &K,
+        (from, to): (i64, i64),
+        read: impl IntoIterator<Item = ((String, i64), Tops)>,
+    ) {
+        let tops = self.tops.entry(key.clone()).or_default();
+        tops.retain(|(_, day), _| *day < from || *day > to);
+        tops.extend(read);
+    }
+
+    /// Per day, the clock of `key`'s unit `unit` (`None`: of all its units summed).
+    fn day_clocks(&self, key: &K, unit: Option<&str>) -> BTreeMap<i64, Clock> {
+        let mut clocks: BTreeMap<i64, Clock> = BTreeMap::new();
+        for ((name, day), tops) in self.tops.get(key).into_iter().flatten() {
+            if unit.is_none_or(|u| u == name) {
+                clocks.entry(*day).or_default().add(&Clock::of_day(tops), 1);
+            }
+        }
+        clocks
     }
 
     /// A pass's end, once its rows are written ([`write_series`]): keeps `newest` as
@@ -311,6 +411,13 @@ impl<K: Eq + Hash + Clone, C: Carried + Counts> Held<K, C> {
             cache.trim(keep_from);
         }
         self.cache.retain(|_, c| !c.is_empty());
+        for (key, tops) in self.tops.iter_mut() {
+            match self.cache.get(key) {
+                Some(_) => tops.retain(|(_, day), _| *day >= keep_from),
+                None => tops.clear(),
+            }
+        }
+        self.tops.retain(|_, t| !t.is_empty());
         for (key, trust) in self.trust.iter_mut() {
             match self.cache.get(key) {
                 Some(_) => *trust = trust.split_off(&keep_from),
@@ -334,7 +441,6 @@ trait Series: Sync {
         &'a self,
         range: (i64, i64),
         newest_and_at_newest: (i64, bool),
-        version: u64,
     ) -> impl Iterator<Item = Self::Row> + Send + 'a;
 }
 
@@ -343,11 +449,10 @@ fn month_rows<S: Series>(
     series: &[S],
     month: (i64, i64),
     newest: i64,
-    version: u64,
 ) -> impl Iterator<Item = S::Row> + Send + '_ {
     series
         .iter()
-        .flat_map(move |unit| unit.rows(month, (newest, false), version))
+        .flat_map(move |unit| unit.rows(month, (newest, false)))
 }
 
 /// A pass's window writing, as [`write_series`] returns it: (unit, as_of) pairs recomputed
@@ -373,7 +478,6 @@ fn write_series<'a, S: Series>(
     series: &'a [S],
     months: &'a [(i64, i64)],
     newest: i64,
-    version: u64,
 ) -> BoxedWrite<'a> {
     Box::pin(async move {
         let recomputed = series
@@ -383,7 +487,7 @@ fn write_series<'a, S: Series>(
             .sum();
         let mut latest: Vec<S::Row> = series
             .iter()
-            .flat_map(|unit| unit.rows((newest, newest), (newest, true), version))
+            .flat_map(|unit| unit.rows((newest, newest), (newest, true)))
             .collect();
         rows_written.drop_unchanged(newest, &mut latest);
         let [daily_table, latest_table] = S::Row::TABLES;
@@ -394,7 +498,7 @@ fn write_series<'a, S: Series>(
         let mut written = 0;
         for &month in months.iter().filter(|m| Some(**m) != newest_month) {
             let (rows, refused) = writer
-                .insert_streamed(daily_table, || month_rows(series, month, newest, version))
+                .insert_streamed(daily_table, || month_rows(series, month, newest))
                 .await?;
             log_refused::<S::Row>(refused);
             written += rows;
@@ -405,7 +509,7 @@ fn write_series<'a, S: Series>(
         let daily = writer.insert_streamed(daily_table, || {
             // Not `flat_map` over the month: rustc then finds the opaque row iterators of
             // two lifetimes ("one type is more general than the other").
-            let month = newest_month.map(|month| month_rows(series, month, newest, version));
+            let month = newest_month.map(|month| month_rows(series, month, newest));
             month.into_iter().flatten().chain(latest.iter().cloned())
         });
         let (daily, refused) = tokio::join!(daily, writer.insert(latest_table, &latest));
@@ -440,7 +544,6 @@ impl Materialiser {
         writes: &PerKind<Writes>,
         everything: bool,
     ) -> Result<PassStats, Abandoned> {
-        let version = crate::domain::time::unix_now_micros();
         let (mut survey, mut hotline) = (PassStats::default(), PassStats::default());
         // A rebuild recomputes every day with data, its own writes included.
         let none = PerKind::default();
@@ -448,7 +551,6 @@ impl Materialiser {
         let input = PassInput {
             own: changed,
             everything,
-            version,
         };
         // Each kind's windows are their own computation; they share only the client.
         let (a, b) = tokio::join!(
@@ -481,6 +583,7 @@ mod tests {
     struct Row {
         key: String,
         value: u32,
+        version: u64,
     }
 
     impl WindowRow for Row {
@@ -494,6 +597,10 @@ mod tests {
         fn content(&self) -> u64 {
             content_hash(&self.value)
         }
+
+        fn version(&self) -> u64 {
+            self.version
+        }
     }
 
     fn rows(pairs: &[(&str, u32)]) -> Vec<Row> {
@@ -502,6 +609,7 @@ mod tests {
             .map(|(key, value)| Row {
                 key: (*key).to_owned(),
                 value: *value,
+                version: 1,
             })
             .collect()
     }
@@ -518,6 +626,33 @@ mod tests {
         let mut next_day = rows(&[("a", 1)]);
         written.drop_unchanged(101, &mut next_day);
         assert_eq!(next_day, rows(&[("a", 1)]), "a new day forgets the old one");
+        // Another instance may have written "a" from an older view meanwhile: the same
+        // content from newer inputs is written again, to supersede it.
+        let mut newer = rows(&[("a", 1)]);
+        newer[0].version = 2;
+        written.drop_unchanged(101, &mut newer);
+        assert_eq!(newer.len(), 1);
+    }
+
+    #[test]
+    fn a_clock_rises_with_every_change_of_an_input_and_the_day_comes_first() {
+        let day = |tops: &[(u32, u64)]| Clock::of_day(&tops.to_vec());
+        let mut before = day(&[(0, 100), (1, 7)]);
+        // A change on either partition lies beyond all of that partition's rows.
+        let mut after = day(&[(0, 101), (1, 7)]);
+        assert!(after.version(20_000) > before.version(20_000));
+        after = day(&[(0, 100), (1, 8)]);
+        assert!(after.version(20_000) > before.version(20_000));
+        // Summed over the days a window covers, as counts are.
+        before.add(&day(&[(0, 50)]), 1);
+        assert_eq!(before, day(&[(0, 150), (1, 7)]));
+        // A newer day wins in `*_latest`, whatever the clocks.
+        assert!(Clock(0).version(20_001) > Clock(1 << 40).version(20_000));
+        // Above the snapshot-time versions of earlier rows (microseconds, until 2100) from
+        // the 31st day on.
+        assert!(Clock(0).version(31) > 4_102_444_800_000_000);
+        // A clock beyond its bits is cut, not carried into the day.
+        assert_eq!(Clock(i128::MAX).version(5) >> CLOCK_BITS, 5);
     }
 
     /// A count per unit-day, carried over from earlier days or not.
@@ -571,7 +706,11 @@ mod tests {
     #[test]
     fn own_deltas_are_added_to_trusted_held_days_and_others_are_read_again() {
         let (mut held, writes) = holding::<false>();
-        let (five, two, seven) = (N(5), N(2), N(7));
+        let delta = |n| DayDelta {
+            counts: N(n),
+            top: 95,
+        };
+        let (five, two, seven) = (delta(5), delta(2), delta(7));
         let deltas = [
             ("p".to_owned(), "u", 12, 0, &five),
             ("p".to_owned(), "u", 14, 1, &two),
@@ -579,6 +718,11 @@ mod tests {
         ];
         assert_eq!(held.add_own_deltas(deltas, &writes), 1);
         assert_eq!(day(&held, 12), Some(6));
+        assert_eq!(
+            held.day_clocks(&"p".to_owned(), Some("u")).get(&12),
+            Some(&Clock(95)),
+            "the day's top raised with the delta"
+        );
         let cache = &held.cache["p"];
         assert!(!cache.holds(14), "another partition's delta: read again");
         assert!(cache.holds(13));
@@ -604,7 +748,19 @@ mod tests {
     fn a_delta_before_the_days_held_drops_the_key_only_when_counts_carry_over() {
         let (mut held, writes) = holding::<false>();
         assert_eq!(
-            held.add_own_deltas([("p".to_owned(), "u", 9, 0, &N(5))], &writes),
+            held.add_own_deltas(
+                [(
+                    "p".to_owned(),
+                    "u",
+                    9,
+                    0,
+                    &DayDelta {
+                        counts: N(5),
+                        top: 95
+                    }
+                )],
+                &writes
+            ),
             0
         );
         assert_eq!(day(&held, 12), Some(1), "nothing held changes");
@@ -612,7 +768,19 @@ mod tests {
 
         let (mut held, writes) = holding::<true>();
         assert_eq!(
-            held.add_own_deltas([("p".to_owned(), "u", 9, 0, &N(5))], &writes),
+            held.add_own_deltas(
+                [(
+                    "p".to_owned(),
+                    "u",
+                    9,
+                    0,
+                    &DayDelta {
+                        counts: N(5),
+                        top: 95
+                    }
+                )],
+                &writes
+            ),
             0
         );
         assert!(

@@ -16,7 +16,7 @@ use crate::sink::writer::{Abandoned, RawEventWriter};
 use crate::tables;
 
 use super::plan::{clip, months, plan, Writes};
-use super::{content_hash, write_series, Held, PassInput, PassStats, Series, WindowRow};
+use super::{content_hash, write_series, Clock, Held, PassInput, PassStats, Series, WindowRow};
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
 struct SurveySumRow {
@@ -76,11 +76,7 @@ impl SurveyWindows {
         writes: &Writes,
         stats: &mut PassStats,
     ) -> Result<(), Abandoned> {
-        let PassInput {
-            own,
-            everything,
-            version,
-        } = *pass;
+        let PassInput { own, everything } = *pass;
         let held = &mut self.held;
         held.begin(writer, everything, tables::SATISFACTION_DAILY)
             .await?;
@@ -208,9 +204,12 @@ impl SurveyWindows {
                     let tops = days.get(&day).map_or(&[][..], |(_, tops)| tops);
                     trust.insert(day, writes.trusted(tops));
                 }
-                for (day, (sum, _)) in days {
+                let mut day_tops = Vec::with_capacity(days.len());
+                for (day, (sum, tops)) in days {
                     sums.push((day, sum));
+                    day_tops.push(((WHOLE.to_owned(), day), tops));
                 }
+                held.take_read_tops(&key, (from, to), day_tops);
                 held.cache.entry(key).or_default().apply_read(
                     from,
                     to,
@@ -220,10 +219,15 @@ impl SurveyWindows {
             }
         }
         // Computed as they are written, month by month (`write_series`): each
-        // planned province's framework, unit and day sums are looked up once.
+        // planned province's framework, unit, day sums and clocks are looked up once.
+        let clocks: Vec<BTreeMap<i64, Clock>> = plan
+            .keys()
+            .map(|key| held.day_clocks(key, Some(WHOLE)))
+            .collect();
         let series: Vec<SurveySeries<'_>> = plan
             .iter()
-            .filter_map(|(key, intervals)| {
+            .zip(&clocks)
+            .filter_map(|((key, intervals), clocks)| {
                 let framework = self.frameworks.get(&key.0)?;
                 let days = &held.cache.get(key)?.units().get(WHOLE)?.days;
                 let unit = UnitKey {
@@ -232,7 +236,14 @@ impl SurveyWindows {
                     province_code: key.1.clone(),
                 };
                 let first = days.keys().next().copied()?;
-                Some((framework, unit, days, first, intervals.as_slice()))
+                Some(SurveySeries {
+                    framework,
+                    unit,
+                    days,
+                    clocks,
+                    first,
+                    intervals: intervals.as_slice(),
+                })
             })
             .collect();
         let (recomputed, written) = write_series(
@@ -241,7 +252,6 @@ impl SurveyWindows {
             &series,
             &months(&plan),
             newest,
-            version,
         )
         .await?;
         held.finish(newest);
@@ -251,46 +261,64 @@ impl SurveyWindows {
     }
 }
 
-/// A planned province's framework, unit, day sums, first day with data and planned `as_of`
-/// intervals.
-type SurveySeries<'a> = (
-    &'a Framework,
-    UnitKey,
-    &'a BTreeMap<i64, SurveyCounts>,
-    i64,
-    &'a [(i64, i64)],
-);
+/// A planned province: its framework, unit, day sums and day clocks, first day with data and
+/// planned `as_of` intervals.
+struct SurveySeries<'a> {
+    framework: &'a Framework,
+    unit: UnitKey,
+    days: &'a BTreeMap<i64, SurveyCounts>,
+    clocks: &'a BTreeMap<i64, Clock>,
+    first: i64,
+    intervals: &'a [(i64, i64)],
+}
 
 impl Series for SurveySeries<'_> {
     type Row = SatisfactionRow;
 
     fn span(&self) -> Option<(i64, &[(i64, i64)])> {
-        Some((self.3, self.4))
+        Some((self.first, self.intervals))
     }
 
     fn rows<'a>(
         &'a self,
         (from, to): (i64, i64),
         (newest, at_newest): (i64, bool),
-        version: u64,
     ) -> impl Iterator<Item = SatisfactionRow> + Send + 'a {
         // Days other than the newest are written where some window has respondents.
-        let (framework, unit, days, first, intervals) = self;
+        // A window's clock covers exactly its own days, as its counts do.
+        let Self {
+            framework,
+            unit,
+            days,
+            clocks,
+            first,
+            intervals,
+        } = self;
         clip(intervals, from, to)
-            .flat_map(move |(a, b)| window_sums(days, a.max(*first), b, &WINDOWS))
-            .filter(move |(as_of, sums)| {
+            .flat_map(move |(a, b)| {
+                let a = a.max(*first);
+                window_sums(days, a, b, &WINDOWS)
+                    .into_iter()
+                    .zip(window_sums(clocks, a, b, &WINDOWS))
+            })
+            .filter(move |((as_of, sums), _)| {
                 if at_newest {
                     *as_of == newest
                 } else {
                     *as_of != newest && !sums.iter().all(|s| s.respondents == 0)
                 }
             })
-            .flat_map(move |(as_of, sums)| {
-                WINDOWS.iter().zip(sums).map(move |(window, counts)| {
-                    let value =
-                        satisfaction_value(framework, unit, *window, as_of, &counts, version);
-                    SatisfactionRow::new(&value, framework)
-                })
+            .flat_map(move |((as_of, sums), (_, clocks))| {
+                WINDOWS
+                    .iter()
+                    .zip(sums)
+                    .zip(clocks)
+                    .map(move |((window, counts), clock)| {
+                        let version = clock.version(as_of);
+                        let value =
+                            satisfaction_value(framework, unit, *window, as_of, &counts, version);
+                        SatisfactionRow::new(&value, framework)
+                    })
             })
     }
 }
@@ -304,6 +332,10 @@ impl WindowRow for SatisfactionRow {
             "{}|{}|{}|{}",
             self.framework, self.unit_id, self.window, self.as_of
         )
+    }
+
+    fn version(&self) -> u64 {
+        self.version
     }
 
     fn content(&self) -> u64 {

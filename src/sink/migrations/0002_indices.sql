@@ -1,5 +1,6 @@
 -- Rolling indices and hotline KPIs, written by the index processor.
--- Rows are keyed by unit, window and day; `version` makes rewrites idempotent.
+-- Rows are keyed by unit, window and day; `version` (as_of, then a clock of the fact rows a
+-- row was computed from) makes rewrites idempotent and lets the freshest computation win.
 CREATE TABLE IF NOT EXISTS {db}.provinces
 (
     province_code String,
