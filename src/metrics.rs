@@ -19,6 +19,8 @@ pub struct Metrics {
     /// ClickHouse read latency of the pipeline's own queries, per query.
     pub query_seconds: HistogramVec,
     pub insert_retries: IntCounter,
+    /// Failed ClickHouse reads that were retried (apart from writes).
+    pub query_retries: IntCounter,
     pub batch_messages: Histogram,
     pub consumer_lag: IntGaugeVec,
     pub committed_offset: IntGaugeVec,
@@ -160,6 +162,11 @@ impl Metrics {
             &registry,
             "insert_retries_total",
             "Failed ClickHouse/DLQ writes that were retried.",
+        );
+        let query_retries = counter(
+            &registry,
+            "query_retries_total",
+            "Failed ClickHouse reads of the pipeline's own queries (index materialiser, checkpoints) that were retried.",
         );
         let batch_messages = histogram(
             &registry,
@@ -318,6 +325,7 @@ impl Metrics {
             insert_seconds,
             query_seconds,
             insert_retries,
+            query_retries,
             batch_messages,
             consumer_lag,
             committed_offset,

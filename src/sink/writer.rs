@@ -106,7 +106,7 @@ impl RawEventWriter {
         match self.attempt::<T>(table, first).await {
             Ok(count) => Ok((count, Vec::new())),
             Err(error) => {
-                self.count_retry(&error);
+                self.count_retry(&self.metrics.insert_retries, &error);
                 tracing::warn!(table, %error, "ClickHouse insert failed; retrying");
                 let all: Vec<T> = rows().collect();
                 let failures = self.insert(table, &all).await?;
@@ -115,13 +115,14 @@ impl RawEventWriter {
         }
     }
 
-    /// Counts a retry after `error`; one for ClickHouse's availability also marks
-    /// consumption paused, first, so that a reader who sees the retry sees the pause.
-    fn count_retry(&self, error: &clickhouse::error::Error) {
+    /// Counts a retry of a write (`retries`: the insert or the query counter) after
+    /// `error`; one for ClickHouse's availability also marks consumption paused, first, so
+    /// that a reader who sees the retry sees the pause.
+    fn count_retry(&self, retries: &prometheus::IntCounter, error: &clickhouse::error::Error) {
         if !is_data_error(error) {
             self.metrics.paused.set(1);
         }
-        self.metrics.insert_retries.inc();
+        retries.inc();
     }
 
     async fn insert_range<T>(
@@ -161,7 +162,7 @@ impl RawEventWriter {
                     if self.shutdown.is_triggered() {
                         return Err(Abandoned);
                     }
-                    self.count_retry(&error);
+                    self.count_retry(&self.metrics.insert_retries, &error);
                     tracing::warn!(table, rows = rows.len(), %error, retry_in_ms = backoff.delay().as_millis() as u64, "ClickHouse insert failed; retrying");
                     backoff.wait().await?;
                 }
@@ -198,7 +199,7 @@ impl RawEventWriter {
                     if self.shutdown.is_triggered() {
                         return Err(Abandoned);
                     }
-                    self.count_retry(&error);
+                    self.count_retry(&self.metrics.query_retries, &error);
                     tracing::warn!(what, %error, retry_in_ms = backoff.delay().as_millis() as u64, "ClickHouse query failed; retrying");
                     backoff.wait().await?;
                 }
@@ -250,5 +251,78 @@ impl RawEventWriter {
         }
         insert.end().await?;
         Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(clickhouse::Row, serde::Serialize, serde::Deserialize)]
+    struct One {
+        d: u16,
+    }
+
+    /// A server that answers every request with 503, like a ClickHouse behind a proxy
+    /// while it is down.
+    fn unavailable_server() -> String {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for mut socket in listener.incoming().flatten() {
+                let mut buffer = [0u8; 4096];
+                let _ = socket.read(&mut buffer);
+                let _ = socket.write_all(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        url
+    }
+
+    fn writer(url: &str, metrics: &Metrics) -> (crate::shutdown::ShutdownTrigger, RawEventWriter) {
+        let (trigger, shutdown) = crate::shutdown::channel();
+        let client = Client::default().with_url(url).with_validation(false);
+        let step = Duration::from_millis(1);
+        let writer = RawEventWriter::new(client, metrics.clone(), step, step * 5, shutdown);
+        (trigger, writer)
+    }
+
+    /// Waits (without a deadline: the suite's own bounds the test) until `done`.
+    async fn until(done: impl Fn() -> bool) {
+        while !done() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn retried_reads_and_retried_writes_are_counted_apart() {
+        let url = unavailable_server();
+        let metrics = Metrics::new();
+
+        let (trigger, reader) = writer(&url, &metrics);
+        let read = tokio::spawn(async move {
+            reader
+                .fetch_all::<One>("probe", |c| c.query("SELECT 1 AS d"))
+                .await
+                .map(|rows| rows.len())
+        });
+        until(|| metrics.query_retries.get() >= 2).await;
+        trigger.trigger();
+        assert!(read.await.unwrap().is_err(), "abandoned at shutdown");
+        assert_eq!(metrics.insert_retries.get(), 0, "a read is not a write");
+        assert_eq!(metrics.paused.get(), 1, "an unavailable ClickHouse pauses");
+
+        let reads = metrics.query_retries.get();
+        let (trigger, inserter) = writer(&url, &metrics);
+        let insert =
+            tokio::spawn(
+                async move { inserter.insert("t", &[One { d: 1 }]).await.map(|f| f.len()) },
+            );
+        until(|| metrics.insert_retries.get() >= 2).await;
+        trigger.trigger();
+        assert!(insert.await.unwrap().is_err(), "abandoned at shutdown");
+        assert_eq!(metrics.query_retries.get(), reads, "a write is not a read");
     }
 }

@@ -197,16 +197,17 @@ async fn assert_windows_add_up_to(
     }
     let kpi = &windows.1;
     assert!(!kpi.is_empty(), "hotline window rows exist");
-    // A row's version: its day, then the tops of its inputs over the 366 days to `as_of`
-    // (a category's own; a province's over its categories).
+    // A row's version: its day, then the tops of its province's fact rows (every
+    // category's) over the 366 days to `as_of`.
     let hotline_clocks = day_clocks(
         env,
-        "SELECT if(g = 0, concat(province_code, '/', category), province_code) AS unit, d, top          FROM (SELECT province_code, category, toUInt16(day) AS d, source_partition, max(version) AS top                FROM hotline_day_counts FINAL GROUP BY province_code, category, d, source_partition)          ARRAY JOIN [0, 1] AS g",
+        "SELECT province_code AS unit, toUInt16(day) AS d, max(version) AS top \
+         FROM hotline_day_counts FINAL GROUP BY province_code, d, source_partition",
     )
     .await;
     for row in kpi {
         let want = expected_version(
-            hotline_clocks.get(&row.unit_id),
+            hotline_clocks.get(&row.province_code),
             row.as_of.saturating_sub(365),
             row.as_of,
         );

@@ -16,7 +16,7 @@ use crate::tables;
 
 use super::plan::{clip, months, plan, Writes};
 use super::{
-    content_hash, raise, write_series, Clock, Held, PassInput, PassStats, Series, Tops, WindowRow,
+    clocks_of, content_hash, write_series, Clock, Held, PassInput, PassStats, Series, WindowRow,
 };
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
@@ -172,10 +172,9 @@ impl HotlineWindows {
                 .await?;
             type Read = BTreeMap<String, BTreeMap<i64, HotlineDayCounts>>;
             let mut read: BTreeMap<String, Read> = BTreeMap::new();
-            // Per province-day, each partition's top (over categories), for the trust in
-            // the day; per category-day, for the rows' clocks.
-            let mut tops: BTreeMap<(String, i64), Tops> = BTreeMap::new();
-            let mut category_tops: BTreeMap<String, DayTops> = BTreeMap::new();
+            // Per province-day, each partition's top (over categories): the trust in the
+            // day, and its clock.
+            let mut tops: BTreeMap<(String, i64), Vec<(u32, u64)>> = BTreeMap::new();
             for row in rows {
                 let counts = HotlineDayCounts {
                     received: narrow_sum(row.received),
@@ -189,20 +188,11 @@ impl HotlineWindows {
                     response_bins: summed_response_bins(&row.bins, &row.bin_counts),
                 };
                 let day = i64::from(row.d);
-                raise(
-                    tops.entry((row.province_code.clone(), day)).or_default(),
-                    row.p,
-                    row.top,
-                );
-                raise(
-                    category_tops
-                        .entry(row.province_code.clone())
-                        .or_default()
-                        .entry((row.category.clone(), day))
-                        .or_default(),
-                    row.p,
-                    row.top,
-                );
+                let day_tops = tops.entry((row.province_code.clone(), day)).or_default();
+                match day_tops.iter_mut().find(|(p, _)| *p == row.p) {
+                    Some((_, top)) => *top = (*top).max(row.top),
+                    None => day_tops.push((row.p, row.top)),
+                }
                 read.entry(row.province_code)
                     .or_default()
                     .entry(row.category)
@@ -233,8 +223,11 @@ impl HotlineWindows {
                     .map(|(category, days)| (category, days.into_iter().collect()))
                     .collect();
                 let carried = carried.remove(&province).unwrap_or_default();
-                let read_tops = category_tops.remove(&province).unwrap_or_default();
-                held.take_read_tops(&province, (from, to), read_tops);
+                let clocks = (from..=to).filter_map(|day| {
+                    let day_tops = tops.get(&(province.clone(), day))?;
+                    Some((day, Clock::of_day(day_tops)?))
+                });
+                held.take_read_clocks(&province, (from, to), clocks.collect::<Vec<_>>());
                 held.cache
                     .entry(province)
                     .or_default()
@@ -243,10 +236,9 @@ impl HotlineWindows {
         }
         // Computed as they are written, month by month (`write_series`): the
         // province (all categories) and each category.
-        // Each planned province's sum over its categories, the base carried into it and
-        // its clocks, summed once for every month; and each category's clocks.
-        type Clocks = BTreeMap<i64, Clock>;
-        let totals: Vec<(BTreeMap<i64, HotlineDayCounts>, i64, Clocks)> = plan
+        // Each planned province's sum over its categories and the base carried into it,
+        // summed once for every month.
+        let totals: Vec<(BTreeMap<i64, HotlineDayCounts>, i64)> = plan
             .keys()
             .map(|(_, province)| {
                 let (mut total, mut base) = (BTreeMap::<i64, HotlineDayCounts>::new(), 0);
@@ -257,26 +249,18 @@ impl HotlineWindows {
                     }
                     base += cache.carried;
                 }
-                (total, base, held.day_clocks(province, None))
+                (total, base)
             })
             .collect();
-        let mut category_clocks: BTreeMap<(&str, &str), Clocks> = BTreeMap::new();
-        for (_, province) in plan.keys() {
-            let categories = held.cache.get(province).map(|c| c.units());
-            for category in categories.into_iter().flat_map(|c| c.keys()) {
-                let clocks = held.day_clocks(province, Some(category));
-                category_clocks.insert((province.as_str(), category.as_str()), clocks);
-            }
-        }
-        // Every unit: its key, day counts, carried base, clocks and planned intervals.
+        // Every unit: its key, day counts, carried base, clocks (its province's: a category's
+        // row moves with any of the province's, and so is written again at the newest day
+        // when another category changed) and planned intervals.
         let mut series: Vec<UnitSeries<'_>> = Vec::new();
-        for (((_, province), intervals), (total, total_base, total_clocks)) in
-            plan.iter().zip(&totals)
-        {
+        for (((_, province), intervals), (total, total_base)) in plan.iter().zip(&totals) {
+            let clocks = clocks_of(&held.clocks, province);
             let categories = held.cache.get(province).map(|c| c.units());
             for (category, cache) in categories.into_iter().flatten() {
-                let clocks = category_clocks.get(&(province.as_str(), category.as_str()));
-                if let (false, Some(clocks)) = (category.is_empty(), clocks) {
+                if !category.is_empty() {
                     series.push(UnitSeries {
                         unit: UnitKey {
                             unit_type: UnitType::Category,
@@ -298,7 +282,7 @@ impl HotlineWindows {
                 },
                 days: total,
                 base: *total_base,
-                clocks: total_clocks,
+                clocks,
                 intervals,
             });
         }
@@ -387,9 +371,6 @@ struct UnitSeries<'a> {
     clocks: &'a BTreeMap<i64, Clock>,
     intervals: &'a [(i64, i64)],
 }
-
-/// Tops per (category, day).
-type DayTops = BTreeMap<(String, i64), Tops>;
 
 impl WindowRow for HotlineKpiRow {
     const TABLES: [&'static str; 2] = [tables::HOTLINE_KPI_DAILY, tables::HOTLINE_KPI_LATEST];

@@ -165,38 +165,39 @@ impl WrittenRows {
     }
 }
 
-/// The top `version` per source partition of one unit-day's fact rows.
-pub(crate) type Tops = Vec<(u32, u64)>;
-
-/// Raises `partition`'s top in `tops` to `top`.
-fn raise(tops: &mut Tops, partition: u32, top: u64) {
-    match tops.iter_mut().find(|(p, _)| *p == partition) {
-        Some((_, t)) => *t = (*t).max(top),
-        None => tops.push((partition, top)),
-    }
-}
-
 /// What a window row was computed from, as a number that rises with every change of its
 /// inputs: Σ over the days it covers and their source partitions of the top `version` of
-/// the unit's fact rows there ([`Tops`]). A partition's writer gives a changed row the
-/// offset of its last change, beyond every row written on that partition before, so each
-/// (day, partition) term rises with every change and never falls (ClickHouse's merges
-/// keep the highest version); their sum rises whenever any input changes. So a row
-/// computed from a fresher view of the table has the higher clock, and two rows with one
-/// clock were computed from the same inputs, hence are equal. A view that is fresher on
-/// one day and older on another may have either clock; the instance that later sees the
-/// other day's change computes the row again, from inputs at least as fresh as both.
+/// its province's fact rows there (of the day-count table's rows of that framework and
+/// province, or of every hotline category of the province). A partition's writer gives a
+/// changed row the offset of its last change, beyond every row written on that partition
+/// before, so each (day, partition) term rises with every change and never falls
+/// (ClickHouse's merges keep the highest version); their sum rises whenever any input
+/// changes. So a row computed from a fresher view of the table has the higher clock, and
+/// two rows with one clock were computed from the same inputs, hence are equal. A view
+/// fresher on one day and older on another may have either clock; the instance that later
+/// sees the other day's change computes the row again, from inputs at least as fresh as
+/// both.
 ///
-/// Summed over days like counts (the windows' sliding sums), so [`window_sums`] computes it
-/// for every window beside the counts.
+/// Held per province-day, as a reader of the table sees it: from the same query as the
+/// day's sums, or raised by this process's own deltas (which carry their rows' top). A
+/// day of one partition keeps that partition and its top; of several, their sum only
+/// ([`Clock::SEVERAL`]: a delta then cannot raise it, and the day is read again). Summed
+/// over days like counts, so [`window_sums`] gives every window's clock beside its counts
+/// (the sums wrap, exactly, modulo 2⁶⁴).
 ///
 /// [`window_sums`]: crate::index::values::window_sums
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Clock(i128);
+pub(crate) struct Clock {
+    partition: u32,
+    value: u64,
+}
 
 impl Counts for Clock {
     fn add(&mut self, other: &Self, sign: i64) {
-        self.0 += i128::from(sign) * other.0;
+        self.value = self
+            .value
+            .wrapping_add(other.value.wrapping_mul(sign as u64));
+        self.partition = Self::SEVERAL;
     }
 }
 
@@ -204,9 +205,43 @@ impl Counts for Clock {
 const CLOCK_BITS: u32 = 48;
 
 impl Clock {
-    /// One day's clock: Σ of its partitions' tops.
-    fn of_day(tops: &Tops) -> Self {
-        Self(tops.iter().map(|(_, top)| i128::from(*top)).sum())
+    /// The partition of a day whose rows come from several, or of a sum of days.
+    const SEVERAL: u32 = u32::MAX;
+
+    /// A day's clock from its partitions' tops (as read); `None`: no rows.
+    fn of_day(tops: &[(u32, u64)]) -> Option<Self> {
+        match tops {
+            [] => None,
+            [(partition, top)] => Some(Self {
+                partition: *partition,
+                value: *top,
+            }),
+            _ => Some(Self {
+                partition: Self::SEVERAL,
+                value: tops
+                    .iter()
+                    .fold(0u64, |sum, (_, top)| sum.wrapping_add(*top)),
+            }),
+        }
+    }
+
+    /// Raises the day's top of `partition` to `top`; false if the day's rows come from
+    /// another partition too (its share of the sum is not known).
+    fn raise(day: &mut Option<Self>, partition: u32, top: u64) -> bool {
+        match day {
+            None => {
+                *day = Some(Self {
+                    partition,
+                    value: top,
+                });
+                true
+            }
+            Some(clock) if clock.partition == partition => {
+                clock.value = clock.value.max(top);
+                true
+            }
+            Some(_) => false,
+        }
     }
 
     /// The row `version` of a window at `as_of` with this clock: the day in the high bits,
@@ -218,9 +253,17 @@ impl Clock {
     /// before, so these supersede those.
     fn version(self, as_of: i64) -> u64 {
         let day = as_of.clamp(0, i64::from(u16::MAX)) as u64;
-        let clock = self.0.clamp(0, (1i128 << CLOCK_BITS) - 1) as u64;
-        (day << CLOCK_BITS) | clock
+        (day << CLOCK_BITS) | self.value.min((1 << CLOCK_BITS) - 1)
     }
+}
+
+/// The clocks of `key`'s days held (of a [`Held`]'s `clocks`, borrowed apart from the rest).
+fn clocks_of<'a, K: Eq + Hash>(
+    clocks: &'a HashMap<K, BTreeMap<i64, Clock>>,
+    key: &K,
+) -> &'a BTreeMap<i64, Clock> {
+    static NONE: BTreeMap<i64, Clock> = BTreeMap::new();
+    clocks.get(key).unwrap_or(&NONE)
 }
 
 /// A value hashed (stable within a process).
@@ -238,8 +281,8 @@ fn content_hash<T: std::hash::Hash>(value: &T) -> u64 {
 /// [`Held::finish`].
 struct Held<K, C> {
     cache: HashMap<K, DayCache<C>>,
-    /// Per (unit, day) held: its tops, as read with its sums or raised by own deltas.
-    tops: HashMap<K, BTreeMap<(String, i64), Tops>>,
+    /// Per day held, its [`Clock`].
+    clocks: HashMap<K, BTreeMap<i64, Clock>>,
     /// Per cached day: whose deltas may be added to it (see [`Writes::trusted`]).
     trust: HashMap<K, BTreeMap<i64, Trust>>,
     prints: HashMap<(String, String, i64, u32), u64>,
@@ -254,7 +297,7 @@ impl<K, C> Default for Held<K, C> {
     fn default() -> Self {
         Self {
             cache: HashMap::new(),
-            tops: HashMap::new(),
+            clocks: HashMap::new(),
             trust: HashMap::new(),
             prints: HashMap::new(),
             written: None,
@@ -275,7 +318,7 @@ impl<K: Eq + Hash + Clone, C: Carried + Counts> Held<K, C> {
     ) -> Result<(), Abandoned> {
         if everything {
             self.cache.clear();
-            self.tops.clear();
+            self.clocks.clear();
             self.trust.clear();
             self.prints.clear();
         }
@@ -350,7 +393,7 @@ impl<K: Eq + Hash + Clone, C: Carried + Counts> Held<K, C> {
             };
             if C::CARRIES && cache.from().is_some_and(|from| day < from) {
                 self.cache.remove(&key);
-                self.tops.remove(&key);
+                self.clocks.remove(&key);
                 self.trust.remove(&key);
                 continue;
             }
@@ -362,14 +405,11 @@ impl<K: Eq + Hash + Clone, C: Carried + Counts> Held<K, C> {
                 .get(&key)
                 .and_then(|t| t.get(&day))
                 .is_some_and(|t| t.allows(writes, partition));
-            if trusted {
+            let clocks = self.clocks.entry(key).or_default();
+            let mut clock = clocks.get(&day).copied();
+            if trusted && Clock::raise(&mut clock, partition, delta.top) {
                 cache.add_to_day(unit, day, &delta.counts);
-                let tops = self.tops.entry(key).or_default();
-                raise(
-                    tops.entry((unit.to_owned(), day)).or_default(),
-                    partition,
-                    delta.top,
-                );
+                clocks.extend(clock.map(|c| (day, c)));
                 added += 1;
             } else {
                 cache.mark_stale([day]);
@@ -378,28 +418,17 @@ impl<K: Eq + Hash + Clone, C: Carried + Counts> Held<K, C> {
         added
     }
 
-    /// Takes the tops of a read of `key`'s days `[from, to]` (every unit's; a unit-day
-    /// absent from `read` has no rows).
-    fn take_read_tops(
+    /// Takes the clocks of a read of `key`'s days `[from, to]` (a day absent from `read`
+    /// has no rows).
+    fn take_read_clocks(
         &mut self,
         key: &K,
         (from, to): (i64, i64),
-        read: impl IntoIterator<Item = ((String, i64), Tops)>,
+        read: impl IntoIterator<Item = (i64, Clock)>,
     ) {
-        let tops = self.tops.entry(key.clone()).or_default();
-        tops.retain(|(_, day), _| *day < from || *day > to);
-        tops.extend(read);
-    }
-
-    /// Per day, the clock of `key`'s unit `unit` (`None`: of all its units summed).
-    fn day_clocks(&self, key: &K, unit: Option<&str>) -> BTreeMap<i64, Clock> {
-        let mut clocks: BTreeMap<i64, Clock> = BTreeMap::new();
-        for ((name, day), tops) in self.tops.get(key).into_iter().flatten() {
-            if unit.is_none_or(|u| u == name) {
-                clocks.entry(*day).or_default().add(&Clock::of_day(tops), 1);
-            }
-        }
-        clocks
+        let clocks = self.clocks.entry(key.clone()).or_default();
+        clocks.retain(|day, _| *day < from || *day > to);
+        clocks.extend(read);
     }
 
     /// A pass's end, once its rows are written ([`write_series`]): keeps `newest` as
@@ -411,13 +440,13 @@ impl<K: Eq + Hash + Clone, C: Carried + Counts> Held<K, C> {
             cache.trim(keep_from);
         }
         self.cache.retain(|_, c| !c.is_empty());
-        for (key, tops) in self.tops.iter_mut() {
+        for (key, clocks) in self.clocks.iter_mut() {
             match self.cache.get(key) {
-                Some(_) => tops.retain(|(_, day), _| *day >= keep_from),
-                None => tops.clear(),
+                Some(_) => *clocks = clocks.split_off(&keep_from),
+                None => clocks.clear(),
             }
         }
-        self.tops.retain(|_, t| !t.is_empty());
+        self.clocks.retain(|_, c| !c.is_empty());
         for (key, trust) in self.trust.iter_mut() {
             match self.cache.get(key) {
                 Some(_) => *trust = trust.split_off(&keep_from),
@@ -636,23 +665,35 @@ mod tests {
 
     #[test]
     fn a_clock_rises_with_every_change_of_an_input_and_the_day_comes_first() {
-        let day = |tops: &[(u32, u64)]| Clock::of_day(&tops.to_vec());
-        let mut before = day(&[(0, 100), (1, 7)]);
+        let day = |tops: &[(u32, u64)]| Clock::of_day(tops).unwrap();
+        let before = day(&[(0, 100), (1, 7)]);
         // A change on either partition lies beyond all of that partition's rows.
-        let mut after = day(&[(0, 101), (1, 7)]);
-        assert!(after.version(20_000) > before.version(20_000));
-        after = day(&[(0, 100), (1, 8)]);
-        assert!(after.version(20_000) > before.version(20_000));
-        // Summed over the days a window covers, as counts are.
-        before.add(&day(&[(0, 50)]), 1);
-        assert_eq!(before, day(&[(0, 150), (1, 7)]));
+        assert!(day(&[(0, 101), (1, 7)]).version(20_000) > before.version(20_000));
+        assert!(day(&[(0, 100), (1, 8)]).version(20_000) > before.version(20_000));
+        // Summed over the days a window covers, as counts are, and taken off again.
+        let mut window = before;
+        window.add(&day(&[(0, 50)]), 1);
+        assert_eq!(window.value, 157);
+        window.add(&day(&[(0, 50)]), -1);
+        assert_eq!(window.value, before.value);
+        // A delta raises a day of its own partition, not a day of several.
+        let mut one = Some(day(&[(3, 10)]));
+        assert!(Clock::raise(&mut one, 3, 12));
+        assert_eq!(one, Some(day(&[(3, 12)])));
+        assert!(
+            !Clock::raise(&mut one, 4, 13),
+            "partition 3's share unknown then"
+        );
+        let mut none = None;
+        assert!(Clock::raise(&mut none, 4, 13));
+        assert_eq!(none, Some(day(&[(4, 13)])));
         // A newer day wins in `*_latest`, whatever the clocks.
-        assert!(Clock(0).version(20_001) > Clock(1 << 40).version(20_000));
+        assert!(day(&[(0, 0)]).version(20_001) > day(&[(0, 1 << 40)]).version(20_000));
         // Above the snapshot-time versions of earlier rows (microseconds, until 2100) from
         // the 31st day on.
-        assert!(Clock(0).version(31) > 4_102_444_800_000_000);
+        assert!(day(&[(0, 0)]).version(31) > 4_102_444_800_000_000);
         // A clock beyond its bits is cut, not carried into the day.
-        assert_eq!(Clock(i128::MAX).version(5) >> CLOCK_BITS, 5);
+        assert_eq!(day(&[(0, u64::MAX)]).version(5) >> CLOCK_BITS, 5);
     }
 
     /// A count per unit-day, carried over from earlier days or not.
@@ -719,8 +760,8 @@ mod tests {
         assert_eq!(held.add_own_deltas(deltas, &writes), 1);
         assert_eq!(day(&held, 12), Some(6));
         assert_eq!(
-            held.day_clocks(&"p".to_owned(), Some("u")).get(&12),
-            Some(&Clock(95)),
+            clocks_of(&held.clocks, &"p".to_owned()).get(&12),
+            Clock::of_day(&[(0, 95)]).as_ref(),
             "the day's top raised with the delta"
         );
         let cache = &held.cache["p"];

@@ -16,7 +16,9 @@ use crate::sink::writer::{Abandoned, RawEventWriter};
 use crate::tables;
 
 use super::plan::{clip, months, plan, Writes};
-use super::{content_hash, write_series, Clock, Held, PassInput, PassStats, Series, WindowRow};
+use super::{
+    clocks_of, content_hash, write_series, Clock, Held, PassInput, PassStats, Series, WindowRow,
+};
 
 #[derive(Debug, clickhouse::Row, Deserialize)]
 struct SurveySumRow {
@@ -204,12 +206,12 @@ impl SurveyWindows {
                     let tops = days.get(&day).map_or(&[][..], |(_, tops)| tops);
                     trust.insert(day, writes.trusted(tops));
                 }
-                let mut day_tops = Vec::with_capacity(days.len());
+                let mut clocks = Vec::with_capacity(days.len());
                 for (day, (sum, tops)) in days {
                     sums.push((day, sum));
-                    day_tops.push(((WHOLE.to_owned(), day), tops));
+                    clocks.extend(Clock::of_day(&tops).map(|c| (day, c)));
                 }
-                held.take_read_tops(&key, (from, to), day_tops);
+                held.take_read_clocks(&key, (from, to), clocks);
                 held.cache.entry(key).or_default().apply_read(
                     from,
                     to,
@@ -220,14 +222,10 @@ impl SurveyWindows {
         }
         // Computed as they are written, month by month (`write_series`): each
         // planned province's framework, unit, day sums and clocks are looked up once.
-        let clocks: Vec<BTreeMap<i64, Clock>> = plan
-            .keys()
-            .map(|key| held.day_clocks(key, Some(WHOLE)))
-            .collect();
         let series: Vec<SurveySeries<'_>> = plan
             .iter()
-            .zip(&clocks)
-            .filter_map(|((key, intervals), clocks)| {
+            .filter_map(|(key, intervals)| {
+                let clocks = clocks_of(&held.clocks, key);
                 let framework = self.frameworks.get(&key.0)?;
                 let days = &held.cache.get(key)?.units().get(WHOLE)?.days;
                 let unit = UnitKey {
