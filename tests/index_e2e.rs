@@ -486,6 +486,9 @@ async fn daily_values_and_the_ranking_match_an_independent_computation() {
         ) >= 1.0,
         "the split province is counted in the metric"
     );
+    // Its window rows' versions (and every other's) are the clocks of the facts they came
+    // from, over both partitions.
+    support::index::assert_window_versions(&env).await;
     // --- The future-dated survey went to the DLQ with its own reason, and moved no "today".
     // (The dead letter is written after the message is handed to the index.)
     wait_for("the future-dated survey's dead letter", || async {

@@ -162,6 +162,55 @@ pub async fn assert_windows_add_up(env: &TestEnv) {
     assert_windows_add_up_to(env, &windows(env).await).await;
 }
 
+/// Every window row's `version` is its `as_of`, then the clock of the fact rows it was
+/// computed from, computed here from the fact tables: a survey row's, Σ over its window's
+/// days and their source partitions of the top fact `version` of its framework and
+/// province; a hotline row's, the same over the 366 days to its `as_of` for its province.
+pub async fn assert_window_versions(env: &TestEnv) {
+    assert_window_versions_of(env, &windows(env).await).await;
+}
+
+#[allow(clippy::type_complexity)]
+async fn assert_window_versions_of(
+    env: &TestEnv,
+    windows: &(
+        Vec<SatisfactionRow>,
+        Vec<HotlineKpiRow>,
+        Vec<SatisfactionRow>,
+        Vec<HotlineKpiRow>,
+    ),
+) {
+    // A row's version: its day, then the tops of its window's days.
+    let survey_clocks = day_clocks(
+        env,
+        "SELECT concat(framework, '|', province_code) AS unit, toUInt16(day) AS d, max(version) AS top \
+         FROM satisfaction_day_counts FINAL GROUP BY framework, province_code, d, source_partition",
+    )
+    .await;
+    let provinces = windows.0.iter().chain(&windows.2);
+    for row in provinces.filter(|r| r.unit_type == "province") {
+        let unit = format!("{}|{}", row.framework, row.unit_id);
+        let want = expected_version(survey_clocks.get(&unit), row.window_start, row.as_of);
+        assert_eq!(row.version, want, "version of {row:?}");
+    }
+    // A row's version: its day, then the tops of its province's fact rows (every
+    // category's) over the 366 days to `as_of`.
+    let hotline_clocks = day_clocks(
+        env,
+        "SELECT province_code AS unit, toUInt16(day) AS d, max(version) AS top \
+         FROM hotline_day_counts FINAL GROUP BY province_code, d, source_partition",
+    )
+    .await;
+    for row in windows.1.iter().chain(&windows.3) {
+        let want = expected_version(
+            hotline_clocks.get(&row.province_code),
+            row.as_of.saturating_sub(365),
+            row.as_of,
+        );
+        assert_eq!(row.version, want, "version of {row:?}");
+    }
+}
+
 /// `assert_windows_add_up` on window rows already read by [`windows`].
 #[allow(clippy::type_complexity)]
 async fn assert_windows_add_up_to(
@@ -173,6 +222,7 @@ async fn assert_windows_add_up_to(
         Vec<HotlineKpiRow>,
     ),
 ) {
+    assert_window_versions_of(env, windows).await;
     let client = env.clickhouse();
     let hotline: Vec<HotlineDay> = client
         .query("SELECT province_code, category, toUInt16(day) AS d, sum(received) AS received, sum(responded) AS responded, sum(rejected) AS rejected FROM hotline_day_totals GROUP BY province_code, category, d")
@@ -197,22 +247,6 @@ async fn assert_windows_add_up_to(
     }
     let kpi = &windows.1;
     assert!(!kpi.is_empty(), "hotline window rows exist");
-    // A row's version: its day, then the tops of its province's fact rows (every
-    // category's) over the 366 days to `as_of`.
-    let hotline_clocks = day_clocks(
-        env,
-        "SELECT province_code AS unit, toUInt16(day) AS d, max(version) AS top \
-         FROM hotline_day_counts FINAL GROUP BY province_code, d, source_partition",
-    )
-    .await;
-    for row in kpi {
-        let want = expected_version(
-            hotline_clocks.get(&row.province_code),
-            row.as_of.saturating_sub(365),
-            row.as_of,
-        );
-        assert_eq!(row.version, want, "version of {row:?}");
-    }
     let mut seen: std::collections::BTreeSet<(String, u16)> = Default::default();
     for row in kpi {
         let Some(days) = facts.get(&row.unit_id) else {
@@ -253,21 +287,6 @@ async fn assert_windows_add_up_to(
     }
     let daily = &windows.0;
     assert!(!daily.is_empty(), "satisfaction window rows exist");
-    // A row's version: its day, then the tops of its window's days.
-    let survey_clocks = day_clocks(
-        env,
-        "SELECT concat(framework, '|', province_code) AS unit, toUInt16(day) AS d, max(version) AS top          FROM satisfaction_day_counts FINAL GROUP BY framework, province_code, d, source_partition",
-    )
-    .await;
-    for row in daily
-        .iter()
-        .chain(&windows.2)
-        .filter(|r| r.unit_type == "province")
-    {
-        let unit = format!("{}|{}", row.framework, row.unit_id);
-        let want = expected_version(survey_clocks.get(&unit), row.window_start, row.as_of);
-        assert_eq!(row.version, want, "version of {row:?}");
-    }
     let mut seen: std::collections::BTreeSet<(String, String, u16)> = Default::default();
     for row in daily.iter().filter(|r| r.unit_type == "province") {
         let days = &facts[&(row.framework.clone(), row.unit_id.clone())];
