@@ -8,17 +8,18 @@ use std::collections::BTreeMap;
 
 use super::TestEnv;
 
+/// The window tables' rows: satisfaction daily, hotline daily, satisfaction latest,
+/// hotline latest.
+pub type Windows = (
+    Vec<SatisfactionRow>,
+    Vec<HotlineKpiRow>,
+    Vec<SatisfactionRow>,
+    Vec<HotlineKpiRow>,
+);
+
 /// The window tables (daily and latest), each row with its `version`: what it was computed
 /// from (the day counts' versions), so one log gives the same versions however it was cut.
-#[allow(clippy::type_complexity)]
-pub async fn windows(
-    env: &TestEnv,
-) -> (
-    Vec<SatisfactionRow>,
-    Vec<HotlineKpiRow>,
-    Vec<SatisfactionRow>,
-    Vec<HotlineKpiRow>,
-) {
+pub async fn windows(env: &TestEnv) -> Windows {
     let client = env.clickhouse();
     let daily = client
         .query("SELECT ?fields FROM satisfaction_daily FINAL ORDER BY framework, unit_type, unit_id, window, as_of")
@@ -45,15 +46,7 @@ pub async fn windows(
 
 /// [`windows`] without `version`: for comparing the windows of two different logs of the
 /// same events (whose offsets, hence versions, differ).
-#[allow(clippy::type_complexity)]
-pub async fn window_values(
-    env: &TestEnv,
-) -> (
-    Vec<SatisfactionRow>,
-    Vec<HotlineKpiRow>,
-    Vec<SatisfactionRow>,
-    Vec<HotlineKpiRow>,
-) {
+pub async fn window_values(env: &TestEnv) -> Windows {
     let (mut daily, mut hotline_daily, mut latest, mut hotline_latest) = windows(env).await;
     daily.iter_mut().for_each(|r| r.version = 0);
     latest.iter_mut().for_each(|r| r.version = 0);
@@ -170,16 +163,7 @@ pub async fn assert_window_versions(env: &TestEnv) {
     assert_window_versions_of(env, &windows(env).await).await;
 }
 
-#[allow(clippy::type_complexity)]
-async fn assert_window_versions_of(
-    env: &TestEnv,
-    windows: &(
-        Vec<SatisfactionRow>,
-        Vec<HotlineKpiRow>,
-        Vec<SatisfactionRow>,
-        Vec<HotlineKpiRow>,
-    ),
-) {
+async fn assert_window_versions_of(env: &TestEnv, windows: &Windows) {
     // A row's version: its day, then the tops of its window's days.
     let survey_clocks = day_clocks(
         env,
@@ -212,16 +196,7 @@ async fn assert_window_versions_of(
 }
 
 /// `assert_windows_add_up` on window rows already read by [`windows`].
-#[allow(clippy::type_complexity)]
-async fn assert_windows_add_up_to(
-    env: &TestEnv,
-    windows: &(
-        Vec<SatisfactionRow>,
-        Vec<HotlineKpiRow>,
-        Vec<SatisfactionRow>,
-        Vec<HotlineKpiRow>,
-    ),
-) {
+async fn assert_windows_add_up_to(env: &TestEnv, windows: &Windows) {
     assert_window_versions_of(env, windows).await;
     let client = env.clickhouse();
     let hotline: Vec<HotlineDay> = client

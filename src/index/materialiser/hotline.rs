@@ -223,10 +223,10 @@ impl HotlineWindows {
                     .map(|(category, days)| (category, days.into_iter().collect()))
                     .collect();
                 let carried = carried.remove(&province).unwrap_or_default();
-                let clocks = (from..=to).filter_map(|day| {
-                    let day_tops = tops.get(&(province.clone(), day))?;
-                    Some((day, Clock::of_day(day_tops)?))
-                });
+                let span = (province.clone(), from)..=(province.clone(), to);
+                let clocks = tops
+                    .range(span)
+                    .filter_map(|((_, day), day_tops)| Some((*day, Clock::of_day(day_tops)?)));
                 held.take_read_clocks(&province, (from, to), clocks.collect::<Vec<_>>());
                 held.cache
                     .entry(province)

@@ -739,6 +739,14 @@ mod tests {
         (held, writes)
     }
 
+    /// An own delta of `n` whose rows' top is 95.
+    fn delta<const CARRIES: bool>(n: i64) -> DayDelta<N<CARRIES>> {
+        DayDelta {
+            counts: N(n),
+            top: 95,
+        }
+    }
+
     fn day<const CARRIES: bool>(held: &Held<String, N<CARRIES>>, day: i64) -> Option<i64> {
         let units = held.cache.get("p")?.units();
         units.get("u")?.days.get(&day).map(|n| n.0)
@@ -789,19 +797,7 @@ mod tests {
     fn a_delta_before_the_days_held_drops_the_key_only_when_counts_carry_over() {
         let (mut held, writes) = holding::<false>();
         assert_eq!(
-            held.add_own_deltas(
-                [(
-                    "p".to_owned(),
-                    "u",
-                    9,
-                    0,
-                    &DayDelta {
-                        counts: N(5),
-                        top: 95
-                    }
-                )],
-                &writes
-            ),
+            held.add_own_deltas([("p".to_owned(), "u", 9, 0, &delta(5))], &writes),
             0
         );
         assert_eq!(day(&held, 12), Some(1), "nothing held changes");
@@ -809,19 +805,7 @@ mod tests {
 
         let (mut held, writes) = holding::<true>();
         assert_eq!(
-            held.add_own_deltas(
-                [(
-                    "p".to_owned(),
-                    "u",
-                    9,
-                    0,
-                    &DayDelta {
-                        counts: N(5),
-                        top: 95
-                    }
-                )],
-                &writes
-            ),
+            held.add_own_deltas([("p".to_owned(), "u", 9, 0, &delta(5))], &writes),
             0
         );
         assert!(
